@@ -1,0 +1,26 @@
+//! Portcullis: a thread-per-core, io_uring edge proxy that puts MCP Authorization in front of
+//! MCP servers and reads agentgateway's YAML configuration.
+//!
+//! Architecture in brief:
+//! - `config` turns YAML (agentgateway v0.10.5 or current dialect) into a serde wire model, then
+//!   lowers it into an immutable, validated [`snapshot::Snapshot`]; only lowering validates.
+//! - `runtime` starts one monoio runtime per worker thread, each with its own SO_REUSEPORT
+//!   listener per bind; a control thread watches the config and publishes new snapshots.
+//! - `http` holds the sans-IO HTTP/1.1 codec (`http::h1`) and the per-connection I/O loop.
+//! - `routing` and `policy` are pure: they match requests and decide, they never do I/O.
+//! - `admin` serves Prometheus metrics and readiness, aggregating per-worker counters at scrape.
+//!
+//! Not here: HTTP/2 (refused with a clear error), TCP/TLS passthrough listeners.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod config;
+pub mod http;
+pub mod policy;
+pub mod routing;
+pub mod runtime;
+pub mod snapshot;
+pub mod telemetry;
+
+#[doc(hidden)]
+pub mod fuzzing;
