@@ -1,1 +1,226 @@
-//! TODO-doc
+//! The validated runtime model: an immutable [`Snapshot`] of the whole configuration that workers
+//! read on every request.
+//!
+//! Owns: the types the data plane uses (binds, listeners, compiled route tables, per-route policies
+//! with their responses pre-rendered as bytes). Built only by `config::lower`; never mutated after.
+//! Not here: serde, YAML, validation (that is `config`), or any I/O.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::http::response::Prebuilt;
+use crate::policy::cors::Cors;
+use crate::policy::headers::HeaderModifier;
+use crate::policy::rewrite::PathRewrite;
+use crate::routing::RouteTable;
+
+/// Everything a worker needs to serve traffic. Shared across workers behind an `Arc`; each worker
+/// keeps its own `Rc` handle so the request path never touches a shared reference count.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Increases by one on every successful (re)load.
+    pub generation: u64,
+    pub settings: Settings,
+    pub binds: Vec<Bind>,
+}
+
+/// Process-wide settings from the top-level `config` block. Read at start-up; on reload only the
+/// timeouts and limits are taken over (addresses and worker count need a restart).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub worker_threads: Option<WorkerThreads>,
+    pub stats_addr: SocketAddr,
+    pub readiness_addr: SocketAddr,
+    /// Grace period for in-flight requests after SIGTERM/SIGINT (`connectionTerminationDeadline`).
+    pub termination_deadline: Duration,
+    pub limits: Limits,
+    pub upstream: UpstreamSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerThreads {
+    Count(usize),
+    /// Percentage of the CPUs available to the process, at least one worker.
+    Percent(u32),
+}
+
+/// Limits and timeouts applied to every downstream connection.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body accepted; larger → 413.
+    pub max_body: u64,
+    /// A request head must arrive completely within this time (slowloris guard) → 408.
+    pub header_timeout: Duration,
+    /// A keep-alive connection with no request in flight is closed after this long.
+    pub idle_timeout: Duration,
+    /// TLS handshakes that take longer are dropped.
+    pub tls_handshake_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    pub connect_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    /// Idle connections kept per upstream address per worker.
+    pub pool_max_idle: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub json: bool,
+    pub filter: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            worker_threads: None,
+            stats_addr: SocketAddr::from(([0, 0, 0, 0], 15020)),
+            readiness_addr: SocketAddr::from(([0, 0, 0, 0], 15021)),
+            termination_deadline: Duration::from_secs(5),
+            limits: Limits {
+                max_body: 2 * 1024 * 1024,
+                header_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(600),
+                tls_handshake_timeout: Duration::from_secs(15),
+            },
+            upstream: UpstreamSettings {
+                connect_timeout: Duration::from_secs(10),
+                pool_idle_timeout: Duration::from_secs(90),
+                pool_max_idle: 64,
+            },
+            log: LogSettings {
+                json: false,
+                filter: None,
+            },
+        }
+    }
+}
+
+/// One port, with the listeners that share it.
+#[derive(Debug)]
+pub struct Bind {
+    pub port: u16,
+    /// Set when the listeners on this port speak HTTPS.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub listeners: Vec<Listener>,
+}
+
+impl Bind {
+    /// The listener that serves `host` (port already stripped): the most specific hostname wins,
+    /// a listener without hostname serves everything else.
+    pub fn listener_for(&self, host: &str) -> Option<&Listener> {
+        if self.listeners.len() == 1 {
+            return self.listeners.first();
+        }
+        let mut best: Option<(&Listener, usize)> = None;
+        for l in &self.listeners {
+            let score = match &l.hostname {
+                None => 1,
+                Some(h) if crate::routing::hostname_matches(h, host) => {
+                    if h.starts_with("*.") {
+                        2 + h.len()
+                    } else {
+                        usize::MAX
+                    }
+                }
+                Some(_) => continue,
+            };
+            if best.is_none_or(|(_, s)| score > s) {
+                best = Some((l, score));
+            }
+        }
+        best.map(|(l, _)| l)
+    }
+}
+
+#[derive(Debug)]
+pub struct Listener {
+    pub name: String,
+    pub hostname: Option<String>,
+    pub https: bool,
+    pub routes: RouteTable<Route>,
+}
+
+/// A compiled route: what to do with a request once it matched.
+#[derive(Debug)]
+pub struct Route {
+    /// `name` as configured, or agentgateway's default `route<idx>`; used in metrics and logs.
+    pub name: Arc<str>,
+    pub policies: Policies,
+    pub backend: Backend,
+}
+
+/// Per-route policies, in the order they are applied.
+#[derive(Debug, Default)]
+pub struct Policies {
+    pub cors: Option<Cors>,
+    /// Authentication that this build cannot enforce yet: every request is refused (fail closed).
+    pub unenforced_auth: Option<&'static str>,
+    pub redirect: Option<Redirect>,
+    pub direct: Option<Prebuilt>,
+    pub request_headers: Option<HeaderModifier>,
+    pub response_headers: Option<HeaderModifier>,
+    pub rewrite: Option<Rewrite>,
+    pub timeouts: Timeouts,
+    /// Keep the client's `Authorization` header when forwarding (`backendAuth: {passthrough: {}}`).
+    pub auth_passthrough: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Rewrite {
+    pub path: Option<PathRewrite>,
+    pub authority: Option<AuthorityRewrite>,
+}
+
+#[derive(Debug, Clone)]
+pub enum AuthorityRewrite {
+    /// Replace the whole `Host` with this value.
+    Full(String),
+    /// Keep the port, replace the host.
+    Host(String),
+    /// Keep the host, replace the port.
+    Port(u16),
+}
+
+#[derive(Debug)]
+pub struct Redirect {
+    pub scheme: Option<String>,
+    pub authority: Option<AuthorityRewrite>,
+    pub path: Option<PathRewrite>,
+    pub status: u16,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timeouts {
+    /// Whole request: from the end of the request head to the upstream response head.
+    pub request: Option<Duration>,
+    /// Upstream only: from sending the request to the upstream response head.
+    pub backend: Option<Duration>,
+}
+
+#[derive(Debug)]
+pub enum Backend {
+    /// No backend: only policies that answer locally (direct response, redirect) make sense.
+    None,
+    Hosts(Vec<HostTarget>),
+    /// An `mcp` backend: validated now, relayed by the MCP relay (not in this build).
+    Mcp { targets: usize },
+}
+
+#[derive(Debug, Clone)]
+pub struct HostTarget {
+    /// `host:port` as configured, sent as the upstream authority when the client sent none.
+    pub authority: String,
+    pub addr: HostAddr,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone)]
+pub enum HostAddr {
+    Resolved(SocketAddr),
+    /// A host name, resolved when a connection is opened.
+    Name(String, u16),
+}

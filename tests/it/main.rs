@@ -1,1 +1,11 @@
+//! Integration tests: each starts the real `portcullis` binary on ephemeral loopback ports and
+//! talks HTTP/1.1 to it; I/O tests run on both monoio drivers (io_uring and epoll).
 
+mod harness;
+
+mod bad_input; // malformed, oversized and smuggling requests get their status; others keep working
+mod config_cli; // --validate-only, malformed configs name their path, env expansion, seed
+mod cors; // preflight, actual and error responses
+mod lifecycle; // hot reload good and bad, SIGTERM drain, metrics and readiness
+mod proxy; // host backends: headers, bodies, pipelining, SSE streaming, errors, timeouts
+mod routing; // agentgateway precedence table

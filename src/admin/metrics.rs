@@ -1,0 +1,152 @@
+//! Per-worker request metrics, kept in plain (non-atomic) counters owned by one worker and copied
+//! out when the stats endpoint scrapes; the admin thread sums the copies.
+//!
+//! Owns: counters by route and status, a fixed-bucket latency histogram, connection gauges, and
+//! the Prometheus text rendering. Not here: the HTTP server for `/metrics` (see `admin`).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// Upper bounds of the latency buckets, in seconds.
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+#[derive(Debug, Default, Clone)]
+pub struct WorkerMetrics {
+    /// route name → (status, count) pairs. Requests that matched no route use the name "".
+    /// Keyed by an owned copy of the name so that counting never touches the snapshot's shared
+    /// reference counts.
+    pub requests: HashMap<Box<str>, Vec<(u16, u64)>>,
+    /// Cumulative-free counts per bucket; the last slot counts everything above the last bound.
+    pub latency: [u64; LATENCY_BUCKETS.len() + 1],
+    pub latency_sum: Duration,
+    pub latency_count: u64,
+    pub open_connections: u64,
+    pub accepted_connections: u64,
+}
+
+impl WorkerMetrics {
+    pub fn record(&mut self, route: &str, status: u16, elapsed: Duration) {
+        let counts = match self.requests.get_mut(route) {
+            Some(c) => c,
+            None => self.requests.entry(route.into()).or_default(),
+        };
+        match counts.iter_mut().find(|(s, _)| *s == status) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((status, 1)),
+        }
+        let secs = elapsed.as_secs_f64();
+        let idx = LATENCY_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.latency[idx] += 1;
+        self.latency_sum += elapsed;
+        self.latency_count += 1;
+    }
+
+    pub fn merge(&mut self, other: &WorkerMetrics) {
+        for (route, counts) in &other.requests {
+            let mine = self.requests.entry(route.clone()).or_default();
+            for (status, n) in counts {
+                match mine.iter_mut().find(|(s, _)| s == status) {
+                    Some((_, m)) => *m += n,
+                    None => mine.push((*status, *n)),
+                }
+            }
+        }
+        for (a, b) in self.latency.iter_mut().zip(other.latency.iter()) {
+            *a += b;
+        }
+        self.latency_sum += other.latency_sum;
+        self.latency_count += other.latency_count;
+        self.open_connections += other.open_connections;
+        self.accepted_connections += other.accepted_connections;
+    }
+}
+
+/// Renders per-worker snapshots (index = worker id) in the Prometheus text format, with
+/// per-worker connection gauges and totals summed across workers.
+pub fn render(workers: &[WorkerMetrics]) -> String {
+    let mut total = WorkerMetrics::default();
+    for w in workers {
+        total.merge(w);
+    }
+    let mut s = String::with_capacity(4096);
+    s.push_str("# HELP portcullis_requests_total HTTP requests served, by route and status.\n");
+    s.push_str("# TYPE portcullis_requests_total counter\n");
+    let mut rows: Vec<(&str, u16, u64)> = total
+        .requests
+        .iter()
+        .flat_map(|(r, c)| c.iter().map(move |(s, n)| (&**r, *s, *n)))
+        .collect();
+    rows.sort();
+    for (route, status, n) in rows {
+        let _ = writeln!(
+            s,
+            "portcullis_requests_total{{route=\"{}\",status=\"{}\"}} {}",
+            escape_label(route),
+            status,
+            n
+        );
+    }
+    s.push_str("# HELP portcullis_request_duration_seconds Time from request head to response end.\n");
+    s.push_str("# TYPE portcullis_request_duration_seconds histogram\n");
+    let mut cum = 0u64;
+    for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+        cum += total.latency[i];
+        let _ = writeln!(s, "portcullis_request_duration_seconds_bucket{{le=\"{bound}\"}} {cum}");
+    }
+    cum += total.latency[LATENCY_BUCKETS.len()];
+    let _ = writeln!(s, "portcullis_request_duration_seconds_bucket{{le=\"+Inf\"}} {cum}");
+    let _ = writeln!(
+        s,
+        "portcullis_request_duration_seconds_sum {}",
+        total.latency_sum.as_secs_f64()
+    );
+    let _ = writeln!(s, "portcullis_request_duration_seconds_count {}", total.latency_count);
+    s.push_str("# HELP portcullis_open_connections Downstream connections open, per worker.\n");
+    s.push_str("# TYPE portcullis_open_connections gauge\n");
+    for (i, w) in workers.iter().enumerate() {
+        let _ = writeln!(s, "portcullis_open_connections{{worker=\"{i}\"}} {}", w.open_connections);
+    }
+    s.push_str("# HELP portcullis_connections_accepted_total Downstream connections accepted, per worker.\n");
+    s.push_str("# TYPE portcullis_connections_accepted_total counter\n");
+    for (i, w) in workers.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "portcullis_connections_accepted_total{{worker=\"{i}\"}} {}",
+            w.accepted_connections
+        );
+    }
+    s
+}
+
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merges_and_renders() {
+        let r = "r1";
+        let mut a = WorkerMetrics::default();
+        a.record(r, 200, Duration::from_micros(50));
+        a.open_connections = 2;
+        let mut b = WorkerMetrics::default();
+        b.record(r, 200, Duration::from_millis(2));
+        b.record("r\"2", 404, Duration::from_secs(9));
+        let text = render(&[a, b]);
+        assert!(text.contains("portcullis_requests_total{route=\"r1\",status=\"200\"} 2"), "{text}");
+        assert!(text.contains("route=\"r\\\"2\",status=\"404\"} 1"));
+        assert!(text.contains("portcullis_request_duration_seconds_bucket{le=\"0.0001\"} 1"));
+        assert!(text.contains("portcullis_request_duration_seconds_bucket{le=\"+Inf\"} 3"));
+        assert!(text.contains("portcullis_open_connections{worker=\"0\"} 2"));
+        assert!(text.contains("portcullis_request_duration_seconds_count 3"));
+    }
+}

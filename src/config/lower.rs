@@ -1,0 +1,370 @@
+//! Lowering: the validated wire model becomes the runtime [`Snapshot`] workers serve from.
+//!
+//! Owns: defaults that need context (route names, addresses), compiling matchers and policies,
+//! pre-rendering direct responses, resolving backend addresses, loading TLS material. Every
+//! problem is collected with its path; nothing here runs on the request path.
+//! Not here: YAML/serde (`model`), structural rules that need no runtime types (`validate`).
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::model;
+use super::{parse_duration, parse_worker_threads, ConfigError, ConfigErrors, ThreadCount};
+use crate::http::response::Prebuilt;
+use crate::policy::cors::{Cors, CorsSpec};
+use crate::policy::headers::HeaderModifier;
+use crate::policy::rewrite::PathRewrite;
+use crate::routing::{self, HeaderMatch, QueryMatch, RouteMatch, RouteSpec, RouteTable, ValueMatch};
+use crate::snapshot::{
+    AuthorityRewrite, Backend, Bind, HostAddr, HostTarget, Listener, LogSettings, Policies, Redirect, Rewrite,
+    Route, Settings, Snapshot, Timeouts, WorkerThreads,
+};
+
+/// Lowers a validated config. `base_dir` resolves relative file paths (TLS certificates).
+pub fn lower(cfg: &model::LocalConfig, base_dir: Option<&Path>) -> Result<Snapshot, ConfigErrors> {
+    let mut errs = Vec::new();
+    let settings = lower_settings(cfg.config.as_ref(), &mut errs);
+    let mut binds = Vec::with_capacity(cfg.binds.len());
+    for (bi, b) in cfg.binds.iter().enumerate() {
+        let path = format!("binds[{bi}]");
+        let mut listeners = Vec::with_capacity(b.listeners.len());
+        let mut certs = Vec::new();
+        for (li, l) in b.listeners.iter().enumerate() {
+            let lpath = format!("{path}.listeners[{li}]");
+            let https = matches!(l.protocol, model::Protocol::Https);
+            if https {
+                match l.tls.as_ref() {
+                    Some(t) => match super::tls::load_certified_key(t, base_dir) {
+                        Ok(k) => certs.push((l.hostname.clone(), k)),
+                        Err(e) => errs.push(ConfigError::new(format!("{lpath}.tls"), e)),
+                    },
+                    None => errs.push(ConfigError::new(format!("{lpath}.tls"), "HTTPS listeners need tls {cert, key}")),
+                }
+            }
+            let mut specs = Vec::new();
+            for (ri, r) in l.routes.iter().flatten().enumerate() {
+                let rpath = format!("{lpath}.routes[{ri}]");
+                if let Some(spec) = lower_route(r, ri, &rpath, &mut errs) {
+                    specs.push(spec);
+                }
+            }
+            listeners.push(Listener {
+                name: l.name.clone().unwrap_or_else(|| format!("listener{li}")),
+                hostname: l.hostname.clone().filter(|h| !h.is_empty()),
+                https,
+                routes: RouteTable::new(specs),
+            });
+        }
+        let tls = if certs.is_empty() {
+            None
+        } else if certs.len() != listeners.iter().filter(|l| l.https).count() || certs.len() != listeners.len() {
+            errs.push(ConfigError::new(
+                format!("{path}.listeners"),
+                "HTTP and HTTPS listeners cannot share one port",
+            ));
+            None
+        } else {
+            Some(super::tls::server_config(certs))
+        };
+        binds.push(Bind {
+            port: b.port,
+            tls,
+            listeners,
+        });
+    }
+    if errs.is_empty() {
+        Ok(Snapshot {
+            generation: 1,
+            settings,
+            binds,
+        })
+    } else {
+        Err(ConfigErrors(errs))
+    }
+}
+
+fn dur(v: &Option<String>, path: &str, errs: &mut Vec<ConfigError>) -> Option<Duration> {
+    let s = v.as_deref()?;
+    match parse_duration(s) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            errs.push(ConfigError::new(path, e));
+            None
+        }
+    }
+}
+
+fn addr(v: &Option<String>, path: &str, default: SocketAddr, errs: &mut Vec<ConfigError>) -> SocketAddr {
+    let Some(s) = v.as_deref() else { return default };
+    match s.to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(a)) => a,
+        _ => {
+            errs.push(ConfigError::new(path, format!("invalid address {s:?} (expected host:port)")));
+            default
+        }
+    }
+}
+
+fn lower_settings(cfg: Option<&model::Config>, errs: &mut Vec<ConfigError>) -> Settings {
+    let mut s = Settings::default();
+    if let Some(c) = cfg {
+        s.stats_addr = addr(&c.stats_addr, "config.statsAddr", s.stats_addr, errs);
+        s.readiness_addr = addr(&c.readiness_addr, "config.readinessAddr", s.readiness_addr, errs);
+        if let Some(d) = dur(&c.connection_termination_deadline, "config.connectionTerminationDeadline", errs) {
+            s.termination_deadline = d;
+        }
+        if let Some(w) = &c.worker_threads {
+            match parse_worker_threads(w) {
+                Ok(ThreadCount::Fixed(n)) => s.worker_threads = Some(WorkerThreads::Count(n)),
+                Ok(ThreadCount::PercentOfCores(p)) => s.worker_threads = Some(WorkerThreads::Percent(u32::from(p))),
+                Err(e) => errs.push(ConfigError::new("config.workerThreads", e)),
+            }
+        }
+        if let Some(l) = &c.listener {
+            if let Some(m) = l.max_buffer_size {
+                s.limits.max_body = m;
+            }
+            if let Some(d) = dur(&l.http1_idle_timeout, "config.listener.http1IdleTimeout", errs) {
+                s.limits.idle_timeout = d;
+            }
+            if let Some(d) = dur(&l.tls_handshake_timeout, "config.listener.tlsHandshakeTimeout", errs) {
+                s.limits.tls_handshake_timeout = d;
+            }
+        }
+        if let Some(b) = &c.backend {
+            if let Some(d) = dur(&b.connect_timeout, "config.backend.connectTimeout", errs) {
+                s.upstream.connect_timeout = d;
+            }
+            if let Some(d) = dur(&b.pool_idle_timeout, "config.backend.poolIdleTimeout", errs) {
+                s.upstream.pool_idle_timeout = d;
+            }
+            if let Some(n) = b.pool_max_size {
+                s.upstream.pool_max_idle = n as usize;
+            }
+        }
+        if let Some(l) = &c.logging {
+            let level = match &l.level {
+                Some(model::StringOrList::One(v)) => Some(v.clone()),
+                Some(model::StringOrList::Many(v)) => Some(v.join(",")),
+                None => None,
+            };
+            s.log = LogSettings {
+                json: matches!(l.format, Some(model::LogFormat::Json)),
+                filter: level.or_else(|| l.filter.clone()),
+            };
+        }
+    }
+    // Not an agentgateway key: the slowloris guard, overridable for tests and tight deployments.
+    if let Ok(v) = std::env::var("PORTCULLIS_HEADER_TIMEOUT") {
+        match parse_duration(&v) {
+            Ok(d) if !d.is_zero() => s.limits.header_timeout = d,
+            _ => errs.push(ConfigError::new("env PORTCULLIS_HEADER_TIMEOUT", format!("invalid duration {v:?}"))),
+        }
+    }
+    s
+}
+
+fn lower_route(r: &model::Route, idx: usize, path: &str, errs: &mut Vec<ConfigError>) -> Option<RouteSpec<Route>> {
+    let before = errs.len();
+    let name: Arc<str> = Arc::from(r.name.clone().unwrap_or_else(|| format!("route{idx}")));
+    let mut matches = Vec::with_capacity(r.matches.len());
+    for (mi, m) in r.matches.iter().enumerate() {
+        let mpath = format!("{path}.matches[{mi}]");
+        if let Some(rm) = lower_match(m, &mpath, errs) {
+            matches.push(rm);
+        }
+    }
+    let policies = match &r.policies {
+        Some(p) => lower_policies(p, &format!("{path}.policies"), errs),
+        None => Policies::default(),
+    };
+    let backend = lower_backends(&r.backends, &format!("{path}.backends"), errs);
+    if errs.len() > before {
+        return None;
+    }
+    Some(RouteSpec {
+        hostnames: r.hostnames.clone(),
+        matches,
+        key: name.to_string(),
+        value: Route { name, policies, backend },
+    })
+}
+
+fn value_match(v: &model::ValueMatch, path: &str, errs: &mut Vec<ConfigError>) -> Option<ValueMatch> {
+    match v {
+        model::ValueMatch::Exact(s) => Some(ValueMatch::Exact(s.clone())),
+        model::ValueMatch::Regex(re) => match ValueMatch::regex(re) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                errs.push(ConfigError::new(format!("{path}.regex"), format!("invalid regex: {e}")));
+                None
+            }
+        },
+    }
+}
+
+fn lower_match(m: &model::Match, path: &str, errs: &mut Vec<ConfigError>) -> Option<RouteMatch> {
+    let p = match &m.path {
+        model::PathMatch::Exact(s) => routing::PathMatch::Exact(s.clone()),
+        model::PathMatch::PathPrefix(s) => routing::PathMatch::Prefix(s.clone()),
+        model::PathMatch::Regex(re) => match routing::PathMatch::regex(&re.pattern) {
+            Ok(p) => p,
+            Err(e) => {
+                errs.push(ConfigError::new(format!("{path}.path.regex"), format!("invalid regex: {e}")));
+                return None;
+            }
+        },
+    };
+    let mut headers = Vec::new();
+    for (i, h) in m.headers.iter().enumerate() {
+        let v = value_match(&h.value, &format!("{path}.headers[{i}].value"), errs)?;
+        headers.push(HeaderMatch::new(&h.name, v));
+    }
+    let mut query = Vec::new();
+    for (i, q) in m.query.iter().enumerate() {
+        let v = value_match(&q.value, &format!("{path}.query[{i}].value"), errs)?;
+        query.push(QueryMatch { name: q.name.clone(), value: v });
+    }
+    Some(RouteMatch {
+        path: p,
+        method: m.method.clone(),
+        headers,
+        query,
+    })
+}
+
+fn pairs(m: &std::collections::BTreeMap<String, String>) -> Vec<(String, String)> {
+    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+fn modifier(m: &model::HeaderModifier, path: &str, errs: &mut Vec<ConfigError>) -> Option<HeaderModifier> {
+    match HeaderModifier::compile(&pairs(&m.add), &pairs(&m.set), &m.remove) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            errs.push(ConfigError::new(path, e));
+            None
+        }
+    }
+}
+
+fn authority(a: &Option<model::HostRedirect>) -> Option<AuthorityRewrite> {
+    match a.as_ref()? {
+        model::HostRedirect::Full(f) => Some(AuthorityRewrite::Full(f.clone())),
+        model::HostRedirect::Host(h) => Some(AuthorityRewrite::Host(h.clone())),
+        model::HostRedirect::Port(p) => Some(AuthorityRewrite::Port(*p)),
+        model::HostRedirect::Auto | model::HostRedirect::Unchanged => None,
+    }
+}
+
+fn path_rewrite(p: &Option<model::PathRedirect>) -> Option<PathRewrite> {
+    match p.as_ref()? {
+        model::PathRedirect::Full(f) => Some(PathRewrite::Full(f.clone())),
+        model::PathRedirect::Prefix(f) => Some(PathRewrite::Prefix(f.clone())),
+    }
+}
+
+fn lower_policies(p: &model::Policies, path: &str, errs: &mut Vec<ConfigError>) -> Policies {
+    let mut out = Policies::default();
+    if let Some(c) = &p.cors {
+        let max_age = dur(&c.max_age, &format!("{path}.cors.maxAge"), errs);
+        let spec = CorsSpec {
+            allow_credentials: c.allow_credentials,
+            allow_headers: c.allow_headers.clone(),
+            allow_methods: c.allow_methods.clone(),
+            allow_origins: c.allow_origins.clone(),
+            expose_headers: c.expose_headers.clone(),
+            max_age,
+        };
+        match Cors::compile(&spec) {
+            Ok(c) => out.cors = Some(c),
+            Err(e) => errs.push(ConfigError::new(format!("{path}.cors"), e)),
+        }
+    }
+    if p.mcp_authentication.is_some() {
+        out.unenforced_auth = Some("mcpAuthentication");
+    } else if p.jwt_auth.is_some() {
+        out.unenforced_auth = Some("jwtAuth");
+    }
+    if let Some(r) = &p.request_redirect {
+        out.redirect = Some(Redirect {
+            scheme: r.scheme.clone(),
+            authority: authority(&r.authority),
+            path: path_rewrite(&r.path),
+            status: r.status.unwrap_or(302),
+        });
+    }
+    if let Some(d) = &p.direct_response {
+        out.direct = Some(Prebuilt::new(d.status.unwrap_or(200), None, &[], d.body.0.clone()));
+    }
+    if let Some(m) = &p.request_header_modifier {
+        out.request_headers = modifier(m, &format!("{path}.requestHeaderModifier"), errs);
+    }
+    if let Some(m) = &p.response_header_modifier {
+        out.response_headers = modifier(m, &format!("{path}.responseHeaderModifier"), errs);
+    }
+    if let Some(u) = &p.url_rewrite {
+        out.rewrite = Some(Rewrite {
+            path: path_rewrite(&u.path),
+            authority: authority(&u.authority),
+        });
+    }
+    if let Some(t) = &p.timeout {
+        out.timeouts = Timeouts {
+            request: dur(&t.request_timeout, &format!("{path}.timeout.requestTimeout"), errs),
+            backend: dur(&t.backend_request_timeout, &format!("{path}.timeout.backendRequestTimeout"), errs),
+        };
+    }
+    if let Some(b) = &p.backend_auth {
+        out.auth_passthrough = b.passthrough.is_some();
+    }
+    out
+}
+
+fn lower_backends(backends: &[model::Backend], path: &str, errs: &mut Vec<ConfigError>) -> Backend {
+    let mut hosts = Vec::new();
+    let mut mcp = None;
+    for (i, b) in backends.iter().enumerate() {
+        match b.kind() {
+            Some(model::BackendKind::Host(h)) => match parse_host(h) {
+                Ok(addr) => hosts.push(HostTarget {
+                    authority: h.to_owned(),
+                    addr,
+                    weight: b.weight,
+                }),
+                Err(e) => errs.push(ConfigError::new(format!("{path}[{i}].host"), e)),
+            },
+            Some(model::BackendKind::Mcp(m)) => mcp = Some(m.targets.len()),
+            None => errs.push(ConfigError::new(format!("{path}[{i}]"), "a backend needs exactly one kind (host or mcp)")),
+        }
+    }
+    match (hosts.is_empty(), mcp) {
+        (true, None) => Backend::None,
+        (false, None) => Backend::Hosts(hosts),
+        (true, Some(targets)) => Backend::Mcp { targets },
+        (false, Some(_)) => {
+            errs.push(ConfigError::new(path, "a route cannot mix host and mcp backends"));
+            Backend::None
+        }
+    }
+}
+
+/// `host:port`, `[v6]:port` or `name:port`. Names are resolved now (off the workers); one that
+/// does not resolve yet is kept by name and resolved when a connection is opened.
+fn parse_host(h: &str) -> Result<HostAddr, String> {
+    if let Ok(a) = h.parse::<SocketAddr>() {
+        return Ok(HostAddr::Resolved(a));
+    }
+    let (name, port) = h
+        .rsplit_once(':')
+        .ok_or_else(|| format!("invalid host {h:?}: expected host:port"))?;
+    let port: u16 = port.parse().map_err(|_| format!("invalid port in {h:?}"))?;
+    if name.is_empty() {
+        return Err(format!("invalid host {h:?}: empty host name"));
+    }
+    match (name, port).to_socket_addrs().ok().and_then(|mut a| a.next()) {
+        Some(a) => Ok(HostAddr::Resolved(a)),
+        None => Ok(HostAddr::Name(name.to_owned(), port)),
+    }
+}

@@ -1,0 +1,92 @@
+//! TLS material for `protocol: HTTPS` listeners: PEM certificate chains and private keys loaded
+//! at config load (and again on every reload), assembled into one rustls server config per port
+//! with SNI selection when several listeners share the port.
+//!
+//! Not here: the handshake itself (`runtime::worker` hands accepted sockets to monoio-rustls).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+use super::model;
+
+fn resolve(p: &str, base: Option<&Path>) -> PathBuf {
+    let path = Path::new(p);
+    match base {
+        Some(b) if path.is_relative() => b.join(path),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// Reads `tls.cert` (PEM chain) and `tls.key` (PEM PKCS#8, PKCS#1 or SEC1).
+pub fn load_certified_key(t: &model::ListenerTls, base: Option<&Path>) -> Result<Arc<CertifiedKey>, String> {
+    let cert = t.cert.as_deref().ok_or("tls.cert is required")?;
+    let key = t.key.as_deref().ok_or("tls.key is required")?;
+    let cert_path = resolve(cert, base);
+    let key_path = resolve(key, base);
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
+        .map_err(|e| format!("cannot read certificate {}: {e}", cert_path.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("invalid certificate PEM in {}: {e}", cert_path.display()))?;
+    if chain.is_empty() {
+        return Err(format!("no certificate found in {}", cert_path.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(&key_path)
+        .map_err(|e| format!("cannot read private key {}: {e}", key_path.display()))?;
+    let provider = rustls::crypto::ring::default_provider();
+    let ck = CertifiedKey::from_der(chain, key, &provider)
+        .map_err(|e| format!("certificate {} does not fit key {}: {e}", cert_path.display(), key_path.display()))?;
+    Ok(Arc::new(ck))
+}
+
+/// One server config for a port. With several listeners the certificate is chosen by SNI
+/// (exact or `*.` wildcard hostname); a listener without hostname is the default.
+pub fn server_config(certs: Vec<(Option<String>, Arc<CertifiedKey>)>) -> Arc<rustls::ServerConfig> {
+    let resolver = SniResolver {
+        named: certs
+            .iter()
+            .filter_map(|(h, k)| h.as_ref().filter(|h| !h.is_empty()).map(|h| (h.clone(), k.clone())))
+            .collect(),
+        default: certs
+            .iter()
+            .find(|(h, _)| h.as_deref().is_none_or(str::is_empty))
+            .map(|(_, k)| k.clone())
+            .or_else(|| (certs.len() == 1).then(|| certs[0].1.clone())),
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(resolver));
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(cfg)
+}
+
+#[derive(Debug)]
+struct SniResolver {
+    named: Vec<(String, Arc<CertifiedKey>)>,
+    default: Option<Arc<CertifiedKey>>,
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if let Some(sni) = hello.server_name() {
+            let exact = self.named.iter().find(|(h, _)| h.eq_ignore_ascii_case(sni));
+            let wild = || {
+                self.named
+                    .iter()
+                    .filter(|(h, _)| crate::routing::hostname_matches(h, sni))
+                    .max_by_key(|(h, _)| h.len())
+            };
+            if let Some((_, k)) = exact.or_else(wild) {
+                return Some(k.clone());
+            }
+        }
+        self.default.clone()
+    }
+}

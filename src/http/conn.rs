@@ -1,0 +1,358 @@
+//! The per-connection I/O loop: read request heads, hand them to `dispatch`, write the answers,
+//! keep the connection alive, enforce timeouts and body limits.
+//!
+//! Owns: the read buffer and pipelining (requests are handled strictly in order and local answers
+//! to pipelined requests are written in one batch), header/idle timeouts, discarding bodies of
+//! locally answered requests, metrics and the access log line. Not here: routing or policy
+//! decisions (`dispatch`) and upstream traffic (`proxy`).
+
+use std::future::Future;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use monoio::buf::{IoBufMut, SliceMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelHandle, CancelableAsyncReadRent};
+use monoio::net::TcpStream;
+use monoio::BufResult;
+
+use crate::http::dispatch::{self, ConnInfo, Decision};
+use crate::http::h1::{self, BodyKind, ChunkedDecoder, H1Error, MAX_HEADERS};
+use crate::http::proxy::{self, ProxyOutcome};
+use crate::http::response::LocalError;
+use crate::runtime::ctx::WorkerCtx;
+
+const READ_CHUNK: usize = 16 * 1024;
+
+/// A downstream byte stream: plain TCP, or TLS on top of it.
+pub trait ConnIo: AsyncReadRent + AsyncWriteRent {
+    /// A read that ends early (with an error) when `cancel` fires: used while a keep-alive
+    /// connection waits for its next request so that draining does not wait for the idle timeout.
+    fn idle_read<T: IoBufMut>(&mut self, buf: T, cancel: CancelHandle) -> impl Future<Output = BufResult<usize, T>>;
+}
+
+impl ConnIo for TcpStream {
+    fn idle_read<T: IoBufMut>(&mut self, buf: T, cancel: CancelHandle) -> impl Future<Output = BufResult<usize, T>> {
+        self.cancelable_read(buf, cancel)
+    }
+}
+
+impl ConnIo for monoio_rustls::ServerTlsStream<TcpStream> {
+    // TLS records are buffered inside the session, so an op-level cancel is not safe here; a TLS
+    // connection that is idle while draining ends at the termination deadline instead.
+    fn idle_read<T: IoBufMut>(&mut self, buf: T, _cancel: CancelHandle) -> impl Future<Output = BufResult<usize, T>> {
+        self.read(buf)
+    }
+}
+
+/// Buffers of one connection, reused across its requests.
+pub struct Bufs {
+    /// Bytes read from the client; `buf[start..]` is not consumed yet.
+    pub buf: Vec<u8>,
+    pub start: usize,
+    /// Bytes waiting to be written to the client.
+    pub out: Vec<u8>,
+    /// Scratch for upstream responses.
+    pub up: Vec<u8>,
+}
+
+impl Bufs {
+    pub fn pending(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    pub fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start >= self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+    }
+
+    /// Reads more client bytes after the pending ones. `Ok(0)` is end of stream.
+    pub async fn read_more<S: ConnIo>(&mut self, io: &mut S, cancel: Option<CancelHandle>) -> std::io::Result<usize> {
+        if self.start > 0 && self.buf.capacity() - self.buf.len() < READ_CHUNK / 2 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 2 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let len = buf.len();
+        let cap = buf.capacity();
+        let slice = SliceMut::new(buf, len, cap);
+        let (res, slice) = match cancel {
+            Some(c) => io.idle_read(slice, c).await,
+            None => io.read(slice).await,
+        };
+        self.buf = slice.into_inner();
+        res
+    }
+
+    pub async fn flush<S: ConnIo>(&mut self, io: &mut S) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.out);
+        let (res, mut out) = io.write_all(out).await;
+        out.clear();
+        self.out = out;
+        res.map(|_| ())
+    }
+}
+
+/// Serves one downstream connection until it closes.
+pub async fn serve<S: ConnIo>(mut io: S, conn: ConnInfo, ctx: Rc<WorkerCtx>) {
+    {
+        let mut m = ctx.metrics.borrow_mut();
+        m.open_connections += 1;
+        m.accepted_connections += 1;
+    }
+    let mut bufs = Bufs {
+        buf: Vec::with_capacity(READ_CHUNK),
+        start: 0,
+        out: Vec::with_capacity(4096),
+        up: Vec::new(),
+    };
+    run(&mut io, conn, &ctx, &mut bufs).await;
+    let _ = bufs.flush(&mut io).await;
+    let _ = io.shutdown().await;
+    ctx.metrics.borrow_mut().open_connections -= 1;
+}
+
+/// Where a request head stands after reading.
+enum HeadState {
+    Ready,
+    Closed,
+}
+
+async fn run<S: ConnIo>(io: &mut S, conn: ConnInfo, ctx: &WorkerCtx, bufs: &mut Bufs) {
+    loop {
+        match wait_for_head(io, ctx, bufs).await {
+            HeadState::Ready => {}
+            HeadState::Closed => return,
+        }
+        let snap = ctx.snapshot();
+        let started = Instant::now();
+        let date = ctx.date();
+        let draining = ctx.draining();
+        let pick = ctx.next_random();
+        // Phase 1: the head is borrowed from the read buffer; decide, and render what can be.
+        let (decision, head_len, body, keep_alive, method_head) = {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS + 1];
+            let (out, pending) = (&mut bufs.out, &bufs.buf[bufs.start..]);
+            match h1::parse_request(pending, &mut headers) {
+                Ok(Some((head, hdrs))) => {
+                    let body_too_large = matches!(head.body, BodyKind::Length(n) if n > snap.settings.limits.max_body);
+                    let close_after = !head.keep_alive || draining || body_too_large;
+                    let d = if body_too_large {
+                        dispatch::local_error(
+                            LocalError::Body(H1Error::BodyTooLarge),
+                            None,
+                            None,
+                            &date,
+                            true,
+                            head.method == "HEAD",
+                            out,
+                        )
+                    } else {
+                        dispatch::decide(&snap, conn, &head, hdrs, &date, close_after, pick, out)
+                    };
+                    let log = access_log_fields(&head);
+                    (
+                        (d, log),
+                        head.head_len,
+                        head.body,
+                        head.keep_alive && !draining,
+                        head.method == "HEAD",
+                    )
+                }
+                Ok(None) => {
+                    // wait_for_head saw a terminator, so this cannot be incomplete; treat as bad.
+                    let _ = dispatch::local_error(LocalError::Head(H1Error::Malformed), None, None, &date, true, false, out);
+                    return;
+                }
+                Err(e) => {
+                    let d = dispatch::local_error(LocalError::Head(e), None, None, &date, true, false, out);
+                    if let Decision::Local { status, .. } = d {
+                        ctx.metrics.borrow_mut().record("", status, started.elapsed());
+                        tracing::debug!(client.addr = %conn.peer, status, reason = e.reason(), "rejected request head");
+                    }
+                    return;
+                }
+            }
+        };
+        let _ = method_head;
+        let ((decision, log), body) = (decision, body);
+        bufs.consume(head_len);
+        match decision {
+            Decision::Local { status, route, close } => {
+                let route_name = route.map(|r| &*r.name).unwrap_or("");
+                record(ctx, route_name, status, started, &log, conn);
+                if close {
+                    return;
+                }
+                // Keep the stream in sync: skip the body of a request we answered ourselves.
+                if let Err(e) = discard_body(io, ctx, bufs, body, snap.settings.limits.max_body).await {
+                    if let Some(e) = e {
+                        let date = ctx.date();
+                        let _ = dispatch::local_error(LocalError::Body(e), None, None, &date, true, false, &mut bufs.out);
+                    }
+                    return;
+                }
+                if !keep_alive {
+                    return;
+                }
+            }
+            Decision::Proxy(plan) => {
+                if bufs.flush(io).await.is_err() {
+                    return;
+                }
+                let route_name = plan.route.name.clone();
+                let outcome = proxy::forward(io, ctx, &snap, bufs, plan, body, keep_alive).await;
+                let (status, reusable) = match outcome {
+                    ProxyOutcome::Done { status, reusable } => (status, reusable),
+                    ProxyOutcome::Failed { status } => (status, false),
+                };
+                record(ctx, &route_name, status, started, &log, conn);
+                if !reusable || !keep_alive {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Reads until the pending bytes hold a complete head (or something the parser will reject).
+async fn wait_for_head<S: ConnIo>(io: &mut S, ctx: &WorkerCtx, bufs: &mut Bufs) -> HeadState {
+    let mut head_started: Option<Instant> = None;
+    loop {
+        let pending = bufs.pending();
+        if !pending.is_empty() {
+            if head_complete(pending) || pending.len() > h1::MAX_HEAD_BYTES || pending.starts_with(b"PRI * HTTP/2") {
+                return HeadState::Ready;
+            }
+            head_started.get_or_insert_with(Instant::now);
+        }
+        if bufs.flush(io).await.is_err() {
+            return HeadState::Closed;
+        }
+        let snap = ctx.snapshot();
+        let limits = &snap.settings.limits;
+        let res = match head_started {
+            None => {
+                if ctx.draining() {
+                    return HeadState::Closed;
+                }
+                let handle = ctx.drain_handle();
+                match monoio::time::timeout(limits.idle_timeout, bufs.read_more(io, Some(handle))).await {
+                    Ok(r) => r,
+                    Err(_) => return HeadState::Closed,
+                }
+            }
+            Some(t0) => {
+                let left = limits.header_timeout.saturating_sub(t0.elapsed());
+                match monoio::time::timeout(left.max(Duration::from_millis(1)), bufs.read_more(io, None)).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        let date = ctx.date();
+                        let _ = dispatch::local_error(LocalError::HeaderTimeout, None, None, &date, true, false, &mut bufs.out);
+                        ctx.metrics.borrow_mut().record("", 408, t0.elapsed());
+                        return HeadState::Closed;
+                    }
+                }
+            }
+        };
+        match res {
+            Ok(0) | Err(_) => return HeadState::Closed,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// A blank line ends the head; a bare-LF blank line is also accepted here so that the parser can
+/// reject it with a clear 400 instead of the client waiting for the header timeout.
+fn head_complete(buf: &[u8]) -> bool {
+    memchr::memmem::find(buf, b"\r\n\r\n").is_some() || memchr::memmem::find(buf, b"\n\n").is_some()
+}
+
+/// Reads and drops a request body. `Err(Some(e))`: the body is malformed or too large (answer
+/// and close); `Err(None)`: the connection failed.
+async fn discard_body<S: ConnIo>(
+    io: &mut S,
+    ctx: &WorkerCtx,
+    bufs: &mut Bufs,
+    body: BodyKind,
+    max_body: u64,
+) -> Result<(), Option<H1Error>> {
+    let idle = ctx.snapshot().settings.limits.idle_timeout;
+    match body {
+        BodyKind::None => Ok(()),
+        BodyKind::Length(mut left) => loop {
+            let take = (bufs.pending().len() as u64).min(left) as usize;
+            bufs.consume(take);
+            left -= take as u64;
+            if left == 0 {
+                return Ok(());
+            }
+            read_or_fail(io, bufs, idle).await?;
+        },
+        BodyKind::Chunked => {
+            let mut dec = ChunkedDecoder::new(max_body);
+            loop {
+                let chunk = dec.decode(bufs.pending()).map_err(Some)?;
+                let (consumed, done) = (chunk.consumed, chunk.done);
+                bufs.consume(consumed);
+                if done {
+                    return Ok(());
+                }
+                if consumed == 0 || bufs.pending().is_empty() {
+                    read_or_fail(io, bufs, idle).await?;
+                }
+            }
+        }
+    }
+}
+
+pub(crate) async fn read_or_fail<S: ConnIo>(io: &mut S, bufs: &mut Bufs, timeout: Duration) -> Result<(), Option<H1Error>> {
+    match monoio::time::timeout(timeout, bufs.read_more(io, None)).await {
+        Ok(Ok(n)) if n > 0 => Ok(()),
+        _ => Err(None),
+    }
+}
+
+/// Method and path (never the query, which may carry credentials) for the access log, copied
+/// only when the access log is enabled.
+pub struct LogFields {
+    method: String,
+    path: String,
+}
+
+fn access_log_fields(head: &h1::RequestHead<'_>) -> Option<LogFields> {
+    if tracing::enabled!(target: "access", tracing::Level::INFO) {
+        Some(LogFields {
+            method: head.method.to_owned(),
+            path: head.path.to_owned(),
+        })
+    } else {
+        None
+    }
+}
+
+fn record(ctx: &WorkerCtx, route: &str, status: u16, started: Instant, log: &Option<LogFields>, conn: ConnInfo) {
+    let elapsed = started.elapsed();
+    ctx.metrics.borrow_mut().record(route, status, elapsed);
+    if let Some(f) = log {
+        tracing::info!(
+            target: "access",
+            client.addr = %conn.peer,
+            http.method = %f.method,
+            http.path = %f.path,
+            http.status = status,
+            route.name = route,
+            duration_us = elapsed.as_micros() as u64,
+            worker = ctx.id,
+            "request"
+        );
+    }
+}

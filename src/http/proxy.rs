@@ -1,0 +1,416 @@
+//! Forwarding one request to a `host` backend over HTTP/1.1 and streaming the answer back.
+//!
+//! Owns: upstream connect (with timeout and the per-worker keep-alive pool), request body
+//! streaming (Content-Length passed through, chunked re-framed), response head rewrite
+//! (hop-by-hop removal, response header modifier, CORS lines) and response body streaming: every
+//! read from the upstream is written to the client at once, so `text/event-stream` events reach
+//! the client as they are produced. Not here: routing or policy decisions (`dispatch`).
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use monoio::buf::SliceMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+use crate::http::conn::{Bufs, ConnIo};
+use crate::http::dispatch::ProxyPlan;
+use crate::http::h1::{self, BodyKind, ChunkedDecoder, RespBody, MAX_HEADERS};
+use crate::http::response::{itoa_buf, LocalError};
+use crate::runtime::ctx::WorkerCtx;
+use crate::snapshot::{HostAddr, Snapshot};
+
+pub enum ProxyOutcome {
+    /// The response was relayed; `reusable` says whether the client connection can carry more.
+    Done { status: u16, reusable: bool },
+    /// The request failed; a local error response may have been written.
+    Failed { status: u16 },
+}
+
+const UP_CHUNK: usize = 16 * 1024;
+
+pub async fn forward<S: ConnIo>(
+    io: &mut S,
+    ctx: &WorkerCtx,
+    snap: &Snapshot,
+    bufs: &mut Bufs,
+    plan: ProxyPlan<'_>,
+    body: BodyKind,
+    client_keep_alive: bool,
+) -> ProxyOutcome {
+    let limits = &snap.settings.limits;
+    let up_settings = &snap.settings.upstream;
+    let timeouts = plan.route.policies.timeouts;
+    let head_timeout = match (timeouts.request, timeouts.backend) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let fail = |bufs: &mut Bufs, err: LocalError| {
+        let date = ctx.date();
+        crate::http::dispatch::local_error(
+            err,
+            None,
+            Some(&plan.response_extra),
+            &date,
+            true,
+            plan.head_request,
+            &mut bufs.out,
+        );
+        ProxyOutcome::Failed { status: err.status() }
+    };
+
+    let addr = match resolve(&plan.target.addr) {
+        Some(a) => a,
+        None => return fail(bufs, LocalError::UpstreamConnect),
+    };
+    // A pooled connection may have been closed by the upstream meanwhile; when the request has no
+    // body to lose, one retry on a fresh connection is safe.
+    let retry_safe = matches!(body, BodyKind::None);
+    let mut pooled = ctx.pool.take(addr, up_settings.pool_idle_timeout);
+    let mut up = loop {
+        let (mut stream, was_pooled) = match pooled.take() {
+            Some(s) => (s, true),
+            None => match connect(addr, up_settings.connect_timeout).await {
+                Ok(s) => (s, false),
+                Err(e) => return fail(bufs, e),
+            },
+        };
+        if plan.expect_continue && !matches!(body, BodyKind::None) {
+            bufs.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            if bufs.flush(io).await.is_err() {
+                return ProxyOutcome::Failed { status: 499 };
+            }
+        }
+        let (res, _) = stream.write_all(plan.head.clone()).await;
+        if res.is_ok() {
+            break stream;
+        }
+        if !(was_pooled && retry_safe) {
+            return fail(bufs, LocalError::UpstreamConnect);
+        }
+    };
+
+    // Request body.
+    if let Err(e) = send_body(io, &mut up, bufs, body, limits.max_body, limits.idle_timeout).await {
+        return match e {
+            BodyError::Client(Some(h)) => fail(bufs, LocalError::Body(h)),
+            BodyError::Client(None) => ProxyOutcome::Failed { status: 499 },
+            BodyError::Upstream => fail(bufs, LocalError::UpstreamClosed),
+        };
+    }
+
+    // Response head (skipping interim 1xx answers).
+    bufs.up.clear();
+    if bufs.up.capacity() < UP_CHUNK {
+        bufs.up.reserve(UP_CHUNK);
+    }
+    let read_head = read_response_head(&mut up, &mut bufs.up, plan.head_request);
+    let head = match head_timeout {
+        Some(t) => match monoio::time::timeout(t, read_head).await {
+            Ok(r) => r,
+            Err(_) => {
+                let err = if timeouts.request.is_some() && timeouts.request == head_timeout {
+                    LocalError::RequestTimeout
+                } else {
+                    LocalError::UpstreamTimeout
+                };
+                return fail(bufs, err);
+            }
+        },
+        None => read_head.await,
+    };
+    let parsed = match head {
+        Ok(p) => p,
+        Err(e) => return fail(bufs, e),
+    };
+
+    // Downstream response head.
+    // HTTP/1.0 clients cannot take chunked framing: they get the raw body, ended by close.
+    let chunk_to_client = matches!(parsed.body, RespBody::Chunked | RespBody::UntilClose);
+    let raw = chunk_to_client && plan.client_http10;
+    let close_client = !client_keep_alive || raw;
+    bufs.out.extend_from_slice(&parsed.head);
+    bufs.out.extend_from_slice(&plan.response_extra);
+    if let Some(m) = &plan.route.policies.response_headers {
+        m.write_extra(&mut bufs.out);
+    }
+    match parsed.body {
+        RespBody::Length(n) => h1::write_header(&mut bufs.out, "content-length", itoa_buf(n).as_bytes()),
+        RespBody::Chunked | RespBody::UntilClose if !raw => {
+            h1::write_header(&mut bufs.out, "transfer-encoding", b"chunked")
+        }
+        RespBody::Chunked | RespBody::UntilClose => {}
+        RespBody::None => {}
+    }
+    if close_client {
+        bufs.out.extend_from_slice(b"connection: close\r\n");
+    }
+    bufs.out.extend_from_slice(b"\r\n");
+    let status = parsed.status;
+    let leftover_start = parsed.head_len;
+
+    // Response body, relayed as it arrives.
+    let relayed = relay_body(io, &mut up, bufs, parsed.body, leftover_start, raw).await;
+    match relayed {
+        Ok(upstream_reusable) => {
+            if upstream_reusable && parsed.upstream_keep_alive {
+                ctx.pool.put(addr, up, up_settings.pool_max_idle);
+            }
+            ProxyOutcome::Done {
+                status,
+                reusable: !close_client,
+            }
+        }
+        Err(()) => ProxyOutcome::Failed { status },
+    }
+}
+
+fn resolve(addr: &HostAddr) -> Option<SocketAddr> {
+    match addr {
+        HostAddr::Resolved(a) => Some(*a),
+        // Blocking lookup on the worker: acceptable for names in /etc/hosts; a resolver off the
+        // workers is future work (noted in the README).
+        HostAddr::Name(host, port) => (host.as_str(), *port).to_socket_addrs().ok()?.next(),
+    }
+}
+
+async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, LocalError> {
+    match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+        Ok(Ok(s)) => {
+            let _ = s.set_nodelay(true);
+            Ok(s)
+        }
+        Ok(Err(_)) => Err(LocalError::UpstreamConnect),
+        Err(_) => Err(LocalError::UpstreamConnectTimeout),
+    }
+}
+
+enum BodyError {
+    /// The client's body was malformed/too large (Some), or the client went away (None).
+    Client(Option<h1::H1Error>),
+    Upstream,
+}
+
+async fn write_up(up: &mut TcpStream, data: Vec<u8>) -> Result<Vec<u8>, BodyError> {
+    let (res, mut data) = up.write_all(data).await;
+    data.clear();
+    res.map(|_| data).map_err(|_| BodyError::Upstream)
+}
+
+async fn send_body<S: ConnIo>(
+    io: &mut S,
+    up: &mut TcpStream,
+    bufs: &mut Bufs,
+    body: BodyKind,
+    max_body: u64,
+    idle: Duration,
+) -> Result<(), BodyError> {
+    match body {
+        BodyKind::None => Ok(()),
+        BodyKind::Length(mut left) => {
+            let mut scratch = Vec::new();
+            loop {
+                let take = (bufs.pending().len() as u64).min(left) as usize;
+                if take > 0 {
+                    scratch.extend_from_slice(&bufs.pending()[..take]);
+                    bufs.consume(take);
+                    left -= take as u64;
+                    scratch = write_up(up, scratch).await?;
+                }
+                if left == 0 {
+                    return Ok(());
+                }
+                crate::http::conn::read_or_fail(io, bufs, idle)
+                    .await
+                    .map_err(BodyError::Client)?;
+            }
+        }
+        BodyKind::Chunked => {
+            let mut dec = ChunkedDecoder::new(max_body);
+            let mut scratch = Vec::new();
+            loop {
+                let chunk = dec.decode(bufs.pending()).map_err(|e| BodyError::Client(Some(e)))?;
+                let (consumed, done) = (chunk.consumed, chunk.done);
+                if !chunk.data.is_empty() {
+                    h1::write_chunk(&mut scratch, chunk.data);
+                }
+                bufs.consume(consumed);
+                if done {
+                    h1::write_last_chunk(&mut scratch);
+                    write_up(up, scratch).await?;
+                    return Ok(());
+                }
+                if !scratch.is_empty() {
+                    scratch = write_up(up, scratch).await?;
+                }
+                if consumed == 0 || bufs.pending().is_empty() {
+                    crate::http::conn::read_or_fail(io, bufs, idle)
+                        .await
+                        .map_err(BodyError::Client)?;
+                }
+            }
+        }
+    }
+}
+
+struct ParsedHead {
+    status: u16,
+    /// Downstream status line and forwarded headers, without framing headers or blank line.
+    head: Vec<u8>,
+    head_len: usize,
+    body: RespBody,
+    upstream_keep_alive: bool,
+}
+
+async fn read_up(up: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    if buf.capacity() - buf.len() < UP_CHUNK / 2 {
+        buf.reserve(UP_CHUNK);
+    }
+    let b = std::mem::take(buf);
+    let (len, cap) = (b.len(), b.capacity());
+    let (res, slice) = up.read(SliceMut::new(b, len, cap)).await;
+    *buf = slice.into_inner();
+    res
+}
+
+async fn read_response_head(up: &mut TcpStream, buf: &mut Vec<u8>, head_request: bool) -> Result<ParsedHead, LocalError> {
+    loop {
+        {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS + 1];
+            match h1::parse_response(buf, &mut headers, head_request) {
+                Ok(Some((h, hdrs))) => {
+                    if (100..200).contains(&h.status) && h.status != 101 {
+                        let n = h.head_len;
+                        buf.drain(..n);
+                        continue;
+                    }
+                    let mut out = Vec::with_capacity(h.head_len + 64);
+                    h1::write_status_line(&mut out, h.status);
+                    for hd in hdrs {
+                        if h1::is_hop_by_hop(hd.name)
+                            || hd.name.eq_ignore_ascii_case("content-length")
+                            || crate::http::dispatch::listed_in_connection(hdrs, hd.name)
+                        {
+                            // HEAD answers keep the upstream's length: it describes the GET body.
+                            if head_request && hd.name.eq_ignore_ascii_case("content-length") {
+                                h1::write_header(&mut out, hd.name, hd.value);
+                            }
+                            continue;
+                        }
+                        h1::write_header(&mut out, hd.name, hd.value);
+                    }
+                    return Ok(ParsedHead {
+                        status: h.status,
+                        head: out,
+                        head_len: h.head_len,
+                        body: h.body,
+                        upstream_keep_alive: h.keep_alive,
+                    });
+                }
+                Ok(None) => {
+                    if buf.len() > h1::MAX_HEAD_BYTES {
+                        return Err(LocalError::UpstreamProtocol);
+                    }
+                }
+                Err(_) => return Err(LocalError::UpstreamProtocol),
+            }
+        }
+        match read_up(up, buf).await {
+            Ok(0) | Err(_) => return Err(LocalError::UpstreamClosed),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Streams the upstream body to the client. `Ok(true)` when the upstream connection ended
+/// cleanly at a message boundary and may be pooled.
+async fn relay_body<S: ConnIo>(
+    io: &mut S,
+    up: &mut TcpStream,
+    bufs: &mut Bufs,
+    body: RespBody,
+    leftover_start: usize,
+    raw: bool,
+) -> Result<bool, ()> {
+    let frame = |out: &mut Vec<u8>, data: &[u8]| {
+        if raw {
+            out.extend_from_slice(data)
+        } else {
+            h1::write_chunk(out, data)
+        }
+    };
+    let end = |out: &mut Vec<u8>| {
+        if !raw {
+            h1::write_last_chunk(out)
+        }
+    };
+    bufs.up.drain(..leftover_start);
+    match body {
+        RespBody::None => {
+            bufs.flush(io).await.map_err(|_| ())?;
+            Ok(bufs.up.is_empty())
+        }
+        RespBody::Length(mut left) => loop {
+            let take = (bufs.up.len() as u64).min(left) as usize;
+            bufs.out.extend_from_slice(&bufs.up[..take]);
+            bufs.up.drain(..take);
+            left -= take as u64;
+            bufs.flush(io).await.map_err(|_| ())?;
+            if left == 0 {
+                return Ok(bufs.up.is_empty());
+            }
+            match read_up(up, &mut bufs.up).await {
+                Ok(n) if n > 0 => {}
+                _ => return Err(()),
+            }
+        },
+        RespBody::Chunked => {
+            let mut dec = ChunkedDecoder::new(u64::MAX);
+            loop {
+                let mut consumed_total = 0;
+                let mut done = false;
+                loop {
+                    let chunk = dec.decode(&bufs.up[consumed_total..]).map_err(|_| ())?;
+                    if !chunk.data.is_empty() {
+                        frame(&mut bufs.out, chunk.data);
+                    }
+                    consumed_total += chunk.consumed;
+                    if chunk.done {
+                        done = true;
+                        break;
+                    }
+                    if chunk.consumed == 0 || consumed_total >= bufs.up.len() {
+                        break;
+                    }
+                }
+                bufs.up.drain(..consumed_total);
+                if done {
+                    end(&mut bufs.out);
+                    bufs.flush(io).await.map_err(|_| ())?;
+                    return Ok(bufs.up.is_empty());
+                }
+                bufs.flush(io).await.map_err(|_| ())?;
+                match read_up(up, &mut bufs.up).await {
+                    Ok(n) if n > 0 => {}
+                    _ => return Err(()),
+                }
+            }
+        }
+        RespBody::UntilClose => loop {
+            if !bufs.up.is_empty() {
+                frame(&mut bufs.out, &bufs.up);
+                bufs.up.clear();
+            }
+            bufs.flush(io).await.map_err(|_| ())?;
+            match read_up(up, &mut bufs.up).await {
+                Ok(n) if n > 0 => {}
+                Ok(_) => {
+                    end(&mut bufs.out);
+                    bufs.flush(io).await.map_err(|_| ())?;
+                    return Ok(false);
+                }
+                Err(_) => return Err(()),
+            }
+        },
+    }
+}

@@ -1,0 +1,203 @@
+//! Responses the proxy writes itself, and the one place that maps errors to them.
+//!
+//! Owns: [`Prebuilt`] (a response rendered to bytes at config load: status line, fixed headers,
+//! body) and [`LocalError`] (every failure the proxy answers on its own, with its status, body and
+//! whether the connection must close). Not here: CORS decisions (policy::cors) or any I/O.
+
+use std::sync::LazyLock;
+
+use crate::http::h1::{self, H1Error};
+
+/// A response rendered once. At write time only `Date`, per-request headers (CORS, response
+/// header modifiers) and `Connection: close` are added.
+#[derive(Debug, Clone)]
+pub struct Prebuilt {
+    pub status: u16,
+    /// Status line plus fixed headers (each ending in CRLF), without the blank line.
+    head: Vec<u8>,
+    body: Vec<u8>,
+}
+
+impl Prebuilt {
+    pub fn new(status: u16, content_type: Option<&str>, extra: &[(&str, &str)], body: Vec<u8>) -> Self {
+        let mut head = Vec::with_capacity(128);
+        h1::write_status_line(&mut head, status);
+        if let Some(ct) = content_type {
+            h1::write_header(&mut head, "content-type", ct.as_bytes());
+        }
+        for (n, v) in extra {
+            h1::write_header(&mut head, n, v.as_bytes());
+        }
+        if !no_body_status(status) {
+            let n = itoa_buf(body.len() as u64);
+            h1::write_header(&mut head, "content-length", n.as_bytes());
+        }
+        Self { status, head, body }
+    }
+
+    pub fn text(status: u16, body: &str) -> Self {
+        Self::new(status, Some("text/plain"), &[], body.as_bytes().to_vec())
+    }
+
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Appends the whole response to `out`. `extra` holds complete header lines (CRLF-terminated).
+    pub fn write(&self, out: &mut Vec<u8>, date: &[u8], extra: &[u8], close: bool, head_only: bool) {
+        out.extend_from_slice(&self.head);
+        out.extend_from_slice(b"date: ");
+        out.extend_from_slice(date);
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(extra);
+        if close {
+            out.extend_from_slice(b"connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        if !head_only {
+            out.extend_from_slice(&self.body);
+        }
+    }
+}
+
+fn no_body_status(status: u16) -> bool {
+    (100..200).contains(&status) || status == 204 || status == 304
+}
+
+/// Small stack buffer for formatting integers without allocating.
+pub struct ItoaBuf {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl ItoaBuf {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+}
+
+pub fn itoa_buf(mut n: u64) -> ItoaBuf {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    ItoaBuf { buf, start: i }
+}
+
+/// Every failure the proxy answers itself. The status, body and connection handling of each are
+/// decided here and nowhere else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalError {
+    /// The request head could not be accepted (syntax, limits, smuggling, HTTP/2 preface).
+    Head(H1Error),
+    /// The request body was malformed or too large.
+    Body(H1Error),
+    /// The head did not arrive within the header timeout.
+    HeaderTimeout,
+    RouteNotFound,
+    /// A listener matched no route table for this host.
+    NoListener,
+    UpstreamConnect,
+    UpstreamConnectTimeout,
+    UpstreamTimeout,
+    RequestTimeout,
+    /// The upstream answered with something that is not HTTP/1.x.
+    UpstreamProtocol,
+    /// The upstream closed the connection before a complete response head.
+    UpstreamClosed,
+    /// The route's backend kind is not served by this build.
+    BackendNotImplemented,
+    /// The route carries an authentication policy this build cannot enforce: fail closed.
+    AuthNotEnforced,
+    /// The route has neither a backend nor a local response.
+    NoBackend,
+}
+
+impl LocalError {
+    pub fn status(self) -> u16 {
+        match self {
+            Self::Head(e) | Self::Body(e) => e.status(),
+            Self::HeaderTimeout => 408,
+            Self::RouteNotFound | Self::NoListener => 404,
+            Self::UpstreamConnect | Self::UpstreamProtocol | Self::UpstreamClosed => 502,
+            Self::UpstreamConnectTimeout | Self::UpstreamTimeout | Self::RequestTimeout => 504,
+            Self::BackendNotImplemented => 501,
+            Self::AuthNotEnforced | Self::NoBackend => 503,
+        }
+    }
+
+    pub fn body(self) -> &'static str {
+        match self {
+            Self::Head(e) | Self::Body(e) => e.reason(),
+            Self::HeaderTimeout => "request head not received within the header timeout",
+            Self::RouteNotFound | Self::NoListener => "route not found",
+            Self::UpstreamConnect => "upstream connect error: connection failed",
+            Self::UpstreamConnectTimeout => "upstream connect timeout",
+            Self::UpstreamTimeout => "upstream request timeout: no response head in time",
+            Self::RequestTimeout => "request timeout",
+            Self::UpstreamProtocol => "upstream sent an invalid HTTP/1.1 response",
+            Self::UpstreamClosed => "upstream closed the connection before responding",
+            Self::BackendNotImplemented => {
+                "this route's mcp backend is not served by this build of portcullis yet"
+            }
+            Self::AuthNotEnforced => {
+                "this route requires authentication that this build of portcullis cannot enforce yet; refusing to serve it unauthenticated"
+            }
+            Self::NoBackend => "route has no backend",
+        }
+    }
+
+    /// Whether the connection must close after this answer (its byte stream can no longer be
+    /// trusted, or the peer is too slow).
+    pub fn must_close(self) -> bool {
+        match self {
+            Self::Head(e) | Self::Body(e) => e.must_close(),
+            Self::HeaderTimeout => true,
+            _ => false,
+        }
+    }
+
+    /// The response for this error, rendered once per process for the fixed cases.
+    pub fn prebuilt(self) -> Prebuilt {
+        match self {
+            Self::RouteNotFound | Self::NoListener => ROUTE_NOT_FOUND.clone(),
+            other => Prebuilt::text(other.status(), other.body()),
+        }
+    }
+}
+
+/// The most common local answer (scanners, typos), kept ready.
+pub static ROUTE_NOT_FOUND: LazyLock<Prebuilt> =
+    LazyLock::new(|| Prebuilt::text(404, "route not found"));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prebuilt_renders_head_date_extra_and_body() {
+        let p = Prebuilt::text(404, "route not found");
+        let mut out = Vec::new();
+        p.write(&mut out, b"Mon, 30 Nov 2026 16:00:00 GMT", b"x-a: 1\r\n", true, false);
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.starts_with("HTTP/1.1 404 Not Found\r\n"), "{s}");
+        assert!(s.contains("content-length: 15\r\n"));
+        assert!(s.contains("date: Mon, 30 Nov 2026 16:00:00 GMT\r\nx-a: 1\r\nconnection: close\r\n\r\nroute not found"));
+        let mut head_only = Vec::new();
+        p.write(&mut head_only, b"d", b"", false, true);
+        assert!(head_only.ends_with(b"\r\n\r\n"));
+    }
+
+    #[test]
+    fn itoa() {
+        assert_eq!(itoa_buf(0).as_bytes(), b"0");
+        assert_eq!(itoa_buf(1234567).as_bytes(), b"1234567");
+        assert_eq!(itoa_buf(u64::MAX).as_bytes(), u64::MAX.to_string().as_bytes());
+    }
+}

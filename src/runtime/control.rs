@@ -1,0 +1,225 @@
+//! The control loop on the main thread: starts the workers and the admin thread, watches the
+//! config file and publishes new snapshots, and turns SIGTERM/SIGINT into a graceful drain.
+//!
+//! Reload model: a changed file is loaded and lowered here, off the workers; a valid result is
+//! sent to every worker as one `Arc<Snapshot>` (each swaps it in between requests); an invalid
+//! one is logged with all its errors and the old snapshot keeps serving.
+//! Not here: request handling, or parsing (`config`).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use futures_channel::mpsc::{unbounded, UnboundedSender};
+
+use crate::runtime::worker::{run_worker, WorkerEvent, WorkerMsg};
+use crate::snapshot::{Snapshot, WorkerThreads};
+
+/// Where the configuration comes from; only files are watched for changes.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    File(PathBuf),
+    Inline(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub source: ConfigSource,
+    /// `--workers`, overriding `config.workerThreads`.
+    pub workers: Option<usize>,
+    /// Pin worker i to CPU i (`--pin-cpus`).
+    pub pin_cpus: bool,
+    /// How often the config file is checked for changes.
+    pub watch_interval: Duration,
+}
+
+enum Event {
+    Worker(WorkerEvent),
+    Signal(i32),
+}
+
+/// Runs the proxy until a termination signal; returns the process exit code.
+pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
+    let snapshot = Arc::new(snapshot);
+    let n = worker_count(opts.workers, snapshot.settings.worker_threads);
+    let cpus = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
+    let (ev_tx, ev_rx) = mpsc::channel::<Event>();
+
+    let (wev_tx, wev_rx) = mpsc::channel::<WorkerEvent>();
+    let mut senders: Vec<UnboundedSender<WorkerMsg>> = Vec::with_capacity(n);
+    let mut threads = Vec::with_capacity(n);
+    for id in 0..n {
+        let (tx, rx) = unbounded();
+        senders.push(tx);
+        let snap = snapshot.clone();
+        let wev = wev_tx.clone();
+        let pin = opts.pin_cpus.then_some(id % cpus);
+        let t = std::thread::Builder::new()
+            .name(format!("portcullis-w{id}"))
+            .spawn(move || run_worker(id, snap, rx, wev, pin));
+        match t {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start worker thread");
+                return 1;
+            }
+        }
+    }
+    drop(wev_tx);
+    // Forward worker events into the one control queue.
+    {
+        let ev_tx = ev_tx.clone();
+        std::thread::Builder::new()
+            .name("portcullis-events".into())
+            .spawn(move || {
+                for e in wev_rx {
+                    if ev_tx.send(Event::Worker(e)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .ok();
+    }
+    // Wait until every worker has bound its listeners; a bind failure at start is fatal.
+    let mut started = 0;
+    let mut failures = Vec::new();
+    while started < n {
+        match ev_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Event::Worker(WorkerEvent::Started { id, driver, errors })) => {
+                started += 1;
+                if id == 0 {
+                    tracing::info!(workers = n, driver, "workers started");
+                }
+                failures.extend(errors);
+            }
+            Ok(_) => {}
+            Err(_) => {
+                failures.push("workers did not start within 30s".into());
+                break;
+            }
+        }
+    }
+    if !failures.is_empty() {
+        failures.sort();
+        failures.dedup();
+        for f in &failures {
+            tracing::error!("{f}");
+            eprintln!("error: {f}");
+        }
+        stop_workers(&senders, Instant::now());
+        return 1;
+    }
+    let ports: Vec<u16> = snapshot.binds.iter().map(|b| b.port).collect();
+    tracing::info!(?ports, generation = snapshot.generation, "serving");
+
+    let ready = Arc::new(AtomicBool::new(true));
+    let senders = Arc::new(senders);
+    if let Err(e) = crate::admin::start(&snapshot.settings, senders.clone(), ready.clone()) {
+        tracing::error!(error = %e, "cannot start the admin endpoints");
+        eprintln!("error: {e}");
+        stop_workers(&senders, Instant::now());
+        return 1;
+    }
+
+    if let Err(e) = forward_signals(ev_tx.clone()) {
+        tracing::warn!(error = %e, "cannot install signal handlers");
+    }
+
+    let mut current = snapshot;
+    let mut last_text = match &opts.source {
+        ConfigSource::File(p) => std::fs::read(p).ok(),
+        ConfigSource::Inline(_) => None,
+    };
+    loop {
+        match ev_rx.recv_timeout(opts.watch_interval) {
+            Ok(Event::Signal(sig)) => {
+                let deadline = Instant::now() + current.settings.termination_deadline;
+                tracing::info!(signal = sig, deadline_ms = current.settings.termination_deadline.as_millis() as u64, "draining");
+                ready.store(false, Ordering::Relaxed);
+                let unfinished = stop_workers(&senders, deadline);
+                for t in threads {
+                    let _ = t.join();
+                }
+                tracing::info!(unfinished, "stopped");
+                return 0;
+            }
+            Ok(Event::Worker(WorkerEvent::Applied { id, generation, errors })) => {
+                for e in errors {
+                    tracing::error!(worker = id, generation, "{e}");
+                }
+            }
+            Ok(Event::Worker(_)) => {}
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return 1,
+        }
+        if let ConfigSource::File(path) = &opts.source {
+            let Ok(text) = std::fs::read(path) else { continue };
+            if last_text.as_deref() == Some(&text[..]) {
+                continue;
+            }
+            last_text = Some(text.clone());
+            match crate::config::load_bytes(&text, path.parent()) {
+                Ok(mut snap) => {
+                    snap.generation = current.generation + 1;
+                    let snap = Arc::new(snap);
+                    for s in senders.iter() {
+                        let _ = s.unbounded_send(WorkerMsg::Snapshot(snap.clone()));
+                    }
+                    tracing::info!(generation = snap.generation, "config reloaded");
+                    current = snap;
+                }
+                Err(errors) => {
+                    tracing::error!(path = %path.display(), errors = %errors, "config reload rejected; still serving the previous config");
+                }
+            }
+        }
+    }
+}
+
+/// Asks every worker to drain and waits for their reports; returns the connections still open
+/// at the deadline.
+fn stop_workers(senders: &[UnboundedSender<WorkerMsg>], deadline: Instant) -> u64 {
+    for s in senders {
+        let _ = s.unbounded_send(WorkerMsg::Shutdown { deadline });
+    }
+    0
+}
+
+fn worker_count(cli: Option<usize>, cfg: Option<WorkerThreads>) -> usize {
+    let cpus = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
+    match (cli, cfg) {
+        (Some(n), _) => n.max(1),
+        (None, Some(WorkerThreads::Count(n))) => n.max(1),
+        (None, Some(WorkerThreads::Percent(p))) => ((cpus * p as usize) / 100).max(1),
+        (None, None) => cpus,
+    }
+}
+
+fn forward_signals(tx: mpsc::Sender<Event>) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    std::thread::Builder::new()
+        .name("portcullis-signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                let _ = tx.send(Event::Signal(sig));
+            }
+        })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_count_rules() {
+        let cpus = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
+        assert_eq!(worker_count(Some(3), Some(WorkerThreads::Count(7))), 3);
+        assert_eq!(worker_count(None, Some(WorkerThreads::Count(7))), 7);
+        assert_eq!(worker_count(None, Some(WorkerThreads::Percent(100))), cpus);
+        assert_eq!(worker_count(None, Some(WorkerThreads::Percent(1))), 1);
+        assert_eq!(worker_count(None, None), cpus);
+    }
+}

@@ -1,0 +1,136 @@
+//! Per-worker state: the current snapshot, the cached `Date` header, metrics, the upstream pool
+//! and the drain switch. One [`WorkerCtx`] per worker thread, shared by its tasks through `Rc`.
+//!
+//! Not here: anything shared between workers. Nothing in this file is `Send`; the only
+//! cross-thread traffic is the control channel handled in `runtime::worker`.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use monoio::io::{CancelHandle, Canceller};
+
+use crate::admin::metrics::WorkerMetrics;
+use crate::http::pool::Pool;
+use crate::snapshot::Snapshot;
+
+pub struct WorkerCtx {
+    pub id: usize,
+    snapshot: RefCell<Rc<Arc<Snapshot>>>,
+    date: RefCell<DateCache>,
+    pub metrics: RefCell<WorkerMetrics>,
+    pub pool: Pool,
+    draining: Cell<bool>,
+    drain: RefCell<Canceller>,
+    rng: Cell<u64>,
+}
+
+impl WorkerCtx {
+    pub fn new(id: usize, snapshot: Arc<Snapshot>) -> Self {
+        let seed = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+            ^ ((id as u64 + 1) << 32);
+        Self {
+            id,
+            snapshot: RefCell::new(Rc::new(snapshot)),
+            date: RefCell::new(DateCache::new()),
+            metrics: RefCell::new(WorkerMetrics::default()),
+            pool: Pool::default(),
+            draining: Cell::new(false),
+            drain: RefCell::new(Canceller::new()),
+            rng: Cell::new(seed | 1),
+        }
+    }
+
+    /// The snapshot for one request. Cloning an `Rc` is a plain increment: no shared cache line.
+    pub fn snapshot(&self) -> Rc<Arc<Snapshot>> {
+        self.snapshot.borrow().clone()
+    }
+
+    pub fn set_snapshot(&self, snap: Arc<Snapshot>) {
+        *self.snapshot.borrow_mut() = Rc::new(snap);
+    }
+
+    /// Appends the current `Date` value (IMF-fixdate), refreshed at most once per second.
+    pub fn write_date(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.date.borrow().get());
+    }
+
+    pub fn date(&self) -> [u8; 29] {
+        *self.date.borrow().get_array()
+    }
+
+    pub fn tick_date(&self) {
+        self.date.borrow_mut().refresh();
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining.get()
+    }
+
+    /// A handle that is cancelled when the worker starts draining; idle keep-alive reads use it
+    /// so that they end at once instead of waiting for their timeout.
+    pub fn drain_handle(&self) -> CancelHandle {
+        self.drain.borrow().handle()
+    }
+
+    pub fn start_drain(&self) {
+        self.draining.set(true);
+        let old = std::mem::take(&mut *self.drain.borrow_mut());
+        let _ = old.cancel();
+    }
+
+    /// xorshift64*: cheap per-worker randomness for weighted backend choice (not for secrets).
+    pub fn next_random(&self) -> u64 {
+        let mut x = self.rng.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng.set(x);
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+/// The `Date` header value, formatted once per second per worker.
+struct DateCache {
+    secs: u64,
+    value: [u8; 29],
+}
+
+impl DateCache {
+    fn new() -> Self {
+        let mut d = Self {
+            secs: 0,
+            value: [b' '; 29],
+        };
+        d.refresh();
+        d
+    }
+
+    fn refresh(&mut self) {
+        let now = SystemTime::now();
+        let secs = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if secs != self.secs {
+            self.secs = secs;
+            let s = httpdate::fmt_http_date(now);
+            let b = s.as_bytes();
+            if b.len() == 29 {
+                self.value.copy_from_slice(b);
+            }
+        }
+    }
+
+    fn get(&self) -> &[u8] {
+        &self.value
+    }
+
+    fn get_array(&self) -> &[u8; 29] {
+        &self.value
+    }
+}

@@ -1,0 +1,225 @@
+//! A worker thread: its own monoio runtime, its own SO_REUSEPORT listener per bind, its own
+//! connections, pool and metrics. It talks to the rest of the process only through its control
+//! channel (new snapshots, scrapes, shutdown) and the event channel back to the control loop.
+//!
+//! Not here: deciding when to reload or stop (`control`), or serving requests (`http::conn`).
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use futures_channel::{mpsc::UnboundedReceiver, oneshot};
+use futures_util::StreamExt;
+use monoio::io::Canceller;
+use monoio::net::{ListenerOpts, TcpListener};
+
+use crate::admin::metrics::WorkerMetrics;
+use crate::http::conn;
+use crate::http::dispatch::{find_bind, ConnInfo};
+use crate::runtime::ctx::WorkerCtx;
+use crate::snapshot::Snapshot;
+
+/// Messages from the control loop and the admin thread to one worker.
+pub enum WorkerMsg {
+    Snapshot(Arc<Snapshot>),
+    Scrape(oneshot::Sender<WorkerMetrics>),
+    /// Stop accepting, let in-flight requests finish until the deadline, then return.
+    Shutdown { deadline: Instant },
+}
+
+/// Reports from workers to the control loop.
+#[derive(Debug)]
+pub enum WorkerEvent {
+    /// The worker bound its listeners (or failed to, with the errors).
+    Started { id: usize, driver: &'static str, errors: Vec<String> },
+    Applied { id: usize, generation: u64, errors: Vec<String> },
+    Stopped { id: usize, unfinished: u64 },
+}
+
+/// Runs worker `id` on the current thread until it is shut down.
+pub fn run_worker(
+    id: usize,
+    snap: Arc<Snapshot>,
+    rx: UnboundedReceiver<WorkerMsg>,
+    events: mpsc::Sender<WorkerEvent>,
+    pin_cpu: Option<usize>,
+) {
+    if let Some(cpu) = pin_cpu {
+        if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
+            tracing::warn!(worker = id, cpu, error = %e, "could not pin worker to cpu");
+        }
+    }
+    let uring = monoio::utils::detect_uring();
+    let driver = if uring { "io_uring" } else { "epoll" };
+    let mut rt = match monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .with_entries(1024)
+        .enable_timer()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = events.send(WorkerEvent::Started {
+                id,
+                driver,
+                errors: vec![format!("worker {id}: cannot build the {driver} runtime: {e}")],
+            });
+            return;
+        }
+    };
+    rt.block_on(worker_main(id, snap, rx, events, driver));
+}
+
+struct ListenerHandle {
+    canceller: Canceller,
+    stopped: Rc<Cell<bool>>,
+}
+
+async fn worker_main(
+    id: usize,
+    snap: Arc<Snapshot>,
+    mut rx: UnboundedReceiver<WorkerMsg>,
+    events: mpsc::Sender<WorkerEvent>,
+    driver: &'static str,
+) {
+    let ctx = Rc::new(WorkerCtx::new(id, snap.clone()));
+    let mut listeners: HashMap<u16, ListenerHandle> = HashMap::new();
+    let errors = sync_listeners(&ctx, &snap, &mut listeners);
+    let _ = events.send(WorkerEvent::Started { id, driver, errors });
+    monoio::spawn(tick(ctx.clone()));
+    while let Some(msg) = rx.next().await {
+        match msg {
+            WorkerMsg::Snapshot(s) => {
+                let generation = s.generation;
+                ctx.set_snapshot(s.clone());
+                let errors = sync_listeners(&ctx, &s, &mut listeners);
+                let _ = events.send(WorkerEvent::Applied { id, generation, errors });
+            }
+            WorkerMsg::Scrape(tx) => {
+                let _ = tx.send(ctx.metrics.borrow().clone());
+            }
+            WorkerMsg::Shutdown { deadline } => {
+                for (_, l) in listeners.drain() {
+                    l.stopped.set(true);
+                    let _ = l.canceller.cancel();
+                }
+                ctx.start_drain();
+                while ctx.metrics.borrow().open_connections > 0 && Instant::now() < deadline {
+                    monoio::time::sleep(Duration::from_millis(10)).await;
+                }
+                let unfinished = ctx.metrics.borrow().open_connections;
+                let _ = events.send(WorkerEvent::Stopped { id, unfinished });
+                return;
+            }
+        }
+    }
+}
+
+/// Refreshes the cached `Date` value and expires idle upstream connections.
+async fn tick(ctx: Rc<WorkerCtx>) {
+    let mut n = 0u64;
+    loop {
+        monoio::time::sleep(Duration::from_millis(250)).await;
+        ctx.tick_date();
+        n += 1;
+        if n % 8 == 0 {
+            let idle = ctx.snapshot().settings.upstream.pool_idle_timeout;
+            ctx.pool.expire(idle);
+        }
+    }
+}
+
+/// Opens listeners for binds that are new in `snap` and closes those that are gone.
+fn sync_listeners(ctx: &Rc<WorkerCtx>, snap: &Snapshot, listeners: &mut HashMap<u16, ListenerHandle>) -> Vec<String> {
+    let mut errors = Vec::new();
+    let wanted: Vec<u16> = snap.binds.iter().map(|b| b.port).collect();
+    listeners.retain(|port, l| {
+        let keep = wanted.contains(port);
+        if !keep {
+            l.stopped.set(true);
+            let c = std::mem::take(&mut l.canceller);
+            let _ = c.cancel();
+        }
+        keep
+    });
+    for port in wanted {
+        if listeners.contains_key(&port) {
+            continue;
+        }
+        match bind(port) {
+            Ok(listener) => {
+                let canceller = Canceller::new();
+                let stopped = Rc::new(Cell::new(false));
+                monoio::spawn(accept_loop(listener, port, ctx.clone(), canceller.handle(), stopped.clone()));
+                listeners.insert(port, ListenerHandle { canceller, stopped });
+            }
+            Err(e) => errors.push(format!("binds[port={port}]: cannot listen on port {port}: {e}")),
+        }
+    }
+    errors
+}
+
+/// Binds `[::]:port` (dual stack), or `0.0.0.0:port` where IPv6 is unavailable. Every worker
+/// binds its own socket; SO_REUSEPORT lets the kernel spread connections across them.
+fn bind(port: u16) -> std::io::Result<TcpListener> {
+    let opts = ListenerOpts::new().reuse_port(true).reuse_addr(true).backlog(4096);
+    let bind_addr = std::env::var("PORTCULLIS_BIND_ADDR").ok();
+    if let Some(ip) = bind_addr {
+        let ip: std::net::IpAddr = ip
+            .parse()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("PORTCULLIS_BIND_ADDR: {e}")))?;
+        return TcpListener::bind_with_config(SocketAddr::new(ip, port), &opts);
+    }
+    TcpListener::bind_with_config(SocketAddr::from(([0u16; 8], port)), &opts)
+        .or_else(|_| TcpListener::bind_with_config(SocketAddr::from(([0, 0, 0, 0], port)), &opts))
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    port: u16,
+    ctx: Rc<WorkerCtx>,
+    cancel: monoio::io::CancelHandle,
+    stopped: Rc<Cell<bool>>,
+) {
+    loop {
+        let accepted = listener.cancelable_accept(cancel.clone()).await;
+        if stopped.get() {
+            return;
+        }
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let snap = ctx.snapshot();
+                let tls = find_bind(&snap, port).and_then(|b| b.tls.clone());
+                let handshake_timeout = snap.settings.limits.tls_handshake_timeout;
+                drop(snap);
+                let info = ConnInfo {
+                    peer,
+                    port,
+                    https: tls.is_some(),
+                };
+                let ctx = ctx.clone();
+                monoio::spawn(async move {
+                    match tls {
+                        None => conn::serve(stream, info, ctx).await,
+                        Some(cfg) => {
+                            let acceptor = monoio_rustls::TlsAcceptor::from(cfg);
+                            match monoio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                                Ok(Ok(tls_stream)) => conn::serve(tls_stream, info, ctx).await,
+                                Ok(Err(e)) => tracing::debug!(client.addr = %peer, error = %e, "tls handshake failed"),
+                                Err(_) => tracing::debug!(client.addr = %peer, "tls handshake timed out"),
+                            }
+                        }
+                    }
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors and similar: back off briefly instead of spinning.
+                tracing::warn!(port, error = %e, "accept failed");
+                monoio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
