@@ -1,1 +1,11 @@
-//! TODO-doc
+//! Per-route HTTP policies that are pure functions of configuration and request bytes:
+//! CORS (`cors`), request/response header modification (`headers`) and path rewriting
+//! (`rewrite`). Each is compiled once at config lowering; the request path only reads.
+//!
+//! Does not: do I/O, decide status codes for errors, or run authentication (that lives in
+//! `policy::mcp_auth`, owned elsewhere).
+
+pub mod cors;
+pub mod headers;
+pub mod rewrite;
+mod validate;
