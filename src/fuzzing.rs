@@ -1,1 +1,17 @@
-//! Entry points for the cargo-fuzz targets in fuzz/.
+//! Entry points for the cargo-fuzz targets in `fuzz/`: each must return normally for any input.
+//! Not part of the public API.
+
+/// The request-head parser (`fuzz/fuzz_targets/h1_request.rs`).
+pub fn h1_request(data: &[u8]) {
+    crate::http::h1::fuzz_request(data);
+}
+
+/// The chunked decoder, including split-invariance (`fuzz/fuzz_targets/chunked.rs`).
+pub fn chunked(data: &[u8]) {
+    crate::http::h1::fuzz_chunked(data);
+}
+
+/// YAML → model → validation → lowering (`fuzz/fuzz_targets/config_yaml.rs`).
+pub fn config(data: &[u8]) {
+    let _ = crate::config::load_bytes_with_env(data, None, &|_| None);
+}
