@@ -33,10 +33,14 @@ pub fn load_str_with_env(
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<model::LocalConfig, ConfigErrors> {
     // agentgateway neutralises this marker so `$schema` is not taken for a variable.
-    let text = text.replace("# yaml-language-server: $schema", "# yaml-language-server: schema");
+    let text = text.replace(
+        "# yaml-language-server: $schema",
+        "# yaml-language-server: schema",
+    );
     let expanded = expand_env(&text, lookup)?;
     let value = parse_yaml(&expanded)?;
-    let cfg: model::LocalConfig = serde_path_to_error::deserialize(value).map_err(error::from_serde)?;
+    let cfg: model::LocalConfig =
+        serde_path_to_error::deserialize(value).map_err(error::from_serde)?;
     validate(&cfg).map_err(ConfigErrors)?;
     Ok(cfg)
 }
@@ -50,7 +54,11 @@ fn parse_yaml(text: &str) -> Result<serde_json::Value, ConfigError> {
             let msg = e.to_string();
             let msg = match e.location() {
                 Some(loc) if !msg.contains("line ") => {
-                    format!("invalid YAML at line {} column {}: {msg}", loc.line(), loc.column())
+                    format!(
+                        "invalid YAML at line {} column {}: {msg}",
+                        loc.line(),
+                        loc.column()
+                    )
                 }
                 _ => format!("invalid YAML: {msg}"),
             };

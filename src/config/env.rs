@@ -12,7 +12,10 @@ use super::error::ConfigError;
 const ENV_PATH: &str = "(env)";
 
 /// Expands environment references in `text`; an undefined variable is an error naming it.
-pub fn expand_env(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+pub fn expand_env(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
     let mut out = String::with_capacity(text.len());
     for (n, line) in text.split_inclusive('\n').enumerate() {
         if line.trim_start().starts_with('#') {
@@ -72,7 +75,9 @@ fn expand_line(
             }
             rest = &braced[close + 1..];
         } else {
-            let len = after.find(|c: char| !is_name_char(c)).unwrap_or(after.len());
+            let len = after
+                .find(|c: char| !is_name_char(c))
+                .unwrap_or(after.len());
             if len == 0 {
                 out.push('$');
             } else {

@@ -21,17 +21,21 @@ mod serde_util;
 
 use serde::Deserialize;
 
-pub use auth::{AuthMode, JwtAuth, JwtProvider, JwtValidationOptions, Jwks, McpAuthentication, McpProvider};
+pub use auth::{
+    AuthMode, Jwks, JwtAuth, JwtProvider, JwtValidationOptions, McpAuthentication, McpProvider,
+};
 pub use backend::{
-    Backend, BackendKind, HttpTarget, McpBackend, McpTarget, McpTargetKind, PrefixMode, StatefulMode,
-    StdioTarget,
+    Backend, BackendKind, HttpTarget, McpBackend, McpTarget, McpTargetKind, PrefixMode,
+    StatefulMode, StdioTarget,
 };
 pub use bind::{Bind, Listener, ListenerTls, Protocol};
 pub use policy::{
-    BackendAuth, Cors, DirectResponse, HeaderModifier, HostRedirect, Passthrough, PathRedirect, Policies,
-    RequestRedirect, Timeout, UrlRewrite,
+    BackendAuth, Cors, DirectResponse, HeaderModifier, HostRedirect, Passthrough, PathRedirect,
+    Policies, RequestRedirect, Timeout, UrlRewrite,
 };
-pub use process::{BackendConfig, Config, Keepalives, ListenerConfig, LogFormat, Logging, LoggingFields};
+pub use process::{
+    BackendConfig, Config, Keepalives, ListenerConfig, LogFormat, Logging, LoggingFields,
+};
 pub use route::{HeaderMatch, Match, PathMatch, PathRegex, QueryMatch, Route, ValueMatch};
 pub use serde_util::{Body, Ignored, StringOrList, Unsupported, WorkerThreads};
 

@@ -45,7 +45,9 @@ impl Errors {
             // The regex crate's message is multi-line; keep the last, most specific line.
             let msg = e.to_string();
             let last = msg.lines().rfind(|l| !l.trim().is_empty()).unwrap_or(&msg);
-            self.push(path, format!("invalid regex {pattern:?}: {}", last.trim()));
+            let last = last.trim();
+            let last = last.strip_prefix("error: ").unwrap_or(last);
+            self.push(path, format!("invalid regex {pattern:?}: {last}"));
         }
     }
 }
@@ -123,14 +125,25 @@ fn process(e: &mut Errors, c: &Config) {
         ("readinessAddr", &c.readiness_addr),
     ] {
         if let Some(a) = addr {
-            let port_ok = a.rsplit_once(':').is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok());
+            let port_ok = a
+                .rsplit_once(':')
+                .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok());
             if !port_ok {
-                e.push(join(p, key), format!("invalid address {a:?}: expected \"host:port\""));
+                e.push(
+                    join(p, key),
+                    format!("invalid address {a:?}: expected \"host:port\""),
+                );
             }
         }
     }
-    e.duration(join(p, "connectionTerminationDeadline"), &c.connection_termination_deadline);
-    e.duration(join(p, "connectionMinTerminationDeadline"), &c.connection_min_termination_deadline);
+    e.duration(
+        join(p, "connectionTerminationDeadline"),
+        &c.connection_termination_deadline,
+    );
+    e.duration(
+        join(p, "connectionMinTerminationDeadline"),
+        &c.connection_min_termination_deadline,
+    );
     if let Some(w) = &c.worker_threads {
         if let Err(msg) = parse_worker_threads(w) {
             e.push(join(p, "workerThreads"), msg);
@@ -152,29 +165,47 @@ fn process(e: &mut Errors, c: &Config) {
         let lp = "config.listener";
         e.duration(join(lp, "tlsHandshakeTimeout"), &l.tls_handshake_timeout);
         e.duration(join(lp, "http1IdleTimeout"), &l.http1_idle_timeout);
-        e.duration(join(lp, "http2KeepaliveInterval"), &l.http2_keepalive_interval);
-        e.duration(join(lp, "http2KeepaliveTimeout"), &l.http2_keepalive_timeout);
+        e.duration(
+            join(lp, "http2KeepaliveInterval"),
+            &l.http2_keepalive_interval,
+        );
+        e.duration(
+            join(lp, "http2KeepaliveTimeout"),
+            &l.http2_keepalive_timeout,
+        );
     }
 }
 
 fn bind(e: &mut Errors, path: &str, b: &Bind) {
-    e.unsupported(path, &[("tunnelProtocol", &b.tunnel_protocol), ("mode", &b.mode)]);
+    e.unsupported(
+        path,
+        &[("tunnelProtocol", &b.tunnel_protocol), ("mode", &b.mode)],
+    );
     for (i, l) in b.listeners.iter().enumerate() {
         listener(e, &index(&join(path, "listeners"), i), l);
     }
 }
 
 fn listener(e: &mut Errors, path: &str, l: &Listener) {
-    e.unsupported(path, &[("tcpRoutes", &l.tcp_routes), ("policies", &l.policies)]);
     match l.protocol {
         Protocol::Http | Protocol::Https => {}
         Protocol::Tls => e.push(join(path, "protocol"), unsupported_msg("TLS listeners")),
         Protocol::Tcp => e.push(join(path, "protocol"), unsupported_msg("TCP listeners")),
         Protocol::Hbone => e.push(join(path, "protocol"), unsupported_msg("HBONE listeners")),
     }
+    e.unsupported(
+        path,
+        &[("tcpRoutes", &l.tcp_routes), ("policies", &l.policies)],
+    );
     match (&l.tls, l.protocol) {
-        (None, Protocol::Https) => e.push(path, "missing field `tls` (required when protocol is HTTPS)"),
-        (Some(_), Protocol::Http) => e.push(join(path, "tls"), "`tls` is only allowed with protocol HTTPS"),
+        (None, Protocol::Https) => e.push(
+            path,
+            "missing field `tls` (required when protocol is HTTPS)",
+        ),
+        (Some(_), Protocol::Http) => e.push(
+            join(path, "tls"),
+            "`tls` is only allowed with protocol HTTPS",
+        ),
         _ => {}
     }
     if let Some(t) = &l.tls {
@@ -202,9 +233,10 @@ fn listener(e: &mut Errors, path: &str, l: &Listener) {
         }
     }
     match (&l.routes, l.protocol) {
-        (None, Protocol::Http | Protocol::Https) => {
-            e.push(path, "missing field `routes` (required for HTTP and HTTPS listeners)")
-        }
+        (None, Protocol::Http | Protocol::Https) => e.push(
+            path,
+            "missing field `routes` (required for HTTP and HTTPS listeners)",
+        ),
         (Some(routes), _) => {
             for (i, r) in routes.iter().enumerate() {
                 route::route(e, &index(&join(path, "routes"), i), r);

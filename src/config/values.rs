@@ -11,7 +11,9 @@ use super::model::WorkerThreads;
 /// `"500µs"`, `"0"`. Units: `ns`, `us`/`µs`/`μs`, `ms`, `s`, `m`, `h`. Negative durations are
 /// rejected (a std `Duration` cannot hold them and no agentgateway setting needs them).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let err = |why: &str| format!("invalid duration {s:?}: {why} (expected e.g. \"10s\", \"1m30s\", \"100ms\")");
+    let err = |why: &str| {
+        format!("invalid duration {s:?}: {why} (expected e.g. \"10s\", \"1m30s\", \"100ms\")")
+    };
     let (negative, mut rest) = match s.strip_prefix('-') {
         Some(r) => (true, r),
         None => (false, s.strip_prefix('+').unwrap_or(s)),
@@ -24,7 +26,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
     let mut total: u128 = 0;
     while !rest.is_empty() {
-        let int_len = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let int_len = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let (int_part, after) = rest.split_at(int_len);
         let (frac_part, after) = match after.strip_prefix('.') {
             Some(a) => {
@@ -84,7 +88,9 @@ pub enum ThreadCount {
 pub fn parse_worker_threads(w: &WorkerThreads) -> Result<ThreadCount, String> {
     let bad = || "workerThreads must be an integer > 0 or a percentage like \"50%\"".to_owned();
     match w {
-        WorkerThreads::Number(n) if *n > 0 => usize::try_from(*n).map(ThreadCount::Fixed).map_err(|_| bad()),
+        WorkerThreads::Number(n) if *n > 0 => usize::try_from(*n)
+            .map(ThreadCount::Fixed)
+            .map_err(|_| bad()),
         WorkerThreads::Number(_) => Err(bad()),
         WorkerThreads::Text(t) => {
             let t = t.trim();

@@ -44,12 +44,18 @@ pub(super) fn policies(e: &mut Errors, path: &str, p: &Policies, backends: usize
         let rp = join(path, "requestRedirect");
         if let Some(s) = &r.scheme {
             if s != "http" && s != "https" {
-                e.push(join(&rp, "scheme"), format!("scheme {s:?} must be \"http\" or \"https\""));
+                e.push(
+                    join(&rp, "scheme"),
+                    format!("scheme {s:?} must be \"http\" or \"https\""),
+                );
             }
         }
         if let Some(s) = r.status {
             if !(300..=399).contains(&s) {
-                e.push(join(&rp, "status"), format!("redirect status {s} must be in 300..=399"));
+                e.push(
+                    join(&rp, "status"),
+                    format!("redirect status {s} must be in 300..=399"),
+                );
             }
         }
     }
@@ -64,9 +70,10 @@ pub(super) fn policies(e: &mut Errors, path: &str, p: &Policies, backends: usize
             ],
         );
         match d.status {
-            Some(s) if !(100..=599).contains(&s) => {
-                e.push(join(&dp, "status"), format!("status {s} must be in 100..=599"))
-            }
+            Some(s) if !(100..=599).contains(&s) => e.push(
+                join(&dp, "status"),
+                format!("status {s} must be in 100..=599"),
+            ),
             None if d.conditional.is_none() => e.push(&dp, "missing field `status`"),
             _ => {}
         }
@@ -77,7 +84,10 @@ pub(super) fn policies(e: &mut Errors, path: &str, p: &Policies, backends: usize
     if let Some(t) = &p.timeout {
         let tp = join(path, "timeout");
         e.duration(join(&tp, "requestTimeout"), &t.request_timeout);
-        e.duration(join(&tp, "backendRequestTimeout"), &t.backend_request_timeout);
+        e.duration(
+            join(&tp, "backendRequestTimeout"),
+            &t.backend_request_timeout,
+        );
     }
     if let Some(m) = &p.mcp_authentication {
         let mp = join(path, "mcpAuthentication");
@@ -117,7 +127,10 @@ fn header_modifier(e: &mut Errors, path: &str, h: &HeaderModifier) {
     }
     for (i, name) in h.remove.iter().enumerate() {
         if !is_token(name) {
-            e.push(index(&join(path, "remove"), i), format!("invalid header name {name:?}"));
+            e.push(
+                index(&join(path, "remove"), i),
+                format!("invalid header name {name:?}"),
+            );
         }
     }
 }
@@ -135,8 +148,14 @@ fn cors(e: &mut Errors, path: &str, c: &Cors) {
         }
     }
     for (i, o) in c.allow_origins.iter().enumerate() {
-        if o.is_empty() || o.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
-            e.push(index(&join(path, "allowOrigins"), i), format!("invalid origin {o:?}"));
+        if o.is_empty()
+            || o.bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            e.push(
+                index(&join(path, "allowOrigins"), i),
+                format!("invalid origin {o:?}"),
+            );
         }
     }
     e.duration(join(path, "maxAge"), &c.max_age);
@@ -144,9 +163,10 @@ fn cors(e: &mut Errors, path: &str, c: &Cors) {
 
 fn jwks(e: &mut Errors, path: &str, j: &Jwks) {
     match j {
-        Jwks::Url(u) if !u.is_empty() && !(u.starts_with("http://") || u.starts_with("https://")) => {
-            e.push(join(path, "url"), format!("JWKS url {u:?} must start with http:// or https://"))
-        }
+        Jwks::Url(u) if !url_or_empty(u) => e.push(
+            join(path, "url"),
+            format!("JWKS url {u:?} must start with http:// or https://"),
+        ),
         Jwks::File(f) if f.is_empty() => e.push(join(path, "file"), "must not be empty"),
         Jwks::Inline(s) if serde_json::from_str::<serde_json::Value>(s).is_err() => {
             e.push(path, "inline JWKS is not valid JSON")
@@ -167,7 +187,10 @@ fn audiences(e: &mut Errors, path: &str, list: &[String]) {
 }
 
 fn mcp_authentication(e: &mut Errors, path: &str, m: &McpAuthentication) {
-    e.unsupported(path, &[("authorizationLocation", &m.authorization_location)]);
+    e.unsupported(
+        path,
+        &[("authorizationLocation", &m.authorization_location)],
+    );
     if m.issuer.is_empty() {
         e.push(join(path, "issuer"), "must not be empty");
     }
@@ -186,22 +209,26 @@ fn mcp_authentication(e: &mut Errors, path: &str, m: &McpAuthentication) {
             join(path, "jwks"),
             "`jwksUrl` (v0.10.5) and `jwks` (current) are mutually exclusive; use one",
         ),
-        (Some(u), None) if !u.is_empty() && !(u.starts_with("http://") || u.starts_with("https://")) => e.push(
+        (Some(u), None) if !url_or_empty(u) => e.push(
             join(path, "jwksUrl"),
             format!("JWKS url {u:?} must start with http:// or https://"),
         ),
         (None, Some(j)) => jwks(e, &join(path, "jwks"), j),
         // v0.10.5 requires `jwksUrl` (may be ""); current derives the JWKS when `jwks` is absent.
-        (None, None) if m.audience.is_some() => {
-            e.push(path, "missing field `jwksUrl` (use \"\" to derive it, or current `jwks`)")
-        }
+        (None, None) if m.audience.is_some() => e.push(
+            path,
+            "missing field `jwksUrl` (use \"\" to derive it, or current `jwks`)",
+        ),
         _ => {}
     }
 }
 
 fn jwt_auth(e: &mut Errors, path: &str, j: &JwtAuth) {
     e.unsupported(path, &[("location", &j.location)]);
-    let single = j.issuer.is_some() || j.audiences.is_some() || j.jwks.is_some() || j.jwt_validation_options.is_some();
+    let single = j.issuer.is_some()
+        || j.audiences.is_some()
+        || j.jwks.is_some()
+        || j.jwt_validation_options.is_some();
     match (&j.providers, single) {
         (Some(_), true) => e.push(
             path,
@@ -255,16 +282,28 @@ fn backend_auth(e: &mut Errors, path: &str, b: &BackendAuth) {
     ];
     for (key, v) in others {
         if v.is_some() {
-            e.push(join(path, key), unsupported_msg(&format!("backendAuth.{key}")));
+            e.push(
+                join(path, key),
+                unsupported_msg(&format!("backendAuth.{key}")),
+            );
         }
     }
-    let count = usize::from(b.passthrough.is_some()) + others.iter().filter(|(_, v)| v.is_some()).count();
+    let count =
+        usize::from(b.passthrough.is_some()) + others.iter().filter(|(_, v)| v.is_some()).count();
     if count == 0 {
-        e.push(path, "backendAuth needs exactly one kind, e.g. `passthrough: {}`");
+        e.push(
+            path,
+            "backendAuth needs exactly one kind, e.g. `passthrough: {}`",
+        );
     } else if count > 1 {
         e.push(path, "backendAuth must have exactly one kind");
     }
     if let Some(p) = &b.passthrough {
         e.unsupported(&join(path, "passthrough"), &[("location", &p.location)]);
     }
+}
+
+/// `""` (derive later) or an `http(s)://` URL.
+fn url_or_empty(u: &str) -> bool {
+    u.is_empty() || u.starts_with("http://") || u.starts_with("https://")
 }

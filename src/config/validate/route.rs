@@ -4,14 +4,19 @@
 //! Policies are delegated to the sibling `policy` module.
 
 use super::{index, is_token, join, policy, Errors};
-use crate::config::model::{Backend, HttpTarget, Match, McpBackend, McpTarget, PathMatch, Route, ValueMatch};
+use crate::config::model::{
+    Backend, HttpTarget, Match, McpBackend, McpTarget, PathMatch, Route, ValueMatch,
+};
 
 const PSEUDO_HEADERS: [&str; 4] = [":authority", ":method", ":path", ":scheme"];
 
 pub(super) fn route(e: &mut Errors, path: &str, r: &Route) {
     for (i, h) in r.hostnames.iter().enumerate() {
         if h.is_empty() || h.contains(['/', ' ', ':']) {
-            e.push(index(&join(path, "hostnames"), i), format!("invalid hostname {h:?}"));
+            e.push(
+                index(&join(path, "hostnames"), i),
+                format!("invalid hostname {h:?}"),
+            );
         }
     }
     for (i, m) in r.matches.iter().enumerate() {
@@ -24,7 +29,10 @@ pub(super) fn route(e: &mut Errors, path: &str, r: &Route) {
         backend(e, &index(&join(path, "backends"), i), b);
     }
     if r.backends.len() > 1 && r.backends.iter().all(|b| b.weight == 0) {
-        e.push(join(path, "backends"), "at least one backend must have a weight > 0");
+        e.push(
+            join(path, "backends"),
+            "at least one backend must have a weight > 0",
+        );
     }
 }
 
@@ -32,20 +40,29 @@ fn route_match(e: &mut Errors, path: &str, m: &Match) {
     match &m.path {
         PathMatch::Exact(p) | PathMatch::PathPrefix(p) => {
             if !p.starts_with('/') {
-                e.push(join(path, "path"), format!("path {p:?} must start with '/'"));
+                e.push(
+                    join(path, "path"),
+                    format!("path {p:?} must start with '/'"),
+                );
             }
         }
         PathMatch::Regex(re) => e.regex(join(path, "path.regex"), &re.pattern),
     }
     if let Some(method) = &m.method {
         if !is_token(method) {
-            e.push(join(path, "method"), format!("invalid HTTP method {method:?}"));
+            e.push(
+                join(path, "method"),
+                format!("invalid HTTP method {method:?}"),
+            );
         }
     }
     for (i, h) in m.headers.iter().enumerate() {
         let hp = index(&join(path, "headers"), i);
         if !is_token(&h.name) && !PSEUDO_HEADERS.contains(&h.name.as_str()) {
-            e.push(join(&hp, "name"), format!("invalid header name {:?}", h.name));
+            e.push(
+                join(&hp, "name"),
+                format!("invalid header name {:?}", h.name),
+            );
         }
         if let ValueMatch::Regex(re) = &h.value {
             e.regex(join(&hp, "value.regex"), re);
@@ -80,11 +97,17 @@ fn backend(e: &mut Errors, path: &str, b: &Backend) {
     if kinds == 0 {
         e.push(path, "backend needs exactly one kind: `host` or `mcp`");
     } else if kinds > 1 {
-        e.push(path, "backend must have exactly one kind (`host` or `mcp`), found several");
+        e.push(
+            path,
+            "backend must have exactly one kind (`host` or `mcp`), found several",
+        );
     }
     if let Some(h) = &b.host {
         if !is_host_port(h) {
-            e.push(join(path, "host"), format!("invalid host {h:?}: expected \"address:port\""));
+            e.push(
+                join(path, "host"),
+                format!("invalid host {h:?}: expected \"address:port\""),
+            );
         }
     }
     if let Some(m) = &b.mcp {
@@ -100,7 +123,10 @@ fn is_host_port(s: &str) -> bool {
     let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
         v6.parse::<std::net::Ipv6Addr>().is_ok()
     } else {
-        !host.is_empty() && host.bytes().all(|c| c.is_ascii_alphanumeric() || b"-._".contains(&c))
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"-._".contains(&c))
     };
     host_ok && port.parse::<u16>().is_ok()
 }
@@ -120,7 +146,10 @@ fn mcp_backend(e: &mut Errors, path: &str, m: &McpBackend) {
     for (i, t) in m.targets.iter().enumerate() {
         let tp = index(&join(path, "targets"), i);
         if !seen.insert(t.name.as_str()) {
-            e.push(join(&tp, "name"), format!("duplicate target name {:?}", t.name));
+            e.push(
+                join(&tp, "name"),
+                format!("duplicate target name {:?}", t.name),
+            );
         }
         target(e, &tp, t);
     }
@@ -131,11 +160,19 @@ fn target(e: &mut Errors, path: &str, t: &McpTarget) {
         e.push(join(path, "name"), "must not be empty");
     }
     e.unsupported(path, &[("openapi", &t.openapi), ("policies", &t.policies)]);
-    let kinds = [t.stdio.is_some(), t.mcp.is_some(), t.sse.is_some(), t.openapi.is_some()];
+    let kinds = [
+        t.stdio.is_some(),
+        t.mcp.is_some(),
+        t.sse.is_some(),
+        t.openapi.is_some(),
+    ];
     match kinds.iter().filter(|k| **k).count() {
         0 => e.push(path, "target needs exactly one of `stdio`, `mcp`, `sse`"),
         1 => {}
-        _ => e.push(path, "target must have exactly one of `stdio`, `mcp`, `sse`, found several"),
+        _ => e.push(
+            path,
+            "target must have exactly one of `stdio`, `mcp`, `sse`, found several",
+        ),
     }
     if let Some(s) = &t.stdio {
         if s.cmd.is_empty() {
@@ -170,7 +207,10 @@ fn http_target(e: &mut Errors, path: &str, h: &HttpTarget) {
                 );
             }
             if !p.starts_with('/') {
-                e.push(join(path, "path"), format!("path {p:?} must start with '/'"));
+                e.push(
+                    join(path, "path"),
+                    format!("path {p:?} must start with '/'"),
+                );
             }
         }
         (None, None) => {
@@ -181,7 +221,13 @@ fn http_target(e: &mut Errors, path: &str, h: &HttpTarget) {
                 );
             }
         }
-        (Some(_), None) => e.push(path, "`port` is set but `path` is missing (set both, or only `host` as a URL)"),
-        (None, Some(_)) => e.push(path, "`path` is set but `port` is missing (set both, or only `host` as a URL)"),
+        (Some(_), None) => e.push(
+            path,
+            "`port` is set but `path` is missing (set both, or only `host` as a URL)",
+        ),
+        (None, Some(_)) => e.push(
+            path,
+            "`path` is set but `port` is missing (set both, or only `host` as a URL)",
+        ),
     }
 }
