@@ -93,6 +93,9 @@ pub fn from_serde(err: serde_path_to_error::Error<serde_json::Error>) -> ConfigE
 /// Shortens serde's unknown-field message (the key is already the last path segment) and adds
 /// a suggestion when a known field is one or two edits away.
 fn rewrite_message(msg: &str) -> String {
+    if msg == "invalid value: map, expected map with a single key" {
+        return "expected exactly one key (these options are mutually exclusive)".to_owned();
+    }
     let Some(rest) = msg.strip_prefix("unknown field `") else {
         return msg.to_owned();
     };

@@ -64,7 +64,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         let mut scale = nanos_per;
         for d in frac_part.chars().take(30) {
             scale /= 10;
-            value += u128::from(d.to_digit(10).unwrap_or(0)) * scale;
+            let digit = u128::from(d.to_digit(10).unwrap_or(0)) * scale;
+            value = value.checked_add(digit).ok_or_else(|| err("overflow"))?;
         }
         total = total.checked_add(value).ok_or_else(|| err("overflow"))?;
         rest = after;
