@@ -314,3 +314,32 @@ fn fuzz_entry_does_not_panic() {
         fuzz_load(i);
     }
 }
+
+/// Deterministic mutation smoke test of the fuzz entry (the real fuzzer lives in `fuzz/`).
+#[test]
+fn fuzz_entry_survives_seed_mutations() {
+    let seed = std::fs::read(testdata("valid/kitchen-sink.yaml")).unwrap();
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let alphabet = b"{}[]:,-'\"$ \n#&*!|>01x.%";
+    for _ in 0..1500 {
+        let mut data = seed.clone();
+        for _ in 0..(next() % 4 + 1) {
+            let pos = (next() as usize) % data.len();
+            let byte = alphabet[(next() as usize) % alphabet.len()];
+            match next() % 3 {
+                0 => data[pos] = byte,
+                1 => data.insert(pos, byte),
+                _ => {
+                    data.remove(pos);
+                }
+            }
+        }
+        fuzz_load(&data);
+    }
+}
