@@ -1,0 +1,64 @@
+//! Serde wire model of agentgateway's local YAML config, accepting both the v0.10.5
+//! (`schema/local.json`) and the current (`schema/config.json`) dialects in one set of types.
+//!
+//! Owns: field names, camelCase renames, `deny_unknown_fields`, defaults agentgateway applies at
+//! parse time. Does not: validate values, resolve defaults that need context (names, JWKS URLs),
+//! or build runtime structures — that is `config::validate` and lowering.
+//!
+//! Every key agentgateway accepts is a field: implemented ones are typed, process-tuning ones are
+//! [`Ignored`], and the rest are [`Unsupported`] so they are reported by name instead of dropped.
+//! Top-level unsupported sections: `policies`, `gatewayPolicies`, `frontendPolicies`,
+//! `workloads`, `services`, `backends`, `routeGroups`, `gateways`, `routes`, `tcpRoutes`, `llm`,
+//! `mcp`, `ui`.
+
+mod auth;
+mod backend;
+mod bind;
+mod policy;
+mod process;
+mod route;
+mod serde_util;
+
+use serde::Deserialize;
+
+pub use auth::{
+    AuthMode, Jwks, JwtAuth, JwtProvider, JwtValidationOptions, McpAuthentication, McpProvider,
+};
+pub use backend::{
+    Backend, BackendKind, HttpTarget, McpBackend, McpTarget, McpTargetKind, PrefixMode,
+    StatefulMode, StdioTarget,
+};
+pub use bind::{Bind, Listener, ListenerTls, Protocol};
+pub use policy::{
+    BackendAuth, Cors, DirectResponse, HeaderModifier, HostRedirect, Passthrough, PathRedirect,
+    Policies, RequestRedirect, Timeout, UrlRewrite,
+};
+pub use process::{
+    BackendConfig, Config, Keepalives, ListenerConfig, LogFormat, Logging, LoggingFields,
+};
+pub use route::{HeaderMatch, Match, PathMatch, PathRegex, QueryMatch, Route, ValueMatch};
+pub use serde_util::{Body, Ignored, StringOrList, Unsupported, WorkerThreads};
+
+/// The whole file (agentgateway `LocalConfig`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LocalConfig {
+    /// Process settings, read at startup only.
+    pub config: Option<Config>,
+    #[serde(default)]
+    pub binds: Vec<Bind>,
+
+    pub policies: Option<Unsupported>,
+    pub gateway_policies: Option<Unsupported>,
+    pub frontend_policies: Option<Unsupported>,
+    pub workloads: Option<Unsupported>,
+    pub services: Option<Unsupported>,
+    pub backends: Option<Unsupported>,
+    pub route_groups: Option<Unsupported>,
+    pub gateways: Option<Unsupported>,
+    pub routes: Option<Unsupported>,
+    pub tcp_routes: Option<Unsupported>,
+    pub llm: Option<Unsupported>,
+    pub mcp: Option<Unsupported>,
+    pub ui: Option<Unsupported>,
+}

@@ -1,0 +1,144 @@
+//! `routes[].backends[]`: `host` and `mcp` backends with their MCP targets, both dialects.
+//!
+//! agentgateway's backend and target kinds are externally tagged enums flattened next to
+//! `weight`/`name`; serde cannot combine `flatten` with `deny_unknown_fields`, so each kind is an
+//! optional field here and `config::validate` enforces "exactly one kind". Unimplemented kinds
+//! (`service`, `dynamic`, `ai`, `aws`, `backend`, `routeGroup`, `internal`, `invalid`, target
+//! `openapi`) are [`Unsupported`].
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::serde_util::Unsupported;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Backend {
+    /// Relative load-balancing weight, default 1.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// `"addr:port"` or `"name:port"`.
+    pub host: Option<String>,
+    pub mcp: Option<McpBackend>,
+
+    pub service: Option<Unsupported>,
+    pub dynamic: Option<Unsupported>,
+    pub ai: Option<Unsupported>,
+    pub aws: Option<Unsupported>,
+    pub backend: Option<Unsupported>,
+    pub route_group: Option<Unsupported>,
+    pub internal: Option<Unsupported>,
+    pub invalid: Option<Unsupported>,
+    /// Current only: per-backend policies.
+    pub policies: Option<Unsupported>,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// Which supported kind a validated [`Backend`] is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BackendKind<'a> {
+    Host(&'a str),
+    Mcp(&'a McpBackend),
+}
+
+impl Backend {
+    /// The backend's kind; `None` only for configs that failed validation.
+    pub fn kind(&self) -> Option<BackendKind<'_>> {
+        match (&self.host, &self.mcp) {
+            (Some(h), None) => Some(BackendKind::Host(h)),
+            (None, Some(m)) => Some(BackendKind::Mcp(m)),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct McpBackend {
+    pub targets: Vec<McpTarget>,
+    /// Default `stateful`.
+    pub stateful_mode: Option<StatefulMode>,
+    /// Default `conditional`.
+    pub prefix_mode: Option<PrefixMode>,
+    pub failure_mode: Option<Unsupported>,
+    pub dns_rebinding_protection: Option<Unsupported>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StatefulMode {
+    Stateful,
+    Stateless,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PrefixMode {
+    /// Prefix tool names only when there are several targets.
+    Conditional,
+    Always,
+    /// Current only.
+    Never,
+}
+
+/// One upstream MCP server: `name` plus exactly one of `stdio`, `mcp` (streamable HTTP), `sse`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct McpTarget {
+    pub name: String,
+    pub stdio: Option<StdioTarget>,
+    /// Streamable HTTP.
+    pub mcp: Option<HttpTarget>,
+    pub sse: Option<HttpTarget>,
+    pub openapi: Option<Unsupported>,
+    /// Current only: transport policies.
+    pub policies: Option<Unsupported>,
+}
+
+/// Which supported kind a validated [`McpTarget`] is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum McpTargetKind<'a> {
+    Stdio(&'a StdioTarget),
+    StreamableHttp(&'a HttpTarget),
+    Sse(&'a HttpTarget),
+}
+
+impl McpTarget {
+    /// The target's kind; `None` only for configs that failed validation.
+    pub fn kind(&self) -> Option<McpTargetKind<'_>> {
+        match (&self.stdio, &self.mcp, &self.sse) {
+            (Some(s), None, None) => Some(McpTargetKind::Stdio(s)),
+            (None, Some(h), None) => Some(McpTargetKind::StreamableHttp(h)),
+            (None, None, Some(h)) => Some(McpTargetKind::Sse(h)),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StdioTarget {
+    pub cmd: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Current only; agentgateway spells it in snake_case.
+    #[serde(rename = "clear_env")]
+    pub clear_env: Option<bool>,
+}
+
+/// Either `host` + `port` + `path`, or only `host` as an `http(s)://` URL.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpTarget {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub path: Option<String>,
+    /// Current only: reference to a named top-level backend.
+    pub backend: Option<Unsupported>,
+}

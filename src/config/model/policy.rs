@@ -1,0 +1,172 @@
+//! Route `policies` (agentgateway `FilterOrPolicy`), both dialects, minus the auth policies
+//! which live in [`super::auth`].
+//!
+//! Every key agentgateway accepts here is a field: implemented ones are typed, the rest are
+//! [`Unsupported`] so validation can name them. Values (durations, status codes, header names)
+//! are checked in `config::validate`, not here.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::auth::{JwtAuth, McpAuthentication};
+use super::serde_util::{Body, Unsupported};
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Policies {
+    pub request_header_modifier: Option<HeaderModifier>,
+    pub response_header_modifier: Option<HeaderModifier>,
+    pub request_redirect: Option<RequestRedirect>,
+    pub url_rewrite: Option<UrlRewrite>,
+    pub direct_response: Option<DirectResponse>,
+    pub cors: Option<Cors>,
+    /// Backend policy: the route must have exactly one backend.
+    pub mcp_authentication: Option<McpAuthentication>,
+    pub jwt_auth: Option<JwtAuth>,
+    /// Backend policy: the route must have exactly one backend.
+    pub backend_auth: Option<BackendAuth>,
+    pub timeout: Option<Timeout>,
+
+    pub request_mirror: Option<Unsupported>,
+    pub mcp_authorization: Option<Unsupported>,
+    pub mcp_guardrails: Option<Unsupported>,
+    pub authorization: Option<Unsupported>,
+    pub a2a: Option<Unsupported>,
+    pub ai: Option<Unsupported>,
+    #[serde(rename = "backendTLS")]
+    pub backend_tls: Option<Unsupported>,
+    pub backend_tunnel: Option<Unsupported>,
+    pub local_rate_limit: Option<Unsupported>,
+    pub remote_rate_limit: Option<Unsupported>,
+    pub oidc: Option<Unsupported>,
+    pub basic_auth: Option<Unsupported>,
+    pub api_key: Option<Unsupported>,
+    pub ext_authz: Option<Unsupported>,
+    pub ext_proc: Option<Unsupported>,
+    pub transformations: Option<Unsupported>,
+    pub csrf: Option<Unsupported>,
+    pub buffer: Option<Unsupported>,
+    pub retry: Option<Unsupported>,
+    pub delay: Option<Unsupported>,
+}
+
+/// `requestHeaderModifier` / `responseHeaderModifier`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HeaderModifier {
+    /// Appended without replacing existing values.
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
+    /// Replace existing values.
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+/// Authority rewrite for `urlRewrite` / `requestRedirect`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HostRedirect {
+    /// Replace host and port.
+    Full(String),
+    /// Replace the host, keep the port.
+    Host(String),
+    /// Replace the port.
+    Port(u16),
+    /// Use the selected backend's host.
+    Auto,
+    /// Leave unchanged (current only).
+    #[serde(rename = "none")]
+    Unchanged,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PathRedirect {
+    Full(String),
+    /// Replace the matched prefix.
+    Prefix(String),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UrlRewrite {
+    pub authority: Option<HostRedirect>,
+    pub path: Option<PathRedirect>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RequestRedirect {
+    pub scheme: Option<String>,
+    pub authority: Option<HostRedirect>,
+    pub path: Option<PathRedirect>,
+    /// Default 302.
+    pub status: Option<u16>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DirectResponse {
+    #[serde(default)]
+    pub body: Body,
+    /// Required (validated so that current's `conditional` form gets a precise error).
+    pub status: Option<u16>,
+    pub body_expression: Option<Unsupported>,
+    pub headers: Option<Unsupported>,
+    pub conditional: Option<Unsupported>,
+}
+
+/// CORS, agentgateway `CorsSerde`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Cors {
+    #[serde(default)]
+    pub allow_credentials: bool,
+    #[serde(default)]
+    pub allow_headers: Vec<String>,
+    #[serde(default)]
+    pub allow_methods: Vec<String>,
+    /// `*`, exact origins, or wildcard-host origins.
+    #[serde(default)]
+    pub allow_origins: Vec<String>,
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    /// Go duration for `Access-Control-Max-Age`.
+    pub max_age: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Timeout {
+    /// Whole downstream request (Go duration).
+    pub request_timeout: Option<String>,
+    /// Each upstream request (Go duration).
+    pub backend_request_timeout: Option<String>,
+}
+
+/// `backendAuth`: only `passthrough` is implemented; the other kinds are named so validation can
+/// reject them by name.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackendAuth {
+    /// Re-send the validated client token as `Authorization: Bearer` to HTTP targets.
+    pub passthrough: Option<Passthrough>,
+    pub key: Option<Unsupported>,
+    pub gcp: Option<Unsupported>,
+    pub aws: Option<Unsupported>,
+    pub azure: Option<Unsupported>,
+    pub jwt_sign: Option<Unsupported>,
+    pub oauth_token_exchange: Option<Unsupported>,
+    pub cross_app_access: Option<Unsupported>,
+    pub credentials: Option<Unsupported>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Passthrough {
+    /// Current only.
+    pub location: Option<Unsupported>,
+}

@@ -1,0 +1,138 @@
+//! The top-level `config:` section (process settings read at startup), both dialects.
+//!
+//! Keys with no security meaning that Portcullis does not use are typed [`Ignored`]; keys whose
+//! behaviour Portcullis does not implement are [`Unsupported`] and rejected by validation.
+//! Durations stay Go-style strings here; `config::validate` checks them.
+//!
+//! Ignored (accepted, no effect): `enableIpv6`, `localXdsPath`, `caAddress`, `caAuthToken`,
+//! `xdsAddress`, `xdsAuthToken`, `namespace`, `gateway`, `trustDomain`, `additionalTrustDomains`,
+//! `skipValidateTrustDomain`, `serviceAccount`, `clusterId`, `network`, `tracing`, `metrics`,
+//! `hbone`, `dns`, `histograms`, `standardAttributes`, `modelCatalog`, `customFunctions`.
+//! Unsupported (rejected): `database`, `storage`, `spiffe`, `session`, `mcp`, `sensitiveHeaders`,
+//! `logging.database`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::serde_util::{Ignored, StringOrList, Unsupported, WorkerThreads};
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    /// Admin UI address, `ip:port` (agentgateway default `localhost:15000`).
+    pub admin_addr: Option<String>,
+    /// Prometheus metrics address (agentgateway default `[::]:15020`).
+    pub stats_addr: Option<String>,
+    /// Readiness probe address (agentgateway default `[::]:15021`).
+    pub readiness_addr: Option<String>,
+    /// Max time to drain connections on shutdown (Go duration).
+    pub connection_termination_deadline: Option<String>,
+    /// Min time to allow for graceful termination (Go duration).
+    pub connection_min_termination_deadline: Option<String>,
+    pub worker_threads: Option<WorkerThreads>,
+    pub logging: Option<Logging>,
+    pub backend: Option<BackendConfig>,
+    /// v0.10.5 only (moved to `frontendPolicies` in current).
+    pub listener: Option<ListenerConfig>,
+
+    pub enable_ipv6: Option<Ignored>,
+    pub local_xds_path: Option<Ignored>,
+    pub ca_address: Option<Ignored>,
+    pub ca_auth_token: Option<Ignored>,
+    pub xds_address: Option<Ignored>,
+    pub xds_auth_token: Option<Ignored>,
+    pub namespace: Option<Ignored>,
+    pub gateway: Option<Ignored>,
+    pub trust_domain: Option<Ignored>,
+    pub additional_trust_domains: Option<Ignored>,
+    pub skip_validate_trust_domain: Option<Ignored>,
+    pub service_account: Option<Ignored>,
+    pub cluster_id: Option<Ignored>,
+    pub network: Option<Ignored>,
+    pub tracing: Option<Ignored>,
+    pub metrics: Option<Ignored>,
+    pub hbone: Option<Ignored>,
+    pub dns: Option<Ignored>,
+    pub histograms: Option<Ignored>,
+    pub standard_attributes: Option<Ignored>,
+    pub model_catalog: Option<Ignored>,
+    pub custom_functions: Option<Ignored>,
+
+    pub database: Option<Unsupported>,
+    pub storage: Option<Unsupported>,
+    pub spiffe: Option<Unsupported>,
+    pub session: Option<Unsupported>,
+    pub mcp: Option<Unsupported>,
+    pub sensitive_headers: Option<Unsupported>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Logging {
+    /// CEL expression selecting which requests are logged.
+    pub filter: Option<String>,
+    pub fields: Option<LoggingFields>,
+    /// A level (`info`), a comma list, or a list of `target=level` directives.
+    pub level: Option<StringOrList>,
+    pub format: Option<LogFormat>,
+    pub database: Option<Unsupported>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoggingFields {
+    #[serde(default)]
+    pub remove: Vec<String>,
+    /// Field name → CEL expression.
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackendConfig {
+    pub keepalives: Option<Keepalives>,
+    /// Default `10s`.
+    pub connect_timeout: Option<String>,
+    /// Default `1m30s`.
+    pub pool_idle_timeout: Option<String>,
+    pub pool_max_size: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Keepalives {
+    /// Default `true`.
+    pub enabled: Option<bool>,
+    /// Default `3m0s`.
+    pub time: Option<String>,
+    /// Default `3m0s`.
+    pub interval: Option<String>,
+    /// Default 9.
+    pub retries: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Default 2097152.
+    pub max_buffer_size: Option<u64>,
+    /// Default `15s`.
+    pub tls_handshake_timeout: Option<String>,
+    pub http1_max_headers: Option<u64>,
+    /// Default `10m0s`.
+    pub http1_idle_timeout: Option<String>,
+    pub http2_window_size: Option<u32>,
+    pub http2_connection_window_size: Option<u32>,
+    pub http2_frame_size: Option<u32>,
+    pub http2_keepalive_interval: Option<String>,
+    pub http2_keepalive_timeout: Option<String>,
+}

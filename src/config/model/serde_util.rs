@@ -1,0 +1,120 @@
+//! Small serde building blocks shared by the wire model: placeholders for agentgateway keys
+//! Portcullis does not implement, and the few "string or list" shapes agentgateway accepts.
+//!
+//! Owns only deserialization shapes; it does not judge values (durations, regexes, ranges are
+//! checked in `config::validate`).
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
+
+/// A key that agentgateway understands but Portcullis does not implement.
+///
+/// The value is kept verbatim so validation can report it (`agentgateway feature 'X' is not
+/// supported by Portcullis`) with its path instead of silently dropping it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub struct Unsupported(pub serde_json::Value);
+
+impl Unsupported {
+    /// `false`, `[]` and `null` are agentgateway's "feature off" values and are tolerated.
+    pub fn is_set(&self) -> bool {
+        use serde_json::Value;
+        match &self.0 {
+            Value::Null | Value::Bool(false) => false,
+            Value::Array(a) => !a.is_empty(),
+            _ => true,
+        }
+    }
+}
+
+/// A key that is pure process tuning with no security meaning; accepted and ignored.
+pub type Ignored = de::IgnoredAny;
+
+/// `string` or `[string, ...]` (e.g. `config.logging.level`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StringOrList {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for StringOrList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StringOrList;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(StringOrList::One(v.to_owned()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    out.push(s);
+                }
+                Ok(StringOrList::Many(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A response body given as a UTF-8 string or as an array of bytes (`directResponse.body`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Body(pub Vec<u8>);
+
+impl<'de> Deserialize<'de> for Body {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Body;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or an array of bytes")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Body(v.as_bytes().to_vec()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(b) = seq.next_element::<u8>()? {
+                    out.push(b);
+                }
+                Ok(Body(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `config.workerThreads`: a number, or a string holding a number or a percentage of cores
+/// (`"50%"`). Interpreted by [`crate::config::parse_worker_threads`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerThreads {
+    Number(i64),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for WorkerThreads {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = WorkerThreads;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a thread count or a percentage string like \"50%\"")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(WorkerThreads::Number(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(WorkerThreads::Number(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(WorkerThreads::Text(v.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

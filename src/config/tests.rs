@@ -1,0 +1,345 @@
+//! Unit tests for `config`: golden files under `config/testdata/` plus env expansion, durations
+//! and error formatting. Invalid fixtures are `invalid/NAME.yaml` with `NAME.err` holding the
+//! exact expected first error line.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::model::*;
+use super::*;
+
+fn testdata(sub: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("config/testdata")
+        .join(sub)
+}
+
+/// Fixed environment so results do not depend on the machine.
+fn test_env(name: &str) -> Option<String> {
+    match name {
+        "PORT" => Some("3000".into()),
+        "ISSUER" => Some("http://localhost:7080/realms/mcp".into()),
+        _ => None,
+    }
+}
+
+fn load(text: &str) -> Result<LocalConfig, ConfigErrors> {
+    load_str_with_env(text, &test_env)
+}
+
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn seed_parses_as_v0_10_5() {
+    let text = std::fs::read_to_string(testdata("valid/seed.yaml")).unwrap();
+    let cfg = load(&text).unwrap();
+    let bind = &cfg.binds[0];
+    assert_eq!(bind.port, 3000);
+    let listener = &bind.listeners[0];
+    assert_eq!(listener.protocol, Protocol::Http);
+    let route = &listener.routes.as_ref().unwrap()[0];
+    assert_eq!(route.matches[0].path, PathMatch::Exact("/hello/mcp".into()));
+    let Some(BackendKind::Mcp(mcp)) = route.backends[0].kind() else {
+        panic!("expected mcp backend");
+    };
+    let Some(McpTargetKind::Stdio(stdio)) = mcp.targets[0].kind() else {
+        panic!("expected stdio target");
+    };
+    assert_eq!((stdio.cmd.as_str(), stdio.args.len()), ("uv", 2));
+    let p = route.policies.as_ref().unwrap();
+    assert_eq!(p.cors.as_ref().unwrap().allow_origins, ["*"]);
+    let auth = p.mcp_authentication.as_ref().unwrap();
+    assert_eq!(auth.issuer, "http://localhost:7080/realms/mcp");
+    assert_eq!(auth.audience.as_deref(), Some("mcp_proxy"));
+    assert!(auth.audiences.is_none() && auth.jwks.is_none());
+    assert_eq!(auth.provider, Some(McpProvider::Keycloak {}));
+    let keys: Vec<&str> = auth.resource_metadata.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "bearerMethodsSupported",
+            "resource",
+            "resourceDocumentation",
+            "resourcePolicyUri",
+            "scopesSupported"
+        ]
+    );
+}
+
+#[test]
+fn current_dialect_parses() {
+    let text = std::fs::read_to_string(testdata("valid/current.yaml")).unwrap();
+    let cfg = load(&text).unwrap();
+    let route = &cfg.binds[0].listeners[0].routes.as_ref().unwrap()[0];
+    let auth = route
+        .policies
+        .as_ref()
+        .unwrap()
+        .mcp_authentication
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        auth.audiences.as_deref(),
+        Some(&["mcp_proxy".to_owned()][..])
+    );
+    assert_eq!(
+        auth.jwks,
+        Some(Jwks::Url(
+            "http://localhost:7080/realms/mcp/protocol/openid-connect/certs".into()
+        ))
+    );
+    assert_eq!(auth.mode, Some(AuthMode::Strict));
+}
+
+#[test]
+fn every_valid_fixture_parses() {
+    for path in yaml_files(&testdata("valid")) {
+        let text = std::fs::read_to_string(&path).unwrap();
+        if let Err(e) = load(&text) {
+            panic!("{}:\n{e}", path.display());
+        }
+    }
+}
+
+#[test]
+fn kitchen_sink_values() {
+    let text = std::fs::read_to_string(testdata("valid/kitchen-sink.yaml")).unwrap();
+    let cfg = load(&text).unwrap();
+    let c = cfg.config.as_ref().unwrap();
+    assert_eq!(
+        parse_worker_threads(c.worker_threads.as_ref().unwrap()),
+        Ok(ThreadCount::PercentOfCores(50))
+    );
+    let routes = cfg.binds[0].listeners[0].routes.as_ref().unwrap();
+    assert_eq!(
+        routes[0].matches[1].path,
+        PathMatch::Regex(PathRegex {
+            pattern: "^/v[0-9]+/.*".into(),
+            length: Some(10)
+        })
+    );
+    assert_eq!(
+        routes[0].matches[2].path,
+        PathMatch::Regex(PathRegex {
+            pattern: "^/current/.*$".into(),
+            length: None
+        })
+    );
+    let direct = routes[2]
+        .policies
+        .as_ref()
+        .unwrap()
+        .direct_response
+        .as_ref()
+        .unwrap();
+    assert_eq!(direct.body, Body(b"hi".to_vec()));
+    assert_eq!(routes[3].matches.len(), 1);
+    // Default match when `matches` is absent.
+    let https = &cfg.binds[1].listeners[0].routes.as_ref().unwrap()[0];
+    assert_eq!(https.matches, vec![Match::default()]);
+}
+
+#[test]
+fn invalid_fixtures_report_expected_first_error() {
+    let files = yaml_files(&testdata("invalid"));
+    assert!(files.len() >= 12, "need at least 12 invalid fixtures");
+    let mut failures = Vec::new();
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expected = std::fs::read_to_string(path.with_extension("err"))
+            .unwrap_or_else(|_| panic!("missing {}", path.with_extension("err").display()));
+        let expected = expected.trim_end();
+        match load(&text) {
+            Ok(_) => failures.push(format!("{}: unexpectedly valid", path.display())),
+            Err(errs) => {
+                let first = errs.0[0].to_string();
+                if first != expected {
+                    failures.push(format!(
+                        "{}:\n  expected: {expected}\n  actual:   {first}",
+                        path.display()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn validation_collects_all_errors() {
+    let text = r#"
+binds:
+- port: 80
+  listeners:
+  - routes:
+    - policies:
+        localRateLimit: [{maxTokens: 1}]
+        timeout: {requestTimeout: forever}
+        cors: {maxAge: 1x}
+      matches: [{path: {regex: "("}}]
+- port: 80
+  listeners: [{protocol: HTTPS, routes: []}]
+"#;
+    let errs = load(text).unwrap_err();
+    let lines: Vec<String> = errs.0.iter().map(ToString::to_string).collect();
+    assert_eq!(lines.len(), 6, "{errs}");
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("binds[1].port: duplicate port 80")));
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("binds[0].listeners[0].routes[0].policies.cors.maxAge:")));
+    assert_eq!(errs.to_string().lines().count(), 6);
+}
+
+#[test]
+fn env_expansion() {
+    let env = |k: &str| match k {
+        "A" => Some("x".to_owned()),
+        "EMPTY" => Some(String::new()),
+        _ => None,
+    };
+    assert_eq!(expand_env("$A ${A} $$A", &env).unwrap(), "x x $A");
+    assert_eq!(expand_env("${B:-dflt} ${A:-no}", &env).unwrap(), "dflt x");
+    assert_eq!(expand_env("[${EMPTY}]", &env).unwrap(), "[]");
+    assert_eq!(expand_env("^/a$\n$ x $-", &env).unwrap(), "^/a$\n$ x $-");
+    assert_eq!(
+        expand_env("# $UNDEFINED in a comment\n", &env).unwrap(),
+        "# $UNDEFINED in a comment\n"
+    );
+    let e = expand_env("a: 1\nb: $MISSING\n", &env).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "(env): environment variable `MISSING` is not defined (line 2)"
+    );
+    assert!(expand_env("${A", &env).is_err());
+    assert!(expand_env("${a-b}", &env).is_err());
+}
+
+#[test]
+fn env_expansion_in_load() {
+    let text = "# yaml-language-server: $schema=../schema/local.json\nbinds:\n- port: $PORT\n  listeners: []\n";
+    assert_eq!(load(text).unwrap().binds[0].port, 3000);
+}
+
+#[test]
+fn durations() {
+    let ok = [
+        ("0", Duration::ZERO),
+        ("10s", Duration::from_secs(10)),
+        ("1m30s", Duration::from_secs(90)),
+        ("100ms", Duration::from_millis(100)),
+        ("1h", Duration::from_secs(3600)),
+        ("1.5s", Duration::from_millis(1500)),
+        (".5m", Duration::from_secs(30)),
+        ("500us", Duration::from_micros(500)),
+        ("500µs", Duration::from_micros(500)),
+        ("7ns", Duration::from_nanos(7)),
+        ("2h45m0.5s", Duration::from_millis(9_900_500)),
+        ("+1s", Duration::from_secs(1)),
+        ("-0s", Duration::ZERO),
+    ];
+    for (s, d) in ok {
+        assert_eq!(parse_duration(s), Ok(d), "{s}");
+    }
+    for s in [
+        "",
+        "10",
+        "1x",
+        "s",
+        "1.s.",
+        "-1s",
+        "1 s",
+        "99999999999999999999999h",
+        ".",
+    ] {
+        assert!(parse_duration(s).is_err(), "{s} should fail");
+    }
+    assert_eq!(
+        parse_duration("10 seconds").unwrap_err(),
+        "invalid duration \"10 seconds\": unknown unit \" seconds\" (expected e.g. \"10s\", \"1m30s\", \"100ms\")"
+    );
+}
+
+#[test]
+fn worker_threads() {
+    use WorkerThreads::*;
+    assert_eq!(parse_worker_threads(&Number(4)), Ok(ThreadCount::Fixed(4)));
+    assert_eq!(
+        parse_worker_threads(&Text("8".into())),
+        Ok(ThreadCount::Fixed(8))
+    );
+    assert_eq!(
+        parse_worker_threads(&Text("100%".into())),
+        Ok(ThreadCount::PercentOfCores(100))
+    );
+    for bad in [
+        Number(0),
+        Number(-2),
+        Text("0%".into()),
+        Text("101%".into()),
+        Text("x".into()),
+    ] {
+        assert!(parse_worker_threads(&bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn empty_document_is_empty_config() {
+    assert_eq!(load("").unwrap(), LocalConfig::default());
+    assert_eq!(load("# only a comment\n").unwrap(), LocalConfig::default());
+}
+
+#[test]
+fn fuzz_entry_does_not_panic() {
+    let inputs: [&[u8]; 8] = [
+        b"",
+        b"\xff\xfe",
+        b"binds: [[[[[[",
+        b"binds: [{port: 1, listeners: [{routes: [{matches: [{path: {regex: [1, 2, 3]}}]}]}]}]",
+        b"{a: *b}",
+        b"binds:\n- port: 99999999999999999999\n",
+        b"config: {workerThreads: -9223372036854775808}",
+        b"? [a]\n: b\n",
+    ];
+    for i in inputs {
+        fuzz_load(i);
+    }
+}
+
+/// Deterministic mutation smoke test of the fuzz entry (the real fuzzer lives in `fuzz/`).
+#[test]
+fn fuzz_entry_survives_seed_mutations() {
+    let seed = std::fs::read(testdata("valid/kitchen-sink.yaml")).unwrap();
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let alphabet = b"{}[]:,-'\"$ \n#&*!|>01x.%";
+    for _ in 0..1500 {
+        let mut data = seed.clone();
+        for _ in 0..(next() % 4 + 1) {
+            let pos = (next() as usize) % data.len();
+            let byte = alphabet[(next() as usize) % alphabet.len()];
+            match next() % 3 {
+                0 => data[pos] = byte,
+                1 => data.insert(pos, byte),
+                _ => {
+                    data.remove(pos);
+                }
+            }
+        }
+        fuzz_load(&data);
+    }
+}

@@ -1,0 +1,233 @@
+//! Validation of one route: matches (regexes, header names), backends (exactly one supported
+//! kind, `host:port`, weights) and MCP targets (the agentgateway host/port/path rule).
+//!
+//! Policies are delegated to the sibling `policy` module.
+
+use super::{index, is_token, join, policy, Errors};
+use crate::config::model::{
+    Backend, HttpTarget, Match, McpBackend, McpTarget, PathMatch, Route, ValueMatch,
+};
+
+const PSEUDO_HEADERS: [&str; 4] = [":authority", ":method", ":path", ":scheme"];
+
+pub(super) fn route(e: &mut Errors, path: &str, r: &Route) {
+    for (i, h) in r.hostnames.iter().enumerate() {
+        if h.is_empty() || h.contains(['/', ' ', ':']) {
+            e.push(
+                index(&join(path, "hostnames"), i),
+                format!("invalid hostname {h:?}"),
+            );
+        }
+    }
+    for (i, m) in r.matches.iter().enumerate() {
+        route_match(e, &index(&join(path, "matches"), i), m);
+    }
+    if let Some(p) = &r.policies {
+        policy::policies(e, &join(path, "policies"), p, r.backends.len());
+    }
+    for (i, b) in r.backends.iter().enumerate() {
+        backend(e, &index(&join(path, "backends"), i), b);
+    }
+    if r.backends.len() > 1 && r.backends.iter().all(|b| b.weight == 0) {
+        e.push(
+            join(path, "backends"),
+            "at least one backend must have a weight > 0",
+        );
+    }
+}
+
+fn route_match(e: &mut Errors, path: &str, m: &Match) {
+    match &m.path {
+        PathMatch::Exact(p) | PathMatch::PathPrefix(p) => {
+            if !p.starts_with('/') {
+                e.push(
+                    join(path, "path"),
+                    format!("path {p:?} must start with '/'"),
+                );
+            }
+        }
+        PathMatch::Regex(re) => e.regex(join(path, "path.regex"), &re.pattern),
+    }
+    if let Some(method) = &m.method {
+        if !is_token(method) {
+            e.push(
+                join(path, "method"),
+                format!("invalid HTTP method {method:?}"),
+            );
+        }
+    }
+    for (i, h) in m.headers.iter().enumerate() {
+        let hp = index(&join(path, "headers"), i);
+        if !is_token(&h.name) && !PSEUDO_HEADERS.contains(&h.name.as_str()) {
+            e.push(
+                join(&hp, "name"),
+                format!("invalid header name {:?}", h.name),
+            );
+        }
+        if let ValueMatch::Regex(re) = &h.value {
+            e.regex(join(&hp, "value.regex"), re);
+        }
+    }
+    for (i, q) in m.query.iter().enumerate() {
+        let qp = index(&join(path, "query"), i);
+        if q.name.is_empty() {
+            e.push(join(&qp, "name"), "must not be empty");
+        }
+        if let ValueMatch::Regex(re) = &q.value {
+            e.regex(join(&qp, "value.regex"), re);
+        }
+    }
+}
+
+fn backend(e: &mut Errors, path: &str, b: &Backend) {
+    let unsupported = [
+        ("service", &b.service),
+        ("dynamic", &b.dynamic),
+        ("ai", &b.ai),
+        ("aws", &b.aws),
+        ("backend", &b.backend),
+        ("routeGroup", &b.route_group),
+        ("internal", &b.internal),
+        ("invalid", &b.invalid),
+    ];
+    e.unsupported(path, &unsupported);
+    e.unsupported(path, &[("policies", &b.policies)]);
+    let unsupported_kinds = unsupported.iter().filter(|(_, v)| v.is_some()).count();
+    let kinds = usize::from(b.host.is_some()) + usize::from(b.mcp.is_some()) + unsupported_kinds;
+    if kinds == 0 {
+        e.push(path, "backend needs exactly one kind: `host` or `mcp`");
+    } else if kinds > 1 {
+        e.push(
+            path,
+            "backend must have exactly one kind (`host` or `mcp`), found several",
+        );
+    }
+    if let Some(h) = &b.host {
+        if !is_host_port(h) {
+            e.push(
+                join(path, "host"),
+                format!("invalid host {h:?}: expected \"address:port\""),
+            );
+        }
+    }
+    if let Some(m) = &b.mcp {
+        mcp_backend(e, &join(path, "mcp"), m);
+    }
+}
+
+/// `name:port`, `1.2.3.4:port` or `[::1]:port`.
+fn is_host_port(s: &str) -> bool {
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return false;
+    };
+    let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        v6.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"-._".contains(&c))
+    };
+    host_ok && port.parse::<u16>().is_ok()
+}
+
+fn mcp_backend(e: &mut Errors, path: &str, m: &McpBackend) {
+    e.unsupported(
+        path,
+        &[
+            ("failureMode", &m.failure_mode),
+            ("dnsRebindingProtection", &m.dns_rebinding_protection),
+        ],
+    );
+    if m.targets.is_empty() {
+        e.push(join(path, "targets"), "at least one target is required");
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, t) in m.targets.iter().enumerate() {
+        let tp = index(&join(path, "targets"), i);
+        if !seen.insert(t.name.as_str()) {
+            e.push(
+                join(&tp, "name"),
+                format!("duplicate target name {:?}", t.name),
+            );
+        }
+        target(e, &tp, t);
+    }
+}
+
+fn target(e: &mut Errors, path: &str, t: &McpTarget) {
+    if t.name.is_empty() {
+        e.push(join(path, "name"), "must not be empty");
+    }
+    e.unsupported(path, &[("openapi", &t.openapi), ("policies", &t.policies)]);
+    let kinds = [
+        t.stdio.is_some(),
+        t.mcp.is_some(),
+        t.sse.is_some(),
+        t.openapi.is_some(),
+    ];
+    match kinds.iter().filter(|k| **k).count() {
+        0 => e.push(path, "target needs exactly one of `stdio`, `mcp`, `sse`"),
+        1 => {}
+        _ => e.push(
+            path,
+            "target must have exactly one of `stdio`, `mcp`, `sse`, found several",
+        ),
+    }
+    if let Some(s) = &t.stdio {
+        if s.cmd.is_empty() {
+            e.push(join(path, "stdio.cmd"), "must not be empty");
+        }
+    }
+    if let Some(h) = &t.mcp {
+        http_target(e, &join(path, "mcp"), h);
+    }
+    if let Some(h) = &t.sse {
+        http_target(e, &join(path, "sse"), h);
+    }
+}
+
+/// agentgateway's `McpBackendHost::process` rule: `host` + `port` + `path`, or only `host` as an
+/// `http://` / `https://` URL.
+fn http_target(e: &mut Errors, path: &str, h: &HttpTarget) {
+    e.unsupported(path, &[("backend", &h.backend)]);
+    let Some(host) = &h.host else {
+        if h.backend.is_none() {
+            e.push(path, "missing field `host`");
+        }
+        return;
+    };
+    let is_url = host.starts_with("http://") || host.starts_with("https://");
+    match (h.port, &h.path) {
+        (Some(_), Some(p)) => {
+            if host.contains("://") {
+                e.push(
+                    join(path, "host"),
+                    "must be a hostname or IP when `port` and `path` are set (or give only `host` as a URL)",
+                );
+            }
+            if !p.starts_with('/') {
+                e.push(
+                    join(path, "path"),
+                    format!("path {p:?} must start with '/'"),
+                );
+            }
+        }
+        (None, None) => {
+            if !is_url {
+                e.push(
+                    join(path, "host"),
+                    format!("{host:?} must be an http:// or https:// URL when `port` and `path` are omitted"),
+                );
+            }
+        }
+        (Some(_), None) => e.push(
+            path,
+            "`port` is set but `path` is missing (set both, or only `host` as a URL)",
+        ),
+        (None, Some(_)) => e.push(
+            path,
+            "`path` is set but `port` is missing (set both, or only `host` as a URL)",
+        ),
+    }
+}
