@@ -1,1 +1,2 @@
 //! TODO-doc
+pub mod h1;
