@@ -20,7 +20,9 @@ mod target;
 pub use chunked::{Chunk, ChunkedDecoder, MAX_CHUNK_LINE, MAX_TRAILER_BYTES};
 pub use encode::{reason_phrase, write_chunk, write_header, write_last_chunk, write_status_line};
 pub use error::H1Error;
-pub use fields::{connection_tokens, find_header, is_connection_listed, is_hop_by_hop, list_elements};
+pub use fields::{
+    connection_tokens, find_header, is_connection_listed, is_hop_by_hop, list_elements,
+};
 pub use request::{parse_request, BodyKind, RequestHead};
 pub use response::{parse_response, RespBody, ResponseHead};
 

@@ -118,7 +118,11 @@ impl ChunkedDecoder {
                     if self.remaining == 0 {
                         self.state = State::DataCr;
                     }
-                    return Ok(Chunk { consumed: i + n, data: &input[i..i + n], done: false });
+                    return Ok(Chunk {
+                        consumed: i + n,
+                        data: &input[i..i + n],
+                        done: false,
+                    });
                 }
                 State::Size | State::SizeWs | State::Ext => self.size_line_byte(b)?,
                 State::SizeLf => {
@@ -153,7 +157,11 @@ impl ChunkedDecoder {
                         return Err(H1Error::TrailersTooLarge);
                     }
                     if self.trailer_byte(b)? {
-                        return Ok(Chunk { consumed: i + 1, data: &[], done: true });
+                        return Ok(Chunk {
+                            consumed: i + 1,
+                            data: &[],
+                            done: true,
+                        });
                     }
                 }
                 State::Done => break,
@@ -163,14 +171,22 @@ impl ChunkedDecoder {
         }
         match self.state {
             State::Failed(e) => Err(e),
-            State::Done => Ok(Chunk { consumed: 0, data: &[], done: true }),
-            _ => Ok(Chunk { consumed: input.len(), data: &[], done: false }),
+            State::Done => Ok(Chunk {
+                consumed: 0,
+                data: &[],
+                done: true,
+            }),
+            _ => Ok(Chunk {
+                consumed: input.len(),
+                data: &[],
+                done: false,
+            }),
         }
     }
 
     /// One byte of `chunk-size [ chunk-ext ] CRLF`, up to the CR.
     fn size_line_byte(&mut self, b: u8) -> Result<(), H1Error> {
-        self.line_len += 1;
+        self.line_len += usize::from(b != b'\r');
         if self.line_len > MAX_CHUNK_LINE {
             return Err(H1Error::ChunkExtensionTooLong);
         }
@@ -201,7 +217,10 @@ impl ChunkedDecoder {
             self.state = State::TrailerStart;
             return Ok(());
         }
-        self.total = self.total.checked_add(self.size).ok_or(H1Error::BodyTooLarge)?;
+        self.total = self
+            .total
+            .checked_add(self.size)
+            .ok_or(H1Error::BodyTooLarge)?;
         if self.total > self.max_body {
             return Err(H1Error::BodyTooLarge);
         }

@@ -33,8 +33,15 @@ pub fn write_last_chunk(out: &mut Vec<u8>) {
 /// Appends `HTTP/1.1 <status> <reason>\r\n` with the canonical reason phrase (empty for codes
 /// without one). `status` must be a three-digit code; others are written as 500.
 pub fn write_status_line(out: &mut Vec<u8>, status: u16) {
-    debug_assert!((100..=999).contains(&status), "status {status} is not three digits");
-    let status = if (100..=999).contains(&status) { status } else { 500 };
+    debug_assert!(
+        (100..=999).contains(&status),
+        "status {status} is not three digits"
+    );
+    let status = if (100..=999).contains(&status) {
+        status
+    } else {
+        500
+    };
     out.extend_from_slice(b"HTTP/1.1 ");
     // Three digits, checked above; each `% 10` fits in a u8.
     out.push(b'0' + (status / 100) as u8);
@@ -57,7 +64,13 @@ pub fn write_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     if memchr::memchr3(b'\r', b'\n', b'\0', value).is_none() {
         out.extend_from_slice(value);
     } else {
-        out.extend(value.iter().map(|&b| if matches!(b, b'\r' | b'\n' | b'\0') { b' ' } else { b }));
+        out.extend(value.iter().map(|&b| {
+            if matches!(b, b'\r' | b'\n' | b'\0') {
+                b' '
+            } else {
+                b
+            }
+        }));
     }
     out.extend_from_slice(b"\r\n");
 }

@@ -111,14 +111,34 @@ impl H1Error {
             ConnectNotSupported | UnsupportedTransferCoding => 501,
             BodyTooLarge => 413,
             MalformedStatusLine | InvalidStatus => 502,
-            InvalidMethod | InvalidTarget | AsteriskNotOptions | InvalidVersion
-            | MalformedRequestLine | BareLf | ObsFold | SpaceBeforeColon | InvalidHeaderName
-            | InvalidHeaderValue | MalformedHeader | MissingHost | DuplicateHost | InvalidHost
-            | ContentLengthWithTransferEncoding | ConflictingContentLength
-            | InvalidContentLength | ContentLengthOverflow | TransferEncodingNotChunked
-            | TransferEncodingInHttp10 | InvalidChunkSize | ChunkSizeOverflow
-            | ChunkExtensionTooLong | InvalidChunkExtension | ChunkBareLf | ChunkMissingCrlf
-            | InvalidTrailer | TrailersTooLarge => 400,
+            InvalidMethod
+            | InvalidTarget
+            | AsteriskNotOptions
+            | InvalidVersion
+            | MalformedRequestLine
+            | BareLf
+            | ObsFold
+            | SpaceBeforeColon
+            | InvalidHeaderName
+            | InvalidHeaderValue
+            | MalformedHeader
+            | MissingHost
+            | DuplicateHost
+            | InvalidHost
+            | ContentLengthWithTransferEncoding
+            | ConflictingContentLength
+            | InvalidContentLength
+            | ContentLengthOverflow
+            | TransferEncodingNotChunked
+            | TransferEncodingInHttp10
+            | InvalidChunkSize
+            | ChunkSizeOverflow
+            | ChunkExtensionTooLong
+            | InvalidChunkExtension
+            | ChunkBareLf
+            | ChunkMissingCrlf
+            | InvalidTrailer
+            | TrailersTooLarge => 400,
         }
     }
 
@@ -177,16 +197,43 @@ impl H1Error {
     pub fn must_close(self) -> bool {
         use H1Error::*;
         match self {
-            Http2Preface | InvalidMethod | InvalidTarget | AsteriskNotOptions
-            | ConnectNotSupported | InvalidVersion | UnsupportedVersion | MalformedRequestLine
-            | MalformedStatusLine | InvalidStatus | BareLf | ObsFold | SpaceBeforeColon
-            | InvalidHeaderName | InvalidHeaderValue | MalformedHeader | HeadTooLarge
-            | TooManyHeaders | MissingHost | DuplicateHost | InvalidHost
-            | ContentLengthWithTransferEncoding | ConflictingContentLength
-            | InvalidContentLength | ContentLengthOverflow | TransferEncodingNotChunked
-            | UnsupportedTransferCoding | TransferEncodingInHttp10 | InvalidChunkSize
-            | ChunkSizeOverflow | ChunkExtensionTooLong | InvalidChunkExtension | ChunkBareLf
-            | ChunkMissingCrlf | InvalidTrailer | TrailersTooLarge | BodyTooLarge => true,
+            Http2Preface
+            | InvalidMethod
+            | InvalidTarget
+            | AsteriskNotOptions
+            | ConnectNotSupported
+            | InvalidVersion
+            | UnsupportedVersion
+            | MalformedRequestLine
+            | MalformedStatusLine
+            | InvalidStatus
+            | BareLf
+            | ObsFold
+            | SpaceBeforeColon
+            | InvalidHeaderName
+            | InvalidHeaderValue
+            | MalformedHeader
+            | HeadTooLarge
+            | TooManyHeaders
+            | MissingHost
+            | DuplicateHost
+            | InvalidHost
+            | ContentLengthWithTransferEncoding
+            | ConflictingContentLength
+            | InvalidContentLength
+            | ContentLengthOverflow
+            | TransferEncodingNotChunked
+            | UnsupportedTransferCoding
+            | TransferEncodingInHttp10
+            | InvalidChunkSize
+            | ChunkSizeOverflow
+            | ChunkExtensionTooLong
+            | InvalidChunkExtension
+            | ChunkBareLf
+            | ChunkMissingCrlf
+            | InvalidTrailer
+            | TrailersTooLarge
+            | BodyTooLarge => true,
         }
     }
 }

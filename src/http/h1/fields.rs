@@ -32,13 +32,17 @@ pub fn is_hop_by_hop(name: &str) -> bool {
         "proxy-authenticate",
         "proxy-authorization",
     ];
-    HOP.iter().any(|h| h.len() == name.len() && h.eq_ignore_ascii_case(name))
+    HOP.iter()
+        .any(|h| h.len() == name.len() && h.eq_ignore_ascii_case(name))
 }
 
 /// Comma-separated list elements of a field value, with surrounding SP/HTAB trimmed and empty
 /// elements skipped (RFC 9110 §5.6.1).
 pub fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value.split(|&b| b == b',').map(trim_ows).filter(|e| !e.is_empty())
+    value
+        .split(|&b| b == b',')
+        .map(trim_ows)
+        .filter(|e| !e.is_empty())
 }
 
 /// Every token listed in every `Connection` header, in order (not lowercased).
@@ -118,7 +122,10 @@ pub(super) fn transfer_encoding(headers: &[Header<'_>]) -> TeVerdict {
     let mut count = 0usize;
     let mut chunked_seen = 0usize;
     let mut last_chunked = false;
-    for h in headers.iter().filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding")) {
+    for h in headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
+    {
         for coding in list_elements(h.value) {
             count += 1;
             last_chunked = coding.eq_ignore_ascii_case(b"chunked");

@@ -79,7 +79,12 @@ pub fn parse_request<'h, 'b>(
         Ok(Status::Partial) => return Ok(None),
         Err(e) => return Err(diagnose(window, e, Side::Request)),
     };
-    let httparse::Request { method, path, version, headers } = req;
+    let httparse::Request {
+        method,
+        path,
+        version,
+        headers,
+    } = req;
     let headers: &'h [Header<'b>] = headers;
     // httparse fills all three on Complete.
     let (Some(method), Some(target), Some(version_minor)) = (method, path, version) else {
@@ -90,7 +95,10 @@ pub fn parse_request<'h, 'b>(
         return Err(H1Error::TooManyHeaders);
     }
     let t = split_target(method, target)?;
-    let s = scan_headers(headers)?;
+    let s = scan_headers(headers);
+    if s.host_count > 1 {
+        return Err(H1Error::DuplicateHost);
+    }
 
     let body = request_body(&s, version_minor, headers)?;
     if s.host.is_none() && version_minor == 1 {
@@ -124,6 +132,7 @@ pub fn parse_request<'h, 'b>(
 #[derive(Default)]
 struct Scan<'b> {
     host: Option<&'b [u8]>,
+    host_count: usize,
     content_length: Option<Result<u64, H1Error>>,
     has_te: bool,
     conn_close: bool,
@@ -133,16 +142,15 @@ struct Scan<'b> {
     expect_continue: bool,
 }
 
-fn scan_headers<'b>(headers: &[Header<'b>]) -> Result<Scan<'b>, H1Error> {
+fn scan_headers<'b>(headers: &[Header<'b>]) -> Scan<'b> {
     let mut s = Scan::default();
     for h in headers {
         // Dispatch on length first: most headers are rejected by one integer compare.
         let name = h.name;
         match name.len() {
             4 if name.eq_ignore_ascii_case("host") => {
-                if s.host.replace(h.value).is_some() {
-                    return Err(H1Error::DuplicateHost);
-                }
+                s.host_count += 1;
+                s.host = Some(h.value);
             }
             14 if name.eq_ignore_ascii_case("content-length") => {
                 s.content_length = Some(match s.content_length {
@@ -166,11 +174,15 @@ fn scan_headers<'b>(headers: &[Header<'b>]) -> Result<Scan<'b>, H1Error> {
             _ => {}
         }
     }
-    Ok(s)
+    s
 }
 
 /// RFC 9112 §6.1–6.3 for requests, strictly: anything ambiguous is an error and closes.
-fn request_body(s: &Scan<'_>, version_minor: u8, headers: &[Header<'_>]) -> Result<BodyKind, H1Error> {
+fn request_body(
+    s: &Scan<'_>,
+    version_minor: u8,
+    headers: &[Header<'_>],
+) -> Result<BodyKind, H1Error> {
     if s.has_te {
         if s.content_length.is_some() {
             return Err(H1Error::ContentLengthWithTransferEncoding);

@@ -52,7 +52,12 @@ pub fn parse_response<'h, 'b>(
         Ok(Status::Partial) => return Ok(None),
         Err(e) => return Err(diagnose(window, e, Side::Response)),
     };
-    let httparse::Response { version, code, reason, headers } = resp;
+    let httparse::Response {
+        version,
+        code,
+        reason,
+        headers,
+    } = resp;
     let headers: &'h [Header<'b>] = headers;
     let (Some(version_minor), Some(status)) = (version, code) else {
         return Err(H1Error::MalformedStatusLine);

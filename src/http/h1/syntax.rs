@@ -44,7 +44,7 @@ pub(super) fn diagnose(buf: &[u8], err: httparse::Error, side: Side) -> H1Error 
         (E::Version, Side::Request) => classify_version(request_version_token(start_line)),
         (E::Version, Side::Response) => classify_version(response_version_token(start_line)),
         (E::NewLine, _) => {
-            if rest.is_none() || has_stray_cr(start_line) {
+            if rest.is_none() || !start_line_plausible(start_line, side) {
                 start_line_error(side)
             } else {
                 H1Error::MalformedHeader
@@ -65,23 +65,28 @@ fn start_line_error(side: Side) -> H1Error {
 /// Splits off the start line (after leading empty lines, without its line ending). `rest` is
 /// `None` when the start line is not terminated within `buf`.
 fn split_start_line(mut buf: &[u8]) -> (&[u8], Option<&[u8]>) {
-    loop {
-        match buf {
-            [b'\r', b'\n', rest @ ..] | [b'\n', rest @ ..] => buf = rest,
-            _ => break,
-        }
+    while let [b'\r', b'\n', rest @ ..] | [b'\n', rest @ ..] = buf {
+        buf = rest;
     }
     match memchr::memchr(b'\n', buf) {
         Some(i) => {
             let line = &buf[..i];
-            (line.strip_suffix(b"\r").unwrap_or(line), Some(&buf[i + 1..]))
+            (
+                line.strip_suffix(b"\r").unwrap_or(line),
+                Some(&buf[i + 1..]),
+            )
         }
         None => (buf, None),
     }
 }
 
-fn has_stray_cr(line: &[u8]) -> bool {
-    memchr::memchr(b'\r', line).is_some()
+/// Whether httparse could have finished the start line, so a `NewLine` error is in the headers.
+fn start_line_plausible(line: &[u8], side: Side) -> bool {
+    let no_cr = memchr::memchr(b'\r', line).is_none();
+    match side {
+        Side::Request => no_cr && (line.ends_with(b" HTTP/1.1") || line.ends_with(b" HTTP/1.0")),
+        Side::Response => no_cr && line.starts_with(b"HTTP/1."),
+    }
 }
 
 pub(super) fn is_tchar(b: u8) -> bool {
@@ -92,7 +97,10 @@ pub(super) fn is_tchar(b: u8) -> bool {
 }
 
 fn diagnose_method_target(line: &[u8]) -> H1Error {
-    let method_end = line.iter().position(|&b| !is_tchar(b)).unwrap_or(line.len());
+    let method_end = line
+        .iter()
+        .position(|&b| !is_tchar(b))
+        .unwrap_or(line.len());
     if method_end == 0 {
         // Empty method (line starts with SP) is a shape problem; anything else a bad byte.
         return match line.first() {
@@ -161,12 +169,18 @@ fn diagnose_header_line(line: &[u8]) -> Option<H1Error> {
     if matches!(line[0], b' ' | b'\t') {
         return Some(H1Error::ObsFold);
     }
-    let name_end = line.iter().position(|&b| !is_tchar(b)).unwrap_or(line.len());
+    let name_end = line
+        .iter()
+        .position(|&b| !is_tchar(b))
+        .unwrap_or(line.len());
     match line.get(name_end) {
         Some(b':') if name_end > 0 => None,
         Some(b' ' | b'\t') if name_end > 0 => {
             let after = &line[name_end..];
-            let ws = after.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+            let ws = after
+                .iter()
+                .take_while(|&&b| b == b' ' || b == b'\t')
+                .count();
             if after.get(ws) == Some(&b':') {
                 Some(H1Error::SpaceBeforeColon)
             } else {

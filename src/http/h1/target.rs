@@ -28,11 +28,19 @@ pub(super) fn split_target<'b>(method: &str, target: &'b str) -> Result<Target<'
     match bytes.first() {
         Some(b'/') => {
             let (path, query) = split_query(target);
-            Ok(Target { path, query, authority: None })
+            Ok(Target {
+                path,
+                query,
+                authority: None,
+            })
         }
         Some(b'*') if bytes.len() == 1 => {
             if method == "OPTIONS" {
-                Ok(Target { path: target, query: "", authority: None })
+                Ok(Target {
+                    path: target,
+                    query: "",
+                    authority: None,
+                })
             } else {
                 Err(H1Error::AsteriskNotOptions)
             }
@@ -67,7 +75,8 @@ fn absolute_form(target: &str) -> Result<Target<'_>, H1Error> {
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
 }
 
 /// `uri-host [ ":" port ]` by byte class: unreserved, sub-delims, `%`, `:` and `[` `]`
