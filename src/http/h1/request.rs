@@ -76,7 +76,11 @@ pub fn parse_request<'h, 'b>(
     let head_len = match req.parse(window) {
         Ok(Status::Complete(n)) => n,
         Ok(Status::Partial) if buf.len() > MAX_HEAD_BYTES => return Err(H1Error::HeadTooLarge),
-        Ok(Status::Partial) => return Ok(None),
+        Ok(Status::Partial) => {
+            // Refuse a bare LF now rather than waiting for a head that will be refused anyway.
+            check_crlf(window)?;
+            return Ok(None);
+        }
         Err(e) => return Err(diagnose(window, e, Side::Request)),
     };
     let httparse::Request {

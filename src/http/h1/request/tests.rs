@@ -255,6 +255,8 @@ fn bare_lf_anywhere_is_rejected() {
     assert_eq!(err(b"GET / HTTP/1.1\nHost: a\n\n"), H1Error::BareLf);
     assert_eq!(err(b"\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"), H1Error::BareLf);
     assert_eq!(H1Error::BareLf.status(), 400);
+    // Already while the head is incomplete.
+    assert_eq!(err(b"GET / HTTP/1.1\nHost: a"), H1Error::BareLf);
 }
 
 #[test]
