@@ -110,3 +110,6 @@ pub fn decode_all(
     }
     (body, Ok(None))
 }
+
+#[cfg(test)]
+mod tests;
