@@ -74,3 +74,28 @@ pub fn fuzz_load(data: &[u8]) {
         let _ = load_str_with_env(text, &|_| None);
     }
 }
+
+pub mod lower;
+mod tls;
+
+/// Bytes of a config file → runtime snapshot: [`load_str`] then [`lower::lower`]. `base_dir`
+/// resolves relative paths in the config (TLS files).
+pub fn load_bytes(
+    bytes: &[u8],
+    base_dir: Option<&std::path::Path>,
+) -> Result<crate::snapshot::Snapshot, ConfigErrors> {
+    load_bytes_with_env(bytes, base_dir, &|name| std::env::var(name).ok())
+}
+
+/// [`load_bytes`] with an explicit environment (fuzzing, tests).
+pub fn load_bytes_with_env(
+    bytes: &[u8],
+    base_dir: Option<&std::path::Path>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<crate::snapshot::Snapshot, ConfigErrors> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        ConfigError::new(error::ROOT, format!("the config is not valid UTF-8: {e}"))
+    })?;
+    let model = load_str_with_env(text, lookup)?;
+    lower::lower(&model, base_dir)
+}

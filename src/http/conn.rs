@@ -169,7 +169,7 @@ async fn run<S: ConnIo>(io: &mut S, conn: ConnInfo, ctx: &WorkerCtx, bufs: &mut 
                 }
                 Ok(None) => {
                     // wait_for_head saw a terminator, so this cannot be incomplete; treat as bad.
-                    let _ = dispatch::local_error(LocalError::Head(H1Error::Malformed), None, None, &date, true, false, out);
+                    let _ = dispatch::local_error(LocalError::Head(H1Error::MalformedRequestLine), None, None, &date, true, false, out);
                     return;
                 }
                 Err(e) => {
@@ -345,11 +345,11 @@ fn record(ctx: &WorkerCtx, route: &str, status: u16, started: Instant, log: &Opt
     if let Some(f) = log {
         tracing::info!(
             target: "access",
-            client.addr = %conn.peer,
-            http.method = %f.method,
-            http.path = %f.path,
-            http.status = status,
-            route.name = route,
+            client = %conn.peer,
+            method = %f.method,
+            path = %f.path,
+            status,
+            route,
             duration_us = elapsed.as_micros() as u64,
             worker = ctx.id,
             "request"
