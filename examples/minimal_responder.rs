@@ -9,11 +9,15 @@ use monoio::buf::SliceMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::{TcpListener, TcpStream};
 
-const RESP: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ndate: Mon, 30 Nov 2026 00:00:00 GMT\r\n\r\nhello";
+const RESP: &[u8] =
+    b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ndate: Mon, 30 Nov 2026 00:00:00 GMT\r\n\r\nhello";
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let port: u16 = args.next().and_then(|p| p.parse().ok()).expect("usage: minimal_responder PORT [CPU]");
+    let port: u16 = args
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("usage: minimal_responder PORT [CPU]");
     if let Some(cpu) = args.next().and_then(|c| c.parse::<usize>().ok()) {
         let _ = monoio::utils::bind_to_cpu_set([cpu]);
     }
@@ -24,7 +28,9 @@ fn main() {
     rt.block_on(async move {
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind");
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             monoio::spawn(serve(stream));
         }

@@ -22,7 +22,11 @@ use crate::runtime::worker::WorkerMsg;
 use crate::snapshot::Settings;
 
 /// Binds the admin addresses now (so that errors surface at start) and serves them on a thread.
-pub fn start(settings: &Settings, workers: Arc<Vec<UnboundedSender<WorkerMsg>>>, ready: Arc<AtomicBool>) -> Result<(), String> {
+pub fn start(
+    settings: &Settings,
+    workers: Arc<Vec<UnboundedSender<WorkerMsg>>>,
+    ready: Arc<AtomicBool>,
+) -> Result<(), String> {
     let mut addrs = vec![(settings.stats_addr, true, false)];
     if settings.readiness_addr == settings.stats_addr {
         addrs[0].2 = true;
@@ -41,7 +45,9 @@ pub fn start(settings: &Settings, workers: Arc<Vec<UnboundedSender<WorkerMsg>>>,
     std::thread::Builder::new()
         .name("portcullis-admin".into())
         .spawn(move || {
-            let rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build();
+            let rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+                .enable_timer()
+                .build();
             let Ok(mut rt) = rt else {
                 tracing::error!("cannot build the admin runtime");
                 return;
@@ -50,11 +56,18 @@ pub fn start(settings: &Settings, workers: Arc<Vec<UnboundedSender<WorkerMsg>>>,
                 let state = Rc::new((workers, ready));
                 let mut tasks = Vec::new();
                 for (l, stats, readiness) in std_listeners {
-                    let Ok(listener) = TcpListener::from_std(l) else { continue };
+                    let Ok(listener) = TcpListener::from_std(l) else {
+                        continue;
+                    };
                     if let Ok(addr) = listener.local_addr() {
                         tracing::info!(%addr, stats, readiness, "admin endpoint listening");
                     }
-                    tasks.push(monoio::spawn(serve(listener, stats, readiness, state.clone())));
+                    tasks.push(monoio::spawn(serve(
+                        listener,
+                        stats,
+                        readiness,
+                        state.clone(),
+                    )));
                 }
                 for t in tasks {
                     t.await;
@@ -84,7 +97,12 @@ async fn handle(mut stream: TcpStream, stats: bool, readiness: bool, state: Stat
         if len == cap {
             return;
         }
-        let (res, slice) = match monoio::time::timeout(Duration::from_secs(5), stream.read(SliceMut::new(buf, len, cap))).await {
+        let (res, slice) = match monoio::time::timeout(
+            Duration::from_secs(5),
+            stream.read(SliceMut::new(buf, len, cap)),
+        )
+        .await
+        {
             Ok(r) => r,
             Err(_) => return,
         };
@@ -96,7 +114,15 @@ async fn handle(mut stream: TcpStream, stats: bool, readiness: bool, state: Stat
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(&buf) {
-            Ok(httparse::Status::Complete(_)) => break req.path.unwrap_or("/").split('?').next().unwrap_or("/").to_owned(),
+            Ok(httparse::Status::Complete(_)) => {
+                break req
+                    .path
+                    .unwrap_or("/")
+                    .split('?')
+                    .next()
+                    .unwrap_or("/")
+                    .to_owned()
+            }
             Ok(httparse::Status::Partial) => continue,
             Err(_) => return,
         }
@@ -115,7 +141,11 @@ async fn handle(mut stream: TcpStream, stats: bool, readiness: bool, state: Stat
     let mut out = Vec::with_capacity(body.len() + 128);
     crate::http::h1::write_status_line(&mut out, status);
     crate::http::h1::write_header(&mut out, "content-type", ctype.as_bytes());
-    crate::http::h1::write_header(&mut out, "content-length", body.len().to_string().as_bytes());
+    crate::http::h1::write_header(
+        &mut out,
+        "content-length",
+        body.len().to_string().as_bytes(),
+    );
     crate::http::h1::write_header(&mut out, "connection", b"close");
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body.as_bytes());

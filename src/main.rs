@@ -14,7 +14,12 @@ use portcullis::runtime::{ConfigSource, RunOptions};
 #[command(name = "portcullis", version, about)]
 struct Cli {
     /// Config file (YAML), watched for changes and reloaded.
-    #[arg(short = 'f', long = "file", value_name = "PATH", conflicts_with = "config")]
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "PATH",
+        conflicts_with = "config"
+    )]
     file: Option<PathBuf>,
     /// Inline config (YAML).
     #[arg(short = 'c', long = "config", value_name = "INLINE_YAML")]

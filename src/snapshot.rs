@@ -207,7 +207,9 @@ pub enum Backend {
     None,
     Hosts(Vec<HostTarget>),
     /// An `mcp` backend: validated now, relayed by the MCP relay (not in this build).
-    Mcp { targets: usize },
+    Mcp {
+        targets: usize,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -31,7 +31,10 @@ pub fn init(log: &LogSettings) -> LogGuard {
         .lossy(false)
         .buffered_lines_limit(64 * 1024)
         .finish(std::io::stdout());
-    let builder = fmt().with_env_filter(filter).with_writer(writer).with_thread_names(true);
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_thread_names(true);
     let _ = if json {
         builder.json().flatten_event(true).try_init()
     } else {

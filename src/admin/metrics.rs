@@ -92,25 +92,41 @@ pub fn render(workers: &[WorkerMetrics]) -> String {
             n
         );
     }
-    s.push_str("# HELP portcullis_request_duration_seconds Time from request head to response end.\n");
+    s.push_str(
+        "# HELP portcullis_request_duration_seconds Time from request head to response end.\n",
+    );
     s.push_str("# TYPE portcullis_request_duration_seconds histogram\n");
     let mut cum = 0u64;
     for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
         cum += total.latency[i];
-        let _ = writeln!(s, "portcullis_request_duration_seconds_bucket{{le=\"{bound}\"}} {cum}");
+        let _ = writeln!(
+            s,
+            "portcullis_request_duration_seconds_bucket{{le=\"{bound}\"}} {cum}"
+        );
     }
     cum += total.latency[LATENCY_BUCKETS.len()];
-    let _ = writeln!(s, "portcullis_request_duration_seconds_bucket{{le=\"+Inf\"}} {cum}");
+    let _ = writeln!(
+        s,
+        "portcullis_request_duration_seconds_bucket{{le=\"+Inf\"}} {cum}"
+    );
     let _ = writeln!(
         s,
         "portcullis_request_duration_seconds_sum {}",
         total.latency_sum.as_secs_f64()
     );
-    let _ = writeln!(s, "portcullis_request_duration_seconds_count {}", total.latency_count);
+    let _ = writeln!(
+        s,
+        "portcullis_request_duration_seconds_count {}",
+        total.latency_count
+    );
     s.push_str("# HELP portcullis_open_connections Downstream connections open, per worker.\n");
     s.push_str("# TYPE portcullis_open_connections gauge\n");
     for (i, w) in workers.iter().enumerate() {
-        let _ = writeln!(s, "portcullis_open_connections{{worker=\"{i}\"}} {}", w.open_connections);
+        let _ = writeln!(
+            s,
+            "portcullis_open_connections{{worker=\"{i}\"}} {}",
+            w.open_connections
+        );
     }
     s.push_str("# HELP portcullis_connections_accepted_total Downstream connections accepted, per worker.\n");
     s.push_str("# TYPE portcullis_connections_accepted_total counter\n");
@@ -125,7 +141,9 @@ pub fn render(workers: &[WorkerMetrics]) -> String {
 }
 
 fn escape_label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -142,7 +160,10 @@ mod tests {
         b.record(r, 200, Duration::from_millis(2));
         b.record("r\"2", 404, Duration::from_secs(9));
         let text = render(&[a, b]);
-        assert!(text.contains("portcullis_requests_total{route=\"r1\",status=\"200\"} 2"), "{text}");
+        assert!(
+            text.contains("portcullis_requests_total{route=\"r1\",status=\"200\"} 2"),
+            "{text}"
+        );
         assert!(text.contains("route=\"r\\\"2\",status=\"404\"} 1"));
         assert!(text.contains("portcullis_request_duration_seconds_bucket{le=\"0.0001\"} 1"));
         assert!(text.contains("portcullis_request_duration_seconds_bucket{le=\"+Inf\"} 3"));

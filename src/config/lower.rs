@@ -16,10 +16,12 @@ use crate::http::response::Prebuilt;
 use crate::policy::cors::{Cors, CorsSpec};
 use crate::policy::headers::HeaderModifier;
 use crate::policy::rewrite::PathRewrite;
-use crate::routing::{self, HeaderMatch, QueryMatch, RouteMatch, RouteSpec, RouteTable, ValueMatch};
+use crate::routing::{
+    self, HeaderMatch, QueryMatch, RouteMatch, RouteSpec, RouteTable, ValueMatch,
+};
 use crate::snapshot::{
-    AuthorityRewrite, Backend, Bind, HostAddr, HostTarget, Listener, LogSettings, Policies, Redirect, Rewrite,
-    Route, Settings, Snapshot, Timeouts, WorkerThreads,
+    AuthorityRewrite, Backend, Bind, HostAddr, HostTarget, Listener, LogSettings, Policies,
+    Redirect, Rewrite, Route, Settings, Snapshot, Timeouts, WorkerThreads,
 };
 
 /// Lowers a validated config. `base_dir` resolves relative file paths (TLS certificates).
@@ -40,7 +42,10 @@ pub fn lower(cfg: &model::LocalConfig, base_dir: Option<&Path>) -> Result<Snapsh
                         Ok(k) => certs.push((l.hostname.clone(), k)),
                         Err(e) => errs.push(ConfigError::new(format!("{lpath}.tls"), e)),
                     },
-                    None => errs.push(ConfigError::new(format!("{lpath}.tls"), "HTTPS listeners need tls {cert, key}")),
+                    None => errs.push(ConfigError::new(
+                        format!("{lpath}.tls"),
+                        "HTTPS listeners need tls {cert, key}",
+                    )),
                 }
             }
             let mut specs = Vec::new();
@@ -59,7 +64,9 @@ pub fn lower(cfg: &model::LocalConfig, base_dir: Option<&Path>) -> Result<Snapsh
         }
         let tls = if certs.is_empty() {
             None
-        } else if certs.len() != listeners.iter().filter(|l| l.https).count() || certs.len() != listeners.len() {
+        } else if certs.len() != listeners.iter().filter(|l| l.https).count()
+            || certs.len() != listeners.len()
+        {
             errs.push(ConfigError::new(
                 format!("{path}.listeners"),
                 "HTTP and HTTPS listeners cannot share one port",
@@ -96,12 +103,22 @@ fn dur(v: &Option<String>, path: &str, errs: &mut Vec<ConfigError>) -> Option<Du
     }
 }
 
-fn addr(v: &Option<String>, path: &str, default: SocketAddr, errs: &mut Vec<ConfigError>) -> SocketAddr {
-    let Some(s) = v.as_deref() else { return default };
+fn addr(
+    v: &Option<String>,
+    path: &str,
+    default: SocketAddr,
+    errs: &mut Vec<ConfigError>,
+) -> SocketAddr {
+    let Some(s) = v.as_deref() else {
+        return default;
+    };
     match s.to_socket_addrs().map(|mut a| a.next()) {
         Ok(Some(a)) => a,
         _ => {
-            errs.push(ConfigError::new(path, format!("invalid address {s:?} (expected host:port)")));
+            errs.push(ConfigError::new(
+                path,
+                format!("invalid address {s:?} (expected host:port)"),
+            ));
             default
         }
     }
@@ -111,14 +128,25 @@ fn lower_settings(cfg: Option<&model::Config>, errs: &mut Vec<ConfigError>) -> S
     let mut s = Settings::default();
     if let Some(c) = cfg {
         s.stats_addr = addr(&c.stats_addr, "config.statsAddr", s.stats_addr, errs);
-        s.readiness_addr = addr(&c.readiness_addr, "config.readinessAddr", s.readiness_addr, errs);
-        if let Some(d) = dur(&c.connection_termination_deadline, "config.connectionTerminationDeadline", errs) {
+        s.readiness_addr = addr(
+            &c.readiness_addr,
+            "config.readinessAddr",
+            s.readiness_addr,
+            errs,
+        );
+        if let Some(d) = dur(
+            &c.connection_termination_deadline,
+            "config.connectionTerminationDeadline",
+            errs,
+        ) {
             s.termination_deadline = d;
         }
         if let Some(w) = &c.worker_threads {
             match parse_worker_threads(w) {
                 Ok(ThreadCount::Fixed(n)) => s.worker_threads = Some(WorkerThreads::Count(n)),
-                Ok(ThreadCount::PercentOfCores(p)) => s.worker_threads = Some(WorkerThreads::Percent(u32::from(p))),
+                Ok(ThreadCount::PercentOfCores(p)) => {
+                    s.worker_threads = Some(WorkerThreads::Percent(u32::from(p)))
+                }
                 Err(e) => errs.push(ConfigError::new("config.workerThreads", e)),
             }
         }
@@ -126,10 +154,18 @@ fn lower_settings(cfg: Option<&model::Config>, errs: &mut Vec<ConfigError>) -> S
             if let Some(m) = l.max_buffer_size {
                 s.limits.max_body = m;
             }
-            if let Some(d) = dur(&l.http1_idle_timeout, "config.listener.http1IdleTimeout", errs) {
+            if let Some(d) = dur(
+                &l.http1_idle_timeout,
+                "config.listener.http1IdleTimeout",
+                errs,
+            ) {
                 s.limits.idle_timeout = d;
             }
-            if let Some(d) = dur(&l.tls_handshake_timeout, "config.listener.tlsHandshakeTimeout", errs) {
+            if let Some(d) = dur(
+                &l.tls_handshake_timeout,
+                "config.listener.tlsHandshakeTimeout",
+                errs,
+            ) {
                 s.limits.tls_handshake_timeout = d;
             }
         }
@@ -160,13 +196,21 @@ fn lower_settings(cfg: Option<&model::Config>, errs: &mut Vec<ConfigError>) -> S
     if let Ok(v) = std::env::var("PORTCULLIS_HEADER_TIMEOUT") {
         match parse_duration(&v) {
             Ok(d) if !d.is_zero() => s.limits.header_timeout = d,
-            _ => errs.push(ConfigError::new("env PORTCULLIS_HEADER_TIMEOUT", format!("invalid duration {v:?}"))),
+            _ => errs.push(ConfigError::new(
+                "env PORTCULLIS_HEADER_TIMEOUT",
+                format!("invalid duration {v:?}"),
+            )),
         }
     }
     s
 }
 
-fn lower_route(r: &model::Route, idx: usize, path: &str, errs: &mut Vec<ConfigError>) -> Option<RouteSpec<Route>> {
+fn lower_route(
+    r: &model::Route,
+    idx: usize,
+    path: &str,
+    errs: &mut Vec<ConfigError>,
+) -> Option<RouteSpec<Route>> {
     let before = errs.len();
     let name: Arc<str> = Arc::from(r.name.clone().unwrap_or_else(|| format!("route{idx}")));
     let mut matches = Vec::with_capacity(r.matches.len());
@@ -188,17 +232,28 @@ fn lower_route(r: &model::Route, idx: usize, path: &str, errs: &mut Vec<ConfigEr
         hostnames: r.hostnames.clone(),
         matches,
         key: name.to_string(),
-        value: Route { name, policies, backend },
+        value: Route {
+            name,
+            policies,
+            backend,
+        },
     })
 }
 
-fn value_match(v: &model::ValueMatch, path: &str, errs: &mut Vec<ConfigError>) -> Option<ValueMatch> {
+fn value_match(
+    v: &model::ValueMatch,
+    path: &str,
+    errs: &mut Vec<ConfigError>,
+) -> Option<ValueMatch> {
     match v {
         model::ValueMatch::Exact(s) => Some(ValueMatch::Exact(s.clone())),
         model::ValueMatch::Regex(re) => match ValueMatch::regex(re) {
             Ok(m) => Some(m),
             Err(e) => {
-                errs.push(ConfigError::new(format!("{path}.regex"), format!("invalid regex: {e}")));
+                errs.push(ConfigError::new(
+                    format!("{path}.regex"),
+                    format!("invalid regex: {e}"),
+                ));
                 None
             }
         },
@@ -212,7 +267,10 @@ fn lower_match(m: &model::Match, path: &str, errs: &mut Vec<ConfigError>) -> Opt
         model::PathMatch::Regex(re) => match routing::PathMatch::regex(&re.pattern) {
             Ok(p) => p,
             Err(e) => {
-                errs.push(ConfigError::new(format!("{path}.path.regex"), format!("invalid regex: {e}")));
+                errs.push(ConfigError::new(
+                    format!("{path}.path.regex"),
+                    format!("invalid regex: {e}"),
+                ));
                 return None;
             }
         },
@@ -225,7 +283,10 @@ fn lower_match(m: &model::Match, path: &str, errs: &mut Vec<ConfigError>) -> Opt
     let mut query = Vec::new();
     for (i, q) in m.query.iter().enumerate() {
         let v = value_match(&q.value, &format!("{path}.query[{i}].value"), errs)?;
-        query.push(QueryMatch { name: q.name.clone(), value: v });
+        query.push(QueryMatch {
+            name: q.name.clone(),
+            value: v,
+        });
     }
     Some(RouteMatch {
         path: p,
@@ -239,7 +300,11 @@ fn pairs(m: &std::collections::BTreeMap<String, String>) -> Vec<(String, String)
     m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
-fn modifier(m: &model::HeaderModifier, path: &str, errs: &mut Vec<ConfigError>) -> Option<HeaderModifier> {
+fn modifier(
+    m: &model::HeaderModifier,
+    path: &str,
+    errs: &mut Vec<ConfigError>,
+) -> Option<HeaderModifier> {
     match HeaderModifier::compile(&pairs(&m.add), &pairs(&m.set), &m.remove) {
         Ok(h) => Some(h),
         Err(e) => {
@@ -296,7 +361,12 @@ fn lower_policies(p: &model::Policies, path: &str, errs: &mut Vec<ConfigError>) 
         });
     }
     if let Some(d) = &p.direct_response {
-        out.direct = Some(Prebuilt::new(d.status.unwrap_or(200), None, &[], d.body.0.clone()));
+        out.direct = Some(Prebuilt::new(
+            d.status.unwrap_or(200),
+            None,
+            &[],
+            d.body.0.clone(),
+        ));
     }
     if let Some(m) = &p.request_header_modifier {
         out.request_headers = modifier(m, &format!("{path}.requestHeaderModifier"), errs);
@@ -312,8 +382,16 @@ fn lower_policies(p: &model::Policies, path: &str, errs: &mut Vec<ConfigError>) 
     }
     if let Some(t) = &p.timeout {
         out.timeouts = Timeouts {
-            request: dur(&t.request_timeout, &format!("{path}.timeout.requestTimeout"), errs),
-            backend: dur(&t.backend_request_timeout, &format!("{path}.timeout.backendRequestTimeout"), errs),
+            request: dur(
+                &t.request_timeout,
+                &format!("{path}.timeout.requestTimeout"),
+                errs,
+            ),
+            backend: dur(
+                &t.backend_request_timeout,
+                &format!("{path}.timeout.backendRequestTimeout"),
+                errs,
+            ),
         };
     }
     if let Some(b) = &p.backend_auth {
@@ -336,7 +414,10 @@ fn lower_backends(backends: &[model::Backend], path: &str, errs: &mut Vec<Config
                 Err(e) => errs.push(ConfigError::new(format!("{path}[{i}].host"), e)),
             },
             Some(model::BackendKind::Mcp(m)) => mcp = Some(m.targets.len()),
-            None => errs.push(ConfigError::new(format!("{path}[{i}]"), "a backend needs exactly one kind (host or mcp)")),
+            None => errs.push(ConfigError::new(
+                format!("{path}[{i}]"),
+                "a backend needs exactly one kind (host or mcp)",
+            )),
         }
     }
     match (hosts.is_empty(), mcp) {
@@ -344,7 +425,10 @@ fn lower_backends(backends: &[model::Backend], path: &str, errs: &mut Vec<Config
         (false, None) => Backend::Hosts(hosts),
         (true, Some(targets)) => Backend::Mcp { targets },
         (false, Some(_)) => {
-            errs.push(ConfigError::new(path, "a route cannot mix host and mcp backends"));
+            errs.push(ConfigError::new(
+                path,
+                "a route cannot mix host and mcp backends",
+            ));
             Backend::None
         }
     }
@@ -363,7 +447,11 @@ fn parse_host(h: &str) -> Result<HostAddr, String> {
     if name.is_empty() {
         return Err(format!("invalid host {h:?}: empty host name"));
     }
-    match (name, port).to_socket_addrs().ok().and_then(|mut a| a.next()) {
+    match (name, port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+    {
         Some(a) => Ok(HostAddr::Resolved(a)),
         None => Ok(HostAddr::Name(name.to_owned(), port)),
     }

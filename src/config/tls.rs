@@ -23,7 +23,10 @@ fn resolve(p: &str, base: Option<&Path>) -> PathBuf {
 }
 
 /// Reads `tls.cert` (PEM chain) and `tls.key` (PEM PKCS#8, PKCS#1 or SEC1).
-pub fn load_certified_key(t: &model::ListenerTls, base: Option<&Path>) -> Result<Arc<CertifiedKey>, String> {
+pub fn load_certified_key(
+    t: &model::ListenerTls,
+    base: Option<&Path>,
+) -> Result<Arc<CertifiedKey>, String> {
     let cert = t.cert.as_deref().ok_or("tls.cert is required")?;
     let key = t.key.as_deref().ok_or("tls.key is required")?;
     let cert_path = resolve(cert, base);
@@ -38,8 +41,13 @@ pub fn load_certified_key(t: &model::ListenerTls, base: Option<&Path>) -> Result
     let key = PrivateKeyDer::from_pem_file(&key_path)
         .map_err(|e| format!("cannot read private key {}: {e}", key_path.display()))?;
     let provider = rustls::crypto::ring::default_provider();
-    let ck = CertifiedKey::from_der(chain, key, &provider)
-        .map_err(|e| format!("certificate {} does not fit key {}: {e}", cert_path.display(), key_path.display()))?;
+    let ck = CertifiedKey::from_der(chain, key, &provider).map_err(|e| {
+        format!(
+            "certificate {} does not fit key {}: {e}",
+            cert_path.display(),
+            key_path.display()
+        )
+    })?;
     Ok(Arc::new(ck))
 }
 
@@ -49,7 +57,11 @@ pub fn server_config(certs: Vec<(Option<String>, Arc<CertifiedKey>)>) -> Arc<rus
     let resolver = SniResolver {
         named: certs
             .iter()
-            .filter_map(|(h, k)| h.as_ref().filter(|h| !h.is_empty()).map(|h| (h.clone(), k.clone())))
+            .filter_map(|(h, k)| {
+                h.as_ref()
+                    .filter(|h| !h.is_empty())
+                    .map(|h| (h.clone(), k.clone()))
+            })
             .collect(),
         default: certs
             .iter()

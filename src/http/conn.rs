@@ -11,7 +11,9 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use monoio::buf::{IoBufMut, SliceMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelHandle, CancelableAsyncReadRent};
+use monoio::io::{
+    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelHandle, CancelableAsyncReadRent,
+};
 use monoio::net::TcpStream;
 use monoio::BufResult;
 
@@ -27,11 +29,19 @@ const READ_CHUNK: usize = 16 * 1024;
 pub trait ConnIo: AsyncReadRent + AsyncWriteRent {
     /// A read that ends early (with an error) when `cancel` fires: used while a keep-alive
     /// connection waits for its next request so that draining does not wait for the idle timeout.
-    fn idle_read<T: IoBufMut>(&mut self, buf: T, cancel: CancelHandle) -> impl Future<Output = BufResult<usize, T>>;
+    fn idle_read<T: IoBufMut>(
+        &mut self,
+        buf: T,
+        cancel: CancelHandle,
+    ) -> impl Future<Output = BufResult<usize, T>>;
 }
 
 impl ConnIo for TcpStream {
-    fn idle_read<T: IoBufMut>(&mut self, buf: T, cancel: CancelHandle) -> impl Future<Output = BufResult<usize, T>> {
+    fn idle_read<T: IoBufMut>(
+        &mut self,
+        buf: T,
+        cancel: CancelHandle,
+    ) -> impl Future<Output = BufResult<usize, T>> {
         self.cancelable_read(buf, cancel)
     }
 }
@@ -39,7 +49,11 @@ impl ConnIo for TcpStream {
 impl ConnIo for monoio_rustls::ServerTlsStream<TcpStream> {
     // TLS records are buffered inside the session, so an op-level cancel is not safe here; a TLS
     // connection that is idle while draining ends at the termination deadline instead.
-    fn idle_read<T: IoBufMut>(&mut self, buf: T, _cancel: CancelHandle) -> impl Future<Output = BufResult<usize, T>> {
+    fn idle_read<T: IoBufMut>(
+        &mut self,
+        buf: T,
+        _cancel: CancelHandle,
+    ) -> impl Future<Output = BufResult<usize, T>> {
         self.read(buf)
     }
 }
@@ -69,7 +83,11 @@ impl Bufs {
     }
 
     /// Reads more client bytes after the pending ones. `Ok(0)` is end of stream.
-    pub async fn read_more<S: ConnIo>(&mut self, io: &mut S, cancel: Option<CancelHandle>) -> std::io::Result<usize> {
+    pub async fn read_more<S: ConnIo>(
+        &mut self,
+        io: &mut S,
+        cancel: Option<CancelHandle>,
+    ) -> std::io::Result<usize> {
         if self.start > 0 && self.buf.capacity() - self.buf.len() < READ_CHUNK / 2 {
             self.buf.drain(..self.start);
             self.start = 0;
@@ -120,6 +138,24 @@ pub async fn serve<S: ConnIo>(mut io: S, conn: ConnInfo, ctx: Rc<WorkerCtx>) {
     ctx.metrics.borrow_mut().open_connections -= 1;
 }
 
+/// What phase 1 learned from a request head, kept once the head is no longer borrowed.
+struct Parsed<'s> {
+    decision: Decision<'s>,
+    log: Option<LogFields>,
+    head_len: usize,
+    body: BodyKind,
+    keep_alive: bool,
+    expect_continue: bool,
+}
+
+/// Marks the response written at `out[mark..]` as the connection's last one.
+fn force_close(out: &mut Vec<u8>, mark: usize) {
+    if let Some(end) = memchr::memmem::find(&out[mark..], b"\r\n\r\n") {
+        let at = mark + end + 2;
+        out.splice(at..at, b"connection: close\r\n".iter().copied());
+    }
+}
+
 /// Where a request head stands after reading.
 enum HeadState {
     Ready,
@@ -138,16 +174,19 @@ async fn run<S: ConnIo>(io: &mut S, conn: ConnInfo, ctx: &WorkerCtx, bufs: &mut 
         let draining = ctx.draining();
         let pick = ctx.next_random();
         // Phase 1: the head is borrowed from the read buffer; decide, and render what can be.
-        let (decision, head_len, body, keep_alive, method_head) = {
+        let mark = bufs.out.len();
+        let req = {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS + 1];
             let (out, pending) = (&mut bufs.out, &bufs.buf[bufs.start..]);
             match h1::parse_request(pending, &mut headers) {
                 Ok(Some((head, hdrs))) => {
-                    let body_too_large = matches!(head.body, BodyKind::Length(n) if n > snap.settings.limits.max_body);
-                    let close_after = !head.keep_alive || draining || body_too_large;
-                    let d = if body_too_large {
+                    let limits = &snap.settings.limits;
+                    let too_large = matches!(head.body, BodyKind::Length(n) if n > limits.max_body);
+                    let close_after = !head.keep_alive || draining || too_large;
+                    let decision = if too_large {
+                        let err = LocalError::Body(H1Error::BodyTooLarge);
                         dispatch::local_error(
-                            LocalError::Body(H1Error::BodyTooLarge),
+                            err,
                             None,
                             None,
                             &date,
@@ -158,49 +197,74 @@ async fn run<S: ConnIo>(io: &mut S, conn: ConnInfo, ctx: &WorkerCtx, bufs: &mut 
                     } else {
                         dispatch::decide(&snap, conn, &head, hdrs, &date, close_after, pick, out)
                     };
-                    let log = access_log_fields(&head);
-                    (
-                        (d, log),
-                        head.head_len,
-                        head.body,
-                        head.keep_alive && !draining,
-                        head.method == "HEAD",
-                    )
-                }
-                Ok(None) => {
-                    // wait_for_head saw a terminator, so this cannot be incomplete; treat as bad.
-                    let _ = dispatch::local_error(LocalError::Head(H1Error::MalformedRequestLine), None, None, &date, true, false, out);
-                    return;
-                }
-                Err(e) => {
-                    let d = dispatch::local_error(LocalError::Head(e), None, None, &date, true, false, out);
-                    if let Decision::Local { status, .. } = d {
-                        ctx.metrics.borrow_mut().record("", status, started.elapsed());
-                        tracing::debug!(client.addr = %conn.peer, status, reason = e.reason(), "rejected request head");
+                    Parsed {
+                        decision,
+                        log: access_log_fields(&head),
+                        head_len: head.head_len,
+                        body: head.body,
+                        keep_alive: head.keep_alive && !draining,
+                        expect_continue: head.expect_continue,
                     }
+                }
+                res @ (Ok(None) | Err(_)) => {
+                    // wait_for_head saw a terminator (or a limit), so incomplete means malformed.
+                    let e = res.err().unwrap_or(H1Error::MalformedRequestLine);
+                    let _ = dispatch::local_error(
+                        LocalError::Head(e),
+                        None,
+                        None,
+                        &date,
+                        true,
+                        false,
+                        out,
+                    );
+                    ctx.metrics
+                        .borrow_mut()
+                        .record("", e.status(), started.elapsed());
+                    tracing::debug!(client = %conn.peer, status = e.status(), reason = e.reason(), "rejected request head");
                     return;
                 }
             }
         };
-        let _ = method_head;
-        let ((decision, log), body) = (decision, body);
-        bufs.consume(head_len);
-        match decision {
-            Decision::Local { status, route, close } => {
+        bufs.consume(req.head_len);
+        match req.decision {
+            Decision::Local {
+                status,
+                route,
+                close,
+            } => {
                 let route_name = route.map(|r| &*r.name).unwrap_or("");
-                record(ctx, route_name, status, started, &log, conn);
-                if close {
-                    return;
-                }
-                // Keep the stream in sync: skip the body of a request we answered ourselves.
-                if let Err(e) = discard_body(io, ctx, bufs, body, snap.settings.limits.max_body).await {
-                    if let Some(e) = e {
-                        let date = ctx.date();
-                        let _ = dispatch::local_error(LocalError::Body(e), None, None, &date, true, false, &mut bufs.out);
+                // A client waiting for `100 Continue` will not send its body: close instead.
+                if close || (req.expect_continue && req.body.has_body()) {
+                    record(ctx, route_name, status, started, &req.log, conn);
+                    if !close {
+                        force_close(&mut bufs.out, mark);
                     }
                     return;
                 }
-                if !keep_alive {
+                // Keep the stream in sync: read the body of a request we answered ourselves
+                // before the answer leaves, so that a bad body replaces it with a 4xx.
+                if let Err(e) =
+                    discard_body(io, ctx, bufs, req.body, snap.settings.limits.max_body).await
+                {
+                    bufs.out.truncate(mark);
+                    if let Some(e) = e {
+                        let date = ctx.date();
+                        let _ = dispatch::local_error(
+                            LocalError::Body(e),
+                            None,
+                            None,
+                            &date,
+                            true,
+                            false,
+                            &mut bufs.out,
+                        );
+                        record(ctx, route_name, e.status(), started, &req.log, conn);
+                    }
+                    return;
+                }
+                record(ctx, route_name, status, started, &req.log, conn);
+                if !req.keep_alive {
                     return;
                 }
             }
@@ -209,13 +273,14 @@ async fn run<S: ConnIo>(io: &mut S, conn: ConnInfo, ctx: &WorkerCtx, bufs: &mut 
                     return;
                 }
                 let route_name = plan.route.name.clone();
-                let outcome = proxy::forward(io, ctx, &snap, bufs, plan, body, keep_alive).await;
+                let outcome =
+                    proxy::forward(io, ctx, &snap, bufs, plan, req.body, req.keep_alive).await;
                 let (status, reusable) = match outcome {
                     ProxyOutcome::Done { status, reusable } => (status, reusable),
                     ProxyOutcome::Failed { status } => (status, false),
                 };
-                record(ctx, &route_name, status, started, &log, conn);
-                if !reusable || !keep_alive {
+                record(ctx, &route_name, status, started, &req.log, conn);
+                if !reusable || !req.keep_alive {
                     return;
                 }
             }
@@ -229,7 +294,10 @@ async fn wait_for_head<S: ConnIo>(io: &mut S, ctx: &WorkerCtx, bufs: &mut Bufs) 
     loop {
         let pending = bufs.pending();
         if !pending.is_empty() {
-            if head_complete(pending) || pending.len() > h1::MAX_HEAD_BYTES || pending.starts_with(b"PRI * HTTP/2") {
+            if head_complete(pending)
+                || pending.len() > h1::MAX_HEAD_BYTES
+                || pending.starts_with(b"PRI * HTTP/2")
+            {
                 return HeadState::Ready;
             }
             head_started.get_or_insert_with(Instant::now);
@@ -245,18 +313,33 @@ async fn wait_for_head<S: ConnIo>(io: &mut S, ctx: &WorkerCtx, bufs: &mut Bufs) 
                     return HeadState::Closed;
                 }
                 let handle = ctx.drain_handle();
-                match monoio::time::timeout(limits.idle_timeout, bufs.read_more(io, Some(handle))).await {
+                match monoio::time::timeout(limits.idle_timeout, bufs.read_more(io, Some(handle)))
+                    .await
+                {
                     Ok(r) => r,
                     Err(_) => return HeadState::Closed,
                 }
             }
             Some(t0) => {
                 let left = limits.header_timeout.saturating_sub(t0.elapsed());
-                match monoio::time::timeout(left.max(Duration::from_millis(1)), bufs.read_more(io, None)).await {
+                match monoio::time::timeout(
+                    left.max(Duration::from_millis(1)),
+                    bufs.read_more(io, None),
+                )
+                .await
+                {
                     Ok(r) => r,
                     Err(_) => {
                         let date = ctx.date();
-                        let _ = dispatch::local_error(LocalError::HeaderTimeout, None, None, &date, true, false, &mut bufs.out);
+                        let _ = dispatch::local_error(
+                            LocalError::HeaderTimeout,
+                            None,
+                            None,
+                            &date,
+                            true,
+                            false,
+                            &mut bufs.out,
+                        );
                         ctx.metrics.borrow_mut().record("", 408, t0.elapsed());
                         return HeadState::Closed;
                     }
@@ -314,7 +397,11 @@ async fn discard_body<S: ConnIo>(
     }
 }
 
-pub(crate) async fn read_or_fail<S: ConnIo>(io: &mut S, bufs: &mut Bufs, timeout: Duration) -> Result<(), Option<H1Error>> {
+pub(crate) async fn read_or_fail<S: ConnIo>(
+    io: &mut S,
+    bufs: &mut Bufs,
+    timeout: Duration,
+) -> Result<(), Option<H1Error>> {
     match monoio::time::timeout(timeout, bufs.read_more(io, None)).await {
         Ok(Ok(n)) if n > 0 => Ok(()),
         _ => Err(None),
@@ -339,7 +426,14 @@ fn access_log_fields(head: &h1::RequestHead<'_>) -> Option<LogFields> {
     }
 }
 
-fn record(ctx: &WorkerCtx, route: &str, status: u16, started: Instant, log: &Option<LogFields>, conn: ConnInfo) {
+fn record(
+    ctx: &WorkerCtx,
+    route: &str,
+    status: u16,
+    started: Instant,
+    log: &Option<LogFields>,
+    conn: ConnInfo,
+) {
     let elapsed = started.elapsed();
     ctx.metrics.borrow_mut().record(route, status, elapsed);
     if let Some(f) = log {

@@ -69,7 +69,15 @@ pub fn decide<'s>(
     let host_raw = head.authority.unwrap_or(b"");
     let host = std::str::from_utf8(routing::strip_port(host_raw)).unwrap_or("");
     let Some(listener) = find_bind(snap, conn.port).and_then(|b| b.listener_for(host)) else {
-        return local_error(LocalError::NoListener, None, None, date, close_after, head_only, out);
+        return local_error(
+            LocalError::NoListener,
+            None,
+            None,
+            date,
+            close_after,
+            head_only,
+            out,
+        );
     };
     let view = RequestView {
         host,
@@ -79,7 +87,15 @@ pub fn decide<'s>(
         headers,
     };
     let Some((route, matched)) = listener.routes.lookup(&view) else {
-        return local_error(LocalError::RouteNotFound, None, None, date, close_after, head_only, out);
+        return local_error(
+            LocalError::RouteNotFound,
+            None,
+            None,
+            date,
+            close_after,
+            head_only,
+            out,
+        );
     };
     let p = &route.policies;
     let origin = h1::find_header(headers, "origin");
@@ -102,7 +118,15 @@ pub fn decide<'s>(
         cors.write_actual(origin, &mut extra);
     }
     if p.unenforced_auth.is_some() {
-        return local_error(LocalError::AuthNotEnforced, Some(route), Some(&extra), date, close_after, head_only, out);
+        return local_error(
+            LocalError::AuthNotEnforced,
+            Some(route),
+            Some(&extra),
+            date,
+            close_after,
+            head_only,
+            out,
+        );
     }
     if let Some(r) = &p.redirect {
         let status = r.status;
@@ -112,7 +136,13 @@ pub fn decide<'s>(
         if let Some(m) = &p.response_headers {
             m.write_extra(&mut hdrs);
         }
-        Prebuilt::new(status, None, &[], Vec::new()).write(out, date, &hdrs, close_after, head_only);
+        Prebuilt::new(status, None, &[], Vec::new()).write(
+            out,
+            date,
+            &hdrs,
+            close_after,
+            head_only,
+        );
         return Decision::Local {
             status,
             route: Some(route),
@@ -133,9 +163,27 @@ pub fn decide<'s>(
     let targets = match &route.backend {
         Backend::Hosts(t) if !t.is_empty() => t,
         Backend::Mcp { .. } => {
-            return local_error(LocalError::BackendNotImplemented, Some(route), Some(&extra), date, close_after, head_only, out)
+            return local_error(
+                LocalError::BackendNotImplemented,
+                Some(route),
+                Some(&extra),
+                date,
+                close_after,
+                head_only,
+                out,
+            )
         }
-        _ => return local_error(LocalError::NoBackend, Some(route), Some(&extra), date, close_after, head_only, out),
+        _ => {
+            return local_error(
+                LocalError::NoBackend,
+                Some(route),
+                Some(&extra),
+                date,
+                close_after,
+                head_only,
+                out,
+            )
+        }
     };
     let target = pick_weighted(targets, pick);
     let up_head = upstream_head(route, target, conn, head, headers, matched);
@@ -223,7 +271,12 @@ fn upstream_head(
     matched: &routing::RouteMatch,
 ) -> Vec<u8> {
     let p = &route.policies;
-    let mut out = Vec::with_capacity(256 + headers.iter().map(|h| h.name.len() + h.value.len() + 4).sum::<usize>());
+    let mut out = Vec::with_capacity(
+        256 + headers
+            .iter()
+            .map(|h| h.name.len() + h.value.len() + 4)
+            .sum::<usize>(),
+    );
     out.extend_from_slice(head.method.as_bytes());
     out.push(b' ');
     match p.rewrite.as_ref().and_then(|r| r.path.as_ref()) {
@@ -249,7 +302,8 @@ fn upstream_head(
     h1::write_header(&mut out, "host", &host);
     let mut prior_xff: Option<&[u8]> = None;
     for h in headers {
-        if h1::is_hop_by_hop(h.name) || proxy_owned(h.name) || listed_in_connection(headers, h.name) {
+        if h1::is_hop_by_hop(h.name) || proxy_owned(h.name) || listed_in_connection(headers, h.name)
+        {
             if h.name.eq_ignore_ascii_case("x-forwarded-for") {
                 prior_xff = Some(h.value);
             }
@@ -275,7 +329,11 @@ fn upstream_head(
         }
         _ => h1::write_header(&mut out, "x-forwarded-for", ip.as_bytes()),
     }
-    h1::write_header(&mut out, "x-forwarded-proto", if conn.https { b"https" } else { b"http" });
+    h1::write_header(
+        &mut out,
+        "x-forwarded-proto",
+        if conn.https { b"https" } else { b"http" },
+    );
     if !client_host.is_empty() {
         h1::write_header(&mut out, "x-forwarded-host", client_host);
     }
@@ -317,7 +375,10 @@ fn redirect_location(
     head: &RequestHead<'_>,
     matched: &routing::RouteMatch,
 ) -> String {
-    let scheme = r.scheme.as_deref().unwrap_or(if https { "https" } else { "http" });
+    let scheme = r
+        .scheme
+        .as_deref()
+        .unwrap_or(if https { "https" } else { "http" });
     let authority = match &r.authority {
         Some(a) => rewrite_authority(a, client_host),
         None => String::from_utf8_lossy(client_host).into_owned(),

@@ -56,7 +56,9 @@ pub async fn forward<S: ConnIo>(
             plan.head_request,
             &mut bufs.out,
         );
-        ProxyOutcome::Failed { status: err.status() }
+        ProxyOutcome::Failed {
+            status: err.status(),
+        }
     };
 
     let addr = match resolve(&plan.target.addr) {
@@ -91,7 +93,16 @@ pub async fn forward<S: ConnIo>(
     };
 
     // Request body.
-    if let Err(e) = send_body(io, &mut up, bufs, body, limits.max_body, limits.idle_timeout).await {
+    if let Err(e) = send_body(
+        io,
+        &mut up,
+        bufs,
+        body,
+        limits.max_body,
+        limits.idle_timeout,
+    )
+    .await
+    {
         return match e {
             BodyError::Client(Some(h)) => fail(bufs, LocalError::Body(h)),
             BodyError::Client(None) => ProxyOutcome::Failed { status: 499 },
@@ -135,7 +146,9 @@ pub async fn forward<S: ConnIo>(
         m.write_extra(&mut bufs.out);
     }
     match parsed.body {
-        RespBody::Length(n) => h1::write_header(&mut bufs.out, "content-length", itoa_buf(n).as_bytes()),
+        RespBody::Length(n) => {
+            h1::write_header(&mut bufs.out, "content-length", itoa_buf(n).as_bytes())
+        }
         RespBody::Chunked | RespBody::UntilClose if !raw => {
             h1::write_header(&mut bufs.out, "transfer-encoding", b"chunked")
         }
@@ -229,7 +242,9 @@ async fn send_body<S: ConnIo>(
             let mut dec = ChunkedDecoder::new(max_body);
             let mut scratch = Vec::new();
             loop {
-                let chunk = dec.decode(bufs.pending()).map_err(|e| BodyError::Client(Some(e)))?;
+                let chunk = dec
+                    .decode(bufs.pending())
+                    .map_err(|e| BodyError::Client(Some(e)))?;
                 let (consumed, done) = (chunk.consumed, chunk.done);
                 if !chunk.data.is_empty() {
                     h1::write_chunk(&mut scratch, chunk.data);
@@ -273,7 +288,11 @@ async fn read_up(up: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize
     res
 }
 
-async fn read_response_head(up: &mut TcpStream, buf: &mut Vec<u8>, head_request: bool) -> Result<ParsedHead, LocalError> {
+async fn read_response_head(
+    up: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    head_request: bool,
+) -> Result<ParsedHead, LocalError> {
     loop {
         {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS + 1];

@@ -19,7 +19,12 @@ pub struct Prebuilt {
 }
 
 impl Prebuilt {
-    pub fn new(status: u16, content_type: Option<&str>, extra: &[(&str, &str)], body: Vec<u8>) -> Self {
+    pub fn new(
+        status: u16,
+        content_type: Option<&str>,
+        extra: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Self {
         let mut head = Vec::with_capacity(128);
         h1::write_status_line(&mut head, status);
         if let Some(ct) = content_type {
@@ -44,7 +49,14 @@ impl Prebuilt {
     }
 
     /// Appends the whole response to `out`. `extra` holds complete header lines (CRLF-terminated).
-    pub fn write(&self, out: &mut Vec<u8>, date: &[u8], extra: &[u8], close: bool, head_only: bool) {
+    pub fn write(
+        &self,
+        out: &mut Vec<u8>,
+        date: &[u8],
+        extra: &[u8],
+        close: bool,
+        head_only: bool,
+    ) {
         out.extend_from_slice(&self.head);
         out.extend_from_slice(b"date: ");
         out.extend_from_slice(date);
@@ -184,7 +196,13 @@ mod tests {
     fn prebuilt_renders_head_date_extra_and_body() {
         let p = Prebuilt::text(404, "route not found");
         let mut out = Vec::new();
-        p.write(&mut out, b"Mon, 30 Nov 2026 16:00:00 GMT", b"x-a: 1\r\n", true, false);
+        p.write(
+            &mut out,
+            b"Mon, 30 Nov 2026 16:00:00 GMT",
+            b"x-a: 1\r\n",
+            true,
+            false,
+        );
         let s = String::from_utf8(out).unwrap();
         assert!(s.starts_with("HTTP/1.1 404 Not Found\r\n"), "{s}");
         assert!(s.contains("content-length: 15\r\n"));
@@ -198,6 +216,9 @@ mod tests {
     fn itoa() {
         assert_eq!(itoa_buf(0).as_bytes(), b"0");
         assert_eq!(itoa_buf(1234567).as_bytes(), b"1234567");
-        assert_eq!(itoa_buf(u64::MAX).as_bytes(), u64::MAX.to_string().as_bytes());
+        assert_eq!(
+            itoa_buf(u64::MAX).as_bytes(),
+            u64::MAX.to_string().as_bytes()
+        );
     }
 }

@@ -43,7 +43,9 @@ enum Event {
 pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
     let snapshot = Arc::new(snapshot);
     let n = worker_count(opts.workers, snapshot.settings.worker_threads);
-    let cpus = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
+    let cpus = std::thread::available_parallelism()
+        .map(|c| c.get())
+        .unwrap_or(1);
     let (ev_tx, ev_rx) = mpsc::channel::<Event>();
 
     let (wev_tx, wev_rx) = mpsc::channel::<WorkerEvent>();
@@ -135,7 +137,11 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
         match ev_rx.recv_timeout(opts.watch_interval) {
             Ok(Event::Signal(sig)) => {
                 let deadline = Instant::now() + current.settings.termination_deadline;
-                tracing::info!(signal = sig, deadline_ms = current.settings.termination_deadline.as_millis() as u64, "draining");
+                tracing::info!(
+                    signal = sig,
+                    deadline_ms = current.settings.termination_deadline.as_millis() as u64,
+                    "draining"
+                );
                 ready.store(false, Ordering::Relaxed);
                 let unfinished = stop_workers(&senders, deadline);
                 for t in threads {
@@ -144,7 +150,11 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
                 tracing::info!(unfinished, "stopped");
                 return 0;
             }
-            Ok(Event::Worker(WorkerEvent::Applied { id, generation, errors })) => {
+            Ok(Event::Worker(WorkerEvent::Applied {
+                id,
+                generation,
+                errors,
+            })) => {
                 for e in errors {
                     tracing::error!(worker = id, generation, "{e}");
                 }
@@ -154,7 +164,9 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
             Err(mpsc::RecvTimeoutError::Disconnected) => return 1,
         }
         if let ConfigSource::File(path) = &opts.source {
-            let Ok(text) = std::fs::read(path) else { continue };
+            let Ok(text) = std::fs::read(path) else {
+                continue;
+            };
             if last_text.as_deref() == Some(&text[..]) {
                 continue;
             }
@@ -187,7 +199,9 @@ fn stop_workers(senders: &[UnboundedSender<WorkerMsg>], deadline: Instant) -> u6
 }
 
 fn worker_count(cli: Option<usize>, cfg: Option<WorkerThreads>) -> usize {
-    let cpus = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
+    let cpus = std::thread::available_parallelism()
+        .map(|c| c.get())
+        .unwrap_or(1);
     match (cli, cfg) {
         (Some(n), _) => n.max(1),
         (None, Some(WorkerThreads::Count(n))) => n.max(1),
@@ -215,7 +229,9 @@ mod tests {
 
     #[test]
     fn worker_count_rules() {
-        let cpus = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
+        let cpus = std::thread::available_parallelism()
+            .map(|c| c.get())
+            .unwrap_or(1);
         assert_eq!(worker_count(Some(3), Some(WorkerThreads::Count(7))), 3);
         assert_eq!(worker_count(None, Some(WorkerThreads::Count(7))), 7);
         assert_eq!(worker_count(None, Some(WorkerThreads::Percent(100))), cpus);

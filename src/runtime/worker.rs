@@ -27,16 +27,29 @@ pub enum WorkerMsg {
     Snapshot(Arc<Snapshot>),
     Scrape(oneshot::Sender<WorkerMetrics>),
     /// Stop accepting, let in-flight requests finish until the deadline, then return.
-    Shutdown { deadline: Instant },
+    Shutdown {
+        deadline: Instant,
+    },
 }
 
 /// Reports from workers to the control loop.
 #[derive(Debug)]
 pub enum WorkerEvent {
     /// The worker bound its listeners (or failed to, with the errors).
-    Started { id: usize, driver: &'static str, errors: Vec<String> },
-    Applied { id: usize, generation: u64, errors: Vec<String> },
-    Stopped { id: usize, unfinished: u64 },
+    Started {
+        id: usize,
+        driver: &'static str,
+        errors: Vec<String>,
+    },
+    Applied {
+        id: usize,
+        generation: u64,
+        errors: Vec<String>,
+    },
+    Stopped {
+        id: usize,
+        unfinished: u64,
+    },
 }
 
 /// Runs worker `id` on the current thread until it is shut down.
@@ -64,7 +77,9 @@ pub fn run_worker(
             let _ = events.send(WorkerEvent::Started {
                 id,
                 driver,
-                errors: vec![format!("worker {id}: cannot build the {driver} runtime: {e}")],
+                errors: vec![format!(
+                    "worker {id}: cannot build the {driver} runtime: {e}"
+                )],
             });
             return;
         }
@@ -95,7 +110,11 @@ async fn worker_main(
                 let generation = s.generation;
                 ctx.set_snapshot(s.clone());
                 let errors = sync_listeners(&ctx, &s, &mut listeners);
-                let _ = events.send(WorkerEvent::Applied { id, generation, errors });
+                let _ = events.send(WorkerEvent::Applied {
+                    id,
+                    generation,
+                    errors,
+                });
             }
             WorkerMsg::Scrape(tx) => {
                 let _ = tx.send(ctx.metrics.borrow().clone());
@@ -132,7 +151,11 @@ async fn tick(ctx: Rc<WorkerCtx>) {
 }
 
 /// Opens listeners for binds that are new in `snap` and closes those that are gone.
-fn sync_listeners(ctx: &Rc<WorkerCtx>, snap: &Snapshot, listeners: &mut HashMap<u16, ListenerHandle>) -> Vec<String> {
+fn sync_listeners(
+    ctx: &Rc<WorkerCtx>,
+    snap: &Snapshot,
+    listeners: &mut HashMap<u16, ListenerHandle>,
+) -> Vec<String> {
     let mut errors = Vec::new();
     let wanted: Vec<u16> = snap.binds.iter().map(|b| b.port).collect();
     listeners.retain(|port, l| {
@@ -152,10 +175,18 @@ fn sync_listeners(ctx: &Rc<WorkerCtx>, snap: &Snapshot, listeners: &mut HashMap<
             Ok(listener) => {
                 let canceller = Canceller::new();
                 let stopped = Rc::new(Cell::new(false));
-                monoio::spawn(accept_loop(listener, port, ctx.clone(), canceller.handle(), stopped.clone()));
+                monoio::spawn(accept_loop(
+                    listener,
+                    port,
+                    ctx.clone(),
+                    canceller.handle(),
+                    stopped.clone(),
+                ));
                 listeners.insert(port, ListenerHandle { canceller, stopped });
             }
-            Err(e) => errors.push(format!("binds[port={port}]: cannot listen on port {port}: {e}")),
+            Err(e) => errors.push(format!(
+                "binds[port={port}]: cannot listen on port {port}: {e}"
+            )),
         }
     }
     errors
@@ -164,12 +195,18 @@ fn sync_listeners(ctx: &Rc<WorkerCtx>, snap: &Snapshot, listeners: &mut HashMap<
 /// Binds `[::]:port` (dual stack), or `0.0.0.0:port` where IPv6 is unavailable. Every worker
 /// binds its own socket; SO_REUSEPORT lets the kernel spread connections across them.
 fn bind(port: u16) -> std::io::Result<TcpListener> {
-    let opts = ListenerOpts::new().reuse_port(true).reuse_addr(true).backlog(4096);
+    let opts = ListenerOpts::new()
+        .reuse_port(true)
+        .reuse_addr(true)
+        .backlog(4096);
     let bind_addr = std::env::var("PORTCULLIS_BIND_ADDR").ok();
     if let Some(ip) = bind_addr {
-        let ip: std::net::IpAddr = ip
-            .parse()
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("PORTCULLIS_BIND_ADDR: {e}")))?;
+        let ip: std::net::IpAddr = ip.parse().map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("PORTCULLIS_BIND_ADDR: {e}"),
+            )
+        })?;
         return TcpListener::bind_with_config(SocketAddr::new(ip, port), &opts);
     }
     TcpListener::bind_with_config(SocketAddr::from(([0u16; 8], port)), &opts)
@@ -206,10 +243,16 @@ async fn accept_loop(
                         None => conn::serve(stream, info, ctx).await,
                         Some(cfg) => {
                             let acceptor = monoio_rustls::TlsAcceptor::from(cfg);
-                            match monoio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                            match monoio::time::timeout(handshake_timeout, acceptor.accept(stream))
+                                .await
+                            {
                                 Ok(Ok(tls_stream)) => conn::serve(tls_stream, info, ctx).await,
-                                Ok(Err(e)) => tracing::debug!(client.addr = %peer, error = %e, "tls handshake failed"),
-                                Err(_) => tracing::debug!(client.addr = %peer, "tls handshake timed out"),
+                                Ok(Err(e)) => {
+                                    tracing::debug!(client.addr = %peer, error = %e, "tls handshake failed")
+                                }
+                                Err(_) => {
+                                    tracing::debug!(client.addr = %peer, "tls handshake timed out")
+                                }
                             }
                         }
                     }

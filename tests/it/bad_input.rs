@@ -16,34 +16,77 @@ fn config() -> String {
 /// closes the connection; meanwhile a connection opened earlier keeps working.
 fn check(p: &Proxy, raw: &[u8], status: u16, closes: bool) {
     let mut other = connect(p.addr());
-    other.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    other
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
     let mut other_r = BufReader::new(other.try_clone().unwrap());
     assert_eq!(read_response(&mut other_r, false).unwrap().status, 200);
 
     let mut s = connect(p.addr());
     let _ = s.write_all(raw);
     let mut r = BufReader::new(s.try_clone().unwrap());
-    let resp = read_response(&mut r, false).unwrap_or_else(|e| panic!("no response to {:?}: {e}", String::from_utf8_lossy(&raw[..raw.len().min(120)])));
-    assert_eq!(resp.status, status, "{:?} -> {}", String::from_utf8_lossy(&raw[..raw.len().min(120)]), resp.text());
+    let resp = read_response(&mut r, false).unwrap_or_else(|e| {
+        panic!(
+            "no response to {:?}: {e}",
+            String::from_utf8_lossy(&raw[..raw.len().min(120)])
+        )
+    });
+    assert_eq!(
+        resp.status,
+        status,
+        "{:?} -> {}",
+        String::from_utf8_lossy(&raw[..raw.len().min(120)]),
+        resp.text()
+    );
     assert!(!resp.body.is_empty(), "error responses explain themselves");
     if closes {
         let mut rest = Vec::new();
         let _ = r.read_to_end(&mut rest);
-        assert!(rest.is_empty(), "connection should be closed, got {:?}", String::from_utf8_lossy(&rest));
+        assert!(
+            rest.is_empty(),
+            "connection should be closed, got {:?}",
+            String::from_utf8_lossy(&rest)
+        );
     }
-    other.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
-    assert_eq!(read_response(&mut other_r, false).unwrap().status, 200, "the other connection keeps being served");
+    other
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    assert_eq!(
+        read_response(&mut other_r, false).unwrap().status,
+        200,
+        "the other connection keeps being served"
+    );
 }
 
 both_drivers!(malformed_heads, |d| {
     let p = Proxy::start(&config(), d);
     check(&p, b"GET\r\n\r\n", 400, true);
-    check(&p, b"GET / HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n", 400, true);
-    check(&p, b"GET / HTTP/1.1\r\nHost: a\r\nNoColon\r\n\r\n", 400, true);
-    check(&p, b"GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n  folded\r\n\r\n", 400, true);
+    check(
+        &p,
+        b"GET / HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n",
+        400,
+        true,
+    );
+    check(
+        &p,
+        b"GET / HTTP/1.1\r\nHost: a\r\nNoColon\r\n\r\n",
+        400,
+        true,
+    );
+    check(
+        &p,
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n  folded\r\n\r\n",
+        400,
+        true,
+    );
     check(&p, b"GET / HTTP/1.1\nHost: a\n\n", 400, true);
     check(&p, b"GET / HTTP/1.1\r\nX: y\r\n\r\n", 400, true); // no Host
-    check(&p, b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, true);
+    check(
+        &p,
+        b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        400,
+        true,
+    );
     check(&p, b"GET / HTTP/3.0\r\nHost: a\r\n\r\n", 505, true);
 });
 
@@ -63,7 +106,12 @@ both_drivers!(oversized_heads, |d| {
 
 both_drivers!(body_limits, |d| {
     let p = Proxy::start(&config(), d);
-    check(&p, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\n", 413, true);
+    check(
+        &p,
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\n",
+        413,
+        true,
+    );
     let mut chunked = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     for _ in 0..5 {
         chunked.extend_from_slice(b"400\r\n");
@@ -83,12 +131,38 @@ both_drivers!(body_limits, |d| {
 both_drivers!(smuggling_attempts, |d| {
     let p = Proxy::start(&config(), d);
     check(&p, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, true);
-    check(&p, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", 400, true);
-    check(&p, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\nhello!", 400, true);
-    check(&p, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", 400, true);
-    check(&p, b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", 400, true);
-    check(&p, b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\n0\n\n", 400, true);
-    let te = &b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"[..];
+    check(
+        &p,
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        400,
+        true,
+    );
+    check(
+        &p,
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\nhello!",
+        400,
+        true,
+    );
+    check(
+        &p,
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
+        400,
+        true,
+    );
+    check(
+        &p,
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+        400,
+        true,
+    );
+    check(
+        &p,
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\n0\n\n",
+        400,
+        true,
+    );
+    let te =
+        &b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"[..];
     let mut s = connect(p.addr());
     s.write_all(te).unwrap();
     let resp = read_response(&mut BufReader::new(s), false).unwrap();
@@ -110,13 +184,22 @@ both_drivers!(http2_preface_refused, |d| {
 });
 
 both_drivers!(slowloris_gets_408, |d| {
-    let p = Proxy::start_env(&config(), d, &[], &[], &[("PORTCULLIS_HEADER_TIMEOUT", "2s")]);
+    let p = Proxy::start_env(
+        &config(),
+        d,
+        &[],
+        &[],
+        &[("PORTCULLIS_HEADER_TIMEOUT", "2s")],
+    );
     let mut s = connect(p.addr());
     s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n").unwrap();
     let t0 = Instant::now();
     let resp = read_response(&mut BufReader::new(s), false).unwrap();
     assert_eq!(resp.status, 408);
-    assert!(t0.elapsed() < Duration::from_secs(9), "header timeout is configured to 2s");
+    assert!(
+        t0.elapsed() < Duration::from_secs(9),
+        "header timeout is configured to 2s"
+    );
     assert_eq!(p.get("/").status, 200);
 });
 
@@ -131,5 +214,8 @@ both_drivers!(idle_keepalive_closed, |d| {
     let n = r.read_to_end(&mut rest).unwrap();
     assert_eq!(n, 0);
     let waited = t0.elapsed();
-    assert!(waited >= Duration::from_millis(800) && waited < Duration::from_secs(5), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(800) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
 });

@@ -5,7 +5,12 @@ use std::process::Command;
 use crate::harness::*;
 
 fn validate(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(bin()).arg("--validate-only").args(args).envs(envs.iter().copied()).output().unwrap();
+    let out = Command::new(bin())
+        .arg("--validate-only")
+        .args(args)
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -14,7 +19,10 @@ fn validate(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
 }
 
 fn repo(p: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(p).display().to_string()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(p)
+        .display()
+        .to_string()
 }
 
 #[test]
@@ -22,7 +30,10 @@ fn seed_validates_unchanged() {
     let seed = std::fs::read(repo("config/seed.yaml")).unwrap();
     let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/config/seed.yaml");
     if let Ok(orig) = std::fs::read(shared) {
-        assert_eq!(seed, orig, "config/seed.yaml must stay byte-for-byte the users' seed");
+        assert_eq!(
+            seed, orig,
+            "config/seed.yaml must stay byte-for-byte the users' seed"
+        );
     }
     let (code, out, err) = validate(&["-f", &repo("config/seed.yaml")], &[]);
     assert_eq!(code, 0, "{out}{err}");
@@ -47,7 +58,11 @@ fn every_invalid_config_names_its_path() {
         let expected = expected.lines().next().unwrap().trim();
         let (code, _, err) = validate(&["-f", path.to_str().unwrap()], &[]);
         assert_eq!(code, 64, "{}: {err}", path.display());
-        assert!(err.contains(expected), "{}: expected {expected:?} in:\n{err}", path.display());
+        assert!(
+            err.contains(expected),
+            "{}: expected {expected:?} in:\n{err}",
+            path.display()
+        );
         n += 1;
     }
     assert!(n >= 10, "only {n} malformed configs");
@@ -68,7 +83,10 @@ fn unsupported_feature_is_named() {
     let cfg = "binds:\n- port: 3000\n  listeners:\n  - routes:\n    - policies:\n        localRateLimit:\n        - {maxTokens: 1, tokensPerFill: 1, fillInterval: 1s}\n      backends: [{host: '127.0.0.1:1'}]\n";
     let (code, _, err) = validate(&["-c", cfg], &[]);
     assert_eq!(code, 64);
-    assert!(err.contains("binds[0].listeners[0].routes[0].policies.localRateLimit"), "{err}");
+    assert!(
+        err.contains("binds[0].listeners[0].routes[0].policies.localRateLimit"),
+        "{err}"
+    );
     assert!(err.contains("not supported"), "{err}");
 }
 

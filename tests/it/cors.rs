@@ -18,20 +18,39 @@ both_drivers!(preflight_allowed, |d| {
     let p = Proxy::start_with(&config(), d, &[("DEAD", dead_port())], &[]);
     let r = p.req("OPTIONS /d/x HTTP/1.1\r\nHost: h\r\nOrigin: https://app.example.com\r\nAccess-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type\r\nConnection: close\r\n\r\n");
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("access-control-allow-origin"), Some("https://app.example.com"));
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
     let methods = r.header("access-control-allow-methods").unwrap();
-    assert!(methods.contains("GET") && methods.contains("POST"), "{methods}");
-    assert!(r.header("access-control-allow-headers").unwrap().contains("mcp-protocol-version"));
+    assert!(
+        methods.contains("GET") && methods.contains("POST"),
+        "{methods}"
+    );
+    assert!(r
+        .header("access-control-allow-headers")
+        .unwrap()
+        .contains("mcp-protocol-version"));
     assert_eq!(r.header("access-control-max-age"), Some("600"));
     assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
-    assert!(r.header("vary").unwrap().to_ascii_lowercase().contains("origin"));
-    assert!(r.body.is_empty(), "preflight is answered locally, not by the direct response");
+    assert!(r
+        .header("vary")
+        .unwrap()
+        .to_ascii_lowercase()
+        .contains("origin"));
+    assert!(
+        r.body.is_empty(),
+        "preflight is answered locally, not by the direct response"
+    );
 });
 
 both_drivers!(preflight_wildcard_subdomain_and_rejected_origin, |d| {
     let p = Proxy::start_with(&config(), d, &[("DEAD", dead_port())], &[]);
     let ok = p.req("OPTIONS /d HTTP/1.1\r\nHost: h\r\nOrigin: https://team.corp.example\r\nAccess-Control-Request-Method: GET\r\nConnection: close\r\n\r\n");
-    assert_eq!(ok.header("access-control-allow-origin"), Some("https://team.corp.example"));
+    assert_eq!(
+        ok.header("access-control-allow-origin"),
+        Some("https://team.corp.example")
+    );
     let bad = p.req("OPTIONS /d HTTP/1.1\r\nHost: h\r\nOrigin: https://evil.example\r\nAccess-Control-Request-Method: GET\r\nConnection: close\r\n\r\n");
     assert_eq!(bad.status, 200);
     assert_eq!(bad.header("access-control-allow-origin"), None);
@@ -42,9 +61,16 @@ both_drivers!(actual_request_gets_cors_headers, |d| {
     let r = p.req("GET /d HTTP/1.1\r\nHost: h\r\nOrigin: https://app.example.com\r\nConnection: close\r\n\r\n");
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "hello");
-    assert_eq!(r.header("access-control-allow-origin"), Some("https://app.example.com"));
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
     assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
-    assert!(r.header("access-control-expose-headers").unwrap().to_ascii_lowercase().contains("mcp-session-id"));
+    assert!(r
+        .header("access-control-expose-headers")
+        .unwrap()
+        .to_ascii_lowercase()
+        .contains("mcp-session-id"));
     // No Origin: no CORS headers.
     let plain = p.get("/d");
     assert_eq!(plain.header("access-control-allow-origin"), None);
@@ -54,5 +80,9 @@ both_drivers!(errors_generated_by_the_proxy_carry_cors, |d| {
     let p = Proxy::start_with(&config(), d, &[("DEAD", dead_port())], &[]);
     let r = p.req("GET /up HTTP/1.1\r\nHost: h\r\nOrigin: https://anywhere.example\r\nConnection: close\r\n\r\n");
     assert_eq!(r.status, 502, "{}", r.text());
-    assert!(r.header("access-control-allow-origin").is_some(), "{:?}", r.headers);
+    assert!(
+        r.header("access-control-allow-origin").is_some(),
+        "{:?}",
+        r.headers
+    );
 });

@@ -25,6 +25,8 @@ pub enum Driver {
 macro_rules! both_drivers {
     ($name:ident, $body:expr) => {
         mod $name {
+            #[allow(unused_imports)]
+            use super::*;
             #[test]
             fn uring() {
                 ($body)($crate::harness::Driver::Uring)
@@ -38,7 +40,11 @@ macro_rules! both_drivers {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 static DIRS: AtomicUsize = AtomicUsize::new(0);
@@ -72,11 +78,22 @@ impl Proxy {
         Self::start_with(template, driver, &[], &[])
     }
 
-    pub fn start_with(template: &str, driver: Driver, vars: &[(&str, String)], args: &[&str]) -> Proxy {
+    pub fn start_with(
+        template: &str,
+        driver: Driver,
+        vars: &[(&str, String)],
+        args: &[&str],
+    ) -> Proxy {
         Self::start_env(template, driver, vars, args, &[])
     }
 
-    pub fn start_env(template: &str, driver: Driver, vars: &[(&str, String)], args: &[&str], envs: &[(&str, &str)]) -> Proxy {
+    pub fn start_env(
+        template: &str,
+        driver: Driver,
+        vars: &[(&str, String)],
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Proxy {
         let (port, port2, stats, ready) = (free_port(), free_port(), free_port(), free_port());
         let dir = temp_dir();
         let config_path = dir.join("config.yaml");
@@ -96,8 +113,12 @@ impl Proxy {
         }
         std::fs::write(&p.config_path, text).unwrap();
         let mut cmd = Command::new(bin());
-        cmd.arg("-f").arg(&p.config_path).args(["--workers", "2"]).args(args);
-        cmd.env("RUST_LOG", "info").env("PORTCULLIS_BIND_ADDR", "127.0.0.1");
+        cmd.arg("-f")
+            .arg(&p.config_path)
+            .args(["--workers", "2"])
+            .args(args);
+        cmd.env("RUST_LOG", "info")
+            .env("PORTCULLIS_BIND_ADDR", "127.0.0.1");
         if driver == Driver::Epoll {
             cmd.env("MONOIO_FORCE_LEGACY_DRIVER", "1");
         }
@@ -106,9 +127,18 @@ impl Proxy {
         }
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn portcullis");
-        for pipe in [child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>), child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>)]
-            .into_iter()
-            .flatten()
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
         {
             let log = p.log.clone();
             std::thread::spawn(move || {
@@ -122,7 +152,11 @@ impl Proxy {
         p.child = Some(child);
         p.wait_ready();
         if driver == Driver::Epoll {
-            assert!(p.log_contains("driver=epoll") || p.log_contains("\"driver\":\"epoll\""), "expected the epoll driver:\n{}", p.log());
+            assert!(
+                p.log_contains("driver=\"epoll\"") || p.log_contains("\"driver\":\"epoll\""),
+                "expected the epoll driver:\n{}",
+                p.log()
+            );
         }
         p
     }
@@ -142,7 +176,10 @@ impl Proxy {
                 std::thread::sleep(Duration::from_millis(100));
                 panic!("portcullis exited early ({status}):\n{}", self.log());
             }
-            if let Ok(r) = try_request(SocketAddr::from(([127, 0, 0, 1], self.ready)), b"GET /healthz/ready HTTP/1.1\r\nHost: x\r\n\r\n") {
+            if let Ok(r) = try_request(
+                SocketAddr::from(([127, 0, 0, 1], self.ready)),
+                b"GET /healthz/ready HTTP/1.1\r\nHost: x\r\n\r\n",
+            ) {
                 if r.status == 200 {
                     return;
                 }
@@ -182,7 +219,9 @@ impl Proxy {
     }
 
     pub fn get(&self, path: &str) -> Response {
-        self.req(&format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"))
+        self.req(&format!(
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        ))
     }
 
     pub fn pid(&self) -> u32 {
@@ -190,7 +229,11 @@ impl Proxy {
     }
 
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().unwrap();
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
         assert!(ok.success());
     }
 
@@ -232,7 +275,10 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -262,7 +308,10 @@ pub fn try_request(addr: SocketAddr, raw: &[u8]) -> std::io::Result<Response> {
 pub fn read_response<R: BufRead>(r: &mut R, head_request: bool) -> std::io::Result<Response> {
     let mut line = String::new();
     if r.read_line(&mut line)? == 0 {
-        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed before a response"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "connection closed before a response",
+        ));
     }
     let status: u16 = line
         .split(' ')
@@ -277,10 +326,16 @@ pub fn read_response<R: BufRead>(r: &mut R, head_request: bool) -> std::io::Resu
         if l.is_empty() {
             break;
         }
-        let (n, v) = l.split_once(':').ok_or_else(|| std::io::Error::other(format!("bad header {l:?}")))?;
+        let (n, v) = l
+            .split_once(':')
+            .ok_or_else(|| std::io::Error::other(format!("bad header {l:?}")))?;
         headers.push((n.trim().to_owned(), v.trim().to_owned()));
     }
-    let mut resp = Response { status, headers, body: Vec::new() };
+    let mut resp = Response {
+        status,
+        headers,
+        body: Vec::new(),
+    };
     if head_request || status == 204 || status == 304 || (100..200).contains(&status) {
         return Ok(resp);
     }
@@ -289,11 +344,15 @@ pub fn read_response<R: BufRead>(r: &mut R, head_request: bool) -> std::io::Resu
         let mut body = vec![0; n];
         r.read_exact(&mut body)?;
         resp.body = body;
-    } else if resp.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+    } else if resp
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
         loop {
             line.clear();
             r.read_line(&mut line)?;
-            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16).map_err(std::io::Error::other)?;
+            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+                .map_err(std::io::Error::other)?;
             if size == 0 {
                 loop {
                     line.clear();
@@ -320,7 +379,10 @@ pub struct Upstream {
     pub port: u16,
     stop: Arc<std::sync::atomic::AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// Connections accepted.
     pub hits: Arc<AtomicUsize>,
+    /// Requests answered (for handlers that count them).
+    pub requests: Arc<AtomicUsize>,
 }
 
 impl Upstream {
@@ -348,16 +410,25 @@ impl Upstream {
                 }
             }
         });
-        Upstream { port, stop, thread: Some(thread), hits }
+        Upstream {
+            port,
+            stop,
+            thread: Some(thread),
+            hits,
+            requests: Arc::new(AtomicUsize::new(0)),
+        }
     }
 
     /// Answers every request with a body describing it: `METHOD PATH\n` then the headers as
     /// `name: value` lines, a blank line and the request body. Keep-alive.
     pub fn echo() -> Upstream {
-        Upstream::start(|s| {
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = requests.clone();
+        let mut up = Upstream::start(move |s| {
             let mut r = BufReader::new(s.try_clone().unwrap());
             let mut w = s;
             while let Ok(Some(req)) = read_request(&mut r) {
+                counter.fetch_add(1, Ordering::Relaxed);
                 let mut body = format!("{} {}\n", req.method, req.target);
                 for (n, v) in &req.headers {
                     body.push_str(&format!("{n}: {v}\n"));
@@ -370,7 +441,9 @@ impl Upstream {
                     break;
                 }
             }
-        })
+        });
+        up.requests = requests;
+        up
     }
 }
 
@@ -423,7 +496,8 @@ pub fn read_request<R: BufRead>(r: &mut R) -> std::io::Result<Option<Request>> {
         loop {
             line.clear();
             r.read_line(&mut line)?;
-            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
+            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16)
+                .unwrap_or(0);
             if size == 0 {
                 line.clear();
                 r.read_line(&mut line)?;
@@ -434,7 +508,12 @@ pub fn read_request<R: BufRead>(r: &mut R) -> std::io::Result<Option<Request>> {
             body.extend_from_slice(&chunk[..size]);
         }
     }
-    Ok(Some(Request { method, target, headers, body }))
+    Ok(Some(Request {
+        method,
+        target,
+        headers,
+        body,
+    }))
 }
 
 /// The admin/ports block every test config starts with.

@@ -21,16 +21,30 @@ both_drivers!(hot_reload_good_and_bad, |d| {
     std::fs::write(&p.config_path, p.render(&direct_cfg("v2"))).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while p.get("/").text() != "v2" {
-        assert!(Instant::now() < deadline, "reload not applied:\n{}", p.log());
+        assert!(
+            Instant::now() < deadline,
+            "reload not applied:\n{}",
+            p.log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     s.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
-    assert_eq!(read_response(&mut r, false).unwrap().text(), "v2", "existing connections see the new config");
+    assert_eq!(
+        read_response(&mut r, false).unwrap().text(),
+        "v2",
+        "existing connections see the new config"
+    );
 
     // An invalid config is rejected with its error and v2 keeps serving.
-    let bad = p.render(&direct_cfg("v3")).replace("directResponse", "directResponze");
+    let bad = p
+        .render(&direct_cfg("v3"))
+        .replace("directResponse", "directResponze");
     std::fs::write(&p.config_path, bad).unwrap();
-    assert!(p.wait_log("directResponze", 10), "the error names the bad key:\n{}", p.log());
+    assert!(
+        p.wait_log("directResponze", 10),
+        "the error names the bad key:\n{}",
+        p.log()
+    );
     assert!(p.log_contains("reload rejected"));
     assert_eq!(p.get("/").text(), "v2");
 
@@ -39,10 +53,17 @@ both_drivers!(hot_reload_good_and_bad, |d| {
     std::fs::write(&p.config_path, p.render(&two)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while p.get("/").text() != "v4" {
-        assert!(Instant::now() < deadline, "reload not applied:\n{}", p.log());
+        assert!(
+            Instant::now() < deadline,
+            "reload not applied:\n{}",
+            p.log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let r2 = request(SocketAddr::from(([127, 0, 0, 1], p.port2)), b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+    let r2 = request(
+        SocketAddr::from(([127, 0, 0, 1], p.port2)),
+        b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    );
     assert_eq!(r2.text(), "second");
 });
 
@@ -71,7 +92,10 @@ both_drivers!(sigterm_drains_in_flight_requests, |d| {
         assert_eq!(r.text(), "done");
     }
     assert!(t0.elapsed() < Duration::from_secs(5));
-    assert!(try_request(addr, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").is_err(), "no longer accepting");
+    assert!(
+        try_request(addr, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").is_err(),
+        "no longer accepting"
+    );
 });
 
 both_drivers!(metrics_and_readiness, |d| {
@@ -83,12 +107,28 @@ both_drivers!(metrics_and_readiness, |d| {
     let m = request(stats, b"GET /metrics HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(m.status, 200);
     let text = m.text();
-    assert!(text.contains("portcullis_requests_total{route=\"main\",status=\"200\"} 5"), "{text}");
-    assert!(text.contains("portcullis_request_duration_seconds_count 5"), "{text}");
-    assert!(text.contains("portcullis_open_connections{worker=\"1\"}"), "per-worker gauges: {text}");
-    let ready = request(SocketAddr::from(([127, 0, 0, 1], p.ready)), b"GET /healthz/ready HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert!(
+        text.contains("portcullis_requests_total{route=\"main\",status=\"200\"} 5"),
+        "{text}"
+    );
+    assert!(
+        text.contains("portcullis_request_duration_seconds_count 5"),
+        "{text}"
+    );
+    assert!(
+        text.contains("portcullis_open_connections{worker=\"1\"}"),
+        "per-worker gauges: {text}"
+    );
+    let ready = request(
+        SocketAddr::from(([127, 0, 0, 1], p.ready)),
+        b"GET /healthz/ready HTTP/1.1\r\nHost: h\r\n\r\n",
+    );
     assert_eq!(ready.status, 200);
-    assert!(p.log_contains("\"request\"") || p.log_contains(" request "), "access log line:\n{}", p.log());
+    assert!(
+        p.log_contains("\"request\"") || p.log_contains(" request "),
+        "access log line:\n{}",
+        p.log()
+    );
 });
 
 both_drivers!(access_log_never_contains_tokens, |d| {
@@ -97,5 +137,8 @@ both_drivers!(access_log_never_contains_tokens, |d| {
     assert_eq!(r.status, 200);
     assert!(p.wait_log("/x", 5), "{}", p.log());
     let log = p.log();
-    assert!(!log.contains("SECRETQUERY") && !log.contains("SECRETHEADER"), "{log}");
+    assert!(
+        !log.contains("SECRETQUERY") && !log.contains("SECRETHEADER"),
+        "{log}"
+    );
 });

@@ -14,8 +14,9 @@ fn config() -> String {
         ("prefix-api", "      matches:\n      - path: {pathPrefix: /api}\n"),
         ("prefix-api-v1", "      matches:\n      - path: {pathPrefix: /api/v1}\n"),
         ("exact-api-v1-x", "      matches:\n      - path: {exact: /api/v1/x}\n"),
-        ("regex-v0105", "      matches:\n      - path: {regex: ['/re/[0-9]+', 0]}\n"),
-        ("regex-current", "      matches:\n      - path: {regex: '/rx/[a-z]+'}\n"),
+        // Prefix beats regex whatever the lengths, so the regex routes get a host of their own.
+        ("regex-v0105", "      hostnames: [re.test]\n      matches:\n      - path: {regex: ['/re/[0-9]+', 0]}\n"),
+        ("regex-current", "      hostnames: [re.test]\n      matches:\n      - path: {regex: '/rx/[a-z]+'}\n"),
         ("post-api", "      matches:\n      - path: {pathPrefix: /api}\n        method: POST\n"),
         ("header-api", "      matches:\n      - path: {pathPrefix: /api}\n        headers:\n        - name: x-tenant\n          value: {exact: blue}\n"),
         ("header-regex", "      matches:\n      - path: {pathPrefix: /h}\n        headers:\n        - name: x-env\n          value: {regex: 'prod|stage'}\n"),
@@ -30,7 +31,9 @@ fn config() -> String {
 }
 
 fn route_of(p: &Proxy, method: &str, path: &str, host: &str, extra: &str) -> String {
-    let r = p.req(&format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n"));
+    let r = p.req(&format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n"
+    ));
     assert_eq!(r.status, 200, "{method} {path}: {}", r.text());
     r.text()
 }
@@ -48,15 +51,52 @@ both_drivers!(precedence_table, |d| {
         ("GET", "/api/v1/x", "localhost", "", "exact-api-v1-x"),
         ("GET", "/api/v1/x/", "localhost", "", "prefix-api-v1"),
         ("GET", "/api/v1/x?y=1", "localhost", "", "exact-api-v1-x"),
-        ("POST", "/api/v1/x", "localhost", "Content-Length: 0\r\n", "exact-api-v1-x"),
-        ("POST", "/api/z", "localhost", "Content-Length: 0\r\n", "post-api"),
-        ("GET", "/api/z", "localhost", "X-Tenant: blue\r\n", "header-api"),
-        ("GET", "/api/z", "localhost", "X-Tenant: red\r\n", "prefix-api"),
-        ("GET", "/h/1", "localhost", "X-Env: prod\r\n", "header-regex"),
-        ("GET", "/h/1", "localhost", "X-Env: production\r\n", "catch-all"),
-        ("GET", "/re/123", "localhost", "", "regex-v0105"),
-        ("GET", "/re/123x", "localhost", "", "catch-all"),
-        ("GET", "/rx/abc", "localhost", "", "regex-current"),
+        (
+            "POST",
+            "/api/v1/x",
+            "localhost",
+            "Content-Length: 0\r\n",
+            "exact-api-v1-x",
+        ),
+        (
+            "POST",
+            "/api/z",
+            "localhost",
+            "Content-Length: 0\r\n",
+            "post-api",
+        ),
+        (
+            "GET",
+            "/api/z",
+            "localhost",
+            "X-Tenant: blue\r\n",
+            "header-api",
+        ),
+        (
+            "GET",
+            "/api/z",
+            "localhost",
+            "X-Tenant: red\r\n",
+            "prefix-api",
+        ),
+        (
+            "GET",
+            "/h/1",
+            "localhost",
+            "X-Env: prod\r\n",
+            "header-regex",
+        ),
+        (
+            "GET",
+            "/h/1",
+            "localhost",
+            "X-Env: production\r\n",
+            "catch-all",
+        ),
+        ("GET", "/re/123", "re.test", "", "regex-v0105"),
+        ("GET", "/re/123x", "re.test", "", "catch-all"),
+        ("GET", "/rx/abc", "re.test", "", "regex-current"),
+        ("GET", "/re/123", "localhost", "", "catch-all"),
         ("GET", "/q?mode=fast", "localhost", "", "query-api"),
         ("GET", "/q?a=1&mode=fast&b", "localhost", "", "query-api"),
         ("GET", "/q?mode=slow", "localhost", "", "catch-all"),
@@ -67,7 +107,11 @@ both_drivers!(precedence_table, |d| {
         ("GET", "/api", "example.com", "", "prefix-api"),
     ];
     for (m, path, host, extra, want) in cases {
-        assert_eq!(&route_of(&p, m, path, host, extra), want, "{m} {path} host={host} {extra:?}");
+        assert_eq!(
+            &route_of(&p, m, path, host, extra),
+            want,
+            "{m} {path} host={host} {extra:?}"
+        );
     }
 });
 
