@@ -124,7 +124,7 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
         return 1;
     }
 
-    if let Err(e) = forward_signals(ev_tx.clone()) {
+    if let Err(e) = forward_signals(ev_tx) {
         tracing::warn!(error = %e, "cannot install signal handlers");
     }
 

@@ -15,6 +15,9 @@ use crate::admin::metrics::WorkerMetrics;
 use crate::http::pool::Pool;
 use crate::snapshot::Snapshot;
 
+// The extra `Rc` layer is deliberate: requests clone the `Rc` (a plain increment on this core)
+// instead of the `Arc`, whose count lives on a cache line shared by every worker.
+#[allow(clippy::redundant_allocation)]
 pub struct WorkerCtx {
     pub id: usize,
     snapshot: RefCell<Rc<Arc<Snapshot>>>,
@@ -46,6 +49,7 @@ impl WorkerCtx {
     }
 
     /// The snapshot for one request. Cloning an `Rc` is a plain increment: no shared cache line.
+    #[allow(clippy::redundant_allocation)]
     pub fn snapshot(&self) -> Rc<Arc<Snapshot>> {
         self.snapshot.borrow().clone()
     }

@@ -7,9 +7,7 @@ use crate::both_drivers;
 use crate::harness::*;
 
 fn config() -> String {
-    format!(
-        "config:\n  statsAddr: 127.0.0.1:{{STATS}}\n  readinessAddr: 127.0.0.1:{{READY}}\n  listener:\n    maxBufferSize: 4096\n    http1IdleTimeout: 1s\nbinds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - name: ok\n      policies:\n        directResponse: {{body: ok, status: 200}}\n"
-    )
+    "config:\n  statsAddr: 127.0.0.1:{STATS}\n  readinessAddr: 127.0.0.1:{READY}\n  listener:\n    maxBufferSize: 4096\n    http1IdleTimeout: 1s\nbinds:\n- port: {PORT}\n  listeners:\n  - routes:\n    - name: ok\n      policies:\n        directResponse: {body: ok, status: 200}\n".to_string()
 }
 
 /// Sends `raw` on a fresh connection, expects `status`, and (when `closes`) that the proxy
