@@ -9,3 +9,4 @@ mod cors; // preflight, actual and error responses
 mod lifecycle; // hot reload good and bad, SIGTERM drain, metrics and readiness
 mod proxy; // host backends: headers, bodies, pipelining, SSE streaming, errors, timeouts
 mod routing; // agentgateway precedence table
+mod tls; // HTTPS listeners, SNI, certificate reload
