@@ -240,3 +240,27 @@ both_drivers!(url_rewrite_and_direct_prefix, |d| {
     assert!(body.starts_with("GET /new/x?q=1\n"), "{body}");
     assert!(body.contains("host: upstream.internal\n"), "{body}");
 });
+
+both_drivers!(absolute_form_and_head_through_the_proxy, |d| {
+    let up = Upstream::echo();
+    let p = Proxy::start_with(&config(""), d, &[("UP", up.port.to_string())], &[]);
+    let r = p.req("GET http://front.example:8080/abs/path?y=2 HTTP/1.1\r\nHost: ignored.example\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.status, 200);
+    let body = r.text();
+    assert!(
+        body.starts_with("GET /abs/path?y=2\n"),
+        "origin-form upstream: {body}"
+    );
+    assert!(
+        body.contains("host: front.example:8080\n"),
+        "absolute-form authority wins over Host: {body}"
+    );
+    let head = p.req("HEAD /h HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    assert!(
+        head.header("content-length").is_some(),
+        "{:?}",
+        head.headers
+    );
+});
