@@ -6,7 +6,6 @@
 
 pub mod metrics;
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -167,9 +166,4 @@ async fn scrape(workers: &[UnboundedSender<WorkerMsg>]) -> String {
         }
     }
     metrics::render(&all)
-}
-
-/// The address a metrics scrape would use; handy for logs and tests.
-pub fn describe(settings: &Settings) -> (SocketAddr, SocketAddr) {
-    (settings.stats_addr, settings.readiness_addr)
 }

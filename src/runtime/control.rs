@@ -143,7 +143,20 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
                     "draining"
                 );
                 ready.store(false, Ordering::Relaxed);
-                let unfinished = stop_workers(&senders, deadline);
+                stop_workers(&senders, deadline);
+                let mut unfinished = 0;
+                let mut stopped = 0;
+                while stopped < threads.len() {
+                    let wait = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(2);
+                    match ev_rx.recv_timeout(wait) {
+                        Ok(Event::Worker(WorkerEvent::Stopped { unfinished: u, .. })) => {
+                            stopped += 1;
+                            unfinished += u;
+                        }
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
                 for t in threads {
                     let _ = t.join();
                 }
@@ -189,13 +202,11 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
     }
 }
 
-/// Asks every worker to drain and waits for their reports; returns the connections still open
-/// at the deadline.
-fn stop_workers(senders: &[UnboundedSender<WorkerMsg>], deadline: Instant) -> u64 {
+/// Asks every worker to stop accepting and drain until `deadline`.
+fn stop_workers(senders: &[UnboundedSender<WorkerMsg>], deadline: Instant) {
     for s in senders {
         let _ = s.unbounded_send(WorkerMsg::Shutdown { deadline });
     }
-    0
 }
 
 fn worker_count(cli: Option<usize>, cfg: Option<WorkerThreads>) -> usize {
