@@ -76,6 +76,7 @@ pub fn fuzz_load(data: &[u8]) {
 }
 
 pub mod lower;
+mod lower_auth;
 mod tls;
 
 /// Bytes of a config file → runtime snapshot: [`load_str`] then [`lower::lower`]. `base_dir`

@@ -4,6 +4,7 @@
 //!
 //! Not here: HTTP/2 (a prior-knowledge preface is refused with a clear error), WebSocket upgrades.
 
+pub mod auth;
 pub mod conn;
 pub mod dispatch;
 pub mod h1;

@@ -6,6 +6,8 @@
 
 pub mod control;
 pub mod ctx;
+pub mod fetch;
+pub mod keys;
 pub mod worker;
 
 pub use control::{run, ConfigSource, RunOptions};

@@ -23,6 +23,101 @@ pub struct Snapshot {
     pub generation: u64,
     pub settings: Settings,
     pub binds: Vec<Bind>,
+    /// Key sets and discovery documents the control plane keeps fresh for this config.
+    pub sources: Vec<Source>,
+    /// Things that load but probably do not do what the author meant (logged at load).
+    pub warnings: Vec<String>,
+}
+
+/// Something the control plane fetches (or reads) and publishes to every worker by `id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub id: Arc<str>,
+    pub kind: SourceKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceKind {
+    JwksUrl(String),
+    JwksFile(std::path::PathBuf),
+    JwksInline(Vec<u8>),
+    /// An OpenID discovery document, rewritten for the gateway and served as AS metadata.
+    AsMetadata { url: String, rewrite: AsRewrite },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AsRewrite {
+    Generic,
+    /// `registration_endpoint` replaced by the gateway's DCR proxy. When the route's public
+    /// origin is not configured, the URL starts with [`ORIGIN_PLACEHOLDER`], replaced per request.
+    Keycloak { registration_url: String },
+    Auth0 { audience: String },
+}
+
+/// Stands for the requesting origin (`scheme://host`) in documents whose origin is only known
+/// per request.
+pub const ORIGIN_PLACEHOLDER: &str = "{{portcullis-origin}}";
+
+/// An authentication policy compiled for one route.
+#[derive(Debug)]
+pub struct AuthPolicy {
+    pub mode: AuthMode,
+    pub providers: Vec<AuthProvider>,
+    /// MCP resource-server behaviour (`mcpAuthentication`): discovery and challenges.
+    pub mcp: Option<Arc<McpAuthMeta>>,
+    /// Keep the client's `Authorization` header when forwarding (`backendAuth: passthrough`).
+    pub passthrough: bool,
+    /// Answers rendered at load: no token, invalid token, keys not loaded yet.
+    pub missing: Prebuilt,
+    pub invalid: Prebuilt,
+    pub unavailable: Prebuilt,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// A valid token is required.
+    Strict,
+    /// No token passes; an invalid one is rejected.
+    Optional,
+    /// Never rejects; claims are attached when a token is valid.
+    Permissive,
+}
+
+#[derive(Debug)]
+pub struct AuthProvider {
+    /// Unique within a snapshot: verified-token caches are kept per provider, so a token accepted
+    /// for one audience is never taken from the cache for another.
+    pub id: u64,
+    /// The key set's [`Source`] id.
+    pub keys: Arc<str>,
+    pub validation: crate::policy::mcp_auth::Validation,
+}
+
+/// Discovery for one protected MCP route.
+#[derive(Debug)]
+pub struct McpAuthMeta {
+    /// The public path of the MCP endpoint (from `resourceMetadata.resource`, else the route).
+    pub route_path: String,
+    /// `resource` as configured; when absent it is derived per request from scheme, Host and
+    /// `route_path`.
+    pub resource: Option<String>,
+    pub authorization_servers: Vec<String>,
+    pub resource_metadata: std::collections::BTreeMap<String, serde_json::Value>,
+    pub scopes: Vec<String>,
+    /// The protected-resource metadata, rendered once when `resource` is configured.
+    pub prm: Option<Prebuilt>,
+    /// AS metadata served at the gateway (`Source` id), for providers that need it.
+    pub as_metadata: Option<Arc<str>>,
+    /// Where the DCR proxy forwards registrations (Keycloak): the upstream and its path.
+    pub registration_upstream: Option<(HostTarget, String)>,
+}
+
+/// What a well-known path on a listener serves.
+#[derive(Debug, Clone)]
+pub enum WellKnown {
+    Prm(Arc<McpAuthMeta>),
+    AsMetadata(Arc<McpAuthMeta>),
+    Registration(Arc<McpAuthMeta>),
 }
 
 /// Process-wide settings from the top-level `config` block. Read at start-up; on reload only the
@@ -142,6 +237,8 @@ pub struct Listener {
     pub hostname: Option<String>,
     pub https: bool,
     pub routes: RouteTable<Route>,
+    /// Discovery endpoints served for the protected routes of this listener, by exact path.
+    pub well_known: Vec<(String, WellKnown)>,
 }
 
 /// A compiled route: what to do with a request once it matched.
@@ -157,8 +254,8 @@ pub struct Route {
 #[derive(Debug, Default)]
 pub struct Policies {
     pub cors: Option<Cors>,
-    /// Authentication that this build cannot enforce yet: every request is refused (fail closed).
-    pub unenforced_auth: Option<&'static str>,
+    /// `mcpAuthentication` or `jwtAuth`: checked after CORS preflights, before anything else.
+    pub auth: Option<Arc<AuthPolicy>>,
     pub redirect: Option<Redirect>,
     pub direct: Option<Prebuilt>,
     pub request_headers: Option<HeaderModifier>,

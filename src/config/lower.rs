@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::lower_auth::{self, AuthExtras};
 use super::model;
 use super::{parse_duration, parse_worker_threads, ConfigError, ConfigErrors, ThreadCount};
 use crate::http::response::Prebuilt;
@@ -27,6 +28,8 @@ use crate::snapshot::{
 /// Lowers a validated config. `base_dir` resolves relative file paths (TLS certificates).
 pub fn lower(cfg: &model::LocalConfig, base_dir: Option<&Path>) -> Result<Snapshot, ConfigErrors> {
     let mut errs = Vec::new();
+    let mut sources: Vec<Source> = Vec::new();
+    let mut warnings = Vec::new();
     let settings = lower_settings(cfg.config.as_ref(), &mut errs);
     let mut binds = Vec::with_capacity(cfg.binds.len());
     for (bi, b) in cfg.binds.iter().enumerate() {
@@ -49,17 +52,27 @@ pub fn lower(cfg: &model::LocalConfig, base_dir: Option<&Path>) -> Result<Snapsh
                 }
             }
             let mut specs = Vec::new();
+            let mut extras = AuthExtras::default();
             for (ri, r) in l.routes.iter().flatten().enumerate() {
                 let rpath = format!("{lpath}.routes[{ri}]");
-                if let Some(spec) = lower_route(r, ri, &rpath, &mut errs) {
+                if let Some(spec) = lower_route(r, ri, &rpath, base_dir, &mut errs, &mut extras) {
                     specs.push(spec);
                 }
             }
+            let mut well_known = lower_auth::root_well_known(&extras.well_known);
+            well_known.extend(extras.well_known);
+            for s in extras.sources {
+                if !sources.iter().any(|x| x.id == s.id) {
+                    sources.push(s);
+                }
+            }
+            warnings.extend(extras.warnings);
             listeners.push(Listener {
                 name: l.name.clone().unwrap_or_else(|| format!("listener{li}")),
                 hostname: l.hostname.clone().filter(|h| !h.is_empty()),
                 https,
                 routes: RouteTable::new(specs),
+                well_known,
             });
         }
         let tls = if certs.is_empty() {
@@ -86,6 +99,8 @@ pub fn lower(cfg: &model::LocalConfig, base_dir: Option<&Path>) -> Result<Snapsh
             generation: 1,
             settings,
             binds,
+            sources,
+            warnings,
         })
     } else {
         Err(ConfigErrors(errs))
@@ -220,8 +235,17 @@ fn lower_route(
             matches.push(rm);
         }
     }
+    // The paths this route is reached at (exact and prefix matches), for discovery documents.
+    let route_paths: Vec<String> = r
+        .matches
+        .iter()
+        .filter_map(|m| match &m.path {
+            model::PathMatch::Exact(p) | model::PathMatch::PathPrefix(p) => Some(p.clone()),
+            model::PathMatch::Regex(_) => None,
+        })
+        .collect();
     let policies = match &r.policies {
-        Some(p) => lower_policies(p, &format!("{path}.policies"), errs),
+        Some(p) => lower_policies(p, &format!("{path}.policies"), &route_paths, base_dir, errs, extras),
         None => Policies::default(),
     };
     let backend = lower_backends(&r.backends, &format!("{path}.backends"), errs);
@@ -330,27 +354,42 @@ fn path_rewrite(p: &Option<model::PathRedirect>) -> Option<PathRewrite> {
     }
 }
 
-fn lower_policies(p: &model::Policies, path: &str, errs: &mut Vec<ConfigError>) -> Policies {
+fn lower_policies(
+    p: &model::Policies,
+    path: &str,
+    route_paths: &[String],
+    base_dir: Option<&Path>,
+    errs: &mut Vec<ConfigError>,
+    extras: &mut AuthExtras,
+) -> Policies {
     let mut out = Policies::default();
+    let passthrough = p.backend_auth.as_ref().is_some_and(|b| b.passthrough.is_some());
+    if let Some(a) = &p.mcp_authentication {
+        let apath = format!("{path}.mcpAuthentication");
+        out.auth = lower_auth::lower_mcp_auth(a, route_paths, passthrough, base_dir, &apath, errs, extras);
+    } else if let Some(j) = &p.jwt_auth {
+        let jpath = format!("{path}.jwtAuth");
+        out.auth = lower_auth::lower_jwt_auth(j, passthrough, base_dir, &jpath, errs, extras);
+    }
     if let Some(c) = &p.cors {
         let max_age = dur(&c.max_age, &format!("{path}.cors.maxAge"), errs);
+        let mut expose_headers = c.expose_headers.clone();
+        // Browser MCP clients must be able to read the challenge of a protected route.
+        if out.auth.is_some() && !expose_headers.iter().any(|h| h == "*" || h.eq_ignore_ascii_case("www-authenticate")) {
+            expose_headers.push("www-authenticate".to_owned());
+        }
         let spec = CorsSpec {
             allow_credentials: c.allow_credentials,
             allow_headers: c.allow_headers.clone(),
             allow_methods: c.allow_methods.clone(),
             allow_origins: c.allow_origins.clone(),
-            expose_headers: c.expose_headers.clone(),
+            expose_headers,
             max_age,
         };
         match Cors::compile(&spec) {
             Ok(c) => out.cors = Some(c),
             Err(e) => errs.push(ConfigError::new(format!("{path}.cors"), e)),
         }
-    }
-    if p.mcp_authentication.is_some() {
-        out.unenforced_auth = Some("mcpAuthentication");
-    } else if p.jwt_auth.is_some() {
-        out.unenforced_auth = Some("jwtAuth");
     }
     if let Some(r) = &p.request_redirect {
         out.redirect = Some(Redirect {
@@ -394,9 +433,7 @@ fn lower_policies(p: &model::Policies, path: &str, errs: &mut Vec<ConfigError>) 
             ),
         };
     }
-    if let Some(b) = &p.backend_auth {
-        out.auth_passthrough = b.passthrough.is_some();
-    }
+    out.auth_passthrough = passthrough;
     out
 }
 
@@ -436,7 +473,7 @@ fn lower_backends(backends: &[model::Backend], path: &str, errs: &mut Vec<Config
 
 /// `host:port`, `[v6]:port` or `name:port`. Names are resolved now (off the workers); one that
 /// does not resolve yet is kept by name and resolved when a connection is opened.
-fn parse_host(h: &str) -> Result<HostAddr, String> {
+pub(super) fn parse_host(h: &str) -> Result<HostAddr, String> {
     if let Ok(a) = h.parse::<SocketAddr>() {
         return Ok(HostAddr::Resolved(a));
     }

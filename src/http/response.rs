@@ -102,6 +102,14 @@ pub fn itoa_buf(mut n: u64) -> ItoaBuf {
     ItoaBuf { buf, start: i }
 }
 
+/// CORS headers of discovery documents (protected-resource and AS metadata): any origin may
+/// read them.
+pub const DISCOVERY_CORS: [(&str, &str); 3] = [
+    ("access-control-allow-origin", "*"),
+    ("access-control-allow-methods", "GET, HEAD, OPTIONS"),
+    ("access-control-allow-headers", "content-type, mcp-protocol-version, authorization"),
+];
+
 /// Every failure the proxy answers itself. The status, body and connection handling of each are
 /// decided here and nowhere else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures_channel::mpsc::{unbounded, UnboundedSender};
 
+use crate::runtime::keys::KeysMsg;
 use crate::runtime::worker::{run_worker, WorkerEvent, WorkerMsg};
 use crate::snapshot::{Snapshot, WorkerThreads};
 
@@ -49,6 +50,7 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
     let (ev_tx, ev_rx) = mpsc::channel::<Event>();
 
     let (wev_tx, wev_rx) = mpsc::channel::<WorkerEvent>();
+    let (keys_tx, keys_rx) = mpsc::channel::<KeysMsg>();
     let mut senders: Vec<UnboundedSender<WorkerMsg>> = Vec::with_capacity(n);
     let mut threads = Vec::with_capacity(n);
     for id in 0..n {
@@ -56,10 +58,11 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
         senders.push(tx);
         let snap = snapshot.clone();
         let wev = wev_tx.clone();
+        let to_keys = keys_tx.clone();
         let pin = opts.pin_cpus.then_some(id % cpus);
         let t = std::thread::Builder::new()
             .name(format!("portcullis-w{id}"))
-            .spawn(move || run_worker(id, snap, rx, wev, pin));
+            .spawn(move || run_worker(id, snap, rx, wev, to_keys, pin));
         match t {
             Ok(t) => threads.push(t),
             Err(e) => {
@@ -117,6 +120,16 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
 
     let ready = Arc::new(AtomicBool::new(true));
     let senders = Arc::new(senders);
+    for w in &snapshot.warnings {
+        tracing::warn!("{w}");
+    }
+    // Key sets and discovery documents are fetched off the workers; a failure is not fatal.
+    if let Err(e) = crate::runtime::keys::spawn(senders.clone(), keys_rx) {
+        tracing::error!(error = %e, "cannot start the key manager");
+        stop_workers(&senders, Instant::now());
+        return 1;
+    }
+    let _ = keys_tx.send(KeysMsg::Sources(snapshot.sources.clone()));
     if let Err(e) = crate::admin::start(&snapshot.settings, senders.clone(), ready.clone()) {
         tracing::error!(error = %e, "cannot start the admin endpoints");
         eprintln!("error: {e}");
@@ -190,6 +203,10 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
                     let snap = Arc::new(snap);
                     for s in senders.iter() {
                         let _ = s.unbounded_send(WorkerMsg::Snapshot(snap.clone()));
+                    }
+                    let _ = keys_tx.send(KeysMsg::Sources(snap.sources.clone()));
+                    for w in &snap.warnings {
+                        tracing::warn!("{w}");
                     }
                     tracing::info!(generation = snap.generation, "config reloaded");
                     current = snap;

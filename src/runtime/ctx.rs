@@ -11,7 +11,11 @@ use std::time::SystemTime;
 
 use monoio::io::{CancelHandle, Canceller};
 
+use std::sync::mpsc;
+
 use crate::admin::metrics::WorkerMetrics;
+use crate::http::auth::AuthState;
+use crate::runtime::keys::KeysMsg;
 use crate::http::pool::Pool;
 use crate::snapshot::Snapshot;
 
@@ -24,13 +28,15 @@ pub struct WorkerCtx {
     date: RefCell<DateCache>,
     pub metrics: RefCell<WorkerMetrics>,
     pub pool: Pool,
+    /// Key sets, documents, verified-token caches and waiters for authentication.
+    pub auth: RefCell<AuthState>,
     draining: Cell<bool>,
     drain: RefCell<Canceller>,
     rng: Cell<u64>,
 }
 
 impl WorkerCtx {
-    pub fn new(id: usize, snapshot: Arc<Snapshot>) -> Self {
+    pub fn new(id: usize, snapshot: Arc<Snapshot>, to_keys: Option<mpsc::Sender<KeysMsg>>) -> Self {
         let seed = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -42,6 +48,7 @@ impl WorkerCtx {
             date: RefCell::new(DateCache::new()),
             metrics: RefCell::new(WorkerMetrics::default()),
             pool: Pool::default(),
+            auth: RefCell::new(AuthState::new(to_keys)),
             draining: Cell::new(false),
             drain: RefCell::new(Canceller::new()),
             rng: Cell::new(seed | 1),

@@ -17,6 +17,9 @@ use monoio::io::Canceller;
 use monoio::net::{ListenerOpts, TcpListener};
 
 use crate::admin::metrics::WorkerMetrics;
+use crate::http::response::Prebuilt;
+use crate::policy::mcp_auth::KeySet;
+use crate::runtime::keys::KeysMsg;
 use crate::http::conn;
 use crate::http::dispatch::{find_bind, ConnInfo};
 use crate::runtime::ctx::WorkerCtx;
@@ -26,6 +29,12 @@ use crate::snapshot::Snapshot;
 pub enum WorkerMsg {
     Snapshot(Arc<Snapshot>),
     Scrape(oneshot::Sender<WorkerMetrics>),
+    /// A new key set for a JWKS source.
+    Keys { source: Arc<str>, keys: Arc<KeySet> },
+    /// A fetch of this key source finished (requests waiting on an unknown `kid` retry now).
+    KeysChecked { source: Arc<str> },
+    /// A discovery document (AS metadata) for a source.
+    Document { source: Arc<str>, doc: Arc<Prebuilt> },
     /// Stop accepting, let in-flight requests finish until the deadline, then return.
     Shutdown {
         deadline: Instant,
@@ -58,6 +67,7 @@ pub fn run_worker(
     snap: Arc<Snapshot>,
     rx: UnboundedReceiver<WorkerMsg>,
     events: mpsc::Sender<WorkerEvent>,
+    to_keys: mpsc::Sender<KeysMsg>,
     pin_cpu: Option<usize>,
 ) {
     if let Some(cpu) = pin_cpu {
@@ -84,7 +94,7 @@ pub fn run_worker(
             return;
         }
     };
-    rt.block_on(worker_main(id, snap, rx, events, driver));
+    rt.block_on(worker_main(id, snap, rx, events, to_keys, driver));
 }
 
 struct ListenerHandle {
@@ -97,9 +107,10 @@ async fn worker_main(
     snap: Arc<Snapshot>,
     mut rx: UnboundedReceiver<WorkerMsg>,
     events: mpsc::Sender<WorkerEvent>,
+    to_keys: mpsc::Sender<KeysMsg>,
     driver: &'static str,
 ) {
-    let ctx = Rc::new(WorkerCtx::new(id, snap.clone()));
+    let ctx = Rc::new(WorkerCtx::new(id, snap.clone(), Some(to_keys)));
     let mut listeners: HashMap<u16, ListenerHandle> = HashMap::new();
     let errors = sync_listeners(&ctx, &snap, &mut listeners);
     let _ = events.send(WorkerEvent::Started { id, driver, errors });
@@ -108,6 +119,8 @@ async fn worker_main(
         match msg {
             WorkerMsg::Snapshot(s) => {
                 let generation = s.generation;
+                let providers: Vec<u64> = provider_ids(&s);
+                ctx.auth.borrow_mut().retain_providers(&providers);
                 ctx.set_snapshot(s.clone());
                 let errors = sync_listeners(&ctx, &s, &mut listeners);
                 let _ = events.send(WorkerEvent::Applied {
@@ -119,6 +132,9 @@ async fn worker_main(
             WorkerMsg::Scrape(tx) => {
                 let _ = tx.send(ctx.metrics.borrow().clone());
             }
+            WorkerMsg::Keys { source, keys } => ctx.auth.borrow_mut().set_keys(source, keys),
+            WorkerMsg::KeysChecked { source } => ctx.auth.borrow_mut().wake(&source),
+            WorkerMsg::Document { source, doc } => ctx.auth.borrow_mut().set_document(source, doc),
             WorkerMsg::Shutdown { deadline } => {
                 for (_, l) in listeners.drain() {
                     l.stopped.set(true);
@@ -134,6 +150,16 @@ async fn worker_main(
             }
         }
     }
+}
+
+fn provider_ids(s: &Snapshot) -> Vec<u64> {
+    s.binds
+        .iter()
+        .flat_map(|b| b.listeners.iter())
+        .flat_map(|l| l.routes.iter())
+        .filter_map(|r| r.policies.auth.as_ref())
+        .flat_map(|a| a.providers.iter().map(|p| p.id))
+        .collect()
 }
 
 /// Refreshes the cached `Date` value and expires idle upstream connections.

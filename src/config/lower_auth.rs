@@ -1,0 +1,381 @@
+//! Lowering of `mcpAuthentication` and `jwtAuth` (both dialects) into [`AuthPolicy`]: key
+//! sources to keep fresh, validation rules, the discovery documents and the 401 answers rendered
+//! once, and the well-known paths each protected route adds to its listener.
+//!
+//! Not here: fetching keys (`runtime::keys`), checking tokens (`policy::mcp_auth`), serving the
+//! documents (`http::dispatch`).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::model;
+use super::ConfigError;
+use crate::http::response::Prebuilt;
+use crate::policy::mcp_auth::Validation;
+use crate::policy::mcp_auth_meta as meta;
+use crate::snapshot::{AsRewrite, AuthMode, AuthPolicy, AuthProvider, HostTarget, McpAuthMeta, Source, SourceKind, WellKnown};
+
+/// Default allowance for clock skew on `exp`, `nbf` and `iat`.
+const LEEWAY_SECS: u64 = 60;
+
+/// What lowering one route's auth policy produced besides the policy itself.
+#[derive(Default)]
+pub struct AuthExtras {
+    pub sources: Vec<Source>,
+    pub well_known: Vec<(String, WellKnown)>,
+    pub warnings: Vec<String>,
+}
+
+static PROVIDER_IDS: AtomicU64 = AtomicU64::new(1);
+
+fn next_id() -> u64 {
+    PROVIDER_IDS.fetch_add(1, Ordering::Relaxed)
+}
+
+fn mode(m: Option<&model::AuthMode>, default: AuthMode) -> AuthMode {
+    match m {
+        Some(model::AuthMode::Strict) => AuthMode::Strict,
+        Some(model::AuthMode::Optional) => AuthMode::Optional,
+        Some(model::AuthMode::Permissive) => AuthMode::Permissive,
+        None => default,
+    }
+}
+
+fn provider_kind(p: Option<&model::McpProvider>, path: &str, errs: &mut Vec<ConfigError>) -> meta::Provider {
+    match p {
+        None => meta::Provider::Generic,
+        Some(model::McpProvider::Keycloak(_)) => meta::Provider::Keycloak,
+        Some(model::McpProvider::Auth0(_)) => meta::Provider::Auth0,
+        Some(other) => {
+            errs.push(ConfigError::new(
+                format!("{path}.provider"),
+                format!("provider {other:?} is not supported by Portcullis (supported: keycloak, auth0)"),
+            ));
+            meta::Provider::Generic
+        }
+    }
+}
+
+/// The key source for a `jwks`/`jwksUrl` setting; an empty or absent URL is derived from the
+/// issuer and provider as agentgateway does.
+fn key_source(
+    jwks: Option<&model::Jwks>,
+    jwks_url: Option<&str>,
+    issuer: &str,
+    provider: meta::Provider,
+    base_dir: Option<&Path>,
+    path: &str,
+    errs: &mut Vec<ConfigError>,
+) -> Source {
+    let kind = match (jwks, jwks_url) {
+        (Some(model::Jwks::File(f)), _) => {
+            let p = Path::new(f);
+            let p = match base_dir {
+                Some(b) if p.is_relative() => b.join(p),
+                _ => p.to_path_buf(),
+            };
+            match std::fs::read(&p) {
+                Ok(bytes) => {
+                    if let Err(e) = crate::policy::mcp_auth::parse_jwks(&bytes) {
+                        errs.push(ConfigError::new(format!("{path}.jwks.file"), format!("{}: {e}", p.display())));
+                    }
+                }
+                Err(e) => errs.push(ConfigError::new(format!("{path}.jwks.file"), format!("cannot read {}: {e}", p.display()))),
+            }
+            SourceKind::JwksFile(p)
+        }
+        (Some(model::Jwks::Inline(json)), _) => {
+            if let Err(e) = crate::policy::mcp_auth::parse_jwks(json.as_bytes()) {
+                errs.push(ConfigError::new(format!("{path}.jwks"), format!("inline JWKS: {e}")));
+            }
+            SourceKind::JwksInline(json.as_bytes().to_vec())
+        }
+        (Some(model::Jwks::Url(u)), _) | (None, Some(u)) if !u.is_empty() => {
+            if let Err(e) = crate::runtime::fetch::parse_url(u) {
+                errs.push(ConfigError::new(format!("{path}.jwks"), e));
+            }
+            SourceKind::JwksUrl(u.clone())
+        }
+        _ => SourceKind::JwksUrl(meta::default_jwks_url(issuer, provider)),
+    };
+    let id: Arc<str> = match &kind {
+        SourceKind::JwksUrl(u) => format!("jwks:{u}").into(),
+        SourceKind::JwksFile(p) => format!("jwks-file:{}", p.display()).into(),
+        SourceKind::JwksInline(b) => format!("jwks-inline:{:016x}", fnv(b)).into(),
+        SourceKind::AsMetadata { .. } => unreachable!("key_source builds JWKS sources only"),
+    };
+    Source { id, kind }
+}
+
+fn fnv(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, x| (h ^ u64::from(*x)).wrapping_mul(0x100_0000_01b3))
+}
+
+fn validation(issuer: &str, audiences: Vec<String>, opts: Option<&model::JwtValidationOptions>) -> Validation {
+    Validation {
+        issuer: issuer.to_owned(),
+        audiences,
+        leeway_secs: LEEWAY_SECS,
+        require_typ: None,
+        required_claims: opts
+            .and_then(|o| o.required_claims.clone())
+            .unwrap_or_else(|| vec!["exp".to_owned()]),
+    }
+}
+
+fn json_headers(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    extra.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect()
+}
+
+fn prebuilt(status: u16, headers: &[(String, String)], body: Vec<u8>) -> Prebuilt {
+    let hs: Vec<(&str, &str)> = headers.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    Prebuilt::new(status, Some("application/json"), &hs, body)
+}
+
+
+/// `mcpAuthentication` on the route at `path`.
+pub fn lower_mcp_auth(
+    a: &model::McpAuthentication,
+    route_paths: &[String],
+    passthrough: bool,
+    base_dir: Option<&Path>,
+    path: &str,
+    errs: &mut Vec<ConfigError>,
+    extras: &mut AuthExtras,
+) -> Option<Arc<AuthPolicy>> {
+    let before = errs.len();
+    let provider = provider_kind(a.provider.as_ref(), path, errs);
+    let audiences = match (&a.audience, &a.audiences) {
+        (Some(one), _) => vec![one.clone()],
+        (None, Some(many)) => many.clone(),
+        (None, None) => Vec::new(),
+    };
+    let keys = key_source(a.jwks.as_ref(), a.jwks_url.as_deref(), &a.issuer, provider, base_dir, path, errs);
+    let rm = &a.resource_metadata;
+    let resource = rm.get("resource").and_then(|v| v.as_str()).map(str::to_owned);
+    let route_path = match &resource {
+        Some(r) => match meta::parse_resource_url(r) {
+            Ok(u) => u.path,
+            Err(e) => {
+                errs.push(ConfigError::new(format!("{path}.resourceMetadata.resource"), e));
+                String::new()
+            }
+        },
+        None => route_paths.first().cloned().unwrap_or_default(),
+    };
+    let scopes: Vec<String> = rm
+        .get("scopesSupported")
+        .or_else(|| rm.get("scopes_supported"))
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|s| s.as_str()).filter(|s| *s != "offline_access").map(str::to_owned).collect())
+        .unwrap_or_default();
+    let authorization_servers = vec![a.issuer.clone()];
+    let bearer_methods: Vec<String> = rm
+        .get("bearerMethodsSupported")
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    let public_url = resource.clone();
+    for w in meta::sanity_warnings(public_url.as_deref(), resource.as_deref(), &a.issuer, None, &bearer_methods) {
+        extras.warnings.push(format!("{path}.mcpAuthentication: {w}"));
+    }
+    if route_paths.iter().all(|p| p != &route_path) && !route_path.is_empty() && !route_paths.is_empty() {
+        extras.warnings.push(format!(
+            "{path}.mcpAuthentication.resourceMetadata.resource: its path {route_path:?} is not one of the route's paths {route_paths:?}; clients will compare it with the URL they call"
+        ));
+    }
+    if errs.len() > before {
+        return None;
+    }
+
+    let (as_metadata, registration_upstream) = match provider {
+        meta::Provider::Generic => (None, None),
+        meta::Provider::Keycloak => {
+            let registration_path = format!("/.well-known/oauth-authorization-server{route_path}/client-registration");
+            let origin = match resource.as_deref().map(meta::parse_resource_url) {
+                Some(Ok(u)) => format!("{}://{}", u.scheme, u.authority),
+                _ => crate::snapshot::ORIGIN_PLACEHOLDER.to_owned(),
+            };
+            let src = Source {
+                id: format!("as-metadata:{route_path}:{}", a.issuer).into(),
+                kind: SourceKind::AsMetadata {
+                    url: meta::discovery_url(&a.issuer),
+                    rewrite: AsRewrite::Keycloak {
+                        registration_url: format!("{origin}{registration_path}"),
+                    },
+                },
+            };
+            let id = src.id.clone();
+            extras.sources.push(src);
+            let upstream = format!("{}/clients-registrations/openid-connect", a.issuer.trim_end_matches('/'));
+            (Some(id), registration_target(&upstream, path, extras))
+        }
+        meta::Provider::Auth0 => {
+            let src = Source {
+                id: format!("as-metadata:{route_path}:{}", a.issuer).into(),
+                kind: SourceKind::AsMetadata {
+                    url: meta::discovery_url(&a.issuer),
+                    rewrite: AsRewrite::Auth0 {
+                        audience: audiences.first().cloned().unwrap_or_default(),
+                    },
+                },
+            };
+            let id = src.id.clone();
+            extras.sources.push(src);
+            (Some(id), None)
+        }
+    };
+
+    let prm = resource.as_ref().map(|r| {
+        let body = meta::render_prm(r, &authorization_servers, rm);
+        let hs: Vec<(String, String)> = json_headers(&crate::http::response::DISCOVERY_CORS);
+        prebuilt(200, &hs, body)
+    });
+    let challenge_url = resource.as_ref().and_then(|r| meta::prm_url(r).ok());
+    let (missing, invalid) = match &challenge_url {
+        Some(url) => (
+            prebuilt(
+                401,
+                &[("www-authenticate".into(), meta::challenge_missing(url, &scopes))],
+                meta::BODY_MISSING.to_vec(),
+            ),
+            prebuilt(
+                401,
+                &[("www-authenticate".into(), meta::challenge_invalid(url, &scopes, INVALID_DESCRIPTION))],
+                meta::body_invalid(INVALID_DESCRIPTION),
+            ),
+        ),
+        // Without a configured resource the challenge names a URL derived per request.
+        None => (
+            prebuilt(401, &[], meta::BODY_MISSING.to_vec()),
+            prebuilt(401, &[], meta::body_invalid(INVALID_DESCRIPTION)),
+        ),
+    };
+    let mcp = Arc::new(McpAuthMeta {
+        route_path: route_path.clone(),
+        resource,
+        authorization_servers,
+        resource_metadata: rm.clone(),
+        scopes,
+        prm,
+        as_metadata: as_metadata.clone(),
+        registration_upstream: registration_upstream.clone(),
+    });
+    if !route_path.is_empty() {
+        extras.well_known.push((format!("/.well-known/oauth-protected-resource{route_path}"), WellKnown::Prm(mcp.clone())));
+        if as_metadata.is_some() {
+            extras.well_known.push((format!("/.well-known/oauth-authorization-server{route_path}"), WellKnown::AsMetadata(mcp.clone())));
+        }
+        if registration_upstream.is_some() {
+            extras.well_known.push((
+                format!("/.well-known/oauth-authorization-server{route_path}/client-registration"),
+                WellKnown::Registration(mcp.clone()),
+            ));
+        }
+    }
+    let keys_id = keys.id.clone();
+    extras.sources.push(keys);
+    Some(Arc::new(AuthPolicy {
+        mode: mode(a.mode.as_ref(), AuthMode::Strict),
+        providers: vec![AuthProvider {
+            id: next_id(),
+            keys: keys_id,
+            validation: validation(&a.issuer, audiences, a.jwt_validation_options.as_ref()),
+        }],
+        mcp: Some(mcp),
+        passthrough,
+        missing,
+        invalid,
+        unavailable: unavailable(),
+    }))
+}
+
+/// The DCR proxy's upstream, as a host target and path. Only plain-HTTP issuers can be proxied
+/// by this build; for an https issuer the gateway does not offer the proxy (clients use the
+/// IdP's own registration endpoint) and a warning says so.
+fn registration_target(url: &str, path: &str, extras: &mut AuthExtras) -> Option<(HostTarget, String)> {
+    let u = crate::runtime::fetch::parse_url(url).ok()?;
+    if u.https {
+        extras.warnings.push(format!(
+            "{path}.provider.keycloak: the registration proxy needs a plain-HTTP issuer in this build; clients will register at {url} directly"
+        ));
+        return None;
+    }
+    let authority = format!("{}:{}", u.host, u.port);
+    let addr = super::lower::parse_host(&authority).ok()?;
+    Some((HostTarget { authority, addr, weight: 1 }, u.path))
+}
+
+/// The generic description sent with `invalid_token`; never derived from the token.
+pub const INVALID_DESCRIPTION: &str = "the access token is invalid, expired, or not meant for this resource";
+
+fn unavailable() -> Prebuilt {
+    Prebuilt::new(
+        503,
+        Some("application/json"),
+        &[("retry-after", "2")],
+        br#"{"error":"temporarily_unavailable","error_description":"the signing keys of the authorization server are not loaded yet"}"#.to_vec(),
+    )
+}
+
+/// Route-level `jwtAuth` (single or multi-provider).
+pub fn lower_jwt_auth(
+    j: &model::JwtAuth,
+    passthrough: bool,
+    base_dir: Option<&Path>,
+    path: &str,
+    errs: &mut Vec<ConfigError>,
+    extras: &mut AuthExtras,
+) -> Option<Arc<AuthPolicy>> {
+    let mut providers = Vec::new();
+    let mut add = |issuer: &str, audiences: Vec<String>, jwks: &model::Jwks, opts: Option<&model::JwtValidationOptions>, p: &str, errs: &mut Vec<ConfigError>| {
+        let src = key_source(Some(jwks), None, issuer, meta::Provider::Generic, base_dir, p, errs);
+        providers.push(AuthProvider {
+            id: next_id(),
+            keys: src.id.clone(),
+            validation: validation(issuer, audiences, opts),
+        });
+        extras.sources.push(src);
+    };
+    match (&j.issuer, &j.jwks, &j.providers) {
+        (Some(iss), Some(jwks), None) => add(iss, j.audiences.clone().unwrap_or_default(), jwks, j.jwt_validation_options.as_ref(), path, errs),
+        (None, None, Some(list)) => {
+            for (i, pr) in list.iter().enumerate() {
+                let p = format!("{path}.providers[{i}]");
+                add(&pr.issuer, pr.audiences.clone().unwrap_or_default(), &pr.jwks, pr.jwt_validation_options.as_ref(), &p, errs);
+            }
+        }
+        _ => {
+            errs.push(ConfigError::new(path, "jwtAuth needs either issuer + jwks or providers"));
+            return None;
+        }
+    }
+    let plain = |status: u16, challenge: &str, body: Vec<u8>| prebuilt(status, &[("www-authenticate".into(), challenge.into())], body);
+    Some(Arc::new(AuthPolicy {
+        mode: mode(j.mode.as_ref(), AuthMode::Optional),
+        providers,
+        mcp: None,
+        passthrough,
+        missing: plain(401, "Bearer", meta::BODY_MISSING.to_vec()),
+        invalid: plain(
+            401,
+            &format!("Bearer error=\"invalid_token\", error_description=\"{INVALID_DESCRIPTION}\""),
+            meta::body_invalid(INVALID_DESCRIPTION),
+        ),
+        unavailable: unavailable(),
+    }))
+}
+
+/// Root discovery paths, added when a listener has exactly one protected MCP route.
+pub fn root_well_known(entries: &[(String, WellKnown)]) -> Vec<(String, WellKnown)> {
+    let prms: Vec<_> = entries.iter().filter(|(_, w)| matches!(w, WellKnown::Prm(_))).collect();
+    if prms.len() != 1 {
+        return Vec::new();
+    }
+    let mut out = vec![("/.well-known/oauth-protected-resource".to_owned(), prms[0].1.clone())];
+    if let Some((_, w)) = entries.iter().find(|(_, w)| matches!(w, WellKnown::AsMetadata(_))) {
+        out.push(("/.well-known/oauth-authorization-server".to_owned(), w.clone()));
+    }
+    out
+}

@@ -1,0 +1,169 @@
+//! The per-request authentication decision and the worker-local state behind it: the key sets
+//! and documents published by the key manager, one verified-token cache per provider, the
+//! base64 scratch buffers, and the requests waiting for a refetch after an unknown `kid`.
+//!
+//! Order for a protected route: no bearer token → the prebuilt 401 (strict) or pass
+//! (optional/permissive); no key set yet → 503 with `Retry-After`; cache hit → pass; otherwise
+//! parse, select key, verify, validate (`policy::mcp_auth::check_token`). An unknown `kid`
+//! triggers one refetch request and the request waits (up to 2 s) for it.
+//! Not here: fetching (`runtime::keys`) or writing responses (`dispatch`).
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use futures_channel::oneshot;
+
+use crate::http::response::Prebuilt;
+use crate::policy::mcp_auth::{bearer_token, check_token, AuthReject, KeySet, Principal, Scratch, TokenCache};
+use crate::runtime::keys::KeysMsg;
+use crate::snapshot::{AuthMode, AuthPolicy};
+
+/// Entries per provider cache, per worker.
+const CACHE_CAPACITY: usize = 10_000;
+/// A worker asks the key manager for an unknown-kid refetch at most this often per source (the
+/// manager itself allows one per 10 s).
+const ASK_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a request waits for a refetch after an unknown `kid`.
+pub const KID_WAIT: Duration = Duration::from_secs(2);
+
+pub struct AuthState {
+    keys: HashMap<Arc<str>, Arc<KeySet>>,
+    docs: HashMap<Arc<str>, Arc<Prebuilt>>,
+    caches: HashMap<u64, TokenCache>,
+    scratch: Scratch,
+    waiters: Vec<(Arc<str>, oneshot::Sender<()>)>,
+    asked: HashMap<Arc<str>, Instant>,
+    to_keys: Option<mpsc::Sender<KeysMsg>>,
+}
+
+impl AuthState {
+    pub fn new(to_keys: Option<mpsc::Sender<KeysMsg>>) -> Self {
+        Self {
+            keys: HashMap::new(),
+            docs: HashMap::new(),
+            caches: HashMap::new(),
+            scratch: Scratch::new(),
+            waiters: Vec::new(),
+            asked: HashMap::new(),
+            to_keys,
+        }
+    }
+
+    /// A new key set for `source`: verified tokens are re-checked against it from now on.
+    pub fn set_keys(&mut self, source: Arc<str>, keys: Arc<KeySet>) {
+        self.keys.insert(source.clone(), keys);
+        self.caches.clear();
+        self.wake(&source);
+    }
+
+    /// The key manager finished a fetch of `source` (changed or not).
+    pub fn wake(&mut self, source: &Arc<str>) {
+        let mut i = 0;
+        while i < self.waiters.len() {
+            if &self.waiters[i].0 == source {
+                let (_, tx) = self.waiters.swap_remove(i);
+                let _ = tx.send(());
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    pub fn set_document(&mut self, source: Arc<str>, doc: Arc<Prebuilt>) {
+        self.docs.insert(source, doc);
+    }
+
+    pub fn document(&self, source: &str) -> Option<&Prebuilt> {
+        self.docs.get(source).map(|d| &**d)
+    }
+
+    /// Registers a request waiting for `source` to be refetched.
+    pub fn wait_for(&mut self, source: Arc<str>) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.waiters.push((source, tx));
+        rx
+    }
+
+    /// Drops the cache of providers that are gone after a reload.
+    pub fn retain_providers(&mut self, ids: &[u64]) {
+        self.caches.retain(|id, _| ids.contains(id));
+    }
+
+    fn ask_refetch(&mut self, source: &Arc<str>) {
+        let now = Instant::now();
+        if self.asked.get(source).is_some_and(|t| now.duration_since(*t) < ASK_INTERVAL) {
+            return;
+        }
+        self.asked.insert(source.clone(), now);
+        if let Some(tx) = &self.to_keys {
+            let _ = tx.send(KeysMsg::UnknownKid(source.clone()));
+        }
+    }
+}
+
+/// The outcome of [`authenticate`].
+pub enum AuthDecision<'p> {
+    /// Go on; the principal is set when a token was verified.
+    Pass(Option<Rc<Principal>>),
+    /// Answer with this prebuilt response (401 missing/invalid, or 503 keys not loaded).
+    Reject(&'p Prebuilt, RejectKind),
+    /// An unknown `kid`: wait for the refetch of this key source, then decide again.
+    WaitForKeys(Arc<str>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectKind {
+    Missing,
+    Invalid(AuthReject),
+    Unavailable,
+}
+
+/// Decides one request. `may_wait` is false on the second attempt after a refetch.
+pub fn authenticate<'p>(
+    policy: &'p AuthPolicy,
+    authorization: Option<&[u8]>,
+    st: &mut AuthState,
+    now: i64,
+    may_wait: bool,
+) -> AuthDecision<'p> {
+    let token = authorization.and_then(bearer_token);
+    let Some(token) = token else {
+        return match policy.mode {
+            AuthMode::Strict => AuthDecision::Reject(&policy.missing, RejectKind::Missing),
+            AuthMode::Optional | AuthMode::Permissive => AuthDecision::Pass(None),
+        };
+    };
+    let mut last = AuthReject::Malformed;
+    let mut unknown_kid: Option<&Arc<str>> = None;
+    let mut any_keys = false;
+    for p in &policy.providers {
+        let Some(keys) = st.keys.get(&p.keys) else { continue };
+        any_keys = true;
+        let cache = st.caches.entry(p.id).or_insert_with(|| TokenCache::new(CACHE_CAPACITY));
+        match check_token(token, keys, &p.validation, &mut st.scratch, cache, now) {
+            Ok(principal) => return AuthDecision::Pass(Some(principal)),
+            Err(AuthReject::UnknownKid) => {
+                unknown_kid.get_or_insert(&p.keys);
+                last = AuthReject::UnknownKid;
+            }
+            Err(e) => last = e,
+        }
+    }
+    if policy.mode == AuthMode::Permissive {
+        return AuthDecision::Pass(None);
+    }
+    if !any_keys {
+        return AuthDecision::Reject(&policy.unavailable, RejectKind::Unavailable);
+    }
+    if let Some(src) = unknown_kid {
+        if may_wait {
+            let src = src.clone();
+            st.ask_refetch(&src);
+            return AuthDecision::WaitForKeys(src);
+        }
+    }
+    tracing::debug!(reason = last.as_str(), "token rejected");
+    AuthDecision::Reject(&policy.invalid, RejectKind::Invalid(last))
+}

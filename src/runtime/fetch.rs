@@ -1,0 +1,227 @@
+//! A small blocking HTTP/1.1 GET client for the control plane (JWKS and OpenID discovery
+//! documents), over plain TCP or TLS (rustls with the Mozilla root set).
+//!
+//! Runs only on control-plane threads, never on a worker. Not here: caching or scheduling
+//! (`runtime::keys`), request-path HTTP (`http::proxy`).
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Largest document accepted (a JWKS with dozens of RSA keys is far below this).
+const MAX_BODY: usize = 1024 * 1024;
+
+#[derive(Debug)]
+pub struct Fetched {
+    pub status: u16,
+    pub body: Vec<u8>,
+    /// Freshness from `Cache-Control: max-age` or `Expires`, if the server gave one.
+    pub max_age: Option<Duration>,
+}
+
+/// A parsed `http://` or `https://` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Url {
+    pub https: bool,
+    pub host: String,
+    pub port: u16,
+    /// Path and query, starting with '/'.
+    pub path: String,
+}
+
+pub fn parse_url(url: &str) -> Result<Url, String> {
+    let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return Err(format!("{url:?}: only http:// and https:// URLs are supported"));
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or_else(|| format!("{url:?}: bad IPv6 host"))?;
+        (h.to_owned(), after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_owned(), Some(p)),
+            None => (authority.to_owned(), None),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("{url:?}: empty host"));
+    }
+    let port = match port {
+        Some(p) => p.parse().map_err(|_| format!("{url:?}: bad port"))?,
+        None if https => 443,
+        None => 80,
+    };
+    let path = path.split('#').next().unwrap_or("/").to_owned();
+    Ok(Url { https, host, port, path })
+}
+
+fn tls_config() -> Arc<rustls::ClientConfig> {
+    static CFG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    CFG.get_or_init(|| {
+        let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Arc::new(cfg)
+    })
+    .clone()
+}
+
+/// GET `url` with an overall deadline. Redirects are not followed (an IdP's JWKS URL is exact).
+pub fn get(url: &str, timeout: Duration) -> Result<Fetched, String> {
+    let u = parse_url(url)?;
+    let deadline = Instant::now() + timeout;
+    let addr = (u.host.as_str(), u.port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {}: {e}", u.host))?
+        .next()
+        .ok_or_else(|| format!("cannot resolve {}", u.host))?;
+    let sock = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
+    sock.set_read_timeout(Some(timeout)).ok();
+    sock.set_write_timeout(Some(timeout)).ok();
+    let host_header = if (u.https && u.port == 443) || (!u.https && u.port == 80) {
+        u.host.clone()
+    } else {
+        format!("{}:{}", u.host, u.port)
+    };
+    let req = format!(
+        "GET {} HTTP/1.1\r\nHost: {host_header}\r\nAccept: application/json\r\nUser-Agent: portcullis/{}\r\nConnection: close\r\n\r\n",
+        u.path,
+        env!("CARGO_PKG_VERSION")
+    );
+    let raw = if u.https {
+        let name = rustls::pki_types::ServerName::try_from(u.host.clone()).map_err(|e| format!("bad TLS name {}: {e}", u.host))?;
+        let conn = rustls::ClientConnection::new(tls_config(), name).map_err(|e| e.to_string())?;
+        let mut tls = rustls::StreamOwned::new(conn, sock);
+        tls.write_all(req.as_bytes()).map_err(|e| format!("send: {e}"))?;
+        read_all(&mut tls, deadline)?
+    } else {
+        let mut s = sock;
+        s.write_all(req.as_bytes()).map_err(|e| format!("send: {e}"))?;
+        read_all(&mut s, deadline)?
+    };
+    parse_response(&raw)
+}
+
+fn read_all<R: Read>(r: &mut R, deadline: Instant) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(8192);
+    let mut buf = [0u8; 8192];
+    loop {
+        if Instant::now() > deadline {
+            return Err("timed out".into());
+        }
+        match r.read(&mut buf) {
+            Ok(0) => return Ok(out),
+            Ok(n) => {
+                out.extend_from_slice(&buf[..n]);
+                if out.len() > MAX_BODY + 64 * 1024 {
+                    return Err("response too large".into());
+                }
+            }
+            // A TLS peer that closes without close_notify still delivered everything we asked.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !out.is_empty() => return Ok(out),
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+}
+
+fn parse_response(raw: &[u8]) -> Result<Fetched, String> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut resp = httparse::Response::new(&mut headers);
+    let head_len = match resp.parse(raw) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Err("truncated response head".into()),
+        Err(e) => return Err(format!("invalid response: {e}")),
+    };
+    let status = resp.code.unwrap_or(0);
+    let mut chunked = false;
+    let mut length = None;
+    let mut max_age = None;
+    let mut expires = None;
+    for h in resp.headers.iter() {
+        let v = std::str::from_utf8(h.value).unwrap_or("").trim();
+        if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = v.to_ascii_lowercase().contains("chunked");
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            length = v.parse::<usize>().ok();
+        } else if h.name.eq_ignore_ascii_case("cache-control") {
+            for d in v.split(',') {
+                let d = d.trim();
+                if let Some(n) = d.strip_prefix("max-age=").or_else(|| d.strip_prefix("s-maxage=")) {
+                    if let Ok(s) = n.trim_matches('"').parse::<u64>() {
+                        max_age = Some(Duration::from_secs(s));
+                    }
+                } else if d.eq_ignore_ascii_case("no-cache") || d.eq_ignore_ascii_case("no-store") {
+                    max_age = Some(Duration::ZERO);
+                }
+            }
+        } else if h.name.eq_ignore_ascii_case("expires") {
+            expires = httpdate::parse_http_date(v).ok();
+        }
+    }
+    if max_age.is_none() {
+        if let Some(t) = expires {
+            max_age = Some(t.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO));
+        }
+    }
+    let rest = &raw[head_len..];
+    let body = if chunked {
+        match crate::http::h1::decode_all(rest, MAX_BODY as u64, &[]) {
+            (body, Ok(Some(_))) => body,
+            (_, Ok(None)) => return Err("truncated chunked body".into()),
+            (_, Err(e)) => return Err(format!("bad chunked body: {e}")),
+        }
+    } else if let Some(n) = length {
+        if rest.len() < n {
+            return Err("truncated body".into());
+        }
+        rest[..n].to_vec()
+    } else {
+        rest.to_vec()
+    };
+    if body.len() > MAX_BODY {
+        return Err("document too large".into());
+    }
+    Ok(Fetched { status, body, max_age })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let u = parse_url("https://login.example.com/realms/mcp/protocol/openid-connect/certs").unwrap();
+        assert_eq!((u.https, u.host.as_str(), u.port, u.path.as_str()), (true, "login.example.com", 443, "/realms/mcp/protocol/openid-connect/certs"));
+        let u = parse_url("http://127.0.0.1:7080").unwrap();
+        assert_eq!((u.port, u.path.as_str()), (7080, "/"));
+        let u = parse_url("http://[::1]:81/x?y#frag").unwrap();
+        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("::1", 81, "/x?y"));
+        assert!(parse_url("ftp://x/").is_err());
+        assert!(parse_url("http://:80/").is_err());
+    }
+
+    #[test]
+    fn responses_with_cache_headers() {
+        let r = parse_response(b"HTTP/1.1 200 OK\r\nCache-Control: public, max-age=120\r\nContent-Length: 2\r\n\r\n{}").unwrap();
+        assert_eq!((r.status, r.body.as_slice(), r.max_age), (200, &b"{}"[..], Some(Duration::from_secs(120))));
+        let r = parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n").unwrap();
+        assert_eq!(r.body, b"{}");
+        assert_eq!(r.max_age, None);
+        let r = parse_response(b"HTTP/1.1 200 OK\r\nCache-Control: no-store\r\nContent-Length: 0\r\n\r\n").unwrap();
+        assert_eq!(r.max_age, Some(Duration::ZERO));
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{}").is_err());
+    }
+}

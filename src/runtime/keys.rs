@@ -1,0 +1,240 @@
+//! The key manager: one control-plane thread that keeps every JWKS and discovery document of the
+//! current config fresh and publishes them to all workers.
+//!
+//! - JWKS URLs are fetched at start; a failed fetch is retried with backoff (1 s doubling to
+//!   60 s) and is never fatal. Refreshes follow `Cache-Control: max-age`/`Expires`, clamped to
+//!   [1 min, 1 h] (5 min when the server says nothing). A failed or garbage refresh keeps the
+//!   last good key set.
+//! - A worker that meets an unknown `kid` asks for a refetch; at most one per 10 s per source
+//!   is made (single-flight: this thread is the only fetcher).
+//! - JWKS files are re-read when their modification time or size changes.
+//! - A key set is published only when its content changed; every worker receives the same
+//!   `Arc<KeySet>` and drops its verified-token cache.
+//!
+//! Not here: token checks (`policy::mcp_auth`) or the HTTP client (`runtime::fetch`).
+
+use std::collections::HashMap;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_channel::mpsc::UnboundedSender;
+
+use crate::http::response::Prebuilt;
+use crate::policy::mcp_auth::{parse_jwks, KeySet};
+use crate::policy::mcp_auth_meta as meta;
+use crate::runtime::worker::WorkerMsg;
+use crate::snapshot::{AsRewrite, Source, SourceKind};
+
+pub enum KeysMsg {
+    /// The sources of a newly loaded config (replaces the previous list).
+    Sources(Vec<Source>),
+    /// A worker saw a `kid` the published set does not have.
+    UnknownKid(Arc<str>),
+    Stop,
+}
+
+const MIN_REFRESH: Duration = Duration::from_secs(60);
+const MAX_REFRESH: Duration = Duration::from_secs(3600);
+const DEFAULT_REFRESH: Duration = Duration::from_secs(300);
+const KID_MISS_INTERVAL: Duration = Duration::from_secs(10);
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+const FILE_POLL: Duration = Duration::from_secs(1);
+
+struct State {
+    source: Source,
+    next: Instant,
+    backoff: Duration,
+    last_fetch: Option<Instant>,
+    /// Hash of the last published content, to publish only changes.
+    published: Option<u64>,
+    file_stamp: Option<(SystemTime, u64)>,
+}
+
+/// Starts the key manager thread; the returned sender is how the control loop and the workers
+/// reach it.
+pub fn spawn(workers: Arc<Vec<UnboundedSender<WorkerMsg>>>, rx: mpsc::Receiver<KeysMsg>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("portcullis-keys".into())
+        .spawn(move || run(workers, rx))
+        .map(|_| ())
+}
+
+fn run(workers: Arc<Vec<UnboundedSender<WorkerMsg>>>, rx: mpsc::Receiver<KeysMsg>) {
+    let mut states: HashMap<Arc<str>, State> = HashMap::new();
+    loop {
+        let now = Instant::now();
+        let wait = states
+            .values()
+            .map(|s| s.next.saturating_duration_since(now))
+            .min()
+            .unwrap_or(Duration::from_secs(3600));
+        match rx.recv_timeout(wait) {
+            Ok(KeysMsg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+            Ok(KeysMsg::Sources(list)) => {
+                states.retain(|id, _| list.iter().any(|s| &s.id == id));
+                for s in list {
+                    states.entry(s.id.clone()).or_insert_with(|| State {
+                        source: s,
+                        next: Instant::now(),
+                        backoff: Duration::from_secs(1),
+                        last_fetch: None,
+                        published: None,
+                        file_stamp: None,
+                    });
+                }
+            }
+            Ok(KeysMsg::UnknownKid(id)) => {
+                if let Some(st) = states.get_mut(&id) {
+                    let recent = st.last_fetch.is_some_and(|t| t.elapsed() < KID_MISS_INTERVAL);
+                    if matches!(st.source.kind, SourceKind::JwksUrl(_)) && !recent {
+                        tracing::info!(source = %id, "unknown kid: refetching the key set");
+                        st.next = Instant::now();
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        let now = Instant::now();
+        for st in states.values_mut() {
+            if st.next <= now {
+                refresh(st, &workers);
+            }
+        }
+    }
+}
+
+fn hash(b: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    b.hash(&mut h);
+    h.finish()
+}
+
+fn publish_keys(st: &mut State, body: &[u8], workers: &[UnboundedSender<WorkerMsg>]) -> Result<(), String> {
+    let h = hash(body);
+    if st.published == Some(h) {
+        return Ok(());
+    }
+    let (keys, warnings) = parse_jwks(body)?;
+    for w in warnings {
+        tracing::warn!(source = %st.source.id, "skipped a JWKS key: {w}");
+    }
+    if keys.len() == 0 {
+        return Err("the JWKS has no usable key".into());
+    }
+    let keys = Arc::new(keys);
+    for w in workers {
+        let _ = w.unbounded_send(WorkerMsg::Keys {
+            source: st.source.id.clone(),
+            keys: keys.clone(),
+        });
+    }
+    tracing::info!(source = %st.source.id, keys = keys.len(), "key set published");
+    st.published = Some(h);
+    Ok(())
+}
+
+fn clamp(age: Option<Duration>) -> Duration {
+    age.unwrap_or(DEFAULT_REFRESH).clamp(MIN_REFRESH, MAX_REFRESH)
+}
+
+fn refresh(st: &mut State, workers: &[UnboundedSender<WorkerMsg>]) {
+    let id = st.source.id.clone();
+    match st.source.kind.clone() {
+        SourceKind::JwksInline(bytes) => {
+            if let Err(e) = publish_keys(st, &bytes, workers) {
+                tracing::error!(source = %id, error = %e, "inline JWKS rejected");
+            }
+            st.next = Instant::now() + MAX_REFRESH * 24;
+        }
+        SourceKind::JwksFile(path) => {
+            st.next = Instant::now() + FILE_POLL;
+            let Ok(md) = std::fs::metadata(&path) else {
+                tracing::warn!(source = %id, "JWKS file is not readable; keeping the last key set");
+                return;
+            };
+            let stamp = (md.modified().unwrap_or(SystemTime::UNIX_EPOCH), md.len());
+            if st.file_stamp == Some(stamp) {
+                return;
+            }
+            st.file_stamp = Some(stamp);
+            match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|b| publish_keys(st, &b, workers)) {
+                Ok(()) => {}
+                Err(e) => tracing::error!(source = %id, error = %e, "JWKS file rejected; keeping the last key set"),
+            }
+        }
+        SourceKind::JwksUrl(url) => {
+            st.last_fetch = Some(Instant::now());
+            match crate::runtime::fetch::get(&url, FETCH_TIMEOUT) {
+                Ok(f) if f.status == 200 => match publish_keys(st, &f.body, workers) {
+                    Ok(()) => {
+                        st.backoff = Duration::from_secs(1);
+                        st.next = Instant::now() + clamp(f.max_age);
+                    }
+                    Err(e) => retry(st, &format!("invalid JWKS: {e}")),
+                },
+                Ok(f) => retry(st, &format!("HTTP status {}", f.status)),
+                Err(e) => retry(st, &e),
+            }
+            // Requests waiting on an unknown kid stop waiting now, whatever the outcome.
+            for w in workers {
+                let _ = w.unbounded_send(WorkerMsg::KeysChecked { source: id.clone() });
+            }
+        }
+        SourceKind::AsMetadata { url, rewrite } => {
+            st.last_fetch = Some(Instant::now());
+            let fetched = crate::runtime::fetch::get(&url, FETCH_TIMEOUT);
+            let doc = match fetched {
+                Ok(f) if f.status == 200 => {
+                    let next = clamp(f.max_age);
+                    let out = match &rewrite {
+                        AsRewrite::Generic => meta::generic_as_metadata(&f.body),
+                        AsRewrite::Keycloak { registration_url } => meta::keycloak_as_metadata(&f.body, registration_url),
+                        AsRewrite::Auth0 { audience } => meta::auth0_as_metadata(&f.body, audience),
+                    };
+                    out.map(|d| (d, next))
+                }
+                Ok(f) => Err(format!("HTTP status {}", f.status)),
+                Err(e) => Err(e),
+            };
+            match doc {
+                Ok((doc, next)) => {
+                    let h = hash(&doc);
+                    if st.published != Some(h) {
+                        let pre = Arc::new(as_metadata_response(doc));
+                        for w in workers {
+                            let _ = w.unbounded_send(WorkerMsg::Document {
+                                source: id.clone(),
+                                doc: pre.clone(),
+                            });
+                        }
+                        st.published = Some(h);
+                        tracing::info!(source = %id, "authorization server metadata published");
+                    }
+                    st.backoff = Duration::from_secs(1);
+                    st.next = Instant::now() + next;
+                }
+                Err(e) => retry(st, &e),
+            }
+        }
+    }
+}
+
+fn as_metadata_response(doc: Vec<u8>) -> Prebuilt {
+    let hs: Vec<(&str, &str)> = crate::http::response::DISCOVERY_CORS.to_vec();
+    Prebuilt::new(200, Some("application/json"), &hs, doc)
+}
+
+fn retry(st: &mut State, why: &str) {
+    let have = st.published.is_some();
+    tracing::warn!(
+        source = %st.source.id,
+        error = %why,
+        retry_in_ms = st.backoff.as_millis() as u64,
+        keeping_last_good = have,
+        "fetch failed"
+    );
+    st.next = Instant::now() + st.backoff;
+    st.backoff = (st.backoff * 2).min(Duration::from_secs(60));
+}
