@@ -6,8 +6,10 @@
 
 pub mod auth;
 pub mod conn;
+pub mod discovery;
 pub mod dispatch;
 pub mod h1;
 pub mod pool;
 pub mod proxy;
 pub mod response;
+pub mod upstream;

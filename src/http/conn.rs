@@ -17,7 +17,7 @@ use monoio::io::{
 use monoio::net::TcpStream;
 use monoio::BufResult;
 
-use crate::http::dispatch::{self, ConnInfo, Decision};
+use crate::http::dispatch::{self, ConnInfo, Decision, Env};
 use crate::http::h1::{self, BodyKind, ChunkedDecoder, H1Error, MAX_HEADERS};
 use crate::http::proxy::{self, ProxyOutcome};
 use crate::http::response::LocalError;
@@ -163,6 +163,8 @@ enum HeadState {
 }
 
 async fn run<S: ConnIo>(io: &mut S, conn: ConnInfo, ctx: &WorkerCtx, bufs: &mut Bufs) {
+    // After an unknown-kid wait the same head is decided again, once, without waiting.
+    let mut may_wait = true;
     loop {
         match wait_for_head(io, ctx, bufs).await {
             HeadState::Ready => {}
@@ -175,6 +177,7 @@ async fn run<S: ConnIo>(io: &mut S, conn: ConnInfo, ctx: &WorkerCtx, bufs: &mut 
         let pick = ctx.next_random();
         // Phase 1: the head is borrowed from the read buffer; decide, and render what can be.
         let mark = bufs.out.len();
+        let mut principal = None;
         let req = {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS + 1];
             let (out, pending) = (&mut bufs.out, &bufs.buf[bufs.start..]);
@@ -195,7 +198,15 @@ async fn run<S: ConnIo>(io: &mut S, conn: ConnInfo, ctx: &WorkerCtx, bufs: &mut 
                             out,
                         )
                     } else {
-                        dispatch::decide(&snap, conn, &head, hdrs, &date, close_after, pick, out)
+                        let env = Env {
+                            date: &date,
+                            close_after,
+                            pick,
+                            now: ctx.unix_secs(),
+                            may_wait,
+                        };
+                        let mut auth = ctx.auth.borrow_mut();
+                        dispatch::decide(&snap, conn, &head, hdrs, &env, &mut auth, &mut principal, out)
                     };
                     Parsed {
                         decision,
@@ -226,6 +237,20 @@ async fn run<S: ConnIo>(io: &mut S, conn: ConnInfo, ctx: &WorkerCtx, bufs: &mut 
                 }
             }
         };
+        if let Decision::WaitForKeys(source) = req.decision {
+            // The head stays in the buffer; wait for the key manager, then decide again.
+            let rx = ctx.auth.borrow_mut().wait_for(source);
+            let _ = monoio::time::timeout(crate::http::auth::KID_WAIT, rx).await;
+            may_wait = false;
+            continue;
+        }
+        may_wait = true;
+        let sub = principal.as_ref().and_then(|p| p.sub.as_deref());
+        let log = req.log.map(|mut l| {
+            l.sub = sub.map(str::to_owned);
+            l
+        });
+        let req = Parsed { log, ..req };
         bufs.consume(req.head_len);
         match req.decision {
             Decision::Local {
@@ -268,18 +293,19 @@ async fn run<S: ConnIo>(io: &mut S, conn: ConnInfo, ctx: &WorkerCtx, bufs: &mut 
                     return;
                 }
             }
+            Decision::WaitForKeys(_) => unreachable!("handled above"),
             Decision::Proxy(plan) => {
                 if bufs.flush(io).await.is_err() {
                     return;
                 }
-                let route_name = plan.route.name.clone();
+                let route_name = plan.name;
                 let outcome =
                     proxy::forward(io, ctx, &snap, bufs, plan, req.body, req.keep_alive).await;
                 let (status, reusable) = match outcome {
                     ProxyOutcome::Done { status, reusable } => (status, reusable),
                     ProxyOutcome::Failed { status } => (status, false),
                 };
-                record(ctx, &route_name, status, started, &req.log, conn);
+                record(ctx, route_name, status, started, &req.log, conn);
                 if !reusable || !req.keep_alive {
                     return;
                 }
@@ -413,6 +439,8 @@ pub(crate) async fn read_or_fail<S: ConnIo>(
 pub struct LogFields {
     method: String,
     path: String,
+    /// The verified token's subject (never the token).
+    sub: Option<String>,
 }
 
 fn access_log_fields(head: &h1::RequestHead<'_>) -> Option<LogFields> {
@@ -420,6 +448,7 @@ fn access_log_fields(head: &h1::RequestHead<'_>) -> Option<LogFields> {
         Some(LogFields {
             method: head.method.to_owned(),
             path: head.path.to_owned(),
+            sub: None,
         })
     } else {
         None
@@ -444,6 +473,7 @@ fn record(
             path = %f.path,
             status,
             route,
+            sub = f.sub.as_deref().unwrap_or(""),
             duration_us = elapsed.as_micros() as u64,
             worker = ctx.id,
             "request"

@@ -1,20 +1,28 @@
 //! What to do with one parsed request: pick the listener and route, apply the route's policies in
-//! order, and either render a local response or prepare the upstream request head.
+//! order, and either render a local response or prepare the upstream request.
 //!
-//! Owns: policy order (CORS preflight → authentication → redirect → direct response → backend)
-//! and the upstream head rewrite (hop-by-hop removal, header modifiers, URL rewrite,
-//! `X-Forwarded-*`). Pure: no I/O, so it is unit-tested and benchmarked without sockets.
-//! Not here: reading bodies or talking to upstreams (`http::conn`, `http::proxy`).
+//! Owns: policy order — discovery documents of protected routes, CORS preflight, authentication,
+//! redirect, direct response, backend — and the choice of upstream. Pure apart from the
+//! worker-local authentication state it is handed: no I/O, so it is tested without sockets.
+//! Not here: reading bodies or talking to upstreams (`http::conn`, `http::proxy`), the upstream
+//! head (`http::upstream`), discovery documents (`http::discovery`).
 
 use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
 
 use httparse::Header;
 
-use crate::http::h1::{self, BodyKind, RequestHead};
+use crate::http::auth::{self, AuthDecision, AuthState};
+use crate::http::discovery;
+use crate::http::h1::{self, RequestHead};
 use crate::http::response::{LocalError, Prebuilt};
+use crate::http::upstream;
 use crate::policy::cors::Cors;
+use crate::policy::headers::HeaderModifier;
+use crate::policy::mcp_auth::Principal;
 use crate::routing::{self, RequestView};
-use crate::snapshot::{AuthorityRewrite, Backend, Bind, HostTarget, Redirect, Route, Snapshot};
+use crate::snapshot::{Backend, Bind, HostTarget, Route, Snapshot, Timeouts};
 
 /// Facts about the downstream connection that requests on it share.
 #[derive(Debug, Clone, Copy)]
@@ -22,6 +30,19 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     pub port: u16,
     pub https: bool,
+}
+
+/// Per-request facts `decide` needs besides the request itself.
+pub struct Env<'a> {
+    pub date: &'a [u8],
+    /// The answer must carry `Connection: close`.
+    pub close_after: bool,
+    /// Randomness for weighted backends.
+    pub pick: u64,
+    /// Unix seconds, for token times.
+    pub now: i64,
+    /// False on the second attempt after an unknown-`kid` refetch.
+    pub may_wait: bool,
 }
 
 /// The outcome of [`decide`].
@@ -34,12 +55,18 @@ pub enum Decision<'s> {
     },
     /// Forward to an upstream.
     Proxy(ProxyPlan<'s>),
+    /// The token names a key the worker does not have: wait for the key manager's refetch of
+    /// this source, then decide again (nothing was written).
+    WaitForKeys(Arc<str>),
 }
 
 /// Everything the proxy needs once the request head is no longer borrowed.
 pub struct ProxyPlan<'s> {
-    pub route: &'s Route,
+    /// For metrics and logs.
+    pub name: &'s str,
     pub target: &'s HostTarget,
+    pub timeouts: Timeouts,
+    pub response_headers: Option<&'s HeaderModifier>,
     /// The complete upstream request head, blank line included.
     pub head: Vec<u8>,
     /// Header lines (CRLF-terminated) to add to the downstream response: CORS.
@@ -53,32 +80,31 @@ pub fn find_bind(snap: &Snapshot, port: u16) -> Option<&Bind> {
     snap.binds.iter().find(|b| b.port == port)
 }
 
-/// Decides the fate of one request. Local responses are appended to `out`.
+/// Decides the fate of one request. Local responses are appended to `out`; the verified token's
+/// principal, if any, is left in `principal`.
 #[allow(clippy::too_many_arguments)]
 pub fn decide<'s>(
     snap: &'s Snapshot,
     conn: ConnInfo,
     head: &RequestHead<'_>,
     headers: &[Header<'_>],
-    date: &[u8],
-    close_after: bool,
-    pick: u64,
+    env: &Env<'_>,
+    auth_state: &mut AuthState,
+    principal: &mut Option<Rc<Principal>>,
     out: &mut Vec<u8>,
 ) -> Decision<'s> {
+    let (date, close_after) = (env.date, env.close_after);
     let head_only = head.method == "HEAD";
     let host_raw = head.authority.unwrap_or(b"");
     let host = std::str::from_utf8(routing::strip_port(host_raw)).unwrap_or("");
     let Some(listener) = find_bind(snap, conn.port).and_then(|b| b.listener_for(host)) else {
-        return local_error(
-            LocalError::NoListener,
-            None,
-            None,
-            date,
-            close_after,
-            head_only,
-            out,
-        );
+        return local_error(LocalError::NoListener, None, None, date, close_after, head_only, out);
     };
+    // Discovery for protected routes is served whatever the route table says (the seed routes
+    // only its MCP path, yet clients must find the metadata).
+    if let Some((_, wk)) = listener.well_known.iter().find(|(p, _)| p == head.path) {
+        return discovery::serve(wk, conn, head, auth_state, date, close_after, out);
+    }
     let view = RequestView {
         host,
         method: head.method,
@@ -87,15 +113,7 @@ pub fn decide<'s>(
         headers,
     };
     let Some((route, matched)) = listener.routes.lookup(&view) else {
-        return local_error(
-            LocalError::RouteNotFound,
-            None,
-            None,
-            date,
-            close_after,
-            head_only,
-            out,
-        );
+        return local_error(LocalError::RouteNotFound, None, None, date, close_after, head_only, out);
     };
     let p = &route.policies;
     let origin = h1::find_header(headers, "origin");
@@ -117,32 +135,39 @@ pub fn decide<'s>(
     if let Some(cors) = &p.cors {
         cors.write_actual(origin, &mut extra);
     }
-    if p.unenforced_auth.is_some() {
-        return local_error(
-            LocalError::AuthNotEnforced,
-            Some(route),
-            Some(&extra),
-            date,
-            close_after,
-            head_only,
-            out,
-        );
+    if let Some(a) = &p.auth {
+        // Explicit agentgateway-style matches may route discovery paths here too.
+        if let Some(d) = discovery::route_level(a, conn, head, auth_state, date, close_after, out) {
+            return d;
+        }
+        match auth::authenticate(a, h1::find_header(headers, "authorization"), auth_state, env.now, env.may_wait) {
+            AuthDecision::Pass(pr) => *principal = pr,
+            AuthDecision::WaitForKeys(src) => return Decision::WaitForKeys(src),
+            AuthDecision::Reject(pre, kind) => {
+                if pre.status == 401 {
+                    if let Some(m) = a.mcp.as_ref().filter(|m| m.resource.is_none()) {
+                        // No configured resource: name the metadata URL of this request's origin.
+                        discovery::dynamic_challenge(m, conn, host_raw, kind, &mut extra);
+                    }
+                }
+                pre.write(out, date, &extra, close_after, head_only);
+                return Decision::Local {
+                    status: pre.status,
+                    route: Some(route),
+                    close: close_after,
+                };
+            }
+        }
     }
     if let Some(r) = &p.redirect {
         let status = r.status;
-        let location = redirect_location(r, conn.https, host_raw, head, matched);
+        let location = upstream::redirect_location(r, conn.https, host_raw, head, matched);
         let mut hdrs = extra;
         h1::write_header(&mut hdrs, "location", location.as_bytes());
         if let Some(m) = &p.response_headers {
             m.write_extra(&mut hdrs);
         }
-        Prebuilt::new(status, None, &[], Vec::new()).write(
-            out,
-            date,
-            &hdrs,
-            close_after,
-            head_only,
-        );
+        Prebuilt::new(status, None, &[], Vec::new()).write(out, date, &hdrs, close_after, head_only);
         return Decision::Local {
             status,
             route: Some(route),
@@ -163,33 +188,17 @@ pub fn decide<'s>(
     let targets = match &route.backend {
         Backend::Hosts(t) if !t.is_empty() => t,
         Backend::Mcp { .. } => {
-            return local_error(
-                LocalError::BackendNotImplemented,
-                Some(route),
-                Some(&extra),
-                date,
-                close_after,
-                head_only,
-                out,
-            )
+            return local_error(LocalError::BackendNotImplemented, Some(route), Some(&extra), date, close_after, head_only, out)
         }
-        _ => {
-            return local_error(
-                LocalError::NoBackend,
-                Some(route),
-                Some(&extra),
-                date,
-                close_after,
-                head_only,
-                out,
-            )
-        }
+        _ => return local_error(LocalError::NoBackend, Some(route), Some(&extra), date, close_after, head_only, out),
     };
-    let target = pick_weighted(targets, pick);
-    let up_head = upstream_head(route, target, conn, head, headers, matched);
+    let target = pick_weighted(targets, env.pick);
+    let up_head = upstream::upstream_head(route, target, conn, head, headers, matched);
     Decision::Proxy(ProxyPlan {
-        route,
+        name: &route.name,
         target,
+        timeouts: p.timeouts,
+        response_headers: p.response_headers.as_ref(),
         head: up_head,
         response_extra: extra,
         head_request: head_only,
@@ -240,158 +249,3 @@ fn pick_weighted(targets: &[HostTarget], pick: u64) -> &HostTarget {
     &targets[targets.len() - 1]
 }
 
-/// Headers the proxy sets itself on the upstream request; the client's copies are dropped.
-fn proxy_owned(name: &str) -> bool {
-    const OWNED: [&str; 6] = [
-        "host",
-        "content-length",
-        "expect",
-        "x-forwarded-proto",
-        "x-forwarded-host",
-        "x-forwarded-for",
-    ];
-    OWNED.iter().any(|o| o.eq_ignore_ascii_case(name))
-}
-
-/// Whether `name` is listed as a connection option (those headers are hop-by-hop too).
-pub(crate) fn listed_in_connection(headers: &[Header<'_>], name: &str) -> bool {
-    headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .flat_map(|h| h.value.split(|b| *b == b','))
-        .any(|tok| tok.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
-}
-
-fn upstream_head(
-    route: &Route,
-    target: &HostTarget,
-    conn: ConnInfo,
-    head: &RequestHead<'_>,
-    headers: &[Header<'_>],
-    matched: &routing::RouteMatch,
-) -> Vec<u8> {
-    let p = &route.policies;
-    let mut out = Vec::with_capacity(
-        256 + headers
-            .iter()
-            .map(|h| h.name.len() + h.value.len() + 4)
-            .sum::<usize>(),
-    );
-    out.extend_from_slice(head.method.as_bytes());
-    out.push(b' ');
-    match p.rewrite.as_ref().and_then(|r| r.path.as_ref()) {
-        Some(rw) => {
-            let mut path = String::with_capacity(head.path.len() + 16);
-            rw.apply(&matched.path, head.path, &mut path);
-            out.extend_from_slice(path.as_bytes());
-        }
-        None => out.extend_from_slice(head.path.as_bytes()),
-    }
-    if !head.query.is_empty() {
-        out.push(b'?');
-        out.extend_from_slice(head.query.as_bytes());
-    }
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-
-    let client_host = head.authority.unwrap_or(b"");
-    let host: Vec<u8> = match p.rewrite.as_ref().and_then(|r| r.authority.as_ref()) {
-        Some(a) => rewrite_authority(a, client_host).into_bytes(),
-        None if client_host.is_empty() => target.authority.as_bytes().to_vec(),
-        None => client_host.to_vec(),
-    };
-    h1::write_header(&mut out, "host", &host);
-    let mut prior_xff: Option<&[u8]> = None;
-    for h in headers {
-        if h1::is_hop_by_hop(h.name) || proxy_owned(h.name) || listed_in_connection(headers, h.name)
-        {
-            if h.name.eq_ignore_ascii_case("x-forwarded-for") {
-                prior_xff = Some(h.value);
-            }
-            continue;
-        }
-        if let Some(m) = &p.request_headers {
-            if m.drops(h.name) {
-                continue;
-            }
-        }
-        h1::write_header(&mut out, h.name, h.value);
-    }
-    if let Some(m) = &p.request_headers {
-        m.write_extra(&mut out);
-    }
-    let ip = conn.peer.ip().to_canonical().to_string();
-    match prior_xff {
-        Some(prev) if !prev.is_empty() => {
-            let mut v = prev.to_vec();
-            v.extend_from_slice(b", ");
-            v.extend_from_slice(ip.as_bytes());
-            h1::write_header(&mut out, "x-forwarded-for", &v);
-        }
-        _ => h1::write_header(&mut out, "x-forwarded-for", ip.as_bytes()),
-    }
-    h1::write_header(
-        &mut out,
-        "x-forwarded-proto",
-        if conn.https { b"https" } else { b"http" },
-    );
-    if !client_host.is_empty() {
-        h1::write_header(&mut out, "x-forwarded-host", client_host);
-    }
-    match head.body {
-        BodyKind::Length(n) => {
-            let n = crate::http::response::itoa_buf(n);
-            h1::write_header(&mut out, "content-length", n.as_bytes());
-        }
-        BodyKind::Chunked => h1::write_header(&mut out, "transfer-encoding", b"chunked"),
-        BodyKind::None => {}
-    }
-    out.extend_from_slice(b"\r\n");
-    out
-}
-
-fn rewrite_authority(a: &AuthorityRewrite, client_host: &[u8]) -> String {
-    let client = String::from_utf8_lossy(client_host);
-    let (h, port) = split_host_port(&client);
-    match a {
-        AuthorityRewrite::Full(f) => f.clone(),
-        AuthorityRewrite::Host(new) => match port {
-            Some(p) => format!("{new}:{p}"),
-            None => new.clone(),
-        },
-        AuthorityRewrite::Port(p) => format!("{h}:{p}"),
-    }
-}
-
-fn split_host_port(authority: &str) -> (&str, Option<&str>) {
-    let host = std::str::from_utf8(routing::strip_port(authority.as_bytes())).unwrap_or(authority);
-    let rest = &authority[host.len()..];
-    (host, rest.strip_prefix(':'))
-}
-
-fn redirect_location(
-    r: &Redirect,
-    https: bool,
-    client_host: &[u8],
-    head: &RequestHead<'_>,
-    matched: &routing::RouteMatch,
-) -> String {
-    let scheme = r
-        .scheme
-        .as_deref()
-        .unwrap_or(if https { "https" } else { "http" });
-    let authority = match &r.authority {
-        Some(a) => rewrite_authority(a, client_host),
-        None => String::from_utf8_lossy(client_host).into_owned(),
-    };
-    let mut path = String::new();
-    match &r.path {
-        Some(rw) => rw.apply(&matched.path, head.path, &mut path),
-        None => path.push_str(head.path),
-    }
-    let mut loc = format!("{scheme}://{authority}{path}");
-    if !head.query.is_empty() {
-        loc.push('?');
-        loc.push_str(head.query);
-    }
-    loc
-}

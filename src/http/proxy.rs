@@ -40,7 +40,7 @@ pub async fn forward<S: ConnIo>(
 ) -> ProxyOutcome {
     let limits = &snap.settings.limits;
     let up_settings = &snap.settings.upstream;
-    let timeouts = plan.route.policies.timeouts;
+    let timeouts = plan.timeouts;
     let head_timeout = match (timeouts.request, timeouts.backend) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -142,7 +142,7 @@ pub async fn forward<S: ConnIo>(
     let close_client = !client_keep_alive || raw;
     bufs.out.extend_from_slice(&parsed.head);
     bufs.out.extend_from_slice(&plan.response_extra);
-    if let Some(m) = &plan.route.policies.response_headers {
+    if let Some(m) = plan.response_headers {
         m.write_extra(&mut bufs.out);
     }
     match parsed.body {
@@ -308,7 +308,7 @@ async fn read_response_head(
                     for hd in hdrs {
                         if h1::is_hop_by_hop(hd.name)
                             || hd.name.eq_ignore_ascii_case("content-length")
-                            || crate::http::dispatch::listed_in_connection(hdrs, hd.name)
+                            || h1::is_connection_listed(hdrs, hd.name)
                         {
                             // HEAD answers keep the upstream's length: it describes the GET body.
                             if head_request && hd.name.eq_ignore_ascii_case("content-length") {

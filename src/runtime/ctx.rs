@@ -74,6 +74,11 @@ impl WorkerCtx {
         *self.date.borrow().get_array()
     }
 
+    /// Unix seconds, as of the last tick (at most 250 ms old): token times need no finer clock.
+    pub fn unix_secs(&self) -> i64 {
+        self.date.borrow().secs as i64
+    }
+
     pub fn tick_date(&self) {
         self.date.borrow_mut().refresh();
     }

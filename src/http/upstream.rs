@@ -1,0 +1,164 @@
+//! The upstream request head and redirect targets: what a `host` backend receives once the
+//! route's rewrites and header policies are applied.
+//!
+//! Owns: hop-by-hop removal (including headers named in `Connection`), the proxy's own headers
+//! (`Host`, `X-Forwarded-*`, framing), request header modifiers, URL and authority rewrites, and
+//! stripping the client's `Authorization` on authenticated routes (never passed upstream unless
+//! `backendAuth: passthrough`). Pure: no I/O.
+
+use httparse::Header;
+
+use crate::http::dispatch::ConnInfo;
+use crate::http::h1::{self, BodyKind, RequestHead};
+use crate::routing;
+use crate::snapshot::{AuthorityRewrite, HostTarget, Redirect, Route};
+
+/// Headers the proxy sets itself on the upstream request; the client's copies are dropped.
+fn proxy_owned(name: &str) -> bool {
+    const OWNED: [&str; 6] = [
+        "host",
+        "content-length",
+        "expect",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-for",
+    ];
+    OWNED.iter().any(|o| o.eq_ignore_ascii_case(name))
+}
+
+pub fn upstream_head(
+    route: &Route,
+    target: &HostTarget,
+    conn: ConnInfo,
+    head: &RequestHead<'_>,
+    headers: &[Header<'_>],
+    matched: &routing::RouteMatch,
+) -> Vec<u8> {
+    let p = &route.policies;
+    let mut out = Vec::with_capacity(
+        256 + headers
+            .iter()
+            .map(|h| h.name.len() + h.value.len() + 4)
+            .sum::<usize>(),
+    );
+    out.extend_from_slice(head.method.as_bytes());
+    out.push(b' ');
+    match p.rewrite.as_ref().and_then(|r| r.path.as_ref()) {
+        Some(rw) => {
+            let mut path = String::with_capacity(head.path.len() + 16);
+            rw.apply(&matched.path, head.path, &mut path);
+            out.extend_from_slice(path.as_bytes());
+        }
+        None => out.extend_from_slice(head.path.as_bytes()),
+    }
+    if !head.query.is_empty() {
+        out.push(b'?');
+        out.extend_from_slice(head.query.as_bytes());
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+
+    let client_host = head.authority.unwrap_or(b"");
+    let host: Vec<u8> = match p.rewrite.as_ref().and_then(|r| r.authority.as_ref()) {
+        Some(a) => rewrite_authority(a, client_host).into_bytes(),
+        None if client_host.is_empty() => target.authority.as_bytes().to_vec(),
+        None => client_host.to_vec(),
+    };
+    h1::write_header(&mut out, "host", &host);
+    let mut prior_xff: Option<&[u8]> = None;
+    for h in headers {
+        if h1::is_hop_by_hop(h.name) || proxy_owned(h.name) || h1::is_connection_listed(headers, h.name)
+        {
+            if h.name.eq_ignore_ascii_case("x-forwarded-for") {
+                prior_xff = Some(h.value);
+            }
+            continue;
+        }
+        if strip_authorization && h.name.eq_ignore_ascii_case("authorization") {
+            continue;
+        }
+        if let Some(m) = &p.request_headers {
+            if m.drops(h.name) {
+                continue;
+            }
+        }
+        h1::write_header(&mut out, h.name, h.value);
+    }
+    if let Some(m) = &p.request_headers {
+        m.write_extra(&mut out);
+    }
+    let ip = conn.peer.ip().to_canonical().to_string();
+    match prior_xff {
+        Some(prev) if !prev.is_empty() => {
+            let mut v = prev.to_vec();
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(ip.as_bytes());
+            h1::write_header(&mut out, "x-forwarded-for", &v);
+        }
+        _ => h1::write_header(&mut out, "x-forwarded-for", ip.as_bytes()),
+    }
+    h1::write_header(
+        &mut out,
+        "x-forwarded-proto",
+        if conn.https { b"https" } else { b"http" },
+    );
+    if !client_host.is_empty() {
+        h1::write_header(&mut out, "x-forwarded-host", client_host);
+    }
+    match head.body {
+        BodyKind::Length(n) => {
+            let n = crate::http::response::itoa_buf(n);
+            h1::write_header(&mut out, "content-length", n.as_bytes());
+        }
+        BodyKind::Chunked => h1::write_header(&mut out, "transfer-encoding", b"chunked"),
+        BodyKind::None => {}
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+fn rewrite_authority(a: &AuthorityRewrite, client_host: &[u8]) -> String {
+    let client = String::from_utf8_lossy(client_host);
+    let (h, port) = split_host_port(&client);
+    match a {
+        AuthorityRewrite::Full(f) => f.clone(),
+        AuthorityRewrite::Host(new) => match port {
+            Some(p) => format!("{new}:{p}"),
+            None => new.clone(),
+        },
+        AuthorityRewrite::Port(p) => format!("{h}:{p}"),
+    }
+}
+
+fn split_host_port(authority: &str) -> (&str, Option<&str>) {
+    let host = std::str::from_utf8(routing::strip_port(authority.as_bytes())).unwrap_or(authority);
+    let rest = &authority[host.len()..];
+    (host, rest.strip_prefix(':'))
+}
+
+pub fn redirect_location(
+    r: &Redirect,
+    https: bool,
+    client_host: &[u8],
+    head: &RequestHead<'_>,
+    matched: &routing::RouteMatch,
+) -> String {
+    let scheme = r
+        .scheme
+        .as_deref()
+        .unwrap_or(if https { "https" } else { "http" });
+    let authority = match &r.authority {
+        Some(a) => rewrite_authority(a, client_host),
+        None => String::from_utf8_lossy(client_host).into_owned(),
+    };
+    let mut path = String::new();
+    match &r.path {
+        Some(rw) => rw.apply(&matched.path, head.path, &mut path),
+        None => path.push_str(head.path),
+    }
+    let mut loc = format!("{scheme}://{authority}{path}");
+    if !head.query.is_empty() {
+        loc.push('?');
+        loc.push_str(head.query);
+    }
+    loc
+}
