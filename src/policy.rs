@@ -7,5 +7,6 @@
 
 pub mod cors;
 pub mod headers;
+pub mod mcp_auth_meta;
 pub mod rewrite;
 mod validate;
