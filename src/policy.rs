@@ -8,5 +8,6 @@
 pub mod cors;
 pub mod headers;
 pub mod mcp_auth;
+pub mod mcp_auth_meta;
 pub mod rewrite;
 mod validate;
