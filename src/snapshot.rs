@@ -42,7 +42,10 @@ pub enum SourceKind {
     JwksFile(std::path::PathBuf),
     JwksInline(Vec<u8>),
     /// An OpenID discovery document, rewritten for the gateway and served as AS metadata.
-    AsMetadata { url: String, rewrite: AsRewrite },
+    AsMetadata {
+        url: String,
+        rewrite: AsRewrite,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,8 +53,12 @@ pub enum AsRewrite {
     Generic,
     /// `registration_endpoint` replaced by the gateway's DCR proxy. When the route's public
     /// origin is not configured, the URL starts with [`ORIGIN_PLACEHOLDER`], replaced per request.
-    Keycloak { registration_url: String },
-    Auth0 { audience: String },
+    Keycloak {
+        registration_url: String,
+    },
+    Auth0 {
+        audience: String,
+    },
 }
 
 /// Stands for the requesting origin (`scheme://host`) in documents whose origin is only known

@@ -22,7 +22,7 @@ use crate::routing::{
 };
 use crate::snapshot::{
     AuthorityRewrite, Backend, Bind, HostAddr, HostTarget, Listener, LogSettings, Policies,
-    Redirect, Rewrite, Route, Settings, Snapshot, Timeouts, WorkerThreads,
+    Redirect, Rewrite, Route, Settings, Snapshot, Source, Timeouts, WorkerThreads,
 };
 
 /// Lowers a validated config. `base_dir` resolves relative file paths (TLS certificates).
@@ -224,7 +224,9 @@ fn lower_route(
     r: &model::Route,
     idx: usize,
     path: &str,
+    base_dir: Option<&Path>,
     errs: &mut Vec<ConfigError>,
+    extras: &mut AuthExtras,
 ) -> Option<RouteSpec<Route>> {
     let before = errs.len();
     let name: Arc<str> = Arc::from(r.name.clone().unwrap_or_else(|| format!("route{idx}")));
@@ -245,7 +247,14 @@ fn lower_route(
         })
         .collect();
     let policies = match &r.policies {
-        Some(p) => lower_policies(p, &format!("{path}.policies"), &route_paths, base_dir, errs, extras),
+        Some(p) => lower_policies(
+            p,
+            &format!("{path}.policies"),
+            &route_paths,
+            base_dir,
+            errs,
+            extras,
+        ),
         None => Policies::default(),
     };
     let backend = lower_backends(&r.backends, &format!("{path}.backends"), errs);
@@ -363,10 +372,14 @@ fn lower_policies(
     extras: &mut AuthExtras,
 ) -> Policies {
     let mut out = Policies::default();
-    let passthrough = p.backend_auth.as_ref().is_some_and(|b| b.passthrough.is_some());
+    let passthrough = p
+        .backend_auth
+        .as_ref()
+        .is_some_and(|b| b.passthrough.is_some());
     if let Some(a) = &p.mcp_authentication {
         let apath = format!("{path}.mcpAuthentication");
-        out.auth = lower_auth::lower_mcp_auth(a, route_paths, passthrough, base_dir, &apath, errs, extras);
+        out.auth =
+            lower_auth::lower_mcp_auth(a, route_paths, passthrough, base_dir, &apath, errs, extras);
     } else if let Some(j) = &p.jwt_auth {
         let jpath = format!("{path}.jwtAuth");
         out.auth = lower_auth::lower_jwt_auth(j, passthrough, base_dir, &jpath, errs, extras);
@@ -375,7 +388,11 @@ fn lower_policies(
         let max_age = dur(&c.max_age, &format!("{path}.cors.maxAge"), errs);
         let mut expose_headers = c.expose_headers.clone();
         // Browser MCP clients must be able to read the challenge of a protected route.
-        if out.auth.is_some() && !expose_headers.iter().any(|h| h == "*" || h.eq_ignore_ascii_case("www-authenticate")) {
+        if out.auth.is_some()
+            && !expose_headers
+                .iter()
+                .any(|h| h == "*" || h.eq_ignore_ascii_case("www-authenticate"))
+        {
             expose_headers.push("www-authenticate".to_owned());
         }
         let spec = CorsSpec {

@@ -14,7 +14,10 @@ use super::ConfigError;
 use crate::http::response::Prebuilt;
 use crate::policy::mcp_auth::Validation;
 use crate::policy::mcp_auth_meta as meta;
-use crate::snapshot::{AsRewrite, AuthMode, AuthPolicy, AuthProvider, HostTarget, McpAuthMeta, Source, SourceKind, WellKnown};
+use crate::snapshot::{
+    AsRewrite, AuthMode, AuthPolicy, AuthProvider, HostTarget, McpAuthMeta, Source, SourceKind,
+    WellKnown,
+};
 
 /// Default allowance for clock skew on `exp`, `nbf` and `iat`.
 const LEEWAY_SECS: u64 = 60;
@@ -42,11 +45,15 @@ fn mode(m: Option<&model::AuthMode>, default: AuthMode) -> AuthMode {
     }
 }
 
-fn provider_kind(p: Option<&model::McpProvider>, path: &str, errs: &mut Vec<ConfigError>) -> meta::Provider {
+fn provider_kind(
+    p: Option<&model::McpProvider>,
+    path: &str,
+    errs: &mut Vec<ConfigError>,
+) -> meta::Provider {
     match p {
         None => meta::Provider::Generic,
-        Some(model::McpProvider::Keycloak(_)) => meta::Provider::Keycloak,
-        Some(model::McpProvider::Auth0(_)) => meta::Provider::Auth0,
+        Some(model::McpProvider::Keycloak {}) => meta::Provider::Keycloak,
+        Some(model::McpProvider::Auth0 {}) => meta::Provider::Auth0,
         Some(other) => {
             errs.push(ConfigError::new(
                 format!("{path}.provider"),
@@ -78,25 +85,30 @@ fn key_source(
             match std::fs::read(&p) {
                 Ok(bytes) => {
                     if let Err(e) = crate::policy::mcp_auth::parse_jwks(&bytes) {
-                        errs.push(ConfigError::new(format!("{path}.jwks.file"), format!("{}: {e}", p.display())));
+                        errs.push(ConfigError::new(
+                            format!("{path}.jwks.file"),
+                            format!("{}: {e}", p.display()),
+                        ));
                     }
                 }
-                Err(e) => errs.push(ConfigError::new(format!("{path}.jwks.file"), format!("cannot read {}: {e}", p.display()))),
+                Err(e) => errs.push(ConfigError::new(
+                    format!("{path}.jwks.file"),
+                    format!("cannot read {}: {e}", p.display()),
+                )),
             }
             SourceKind::JwksFile(p)
         }
         (Some(model::Jwks::Inline(json)), _) => {
             if let Err(e) = crate::policy::mcp_auth::parse_jwks(json.as_bytes()) {
-                errs.push(ConfigError::new(format!("{path}.jwks"), format!("inline JWKS: {e}")));
+                errs.push(ConfigError::new(
+                    format!("{path}.jwks"),
+                    format!("inline JWKS: {e}"),
+                ));
             }
             SourceKind::JwksInline(json.as_bytes().to_vec())
         }
-        (Some(model::Jwks::Url(u)), _) | (None, Some(u)) if !u.is_empty() => {
-            if let Err(e) = crate::runtime::fetch::parse_url(u) {
-                errs.push(ConfigError::new(format!("{path}.jwks"), e));
-            }
-            SourceKind::JwksUrl(u.clone())
-        }
+        (Some(model::Jwks::Url(u)), _) if !u.is_empty() => url_source(u, path, errs),
+        (None, Some(u)) if !u.is_empty() => url_source(u, path, errs),
         _ => SourceKind::JwksUrl(meta::default_jwks_url(issuer, provider)),
     };
     let id: Arc<str> = match &kind {
@@ -108,11 +120,24 @@ fn key_source(
     Source { id, kind }
 }
 
-fn fnv(b: &[u8]) -> u64 {
-    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, x| (h ^ u64::from(*x)).wrapping_mul(0x100_0000_01b3))
+fn url_source(u: &str, path: &str, errs: &mut Vec<ConfigError>) -> SourceKind {
+    if let Err(e) = crate::runtime::fetch::parse_url(u) {
+        errs.push(ConfigError::new(format!("{path}.jwks"), e));
+    }
+    SourceKind::JwksUrl(u.to_owned())
 }
 
-fn validation(issuer: &str, audiences: Vec<String>, opts: Option<&model::JwtValidationOptions>) -> Validation {
+fn fnv(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, x| {
+        (h ^ u64::from(*x)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+fn validation(
+    issuer: &str,
+    audiences: Vec<String>,
+    opts: Option<&model::JwtValidationOptions>,
+) -> Validation {
     Validation {
         issuer: issuer.to_owned(),
         audiences,
@@ -125,14 +150,19 @@ fn validation(issuer: &str, audiences: Vec<String>, opts: Option<&model::JwtVali
 }
 
 fn json_headers(extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    extra.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect()
+    extra
+        .iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect()
 }
 
 fn prebuilt(status: u16, headers: &[(String, String)], body: Vec<u8>) -> Prebuilt {
-    let hs: Vec<(&str, &str)> = headers.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let hs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     Prebuilt::new(status, Some("application/json"), &hs, body)
 }
-
 
 /// `mcpAuthentication` on the route at `path`.
 pub fn lower_mcp_auth(
@@ -151,14 +181,28 @@ pub fn lower_mcp_auth(
         (None, Some(many)) => many.clone(),
         (None, None) => Vec::new(),
     };
-    let keys = key_source(a.jwks.as_ref(), a.jwks_url.as_deref(), &a.issuer, provider, base_dir, path, errs);
+    let keys = key_source(
+        a.jwks.as_ref(),
+        a.jwks_url.as_deref(),
+        &a.issuer,
+        provider,
+        base_dir,
+        path,
+        errs,
+    );
     let rm = &a.resource_metadata;
-    let resource = rm.get("resource").and_then(|v| v.as_str()).map(str::to_owned);
+    let resource = rm
+        .get("resource")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
     let route_path = match &resource {
         Some(r) => match meta::parse_resource_url(r) {
             Ok(u) => u.path,
             Err(e) => {
-                errs.push(ConfigError::new(format!("{path}.resourceMetadata.resource"), e));
+                errs.push(ConfigError::new(
+                    format!("{path}.resourceMetadata.resource"),
+                    e,
+                ));
                 String::new()
             }
         },
@@ -168,19 +212,40 @@ pub fn lower_mcp_auth(
         .get("scopesSupported")
         .or_else(|| rm.get("scopes_supported"))
         .and_then(|v| v.as_array())
-        .map(|a| a.iter().filter_map(|s| s.as_str()).filter(|s| *s != "offline_access").map(str::to_owned).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str())
+                .filter(|s| *s != "offline_access")
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
     let authorization_servers = vec![a.issuer.clone()];
     let bearer_methods: Vec<String> = rm
         .get("bearerMethodsSupported")
         .and_then(|v| v.as_array())
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     let public_url = resource.clone();
-    for w in meta::sanity_warnings(public_url.as_deref(), resource.as_deref(), &a.issuer, None, &bearer_methods) {
-        extras.warnings.push(format!("{path}.mcpAuthentication: {w}"));
+    for w in meta::sanity_warnings(
+        public_url.as_deref(),
+        resource.as_deref(),
+        &a.issuer,
+        None,
+        &bearer_methods,
+    ) {
+        extras
+            .warnings
+            .push(format!("{path}.mcpAuthentication: {w}"));
     }
-    if route_paths.iter().all(|p| p != &route_path) && !route_path.is_empty() && !route_paths.is_empty() {
+    if route_paths.iter().all(|p| p != &route_path)
+        && !route_path.is_empty()
+        && !route_paths.is_empty()
+    {
         extras.warnings.push(format!(
             "{path}.mcpAuthentication.resourceMetadata.resource: its path {route_path:?} is not one of the route's paths {route_paths:?}; clients will compare it with the URL they call"
         ));
@@ -192,7 +257,8 @@ pub fn lower_mcp_auth(
     let (as_metadata, registration_upstream) = match provider {
         meta::Provider::Generic => (None, None),
         meta::Provider::Keycloak => {
-            let registration_path = format!("/.well-known/oauth-authorization-server{route_path}/client-registration");
+            let registration_path =
+                format!("/.well-known/oauth-authorization-server{route_path}/client-registration");
             let origin = match resource.as_deref().map(meta::parse_resource_url) {
                 Some(Ok(u)) => format!("{}://{}", u.scheme, u.authority),
                 _ => crate::snapshot::ORIGIN_PLACEHOLDER.to_owned(),
@@ -208,7 +274,10 @@ pub fn lower_mcp_auth(
             };
             let id = src.id.clone();
             extras.sources.push(src);
-            let upstream = format!("{}/clients-registrations/openid-connect", a.issuer.trim_end_matches('/'));
+            let upstream = format!(
+                "{}/clients-registrations/openid-connect",
+                a.issuer.trim_end_matches('/')
+            );
             (Some(id), registration_target(&upstream, path, extras))
         }
         meta::Provider::Auth0 => {
@@ -237,12 +306,18 @@ pub fn lower_mcp_auth(
         Some(url) => (
             prebuilt(
                 401,
-                &[("www-authenticate".into(), meta::challenge_missing(url, &scopes))],
+                &[(
+                    "www-authenticate".into(),
+                    meta::challenge_missing(url, &scopes),
+                )],
                 meta::BODY_MISSING.to_vec(),
             ),
             prebuilt(
                 401,
-                &[("www-authenticate".into(), meta::challenge_invalid(url, &scopes, INVALID_DESCRIPTION))],
+                &[(
+                    "www-authenticate".into(),
+                    meta::challenge_invalid(url, &scopes, INVALID_DESCRIPTION),
+                )],
                 meta::body_invalid(INVALID_DESCRIPTION),
             ),
         ),
@@ -263,9 +338,15 @@ pub fn lower_mcp_auth(
         registration_upstream: registration_upstream.clone(),
     });
     if !route_path.is_empty() {
-        extras.well_known.push((format!("/.well-known/oauth-protected-resource{route_path}"), WellKnown::Prm(mcp.clone())));
+        extras.well_known.push((
+            format!("/.well-known/oauth-protected-resource{route_path}"),
+            WellKnown::Prm(mcp.clone()),
+        ));
         if as_metadata.is_some() {
-            extras.well_known.push((format!("/.well-known/oauth-authorization-server{route_path}"), WellKnown::AsMetadata(mcp.clone())));
+            extras.well_known.push((
+                format!("/.well-known/oauth-authorization-server{route_path}"),
+                WellKnown::AsMetadata(mcp.clone()),
+            ));
         }
         if registration_upstream.is_some() {
             extras.well_known.push((
@@ -294,7 +375,11 @@ pub fn lower_mcp_auth(
 /// The DCR proxy's upstream, as a host target and path. Only plain-HTTP issuers can be proxied
 /// by this build; for an https issuer the gateway does not offer the proxy (clients use the
 /// IdP's own registration endpoint) and a warning says so.
-fn registration_target(url: &str, path: &str, extras: &mut AuthExtras) -> Option<(HostTarget, String)> {
+fn registration_target(
+    url: &str,
+    path: &str,
+    extras: &mut AuthExtras,
+) -> Option<(HostTarget, String)> {
     let u = crate::runtime::fetch::parse_url(url).ok()?;
     if u.https {
         extras.warnings.push(format!(
@@ -304,11 +389,19 @@ fn registration_target(url: &str, path: &str, extras: &mut AuthExtras) -> Option
     }
     let authority = format!("{}:{}", u.host, u.port);
     let addr = super::lower::parse_host(&authority).ok()?;
-    Some((HostTarget { authority, addr, weight: 1 }, u.path))
+    Some((
+        HostTarget {
+            authority,
+            addr,
+            weight: 1,
+        },
+        u.path,
+    ))
 }
 
 /// The generic description sent with `invalid_token`; never derived from the token.
-pub const INVALID_DESCRIPTION: &str = "the access token is invalid, expired, or not meant for this resource";
+pub const INVALID_DESCRIPTION: &str =
+    "the access token is invalid, expired, or not meant for this resource";
 
 fn unavailable() -> Prebuilt {
     Prebuilt::new(
@@ -329,8 +422,21 @@ pub fn lower_jwt_auth(
     extras: &mut AuthExtras,
 ) -> Option<Arc<AuthPolicy>> {
     let mut providers = Vec::new();
-    let mut add = |issuer: &str, audiences: Vec<String>, jwks: &model::Jwks, opts: Option<&model::JwtValidationOptions>, p: &str, errs: &mut Vec<ConfigError>| {
-        let src = key_source(Some(jwks), None, issuer, meta::Provider::Generic, base_dir, p, errs);
+    let mut add = |issuer: &str,
+                   audiences: Vec<String>,
+                   jwks: &model::Jwks,
+                   opts: Option<&model::JwtValidationOptions>,
+                   p: &str,
+                   errs: &mut Vec<ConfigError>| {
+        let src = key_source(
+            Some(jwks),
+            None,
+            issuer,
+            meta::Provider::Generic,
+            base_dir,
+            p,
+            errs,
+        );
         providers.push(AuthProvider {
             id: next_id(),
             keys: src.id.clone(),
@@ -339,19 +445,42 @@ pub fn lower_jwt_auth(
         extras.sources.push(src);
     };
     match (&j.issuer, &j.jwks, &j.providers) {
-        (Some(iss), Some(jwks), None) => add(iss, j.audiences.clone().unwrap_or_default(), jwks, j.jwt_validation_options.as_ref(), path, errs),
+        (Some(iss), Some(jwks), None) => add(
+            iss,
+            j.audiences.clone().unwrap_or_default(),
+            jwks,
+            j.jwt_validation_options.as_ref(),
+            path,
+            errs,
+        ),
         (None, None, Some(list)) => {
             for (i, pr) in list.iter().enumerate() {
                 let p = format!("{path}.providers[{i}]");
-                add(&pr.issuer, pr.audiences.clone().unwrap_or_default(), &pr.jwks, pr.jwt_validation_options.as_ref(), &p, errs);
+                add(
+                    &pr.issuer,
+                    pr.audiences.clone().unwrap_or_default(),
+                    &pr.jwks,
+                    pr.jwt_validation_options.as_ref(),
+                    &p,
+                    errs,
+                );
             }
         }
         _ => {
-            errs.push(ConfigError::new(path, "jwtAuth needs either issuer + jwks or providers"));
+            errs.push(ConfigError::new(
+                path,
+                "jwtAuth needs either issuer + jwks or providers",
+            ));
             return None;
         }
     }
-    let plain = |status: u16, challenge: &str, body: Vec<u8>| prebuilt(status, &[("www-authenticate".into(), challenge.into())], body);
+    let plain = |status: u16, challenge: &str, body: Vec<u8>| {
+        prebuilt(
+            status,
+            &[("www-authenticate".into(), challenge.into())],
+            body,
+        )
+    };
     Some(Arc::new(AuthPolicy {
         mode: mode(j.mode.as_ref(), AuthMode::Optional),
         providers,
@@ -369,13 +498,25 @@ pub fn lower_jwt_auth(
 
 /// Root discovery paths, added when a listener has exactly one protected MCP route.
 pub fn root_well_known(entries: &[(String, WellKnown)]) -> Vec<(String, WellKnown)> {
-    let prms: Vec<_> = entries.iter().filter(|(_, w)| matches!(w, WellKnown::Prm(_))).collect();
+    let prms: Vec<_> = entries
+        .iter()
+        .filter(|(_, w)| matches!(w, WellKnown::Prm(_)))
+        .collect();
     if prms.len() != 1 {
         return Vec::new();
     }
-    let mut out = vec![("/.well-known/oauth-protected-resource".to_owned(), prms[0].1.clone())];
-    if let Some((_, w)) = entries.iter().find(|(_, w)| matches!(w, WellKnown::AsMetadata(_))) {
-        out.push(("/.well-known/oauth-authorization-server".to_owned(), w.clone()));
+    let mut out = vec![(
+        "/.well-known/oauth-protected-resource".to_owned(),
+        prms[0].1.clone(),
+    )];
+    if let Some((_, w)) = entries
+        .iter()
+        .find(|(_, w)| matches!(w, WellKnown::AsMetadata(_)))
+    {
+        out.push((
+            "/.well-known/oauth-authorization-server".to_owned(),
+            w.clone(),
+        ));
     }
     out
 }

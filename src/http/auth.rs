@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use futures_channel::oneshot;
 
 use crate::http::response::Prebuilt;
-use crate::policy::mcp_auth::{bearer_token, check_token, AuthReject, KeySet, Principal, Scratch, TokenCache};
+use crate::policy::mcp_auth::{
+    bearer_token, check_token, AuthReject, KeySet, Principal, Scratch, TokenCache,
+};
 use crate::runtime::keys::KeysMsg;
 use crate::snapshot::{AuthMode, AuthPolicy};
 
@@ -93,7 +95,11 @@ impl AuthState {
 
     fn ask_refetch(&mut self, source: &Arc<str>) {
         let now = Instant::now();
-        if self.asked.get(source).is_some_and(|t| now.duration_since(*t) < ASK_INTERVAL) {
+        if self
+            .asked
+            .get(source)
+            .is_some_and(|t| now.duration_since(*t) < ASK_INTERVAL)
+        {
             return;
         }
         self.asked.insert(source.clone(), now);
@@ -139,9 +145,14 @@ pub fn authenticate<'p>(
     let mut unknown_kid: Option<&Arc<str>> = None;
     let mut any_keys = false;
     for p in &policy.providers {
-        let Some(keys) = st.keys.get(&p.keys) else { continue };
+        let Some(keys) = st.keys.get(&p.keys) else {
+            continue;
+        };
         any_keys = true;
-        let cache = st.caches.entry(p.id).or_insert_with(|| TokenCache::new(CACHE_CAPACITY));
+        let cache = st
+            .caches
+            .entry(p.id)
+            .or_insert_with(|| TokenCache::new(CACHE_CAPACITY));
         match check_token(token, keys, &p.validation, &mut st.scratch, cache, now) {
             Ok(principal) => return AuthDecision::Pass(Some(principal)),
             Err(AuthReject::UnknownKid) => {

@@ -206,7 +206,16 @@ async fn run<S: ConnIo>(io: &mut S, conn: ConnInfo, ctx: &WorkerCtx, bufs: &mut 
                             may_wait,
                         };
                         let mut auth = ctx.auth.borrow_mut();
-                        dispatch::decide(&snap, conn, &head, hdrs, &env, &mut auth, &mut principal, out)
+                        dispatch::decide(
+                            &snap,
+                            conn,
+                            &head,
+                            hdrs,
+                            &env,
+                            &mut auth,
+                            &mut principal,
+                            out,
+                        )
                     };
                     Parsed {
                         decision,

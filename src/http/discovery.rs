@@ -21,7 +21,11 @@ const REGISTRATION_SUFFIX: &str = "/client-registration";
 const REGISTRATION_CORS: &[u8] = b"access-control-allow-origin: *\r\naccess-control-allow-methods: POST, OPTIONS\r\naccess-control-allow-headers: content-type, authorization\r\naccess-control-max-age: 600\r\n";
 
 fn origin(conn: ConnInfo, host: &[u8]) -> String {
-    format!("{}://{}", if conn.https { "https" } else { "http" }, String::from_utf8_lossy(host))
+    format!(
+        "{}://{}",
+        if conn.https { "https" } else { "http" },
+        String::from_utf8_lossy(host)
+    )
 }
 
 fn done<'s>(status: u16, close: bool) -> Decision<'s> {
@@ -38,8 +42,18 @@ fn discovery_preflight<'s>(date: &[u8], close: bool, out: &mut Vec<u8>) -> Decis
     done(204, close)
 }
 
-fn method_not_allowed<'s>(allow: &str, date: &[u8], close: bool, out: &mut Vec<u8>) -> Decision<'s> {
-    let pre = Prebuilt::new(405, Some("text/plain"), &[("allow", allow)], b"method not allowed".to_vec());
+fn method_not_allowed<'s>(
+    allow: &str,
+    date: &[u8],
+    close: bool,
+    out: &mut Vec<u8>,
+) -> Decision<'s> {
+    let pre = Prebuilt::new(
+        405,
+        Some("text/plain"),
+        &[("allow", allow)],
+        b"method not allowed".to_vec(),
+    );
     pre.write(out, date, b"", close, false);
     done(405, close)
 }
@@ -61,7 +75,14 @@ pub fn serve<'s>(
     }
 }
 
-fn prm<'s>(m: &McpAuthMeta, conn: ConnInfo, head: &RequestHead<'_>, date: &[u8], close: bool, out: &mut Vec<u8>) -> Decision<'s> {
+fn prm<'s>(
+    m: &McpAuthMeta,
+    conn: ConnInfo,
+    head: &RequestHead<'_>,
+    date: &[u8],
+    close: bool,
+    out: &mut Vec<u8>,
+) -> Decision<'s> {
     let head_only = match head.method {
         "GET" => false,
         "HEAD" => true,
@@ -71,10 +92,15 @@ fn prm<'s>(m: &McpAuthMeta, conn: ConnInfo, head: &RequestHead<'_>, date: &[u8],
     match &m.prm {
         Some(pre) => pre.write(out, date, b"", close, head_only),
         None => {
-            let resource = format!("{}{}", origin(conn, head.authority.unwrap_or(b"")), m.route_path);
+            let resource = format!(
+                "{}{}",
+                origin(conn, head.authority.unwrap_or(b"")),
+                m.route_path
+            );
             let body = meta::render_prm(&resource, &m.authorization_servers, &m.resource_metadata);
             let hs: Vec<(&str, &str)> = DISCOVERY_CORS.to_vec();
-            Prebuilt::new(200, Some("application/json"), &hs, body).write(out, date, b"", close, head_only);
+            Prebuilt::new(200, Some("application/json"), &hs, body)
+                .write(out, date, b"", close, head_only);
         }
     }
     done(200, close)
@@ -106,19 +132,35 @@ fn as_metadata<'s>(
         return done(503, close);
     };
     if memchr::memmem::find(doc.body(), ORIGIN_PLACEHOLDER.as_bytes()).is_some() {
-        let body = String::from_utf8_lossy(doc.body()).replace(ORIGIN_PLACEHOLDER, &origin(conn, head.authority.unwrap_or(b"")));
+        let body = String::from_utf8_lossy(doc.body()).replace(
+            ORIGIN_PLACEHOLDER,
+            &origin(conn, head.authority.unwrap_or(b"")),
+        );
         let hs: Vec<(&str, &str)> = DISCOVERY_CORS.to_vec();
-        Prebuilt::new(200, Some("application/json"), &hs, body.into_bytes()).write(out, date, b"", close, head_only);
+        Prebuilt::new(200, Some("application/json"), &hs, body.into_bytes())
+            .write(out, date, b"", close, head_only);
     } else {
         doc.write(out, date, b"", close, head_only);
     }
     done(200, close)
 }
 
-fn registration<'s>(m: &'s McpAuthMeta, head: &RequestHead<'_>, date: &[u8], close: bool, out: &mut Vec<u8>) -> Decision<'s> {
+fn registration<'s>(
+    m: &'s McpAuthMeta,
+    head: &RequestHead<'_>,
+    date: &[u8],
+    close: bool,
+    out: &mut Vec<u8>,
+) -> Decision<'s> {
     match head.method {
         "OPTIONS" => {
-            Prebuilt::new(204, None, &[], Vec::new()).write(out, date, REGISTRATION_CORS, close, false);
+            Prebuilt::new(204, None, &[], Vec::new()).write(
+                out,
+                date,
+                REGISTRATION_CORS,
+                close,
+                false,
+            );
             done(204, close)
         }
         "POST" => match &m.registration_upstream {
@@ -131,7 +173,9 @@ fn registration<'s>(m: &'s McpAuthMeta, head: &RequestHead<'_>, date: &[u8], clo
                 h1::write_header(&mut up, "content-type", b"application/json");
                 h1::write_header(&mut up, "accept", b"application/json");
                 match head.body {
-                    BodyKind::Length(n) => h1::write_header(&mut up, "content-length", itoa_buf(n).as_bytes()),
+                    BodyKind::Length(n) => {
+                        h1::write_header(&mut up, "content-length", itoa_buf(n).as_bytes())
+                    }
                     BodyKind::Chunked => h1::write_header(&mut up, "transfer-encoding", b"chunked"),
                     BodyKind::None => h1::write_header(&mut up, "content-length", b"0"),
                 }
@@ -148,7 +192,15 @@ fn registration<'s>(m: &'s McpAuthMeta, head: &RequestHead<'_>, date: &[u8], clo
                     client_http10: head.version_minor == 0,
                 })
             }
-            None => local_error(LocalError::NoBackend, None, Some(REGISTRATION_CORS), date, close, false, out),
+            None => local_error(
+                LocalError::NoBackend,
+                None,
+                Some(REGISTRATION_CORS),
+                date,
+                close,
+                false,
+                out,
+            ),
         },
         _ => method_not_allowed("POST, OPTIONS", date, close, out),
     }
@@ -180,11 +232,21 @@ pub fn route_level<'s>(
 }
 
 /// Adds the `WWW-Authenticate` line for a route whose resource URL is derived per request.
-pub fn dynamic_challenge(m: &McpAuthMeta, conn: ConnInfo, host: &[u8], kind: RejectKind, extra: &mut Vec<u8>) {
+pub fn dynamic_challenge(
+    m: &McpAuthMeta,
+    conn: ConnInfo,
+    host: &[u8],
+    kind: RejectKind,
+    extra: &mut Vec<u8>,
+) {
     let resource = format!("{}{}", origin(conn, host), m.route_path);
-    let Ok(url) = meta::prm_url(&resource) else { return };
+    let Ok(url) = meta::prm_url(&resource) else {
+        return;
+    };
     let value = match kind {
-        RejectKind::Invalid(_) => meta::challenge_invalid(&url, &m.scopes, crate::config::INVALID_DESCRIPTION),
+        RejectKind::Invalid(_) => {
+            meta::challenge_invalid(&url, &m.scopes, crate::config::INVALID_DESCRIPTION)
+        }
         _ => meta::challenge_missing(&url, &m.scopes),
     };
     h1::write_header(extra, "www-authenticate", value.as_bytes());

@@ -98,7 +98,15 @@ pub fn decide<'s>(
     let host_raw = head.authority.unwrap_or(b"");
     let host = std::str::from_utf8(routing::strip_port(host_raw)).unwrap_or("");
     let Some(listener) = find_bind(snap, conn.port).and_then(|b| b.listener_for(host)) else {
-        return local_error(LocalError::NoListener, None, None, date, close_after, head_only, out);
+        return local_error(
+            LocalError::NoListener,
+            None,
+            None,
+            date,
+            close_after,
+            head_only,
+            out,
+        );
     };
     // Discovery for protected routes is served whatever the route table says (the seed routes
     // only its MCP path, yet clients must find the metadata).
@@ -113,7 +121,15 @@ pub fn decide<'s>(
         headers,
     };
     let Some((route, matched)) = listener.routes.lookup(&view) else {
-        return local_error(LocalError::RouteNotFound, None, None, date, close_after, head_only, out);
+        return local_error(
+            LocalError::RouteNotFound,
+            None,
+            None,
+            date,
+            close_after,
+            head_only,
+            out,
+        );
     };
     let p = &route.policies;
     let origin = h1::find_header(headers, "origin");
@@ -140,7 +156,13 @@ pub fn decide<'s>(
         if let Some(d) = discovery::route_level(a, conn, head, auth_state, date, close_after, out) {
             return d;
         }
-        match auth::authenticate(a, h1::find_header(headers, "authorization"), auth_state, env.now, env.may_wait) {
+        match auth::authenticate(
+            a,
+            h1::find_header(headers, "authorization"),
+            auth_state,
+            env.now,
+            env.may_wait,
+        ) {
             AuthDecision::Pass(pr) => *principal = pr,
             AuthDecision::WaitForKeys(src) => return Decision::WaitForKeys(src),
             AuthDecision::Reject(pre, kind) => {
@@ -167,7 +189,13 @@ pub fn decide<'s>(
         if let Some(m) = &p.response_headers {
             m.write_extra(&mut hdrs);
         }
-        Prebuilt::new(status, None, &[], Vec::new()).write(out, date, &hdrs, close_after, head_only);
+        Prebuilt::new(status, None, &[], Vec::new()).write(
+            out,
+            date,
+            &hdrs,
+            close_after,
+            head_only,
+        );
         return Decision::Local {
             status,
             route: Some(route),
@@ -188,9 +216,27 @@ pub fn decide<'s>(
     let targets = match &route.backend {
         Backend::Hosts(t) if !t.is_empty() => t,
         Backend::Mcp { .. } => {
-            return local_error(LocalError::BackendNotImplemented, Some(route), Some(&extra), date, close_after, head_only, out)
+            return local_error(
+                LocalError::BackendNotImplemented,
+                Some(route),
+                Some(&extra),
+                date,
+                close_after,
+                head_only,
+                out,
+            )
         }
-        _ => return local_error(LocalError::NoBackend, Some(route), Some(&extra), date, close_after, head_only, out),
+        _ => {
+            return local_error(
+                LocalError::NoBackend,
+                Some(route),
+                Some(&extra),
+                date,
+                close_after,
+                head_only,
+                out,
+            )
+        }
     };
     let target = pick_weighted(targets, env.pick);
     let up_head = upstream::upstream_head(route, target, conn, head, headers, matched);
@@ -248,4 +294,3 @@ fn pick_weighted(targets: &[HostTarget], pick: u64) -> &HostTarget {
     }
     &targets[targets.len() - 1]
 }
-

@@ -107,7 +107,10 @@ pub fn itoa_buf(mut n: u64) -> ItoaBuf {
 pub const DISCOVERY_CORS: [(&str, &str); 3] = [
     ("access-control-allow-origin", "*"),
     ("access-control-allow-methods", "GET, HEAD, OPTIONS"),
-    ("access-control-allow-headers", "content-type, mcp-protocol-version, authorization"),
+    (
+        "access-control-allow-headers",
+        "content-type, mcp-protocol-version, authorization",
+    ),
 ];
 
 /// Every failure the proxy answers itself. The status, body and connection handling of each are

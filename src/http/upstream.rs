@@ -35,6 +35,8 @@ pub fn upstream_head(
     matched: &routing::RouteMatch,
 ) -> Vec<u8> {
     let p = &route.policies;
+    // The client's token is for this proxy only (MCP: no token passthrough).
+    let strip_authorization = p.auth.as_ref().is_some_and(|a| !a.passthrough);
     let mut out = Vec::with_capacity(
         256 + headers
             .iter()
@@ -66,7 +68,9 @@ pub fn upstream_head(
     h1::write_header(&mut out, "host", &host);
     let mut prior_xff: Option<&[u8]> = None;
     for h in headers {
-        if h1::is_hop_by_hop(h.name) || proxy_owned(h.name) || h1::is_connection_listed(headers, h.name)
+        if h1::is_hop_by_hop(h.name)
+            || proxy_owned(h.name)
+            || h1::is_connection_listed(headers, h.name)
         {
             if h.name.eq_ignore_ascii_case("x-forwarded-for") {
                 prior_xff = Some(h.value);

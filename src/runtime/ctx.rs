@@ -15,8 +15,8 @@ use std::sync::mpsc;
 
 use crate::admin::metrics::WorkerMetrics;
 use crate::http::auth::AuthState;
-use crate::runtime::keys::KeysMsg;
 use crate::http::pool::Pool;
+use crate::runtime::keys::KeysMsg;
 use crate::snapshot::Snapshot;
 
 // The extra `Rc` layer is deliberate: requests clone the `Rc` (a plain increment on this core)

@@ -36,7 +36,9 @@ pub fn parse_url(url: &str) -> Result<Url, String> {
     } else if let Some(r) = url.strip_prefix("http://") {
         (false, r)
     } else {
-        return Err(format!("{url:?}: only http:// and https:// URLs are supported"));
+        return Err(format!(
+            "{url:?}: only http:// and https:// URLs are supported"
+        ));
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -44,7 +46,9 @@ pub fn parse_url(url: &str) -> Result<Url, String> {
     };
     let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6.split_once(']').ok_or_else(|| format!("{url:?}: bad IPv6 host"))?;
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or_else(|| format!("{url:?}: bad IPv6 host"))?;
         (h.to_owned(), after.strip_prefix(':'))
     } else {
         match authority.rsplit_once(':') {
@@ -61,13 +65,19 @@ pub fn parse_url(url: &str) -> Result<Url, String> {
         None => 80,
     };
     let path = path.split('#').next().unwrap_or("/").to_owned();
-    Ok(Url { https, host, port, path })
+    Ok(Url {
+        https,
+        host,
+        port,
+        path,
+    })
 }
 
 fn tls_config() -> Arc<rustls::ClientConfig> {
     static CFG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     CFG.get_or_init(|| {
-        let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let roots =
+            rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let cfg = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -88,7 +98,8 @@ pub fn get(url: &str, timeout: Duration) -> Result<Fetched, String> {
         .map_err(|e| format!("cannot resolve {}: {e}", u.host))?
         .next()
         .ok_or_else(|| format!("cannot resolve {}", u.host))?;
-    let sock = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
+    let sock =
+        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
     sock.set_read_timeout(Some(timeout)).ok();
     sock.set_write_timeout(Some(timeout)).ok();
     let host_header = if (u.https && u.port == 443) || (!u.https && u.port == 80) {
@@ -102,14 +113,17 @@ pub fn get(url: &str, timeout: Duration) -> Result<Fetched, String> {
         env!("CARGO_PKG_VERSION")
     );
     let raw = if u.https {
-        let name = rustls::pki_types::ServerName::try_from(u.host.clone()).map_err(|e| format!("bad TLS name {}: {e}", u.host))?;
+        let name = rustls::pki_types::ServerName::try_from(u.host.clone())
+            .map_err(|e| format!("bad TLS name {}: {e}", u.host))?;
         let conn = rustls::ClientConnection::new(tls_config(), name).map_err(|e| e.to_string())?;
         let mut tls = rustls::StreamOwned::new(conn, sock);
-        tls.write_all(req.as_bytes()).map_err(|e| format!("send: {e}"))?;
+        tls.write_all(req.as_bytes())
+            .map_err(|e| format!("send: {e}"))?;
         read_all(&mut tls, deadline)?
     } else {
         let mut s = sock;
-        s.write_all(req.as_bytes()).map_err(|e| format!("send: {e}"))?;
+        s.write_all(req.as_bytes())
+            .map_err(|e| format!("send: {e}"))?;
         read_all(&mut s, deadline)?
     };
     parse_response(&raw)
@@ -131,7 +145,9 @@ fn read_all<R: Read>(r: &mut R, deadline: Instant) -> Result<Vec<u8>, String> {
                 }
             }
             // A TLS peer that closes without close_notify still delivered everything we asked.
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !out.is_empty() => return Ok(out),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !out.is_empty() => {
+                return Ok(out)
+            }
             Err(e) => return Err(format!("read: {e}")),
         }
     }
@@ -159,7 +175,10 @@ fn parse_response(raw: &[u8]) -> Result<Fetched, String> {
         } else if h.name.eq_ignore_ascii_case("cache-control") {
             for d in v.split(',') {
                 let d = d.trim();
-                if let Some(n) = d.strip_prefix("max-age=").or_else(|| d.strip_prefix("s-maxage=")) {
+                if let Some(n) = d
+                    .strip_prefix("max-age=")
+                    .or_else(|| d.strip_prefix("s-maxage="))
+                {
                     if let Ok(s) = n.trim_matches('"').parse::<u64>() {
                         max_age = Some(Duration::from_secs(s));
                     }
@@ -173,7 +192,10 @@ fn parse_response(raw: &[u8]) -> Result<Fetched, String> {
     }
     if max_age.is_none() {
         if let Some(t) = expires {
-            max_age = Some(t.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO));
+            max_age = Some(
+                t.duration_since(SystemTime::now())
+                    .unwrap_or(Duration::ZERO),
+            );
         }
     }
     let rest = &raw[head_len..];
@@ -194,7 +216,11 @@ fn parse_response(raw: &[u8]) -> Result<Fetched, String> {
     if body.len() > MAX_BODY {
         return Err("document too large".into());
     }
-    Ok(Fetched { status, body, max_age })
+    Ok(Fetched {
+        status,
+        body,
+        max_age,
+    })
 }
 
 #[cfg(test)]
@@ -203,24 +229,48 @@ mod tests {
 
     #[test]
     fn urls() {
-        let u = parse_url("https://login.example.com/realms/mcp/protocol/openid-connect/certs").unwrap();
-        assert_eq!((u.https, u.host.as_str(), u.port, u.path.as_str()), (true, "login.example.com", 443, "/realms/mcp/protocol/openid-connect/certs"));
+        let u = parse_url("https://login.example.com/realms/mcp/protocol/openid-connect/certs")
+            .unwrap();
+        assert_eq!(
+            (u.https, u.host.as_str(), u.port, u.path.as_str()),
+            (
+                true,
+                "login.example.com",
+                443,
+                "/realms/mcp/protocol/openid-connect/certs"
+            )
+        );
         let u = parse_url("http://127.0.0.1:7080").unwrap();
         assert_eq!((u.port, u.path.as_str()), (7080, "/"));
         let u = parse_url("http://[::1]:81/x?y#frag").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("::1", 81, "/x?y"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("::1", 81, "/x?y")
+        );
         assert!(parse_url("ftp://x/").is_err());
         assert!(parse_url("http://:80/").is_err());
     }
 
     #[test]
     fn responses_with_cache_headers() {
-        let r = parse_response(b"HTTP/1.1 200 OK\r\nCache-Control: public, max-age=120\r\nContent-Length: 2\r\n\r\n{}").unwrap();
-        assert_eq!((r.status, r.body.as_slice(), r.max_age), (200, &b"{}"[..], Some(Duration::from_secs(120))));
-        let r = parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n").unwrap();
+        let r = parse_response(
+            b"HTTP/1.1 200 OK\r\nCache-Control: public, max-age=120\r\nContent-Length: 2\r\n\r\n{}",
+        )
+        .unwrap();
+        assert_eq!(
+            (r.status, r.body.as_slice(), r.max_age),
+            (200, &b"{}"[..], Some(Duration::from_secs(120)))
+        );
+        let r = parse_response(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+        )
+        .unwrap();
         assert_eq!(r.body, b"{}");
         assert_eq!(r.max_age, None);
-        let r = parse_response(b"HTTP/1.1 200 OK\r\nCache-Control: no-store\r\nContent-Length: 0\r\n\r\n").unwrap();
+        let r = parse_response(
+            b"HTTP/1.1 200 OK\r\nCache-Control: no-store\r\nContent-Length: 0\r\n\r\n",
+        )
+        .unwrap();
         assert_eq!(r.max_age, Some(Duration::ZERO));
         assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{}").is_err());
     }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 use futures_channel::mpsc::UnboundedSender;
 
 use crate::http::response::Prebuilt;
-use crate::policy::mcp_auth::{parse_jwks, KeySet};
+use crate::policy::mcp_auth::parse_jwks;
 use crate::policy::mcp_auth_meta as meta;
 use crate::runtime::worker::WorkerMsg;
 use crate::snapshot::{AsRewrite, Source, SourceKind};
@@ -53,7 +53,10 @@ struct State {
 
 /// Starts the key manager thread; the returned sender is how the control loop and the workers
 /// reach it.
-pub fn spawn(workers: Arc<Vec<UnboundedSender<WorkerMsg>>>, rx: mpsc::Receiver<KeysMsg>) -> std::io::Result<()> {
+pub fn spawn(
+    workers: Arc<Vec<UnboundedSender<WorkerMsg>>>,
+    rx: mpsc::Receiver<KeysMsg>,
+) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("portcullis-keys".into())
         .spawn(move || run(workers, rx))
@@ -86,7 +89,9 @@ fn run(workers: Arc<Vec<UnboundedSender<WorkerMsg>>>, rx: mpsc::Receiver<KeysMsg
             }
             Ok(KeysMsg::UnknownKid(id)) => {
                 if let Some(st) = states.get_mut(&id) {
-                    let recent = st.last_fetch.is_some_and(|t| t.elapsed() < KID_MISS_INTERVAL);
+                    let recent = st
+                        .last_fetch
+                        .is_some_and(|t| t.elapsed() < KID_MISS_INTERVAL);
                     if matches!(st.source.kind, SourceKind::JwksUrl(_)) && !recent {
                         tracing::info!(source = %id, "unknown kid: refetching the key set");
                         st.next = Instant::now();
@@ -111,7 +116,11 @@ fn hash(b: &[u8]) -> u64 {
     h.finish()
 }
 
-fn publish_keys(st: &mut State, body: &[u8], workers: &[UnboundedSender<WorkerMsg>]) -> Result<(), String> {
+fn publish_keys(
+    st: &mut State,
+    body: &[u8],
+    workers: &[UnboundedSender<WorkerMsg>],
+) -> Result<(), String> {
     let h = hash(body);
     if st.published == Some(h) {
         return Ok(());
@@ -136,7 +145,8 @@ fn publish_keys(st: &mut State, body: &[u8], workers: &[UnboundedSender<WorkerMs
 }
 
 fn clamp(age: Option<Duration>) -> Duration {
-    age.unwrap_or(DEFAULT_REFRESH).clamp(MIN_REFRESH, MAX_REFRESH)
+    age.unwrap_or(DEFAULT_REFRESH)
+        .clamp(MIN_REFRESH, MAX_REFRESH)
 }
 
 fn refresh(st: &mut State, workers: &[UnboundedSender<WorkerMsg>]) {
@@ -159,9 +169,14 @@ fn refresh(st: &mut State, workers: &[UnboundedSender<WorkerMsg>]) {
                 return;
             }
             st.file_stamp = Some(stamp);
-            match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|b| publish_keys(st, &b, workers)) {
+            match std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| publish_keys(st, &b, workers))
+            {
                 Ok(()) => {}
-                Err(e) => tracing::error!(source = %id, error = %e, "JWKS file rejected; keeping the last key set"),
+                Err(e) => {
+                    tracing::error!(source = %id, error = %e, "JWKS file rejected; keeping the last key set")
+                }
             }
         }
         SourceKind::JwksUrl(url) => {
@@ -190,7 +205,9 @@ fn refresh(st: &mut State, workers: &[UnboundedSender<WorkerMsg>]) {
                     let next = clamp(f.max_age);
                     let out = match &rewrite {
                         AsRewrite::Generic => meta::generic_as_metadata(&f.body),
-                        AsRewrite::Keycloak { registration_url } => meta::keycloak_as_metadata(&f.body, registration_url),
+                        AsRewrite::Keycloak { registration_url } => {
+                            meta::keycloak_as_metadata(&f.body, registration_url)
+                        }
                         AsRewrite::Auth0 { audience } => meta::auth0_as_metadata(&f.body, audience),
                     };
                     out.map(|d| (d, next))

@@ -17,12 +17,12 @@ use monoio::io::Canceller;
 use monoio::net::{ListenerOpts, TcpListener};
 
 use crate::admin::metrics::WorkerMetrics;
-use crate::http::response::Prebuilt;
-use crate::policy::mcp_auth::KeySet;
-use crate::runtime::keys::KeysMsg;
 use crate::http::conn;
 use crate::http::dispatch::{find_bind, ConnInfo};
+use crate::http::response::Prebuilt;
+use crate::policy::mcp_auth::KeySet;
 use crate::runtime::ctx::WorkerCtx;
+use crate::runtime::keys::KeysMsg;
 use crate::snapshot::Snapshot;
 
 /// Messages from the control loop and the admin thread to one worker.
@@ -30,11 +30,19 @@ pub enum WorkerMsg {
     Snapshot(Arc<Snapshot>),
     Scrape(oneshot::Sender<WorkerMetrics>),
     /// A new key set for a JWKS source.
-    Keys { source: Arc<str>, keys: Arc<KeySet> },
+    Keys {
+        source: Arc<str>,
+        keys: Arc<KeySet>,
+    },
     /// A fetch of this key source finished (requests waiting on an unknown `kid` retry now).
-    KeysChecked { source: Arc<str> },
+    KeysChecked {
+        source: Arc<str>,
+    },
     /// A discovery document (AS metadata) for a source.
-    Document { source: Arc<str>, doc: Arc<Prebuilt> },
+    Document {
+        source: Arc<str>,
+        doc: Arc<Prebuilt>,
+    },
     /// Stop accepting, let in-flight requests finish until the deadline, then return.
     Shutdown {
         deadline: Instant,
