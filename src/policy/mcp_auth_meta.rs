@@ -50,8 +50,8 @@ pub use challenge::{
 };
 pub use prm::{camel_to_snake, render_prm, PRM_MCP_PROTOCOL_VERSION, PRM_RESOURCE_TYPE};
 pub use provider::{
-    auth0_as_metadata, default_jwks_url, discovery_url, generic_as_metadata,
-    keycloak_as_metadata, keycloak_registration_target, Provider,
+    auth0_as_metadata, default_jwks_url, discovery_url, generic_as_metadata, keycloak_as_metadata,
+    keycloak_registration_target, Provider,
 };
 pub use sanity::sanity_warnings;
 pub use url::{

@@ -8,7 +8,8 @@
 //! (use [`is_scope_token`] when lowering config).
 
 /// agentgateway's 401 body for a missing token, byte for byte.
-pub const BODY_MISSING: &[u8] = br#"{"error":"unauthorized","error_description":"JWT token required"}"#;
+pub const BODY_MISSING: &[u8] =
+    br#"{"error":"unauthorized","error_description":"JWT token required"}"#;
 
 /// Never put in a challenge (MCP 2026-07-28 "Refresh Tokens": the RS SHOULD NOT ask for it).
 const OFFLINE_ACCESS: &str = "offline_access";
@@ -20,8 +21,17 @@ pub fn challenge_missing(resource_metadata_url: &str, scopes: &[String]) -> Stri
 }
 
 /// Adds `error="invalid_token"` and, when `description` is non-empty, `error_description`.
-pub fn challenge_invalid(resource_metadata_url: &str, scopes: &[String], description: &str) -> String {
-    challenge(resource_metadata_url, scopes, Some("invalid_token"), description)
+pub fn challenge_invalid(
+    resource_metadata_url: &str,
+    scopes: &[String],
+    description: &str,
+) -> String {
+    challenge(
+        resource_metadata_url,
+        scopes,
+        Some("invalid_token"),
+        description,
+    )
 }
 
 /// For a 403: `scope` lists every scope the operation needs (all at once, not incrementally).
@@ -30,7 +40,12 @@ pub fn challenge_insufficient_scope(
     needed: &[String],
     description: &str,
 ) -> String {
-    challenge(resource_metadata_url, needed, Some("insufficient_scope"), description)
+    challenge(
+        resource_metadata_url,
+        needed,
+        Some("insufficient_scope"),
+        description,
+    )
 }
 
 /// `{"error":"invalid_token","error_description":"…"}`.
@@ -45,7 +60,9 @@ pub fn body_insufficient_scope(description: &str) -> Vec<u8> {
 
 /// RFC 6749 §3.3 `scope-token`: 1*( %x21 / %x23-5B / %x5D-7E ).
 pub fn is_scope_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
 }
 
 fn challenge(url: &str, scopes: &[String], error: Option<&str>, description: &str) -> String {

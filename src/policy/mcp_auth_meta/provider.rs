@@ -30,7 +30,10 @@ pub fn default_jwks_url(issuer: &str, provider: Provider) -> String {
 
 /// OIDC Discovery 1.0 §4 path-append form, the only one Keycloak ≤ 26.3 serves.
 pub fn discovery_url(issuer: &str) -> String {
-    format!("{}/.well-known/openid-configuration", trim_one_slash(issuer))
+    format!(
+        "{}/.well-known/openid-configuration",
+        trim_one_slash(issuer)
+    )
 }
 
 /// Where the gateway's DCR proxy (`…/client-registration`) forwards for Keycloak.
@@ -79,8 +82,8 @@ pub fn generic_as_metadata(oidc_config: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 fn parse_as_doc(bytes: &[u8]) -> Result<Map<String, Value>, String> {
-    let doc: Value = serde_json::from_slice(bytes)
-        .map_err(|e| format!("AS metadata is not valid JSON: {e}"))?;
+    let doc: Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("AS metadata is not valid JSON: {e}"))?;
     let Value::Object(doc) = doc else {
         return Err("AS metadata is not a JSON object".into());
     };

@@ -87,7 +87,8 @@ impl ResourceUrl {
 
     /// Explicit port, or 80/443 from the scheme.
     pub fn effective_port(&self) -> u16 {
-        self.port().unwrap_or(if self.is_https() { 443 } else { 80 })
+        self.port()
+            .unwrap_or(if self.is_https() { 443 } else { 80 })
     }
 
     pub fn is_https(&self) -> bool {
