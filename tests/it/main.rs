@@ -8,5 +8,7 @@ mod config_cli; // --validate-only, malformed configs name their path, env expan
 mod cors; // preflight, actual and error responses
 mod lifecycle; // hot reload good and bad, SIGTERM drain, metrics and readiness
 mod proxy; // host backends: headers, bodies, pipelining, SSE streaming, errors, timeouts
+mod auth; // mcpAuthentication/jwtAuth: challenges, validation, discovery, JWKS lifecycle
 mod routing; // agentgateway precedence table
 mod tls; // HTTPS listeners, SNI, certificate reload
+mod tokens; // test-only token minting (ES256, EdDSA)
