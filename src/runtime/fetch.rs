@@ -129,6 +129,7 @@ pub fn get(url: &str, timeout: Duration) -> Result<Fetched, String> {
     parse_response(&raw)
 }
 
+/// Reads until the response is complete (by its framing) or the peer closes.
 fn read_all<R: Read>(r: &mut R, deadline: Instant) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(8192);
     let mut buf = [0u8; 8192];
@@ -143,6 +144,9 @@ fn read_all<R: Read>(r: &mut R, deadline: Instant) -> Result<Vec<u8>, String> {
                 if out.len() > MAX_BODY + 64 * 1024 {
                     return Err("response too large".into());
                 }
+                if is_complete(&out) {
+                    return Ok(out);
+                }
             }
             // A TLS peer that closes without close_notify still delivered everything we asked.
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !out.is_empty() => {
@@ -151,6 +155,26 @@ fn read_all<R: Read>(r: &mut R, deadline: Instant) -> Result<Vec<u8>, String> {
             Err(e) => return Err(format!("read: {e}")),
         }
     }
+}
+
+/// Whether `raw` holds a whole response according to its Content-Length or chunked framing.
+fn is_complete(raw: &[u8]) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut resp = httparse::Response::new(&mut headers);
+    let Ok(httparse::Status::Complete(head_len)) = resp.parse(raw) else {
+        return false;
+    };
+    let rest = &raw[head_len..];
+    for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let n: usize = std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(usize::MAX);
+            return rest.len() >= n;
+        }
+        if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            return matches!(crate::http::h1::decode_all(rest, MAX_BODY as u64, &[]), (_, Ok(Some(_))) | (_, Err(_)));
+        }
+    }
+    false
 }
 
 fn parse_response(raw: &[u8]) -> Result<Fetched, String> {

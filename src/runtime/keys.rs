@@ -46,6 +46,8 @@ struct State {
     next: Instant,
     backoff: Duration,
     last_fetch: Option<Instant>,
+    /// When an unknown `kid` last caused a refetch (at most one per 10 s).
+    last_kid_refetch: Option<Instant>,
     /// Hash of the last published content, to publish only changes.
     published: Option<u64>,
     file_stamp: Option<(SystemTime, u64)>,
@@ -82,6 +84,7 @@ fn run(workers: Arc<Vec<UnboundedSender<WorkerMsg>>>, rx: mpsc::Receiver<KeysMsg
                         next: Instant::now(),
                         backoff: Duration::from_secs(1),
                         last_fetch: None,
+                        last_kid_refetch: None,
                         published: None,
                         file_stamp: None,
                     });
@@ -89,12 +92,16 @@ fn run(workers: Arc<Vec<UnboundedSender<WorkerMsg>>>, rx: mpsc::Receiver<KeysMsg
             }
             Ok(KeysMsg::UnknownKid(id)) => {
                 if let Some(st) = states.get_mut(&id) {
-                    let recent = st
-                        .last_fetch
-                        .is_some_and(|t| t.elapsed() < KID_MISS_INTERVAL);
+                    let recent = st.last_kid_refetch.is_some_and(|t| t.elapsed() < KID_MISS_INTERVAL);
                     if matches!(st.source.kind, SourceKind::JwksUrl(_)) && !recent {
                         tracing::info!(source = %id, "unknown kid: refetching the key set");
+                        st.last_kid_refetch = Some(Instant::now());
                         st.next = Instant::now();
+                    } else {
+                        // Nothing will be fetched now: the waiting requests go on at once.
+                        for w in workers.iter() {
+                            let _ = w.unbounded_send(WorkerMsg::KeysChecked { source: id.clone() });
+                        }
                     }
                 }
             }
