@@ -167,11 +167,17 @@ fn is_complete(raw: &[u8]) -> bool {
     let rest = &raw[head_len..];
     for h in resp.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
-            let n: usize = std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(usize::MAX);
+            let n: usize = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(usize::MAX);
             return rest.len() >= n;
         }
         if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            return matches!(crate::http::h1::decode_all(rest, MAX_BODY as u64, &[]), (_, Ok(Some(_))) | (_, Err(_)));
+            return matches!(
+                crate::http::h1::decode_all(rest, MAX_BODY as u64, &[]),
+                (_, Ok(Some(_))) | (_, Err(_))
+            );
         }
     }
     false

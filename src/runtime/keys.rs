@@ -92,7 +92,9 @@ fn run(workers: Arc<Vec<UnboundedSender<WorkerMsg>>>, rx: mpsc::Receiver<KeysMsg
             }
             Ok(KeysMsg::UnknownKid(id)) => {
                 if let Some(st) = states.get_mut(&id) {
-                    let recent = st.last_kid_refetch.is_some_and(|t| t.elapsed() < KID_MISS_INTERVAL);
+                    let recent = st
+                        .last_kid_refetch
+                        .is_some_and(|t| t.elapsed() < KID_MISS_INTERVAL);
                     if matches!(st.source.kind, SourceKind::JwksUrl(_)) && !recent {
                         tracing::info!(source = %id, "unknown kid: refetching the key set");
                         st.last_kid_refetch = Some(Instant::now());

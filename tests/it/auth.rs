@@ -35,7 +35,10 @@ impl JwksServer {
         JwksServer { up, state }
     }
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/realms/mcp/protocol/openid-connect/certs", self.up.port)
+        format!(
+            "http://127.0.0.1:{}/realms/mcp/protocol/openid-connect/certs",
+            self.up.port
+        )
     }
     pub fn set(&self, status: u16, body: String) {
         *self.state.lock().unwrap() = (status, body);
@@ -49,7 +52,9 @@ fn mcp_config(jwks: &str, extra_policies: &str) -> String {
 }
 
 fn post(p: &Proxy, token: Option<&str>) -> Response {
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     p.req(&format!(
         "POST /hello/mcp HTTP/1.1\r\nHost: localhost:{}\r\n{auth}Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}",
         p.port
@@ -61,35 +66,75 @@ both_drivers!(challenges_validation_and_stripping, |d| {
     let other = TestKey::es256("k1");
     let up = Upstream::echo();
     let jwks = format!("jwks: '{}'", jwks(&[&key]));
-    let p = Proxy::start_with(&mcp_config(&jwks, ""), d, &[("UP", up.port.to_string())], &[]);
-    let prm_url = format!("http://localhost:{}/.well-known/oauth-protected-resource/hello/mcp", p.port);
+    let p = Proxy::start_with(
+        &mcp_config(&jwks, ""),
+        d,
+        &[("UP", up.port.to_string())],
+        &[],
+    );
+    let prm_url = format!(
+        "http://localhost:{}/.well-known/oauth-protected-resource/hello/mcp",
+        p.port
+    );
 
     // No token: 401 with the metadata URL and scopes (never offline_access), agentgateway body.
     let r = post(&p, None);
     assert_eq!(r.status, 401);
     let wa = r.header("www-authenticate").unwrap().to_owned();
     assert!(wa.starts_with("Bearer "), "{wa}");
-    assert!(wa.contains(&format!("resource_metadata=\"{prm_url}\"")), "{wa}");
+    assert!(
+        wa.contains(&format!("resource_metadata=\"{prm_url}\"")),
+        "{wa}"
+    );
     assert!(wa.contains("scope=\"profile openid\""), "{wa}");
-    assert!(!wa.contains("error="), "no error code without a token: {wa}");
-    assert_eq!(r.text(), r#"{"error":"unauthorized","error_description":"JWT token required"}"#);
+    assert!(
+        !wa.contains("error="),
+        "no error code without a token: {wa}"
+    );
+    assert_eq!(
+        r.text(),
+        r#"{"error":"unauthorized","error_description":"JWT token required"}"#
+    );
 
     // Valid token: reaches the upstream without the Authorization header.
     let good = key.sign(&claims(ISS, AUD, "alice"));
     let r = post(&p, Some(&good));
     assert_eq!(r.status, 200, "{}", r.text());
-    assert!(!r.text().to_ascii_lowercase().contains("authorization"), "token must not be forwarded: {}", r.text());
+    assert!(
+        !r.text().to_ascii_lowercase().contains("authorization"),
+        "token must not be forwarded: {}",
+        r.text()
+    );
     assert!(r.text().starts_with("POST /hello/mcp\n"));
 
     // Invalid tokens: 401 invalid_token, generic description, never the token.
     let n = now();
     let bad = [
         ("other key", other.sign(&claims(ISS, AUD, "alice"))),
-        ("expired", key.sign(&format!(r#"{{"iss":"{ISS}","aud":"{AUD}","sub":"a","exp":{}}}"#, n - 3600))),
-        ("wrong audience", key.sign(&claims(ISS, "someone-else", "alice"))),
-        ("wrong issuer", key.sign(&claims("http://idp.test/realms/mcp/", AUD, "alice"))),
+        (
+            "expired",
+            key.sign(&format!(
+                r#"{{"iss":"{ISS}","aud":"{AUD}","sub":"a","exp":{}}}"#,
+                n - 3600
+            )),
+        ),
+        (
+            "wrong audience",
+            key.sign(&claims(ISS, "someone-else", "alice")),
+        ),
+        (
+            "wrong issuer",
+            key.sign(&claims("http://idp.test/realms/mcp/", AUD, "alice")),
+        ),
         ("garbage", "not.a.jwt".to_owned()),
-        ("alg none", format!("{}.{}.", b64(br#"{"alg":"none","kid":"k1"}"#), b64(claims(ISS, AUD, "a").as_bytes()))),
+        (
+            "alg none",
+            format!(
+                "{}.{}.",
+                b64(br#"{"alg":"none","kid":"k1"}"#),
+                b64(claims(ISS, AUD, "a").as_bytes())
+            ),
+        ),
     ];
     for (what, t) in &bad {
         let r = post(&p, Some(t));
@@ -97,7 +142,10 @@ both_drivers!(challenges_validation_and_stripping, |d| {
         let wa = r.header("www-authenticate").unwrap();
         assert!(wa.contains("error=\"invalid_token\""), "{what}: {wa}");
         assert!(wa.contains(&prm_url), "{what}: {wa}");
-        assert!(!r.text().contains(t.as_str()) && !wa.contains(t.as_str()), "{what}: the token is never echoed");
+        assert!(
+            !r.text().contains(t.as_str()) && !wa.contains(t.as_str()),
+            "{what}: the token is never echoed"
+        );
     }
     // A token in the query string is not a credential.
     let r = p.req(&format!("POST /hello/mcp?access_token={good} HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"));
@@ -113,32 +161,66 @@ both_drivers!(challenges_validation_and_stripping, |d| {
 both_drivers!(cors_before_auth_and_on_401, |d| {
     let key = TestKey::eddsa("ed");
     let up = Upstream::echo();
-    let p = Proxy::start_with(&mcp_config(&format!("jwks: '{}'", jwks(&[&key])), ""), d, &[("UP", up.port.to_string())], &[]);
+    let p = Proxy::start_with(
+        &mcp_config(&format!("jwks: '{}'", jwks(&[&key])), ""),
+        d,
+        &[("UP", up.port.to_string())],
+        &[],
+    );
     let pre = p.req("OPTIONS /hello/mcp HTTP/1.1\r\nHost: h\r\nOrigin: http://app.test\r\nAccess-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: authorization\r\nConnection: close\r\n\r\n");
     assert_eq!(pre.status, 200, "preflight needs no token");
     assert!(pre.header("access-control-allow-origin").is_some());
     let r = p.req("POST /hello/mcp HTTP/1.1\r\nHost: h\r\nOrigin: http://app.test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     assert_eq!(r.status, 401);
-    assert!(r.header("access-control-allow-origin").is_some(), "{:?}", r.headers);
-    assert!(r.header("access-control-expose-headers").unwrap().to_ascii_lowercase().contains("www-authenticate"));
+    assert!(
+        r.header("access-control-allow-origin").is_some(),
+        "{:?}",
+        r.headers
+    );
+    assert!(r
+        .header("access-control-expose-headers")
+        .unwrap()
+        .to_ascii_lowercase()
+        .contains("www-authenticate"));
     // EdDSA tokens verify.
-    assert_eq!(post(&p, Some(&key.sign(&claims(ISS, AUD, "bob")))).status, 200);
+    assert_eq!(
+        post(&p, Some(&key.sign(&claims(ISS, AUD, "bob")))).status,
+        200
+    );
 });
 
 both_drivers!(protected_resource_metadata_is_served, |d| {
     let key = TestKey::es256("k1");
     let up = Upstream::echo();
-    let p = Proxy::start_with(&mcp_config(&format!("jwks: '{}'", jwks(&[&key])), ""), d, &[("UP", up.port.to_string())], &[]);
-    for path in ["/.well-known/oauth-protected-resource/hello/mcp", "/.well-known/oauth-protected-resource"] {
+    let p = Proxy::start_with(
+        &mcp_config(&format!("jwks: '{}'", jwks(&[&key])), ""),
+        d,
+        &[("UP", up.port.to_string())],
+        &[],
+    );
+    for path in [
+        "/.well-known/oauth-protected-resource/hello/mcp",
+        "/.well-known/oauth-protected-resource",
+    ] {
         let r = p.get(path);
         assert_eq!(r.status, 200, "{path}");
         assert_eq!(r.header("content-type"), Some("application/json"));
         assert_eq!(r.header("access-control-allow-origin"), Some("*"));
         let doc: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-        assert_eq!(doc["resource"], format!("http://localhost:{}/hello/mcp", p.port));
+        assert_eq!(
+            doc["resource"],
+            format!("http://localhost:{}/hello/mcp", p.port)
+        );
         assert_eq!(doc["authorization_servers"], serde_json::json!([ISS]));
-        assert!(doc["scopes_supported"].as_array().unwrap().iter().any(|s| s == "openid"));
-        assert_eq!(doc["bearer_methods_supported"], serde_json::json!(["header"]));
+        assert!(doc["scopes_supported"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == "openid"));
+        assert_eq!(
+            doc["bearer_methods_supported"],
+            serde_json::json!(["header"])
+        );
         assert!(doc.get("mcp_protocol_version").is_some() && doc.get("resource_type").is_some());
     }
     let head = p.req("HEAD /.well-known/oauth-protected-resource/hello/mcp HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
@@ -151,12 +233,19 @@ both_drivers!(protected_resource_metadata_is_served, |d| {
 both_drivers!(passthrough_keeps_the_token, |d| {
     let key = TestKey::es256("k1");
     let up = Upstream::echo();
-    let cfg = mcp_config(&format!("jwks: '{}'", jwks(&[&key])), "        backendAuth:\n          passthrough: {}\n");
+    let cfg = mcp_config(
+        &format!("jwks: '{}'", jwks(&[&key])),
+        "        backendAuth:\n          passthrough: {}\n",
+    );
     let p = Proxy::start_with(&cfg, d, &[("UP", up.port.to_string())], &[]);
     let t = key.sign(&claims(ISS, AUD, "carol"));
     let r = post(&p, Some(&t));
     assert_eq!(r.status, 200);
-    assert!(r.text().contains(&format!("authorization: Bearer {t}")), "{}", r.text());
+    assert!(
+        r.text().contains(&format!("authorization: Bearer {t}")),
+        "{}",
+        r.text()
+    );
 });
 
 both_drivers!(jwks_url_rotation_and_outage, |d| {
@@ -172,7 +261,11 @@ both_drivers!(jwks_url_rotation_and_outage, |d| {
     let r = post(&p, Some(&t1));
     assert_eq!(r.status, 503, "no keys yet: {}", r.text());
     assert!(r.header("retry-after").is_some());
-    assert_eq!(post(&p, None).status, 401, "token-less requests still get the challenge");
+    assert_eq!(
+        post(&p, None).status,
+        401,
+        "token-less requests still get the challenge"
+    );
     // The IdP comes up: keys arrive with the next retry.
     js.set(200, jwks(&[&k1]));
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -184,7 +277,12 @@ both_drivers!(jwks_url_rotation_and_outage, |d| {
     js.set(200, jwks(&[&k1, &k2]));
     let t2 = k2.sign(&claims(ISS, AUD, "erin"));
     let r = post(&p, Some(&t2));
-    assert_eq!(r.status, 200, "unknown kid → refetch → accepted: {}", r.text());
+    assert_eq!(
+        r.status,
+        200,
+        "unknown kid → refetch → accepted: {}",
+        r.text()
+    );
     // The IdP goes down: cached keys keep serving.
     js.set(503, "down".into());
     drop(js);
@@ -208,8 +306,13 @@ both_drivers!(jwt_auth_modes, |d| {
     let good = key.sign(&claims(ISS, AUD, "gina"));
     let bad = key.sign(&claims(ISS, "nope", "gina"));
     let call = |path: &str, t: Option<&str>| {
-        let auth = t.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-        p.req(&format!("GET {path} HTTP/1.1\r\nHost: h\r\n{auth}Connection: close\r\n\r\n")).status
+        let auth = t
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        p.req(&format!(
+            "GET {path} HTTP/1.1\r\nHost: h\r\n{auth}Connection: close\r\n\r\n"
+        ))
+        .status
     };
     assert_eq!(call("/strict", None), 401);
     assert_eq!(call("/strict", Some(&bad)), 401);
@@ -220,5 +323,10 @@ both_drivers!(jwt_auth_modes, |d| {
     assert_eq!(call("/permissive", None), 200);
     assert_eq!(call("/permissive", Some(&bad)), 200);
     let r = p.req(&format!("GET /strict HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer {bad}\r\nConnection: close\r\n\r\n"));
-    assert!(r.header("www-authenticate").unwrap().contains("invalid_token"), "jwtAuth 401s carry a challenge too");
+    assert!(
+        r.header("www-authenticate")
+            .unwrap()
+            .contains("invalid_token"),
+        "jwtAuth 401s carry a challenge too"
+    );
 });

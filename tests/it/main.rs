@@ -3,12 +3,14 @@
 
 mod harness;
 
+mod auth; // mcpAuthentication/jwtAuth: challenges, validation, discovery, JWKS lifecycle
+mod auth_idp; // against oidc-provider in Keycloak's layout: the seed, rotation, outages
 mod bad_input; // malformed, oversized and smuggling requests get their status; others keep working
 mod config_cli; // --validate-only, malformed configs name their path, env expansion, seed
 mod cors; // preflight, actual and error responses
+mod idp; // the oidc-provider test peer
 mod lifecycle; // hot reload good and bad, SIGTERM drain, metrics and readiness
 mod proxy; // host backends: headers, bodies, pipelining, SSE streaming, errors, timeouts
-mod auth; // mcpAuthentication/jwtAuth: challenges, validation, discovery, JWKS lifecycle
 mod routing; // agentgateway precedence table
 mod tls; // HTTPS listeners, SNI, certificate reload
 mod tokens; // test-only token minting (ES256, EdDSA)

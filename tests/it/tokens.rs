@@ -7,7 +7,9 @@ pub fn b64(data: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(data.len() * 4 / 3 + 4);
     for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
         out.push(A[(n >> 18) as usize & 63] as char);
         out.push(A[(n >> 12) as usize & 63] as char);
         if c.len() > 1 {
@@ -33,15 +35,27 @@ pub struct TestKey {
 impl TestKey {
     pub fn es256(kid: &str) -> TestKey {
         let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let kp = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
-        TestKey { kid: kid.into(), key: Key::Es256(kp) }
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .unwrap();
+        let kp = EcdsaKeyPair::from_pkcs8(
+            &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            pkcs8.as_ref(),
+            &rng,
+        )
+        .unwrap();
+        TestKey {
+            kid: kid.into(),
+            key: Key::Es256(kp),
+        }
     }
 
     pub fn eddsa(kid: &str) -> TestKey {
         let rng = SystemRandom::new();
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
-        TestKey { kid: kid.into(), key: Key::EdDsa(Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap()) }
+        TestKey {
+            kid: kid.into(),
+            key: Key::EdDsa(Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap()),
+        }
     }
 
     pub fn alg(&self) -> &'static str {
@@ -73,13 +87,24 @@ impl TestKey {
 
     /// Signs `claims` (a JSON object) with this key; `header_extra` is spliced into the header.
     pub fn sign(&self, claims: &str) -> String {
-        self.sign_with_header(&format!(r#"{{"alg":"{}","typ":"JWT","kid":"{}"}}"#, self.alg(), self.kid), claims)
+        self.sign_with_header(
+            &format!(
+                r#"{{"alg":"{}","typ":"JWT","kid":"{}"}}"#,
+                self.alg(),
+                self.kid
+            ),
+            claims,
+        )
     }
 
     pub fn sign_with_header(&self, header: &str, claims: &str) -> String {
         let input = format!("{}.{}", b64(header.as_bytes()), b64(claims.as_bytes()));
         let sig = match &self.key {
-            Key::Es256(kp) => kp.sign(&SystemRandom::new(), input.as_bytes()).unwrap().as_ref().to_vec(),
+            Key::Es256(kp) => kp
+                .sign(&SystemRandom::new(), input.as_bytes())
+                .unwrap()
+                .as_ref()
+                .to_vec(),
             Key::EdDsa(kp) => kp.sign(input.as_bytes()).as_ref().to_vec(),
         };
         format!("{input}.{}", b64(&sig))
@@ -87,15 +112,24 @@ impl TestKey {
 }
 
 pub fn jwks(keys: &[&TestKey]) -> String {
-    format!(r#"{{"keys":[{}]}}"#, keys.iter().map(|k| k.jwk()).collect::<Vec<_>>().join(","))
+    format!(
+        r#"{{"keys":[{}]}}"#,
+        keys.iter().map(|k| k.jwk()).collect::<Vec<_>>().join(",")
+    )
 }
 
 pub fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 /// Claims for `iss`/`aud` valid for an hour.
 pub fn claims(iss: &str, aud: &str, sub: &str) -> String {
     let n = now();
-    format!(r#"{{"iss":"{iss}","aud":"{aud}","sub":"{sub}","exp":{},"iat":{n},"scope":"openid profile","client_id":"test-client"}}"#, n + 3600)
+    format!(
+        r#"{{"iss":"{iss}","aud":"{aud}","sub":"{sub}","exp":{},"iat":{n},"scope":"openid profile","client_id":"test-client"}}"#,
+        n + 3600
+    )
 }
