@@ -32,9 +32,7 @@ use std::rc::Rc;
 pub use cache::{Principal, TokenCache, MAX_CACHED_TOKEN_LEN, MAX_TTL_SECS};
 pub use claims::{Validation, SUPPORTED_REQUIRED_CLAIMS};
 pub use jwks::{parse_jwks, Key, KeySet};
-pub use jwt::{
-    parse, AudList, Audience, Claims, Header, ParsedJwt, Scratch, MAX_TOKEN_LEN,
-};
+pub use jwt::{parse, AudList, Audience, Claims, Header, ParsedJwt, Scratch, MAX_TOKEN_LEN};
 pub use reject::AuthReject;
 pub use verify::{verify_signature, Alg};
 
@@ -104,7 +102,9 @@ pub fn bearer_token(authorization: &[u8]) -> Option<&[u8]> {
     }
     let body_end = tok
         .iter()
-        .position(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')))
+        .position(|&b| {
+            !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+        })
         .unwrap_or(tok.len());
     if body_end == 0 || tok[body_end..].iter().any(|&b| b != b'=') {
         return None;
@@ -128,7 +128,11 @@ pub fn fuzz_jwt(data: &[u8]) {
     // base64url: canonical means decode-then-encode is the identity.
     let mut out = Vec::new();
     if b64::decode_into(data, &mut out).is_ok() {
-        assert_eq!(b64::encode(&out).as_bytes(), data, "non-canonical base64url accepted");
+        assert_eq!(
+            b64::encode(&out).as_bytes(),
+            data,
+            "non-canonical base64url accepted"
+        );
     }
     // The JSON scanner against serde_json on the raw bytes: whatever the scanner accepts as
     // an object (in valid UTF-8, which the caller checks), serde_json accepts too.
@@ -139,7 +143,10 @@ pub fn fuzz_jwt(data: &[u8]) {
             serde_json::from_slice::<serde::de::IgnoredAny>(data).is_ok(),
             "scanner accepted JSON that serde_json rejects"
         );
-        assert!(std::str::from_utf8(&buf).is_ok(), "in-place unescape broke UTF-8");
+        assert!(
+            std::str::from_utf8(&buf).is_ok(),
+            "in-place unescape broke UTF-8"
+        );
     }
     let mut buf = data.to_vec();
     let _ = scan_header_json(&mut buf);
@@ -152,7 +159,10 @@ pub fn fuzz_jwks(data: &[u8]) {
     if let Ok((set, _warnings)) = parse_jwks(data) {
         for key in set.keys() {
             for alg in key.algs() {
-                assert_eq!(verify_signature(key, alg, b"x.y", b"sig"), Err(AuthReject::BadSignature));
+                assert_eq!(
+                    verify_signature(key, alg, b"x.y", b"sig"),
+                    Err(AuthReject::BadSignature)
+                );
             }
         }
     }

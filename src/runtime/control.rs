@@ -147,7 +147,8 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
                 let mut unfinished = 0;
                 let mut stopped = 0;
                 while stopped < threads.len() {
-                    let wait = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(2);
+                    let wait =
+                        deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(2);
                     match ev_rx.recv_timeout(wait) {
                         Ok(Event::Worker(WorkerEvent::Stopped { unfinished: u, .. })) => {
                             stopped += 1;

@@ -57,7 +57,12 @@ impl Validation {
         }
     }
 
-    pub fn check(&self, header: &Header<'_>, claims: &Claims<'_>, now: i64) -> Result<(), AuthReject> {
+    pub fn check(
+        &self,
+        header: &Header<'_>,
+        claims: &Claims<'_>,
+        now: i64,
+    ) -> Result<(), AuthReject> {
         if let Some(want) = &self.require_typ {
             let got = header.typ.ok_or(AuthReject::TypeMismatch)?;
             if !typ_matches(got, want) {

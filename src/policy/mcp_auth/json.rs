@@ -111,13 +111,20 @@ impl<'b> Scanner<'b> {
     /// Reads a string value; a value of another JSON type is `wrong_type`.
     pub(crate) fn string_value(&mut self, wrong_type: AuthReject) -> R<Range<usize>> {
         if self.peek() != Some(b'"') {
-            return Err(if self.is_value_start() { wrong_type } else { BAD });
+            return Err(if self.is_value_start() {
+                wrong_type
+            } else {
+                BAD
+            });
         }
         self.string()
     }
 
     fn is_value_start(&mut self) -> bool {
-        matches!(self.peek(), Some(b'{' | b'[' | b'"' | b't' | b'f' | b'n' | b'-' | b'0'..=b'9'))
+        matches!(
+            self.peek(),
+            Some(b'{' | b'[' | b'"' | b't' | b'f' | b'n' | b'-' | b'0'..=b'9')
+        )
     }
 
     /// Reads an array of strings, calling `item` with each unescaped range.
@@ -302,7 +309,13 @@ impl<'b> Scanner<'b> {
         let mut v: i64 = 0;
         for &d in &b[digits_start..int_end] {
             let d = i64::from(d - b'0');
-            let next = v.checked_mul(10).and_then(|v| if neg { v.checked_sub(d) } else { v.checked_add(d) });
+            let next = v.checked_mul(10).and_then(|v| {
+                if neg {
+                    v.checked_sub(d)
+                } else {
+                    v.checked_add(d)
+                }
+            });
             match next {
                 Some(n) => v = n,
                 None => return Ok(Num::NotInt),

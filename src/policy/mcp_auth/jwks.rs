@@ -153,7 +153,11 @@ pub fn parse_jwks(json: &[u8]) -> Result<(KeySet, Vec<String>), String> {
                 None => format!("key[{i}] (no kid)"),
             }
         };
-        match jwk.as_object().ok_or("not a JSON object").and_then(parse_key) {
+        match jwk
+            .as_object()
+            .ok_or("not a JSON object")
+            .and_then(parse_key)
+        {
             Ok(key) => {
                 if key.kid.is_some() && keys.iter().any(|k| k.kid == key.kid) {
                     warnings.push(format!("{}: duplicate kid, both kept", label()));
@@ -203,7 +207,10 @@ fn parse_key(o: &Map<String, Value>) -> Result<Key, Why> {
         }
     }
     let (family, material) = match kty {
-        "RSA" => (Family::Rsa, rsa_der(&b64_field(o, "n")?, &b64_field(o, "e")?)?),
+        "RSA" => (
+            Family::Rsa,
+            rsa_der(&b64_field(o, "n")?, &b64_field(o, "e")?)?,
+        ),
         "EC" => {
             let (family, len) = match opt_str(o, "crv")? {
                 Some("P-256") => (Family::P256, 32),
@@ -277,7 +284,7 @@ fn rsa_der(n: &[u8], e: &[u8]) -> Result<Vec<u8>, Why> {
         return Err("RSA exponent is out of range");
     }
     let ev = e.iter().fold(0u64, |v, &b| (v << 8) | u64::from(b));
-    if ev < 3 || ev >= 1 << 33 || ev & 1 == 0 {
+    if !(3..1 << 33).contains(&ev) || ev & 1 == 0 {
         return Err("RSA exponent is out of range");
     }
     let mut body = Vec::with_capacity(n.len() + e.len() + 16);

@@ -176,8 +176,10 @@ pub fn parse<'t, 's>(
 
     let h = std::str::from_utf8(header).map_err(|_| AuthReject::Malformed)?;
     let p = std::str::from_utf8(payload).map_err(|_| AuthReject::Malformed)?;
-    let hget = |r: Option<Range<usize>>| r.map(|r| h.get(r).ok_or(AuthReject::Malformed)).transpose();
-    let pget = |r: Option<Range<usize>>| r.map(|r| p.get(r).ok_or(AuthReject::Malformed)).transpose();
+    let hget =
+        |r: Option<Range<usize>>| r.map(|r| h.get(r).ok_or(AuthReject::Malformed)).transpose();
+    let pget =
+        |r: Option<Range<usize>>| r.map(|r| p.get(r).ok_or(AuthReject::Malformed)).transpose();
     let aud_view = match cs.aud {
         AudSpan::None => Audience::None,
         AudSpan::One(r) => Audience::One(p.get(r).ok_or(AuthReject::Malformed)?),
@@ -185,7 +187,10 @@ pub fn parse<'t, 's>(
             if aud.iter().any(|r| p.get(r.clone()).is_none()) {
                 return Err(AuthReject::Malformed);
             }
-            Audience::Many(AudList { payload: p, spans: aud })
+            Audience::Many(AudList {
+                payload: p,
+                spans: aud,
+            })
         }
     };
     Ok(ParsedJwt {

@@ -158,116 +158,516 @@ fn corpus_cases() -> Vec<(&'static str, &'static str, String)> {
     let h = std_header;
     let rs = |claims: serde_json::Value| tok(&h("RS256", "rsa-2048"), &claims, "rsa-2048", "RS256");
     let rs_raw = |claims: &str| {
-        raw_token(h("RS256", "rsa-2048").to_string().as_bytes(), claims.as_bytes(), "rsa-2048", "RS256")
+        raw_token(
+            h("RS256", "rsa-2048").to_string().as_bytes(),
+            claims.as_bytes(),
+            "rsa-2048",
+            "RS256",
+        )
     };
     let ok = rs(c());
     let mut v: Vec<(&'static str, &'static str, String)> = vec![
         ("rs256_ok", "ok", ok.clone()),
-        ("rs384_ok", "ok", tok(&h("RS384", "rsa-2048"), &c(), "rsa-2048", "RS384")),
-        ("rs512_rsa4096_ok", "ok", tok(&h("RS512", "rsa-4096"), &c(), "rsa-4096", "RS512")),
-        ("ps256_ok", "ok", tok(&h("PS256", "rsa-ps256"), &c(), "rsa-ps256", "PS256")),
-        ("ps384_family_ok", "ok", tok(&h("PS384", "rsa-2048"), &c(), "rsa-2048", "PS384")),
-        ("ps512_family_ok", "ok", tok(&h("PS512", "rsa-4096"), &c(), "rsa-4096", "PS512")),
-        ("es256_ok", "ok", tok(&h("ES256", "ec-p256"), &c(), "ec-p256", "ES256")),
-        ("es384_ok", "ok", tok(&h("ES384", "ec-p384"), &c(), "ec-p384", "ES384")),
-        ("eddsa_ok", "ok", tok(&h("EdDSA", "ed-25519"), &c(), "ed-25519", "EdDSA")),
-        ("typ_application_at_jwt_ok", "ok",
-            tok(&json!({"alg": "RS256", "kid": "rsa-2048", "typ": "application/at+jwt"}), &c(), "rsa-2048", "RS256")),
-        ("typ_uppercase_ok", "ok",
-            tok(&json!({"alg": "RS256", "kid": "rsa-2048", "typ": "AT+JWT"}), &c(), "rsa-2048", "RS256")),
-        ("typ_jwt", "type_mismatch",
-            tok(&json!({"alg": "RS256", "kid": "rsa-2048", "typ": "JWT"}), &c(), "rsa-2048", "RS256")),
-        ("typ_missing", "type_mismatch",
-            tok(&json!({"alg": "RS256", "kid": "rsa-2048"}), &c(), "rsa-2048", "RS256")),
-        ("no_kid_single_eddsa_key_ok", "ok",
-            tok(&json!({"alg": "EdDSA", "typ": "at+jwt"}), &c(), "ed-25519", "EdDSA")),
-        ("no_kid_single_es384_key_ok", "ok",
-            tok(&json!({"alg": "ES384", "typ": "at+jwt"}), &c(), "ec-p384", "ES384")),
-        ("no_kid_several_rsa_keys", "unknown_kid",
-            tok(&json!({"alg": "RS256", "typ": "at+jwt"}), &c(), "rsa-2048", "RS256")),
-        ("aud_array_with_ours_ok", "ok", rs(with(c(), json!({"aud": ["urn:a", AUD, "urn:b"]})))),
-        ("second_configured_audience_ok", "ok", rs(with(c(), json!({"aud": "urn:other-resource"})))),
-        ("scp_array_ok", "ok", rs(with(c(), json!({"scope": null})).as_object().map(|o| {
-            let mut o = o.clone();
-            o.remove("scope");
-            o.insert("scp".into(), json!(["tools:read", "tools:call"]));
-            serde_json::Value::Object(o)
-        }).unwrap())),
-        ("escaped_strings_ok", "ok", rs_raw(&format!(
-            r#"{{"iss":"{}","sub":"us\u0065r-\"1\"","aud":"{}","exp":{FAR},"scope":"a\/b"}}"#,
-            ISS.replace('/', "\\/"), AUD))),
-        ("pretty_printed_json_ok", "ok", raw_token(
-            b"{\n  \"alg\" : \"RS256\",\r\n\t\"kid\":\"rsa-2048\", \"typ\":\"at+jwt\"\n}\n",
-            serde_json::to_string_pretty(&c()).unwrap().as_bytes(), "rsa-2048", "RS256")),
-        ("unknown_nested_members_ok", "ok", rs(with(c(), json!({"x": {"y": [1, 2.5e3, true, null, {"z": "\u{1F600}"}]}, "realm_access": {"roles": ["a"]}})))),
-        ("expired_within_leeway_ok", "ok", rs(with(c(), json!({"exp": NOW - 30})))),
-        ("nbf_within_leeway_ok", "ok", rs(with(c(), json!({"nbf": NOW + 30})))),
+        (
+            "rs384_ok",
+            "ok",
+            tok(&h("RS384", "rsa-2048"), &c(), "rsa-2048", "RS384"),
+        ),
+        (
+            "rs512_rsa4096_ok",
+            "ok",
+            tok(&h("RS512", "rsa-4096"), &c(), "rsa-4096", "RS512"),
+        ),
+        (
+            "ps256_ok",
+            "ok",
+            tok(&h("PS256", "rsa-ps256"), &c(), "rsa-ps256", "PS256"),
+        ),
+        (
+            "ps384_family_ok",
+            "ok",
+            tok(&h("PS384", "rsa-2048"), &c(), "rsa-2048", "PS384"),
+        ),
+        (
+            "ps512_family_ok",
+            "ok",
+            tok(&h("PS512", "rsa-4096"), &c(), "rsa-4096", "PS512"),
+        ),
+        (
+            "es256_ok",
+            "ok",
+            tok(&h("ES256", "ec-p256"), &c(), "ec-p256", "ES256"),
+        ),
+        (
+            "es384_ok",
+            "ok",
+            tok(&h("ES384", "ec-p384"), &c(), "ec-p384", "ES384"),
+        ),
+        (
+            "eddsa_ok",
+            "ok",
+            tok(&h("EdDSA", "ed-25519"), &c(), "ed-25519", "EdDSA"),
+        ),
+        (
+            "typ_application_at_jwt_ok",
+            "ok",
+            tok(
+                &json!({"alg": "RS256", "kid": "rsa-2048", "typ": "application/at+jwt"}),
+                &c(),
+                "rsa-2048",
+                "RS256",
+            ),
+        ),
+        (
+            "typ_uppercase_ok",
+            "ok",
+            tok(
+                &json!({"alg": "RS256", "kid": "rsa-2048", "typ": "AT+JWT"}),
+                &c(),
+                "rsa-2048",
+                "RS256",
+            ),
+        ),
+        (
+            "typ_jwt",
+            "type_mismatch",
+            tok(
+                &json!({"alg": "RS256", "kid": "rsa-2048", "typ": "JWT"}),
+                &c(),
+                "rsa-2048",
+                "RS256",
+            ),
+        ),
+        (
+            "typ_missing",
+            "type_mismatch",
+            tok(
+                &json!({"alg": "RS256", "kid": "rsa-2048"}),
+                &c(),
+                "rsa-2048",
+                "RS256",
+            ),
+        ),
+        (
+            "no_kid_single_eddsa_key_ok",
+            "ok",
+            tok(
+                &json!({"alg": "EdDSA", "typ": "at+jwt"}),
+                &c(),
+                "ed-25519",
+                "EdDSA",
+            ),
+        ),
+        (
+            "no_kid_single_es384_key_ok",
+            "ok",
+            tok(
+                &json!({"alg": "ES384", "typ": "at+jwt"}),
+                &c(),
+                "ec-p384",
+                "ES384",
+            ),
+        ),
+        (
+            "no_kid_several_rsa_keys",
+            "unknown_kid",
+            tok(
+                &json!({"alg": "RS256", "typ": "at+jwt"}),
+                &c(),
+                "rsa-2048",
+                "RS256",
+            ),
+        ),
+        (
+            "aud_array_with_ours_ok",
+            "ok",
+            rs(with(c(), json!({"aud": ["urn:a", AUD, "urn:b"]}))),
+        ),
+        (
+            "second_configured_audience_ok",
+            "ok",
+            rs(with(c(), json!({"aud": "urn:other-resource"}))),
+        ),
+        (
+            "scp_array_ok",
+            "ok",
+            rs(with(c(), json!({"scope": null}))
+                .as_object()
+                .map(|o| {
+                    let mut o = o.clone();
+                    o.remove("scope");
+                    o.insert("scp".into(), json!(["tools:read", "tools:call"]));
+                    serde_json::Value::Object(o)
+                })
+                .unwrap()),
+        ),
+        (
+            "escaped_strings_ok",
+            "ok",
+            rs_raw(&format!(
+                r#"{{"iss":"{}","sub":"us\u0065r-\"1\"","aud":"{}","exp":{FAR},"scope":"a\/b"}}"#,
+                ISS.replace('/', "\\/"),
+                AUD
+            )),
+        ),
+        (
+            "pretty_printed_json_ok",
+            "ok",
+            raw_token(
+                b"{\n  \"alg\" : \"RS256\",\r\n\t\"kid\":\"rsa-2048\", \"typ\":\"at+jwt\"\n}\n",
+                serde_json::to_string_pretty(&c()).unwrap().as_bytes(),
+                "rsa-2048",
+                "RS256",
+            ),
+        ),
+        (
+            "unknown_nested_members_ok",
+            "ok",
+            rs(with(
+                c(),
+                json!({"x": {"y": [1, 2.5e3, true, null, {"z": "\u{1F600}"}]}, "realm_access": {"roles": ["a"]}}),
+            )),
+        ),
+        (
+            "expired_within_leeway_ok",
+            "ok",
+            rs(with(c(), json!({"exp": NOW - 30}))),
+        ),
+        (
+            "nbf_within_leeway_ok",
+            "ok",
+            rs(with(c(), json!({"nbf": NOW + 30}))),
+        ),
         // Algorithm attacks.
-        ("alg_none", "unsupported_alg", format!("{}.{}.", enc(br#"{"alg":"none","typ":"at+jwt"}"#), enc(c().to_string().as_bytes()))),
-        ("alg_none_capitalised", "unsupported_alg", format!("{}.{}.", enc(br#"{"alg":"None","typ":"at+jwt"}"#), enc(c().to_string().as_bytes()))),
+        (
+            "alg_none",
+            "unsupported_alg",
+            format!(
+                "{}.{}.",
+                enc(br#"{"alg":"none","typ":"at+jwt"}"#),
+                enc(c().to_string().as_bytes())
+            ),
+        ),
+        (
+            "alg_none_capitalised",
+            "unsupported_alg",
+            format!(
+                "{}.{}.",
+                enc(br#"{"alg":"None","typ":"at+jwt"}"#),
+                enc(c().to_string().as_bytes())
+            ),
+        ),
         ("hs256_keyed_with_rsa_public_key", "unsupported_alg", {
-            let input = format!("{}.{}", enc(h("HS256", "rsa-2048").to_string().as_bytes()), enc(c().to_string().as_bytes()));
+            let input = format!(
+                "{}.{}",
+                enc(h("HS256", "rsa-2048").to_string().as_bytes()),
+                enc(c().to_string().as_bytes())
+            );
             let pubkey = jwks_doc()["keys"][0]["n"].as_str().unwrap().to_owned();
             let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, pubkey.as_bytes());
-            format!("{input}.{}", enc(ring::hmac::sign(&k, input.as_bytes()).as_ref()))
+            format!(
+                "{input}.{}",
+                enc(ring::hmac::sign(&k, input.as_bytes()).as_ref())
+            )
         }),
         ("hs256_with_oct_kid", "unsupported_alg", {
-            let input = format!("{}.{}", enc(h("HS256", "hmac-oct").to_string().as_bytes()), enc(c().to_string().as_bytes()));
-            let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"a shared secret that must never be accepted");
-            format!("{input}.{}", enc(ring::hmac::sign(&k, input.as_bytes()).as_ref()))
+            let input = format!(
+                "{}.{}",
+                enc(h("HS256", "hmac-oct").to_string().as_bytes()),
+                enc(c().to_string().as_bytes())
+            );
+            let k = ring::hmac::Key::new(
+                ring::hmac::HMAC_SHA256,
+                b"a shared secret that must never be accepted",
+            );
+            format!(
+                "{input}.{}",
+                enc(ring::hmac::sign(&k, input.as_bytes()).as_ref())
+            )
         }),
-        ("alg_with_trailing_space", "unsupported_alg", tok(&h("RS256 ", "rsa-2048"), &c(), "rsa-2048", "RS256")),
-        ("alg_missing", "malformed", tok(&json!({"kid": "rsa-2048", "typ": "at+jwt"}), &c(), "rsa-2048", "RS256")),
-        ("rs256_on_key_whose_jwk_alg_is_ps256", "alg_not_allowed", tok(&h("RS256", "rsa-ps256"), &c(), "rsa-ps256", "RS256")),
-        ("es256_with_rsa_kid", "alg_not_allowed", tok(&h("ES256", "rsa-2048"), &c(), "ec-p256", "ES256")),
-        ("es384_on_p256_key", "alg_not_allowed", tok(&h("ES384", "ec-p256"), &c(), "ec-p384", "ES384")),
-        ("kid_of_another_rsa_key", "bad_signature", tok(&h("RS256", "rsa-4096"), &c(), "rsa-2048", "RS256")),
-        ("kid_unknown", "unknown_kid", tok(&h("RS256", "rsa-9999"), &c(), "rsa-2048", "RS256")),
-        ("kid_of_enc_key", "unknown_kid", tok(&h("RS256", "rsa-enc"), &c(), "rsa-enc", "RS256")),
-        ("signed_by_another_rsa_key", "bad_signature", tok(&h("RS256", "rsa-2048"), &c(), "attacker-rsa", "RS256")),
-        ("signed_by_another_ec_key", "bad_signature", tok(&h("ES256", "ec-p256"), &c(), "attacker-p256", "ES256")),
-        ("es256_der_signature", "bad_signature", tok(&h("ES256", "ec-p256"), &c(), "ec-p256", "ES256-DER")),
+        (
+            "alg_with_trailing_space",
+            "unsupported_alg",
+            tok(&h("RS256 ", "rsa-2048"), &c(), "rsa-2048", "RS256"),
+        ),
+        (
+            "alg_missing",
+            "malformed",
+            tok(
+                &json!({"kid": "rsa-2048", "typ": "at+jwt"}),
+                &c(),
+                "rsa-2048",
+                "RS256",
+            ),
+        ),
+        (
+            "rs256_on_key_whose_jwk_alg_is_ps256",
+            "alg_not_allowed",
+            tok(&h("RS256", "rsa-ps256"), &c(), "rsa-ps256", "RS256"),
+        ),
+        (
+            "es256_with_rsa_kid",
+            "alg_not_allowed",
+            tok(&h("ES256", "rsa-2048"), &c(), "ec-p256", "ES256"),
+        ),
+        (
+            "es384_on_p256_key",
+            "alg_not_allowed",
+            tok(&h("ES384", "ec-p256"), &c(), "ec-p384", "ES384"),
+        ),
+        (
+            "kid_of_another_rsa_key",
+            "bad_signature",
+            tok(&h("RS256", "rsa-4096"), &c(), "rsa-2048", "RS256"),
+        ),
+        (
+            "kid_unknown",
+            "unknown_kid",
+            tok(&h("RS256", "rsa-9999"), &c(), "rsa-2048", "RS256"),
+        ),
+        (
+            "kid_of_enc_key",
+            "unknown_kid",
+            tok(&h("RS256", "rsa-enc"), &c(), "rsa-enc", "RS256"),
+        ),
+        (
+            "signed_by_another_rsa_key",
+            "bad_signature",
+            tok(&h("RS256", "rsa-2048"), &c(), "attacker-rsa", "RS256"),
+        ),
+        (
+            "signed_by_another_ec_key",
+            "bad_signature",
+            tok(&h("ES256", "ec-p256"), &c(), "attacker-p256", "ES256"),
+        ),
+        (
+            "es256_der_signature",
+            "bad_signature",
+            tok(&h("ES256", "ec-p256"), &c(), "ec-p256", "ES256-DER"),
+        ),
         // Claims.
-        ("expired", "expired", rs(with(c(), json!({"exp": NOW - 3600})))),
-        ("nbf_in_future", "not_yet_valid", rs(with(c(), json!({"nbf": NOW + 3600})))),
-        ("iat_in_future", "issued_in_future", rs(with(c(), json!({"iat": NOW + 3600})))),
-        ("wrong_iss", "wrong_issuer", rs(with(c(), json!({"iss": "https://evil.example.test/realms/mcp"})))),
-        ("iss_trailing_slash", "wrong_issuer", rs(with(c(), json!({"iss": format!("{ISS}/")})))),
-        ("iss_missing", "missing_claim", rs(c().as_object().map(|o| { let mut o = o.clone(); o.remove("iss"); serde_json::Value::Object(o) }).unwrap())),
-        ("aud_missing", "missing_claim", rs(c().as_object().map(|o| { let mut o = o.clone(); o.remove("aud"); serde_json::Value::Object(o) }).unwrap())),
-        ("aud_other", "wrong_audience", rs(with(c(), json!({"aud": "https://other.example.test/mcp"})))),
-        ("aud_trailing_slash", "wrong_audience", rs(with(c(), json!({"aud": format!("{AUD}/")})))),
-        ("aud_array_without_ours", "wrong_audience", rs(with(c(), json!({"aud": ["urn:a", "urn:b"]})))),
-        ("aud_empty_array", "wrong_audience", rs(with(c(), json!({"aud": []})))),
+        (
+            "expired",
+            "expired",
+            rs(with(c(), json!({"exp": NOW - 3600}))),
+        ),
+        (
+            "nbf_in_future",
+            "not_yet_valid",
+            rs(with(c(), json!({"nbf": NOW + 3600}))),
+        ),
+        (
+            "iat_in_future",
+            "issued_in_future",
+            rs(with(c(), json!({"iat": NOW + 3600}))),
+        ),
+        (
+            "wrong_iss",
+            "wrong_issuer",
+            rs(with(
+                c(),
+                json!({"iss": "https://evil.example.test/realms/mcp"}),
+            )),
+        ),
+        (
+            "iss_trailing_slash",
+            "wrong_issuer",
+            rs(with(c(), json!({"iss": format!("{ISS}/")}))),
+        ),
+        (
+            "iss_missing",
+            "missing_claim",
+            rs(c()
+                .as_object()
+                .map(|o| {
+                    let mut o = o.clone();
+                    o.remove("iss");
+                    serde_json::Value::Object(o)
+                })
+                .unwrap()),
+        ),
+        (
+            "aud_missing",
+            "missing_claim",
+            rs(c()
+                .as_object()
+                .map(|o| {
+                    let mut o = o.clone();
+                    o.remove("aud");
+                    serde_json::Value::Object(o)
+                })
+                .unwrap()),
+        ),
+        (
+            "aud_other",
+            "wrong_audience",
+            rs(with(c(), json!({"aud": "https://other.example.test/mcp"}))),
+        ),
+        (
+            "aud_trailing_slash",
+            "wrong_audience",
+            rs(with(c(), json!({"aud": format!("{AUD}/")}))),
+        ),
+        (
+            "aud_array_without_ours",
+            "wrong_audience",
+            rs(with(c(), json!({"aud": ["urn:a", "urn:b"]}))),
+        ),
+        (
+            "aud_empty_array",
+            "wrong_audience",
+            rs(with(c(), json!({"aud": []}))),
+        ),
         ("aud_number", "bad_claim", rs(with(c(), json!({"aud": 42})))),
-        ("exp_missing", "missing_claim", rs(c().as_object().map(|o| { let mut o = o.clone(); o.remove("exp"); serde_json::Value::Object(o) }).unwrap())),
-        ("exp_string", "bad_claim", rs(with(c(), json!({"exp": FAR.to_string()})))),
-        ("exp_float", "bad_claim", rs_raw(&format!(r#"{{"iss":"{ISS}","aud":"{AUD}","exp":{FAR}.5}}"#))),
-        ("exp_float_integral", "bad_claim", rs_raw(&format!(r#"{{"iss":"{ISS}","aud":"{AUD}","exp":{FAR}.0}}"#))),
-        ("exp_exponent", "bad_claim", rs_raw(&format!(r#"{{"iss":"{ISS}","aud":"{AUD}","exp":4.1e9}}"#))),
+        (
+            "exp_missing",
+            "missing_claim",
+            rs(c()
+                .as_object()
+                .map(|o| {
+                    let mut o = o.clone();
+                    o.remove("exp");
+                    serde_json::Value::Object(o)
+                })
+                .unwrap()),
+        ),
+        (
+            "exp_string",
+            "bad_claim",
+            rs(with(c(), json!({"exp": FAR.to_string()}))),
+        ),
+        (
+            "exp_float",
+            "bad_claim",
+            rs_raw(&format!(r#"{{"iss":"{ISS}","aud":"{AUD}","exp":{FAR}.5}}"#)),
+        ),
+        (
+            "exp_float_integral",
+            "bad_claim",
+            rs_raw(&format!(r#"{{"iss":"{ISS}","aud":"{AUD}","exp":{FAR}.0}}"#)),
+        ),
+        (
+            "exp_exponent",
+            "bad_claim",
+            rs_raw(&format!(r#"{{"iss":"{ISS}","aud":"{AUD}","exp":4.1e9}}"#)),
+        ),
         ("exp_null", "bad_claim", rs(with(c(), json!({"exp": null})))),
-        ("exp_overflow", "bad_claim", rs_raw(&format!(r#"{{"iss":"{ISS}","aud":"{AUD}","exp":99999999999999999999}}"#))),
-        ("sub_lone_surrogate", "malformed", rs_raw(&format!(r#"{{"iss":"{ISS}","aud":"{AUD}","exp":{FAR},"sub":"\ud800"}}"#))),
-        ("duplicate_claim_exp", "malformed", rs_raw(&format!(r#"{{"iss":"{ISS}","aud":"{AUD}","exp":{FAR},"exp":{FAR}}}"#))),
-        ("duplicate_claim_iss_escaped_name", "malformed", rs_raw(&format!(r#"{{"iss":"{ISS}","aud":"{AUD}","exp":{FAR},"i\u0073s":"https://evil.example.test"}}"#))),
-        ("duplicate_header_alg", "malformed", raw_token(br#"{"alg":"RS256","kid":"rsa-2048","typ":"at+jwt","alg":"RS256"}"#, c().to_string().as_bytes(), "rsa-2048", "RS256")),
-        ("duplicate_header_kid", "malformed", raw_token(br#"{"alg":"RS256","kid":"rsa-4096","typ":"at+jwt","kid":"rsa-2048"}"#, c().to_string().as_bytes(), "rsa-2048", "RS256")),
-        ("crit_unknown", "crit_unsupported", tok(&json!({"alg": "RS256", "kid": "rsa-2048", "typ": "at+jwt", "crit": ["urn:example:ext"], "urn:example:ext": 1}), &c(), "rsa-2048", "RS256")),
+        (
+            "exp_overflow",
+            "bad_claim",
+            rs_raw(&format!(
+                r#"{{"iss":"{ISS}","aud":"{AUD}","exp":99999999999999999999}}"#
+            )),
+        ),
+        (
+            "sub_lone_surrogate",
+            "malformed",
+            rs_raw(&format!(
+                r#"{{"iss":"{ISS}","aud":"{AUD}","exp":{FAR},"sub":"\ud800"}}"#
+            )),
+        ),
+        (
+            "duplicate_claim_exp",
+            "malformed",
+            rs_raw(&format!(
+                r#"{{"iss":"{ISS}","aud":"{AUD}","exp":{FAR},"exp":{FAR}}}"#
+            )),
+        ),
+        (
+            "duplicate_claim_iss_escaped_name",
+            "malformed",
+            rs_raw(&format!(
+                r#"{{"iss":"{ISS}","aud":"{AUD}","exp":{FAR},"i\u0073s":"https://evil.example.test"}}"#
+            )),
+        ),
+        (
+            "duplicate_header_alg",
+            "malformed",
+            raw_token(
+                br#"{"alg":"RS256","kid":"rsa-2048","typ":"at+jwt","alg":"RS256"}"#,
+                c().to_string().as_bytes(),
+                "rsa-2048",
+                "RS256",
+            ),
+        ),
+        (
+            "duplicate_header_kid",
+            "malformed",
+            raw_token(
+                br#"{"alg":"RS256","kid":"rsa-4096","typ":"at+jwt","kid":"rsa-2048"}"#,
+                c().to_string().as_bytes(),
+                "rsa-2048",
+                "RS256",
+            ),
+        ),
+        (
+            "crit_unknown",
+            "crit_unsupported",
+            tok(
+                &json!({"alg": "RS256", "kid": "rsa-2048", "typ": "at+jwt", "crit": ["urn:example:ext"], "urn:example:ext": 1}),
+                &c(),
+                "rsa-2048",
+                "RS256",
+            ),
+        ),
         ("non_utf8_payload", "malformed", {
             let mut p = c().to_string().into_bytes();
             let i = p.windows(6).position(|w| w == b"user-1").unwrap();
             p[i + 4] = 0xFF;
-            raw_token(h("RS256", "rsa-2048").to_string().as_bytes(), &p, "rsa-2048", "RS256")
+            raw_token(
+                h("RS256", "rsa-2048").to_string().as_bytes(),
+                &p,
+                "rsa-2048",
+                "RS256",
+            )
         }),
-        ("header_not_object", "malformed", raw_token(br#""RS256""#, c().to_string().as_bytes(), "rsa-2048", "RS256")),
-        ("payload_array", "malformed", raw_token(h("RS256", "rsa-2048").to_string().as_bytes(), br#"[{"iss":"x"}]"#, "rsa-2048", "RS256")),
-        ("payload_trailing_garbage", "malformed", rs_raw(&format!("{}x", c()))),
-        ("deeply_nested_unknown_member", "malformed", rs_raw(&format!(r#"{{"x":{}{},"exp":{FAR}}}"#, "[".repeat(40), "]".repeat(40)))),
+        (
+            "header_not_object",
+            "malformed",
+            raw_token(
+                br#""RS256""#,
+                c().to_string().as_bytes(),
+                "rsa-2048",
+                "RS256",
+            ),
+        ),
+        (
+            "payload_array",
+            "malformed",
+            raw_token(
+                h("RS256", "rsa-2048").to_string().as_bytes(),
+                br#"[{"iss":"x"}]"#,
+                "rsa-2048",
+                "RS256",
+            ),
+        ),
+        (
+            "payload_trailing_garbage",
+            "malformed",
+            rs_raw(&format!("{}x", c())),
+        ),
+        (
+            "deeply_nested_unknown_member",
+            "malformed",
+            rs_raw(&format!(
+                r#"{{"x":{}{},"exp":{FAR}}}"#,
+                "[".repeat(40),
+                "]".repeat(40)
+            )),
+        ),
         // Structure and encoding.
         ("empty_token", "malformed", String::new()),
         ("two_segments", "malformed", segs(&ok)[..2].join(".")),
-        ("four_segments", "malformed", format!("{ok}.{}", segs(&ok)[2])),
-        ("empty_signature", "malformed", format!("{}.{}.", segs(&ok)[0], segs(&ok)[1])),
+        (
+            "four_segments",
+            "malformed",
+            format!("{ok}.{}", segs(&ok)[2]),
+        ),
+        (
+            "empty_signature",
+            "malformed",
+            format!("{}.{}.", segs(&ok)[0], segs(&ok)[1]),
+        ),
         ("padded_signature", "malformed", format!("{ok}==")),
         ("padded_payload", "malformed", {
             let s = segs(&ok);
@@ -289,9 +689,18 @@ fn corpus_cases() -> Vec<(&'static str, &'static str, String)> {
         }),
         ("standard_alphabet_in_payload", "malformed", {
             let s = segs(&ok);
-            format!("{}.{}.{}", s[0], s[1].replacen(|ch: char| ch.is_ascii_lowercase(), "+", 1), s[2])
+            format!(
+                "{}.{}.{}",
+                s[0],
+                s[1].replacen(|ch: char| ch.is_ascii_lowercase(), "+", 1),
+                s[2]
+            )
         }),
-        ("token_20_kib", "too_large", rs(with(c(), json!({"pad": "A".repeat(20 * 1024)})))),
+        (
+            "token_20_kib",
+            "too_large",
+            rs(with(c(), json!({"pad": "A".repeat(20 * 1024)}))),
+        ),
         ("truncated_signature", "bad_signature", {
             let s = segs(&ok);
             let mut sig = b64::decode(s[2].as_bytes()).unwrap();
@@ -306,11 +715,21 @@ fn corpus_cases() -> Vec<(&'static str, &'static str, String)> {
         }),
         ("header_alg_swapped_after_signing", "bad_signature", {
             let s = segs(&ok);
-            format!("{}.{}.{}", enc(h("RS384", "rsa-2048").to_string().as_bytes()), s[1], s[2])
+            format!(
+                "{}.{}.{}",
+                enc(h("RS384", "rsa-2048").to_string().as_bytes()),
+                s[1],
+                s[2]
+            )
         }),
         ("header_alg_swapped_to_ps256", "bad_signature", {
             let s = segs(&ok);
-            format!("{}.{}.{}", enc(h("PS256", "rsa-2048").to_string().as_bytes()), s[1], s[2])
+            format!(
+                "{}.{}.{}",
+                enc(h("PS256", "rsa-2048").to_string().as_bytes()),
+                s[1],
+                s[2]
+            )
         }),
         ("payload_swapped_after_signing", "bad_signature", {
             let s = segs(&ok);
@@ -320,7 +739,11 @@ fn corpus_cases() -> Vec<(&'static str, &'static str, String)> {
         ("eddsa_signature_on_es256_header", "bad_signature", {
             let e = tok(&h("EdDSA", "ed-25519"), &c(), "ed-25519", "EdDSA");
             let s = segs(&e);
-            let input = format!("{}.{}", enc(h("ES256", "ec-p256").to_string().as_bytes()), s[1]);
+            let input = format!(
+                "{}.{}",
+                enc(h("ES256", "ec-p256").to_string().as_bytes()),
+                s[1]
+            );
             format!("{input}.{}", s[2])
         }),
     ];
@@ -334,8 +757,11 @@ fn corpus_cases() -> Vec<(&'static str, &'static str, String)> {
 #[ignore = "writes tests/data/jwt; run by hand after changing keys or cases"]
 fn regenerate_corpus() {
     let dir = data_dir();
-    std::fs::write(dir.join("jwks.json"), serde_json::to_string_pretty(&jwks_doc()).unwrap() + "\n")
-        .unwrap();
+    std::fs::write(
+        dir.join("jwks.json"),
+        serde_json::to_string_pretty(&jwks_doc()).unwrap() + "\n",
+    )
+    .unwrap();
     let mut out = String::from(
         "# name\texpected (ok or AuthReject::as_str)\ttoken — generated by \
          mcp_auth::tests::regenerate_corpus; check with now = 1900000000\n",
@@ -379,12 +805,15 @@ fn corpus_outcomes() {
     // Twice: the second pass answers the `ok` tokens from the cache.
     for pass in 0..2 {
         for (name, expected, token) in &corpus {
-            let got = match check_token(token.as_bytes(), &keys, &v, &mut scratch, &mut cache, NOW) {
+            let got = match check_token(token.as_bytes(), &keys, &v, &mut scratch, &mut cache, NOW)
+            {
                 Ok(_) => "ok",
                 Err(r) => r.as_str(),
             };
             if got != expected {
-                failures.push(format!("pass {pass}: {name}: expected {expected}, got {got}"));
+                failures.push(format!(
+                    "pass {pass}: {name}: expected {expected}, got {got}"
+                ));
             }
         }
     }
@@ -403,7 +832,10 @@ fn corpus_names_and_codes_are_valid() {
     names.dedup();
     assert_eq!(names.len(), corpus.len(), "duplicate case names");
     for (name, expected, _) in &corpus {
-        assert!(expected == "ok" || codes.contains(&expected.as_str()), "{name}: {expected}");
+        assert!(
+            expected == "ok" || codes.contains(&expected.as_str()),
+            "{name}: {expected}"
+        );
     }
 }
 
@@ -443,9 +875,25 @@ fn check_token_scp_array_and_escapes() {
     let mut scratch = Scratch::new();
     let mut cache = TokenCache::new(10);
     let get = |n: &str| corpus.iter().find(|c| c.0 == n).unwrap().2.clone();
-    let p = check_token(get("scp_array_ok").as_bytes(), &keys, &v, &mut scratch, &mut cache, NOW).unwrap();
+    let p = check_token(
+        get("scp_array_ok").as_bytes(),
+        &keys,
+        &v,
+        &mut scratch,
+        &mut cache,
+        NOW,
+    )
+    .unwrap();
     assert_eq!(p.scopes, "tools:read tools:call");
-    let p = check_token(get("escaped_strings_ok").as_bytes(), &keys, &v, &mut scratch, &mut cache, NOW).unwrap();
+    let p = check_token(
+        get("escaped_strings_ok").as_bytes(),
+        &keys,
+        &v,
+        &mut scratch,
+        &mut cache,
+        NOW,
+    )
+    .unwrap();
     assert_eq!(p.sub.as_deref(), Some("user-\"1\""));
     assert_eq!(p.scopes, "a/b");
 }
@@ -454,13 +902,23 @@ fn check_token_scp_array_and_escapes() {
 fn check_token_too_large_before_anything() {
     let keys = load_keys();
     let big = vec![b'a'; MAX_TOKEN_LEN + 1];
-    let r = check_token(&big, &keys, &corpus_validation(), &mut Scratch::new(), &mut TokenCache::new(1), NOW);
+    let r = check_token(
+        &big,
+        &keys,
+        &corpus_validation(),
+        &mut Scratch::new(),
+        &mut TokenCache::new(1),
+        NOW,
+    );
     assert_eq!(r, Err(AuthReject::TooLarge));
 }
 
 #[test]
 fn bearer_extraction() {
-    assert_eq!(bearer_token(b"Bearer abc.def.ghi"), Some(&b"abc.def.ghi"[..]));
+    assert_eq!(
+        bearer_token(b"Bearer abc.def.ghi"),
+        Some(&b"abc.def.ghi"[..])
+    );
     assert_eq!(bearer_token(b"bEaReR   abc"), Some(&b"abc"[..]));
     assert_eq!(bearer_token(b"Bearer abc== \t"), Some(&b"abc=="[..]));
     assert_eq!(bearer_token(b"Bearer a-._~+/9"), Some(&b"a-._~+/9"[..]));
@@ -483,7 +941,10 @@ fn reject_codes_are_distinct_and_generic() {
     codes.dedup();
     assert_eq!(codes.len(), AuthReject::ALL.len());
     for r in AuthReject::ALL {
-        assert!(r.as_str().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+        assert!(r
+            .as_str()
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'_'));
         assert!(!r.description().is_empty());
         assert_eq!(r.to_string(), r.as_str());
     }

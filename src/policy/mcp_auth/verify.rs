@@ -84,7 +84,9 @@ impl Alg {
 
     /// Exact, case-sensitive match on the JWS name; `none`, `HS*` and anything else → `None`.
     pub fn from_name(name: &[u8]) -> Option<Alg> {
-        ALGS.iter().find(|s| s.name.as_bytes() == name).map(|s| s.alg)
+        ALGS.iter()
+            .find(|s| s.name.as_bytes() == name)
+            .map(|s| s.alg)
     }
 
     pub(crate) fn family(self) -> Family {
