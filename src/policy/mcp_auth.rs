@@ -139,10 +139,14 @@ pub fn fuzz_jwt(data: &[u8]) {
     let mut buf = data.to_vec();
     let accepted = scan_claims_json(&mut buf, &mut scratch).is_ok();
     if accepted && std::str::from_utf8(data).is_ok() {
-        assert!(
-            serde_json::from_slice::<serde::de::IgnoredAny>(data).is_ok(),
-            "scanner accepted JSON that serde_json rejects"
-        );
+        // serde_json refuses floats beyond f64 (`1e999`); RFC 8259 allows them, and so do we
+        // in members we skip.
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(data) {
+            assert!(
+                e.to_string().contains("number out of range"),
+                "scanner accepted JSON that serde_json rejects: {e}"
+            );
+        }
         assert!(
             std::str::from_utf8(&buf).is_ok(),
             "in-place unescape broke UTF-8"
