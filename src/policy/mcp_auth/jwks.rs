@@ -284,7 +284,7 @@ fn rsa_der(n: &[u8], e: &[u8]) -> Result<Vec<u8>, Why> {
         return Err("RSA exponent is out of range");
     }
     let ev = e.iter().fold(0u64, |v, &b| (v << 8) | u64::from(b));
-    if ev < 3 || ev >= 1 << 33 || ev & 1 == 0 {
+    if !(3..1 << 33).contains(&ev) || ev & 1 == 0 {
         return Err("RSA exponent is out of range");
     }
     let mut body = Vec::with_capacity(n.len() + e.len() + 16);

@@ -93,7 +93,7 @@ impl Alg {
         self.spec().family
     }
 
-    /// A bit for [`AlgSet`](super::jwks) masks.
+    /// This algorithm's bit in a key's allowed-algorithm mask.
     pub(crate) const fn bit(self) -> u16 {
         1 << self as u16
     }
