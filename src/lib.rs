@@ -17,6 +17,7 @@ pub mod admin;
 pub mod config;
 pub mod http;
 pub mod policy;
+pub mod relay;
 pub mod routing;
 pub mod runtime;
 pub mod snapshot;

@@ -139,6 +139,8 @@ pub struct Settings {
     pub limits: Limits,
     pub upstream: UpstreamSettings,
     pub log: LogSettings,
+    /// Idle MCP sessions end after this long (`config.mcp.sessionTtl`).
+    pub mcp_session_ttl: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,7 +185,8 @@ impl Default for Settings {
             readiness_addr: SocketAddr::from(([0, 0, 0, 0], 15021)),
             termination_deadline: Duration::from_secs(5),
             limits: Limits {
-                max_body: 2 * 1024 * 1024,
+                // MCP messages may be up to 16 MiB (`config.listener.maxBufferSize` overrides).
+                max_body: 16 * 1024 * 1024,
                 header_timeout: Duration::from_secs(10),
                 idle_timeout: Duration::from_secs(600),
                 tls_handshake_timeout: Duration::from_secs(15),
@@ -197,6 +200,7 @@ impl Default for Settings {
                 json: false,
                 filter: None,
             },
+            mcp_session_ttl: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -310,10 +314,8 @@ pub enum Backend {
     /// No backend: only policies that answer locally (direct response, redirect) make sense.
     None,
     Hosts(Vec<HostTarget>),
-    /// An `mcp` backend: validated now, relayed by the MCP relay (not in this build).
-    Mcp {
-        targets: usize,
-    },
+    /// An `mcp` backend: MCP streamable HTTP relayed to stdio, streamable-HTTP or SSE servers.
+    Mcp(Arc<McpRoute>),
 }
 
 #[derive(Debug, Clone)]
@@ -329,4 +331,42 @@ pub enum HostAddr {
     Resolved(SocketAddr),
     /// A host name, resolved when a connection is opened.
     Name(String, u16),
+}
+
+/// An `mcp` backend, compiled.
+#[derive(Debug)]
+pub struct McpRoute {
+    /// The route name, for logs.
+    pub name: Arc<str>,
+    pub targets: Vec<McpTarget>,
+    /// `statefulMode: stateful` (default): sessions with `Mcp-Session-Id`.
+    pub stateful: bool,
+    /// Tool and prompt names are `<target>_<name>` (`prefixMode: always`, or several targets).
+    pub prefix: bool,
+    /// Idle sessions end after this long (`config.mcp.sessionTtl`, default 30 min).
+    pub session_ttl: Duration,
+    /// Origins allowed besides the request's own host (from the route's CORS `allowOrigins`).
+    pub allowed_origins: Vec<String>,
+    /// Keep the client's `Authorization` for HTTP targets (`backendAuth: passthrough`).
+    pub passthrough_auth: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct McpTarget {
+    pub name: String,
+    pub kind: McpTargetKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum McpTargetKind {
+    /// One child process per session.
+    Stdio {
+        cmd: String,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+    },
+    /// A streamable-HTTP MCP server.
+    Http { target: HostTarget, path: String, https: bool },
+    /// A 2024-11-05 HTTP+SSE MCP server.
+    Sse { target: HostTarget, path: String, https: bool },
 }

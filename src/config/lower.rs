@@ -22,7 +22,8 @@ use crate::routing::{
 };
 use crate::snapshot::{
     AuthorityRewrite, Backend, Bind, HostAddr, HostTarget, Listener, LogSettings, Policies,
-    Redirect, Rewrite, Route, Settings, Snapshot, Source, Timeouts, WorkerThreads,
+    McpRoute, McpTarget, McpTargetKind, Redirect, Rewrite, Route, Settings, Snapshot, Source,
+    Timeouts, WorkerThreads,
 };
 
 /// Lowers a validated config. `base_dir` resolves relative file paths (TLS certificates).
@@ -55,7 +56,15 @@ pub fn lower(cfg: &model::LocalConfig, base_dir: Option<&Path>) -> Result<Snapsh
             let mut extras = AuthExtras::default();
             for (ri, r) in l.routes.iter().flatten().enumerate() {
                 let rpath = format!("{lpath}.routes[{ri}]");
-                if let Some(spec) = lower_route(r, ri, &rpath, base_dir, &mut errs, &mut extras) {
+                if let Some(spec) = lower_route(
+                    r,
+                    ri,
+                    &rpath,
+                    base_dir,
+                    settings.mcp_session_ttl,
+                    &mut errs,
+                    &mut extras,
+                ) {
                     specs.push(spec);
                 }
             }
@@ -195,6 +204,11 @@ fn lower_settings(cfg: Option<&model::Config>, errs: &mut Vec<ConfigError>) -> S
                 s.upstream.pool_max_idle = n as usize;
             }
         }
+        if let Some(m) = &c.mcp {
+            if let Some(d) = dur(&m.session_ttl, "config.mcp.sessionTtl", errs) {
+                s.mcp_session_ttl = d;
+            }
+        }
         if let Some(l) = &c.logging {
             let level = match &l.level {
                 Some(model::StringOrList::One(v)) => Some(v.clone()),
@@ -225,6 +239,7 @@ fn lower_route(
     idx: usize,
     path: &str,
     base_dir: Option<&Path>,
+    mcp_ttl: Duration,
     errs: &mut Vec<ConfigError>,
     extras: &mut AuthExtras,
 ) -> Option<RouteSpec<Route>> {
@@ -257,7 +272,18 @@ fn lower_route(
         ),
         None => Policies::default(),
     };
-    let backend = lower_backends(&r.backends, &format!("{path}.backends"), errs);
+    let mcp_ctx = McpCtx {
+        route: name.clone(),
+        allowed_origins: r
+            .policies
+            .as_ref()
+            .and_then(|p| p.cors.as_ref())
+            .map(|c| c.allow_origins.clone())
+            .unwrap_or_default(),
+        passthrough: policies.auth_passthrough,
+        session_ttl: mcp_ttl,
+    };
+    let backend = lower_backends(&r.backends, &format!("{path}.backends"), &mcp_ctx, errs);
     if errs.len() > before {
         return None;
     }
@@ -454,7 +480,20 @@ fn lower_policies(
     out
 }
 
-fn lower_backends(backends: &[model::Backend], path: &str, errs: &mut Vec<ConfigError>) -> Backend {
+/// What an `mcp` backend takes from its route and the process settings.
+struct McpCtx {
+    route: Arc<str>,
+    allowed_origins: Vec<String>,
+    passthrough: bool,
+    session_ttl: Duration,
+}
+
+fn lower_backends(
+    backends: &[model::Backend],
+    path: &str,
+    mcp_ctx: &McpCtx,
+    errs: &mut Vec<ConfigError>,
+) -> Backend {
     let mut hosts = Vec::new();
     let mut mcp = None;
     for (i, b) in backends.iter().enumerate() {
@@ -467,7 +506,9 @@ fn lower_backends(backends: &[model::Backend], path: &str, errs: &mut Vec<Config
                 }),
                 Err(e) => errs.push(ConfigError::new(format!("{path}[{i}].host"), e)),
             },
-            Some(model::BackendKind::Mcp(m)) => mcp = Some(m.targets.len()),
+            Some(model::BackendKind::Mcp(m)) => {
+                mcp = lower_mcp(m, &format!("{path}[{i}].mcp"), mcp_ctx, errs)
+            }
             None => errs.push(ConfigError::new(
                 format!("{path}[{i}]"),
                 "a backend needs exactly one kind (host or mcp)",
@@ -477,13 +518,105 @@ fn lower_backends(backends: &[model::Backend], path: &str, errs: &mut Vec<Config
     match (hosts.is_empty(), mcp) {
         (true, None) => Backend::None,
         (false, None) => Backend::Hosts(hosts),
-        (true, Some(targets)) => Backend::Mcp { targets },
+        (true, Some(route)) => Backend::Mcp(route),
         (false, Some(_)) => {
             errs.push(ConfigError::new(
                 path,
                 "a route cannot mix host and mcp backends",
             ));
             Backend::None
+        }
+    }
+}
+
+fn lower_mcp(
+    m: &model::McpBackend,
+    path: &str,
+    c: &McpCtx,
+    errs: &mut Vec<ConfigError>,
+) -> Option<Arc<McpRoute>> {
+    let mut targets = Vec::with_capacity(m.targets.len());
+    for (i, t) in m.targets.iter().enumerate() {
+        let tpath = format!("{path}.targets[{i}]");
+        let kind = match t.kind() {
+            Some(model::McpTargetKind::Stdio(s)) => McpTargetKind::Stdio {
+                cmd: s.cmd.clone(),
+                args: s.args.clone(),
+                env: s.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            },
+            Some(model::McpTargetKind::StreamableHttp(h)) => {
+                let (target, path, https) = mcp_http_target(h, "/mcp", &tpath, errs)?;
+                McpTargetKind::Http { target, path, https }
+            }
+            Some(model::McpTargetKind::Sse(h)) => {
+                let (target, path, https) = mcp_http_target(h, "/sse", &tpath, errs)?;
+                McpTargetKind::Sse { target, path, https }
+            }
+            None => {
+                errs.push(ConfigError::new(tpath, "a target needs exactly one of stdio, mcp, sse"));
+                return None;
+            }
+        };
+        if m.targets.len() > 1 && t.name.contains('_') {
+            errs.push(ConfigError::new(
+                format!("{tpath}.name"),
+                "with several targets, names cannot contain '_' (it separates target and tool names)",
+            ));
+        }
+        targets.push(McpTarget { name: t.name.clone(), kind });
+    }
+    if targets.is_empty() {
+        errs.push(ConfigError::new(format!("{path}.targets"), "an mcp backend needs at least one target"));
+        return None;
+    }
+    let prefix = match m.prefix_mode {
+        Some(model::PrefixMode::Always) => true,
+        Some(model::PrefixMode::Never) => false,
+        _ => targets.len() > 1,
+    };
+    if matches!(m.prefix_mode, Some(model::PrefixMode::Never)) && targets.len() > 1 {
+        errs.push(ConfigError::new(
+            format!("{path}.prefixMode"),
+            "prefixMode never with several targets is not supported by Portcullis",
+        ));
+    }
+    Some(Arc::new(McpRoute {
+        name: c.route.clone(),
+        targets,
+        stateful: !matches!(m.stateful_mode, Some(model::StatefulMode::Stateless)),
+        prefix,
+        session_ttl: c.session_ttl,
+        allowed_origins: c.allowed_origins.clone(),
+        passthrough_auth: c.passthrough,
+    }))
+}
+
+/// agentgateway's rule: `host` + `port` + `path`, or only `host` as a full URL.
+fn mcp_http_target(
+    h: &model::HttpTarget,
+    default_path: &str,
+    path: &str,
+    errs: &mut Vec<ConfigError>,
+) -> Option<(HostTarget, String, bool)> {
+    let host = h.host.as_deref().unwrap_or("");
+    let (https, authority, upath) = match (h.port, &h.path) {
+        (Some(port), p) => (false, format!("{host}:{port}"), p.clone().unwrap_or_else(|| default_path.to_owned())),
+        (None, _) => match crate::runtime::fetch::parse_url(host) {
+            Ok(u) => {
+                let p = if u.path == "/" { default_path.to_owned() } else { u.path.clone() };
+                (u.https, format!("{}:{}", u.host, u.port), p)
+            }
+            Err(e) => {
+                errs.push(ConfigError::new(format!("{path}.host"), e));
+                return None;
+            }
+        },
+    };
+    match parse_host(&authority) {
+        Ok(addr) => Some((HostTarget { authority, addr, weight: 1 }, upath, https)),
+        Err(e) => {
+            errs.push(ConfigError::new(format!("{path}.host"), e));
+            None
         }
     }
 }

@@ -35,6 +35,7 @@ pub use policy::{
 };
 pub use process::{
     BackendConfig, Config, Keepalives, ListenerConfig, LogFormat, Logging, LoggingFields,
+    McpSettings,
 };
 pub use route::{HeaderMatch, Match, PathMatch, PathRegex, QueryMatch, Route, ValueMatch};
 pub use serde_util::{Body, Ignored, StringOrList, Unsupported, WorkerThreads};

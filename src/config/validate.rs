@@ -115,7 +115,6 @@ fn process(e: &mut Errors, c: &Config) {
             ("storage", &c.storage),
             ("spiffe", &c.spiffe),
             ("session", &c.session),
-            ("mcp", &c.mcp),
             ("sensitiveHeaders", &c.sensitive_headers),
         ],
     );

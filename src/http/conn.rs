@@ -162,7 +162,7 @@ enum HeadState {
     Closed,
 }
 
-async fn run<S: ConnIo>(io: &mut S, conn: ConnInfo, ctx: &WorkerCtx, bufs: &mut Bufs) {
+async fn run<S: ConnIo>(io: &mut S, conn: ConnInfo, ctx: &Rc<WorkerCtx>, bufs: &mut Bufs) {
     // After an unknown-kid wait the same head is decided again, once, without waiting.
     let mut may_wait = true;
     loop {
@@ -303,6 +303,26 @@ async fn run<S: ConnIo>(io: &mut S, conn: ConnInfo, ctx: &WorkerCtx, bufs: &mut 
                 }
             }
             Decision::WaitForKeys(_) => unreachable!("handled above"),
+            Decision::Mcp(plan) => {
+                let limit = snap.settings.limits.max_body.min(crate::relay::MAX_MESSAGE as u64);
+                let body = match read_body(io, ctx, bufs, req.body, limit).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        if let Some(e) = e {
+                            let date = ctx.date();
+                            let _ = dispatch::local_error(LocalError::Body(e), None, Some(&plan.response_extra), &date, true, false, &mut bufs.out);
+                            record(ctx, &plan.route.name, e.status(), started, &req.log, conn);
+                        }
+                        return;
+                    }
+                };
+                let subject = principal.as_ref().map(|p| (p.iss.clone(), p.sub.clone().unwrap_or_default()));
+                let (status, reusable) = crate::relay::front::handle(io, ctx, bufs, plan.mcp, plan.head, body, subject, &plan.response_extra).await;
+                record(ctx, &plan.route.name, status, started, &req.log, conn);
+                if !reusable || !req.keep_alive {
+                    return;
+                }
+            }
             Decision::Proxy(plan) => {
                 if bufs.flush(io).await.is_err() {
                     return;
@@ -423,6 +443,51 @@ async fn discard_body<S: ConnIo>(
                 bufs.consume(consumed);
                 if done {
                     return Ok(());
+                }
+                if consumed == 0 || bufs.pending().is_empty() {
+                    read_or_fail(io, bufs, idle).await?;
+                }
+            }
+        }
+    }
+}
+
+/// Reads a whole request body (MCP messages are relayed as units). `Err(Some(e))`: malformed
+/// or over `limit` (answer and close); `Err(None)`: the connection failed.
+async fn read_body<S: ConnIo>(
+    io: &mut S,
+    ctx: &WorkerCtx,
+    bufs: &mut Bufs,
+    body: BodyKind,
+    limit: u64,
+) -> Result<Vec<u8>, Option<H1Error>> {
+    let idle = ctx.snapshot().settings.limits.idle_timeout;
+    let mut out = Vec::new();
+    match body {
+        BodyKind::None => Ok(out),
+        BodyKind::Length(n) if n > limit => Err(Some(H1Error::BodyTooLarge)),
+        BodyKind::Length(mut left) => {
+            out.reserve(left as usize);
+            loop {
+                let take = (bufs.pending().len() as u64).min(left) as usize;
+                out.extend_from_slice(&bufs.pending()[..take]);
+                bufs.consume(take);
+                left -= take as u64;
+                if left == 0 {
+                    return Ok(out);
+                }
+                read_or_fail(io, bufs, idle).await?;
+            }
+        }
+        BodyKind::Chunked => {
+            let mut dec = ChunkedDecoder::new(limit);
+            loop {
+                let chunk = dec.decode(bufs.pending()).map_err(Some)?;
+                out.extend_from_slice(chunk.data);
+                let (consumed, done) = (chunk.consumed, chunk.done);
+                bufs.consume(consumed);
+                if done {
+                    return Ok(out);
                 }
                 if consumed == 0 || bufs.pending().is_empty() {
                     read_or_fail(io, bufs, idle).await?;

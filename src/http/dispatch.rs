@@ -22,7 +22,8 @@ use crate::policy::cors::Cors;
 use crate::policy::headers::HeaderModifier;
 use crate::policy::mcp_auth::Principal;
 use crate::routing::{self, RequestView};
-use crate::snapshot::{Backend, Bind, HostTarget, Route, Snapshot, Timeouts};
+use crate::relay::front::McpHead;
+use crate::snapshot::{Backend, Bind, HostTarget, McpRoute, Route, Snapshot, Timeouts};
 
 /// Facts about the downstream connection that requests on it share.
 #[derive(Debug, Clone, Copy)]
@@ -58,6 +59,17 @@ pub enum Decision<'s> {
     /// The token names a key the worker does not have: wait for the key manager's refetch of
     /// this source, then decide again (nothing was written).
     WaitForKeys(Arc<str>),
+    /// An MCP request for the relay (after authentication).
+    Mcp(McpPlan<'s>),
+}
+
+/// An MCP request, once its head is no longer borrowed.
+pub struct McpPlan<'s> {
+    pub route: &'s Route,
+    pub mcp: &'s Arc<McpRoute>,
+    pub head: McpHead,
+    /// CORS lines for the answer.
+    pub response_extra: Vec<u8>,
 }
 
 /// Everything the proxy needs once the request head is no longer borrowed.
@@ -215,16 +227,14 @@ pub fn decide<'s>(
     }
     let targets = match &route.backend {
         Backend::Hosts(t) if !t.is_empty() => t,
-        Backend::Mcp { .. } => {
-            return local_error(
-                LocalError::BackendNotImplemented,
-                Some(route),
-                Some(&extra),
-                date,
-                close_after,
-                head_only,
-                out,
-            )
+        Backend::Mcp(mcp) => {
+            let keep_auth = p.auth.as_ref().is_none_or(|a| a.passthrough) && mcp.passthrough_auth;
+            return Decision::Mcp(McpPlan {
+                route,
+                mcp,
+                head: McpHead::from_request(head.method, host_raw, headers, keep_auth),
+                response_extra: extra,
+            });
         }
         _ => {
             return local_error(

@@ -134,8 +134,6 @@ pub enum LocalError {
     UpstreamProtocol,
     /// The upstream closed the connection before a complete response head.
     UpstreamClosed,
-    /// The route's backend kind is not served by this build.
-    BackendNotImplemented,
     /// The route carries an authentication policy this build cannot enforce: fail closed.
     AuthNotEnforced,
     /// The route has neither a backend nor a local response.
@@ -150,7 +148,6 @@ impl LocalError {
             Self::RouteNotFound | Self::NoListener => 404,
             Self::UpstreamConnect | Self::UpstreamProtocol | Self::UpstreamClosed => 502,
             Self::UpstreamConnectTimeout | Self::UpstreamTimeout | Self::RequestTimeout => 504,
-            Self::BackendNotImplemented => 501,
             Self::AuthNotEnforced | Self::NoBackend => 503,
         }
     }
@@ -166,9 +163,6 @@ impl LocalError {
             Self::RequestTimeout => "request timeout",
             Self::UpstreamProtocol => "upstream sent an invalid HTTP/1.1 response",
             Self::UpstreamClosed => "upstream closed the connection before responding",
-            Self::BackendNotImplemented => {
-                "this route's mcp backend is not served by this build of portcullis yet"
-            }
             Self::AuthNotEnforced => {
                 "this route requires authentication that this build of portcullis cannot enforce yet; refusing to serve it unauthenticated"
             }

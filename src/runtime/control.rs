@@ -52,17 +52,23 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
     let (wev_tx, wev_rx) = mpsc::channel::<WorkerEvent>();
     let (keys_tx, keys_rx) = mpsc::channel::<KeysMsg>();
     let mut senders: Vec<UnboundedSender<WorkerMsg>> = Vec::with_capacity(n);
-    let mut threads = Vec::with_capacity(n);
-    for id in 0..n {
+    let mut receivers = Vec::with_capacity(n);
+    for _ in 0..n {
         let (tx, rx) = unbounded();
         senders.push(tx);
+        receivers.push(rx);
+    }
+    let peers = Arc::new(senders.clone());
+    let mut threads = Vec::with_capacity(n);
+    for (id, rx) in receivers.into_iter().enumerate() {
+        let peers = peers.clone();
         let snap = snapshot.clone();
         let wev = wev_tx.clone();
         let to_keys = keys_tx.clone();
         let pin = opts.pin_cpus.then_some(id % cpus);
         let t = std::thread::Builder::new()
             .name(format!("portcullis-w{id}"))
-            .spawn(move || run_worker(id, snap, rx, wev, to_keys, pin));
+            .spawn(move || run_worker(id, snap, rx, wev, to_keys, peers, pin));
         match t {
             Ok(t) => threads.push(t),
             Err(e) => {

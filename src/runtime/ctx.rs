@@ -16,7 +16,10 @@ use std::sync::mpsc;
 use crate::admin::metrics::WorkerMetrics;
 use crate::http::auth::AuthState;
 use crate::http::pool::Pool;
+use crate::relay::session::Sessions;
 use crate::runtime::keys::KeysMsg;
+use crate::runtime::worker::WorkerMsg;
+use futures_channel::mpsc::UnboundedSender;
 use crate::snapshot::Snapshot;
 
 // The extra `Rc` layer is deliberate: requests clone the `Rc` (a plain increment on this core)
@@ -30,13 +33,23 @@ pub struct WorkerCtx {
     pub pool: Pool,
     /// Key sets, documents, verified-token caches and waiters for authentication.
     pub auth: RefCell<AuthState>,
+    /// MCP sessions this worker owns.
+    pub sessions: Sessions,
+    /// Every worker's control channel (index = worker id), for handing MCP calls to the owner
+    /// of a session.
+    peers: Arc<Vec<UnboundedSender<WorkerMsg>>>,
     draining: Cell<bool>,
     drain: RefCell<Canceller>,
     rng: Cell<u64>,
 }
 
 impl WorkerCtx {
-    pub fn new(id: usize, snapshot: Arc<Snapshot>, to_keys: Option<mpsc::Sender<KeysMsg>>) -> Self {
+    pub fn new(
+        id: usize,
+        snapshot: Arc<Snapshot>,
+        to_keys: Option<mpsc::Sender<KeysMsg>>,
+        peers: Arc<Vec<UnboundedSender<WorkerMsg>>>,
+    ) -> Self {
         let seed = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -49,6 +62,8 @@ impl WorkerCtx {
             metrics: RefCell::new(WorkerMetrics::default()),
             pool: Pool::default(),
             auth: RefCell::new(AuthState::new(to_keys)),
+            sessions: Sessions::default(),
+            peers,
             draining: Cell::new(false),
             drain: RefCell::new(Canceller::new()),
             rng: Cell::new(seed | 1),
@@ -81,6 +96,11 @@ impl WorkerCtx {
 
     pub fn tick_date(&self) {
         self.date.borrow_mut().refresh();
+    }
+
+    /// The control channel of worker `id`.
+    pub fn peer(&self, id: usize) -> Option<&UnboundedSender<WorkerMsg>> {
+        self.peers.get(id)
     }
 
     pub fn draining(&self) -> bool {

@@ -76,6 +76,7 @@ pub fn run_worker(
     rx: UnboundedReceiver<WorkerMsg>,
     events: mpsc::Sender<WorkerEvent>,
     to_keys: mpsc::Sender<KeysMsg>,
+    peers: Arc<Vec<futures_channel::mpsc::UnboundedSender<WorkerMsg>>>,
     pin_cpu: Option<usize>,
 ) {
     if let Some(cpu) = pin_cpu {
@@ -102,7 +103,7 @@ pub fn run_worker(
             return;
         }
     };
-    rt.block_on(worker_main(id, snap, rx, events, to_keys, driver));
+    rt.block_on(worker_main(id, snap, rx, events, to_keys, peers, driver));
 }
 
 struct ListenerHandle {
@@ -116,9 +117,10 @@ async fn worker_main(
     mut rx: UnboundedReceiver<WorkerMsg>,
     events: mpsc::Sender<WorkerEvent>,
     to_keys: mpsc::Sender<KeysMsg>,
+    peers: Arc<Vec<futures_channel::mpsc::UnboundedSender<WorkerMsg>>>,
     driver: &'static str,
 ) {
-    let ctx = Rc::new(WorkerCtx::new(id, snap.clone(), Some(to_keys)));
+    let ctx = Rc::new(WorkerCtx::new(id, snap.clone(), Some(to_keys), peers));
     let mut listeners: HashMap<u16, ListenerHandle> = HashMap::new();
     let errors = sync_listeners(&ctx, &snap, &mut listeners);
     let _ = events.send(WorkerEvent::Started { id, driver, errors });
@@ -143,6 +145,9 @@ async fn worker_main(
             WorkerMsg::Keys { source, keys } => ctx.auth.borrow_mut().set_keys(source, keys),
             WorkerMsg::KeysChecked { source } => ctx.auth.borrow_mut().wake(&source),
             WorkerMsg::Document { source, doc } => ctx.auth.borrow_mut().set_document(source, doc),
+            WorkerMsg::Mcp(call) => {
+                monoio::spawn(crate::relay::exchange::run(ctx.clone(), call));
+            }
             WorkerMsg::Shutdown { deadline } => {
                 for (_, l) in listeners.drain() {
                     l.stopped.set(true);
@@ -152,6 +157,8 @@ async fn worker_main(
                 while ctx.metrics.borrow().open_connections > 0 && Instant::now() < deadline {
                     monoio::time::sleep(Duration::from_millis(10)).await;
                 }
+                // No MCP server process outlives the proxy.
+                ctx.sessions.close_all().await;
                 let unfinished = ctx.metrics.borrow().open_connections;
                 let _ = events.send(WorkerEvent::Stopped { id, unfinished });
                 return;
@@ -180,6 +187,9 @@ async fn tick(ctx: Rc<WorkerCtx>) {
         if n % 8 == 0 {
             let idle = ctx.snapshot().settings.upstream.pool_idle_timeout;
             ctx.pool.expire(idle);
+        }
+        if n % 20 == 0 && !ctx.sessions.is_empty() {
+            ctx.sessions.expire().await;
         }
     }
 }

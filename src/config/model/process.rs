@@ -8,7 +8,7 @@
 //! `xdsAddress`, `xdsAuthToken`, `namespace`, `gateway`, `trustDomain`, `additionalTrustDomains`,
 //! `skipValidateTrustDomain`, `serviceAccount`, `clusterId`, `network`, `tracing`, `metrics`,
 //! `hbone`, `dns`, `histograms`, `standardAttributes`, `modelCatalog`, `customFunctions`.
-//! Unsupported (rejected): `database`, `storage`, `spiffe`, `session`, `mcp`, `sensitiveHeaders`,
+//! Unsupported (rejected): `database`, `storage`, `spiffe`, `session`, `sensitiveHeaders`,
 //! `logging.database`.
 
 use std::collections::BTreeMap;
@@ -63,7 +63,8 @@ pub struct Config {
     pub storage: Option<Unsupported>,
     pub spiffe: Option<Unsupported>,
     pub session: Option<Unsupported>,
-    pub mcp: Option<Unsupported>,
+    /// MCP process settings (current dialect): `sessionTtl`.
+    pub mcp: Option<McpSettings>,
     pub sensitive_headers: Option<Unsupported>,
 }
 
@@ -135,4 +136,12 @@ pub struct ListenerConfig {
     pub http2_frame_size: Option<u32>,
     pub http2_keepalive_interval: Option<String>,
     pub http2_keepalive_timeout: Option<String>,
+}
+
+/// `config.mcp`: MCP session settings.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct McpSettings {
+    /// Idle MCP sessions end after this long (Go duration; default 30m).
+    pub session_ttl: Option<String>,
 }

@@ -1,0 +1,65 @@
+//! The MCP relay: streamable HTTP toward clients, stdio / streamable-HTTP / SSE toward MCP
+//! servers, with sessions in a shared-nothing runtime.
+//!
+//! Sessions across cores. A session lives on exactly one worker — the one that answered its
+//! `initialize` — and that worker owns its child processes and upstream connections. The session
+//! id names its owner: two hex digits of worker index, then 128 random bits from the OS CSPRNG
+//! (visible ASCII). A request for a session that lands on another worker (SO_REUSEPORT spreads
+//! connections, not sessions) is handed to the owner as a [`McpCall`] over the owner's control
+//! channel; the owner runs it like a local call and streams the answer back as [`ReplyPart`]s
+//! over a channel that the receiving worker copies to its client. Local calls take the same path
+//! through a local channel, so there is one code path and no lock anywhere: the only shared
+//! things are the per-worker channels. A session is bound to the authenticated subject (issuer +
+//! `sub`); another subject presenting the id gets 404, like an unknown id.
+//!
+//! Modules: `front` (HTTP rules of the transport, per request, on the receiving worker),
+//! `session` (the per-worker table, ids, expiry), `exchange` (one call on the owner: routing,
+//! fan-out and merging across targets), `stdio` (child processes), `upstream` (HTTP targets).
+//! Not here: JSON-RPC/SSE/merge parsing (`mcp`, sans-IO) or authentication (`http::auth`).
+
+pub mod exchange;
+pub mod front;
+pub mod session;
+pub mod stdio;
+pub mod upstream;
+
+use futures_channel::mpsc::UnboundedSender;
+
+/// Largest MCP message accepted from a client or a server.
+pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+
+/// The authenticated subject a session is bound to (issuer, subject); `None` on open routes.
+pub type Subject = Option<(String, String)>;
+
+/// One client request for a session, handed to the session's owning worker.
+pub struct McpCall {
+    pub session: String,
+    pub op: CallOp,
+    pub subject: Subject,
+    pub reply: UnboundedSender<ReplyPart>,
+}
+
+pub enum CallOp {
+    /// A POSTed JSON-RPC message (or a batch, in 2025-03-26 sessions).
+    Post(Vec<u8>),
+    /// Open the server-to-client SSE stream, resuming after `Last-Event-ID` if given.
+    Get(Option<String>),
+    Delete,
+}
+
+/// The answer to a call, as it is produced.
+#[derive(Debug)]
+pub enum ReplyPart {
+    /// A whole JSON answer: status, body, and the session id to announce (after initialize).
+    Json { status: u16, body: Vec<u8>, session: Option<String> },
+    /// A status without a JSON-RPC body (202 Accepted, 200 on DELETE).
+    Empty { status: u16 },
+    /// A failure at the HTTP level (400, 404, 405…), with a JSON-RPC error body.
+    Error { status: u16, body: Vec<u8> },
+    /// Switch to `text/event-stream`; events follow.
+    SseStart { session: Option<String> },
+    /// One rendered SSE event (`id:`/`data:` lines and the blank line).
+    Event(Vec<u8>),
+    /// The SSE stream is complete.
+    End,
+}

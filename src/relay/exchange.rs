@@ -1,0 +1,367 @@
+//! One MCP call on the worker that owns the session: routing a message to the right target(s),
+//! merging answers from several targets, and turning target output into JSON or SSE replies.
+//!
+//! A request's answer is JSON when the target's first message is the response, and SSE when
+//! notifications (progress, logging) or server requests come first — each relayed the moment it
+//! arrives. With several targets: `initialize` and the list methods fan out and merge
+//! (`<target>_<name>` prefixes), `tools/call` and `prompts/get` go to the prefixed target,
+//! notifications fan out, and a failing target is reported without failing the others.
+//! Not here: HTTP rules (`front`), process and connection handling (`stdio`, `upstream`).
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender};
+use futures_util::StreamExt;
+
+use crate::mcp::jsonrpc::{self, Kind};
+use crate::mcp::{merge, protocol, sse};
+use crate::relay::session::{self, Session, Target};
+use crate::relay::stdio::TargetMsg;
+use crate::relay::{CallOp, McpCall, ReplyPart, Subject};
+use crate::runtime::ctx::WorkerCtx;
+use crate::snapshot::McpRoute;
+
+fn error(status: u16, id: Option<&str>, code: i64, msg: &str) -> ReplyPart {
+    ReplyPart::Error {
+        status,
+        body: jsonrpc::error_object(id, code, msg, None),
+    }
+}
+
+/// Runs a call for a session this worker owns.
+pub async fn run(ctx: Rc<WorkerCtx>, call: McpCall) {
+    let McpCall { session, op, subject, reply } = call;
+    let Some(s) = ctx.sessions.get(&session) else {
+        let _ = reply.unbounded_send(error(404, None, -32001, "session not found"));
+        return;
+    };
+    // Sessions are bound to their subject: another one sees the same as an unknown id (A14).
+    if s.subject != subject {
+        let _ = reply.unbounded_send(error(404, None, -32001, "session not found"));
+        return;
+    }
+    if s.is_closed() {
+        ctx.sessions.remove(&session);
+        s.close().await;
+        let _ = reply.unbounded_send(error(404, None, -32001, "session not found (it has ended)"));
+        return;
+    }
+    match op {
+        CallOp::Delete => {
+            ctx.sessions.remove(&session);
+            s.close().await;
+            let _ = reply.unbounded_send(ReplyPart::Empty { status: 200 });
+        }
+        CallOp::Get(last) => s.attach_stream(reply, last.and_then(|l| l.trim().parse().ok())),
+        CallOp::Post(body) => {
+            post(&s, body, &reply, None).await;
+            if s.is_closed() {
+                ctx.sessions.remove(&session);
+                s.close().await;
+            }
+        }
+    }
+}
+
+/// `initialize` on a stateful route: a new session owned by this worker.
+pub async fn initialize(
+    ctx: Rc<WorkerCtx>,
+    route: Arc<McpRoute>,
+    body: Vec<u8>,
+    subject: Subject,
+    authorization: Option<String>,
+    reply: UnboundedSender<ReplyPart>,
+) {
+    let id = session::mint_id(ctx.id);
+    let s = match Session::open(id.clone(), &route, subject, authorization) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(route = %route.name, error = %e, "cannot start the MCP session");
+            let env_id = jsonrpc::peek(&body).ok().and_then(|e| e.id.map(str::to_owned));
+            let _ = reply.unbounded_send(error(502, env_id.as_deref(), jsonrpc::INTERNAL_ERROR, "the MCP server could not be started"));
+            return;
+        }
+    };
+    ctx.sessions.insert(s.clone());
+    tracing::info!(mcp.session = %id, route = %route.name, "mcp session started");
+    post(&s, body, &reply, Some(id.clone())).await;
+    if s.is_closed() {
+        ctx.sessions.remove(&id);
+        s.close().await;
+    }
+}
+
+/// A POST on a stateless route: fresh targets for this one message, torn down afterwards.
+pub async fn stateless(route: Arc<McpRoute>, body: Vec<u8>, authorization: Option<String>, reply: UnboundedSender<ReplyPart>) {
+    let s = match Session::open(String::new(), &route, None, authorization) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(route = %route.name, error = %e, "cannot start the MCP server");
+            let _ = reply.unbounded_send(error(502, None, jsonrpc::INTERNAL_ERROR, "the MCP server could not be started"));
+            return;
+        }
+    };
+    let is_init = jsonrpc::peek(&body).ok().and_then(|e| e.method) == Some("initialize");
+    if !is_init {
+        // Each upstream needs its own handshake before the real message (agentgateway does the same).
+        let init = jsonrpc::request(
+            "\"portcullis-init\"",
+            "initialize",
+            Some(br#"{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"portcullis","version":"1"}}"#),
+        );
+        for t in &s.targets {
+            let mut rx = t.request("\"portcullis-init\"", init.clone());
+            while let Some(m) = rx.next().await {
+                if matches!(m, TargetMsg::Final(_) | TargetMsg::Failed(_)) {
+                    break;
+                }
+            }
+            t.send(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_vec()).await;
+        }
+    }
+    post(&s, body, &reply, None).await;
+    s.close().await;
+}
+
+/// One POSTed message (or batch) through a session's targets.
+async fn post(s: &Rc<Session>, body: Vec<u8>, reply: &UnboundedSender<ReplyPart>, new_session: Option<String>) {
+    if jsonrpc::is_batch(&body) {
+        // Batches exist only in 2025-03-26 (T4).
+        if s.version.get() != "2025-03-26" {
+            let _ = reply.unbounded_send(error(400, None, jsonrpc::INVALID_REQUEST, "JSON-RPC batches are not allowed in this protocol version"));
+            return;
+        }
+        return batch(s, body, reply).await;
+    }
+    let env = match jsonrpc::peek(&body) {
+        Ok(e) => e,
+        Err(e) => {
+            let _ = reply.unbounded_send(error(400, None, e.code(), e.message()));
+            return;
+        }
+    };
+    match env.kind {
+        Kind::Notification | Kind::Response => {
+            for t in &s.targets {
+                t.send(body.clone()).await;
+            }
+            let _ = reply.unbounded_send(ReplyPart::Empty { status: 202 });
+        }
+        Kind::Request => {
+            let id = env.id.unwrap_or("null").to_owned();
+            let method = env.method.unwrap_or("").to_owned();
+            if method == "initialize" {
+                let requested = env.protocol_version.unwrap_or("2025-03-26");
+                let v = protocol::negotiate(requested);
+                s.version.set(v);
+                for t in &s.targets {
+                    t.set_version(v);
+                }
+            }
+            let name = env.name.map(str::to_owned);
+            request(s, &id, &method, name.as_deref(), body, reply, new_session).await;
+        }
+    }
+}
+
+async fn batch(s: &Rc<Session>, body: Vec<u8>, reply: &UnboundedSender<ReplyPart>) {
+    let parts: Vec<Vec<u8>> = match jsonrpc::split_batch(&body) {
+        Ok(p) => p.into_iter().map(<[u8]>::to_vec).collect(),
+        Err(e) => {
+            let _ = reply.unbounded_send(error(400, None, e.code(), e.message()));
+            return;
+        }
+    };
+    let mut answers = Vec::new();
+    for p in parts {
+        let (tx, mut rx) = futures_channel::mpsc::unbounded();
+        Box::pin(post(s, p, &tx, None)).await;
+        drop(tx);
+        while let Some(part) = rx.next().await {
+            match part {
+                ReplyPart::Json { body, .. } | ReplyPart::Error { body, .. } => answers.push(body),
+                _ => {}
+            }
+        }
+    }
+    if answers.is_empty() {
+        let _ = reply.unbounded_send(ReplyPart::Empty { status: 202 });
+        return;
+    }
+    let mut out = b"[".to_vec();
+    for (i, a) in answers.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(a);
+    }
+    out.push(b']');
+    let _ = reply.unbounded_send(ReplyPart::Json { status: 200, body: out, session: None });
+}
+
+const LIST_METHODS: [(&str, &str); 4] = [
+    ("tools/list", "tools"),
+    ("prompts/list", "prompts"),
+    ("resources/list", "resources"),
+    ("resources/templates/list", "resourceTemplates"),
+];
+
+async fn request(
+    s: &Rc<Session>,
+    id: &str,
+    method: &str,
+    name: Option<&str>,
+    body: Vec<u8>,
+    reply: &UnboundedSender<ReplyPart>,
+    new_session: Option<String>,
+) {
+    let route = &s.route;
+    if s.targets.len() == 1 && !route.prefix {
+        let rx = s.targets[0].request(id, body);
+        return relay(s, id, rx, reply, new_session).await;
+    }
+    if method == "initialize" {
+        let finals = fan_out(s, id, &body).await;
+        let results: Vec<(&str, Vec<u8>)> = finals.iter().filter_map(|(t, r)| result_of(r).map(|x| (*t, x))).collect();
+        let refs: Vec<(&str, &[u8])> = results.iter().map(|(t, r)| (*t, r.as_slice())).collect();
+        let merged = match merge::merge_initialize(&refs, s.version.get(), "portcullis") {
+            Ok(m) => jsonrpc::result_object(id, &m),
+            Err(e) => jsonrpc::error_object(Some(id), jsonrpc::INTERNAL_ERROR, &e, None),
+        };
+        let _ = reply.unbounded_send(ReplyPart::Json { status: 200, body: merged, session: new_session });
+        return;
+    }
+    if let Some((_, key)) = LIST_METHODS.iter().find(|(m, _)| *m == method) {
+        let finals = fan_out(s, id, &body).await;
+        let mut results = Vec::new();
+        for (t, r) in &finals {
+            match result_of(r) {
+                Some(x) => results.push((*t, x)),
+                None => tracing::warn!(target_name = %t, method, "a target failed the list; it is left out"),
+            }
+        }
+        let refs: Vec<(&str, &[u8])> = results.iter().map(|(t, r)| (*t, r.as_slice())).collect();
+        let merged = match merge::merge_list(key, &refs, route.prefix) {
+            Ok(m) => jsonrpc::result_object(id, &m),
+            Err(e) => jsonrpc::error_object(Some(id), jsonrpc::INTERNAL_ERROR, &e, None),
+        };
+        let _ = reply.unbounded_send(ReplyPart::Json { status: 200, body: merged, session: None });
+        return;
+    }
+    match method {
+        "tools/call" | "prompts/get" => {
+            let names: Vec<&str> = s.targets.iter().map(Target::name).collect();
+            let Some((target, inner)) = name.and_then(|n| merge::split(n, &names)) else {
+                let msg = format!("unknown {}: {}", if method == "tools/call" { "tool" } else { "prompt" }, name.unwrap_or(""));
+                let _ = reply.unbounded_send(ReplyPart::Json {
+                    status: 200,
+                    body: jsonrpc::error_object(Some(id), jsonrpc::INVALID_PARAMS, &msg, None),
+                    session: None,
+                });
+                return;
+            };
+            let t = s.targets.iter().find(|t| t.name() == target).expect("split returns a known target");
+            let body = match merge::rename_param_name(&body, inner) {
+                Ok(b) => b,
+                Err(e) => {
+                    let _ = reply.unbounded_send(error(400, Some(id), jsonrpc::INVALID_PARAMS, &e));
+                    return;
+                }
+            };
+            let rx = t.request(id, body);
+            relay(s, id, rx, reply, None).await
+        }
+        "ping" => {
+            let _ = reply.unbounded_send(ReplyPart::Json { status: 200, body: jsonrpc::result_object(id, b"{}"), session: None });
+        }
+        "logging/setLevel" => {
+            let _ = fan_out(s, id, &body).await;
+            let _ = reply.unbounded_send(ReplyPart::Json { status: 200, body: jsonrpc::result_object(id, b"{}"), session: None });
+        }
+        _ => {
+            let msg = format!("method {method} is not supported when a route has several MCP targets");
+            let _ = reply.unbounded_send(ReplyPart::Json {
+                status: 200,
+                body: jsonrpc::error_object(Some(id), jsonrpc::METHOD_NOT_FOUND, &msg, None),
+                session: None,
+            });
+        }
+    }
+}
+
+/// The `result` member of a JSON-RPC response, if it is one.
+fn result_of(msg: &[u8]) -> Option<Vec<u8>> {
+    let v: serde_json::Value = serde_json::from_slice(msg).ok()?;
+    let r = v.get("result")?;
+    serde_json::to_vec(r).ok()
+}
+
+/// Sends the request to every target; returns each target's final message (or an error object).
+/// Events from any target are relayed at once (the reply becomes SSE).
+async fn fan_out<'s>(s: &'s Rc<Session>, id: &str, body: &[u8]) -> Vec<(&'s str, Vec<u8>)> {
+    let mut rxs: Vec<(&str, UnboundedReceiver<TargetMsg>)> = s.targets.iter().map(|t| (t.name(), t.request(id, body.to_vec()))).collect();
+    let mut out = Vec::with_capacity(rxs.len());
+    for (name, rx) in rxs.iter_mut() {
+        let mut fin = None;
+        while let Some(m) = rx.next().await {
+            match m {
+                TargetMsg::Event(e) => {
+                    // The merged answer is one JSON document; notifications that targets send
+                    // meanwhile go to the session's server-to-client stream.
+                    s.forward_unsolicited(&e);
+                    tracing::debug!(target_name = %name, "notification during fan-out");
+                }
+                TargetMsg::Final(f) => {
+                    fin = Some(f);
+                    break;
+                }
+                TargetMsg::Failed(e) => {
+                    fin = Some(jsonrpc::error_object(Some(id), jsonrpc::INTERNAL_ERROR, &e, None));
+                    break;
+                }
+            }
+        }
+        out.push((*name, fin.unwrap_or_else(|| jsonrpc::error_object(Some(id), jsonrpc::INTERNAL_ERROR, "no answer", None))));
+    }
+    out
+}
+
+/// Relays one target's output for request `id`: JSON if the response comes first, else SSE.
+async fn relay(s: &Rc<Session>, id: &str, mut rx: UnboundedReceiver<TargetMsg>, reply: &UnboundedSender<ReplyPart>, session: Option<String>) {
+    let mut sse_started = false;
+    while let Some(m) = rx.next().await {
+        let (data, last) = match m {
+            TargetMsg::Event(e) => (e, false),
+            TargetMsg::Final(f) => (f, true),
+            TargetMsg::Failed(e) => {
+                tracing::warn!(mcp.session = %s.id, error = %e, "mcp target failed");
+                (jsonrpc::error_object(Some(id), jsonrpc::INTERNAL_ERROR, &e, None), true)
+            }
+        };
+        if last && !sse_started {
+            let _ = reply.unbounded_send(ReplyPart::Json { status: 200, body: data, session });
+            return;
+        }
+        if !sse_started {
+            sse_started = true;
+            let _ = reply.unbounded_send(ReplyPart::SseStart { session: session.clone() });
+        }
+        let mut ev = Vec::with_capacity(data.len() + 32);
+        sse::write_event(&mut ev, Some(&format!("r{}", s.next_event_id())), Some("message"), &data);
+        let _ = reply.unbounded_send(ReplyPart::Event(ev));
+        if last {
+            let _ = reply.unbounded_send(ReplyPart::End);
+            return;
+        }
+    }
+    let err = jsonrpc::error_object(Some(id), jsonrpc::INTERNAL_ERROR, "the MCP server went away without answering", None);
+    if sse_started {
+        let mut ev = Vec::new();
+        sse::write_event(&mut ev, None, Some("message"), &err);
+        let _ = reply.unbounded_send(ReplyPart::Event(ev));
+        let _ = reply.unbounded_send(ReplyPart::End);
+    } else {
+        let _ = reply.unbounded_send(ReplyPart::Json { status: 200, body: err, session });
+    }
+}

@@ -1,0 +1,273 @@
+//! The per-worker session table: minting ids that name their owner, creating a session's
+//! targets (child processes, HTTP clients), the server-to-client event stream with its replay
+//! buffer, idle expiry and teardown.
+//!
+//! Not here: what a message does once it reaches a session (`exchange`).
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
+use futures_util::StreamExt;
+use ring::rand::SecureRandom;
+
+use crate::mcp::sse;
+use crate::relay::stdio::{Proc, TargetMsg};
+use crate::relay::upstream::HttpTarget;
+use crate::relay::{ReplyPart, Subject};
+use crate::snapshot::{McpRoute, McpTargetKind};
+
+/// Events kept for `Last-Event-ID` resumption of the server-to-client stream.
+const BACKLOG: usize = 256;
+
+/// One MCP server behind a session.
+pub enum Target {
+    Stdio(Rc<Proc>),
+    Http(Rc<HttpTarget>),
+}
+
+impl Target {
+    pub fn name(&self) -> &str {
+        match self {
+            Target::Stdio(p) => &p.target,
+            Target::Http(h) => &h.target,
+        }
+    }
+
+    pub fn alive(&self) -> bool {
+        match self {
+            Target::Stdio(p) => p.alive(),
+            Target::Http(h) => h.alive(),
+        }
+    }
+
+    pub fn request(&self, id: &str, msg: Vec<u8>) -> UnboundedReceiver<TargetMsg> {
+        match self {
+            Target::Stdio(p) => p.request(id, msg),
+            Target::Http(h) => h.request(id, msg),
+        }
+    }
+
+    pub async fn send(&self, msg: Vec<u8>) {
+        match self {
+            Target::Stdio(p) => p.send(msg),
+            Target::Http(h) => {
+                if let Err(e) = h.send(msg).await {
+                    tracing::warn!(target_name = %h.target, error = %e, "mcp notification not delivered");
+                }
+            }
+        }
+    }
+
+    pub async fn terminate(&self) {
+        match self {
+            Target::Stdio(p) => p.terminate().await,
+            Target::Http(h) => h.terminate().await,
+        }
+    }
+
+    pub fn set_version(&self, v: &'static str) {
+        if let Target::Http(h) = self {
+            h.version.set(v);
+        }
+    }
+}
+
+pub struct Session {
+    pub id: String,
+    pub route: Arc<McpRoute>,
+    pub subject: Subject,
+    pub version: Cell<&'static str>,
+    pub targets: Vec<Target>,
+    last_used: Cell<Instant>,
+    get_stream: RefCell<Option<UnboundedSender<ReplyPart>>>,
+    backlog: RefCell<VecDeque<(u64, Vec<u8>)>>,
+    next_event: Cell<u64>,
+    closed: Cell<bool>,
+}
+
+impl Session {
+    /// Starts the targets of `route`. The session is not registered anywhere yet.
+    pub fn open(id: String, route: &Arc<McpRoute>, subject: Subject, authorization: Option<String>) -> Result<Rc<Session>, String> {
+        let (tx, rx) = unbounded::<Vec<u8>>();
+        let mut targets = Vec::with_capacity(route.targets.len());
+        for t in &route.targets {
+            let target = match &t.kind {
+                McpTargetKind::Stdio { cmd, args, env } => Target::Stdio(Proc::spawn(&t.name, cmd, args, env, tx.clone())?),
+                McpTargetKind::Http { target, path, https } | McpTargetKind::Sse { target, path, https } => {
+                    Target::Http(HttpTarget::new(&t.name, target, path, *https, authorization.clone()))
+                }
+            };
+            targets.push(target);
+        }
+        let s = Rc::new(Session {
+            id,
+            route: route.clone(),
+            subject,
+            version: Cell::new("2025-06-18"),
+            targets,
+            last_used: Cell::new(Instant::now()),
+            get_stream: RefCell::new(None),
+            backlog: RefCell::new(VecDeque::new()),
+            next_event: Cell::new(1),
+            closed: Cell::new(false),
+        });
+        monoio::spawn(unsolicited_loop(Rc::downgrade(&s), rx));
+        Ok(s)
+    }
+
+    pub fn touch(&self) {
+        self.last_used.set(Instant::now());
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.get() || self.targets.iter().any(|t| !t.alive())
+    }
+
+    /// The next event id on this session's streams.
+    pub fn next_event_id(&self) -> u64 {
+        let n = self.next_event.get();
+        self.next_event.set(n + 1);
+        n
+    }
+
+    /// Attaches the server-to-client stream, replaying kept events after `last_event_id`.
+    pub fn attach_stream(&self, reply: UnboundedSender<ReplyPart>, last_event_id: Option<u64>) {
+        let _ = reply.unbounded_send(ReplyPart::SseStart { session: None });
+        if let Some(after) = last_event_id {
+            for (id, ev) in self.backlog.borrow().iter() {
+                if *id > after {
+                    let _ = reply.unbounded_send(ReplyPart::Event(ev.clone()));
+                }
+            }
+        }
+        // Only one stream carries a message (T9): a new GET replaces the old one.
+        if let Some(old) = self.get_stream.borrow_mut().replace(reply) {
+            let _ = old.unbounded_send(ReplyPart::End);
+        }
+    }
+
+    /// Sends a server-initiated message on the server-to-client stream (kept for replay).
+    pub fn forward_unsolicited(&self, msg: &[u8]) {
+        self.push_unsolicited(msg)
+    }
+
+    fn push_unsolicited(&self, msg: &[u8]) {
+        let id = self.next_event_id();
+        let mut ev = Vec::with_capacity(msg.len() + 32);
+        sse::write_event(&mut ev, Some(&id.to_string()), Some("message"), msg);
+        let mut backlog = self.backlog.borrow_mut();
+        backlog.push_back((id, ev.clone()));
+        if backlog.len() > BACKLOG {
+            backlog.pop_front();
+        }
+        let mut stream = self.get_stream.borrow_mut();
+        if let Some(s) = stream.as_ref() {
+            if s.unbounded_send(ReplyPart::Event(ev)).is_err() {
+                *stream = None;
+            }
+        }
+    }
+
+    pub async fn close(&self) {
+        if self.closed.replace(true) {
+            return;
+        }
+        if let Some(s) = self.get_stream.borrow_mut().take() {
+            let _ = s.unbounded_send(ReplyPart::End);
+        }
+        for t in &self.targets {
+            t.terminate().await;
+        }
+    }
+}
+
+async fn unsolicited_loop(s: Weak<Session>, mut rx: UnboundedReceiver<Vec<u8>>) {
+    while let Some(msg) = rx.next().await {
+        match s.upgrade() {
+            Some(s) => s.push_unsolicited(&msg),
+            None => return,
+        }
+    }
+}
+
+/// Sessions owned by one worker.
+#[derive(Default)]
+pub struct Sessions {
+    map: RefCell<HashMap<String, Rc<Session>>>,
+}
+
+/// `<worker as 2 hex digits><32 hex digits of CSPRNG output>`: 128 random bits, visible ASCII.
+pub fn mint_id(worker: usize) -> String {
+    let mut bytes = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .expect("the OS random source works");
+    let mut s = format!("{:02x}", worker % 256);
+    for b in bytes {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// The worker that owns session `id`, if the id is well formed.
+pub fn owner_of(id: &str) -> Option<usize> {
+    if id.len() != 34 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    usize::from_str_radix(&id[..2], 16).ok()
+}
+
+impl Sessions {
+    pub fn insert(&self, s: Rc<Session>) {
+        self.map.borrow_mut().insert(s.id.clone(), s);
+    }
+
+    /// A live session, touched.
+    pub fn get(&self, id: &str) -> Option<Rc<Session>> {
+        let s = self.map.borrow().get(id).cloned()?;
+        s.touch();
+        Some(s)
+    }
+
+    pub fn remove(&self, id: &str) -> Option<Rc<Session>> {
+        self.map.borrow_mut().remove(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Ends sessions idle for longer than their route's TTL, and those whose targets died.
+    pub async fn expire(&self) {
+        let now = Instant::now();
+        let gone: Vec<Rc<Session>> = {
+            let mut map = self.map.borrow_mut();
+            let ids: Vec<String> = map
+                .iter()
+                .filter(|(_, s)| s.is_closed() || now.duration_since(s.last_used.get()) > s.route.session_ttl)
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.iter().filter_map(|id| map.remove(id)).collect()
+        };
+        for s in gone {
+            tracing::info!(mcp.session = %s.id, route = %s.route.name, "mcp session expired");
+            s.close().await;
+        }
+    }
+
+    /// Ends every session (shutdown).
+    pub async fn close_all(&self) {
+        let all: Vec<Rc<Session>> = self.map.borrow_mut().drain().map(|(_, s)| s).collect();
+        for s in all {
+            s.close().await;
+        }
+    }
+}

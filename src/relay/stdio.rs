@@ -1,0 +1,283 @@
+//! stdio MCP servers: one child process per session, newline-delimited JSON-RPC on its stdin
+//! and stdout, stderr forwarded to the log under the target's name.
+//!
+//! The child's stdio are Unix socket pairs, so the worker's monoio runtime reads and writes them
+//! like any socket (io_uring or epoll) without helper threads. Messages are routed by JSON-RPC
+//! id: the response to a pending request ends it; notifications and server requests go to the
+//! newest pending request (as SSE events) or, when none is pending, to the session's
+//! server-to-client stream. When the child exits, every pending request gets a JSON-RPC error and
+//! the owner ends the session. Termination: close stdin, SIGTERM, SIGKILL after a grace period,
+//! and always reap (no zombies, no leaked descriptors).
+//! Not here: which target a message goes to (`exchange`).
+
+use std::cell::{Cell, RefCell};
+use std::os::fd::OwnedFd;
+use std::process::{Child, Command, Stdio};
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
+use futures_util::StreamExt;
+use monoio::buf::SliceMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::UnixStream;
+
+use crate::mcp::jsonrpc::{self, Kind};
+use crate::relay::MAX_MESSAGE;
+
+/// What a target sends back for one request.
+#[derive(Debug)]
+pub enum TargetMsg {
+    /// A notification or server request that belongs to the request's stream.
+    Event(Vec<u8>),
+    /// The JSON-RPC response: the request is complete.
+    Final(Vec<u8>),
+    /// The target failed before answering.
+    Failed(String),
+}
+
+/// How long a child gets between SIGTERM and SIGKILL.
+const GRACE: Duration = Duration::from_secs(2);
+
+pub struct Proc {
+    pub target: String,
+    child: RefCell<Option<Child>>,
+    to_stdin: UnboundedSender<Vec<u8>>,
+    /// (JSON-RPC id as raw JSON text, sink) of requests waiting for their response.
+    pending: RefCell<Vec<(String, UnboundedSender<TargetMsg>)>>,
+    /// Messages no pending request claims (server-initiated).
+    unsolicited: UnboundedSender<Vec<u8>>,
+    alive: Cell<bool>,
+}
+
+fn pair() -> std::io::Result<(UnixStream, OwnedFd)> {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+    ours.set_nonblocking(true)?;
+    Ok((UnixStream::from_std(ours)?, OwnedFd::from(theirs)))
+}
+
+impl Proc {
+    /// Starts the child. `unsolicited` receives server-initiated messages.
+    pub fn spawn(
+        target: &str,
+        cmd: &str,
+        args: &[String],
+        env: &[(String, String)],
+        unsolicited: UnboundedSender<Vec<u8>>,
+    ) -> Result<Rc<Proc>, String> {
+        let (stdin_ours, stdin_theirs) = pair().map_err(|e| e.to_string())?;
+        let (stdout_ours, stdout_theirs) = pair().map_err(|e| e.to_string())?;
+        let (stderr_ours, stderr_theirs) = pair().map_err(|e| e.to_string())?;
+        let child = Command::new(cmd)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::from(stdin_theirs))
+            .stdout(Stdio::from(stdout_theirs))
+            .stderr(Stdio::from(stderr_theirs))
+            .spawn()
+            .map_err(|e| format!("cannot start {cmd:?} for target {target}: {e}"))?;
+        tracing::info!(target_name = target, pid = child.id(), "mcp stdio server started");
+        let (to_stdin, stdin_rx) = unbounded();
+        let proc = Rc::new(Proc {
+            target: target.to_owned(),
+            child: RefCell::new(Some(child)),
+            to_stdin,
+            pending: RefCell::new(Vec::new()),
+            unsolicited,
+            alive: Cell::new(true),
+        });
+        monoio::spawn(write_loop(stdin_ours, stdin_rx));
+        monoio::spawn(read_loop(Rc::downgrade(&proc), stdout_ours));
+        monoio::spawn(stderr_loop(target.to_owned(), stderr_ours));
+        Ok(proc)
+    }
+
+    pub fn alive(&self) -> bool {
+        self.alive.get()
+    }
+
+    /// Sends a request; its events and response arrive on the returned receiver.
+    pub fn request(&self, id: &str, msg: Vec<u8>) -> UnboundedReceiver<TargetMsg> {
+        let (tx, rx) = unbounded();
+        if !self.alive.get() {
+            let _ = tx.unbounded_send(TargetMsg::Failed(format!("the MCP server {} has exited", self.target)));
+            return rx;
+        }
+        self.pending.borrow_mut().push((id.to_owned(), tx));
+        self.send(msg);
+        rx
+    }
+
+    /// Sends a notification or a response (no answer expected).
+    pub fn send(&self, mut msg: Vec<u8>) {
+        // One message per line: JSON may not contain raw newlines outside strings anyway.
+        msg.retain(|b| *b != b'\n' && *b != b'\r');
+        msg.push(b'\n');
+        let _ = self.to_stdin.unbounded_send(msg);
+    }
+
+    fn dispatch(&self, line: Vec<u8>) {
+        let env = match jsonrpc::peek(&line) {
+            Ok(e) => e,
+            Err(_) => {
+                tracing::warn!(target_name = %self.target, "mcp server wrote a line that is not JSON-RPC; ignored");
+                return;
+            }
+        };
+        match env.kind {
+            Kind::Response => {
+                let id = env.id.unwrap_or("null").to_owned();
+                let mut pending = self.pending.borrow_mut();
+                if let Some(pos) = pending.iter().position(|(p, _)| *p == id) {
+                    let (_, tx) = pending.swap_remove(pos);
+                    let _ = tx.unbounded_send(TargetMsg::Final(line));
+                } else {
+                    tracing::debug!(target_name = %self.target, "response to no pending request; dropped");
+                }
+            }
+            Kind::Notification | Kind::Request => {
+                let pending = self.pending.borrow();
+                match pending.last() {
+                    Some((_, tx)) => {
+                        let _ = tx.unbounded_send(TargetMsg::Event(line));
+                    }
+                    None => {
+                        let _ = self.unsolicited.unbounded_send(line);
+                    }
+                }
+            }
+        }
+    }
+
+    fn fail_all(&self, why: &str) {
+        self.alive.set(false);
+        for (_, tx) in self.pending.borrow_mut().drain(..) {
+            let _ = tx.unbounded_send(TargetMsg::Failed(why.to_owned()));
+        }
+    }
+
+    /// Ends the child: close stdin, SIGTERM, SIGKILL after the grace period; always reaped.
+    pub async fn terminate(&self) {
+        self.alive.set(false);
+        self.to_stdin.close_channel();
+        let Some(mut child) = self.child.borrow_mut().take() else { return };
+        let pid = child.id();
+        if matches!(child.try_wait(), Ok(None)) {
+            if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
+                let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
+            }
+            let mut waited = Duration::ZERO;
+            while matches!(child.try_wait(), Ok(None)) && waited < GRACE {
+                monoio::time::sleep(Duration::from_millis(20)).await;
+                waited += Duration::from_millis(20);
+            }
+            if matches!(child.try_wait(), Ok(None)) {
+                let _ = child.kill();
+            }
+        }
+        // Reap without blocking the worker for long: the child is dead or dying.
+        for _ in 0..250 {
+            if !matches!(child.try_wait(), Ok(None)) {
+                break;
+            }
+            monoio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = child.wait();
+        tracing::info!(target_name = %self.target, pid, "mcp stdio server stopped");
+        self.fail_all("the session ended");
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // Last resort (a panic or a path that skipped terminate): never leave a child behind.
+        if let Some(mut c) = self.child.get_mut().take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+async fn write_loop(mut s: UnixStream, mut rx: UnboundedReceiver<Vec<u8>>) {
+    while let Some(msg) = rx.next().await {
+        let (res, _) = s.write_all(msg).await;
+        if res.is_err() {
+            return;
+        }
+    }
+    // Channel closed: the child sees EOF on stdin.
+    let _ = monoio::io::AsyncWriteRent::shutdown(&mut s).await;
+}
+
+async fn read_lines(s: &mut UnixStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    if buf.capacity() - buf.len() < 8192 {
+        buf.reserve(64 * 1024);
+    }
+    let b = std::mem::take(buf);
+    let (len, cap) = (b.len(), b.capacity());
+    let (res, slice) = s.read(SliceMut::new(b, len, cap)).await;
+    *buf = slice.into_inner();
+    res
+}
+
+async fn read_loop(proc: std::rc::Weak<Proc>, mut s: UnixStream) {
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut skipping = false;
+    loop {
+        let n = read_lines(&mut s, &mut buf).await;
+        let Some(p) = proc.upgrade() else { return };
+        match n {
+            Ok(0) | Err(_) => {
+                tracing::warn!(target_name = %p.target, "mcp stdio server closed its stdout");
+                p.fail_all(&format!("the MCP server {} has exited", p.target));
+                return;
+            }
+            Ok(_) => {}
+        }
+        let mut start = 0;
+        while let Some(nl) = memchr::memchr(b'\n', &buf[start..]) {
+            let line = &buf[start..start + nl];
+            start += nl + 1;
+            if skipping {
+                skipping = false;
+                continue;
+            }
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if !line.iter().all(u8::is_ascii_whitespace) {
+                p.dispatch(line.to_vec());
+            }
+        }
+        buf.drain(..start);
+        if buf.len() > MAX_MESSAGE {
+            // Too large: drop it up to its newline and tell the waiting request.
+            tracing::warn!(target_name = %p.target, limit = MAX_MESSAGE, "mcp server message over the limit; dropped");
+            let tx = p.pending.borrow_mut().pop();
+            if let Some((id, tx)) = tx {
+                let err = jsonrpc::error_object(Some(&id), jsonrpc::INTERNAL_ERROR, "the MCP server's answer is larger than 16 MiB", None);
+                let _ = tx.unbounded_send(TargetMsg::Final(err));
+            }
+            buf.clear();
+            skipping = true;
+        }
+    }
+}
+
+async fn stderr_loop(target: String, mut s: UnixStream) {
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    loop {
+        match read_lines(&mut s, &mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let mut start = 0;
+        while let Some(nl) = memchr::memchr(b'\n', &buf[start..]) {
+            let line = String::from_utf8_lossy(&buf[start..start + nl]);
+            tracing::info!(target: "mcp_stderr", target_name = %target, "{}", line.trim_end());
+            start += nl + 1;
+        }
+        buf.drain(..start);
+        if buf.len() > 64 * 1024 {
+            buf.clear();
+        }
+    }
+}

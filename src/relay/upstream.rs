@@ -1,0 +1,320 @@
+//! Streamable-HTTP MCP servers (and the POST half of legacy SSE servers): one client per session
+//! and target, with its own keep-alive connections, the upstream's own `Mcp-Session-Id`, and SSE
+//! answers parsed event by event so each message is relayed as it arrives.
+//!
+//! The client's token never goes upstream unless the route sets `backendAuth: passthrough`.
+//! An upstream 404 on its session ends ours with a clear error (the client then re-initializes).
+//! Not here: downstream HTTP (`front`), routing between targets (`exchange`).
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use futures_channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
+use monoio::buf::SliceMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+use crate::http::h1::{self, ChunkedDecoder, RespBody};
+use crate::mcp::jsonrpc::{self, Kind};
+use crate::mcp::sse::SseParser;
+use crate::relay::stdio::TargetMsg;
+use crate::relay::MAX_MESSAGE;
+use crate::snapshot::{HostAddr, HostTarget};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<monoio_rustls::ClientTlsStream<TcpStream>>),
+}
+
+impl Conn {
+    async fn write_all(&mut self, data: Vec<u8>) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.write_all(data).await.0.map(|_| ()),
+            Conn::Tls(s) => s.write_all(data).await.0.map(|_| ()),
+        }
+    }
+
+    async fn read_more(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+        if buf.capacity() - buf.len() < 8192 {
+            buf.reserve(32 * 1024);
+        }
+        let b = std::mem::take(buf);
+        let (len, cap) = (b.len(), b.capacity());
+        let (res, slice) = match self {
+            Conn::Plain(s) => s.read(SliceMut::new(b, len, cap)).await,
+            Conn::Tls(s) => s.read(SliceMut::new(b, len, cap)).await,
+        };
+        *buf = slice.into_inner();
+        res
+    }
+}
+
+fn tls() -> monoio_rustls::TlsConnector {
+    static CFG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    let cfg = CFG.get_or_init(|| {
+        let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("ring supports the default TLS versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    });
+    monoio_rustls::TlsConnector::from(cfg.clone())
+}
+
+/// One streamable-HTTP target of one session.
+pub struct HttpTarget {
+    pub target: String,
+    upstream: HostTarget,
+    path: String,
+    https: bool,
+    /// The upstream's own session id, learned from its initialize answer.
+    session: RefCell<Option<String>>,
+    pub version: Cell<&'static str>,
+    idle: RefCell<Vec<Conn>>,
+    authorization: Option<String>,
+    alive: Cell<bool>,
+}
+
+impl HttpTarget {
+    pub fn new(target: &str, upstream: &HostTarget, path: &str, https: bool, authorization: Option<String>) -> Rc<HttpTarget> {
+        Rc::new(HttpTarget {
+            target: target.to_owned(),
+            upstream: upstream.clone(),
+            path: path.to_owned(),
+            https,
+            session: RefCell::new(None),
+            version: Cell::new("2025-06-18"),
+            idle: RefCell::new(Vec::new()),
+            authorization,
+            alive: Cell::new(true),
+        })
+    }
+
+    pub fn alive(&self) -> bool {
+        self.alive.get()
+    }
+
+    async fn connect(&self) -> Result<Conn, String> {
+        if let Some(c) = self.idle.borrow_mut().pop() {
+            return Ok(c);
+        }
+        let addr: SocketAddr = match &self.upstream.addr {
+            HostAddr::Resolved(a) => *a,
+            HostAddr::Name(h, p) => std::net::ToSocketAddrs::to_socket_addrs(&(h.as_str(), *p))
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or_else(|| format!("cannot resolve {h}"))?,
+        };
+        let tcp = match monoio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect_addr(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(format!("connect to {addr}: {e}")),
+            Err(_) => return Err(format!("connect to {addr}: timed out")),
+        };
+        let _ = tcp.set_nodelay(true);
+        if !self.https {
+            return Ok(Conn::Plain(tcp));
+        }
+        let host = self.upstream.authority.rsplit_once(':').map_or(self.upstream.authority.as_str(), |(h, _)| h);
+        let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
+        let s = tls().connect(name, tcp).await.map_err(|e| format!("TLS to {host}: {e}"))?;
+        Ok(Conn::Tls(Box::new(s)))
+    }
+
+    fn head(&self, method: &str, body_len: Option<usize>, extra: &[(&str, &str)]) -> Vec<u8> {
+        let mut h = Vec::with_capacity(512);
+        h.extend_from_slice(method.as_bytes());
+        h.push(b' ');
+        h.extend_from_slice(self.path.as_bytes());
+        h.extend_from_slice(b" HTTP/1.1\r\n");
+        h1::write_header(&mut h, "host", self.upstream.authority.as_bytes());
+        h1::write_header(&mut h, "accept", b"application/json, text/event-stream");
+        h1::write_header(&mut h, "mcp-protocol-version", self.version.get().as_bytes());
+        if let Some(s) = self.session.borrow().as_deref() {
+            h1::write_header(&mut h, "mcp-session-id", s.as_bytes());
+        }
+        if let Some(a) = &self.authorization {
+            h1::write_header(&mut h, "authorization", a.as_bytes());
+        }
+        for (n, v) in extra {
+            h1::write_header(&mut h, n, v.as_bytes());
+        }
+        if let Some(n) = body_len {
+            h1::write_header(&mut h, "content-type", b"application/json");
+            h1::write_header(&mut h, "content-length", n.to_string().as_bytes());
+        }
+        h.extend_from_slice(b"\r\n");
+        h
+    }
+
+    /// POSTs a request; events and the response arrive on the receiver as they come.
+    pub fn request(self: &Rc<Self>, id: &str, msg: Vec<u8>) -> UnboundedReceiver<TargetMsg> {
+        let (tx, rx) = unbounded();
+        let me = self.clone();
+        let id = id.to_owned();
+        monoio::spawn(async move {
+            if let Err(e) = me.post(msg, Some(&id), &tx).await {
+                let _ = tx.unbounded_send(TargetMsg::Failed(e));
+            }
+        });
+        rx
+    }
+
+    /// POSTs a notification or response; the upstream answers 202.
+    pub async fn send(self: &Rc<Self>, msg: Vec<u8>) -> Result<(), String> {
+        let (tx, _rx) = unbounded();
+        self.post(msg, None, &tx).await
+    }
+
+    /// Ends the upstream session (DELETE), best effort.
+    pub async fn terminate(&self) {
+        self.alive.set(false);
+        if self.session.borrow().is_none() {
+            return;
+        }
+        if let Ok(mut c) = self.connect().await {
+            let head = self.head("DELETE", None, &[("content-length", "0")]);
+            if c.write_all(head).await.is_ok() {
+                let mut buf = Vec::new();
+                let _ = monoio::time::timeout(Duration::from_secs(2), c.read_more(&mut buf)).await;
+            }
+        }
+        self.idle.borrow_mut().clear();
+    }
+
+    async fn post(&self, msg: Vec<u8>, id: Option<&str>, tx: &UnboundedSender<TargetMsg>) -> Result<(), String> {
+        let mut conn = self.connect().await?;
+        let mut out = self.head("POST", Some(msg.len()), &[]);
+        out.extend_from_slice(&msg);
+        if conn.write_all(out).await.is_err() {
+            // A pooled connection the upstream closed: one retry on a fresh one.
+            self.idle.borrow_mut().clear();
+            conn = self.connect().await?;
+            let mut out = self.head("POST", Some(msg.len()), &[]);
+            out.extend_from_slice(&msg);
+            conn.write_all(out).await.map_err(|e| format!("send to {}: {e}", self.target))?;
+        }
+        let mut buf = Vec::with_capacity(16 * 1024);
+        let (status, body_kind, sse, head_len, keep_alive) = loop {
+            {
+                let mut headers = [httparse::EMPTY_HEADER; 64];
+                match h1::parse_response(&buf, &mut headers, false) {
+                    Ok(Some((h, hdrs))) => {
+                        if (100..200).contains(&h.status) {
+                            let n = h.head_len;
+                            buf.drain(..n);
+                            continue;
+                        }
+                        if let Some(sid) = h1::find_header(hdrs, "mcp-session-id") {
+                            *self.session.borrow_mut() = Some(String::from_utf8_lossy(sid).into_owned());
+                        }
+                        let sse = h1::find_header(hdrs, "content-type").is_some_and(|c| c.starts_with(b"text/event-stream"));
+                        break (h.status, h.body, sse, h.head_len, h.keep_alive);
+                    }
+                    Ok(None) => {}
+                    Err(_) => return Err(format!("{} sent an invalid HTTP response", self.target)),
+                }
+            }
+            match conn.read_more(&mut buf).await {
+                Ok(0) | Err(_) => return Err(format!("{} closed the connection", self.target)),
+                Ok(_) => {}
+            }
+        };
+        buf.drain(..head_len);
+        if status == 404 && self.session.borrow().is_some() {
+            self.alive.set(false);
+            return Err(format!("the MCP server {} ended its session", self.target));
+        }
+        let mut parser = SseParser::new(MAX_MESSAGE);
+        let mut dec = ChunkedDecoder::new(MAX_MESSAGE as u64 * 4);
+        let mut body = Vec::new();
+        let mut left = match body_kind {
+            RespBody::Length(n) => Some(n as usize),
+            _ => None,
+        };
+        let mut done = matches!(body_kind, RespBody::None) || left == Some(0);
+        loop {
+            // Move what arrived into `body` (de-chunked), then hand complete events on.
+            let mut consumed = 0;
+            match body_kind {
+                RespBody::Chunked => {
+                    while consumed < buf.len() {
+                        let c = dec.decode(&buf[consumed..]).map_err(|e| format!("{}: {e}", self.target))?;
+                        body.extend_from_slice(c.data);
+                        consumed += c.consumed;
+                        if c.done {
+                            done = true;
+                            break;
+                        }
+                        if c.consumed == 0 {
+                            break;
+                        }
+                    }
+                }
+                _ => {
+                    let take = left.map_or(buf.len(), |l| l.min(buf.len()));
+                    body.extend_from_slice(&buf[..take]);
+                    consumed = take;
+                    if let Some(l) = left.as_mut() {
+                        *l -= take;
+                        done = *l == 0;
+                    }
+                }
+            }
+            buf.drain(..consumed);
+            if sse {
+                parser.feed(&body).map_err(|e| format!("{}: {e:?}", self.target))?;
+                body.clear();
+                while let Some(ev) = parser.next_event() {
+                    if ev.data.is_empty() {
+                        continue;
+                    }
+                    let data = ev.data.into_bytes();
+                    match (jsonrpc::peek(&data).map(|e| (e.kind, e.id.map(str::to_owned))), id) {
+                        (Ok((Kind::Response, Some(rid))), Some(want)) if rid == want => {
+                            let _ = tx.unbounded_send(TargetMsg::Final(data));
+                        }
+                        _ => {
+                            let _ = tx.unbounded_send(TargetMsg::Event(data));
+                        }
+                    }
+                }
+            }
+            if done {
+                break;
+            }
+            match conn.read_more(&mut buf).await {
+                Ok(0) if matches!(body_kind, RespBody::UntilClose) => break,
+                Ok(0) | Err(_) => return Err(format!("{} closed the stream early", self.target)),
+                Ok(_) => {}
+            }
+        }
+        if keep_alive && done && buf.is_empty() {
+            self.idle.borrow_mut().push(conn);
+        }
+        if !sse {
+            if !(200..300).contains(&status) {
+                if id.is_some() && !body.is_empty() && jsonrpc::peek(&body).is_ok() {
+                    let _ = tx.unbounded_send(TargetMsg::Final(body));
+                    return Ok(());
+                }
+                return Err(format!("{} answered HTTP {status}", self.target));
+            }
+            if id.is_some() {
+                if body.is_empty() {
+                    return Err(format!("{} answered without a body", self.target));
+                }
+                let _ = tx.unbounded_send(TargetMsg::Final(body));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,357 @@
+//! The MCP relay through the real binary: streamable-HTTP rules, sessions (across workers,
+//! bound to subjects, expiring), stdio process lifecycle, several targets, stateless mode and
+//! streamable-HTTP upstreams.
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::both_drivers;
+use crate::harness::*;
+
+pub fn mini_server() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mini-mcp/stdio_server.py").to_owned()
+}
+
+fn stdio_route(extra_backend: &str, policies: &str) -> String {
+    format!(
+        "{CONFIG_HEAD}  mcp:\n    sessionTtl: {{TTL}}\nbinds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - name: mcp\n      matches: [{{path: {{exact: /mcp}}}}]\n{policies}      backends:\n      - mcp:\n{extra_backend}          targets:\n          - name: mini\n            stdio:\n              cmd: python3\n              args: ['{}']\n",
+        mini_server()
+    )
+}
+
+pub struct Mcp {
+    pub addr: SocketAddr,
+    pub session: Option<String>,
+    pub token: Option<String>,
+    next_id: u64,
+}
+
+pub const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"it","version":"1"}}}"#;
+
+impl Mcp {
+    pub fn new(addr: SocketAddr) -> Mcp {
+        Mcp { addr, session: None, token: None, next_id: 10 }
+    }
+
+    pub fn raw(&self, method: &str, body: &str, extra: &str) -> Response {
+        let session = self.session.as_ref().map(|s| format!("Mcp-Session-Id: {s}\r\n")).unwrap_or_default();
+        let auth = self.token.as_ref().map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        let req = format!(
+            "{method} /mcp HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAccept: application/json, text/event-stream\r\nContent-Type: application/json\r\nMCP-Protocol-Version: 2025-06-18\r\n{session}{auth}{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.addr.port(),
+            body.len()
+        );
+        request(self.addr, req.as_bytes())
+    }
+
+    pub fn initialize(&mut self) -> Response {
+        let r = self.raw("POST", INIT, "");
+        if let Some(s) = r.header("mcp-session-id") {
+            self.session = Some(s.to_owned());
+        }
+        if r.status == 200 {
+            let n = self.raw("POST", r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#, "");
+            assert_eq!(n.status, 202, "{}", n.text());
+        }
+        r
+    }
+
+    /// A request; returns the JSON-RPC messages of the answer (one for JSON, all events for SSE).
+    pub fn call(&mut self, method: &str, params: &str) -> (Response, Vec<serde_json::Value>) {
+        self.next_id += 1;
+        let body = format!(r#"{{"jsonrpc":"2.0","id":{},"method":"{method}","params":{params}}}"#, self.next_id);
+        let r = self.raw("POST", &body, "");
+        let msgs = messages(&r);
+        (r, msgs)
+    }
+
+    pub fn tool(&mut self, name: &str, args: &str) -> serde_json::Value {
+        let (r, msgs) = self.call("tools/call", &format!(r#"{{"name":"{name}","arguments":{args}}}"#));
+        assert_eq!(r.status, 200, "{}", r.text());
+        msgs.last().cloned().unwrap_or_default()
+    }
+}
+
+/// JSON-RPC messages in a JSON or SSE answer.
+pub fn messages(r: &Response) -> Vec<serde_json::Value> {
+    if r.header("content-type").is_some_and(|c| c.starts_with("text/event-stream")) {
+        r.text()
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str(d.trim()).ok())
+            .collect()
+    } else {
+        serde_json::from_slice(&r.body).map(|v| vec![v]).unwrap_or_default()
+    }
+}
+
+fn text_of(v: &serde_json::Value) -> String {
+    v["result"]["content"][0]["text"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Child processes of `pid` (all threads), from /proc.
+pub fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            if let Ok(c) = std::fs::read_to_string(t.path().join("children")) {
+                out.extend(c.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            }
+        }
+    }
+    out
+}
+
+fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+both_drivers!(stdio_session_lifecycle, |d| {
+    let p = Proxy::start_with(&stdio_route("", ""), d, &[("TTL", "30m".into())], &[]);
+    let mut c = Mcp::new(p.addr());
+    let r = c.initialize();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sid = c.session.clone().expect("Mcp-Session-Id on the initialize answer");
+    assert!(sid.len() >= 32 && sid.bytes().all(|b| (0x21..=0x7e).contains(&b)), "{sid}");
+    let init = &messages(&r)[0];
+    assert_eq!(init["result"]["serverInfo"]["name"], "mini");
+    assert_eq!(init["id"], 1);
+
+    let (_, list) = c.call("tools/list", "{}");
+    let names: Vec<&str> = list[0]["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"echo") && names.contains(&"slow"), "{names:?}");
+    assert_eq!(text_of(&c.tool("echo", r#"{"message":"hi"}"#)), "mini echo: hi");
+
+    // Every worker serves the session: new connections spread across workers.
+    let pid1 = text_of(&c.tool("whoami", "{}"));
+    for _ in 0..8 {
+        assert_eq!(text_of(&c.tool("whoami", "{}")), pid1, "one process per session, whichever worker answers");
+    }
+    assert_eq!(children(p.pid()).len(), 1);
+
+    // A second session gets its own process.
+    let mut c2 = Mcp::new(p.addr());
+    c2.initialize();
+    assert_ne!(text_of(&c2.tool("whoami", "{}")), pid1);
+    assert_eq!(children(p.pid()).len(), 2);
+
+    // DELETE ends the session and its process; the id is then unknown.
+    assert_eq!(c2.raw("DELETE", "", "").status, 200);
+    assert_eq!(c2.call("tools/list", "{}").0.status, 404);
+    wait_until(10, "the child to be reaped", || children(p.pid()).len() == 1);
+});
+
+both_drivers!(transport_rules, |d| {
+    let p = Proxy::start_with(&stdio_route("", ""), d, &[("TTL", "30m".into())], &[]);
+    let mut c = Mcp::new(p.addr());
+    c.initialize();
+    let list = r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#;
+    let send = |extra: &str, accept: &str, ctype: &str, session: Option<&str>| {
+        let s = session.map(|s| format!("Mcp-Session-Id: {s}\r\n")).unwrap_or_default();
+        request(
+            p.addr(),
+            format!("POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAccept: {accept}\r\nContent-Type: {ctype}\r\n{s}{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{list}", p.port, list.len()).as_bytes(),
+        )
+    };
+    let sid = c.session.clone();
+    let sid = sid.as_deref();
+    assert_eq!(send("", "application/json", "application/json", sid).status, 406);
+    assert_eq!(send("", "application/json, text/event-stream", "text/plain", sid).status, 415);
+    assert_eq!(send("", "application/json, text/event-stream", "application/json", None).status, 400, "no session id");
+    assert_eq!(send("", "application/json, text/event-stream", "application/json", Some("00ffffffffffffffffffffffffffffffff")).status, 404);
+    let r = send("MCP-Protocol-Version: 1999-01-01\r\n", "application/json, text/event-stream", "application/json", sid);
+    assert_eq!(r.status, 400);
+    let r = send("MCP-Protocol-Version: 2026-07-28\r\n", "application/json, text/event-stream", "application/json", sid);
+    assert_eq!(r.status, 400);
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["error"]["code"], -32022, "{v}");
+    assert!(v["error"]["data"]["supported"].as_array().unwrap().iter().any(|s| s == "2025-11-25"));
+    let r = send("Origin: http://evil.example\r\n", "application/json, text/event-stream", "application/json", sid);
+    assert_eq!(r.status, 403, "foreign origins are refused");
+    let ok = send(&format!("Origin: http://127.0.0.1:{}\r\n", p.port), "application/json, text/event-stream", "application/json", sid);
+    assert_eq!(ok.status, 200, "same-host origins are fine");
+    // A batch is only for 2025-03-26 sessions.
+    let batch = c.raw("POST", r#"[{"jsonrpc":"2.0","id":7,"method":"ping"}]"#, "");
+    assert_eq!(batch.status, 400);
+    // Malformed JSON is a JSON-RPC parse error.
+    let bad = c.raw("POST", "{not json", "");
+    assert_eq!(bad.status, 400);
+    let v: serde_json::Value = serde_json::from_slice(&bad.body).unwrap();
+    assert_eq!(v["error"]["code"], -32700);
+    // Unknown HTTP method.
+    assert_eq!(c.raw("PUT", "", "").status, 405);
+});
+
+both_drivers!(progress_streams_as_sse_event_by_event, |d| {
+    let p = Proxy::start_with(&stdio_route("", ""), d, &[("TTL", "30m".into())], &[]);
+    let mut c = Mcp::new(p.addr());
+    c.initialize();
+    let body = r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"slow","arguments":{"steps":3,"delay_ms":400},"_meta":{"progressToken":"tok"}}}"#;
+    let mut s = connect(p.addr());
+    write!(
+        s,
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAccept: application/json, text/event-stream\r\nContent-Type: application/json\r\nMcp-Session-Id: {}\r\nContent-Length: {}\r\n\r\n{body}",
+        p.port,
+        c.session.as_ref().unwrap(),
+        body.len()
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    let mut seen = Vec::new();
+    let mut sse = false;
+    loop {
+        line.clear();
+        if r.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        if line.to_ascii_lowercase().starts_with("content-type: text/event-stream") {
+            sse = true;
+        }
+        if let Some(d) = line.strip_prefix("data:") {
+            let v: serde_json::Value = serde_json::from_str(d.trim()).unwrap();
+            let done = v.get("result").is_some();
+            seen.push((v, t0.elapsed()));
+            if done {
+                break;
+            }
+        }
+    }
+    assert!(sse, "notifications before the result make it an SSE answer");
+    assert_eq!(seen.len(), 4, "{seen:?}");
+    assert_eq!(seen[0].0["method"], "notifications/progress");
+    assert_eq!(seen[0].0["params"]["progressToken"], "tok");
+    assert!(seen[0].1 < Duration::from_millis(350), "the first progress event is relayed at once: {:?}", seen[0].1);
+    assert!(seen[3].1 >= Duration::from_millis(1000));
+    assert_eq!(text_of(&seen[3].0), "done");
+});
+
+both_drivers!(child_crash_expiry_and_shutdown, |d| {
+    let mut p = Proxy::start_with(&stdio_route("", ""), d, &[("TTL", "2s".into())], &[]);
+    let mut c = Mcp::new(p.addr());
+    c.initialize();
+    // The child dies mid-request: a JSON-RPC error, then the session is gone.
+    let v = c.tool("crash", "{}");
+    assert!(v.get("error").is_some(), "{v}");
+    assert_eq!(c.call("tools/list", "{}").0.status, 404);
+    wait_until(10, "the crashed child to be reaped", || children(p.pid()).is_empty());
+    // Idle sessions expire (sessionTtl 2s) and their processes are reaped.
+    let mut c2 = Mcp::new(p.addr());
+    c2.initialize();
+    assert_eq!(children(p.pid()).len(), 1);
+    wait_until(15, "the idle session to expire", || children(p.pid()).is_empty());
+    assert_eq!(c2.call("tools/list", "{}").0.status, 404);
+    // SIGTERM of the proxy leaves no child behind.
+    let mut c3 = Mcp::new(p.addr());
+    c3.initialize();
+    let kids = children(p.pid());
+    assert_eq!(kids.len(), 1);
+    assert!(p.terminate().success());
+    for k in kids {
+        wait_until(5, "the child to be gone with the proxy", || !std::path::Path::new(&format!("/proc/{k}")).exists());
+    }
+});
+
+both_drivers!(several_targets_are_merged_and_prefixed, |d| {
+    let cfg = format!(
+        "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - matches: [{{path: {{exact: /mcp}}}}]\n      backends:\n      - mcp:\n          targets:\n          - name: alpha\n            stdio: {{cmd: python3, args: ['{0}'], env: {{MINI_MCP_NAME: alpha}}}}\n          - name: beta\n            stdio: {{cmd: python3, args: ['{0}'], env: {{MINI_MCP_NAME: beta}}}}\n",
+        mini_server()
+    );
+    let p = Proxy::start(&cfg, d);
+    let mut c = Mcp::new(p.addr());
+    let r = c.initialize();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let init = &messages(&r)[0];
+    assert!(init["result"]["capabilities"]["tools"].is_object(), "{init}");
+    let (_, list) = c.call("tools/list", "{}");
+    let names: Vec<String> = list[0]["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_owned()).collect();
+    assert!(names.contains(&"alpha_echo".to_owned()) && names.contains(&"beta_echo".to_owned()), "{names:?}");
+    assert_eq!(text_of(&c.tool("beta_echo", r#"{"message":"x"}"#)), "beta echo: x");
+    assert_eq!(text_of(&c.tool("alpha_echo", r#"{"message":"y"}"#)), "alpha echo: y");
+    let v = c.tool("gamma_echo", "{}");
+    assert!(v.get("error").is_some(), "unknown target: {v}");
+    // One target failing does not fail the others' list.
+    c.tool("alpha_crash", "{}");
+});
+
+both_drivers!(stateless_mode_leaks_no_process, |d| {
+    let p = Proxy::start_with(&stdio_route("          statefulMode: stateless\n", ""), d, &[("TTL", "30m".into())], &[]);
+    let mut c = Mcp::new(p.addr());
+    let r = c.raw("POST", r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"message":"s"}}}"#, "");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.header("mcp-session-id").is_none());
+    assert_eq!(text_of(&messages(&r)[0]), "mini echo: s");
+    for _ in 0..5 {
+        assert_eq!(c.raw("POST", r#"{"jsonrpc":"2.0","id":4,"method":"tools/list"}"#, "").status, 200);
+    }
+    assert_eq!(c.raw("GET", "", "").status, 405);
+    wait_until(10, "stateless children to be reaped", || children(p.pid()).is_empty());
+});
+
+/// A streamable-HTTP MCP server on a thread: its own session ids, JSON or SSE answers.
+fn http_mcp_server() -> Upstream {
+    Upstream::start(|s| {
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut w = s;
+        while let Ok(Some(req)) = read_request(&mut r) {
+            let h = |n: &str| req.headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+            let msg: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+            let id = msg.get("id").cloned();
+            if req.method == "DELETE" {
+                let _ = w.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+                continue;
+            }
+            let method = msg["method"].as_str().unwrap_or("");
+            if method != "initialize" && h("mcp-session-id").as_deref() != Some("upstream-session-1") {
+                let _ = w.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n");
+                continue;
+            }
+            if h("authorization").is_some() {
+                let _ = w.write_all(b"HTTP/1.1 500 Token Leaked\r\ncontent-length: 0\r\n\r\n");
+                continue;
+            }
+            let Some(id) = id else {
+                let _ = w.write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n");
+                continue;
+            };
+            let result = match method {
+                "initialize" => serde_json::json!({"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"http-up","version":"1"}}),
+                "tools/list" => serde_json::json!({"tools":[{"name":"hello","inputSchema":{"type":"object"}}]}),
+                _ => serde_json::json!({"content":[{"type":"text","text":format!("http says hi to {}", msg["params"]["arguments"]["who"])}]}),
+            };
+            let resp = serde_json::json!({"jsonrpc":"2.0","id":id,"result":result}).to_string();
+            if method == "tools/call" {
+                // Answer as SSE with a notification first.
+                let note = r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"working"}}"#;
+                let body = format!("event: message\ndata: {note}\n\nevent: message\ndata: {resp}\n\n");
+                let _ = w.write_all(format!("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nmcp-session-id: upstream-session-1\r\ncontent-length: {}\r\n\r\n{body}", body.len()).as_bytes());
+            } else {
+                let _ = w.write_all(format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nmcp-session-id: upstream-session-1\r\ncontent-length: {}\r\n\r\n{resp}", resp.len()).as_bytes());
+            }
+        }
+    })
+}
+
+both_drivers!(streamable_http_upstream, |d| {
+    let up = http_mcp_server();
+    let cfg = format!(
+        "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - matches: [{{path: {{exact: /mcp}}}}]\n      backends:\n      - mcp:\n          targets:\n          - name: web\n            mcp: {{host: 127.0.0.1, port: {}, path: /mcp}}\n",
+        up.port
+    );
+    let p = Proxy::start(&cfg, d);
+    let mut c = Mcp::new(p.addr());
+    let r = c.initialize();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let ours = c.session.clone().unwrap();
+    assert_ne!(ours, "upstream-session-1", "the client sees the proxy's session id, not the upstream's");
+    let (r, msgs) = c.call("tools/call", r#"{"name":"hello","arguments":{"who":"bob"}}"#);
+    assert!(r.header("content-type").unwrap().starts_with("text/event-stream"), "{:?}", r.headers);
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    assert_eq!(msgs[0]["method"], "notifications/message");
+    assert_eq!(text_of(&msgs[1]), "http says hi to \"bob\"");
+});
