@@ -28,8 +28,9 @@ use super::AuthReject;
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 
 /// Per-worker reusable decode buffers. One per worker thread; reusing it makes `parse`
-/// allocation-free in the steady state.
-#[derive(Debug, Default)]
+/// allocation-free in the steady state. Its `Debug` shows capacities only: the buffers hold
+/// the last decoded token.
+#[derive(Default)]
 pub struct Scratch {
     header: Vec<u8>,
     payload: Vec<u8>,
@@ -45,6 +46,16 @@ impl Scratch {
             signature: Vec::with_capacity(512),
             aud: Vec::with_capacity(8),
         }
+    }
+}
+
+impl std::fmt::Debug for Scratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scratch")
+            .field("header_capacity", &self.header.capacity())
+            .field("payload_capacity", &self.payload.capacity())
+            .field("signature_capacity", &self.signature.capacity())
+            .finish()
     }
 }
 
@@ -134,14 +145,26 @@ pub struct Claims<'a> {
     pub client_id: Option<&'a str>,
 }
 
-/// A syntactically valid compact JWS whose signature has not been checked yet.
-#[derive(Debug, Clone, Copy)]
+/// A syntactically valid compact JWS whose signature has not been checked yet. Its `Debug`
+/// omits the signing input and the signature: together they are the bearer token.
+#[derive(Clone, Copy)]
 pub struct ParsedJwt<'t, 's> {
     pub header: Header<'s>,
     pub claims: Claims<'s>,
     /// `BASE64URL(header) '.' BASE64URL(payload)`, the bytes the signature covers.
     pub signing_input: &'t [u8],
     pub signature: &'s [u8],
+}
+
+impl std::fmt::Debug for ParsedJwt<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParsedJwt")
+            .field("header", &self.header)
+            .field("claims", &self.claims)
+            .field("signing_input_len", &self.signing_input.len())
+            .field("signature_len", &self.signature.len())
+            .finish()
+    }
 }
 
 /// Parses a compact JWS. See the module doc for the rules.

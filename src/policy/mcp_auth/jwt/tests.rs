@@ -365,3 +365,13 @@ fn scratch_is_reused() {
     assert_eq!(j.claims.sub, Some("x"));
     assert_eq!(j.header.alg, Alg::PS512);
 }
+
+#[test]
+fn debug_never_prints_the_token() {
+    let tok = t(H, r#"{"exp":1,"sub":"someone"}"#);
+    let mut s = Scratch::new();
+    let j = parse(tok.as_bytes(), &mut s).unwrap();
+    let d = format!("{j:?}");
+    assert!(d.contains("someone") && !d.contains(&tok[..20]), "{d}");
+    assert!(!format!("{s:?}").contains("someone"));
+}
