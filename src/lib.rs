@@ -16,6 +16,7 @@
 pub mod admin;
 pub mod config;
 pub mod http;
+pub mod mcp;
 pub mod policy;
 pub mod routing;
 pub mod runtime;
