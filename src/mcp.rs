@@ -41,7 +41,10 @@ fn check_message(msg: &[u8]) {
         let out = jsonrpc::replace_id(msg, "\"p-7\"").expect("a peeked id can be replaced");
         let again = jsonrpc::peek(&out).expect("rewritten message peeks");
         assert_eq!(again.id, Some("\"p-7\""));
-        assert_eq!((again.kind, again.method, &again.name), (env.kind, env.method, &env.name));
+        assert_eq!(
+            (again.kind, again.method, &again.name),
+            (env.kind, env.method, &env.name)
+        );
         let back = jsonrpc::replace_id(&out, id).expect("and back");
         assert_eq!(back, msg);
     }

@@ -299,7 +299,10 @@ fn scan(msg: &[u8]) -> Result<(Envelope<'_>, Option<Range<usize>>), PeekError> {
         serde_json::error::Category::Data => not_json_or(msg, "duplicate member"),
         _ => PeekError::Parse,
     })?;
-    let jsonrpc = w.jsonrpc.0.ok_or(PeekError::InvalidRequest("missing \"jsonrpc\""))?;
+    let jsonrpc = w
+        .jsonrpc
+        .0
+        .ok_or(PeekError::InvalidRequest("missing \"jsonrpc\""))?;
     if str_of(jsonrpc).as_deref() != Some("2.0") {
         return Err(PeekError::InvalidRequest("\"jsonrpc\" must be \"2.0\""));
     }
@@ -316,11 +319,19 @@ fn scan(msg: &[u8]) -> Result<(Envelope<'_>, Option<Range<usize>>), PeekError> {
         Some(raw) if is_int(raw.get()) || raw.get().starts_with('"') => {
             (Kind::Request, Some(raw.get()))
         }
-        Some(_) => return Err(PeekError::InvalidRequest("id must be a string or an integer")),
+        Some(_) => {
+            return Err(PeekError::InvalidRequest(
+                "id must be a string or an integer",
+            ))
+        }
     };
     let (mut name, mut protocol_version) = (None, None);
     match w.params {
-        Params::Object { name: n, uri, version } => match method {
+        Params::Object {
+            name: n,
+            uri,
+            version,
+        } => match method {
             "tools/call" | "prompts/get" => name = n.and_then(str_of),
             "resources/read" => name = uri.and_then(str_of),
             "initialize" => protocol_version = version.and_then(version_str),
@@ -329,7 +340,13 @@ fn scan(msg: &[u8]) -> Result<(Envelope<'_>, Option<Range<usize>>), PeekError> {
         Params::Absent | Params::Array | Params::Null => {}
         Params::Scalar => return Err(PeekError::InvalidRequest("params must be structured")),
     }
-    let env = Envelope { kind, id, method: Some(method), name, protocol_version };
+    let env = Envelope {
+        kind,
+        id,
+        method: Some(method),
+        name,
+        protocol_version,
+    };
     Ok((env, id_span))
 }
 
@@ -347,18 +364,33 @@ fn response<'a>(
     if !matches!(w.params, Params::Absent) {
         return Err(PeekError::InvalidRequest("response with params"));
     }
-    let raw = w.id.0.ok_or(PeekError::InvalidRequest("response without id"))?.get();
+    let raw =
+        w.id.0
+            .ok_or(PeekError::InvalidRequest("response without id"))?
+            .get();
     let id = match raw {
         "null" if is_error => None,
         _ if is_int(raw) || raw.starts_with('"') => Some(raw),
-        _ => return Err(PeekError::InvalidRequest("id must be a string or an integer")),
+        _ => {
+            return Err(PeekError::InvalidRequest(
+                "id must be a string or an integer",
+            ))
+        }
     };
-    let env = Envelope { kind: Kind::Response, id, method: None, name: None, protocol_version: None };
+    let env = Envelope {
+        kind: Kind::Response,
+        id,
+        method: None,
+        name: None,
+        protocol_version: None,
+    };
     Ok((env, id_span))
 }
 
 fn first_byte(msg: &[u8]) -> Option<u8> {
-    msg.iter().copied().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+    msg.iter()
+        .copied()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
 }
 
 /// `InvalidRequest(why)` if `msg` is valid JSON, else `Parse` (the error path only).
@@ -399,11 +431,15 @@ pub(crate) fn str_of(raw: &RawValue) -> Option<Cow<'_, str>> {
 fn method_str(raw: &RawValue) -> Result<&str, PeekError> {
     match str_of(raw) {
         Some(Cow::Borrowed(m)) => Ok(m),
-        Some(Cow::Owned(m)) => KNOWN_METHODS
-            .iter()
-            .find(|k| **k == m)
-            .copied()
-            .ok_or(PeekError::InvalidRequest("escaped method name not recognised")),
+        Some(Cow::Owned(m)) => {
+            KNOWN_METHODS
+                .iter()
+                .find(|k| **k == m)
+                .copied()
+                .ok_or(PeekError::InvalidRequest(
+                    "escaped method name not recognised",
+                ))
+        }
         None => Err(PeekError::InvalidRequest("method must be a string")),
     }
 }
@@ -411,9 +447,13 @@ fn method_str(raw: &RawValue) -> Result<&str, PeekError> {
 fn version_str(raw: &RawValue) -> Option<&str> {
     match str_of(raw)? {
         Cow::Borrowed(v) => Some(v),
-        Cow::Owned(v) => Some(KNOWN_VERSIONS.iter().find(|k| **k == v).copied().unwrap_or_else(
-            || &raw.get()[1..raw.get().len() - 1],
-        )),
+        Cow::Owned(v) => Some(
+            KNOWN_VERSIONS
+                .iter()
+                .find(|k| **k == v)
+                .copied()
+                .unwrap_or_else(|| &raw.get()[1..raw.get().len() - 1]),
+        ),
     }
 }
 

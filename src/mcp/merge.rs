@@ -70,7 +70,9 @@ pub fn merge_list(
                 .map_err(|e: String| fail(&e))?
                 .and_then(|raw| str_of(raw).map(|n| (span_of(item, raw), n)));
             let Some((span, name)) = name else {
-                return Err(fail(&format!("an entry of \"{list_key}\" has no string name")));
+                return Err(fail(&format!(
+                    "an entry of \"{list_key}\" has no string name"
+                )));
             };
             out.extend_from_slice(&item[..span.start]);
             write_json_str(&mut out, &prefix(target, &name));
@@ -108,7 +110,9 @@ pub fn merge_initialize(
         let v: Value = serde_json::from_slice(body)
             .map_err(|e| format!("target {target}: initialize result: {e}"))?;
         let Some(obj) = v.as_object() else {
-            return Err(format!("target {target}: initialize result is not an object"));
+            return Err(format!(
+                "target {target}: initialize result is not an object"
+            ));
         };
         if let Some(c) = obj.get("capabilities").filter(|c| c.is_object()) {
             if let Some(t) = c.get("tools") {
@@ -195,7 +199,9 @@ pub fn prefix_failure_note(target: &str, err: &str) -> String {
 /// whole); a duplicated `key` is an error.
 fn find_member<'a>(obj: &'a [u8], key: &str) -> Result<Option<&'a RawValue>, String> {
     let mut de = serde_json::Deserializer::from_slice(obj);
-    let found = FindMember(key).deserialize(&mut de).map_err(|e| e.to_string())?;
+    let found = FindMember(key)
+        .deserialize(&mut de)
+        .map_err(|e| e.to_string())?;
     de.end().map_err(|e| e.to_string())?;
     Ok(found)
 }

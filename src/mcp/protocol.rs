@@ -24,7 +24,9 @@ fn trim(b: &[u8]) -> &[u8] {
 
 /// POST: the client accepts both `application/json` and `text/event-stream`.
 pub fn accepts_post(accept: Option<&[u8]>) -> bool {
-    accept.is_some_and(|a| accepts(a, b"application", b"json") && accepts(a, b"text", b"event-stream"))
+    accept.is_some_and(|a| {
+        accepts(a, b"application", b"json") && accepts(a, b"text", b"event-stream")
+    })
 }
 
 /// GET: the client accepts `text/event-stream`.
@@ -117,7 +119,11 @@ pub fn unsupported_version_error(requested: &str, id: Option<&str>) -> Vec<u8> {
 
 /// The version to answer `initialize` with: the requested one if served, else the newest.
 pub fn negotiate(requested: &str) -> &'static str {
-    SUPPORTED.iter().find(|v| **v == requested).copied().unwrap_or(SUPPORTED[0])
+    SUPPORTED
+        .iter()
+        .find(|v| **v == requested)
+        .copied()
+        .unwrap_or(SUPPORTED[0])
 }
 
 /// Visible ASCII (0x21..=0x7E), 1..=128 bytes (T11).
@@ -149,7 +155,11 @@ impl<'a> Authority<'a> {
             _ => (s, None),
         };
         let bad = |b: &u8| b.is_ascii_control() || matches!(b, b'/' | b'@' | b' ' | b'?' | b'#');
-        (!host.is_empty() && !host.iter().any(bad)).then_some(Self { scheme: None, host, port })
+        (!host.is_empty() && !host.iter().any(bad)).then_some(Self {
+            scheme: None,
+            host,
+            port,
+        })
     }
 
     fn default_port(&self) -> Option<u16> {
@@ -181,8 +191,10 @@ pub fn origin_allowed(origin: &[u8], host: &[u8], allow_list: &[String]) -> bool
             return true;
         }
     }
-    let (Some(o), Some(h)) = (Authority::parse_origin(origin), Authority::parse_host(trim(host)))
-    else {
+    let (Some(o), Some(h)) = (
+        Authority::parse_origin(origin),
+        Authority::parse_host(trim(host)),
+    ) else {
         return false;
     };
     if !o.host.eq_ignore_ascii_case(h.host) {
@@ -195,8 +207,10 @@ pub fn origin_allowed(origin: &[u8], host: &[u8], allow_list: &[String]) -> bool
 }
 
 fn wildcard_origin(pattern: &[u8], origin: &[u8]) -> bool {
-    let (Some(p), Some(o)) = (Authority::parse_origin(pattern), Authority::parse_origin(origin))
-    else {
+    let (Some(p), Some(o)) = (
+        Authority::parse_origin(pattern),
+        Authority::parse_origin(origin),
+    ) else {
         return false;
     };
     let Some(suffix) = p.host.strip_prefix(b"*") else {
@@ -205,7 +219,9 @@ fn wildcard_origin(pattern: &[u8], origin: &[u8]) -> bool {
     suffix.first() == Some(&b'.')
         && o.host.len() > suffix.len()
         && o.host[o.host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
-        && p.scheme.zip(o.scheme).is_some_and(|(a, b)| a.eq_ignore_ascii_case(b))
+        && p.scheme
+            .zip(o.scheme)
+            .is_some_and(|(a, b)| a.eq_ignore_ascii_case(b))
         && p.effective_port() == o.effective_port()
 }
 

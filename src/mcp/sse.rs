@@ -303,7 +303,11 @@ pub fn write_event(out: &mut Vec<u8>, id: Option<&str>, event: Option<&str>, dat
         if end == rest.len() {
             break;
         }
-        let skip = if rest[end..].starts_with(b"\r\n") { 2 } else { 1 };
+        let skip = if rest[end..].starts_with(b"\r\n") {
+            2
+        } else {
+            1
+        };
         rest = &rest[end + skip..];
     }
     out.push(b'\n');
