@@ -16,6 +16,7 @@
 pub mod admin;
 pub mod config;
 pub mod http;
+pub mod mcp;
 pub mod policy;
 pub mod relay;
 pub mod routing;

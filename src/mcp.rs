@@ -1,0 +1,86 @@
+//! MCP, the sans-IO core: JSON-RPC envelopes (`jsonrpc`), SSE framing (`sse`), the
+//! streamable-HTTP transport rules (`protocol`) and multi-target merging (`merge`).
+//!
+//! Everything here is pure functions over bytes, fuzzed through [`fuzz_jsonrpc`] and
+//! [`fuzz_sse`] and benchmarked in `benches/jsonrpc.rs`.
+//!
+//! Not here: sessions, upstream connections, child processes, HTTP status mapping (the relay).
+
+pub mod jsonrpc;
+pub mod merge;
+pub mod protocol;
+pub mod sse;
+
+/// Fuzz entry point (`fuzz/fuzz_targets/jsonrpc.rs`): peek, batch split and id rewrite never
+/// panic, and what they produce is consistent.
+#[doc(hidden)]
+pub fn fuzz_jsonrpc(data: &[u8]) {
+    if jsonrpc::is_batch(data) {
+        if let Ok(items) = jsonrpc::split_batch(data) {
+            assert!(!items.is_empty());
+            for item in items {
+                check_message(item);
+            }
+        }
+    } else {
+        check_message(data);
+    }
+    let _ = merge::rename_param_name(data, "t_x");
+    let _ = merge::merge_list("tools", &[("a", data), ("b", data)], true);
+    let _ = merge::merge_initialize(&[("a", data)], "2025-06-18", "p");
+}
+
+fn check_message(msg: &[u8]) {
+    let Ok(env) = jsonrpc::peek(msg) else {
+        assert!(jsonrpc::replace_id(msg, "1").is_err());
+        return;
+    };
+    assert_eq!(env.method.is_none(), env.kind == jsonrpc::Kind::Response);
+    if let Some(id) = env.id {
+        assert!(serde_json::from_str::<serde_json::Value>(id).is_ok());
+        let out = jsonrpc::replace_id(msg, "\"p-7\"").expect("a peeked id can be replaced");
+        let again = jsonrpc::peek(&out).expect("rewritten message peeks");
+        assert_eq!(again.id, Some("\"p-7\""));
+        assert_eq!(
+            (again.kind, again.method, &again.name),
+            (env.kind, env.method, &env.name)
+        );
+        let back = jsonrpc::replace_id(&out, id).expect("and back");
+        assert_eq!(back, msg);
+    }
+    let err = jsonrpc::error_object(env.id, jsonrpc::INTERNAL_ERROR, "m\"\n", None);
+    assert!(jsonrpc::peek(&err).is_ok_and(|e| e.kind == jsonrpc::Kind::Response));
+}
+
+/// Fuzz entry point (`fuzz/fuzz_targets/sse_event.rs`): the parser never panics, yields the
+/// same events whatever the split, and parses back what the writer writes.
+#[doc(hidden)]
+pub fn fuzz_sse(data: &[u8]) {
+    let whole = sse_events(&[data]);
+    let at = data.first().map_or(0, |&b| b as usize % (data.len() + 1));
+    assert_eq!(whole, sse_events(&[&data[..at], &data[at..]]));
+    let bytewise: Vec<&[u8]> = data.chunks(1).collect();
+    assert_eq!(whole, sse_events(&bytewise));
+
+    let text = String::from_utf8_lossy(data);
+    let mut out = Vec::new();
+    sse::write_event(&mut out, Some("i\r\nd"), Some("message"), text.as_bytes());
+    let mut p = sse::SseParser::new(usize::MAX);
+    p.feed(&out).expect("no limit");
+    let ev = p.next_event().expect("one event");
+    let normalized = text.replace("\r\n", "\n").replace('\r', "\n");
+    assert_eq!(ev.data, normalized);
+    assert_eq!(ev.id.as_deref(), Some("id"));
+    assert!(p.next_event().is_none());
+}
+
+fn sse_events(chunks: &[&[u8]]) -> (Vec<sse::OwnedEvent>, usize) {
+    let mut p = sse::SseParser::new(64);
+    let mut errors = 0;
+    let mut events = Vec::new();
+    for c in chunks {
+        errors += usize::from(p.feed(c).is_err());
+        events.extend(std::iter::from_fn(|| p.next_event()));
+    }
+    (events, errors.min(1))
+}

@@ -1,0 +1,263 @@
+//! Several targets behind one route, with agentgateway's semantics (anchor §3.3): names are
+//! exposed as `<target>_<name>` and split at the first `_` whose left part is a known target;
+//! list results are concatenated; initialize results are merged into one.
+//!
+//! Rewrites are byte splices: a renamed tool keeps every other byte of its definition. Only
+//! `name` of tools and prompts is prefixed; resources and resource templates keep their `uri`
+//! (routing them is the relay's business). `nextCursor` is dropped: the merged list is whole.
+//!
+//! Not here: fan-out, pagination, authorization of names, `completion/complete` routing.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use super::jsonrpc::{span_of, str_of, write_json_str};
+
+/// The delimiter between target and name.
+pub const DELIMITER: char = '_';
+
+pub fn prefix(target: &str, name: &str) -> String {
+    let mut s = String::with_capacity(target.len() + 1 + name.len());
+    s.push_str(target);
+    s.push(DELIMITER);
+    s.push_str(name);
+    s
+}
+
+/// `(target, name)` for the first `_` whose left part is one of `targets`.
+pub fn split<'a>(prefixed: &'a str, targets: &[&str]) -> Option<(&'a str, &'a str)> {
+    prefixed
+        .match_indices(DELIMITER)
+        .map(|(at, _)| (&prefixed[..at], &prefixed[at + 1..]))
+        .find(|(t, _)| targets.contains(t))
+}
+
+/// Concatenates the `list_key` arrays of each target's result into `{"<list_key>":[...]}`,
+/// prefixing `name` of tools and prompts when `prefix_names`. A malformed result fails the
+/// merge naming its target (callers drop that target and note it, see [`prefix_failure_note`]).
+pub fn merge_list(
+    list_key: &str,
+    results: &[(&str, &[u8])],
+    prefix_names: bool,
+) -> Result<Vec<u8>, String> {
+    let rename = prefix_names && matches!(list_key, "tools" | "prompts");
+    let mut out = Vec::with_capacity(results.iter().map(|(_, r)| r.len()).sum::<usize>() + 16);
+    out.push(b'{');
+    write_json_str(&mut out, list_key);
+    out.extend_from_slice(b":[");
+    let mut first = true;
+    for &(target, body) in results {
+        let fail = |e: &str| format!("target {target}: {e}");
+        let list = find_member(body, list_key)
+            .map_err(|e: String| fail(&e))?
+            .ok_or_else(|| fail(&format!("result has no \"{list_key}\"")))?;
+        let items: Vec<&RawValue> = serde_json::from_str(list.get())
+            .map_err(|_| fail(&format!("\"{list_key}\" is not an array")))?;
+        for item in items {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            let item = item.get().as_bytes();
+            if !rename {
+                out.extend_from_slice(item);
+                continue;
+            }
+            let name = find_member(item, "name")
+                .map_err(|e: String| fail(&e))?
+                .and_then(|raw| str_of(raw).map(|n| (span_of(item, raw), n)));
+            let Some((span, name)) = name else {
+                return Err(fail(&format!(
+                    "an entry of \"{list_key}\" has no string name"
+                )));
+            };
+            out.extend_from_slice(&item[..span.start]);
+            write_json_str(&mut out, &prefix(target, &name));
+            out.extend_from_slice(&item[span.end..]);
+        }
+    }
+    out.extend_from_slice(b"]}");
+    Ok(out)
+}
+
+#[derive(Default)]
+struct Caps {
+    tools: Option<bool>,
+    prompts: Option<bool>,
+    /// (subscribe, listChanged)
+    resources: Option<(bool, bool)>,
+    logging: bool,
+}
+
+fn flag(cap: &Value, key: &str) -> bool {
+    cap.get(key).and_then(Value::as_bool).unwrap_or(false)
+}
+
+/// One `InitializeResult` for several targets: `protocol_version` as given, the union of the
+/// tools / prompts / resources / logging capabilities (`listChanged`, `subscribe` ORed),
+/// `serverInfo {server_name, crate version}`, and instructions in `[target]` sections.
+pub fn merge_initialize(
+    results: &[(&str, &[u8])],
+    protocol_version: &str,
+    server_name: &str,
+) -> Result<Vec<u8>, String> {
+    let mut caps = Caps::default();
+    let mut instructions = String::new();
+    for &(target, body) in results {
+        let v: Value = serde_json::from_slice(body)
+            .map_err(|e| format!("target {target}: initialize result: {e}"))?;
+        let Some(obj) = v.as_object() else {
+            return Err(format!(
+                "target {target}: initialize result is not an object"
+            ));
+        };
+        if let Some(c) = obj.get("capabilities").filter(|c| c.is_object()) {
+            if let Some(t) = c.get("tools") {
+                caps.tools = Some(caps.tools.unwrap_or(false) | flag(t, "listChanged"));
+            }
+            if let Some(p) = c.get("prompts") {
+                caps.prompts = Some(caps.prompts.unwrap_or(false) | flag(p, "listChanged"));
+            }
+            if let Some(r) = c.get("resources") {
+                let (s, l) = caps.resources.unwrap_or_default();
+                caps.resources = Some((s | flag(r, "subscribe"), l | flag(r, "listChanged")));
+            }
+            caps.logging |= c.get("logging").is_some();
+        }
+        if let Some(text) = obj.get("instructions").and_then(Value::as_str) {
+            if !text.is_empty() {
+                if !instructions.is_empty() {
+                    instructions.push_str("\n\n");
+                }
+                instructions.push_str(&format!("[{target}]\n{text}"));
+            }
+        }
+    }
+    let list_changed = |on: bool| {
+        if on {
+            serde_json::json!({ "listChanged": true })
+        } else {
+            serde_json::json!({})
+        }
+    };
+    let mut c = serde_json::Map::new();
+    if let Some(l) = caps.tools {
+        c.insert("tools".into(), list_changed(l));
+    }
+    if let Some(l) = caps.prompts {
+        c.insert("prompts".into(), list_changed(l));
+    }
+    if let Some((s, l)) = caps.resources {
+        let mut r = serde_json::Map::new();
+        if s {
+            r.insert("subscribe".into(), true.into());
+        }
+        if l {
+            r.insert("listChanged".into(), true.into());
+        }
+        c.insert("resources".into(), r.into());
+    }
+    if caps.logging {
+        c.insert("logging".into(), serde_json::json!({}));
+    }
+    let mut out = serde_json::json!({
+        "protocolVersion": protocol_version,
+        "capabilities": c,
+        "serverInfo": { "name": server_name, "version": env!("CARGO_PKG_VERSION") },
+    });
+    if !instructions.is_empty() {
+        out["instructions"] = instructions.into();
+    }
+    Ok(out.to_string().into_bytes())
+}
+
+/// Rewrites `params.name` of a `tools/call` or `prompts/get` request to `new_name`; every
+/// other byte is kept.
+pub fn rename_param_name(msg: &[u8], new_name: &str) -> Result<Vec<u8>, String> {
+    let params = find_member(msg, "params")?.ok_or("request has no params")?;
+    let name = find_member(params.get().as_bytes(), "name")?.ok_or("params has no name")?;
+    if str_of(name).is_none() {
+        return Err("params.name is not a string".into());
+    }
+    let span = span_of(msg, name);
+    let mut out = Vec::with_capacity(msg.len() + new_name.len());
+    out.extend_from_slice(&msg[..span.start]);
+    write_json_str(&mut out, new_name);
+    out.extend_from_slice(&msg[span.end..]);
+    Ok(out)
+}
+
+/// The note reported for a target that failed during a fan-out (the others still answer).
+pub fn prefix_failure_note(target: &str, err: &str) -> String {
+    format!("target {target} failed: {err}")
+}
+
+/// The raw value of top-level member `key` of the JSON object `obj` (which is validated
+/// whole); a duplicated `key` is an error.
+fn find_member<'a>(obj: &'a [u8], key: &str) -> Result<Option<&'a RawValue>, String> {
+    let mut de = serde_json::Deserializer::from_slice(obj);
+    let found = FindMember(key)
+        .deserialize(&mut de)
+        .map_err(|e| e.to_string())?;
+    de.end().map_err(|e| e.to_string())?;
+    Ok(found)
+}
+
+struct FindMember<'k>(&'k str);
+
+impl<'de> DeserializeSeed<'de> for FindMember<'_> {
+    type Value = Option<&'de RawValue>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FindMember<'_> {
+    type Value = Option<&'de RawValue>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(hit) = map.next_key_seed(KeyIs(self.0))? {
+            if !hit {
+                map.next_value::<IgnoredAny>()?;
+            } else if found.replace(map.next_value::<&'de RawValue>()?).is_some() {
+                return Err(de::Error::custom(format_args!("duplicate \"{}\"", self.0)));
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Compares a (decoded) object key with the wanted one without allocating.
+struct KeyIs<'k>(&'k str);
+
+impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyIs<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
+        Ok(v == self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests;
