@@ -51,7 +51,11 @@ pub enum CallOp {
 #[derive(Debug)]
 pub enum ReplyPart {
     /// A whole JSON answer: status, body, and the session id to announce (after initialize).
-    Json { status: u16, body: Vec<u8>, session: Option<String> },
+    Json {
+        status: u16,
+        body: Vec<u8>,
+        session: Option<String>,
+    },
     /// A status without a JSON-RPC body (202 Accepted, 200 on DELETE).
     Empty { status: u16 },
     /// A failure at the HTTP level (400, 404, 405…), with a JSON-RPC error body.

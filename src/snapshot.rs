@@ -366,7 +366,15 @@ pub enum McpTargetKind {
         env: Vec<(String, String)>,
     },
     /// A streamable-HTTP MCP server.
-    Http { target: HostTarget, path: String, https: bool },
+    Http {
+        target: HostTarget,
+        path: String,
+        https: bool,
+    },
     /// A 2024-11-05 HTTP+SSE MCP server.
-    Sse { target: HostTarget, path: String, https: bool },
+    Sse {
+        target: HostTarget,
+        path: String,
+        https: bool,
+    },
 }

@@ -21,8 +21,8 @@ use crate::routing::{
     self, HeaderMatch, QueryMatch, RouteMatch, RouteSpec, RouteTable, ValueMatch,
 };
 use crate::snapshot::{
-    AuthorityRewrite, Backend, Bind, HostAddr, HostTarget, Listener, LogSettings, Policies,
-    McpRoute, McpTarget, McpTargetKind, Redirect, Rewrite, Route, Settings, Snapshot, Source,
+    AuthorityRewrite, Backend, Bind, HostAddr, HostTarget, Listener, LogSettings, McpRoute,
+    McpTarget, McpTargetKind, Policies, Redirect, Rewrite, Route, Settings, Snapshot, Source,
     Timeouts, WorkerThreads,
 };
 
@@ -546,14 +546,25 @@ fn lower_mcp(
             },
             Some(model::McpTargetKind::StreamableHttp(h)) => {
                 let (target, path, https) = mcp_http_target(h, "/mcp", &tpath, errs)?;
-                McpTargetKind::Http { target, path, https }
+                McpTargetKind::Http {
+                    target,
+                    path,
+                    https,
+                }
             }
             Some(model::McpTargetKind::Sse(h)) => {
                 let (target, path, https) = mcp_http_target(h, "/sse", &tpath, errs)?;
-                McpTargetKind::Sse { target, path, https }
+                McpTargetKind::Sse {
+                    target,
+                    path,
+                    https,
+                }
             }
             None => {
-                errs.push(ConfigError::new(tpath, "a target needs exactly one of stdio, mcp, sse"));
+                errs.push(ConfigError::new(
+                    tpath,
+                    "a target needs exactly one of stdio, mcp, sse",
+                ));
                 return None;
             }
         };
@@ -563,10 +574,16 @@ fn lower_mcp(
                 "with several targets, names cannot contain '_' (it separates target and tool names)",
             ));
         }
-        targets.push(McpTarget { name: t.name.clone(), kind });
+        targets.push(McpTarget {
+            name: t.name.clone(),
+            kind,
+        });
     }
     if targets.is_empty() {
-        errs.push(ConfigError::new(format!("{path}.targets"), "an mcp backend needs at least one target"));
+        errs.push(ConfigError::new(
+            format!("{path}.targets"),
+            "an mcp backend needs at least one target",
+        ));
         return None;
     }
     let prefix = match m.prefix_mode {
@@ -600,10 +617,18 @@ fn mcp_http_target(
 ) -> Option<(HostTarget, String, bool)> {
     let host = h.host.as_deref().unwrap_or("");
     let (https, authority, upath) = match (h.port, &h.path) {
-        (Some(port), p) => (false, format!("{host}:{port}"), p.clone().unwrap_or_else(|| default_path.to_owned())),
+        (Some(port), p) => (
+            false,
+            format!("{host}:{port}"),
+            p.clone().unwrap_or_else(|| default_path.to_owned()),
+        ),
         (None, _) => match crate::runtime::fetch::parse_url(host) {
             Ok(u) => {
-                let p = if u.path == "/" { default_path.to_owned() } else { u.path.clone() };
+                let p = if u.path == "/" {
+                    default_path.to_owned()
+                } else {
+                    u.path.clone()
+                };
                 (u.https, format!("{}:{}", u.host, u.port), p)
             }
             Err(e) => {
@@ -613,7 +638,15 @@ fn mcp_http_target(
         },
     };
     match parse_host(&authority) {
-        Ok(addr) => Some((HostTarget { authority, addr, weight: 1 }, upath, https)),
+        Ok(addr) => Some((
+            HostTarget {
+                authority,
+                addr,
+                weight: 1,
+            },
+            upath,
+            https,
+        )),
         Err(e) => {
             errs.push(ConfigError::new(format!("{path}.host"), e));
             None

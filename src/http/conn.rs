@@ -304,20 +304,44 @@ async fn run<S: ConnIo>(io: &mut S, conn: ConnInfo, ctx: &Rc<WorkerCtx>, bufs: &
             }
             Decision::WaitForKeys(_) => unreachable!("handled above"),
             Decision::Mcp(plan) => {
-                let limit = snap.settings.limits.max_body.min(crate::relay::MAX_MESSAGE as u64);
+                let limit = snap
+                    .settings
+                    .limits
+                    .max_body
+                    .min(crate::relay::MAX_MESSAGE as u64);
                 let body = match read_body(io, ctx, bufs, req.body, limit).await {
                     Ok(b) => b,
                     Err(e) => {
                         if let Some(e) = e {
                             let date = ctx.date();
-                            let _ = dispatch::local_error(LocalError::Body(e), None, Some(&plan.response_extra), &date, true, false, &mut bufs.out);
+                            let _ = dispatch::local_error(
+                                LocalError::Body(e),
+                                None,
+                                Some(&plan.response_extra),
+                                &date,
+                                true,
+                                false,
+                                &mut bufs.out,
+                            );
                             record(ctx, &plan.route.name, e.status(), started, &req.log, conn);
                         }
                         return;
                     }
                 };
-                let subject = principal.as_ref().map(|p| (p.iss.clone(), p.sub.clone().unwrap_or_default()));
-                let (status, reusable) = crate::relay::front::handle(io, ctx, bufs, plan.mcp, plan.head, body, subject, &plan.response_extra).await;
+                let subject = principal
+                    .as_ref()
+                    .map(|p| (p.iss.clone(), p.sub.clone().unwrap_or_default()));
+                let (status, reusable) = crate::relay::front::handle(
+                    io,
+                    ctx,
+                    bufs,
+                    plan.mcp,
+                    plan.head,
+                    body,
+                    subject,
+                    &plan.response_extra,
+                )
+                .await;
                 record(ctx, &plan.route.name, status, started, &req.log, conn);
                 if !reusable || !req.keep_alive {
                     return;

@@ -21,8 +21,8 @@ use crate::http::upstream;
 use crate::policy::cors::Cors;
 use crate::policy::headers::HeaderModifier;
 use crate::policy::mcp_auth::Principal;
-use crate::routing::{self, RequestView};
 use crate::relay::front::McpHead;
+use crate::routing::{self, RequestView};
 use crate::snapshot::{Backend, Bind, HostTarget, McpRoute, Route, Snapshot, Timeouts};
 
 /// Facts about the downstream connection that requests on it share.

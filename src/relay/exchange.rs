@@ -31,7 +31,12 @@ fn error(status: u16, id: Option<&str>, code: i64, msg: &str) -> ReplyPart {
 
 /// Runs a call for a session this worker owns.
 pub async fn run(ctx: Rc<WorkerCtx>, call: McpCall) {
-    let McpCall { session, op, subject, reply } = call;
+    let McpCall {
+        session,
+        op,
+        subject,
+        reply,
+    } = call;
     let Some(s) = ctx.sessions.get(&session) else {
         let _ = reply.unbounded_send(error(404, None, -32001, "session not found"));
         return;
@@ -78,8 +83,15 @@ pub async fn initialize(
         Ok(s) => s,
         Err(e) => {
             tracing::error!(route = %route.name, error = %e, "cannot start the MCP session");
-            let env_id = jsonrpc::peek(&body).ok().and_then(|e| e.id.map(str::to_owned));
-            let _ = reply.unbounded_send(error(502, env_id.as_deref(), jsonrpc::INTERNAL_ERROR, "the MCP server could not be started"));
+            let env_id = jsonrpc::peek(&body)
+                .ok()
+                .and_then(|e| e.id.map(str::to_owned));
+            let _ = reply.unbounded_send(error(
+                502,
+                env_id.as_deref(),
+                jsonrpc::INTERNAL_ERROR,
+                "the MCP server could not be started",
+            ));
             return;
         }
     };
@@ -93,12 +105,22 @@ pub async fn initialize(
 }
 
 /// A POST on a stateless route: fresh targets for this one message, torn down afterwards.
-pub async fn stateless(route: Arc<McpRoute>, body: Vec<u8>, authorization: Option<String>, reply: UnboundedSender<ReplyPart>) {
+pub async fn stateless(
+    route: Arc<McpRoute>,
+    body: Vec<u8>,
+    authorization: Option<String>,
+    reply: UnboundedSender<ReplyPart>,
+) {
     let s = match Session::open(String::new(), &route, None, authorization) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(route = %route.name, error = %e, "cannot start the MCP server");
-            let _ = reply.unbounded_send(error(502, None, jsonrpc::INTERNAL_ERROR, "the MCP server could not be started"));
+            let _ = reply.unbounded_send(error(
+                502,
+                None,
+                jsonrpc::INTERNAL_ERROR,
+                "the MCP server could not be started",
+            ));
             return;
         }
     };
@@ -117,7 +139,8 @@ pub async fn stateless(route: Arc<McpRoute>, body: Vec<u8>, authorization: Optio
                     break;
                 }
             }
-            t.send(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_vec()).await;
+            t.send(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_vec())
+                .await;
         }
     }
     post(&s, body, &reply, None).await;
@@ -125,11 +148,21 @@ pub async fn stateless(route: Arc<McpRoute>, body: Vec<u8>, authorization: Optio
 }
 
 /// One POSTed message (or batch) through a session's targets.
-async fn post(s: &Rc<Session>, body: Vec<u8>, reply: &UnboundedSender<ReplyPart>, new_session: Option<String>) {
+async fn post(
+    s: &Rc<Session>,
+    body: Vec<u8>,
+    reply: &UnboundedSender<ReplyPart>,
+    new_session: Option<String>,
+) {
     if jsonrpc::is_batch(&body) {
         // Batches exist only in 2025-03-26 (T4).
         if s.version.get() != "2025-03-26" {
-            let _ = reply.unbounded_send(error(400, None, jsonrpc::INVALID_REQUEST, "JSON-RPC batches are not allowed in this protocol version"));
+            let _ = reply.unbounded_send(error(
+                400,
+                None,
+                jsonrpc::INVALID_REQUEST,
+                "JSON-RPC batches are not allowed in this protocol version",
+            ));
             return;
         }
         return batch(s, body, reply).await;
@@ -159,7 +192,7 @@ async fn post(s: &Rc<Session>, body: Vec<u8>, reply: &UnboundedSender<ReplyPart>
                     t.set_version(v);
                 }
             }
-            let name = env.name.map(str::to_owned);
+            let name = env.name.map(|n| n.into_owned());
             request(s, &id, &method, name.as_deref(), body, reply, new_session).await;
         }
     }
@@ -197,7 +230,11 @@ async fn batch(s: &Rc<Session>, body: Vec<u8>, reply: &UnboundedSender<ReplyPart
         out.extend_from_slice(a);
     }
     out.push(b']');
-    let _ = reply.unbounded_send(ReplyPart::Json { status: 200, body: out, session: None });
+    let _ = reply.unbounded_send(ReplyPart::Json {
+        status: 200,
+        body: out,
+        session: None,
+    });
 }
 
 const LIST_METHODS: [(&str, &str); 4] = [
@@ -223,13 +260,20 @@ async fn request(
     }
     if method == "initialize" {
         let finals = fan_out(s, id, &body).await;
-        let results: Vec<(&str, Vec<u8>)> = finals.iter().filter_map(|(t, r)| result_of(r).map(|x| (*t, x))).collect();
+        let results: Vec<(&str, Vec<u8>)> = finals
+            .iter()
+            .filter_map(|(t, r)| result_of(r).map(|x| (*t, x)))
+            .collect();
         let refs: Vec<(&str, &[u8])> = results.iter().map(|(t, r)| (*t, r.as_slice())).collect();
         let merged = match merge::merge_initialize(&refs, s.version.get(), "portcullis") {
             Ok(m) => jsonrpc::result_object(id, &m),
             Err(e) => jsonrpc::error_object(Some(id), jsonrpc::INTERNAL_ERROR, &e, None),
         };
-        let _ = reply.unbounded_send(ReplyPart::Json { status: 200, body: merged, session: new_session });
+        let _ = reply.unbounded_send(ReplyPart::Json {
+            status: 200,
+            body: merged,
+            session: new_session,
+        });
         return;
     }
     if let Some((_, key)) = LIST_METHODS.iter().find(|(m, _)| *m == method) {
@@ -238,7 +282,9 @@ async fn request(
         for (t, r) in &finals {
             match result_of(r) {
                 Some(x) => results.push((*t, x)),
-                None => tracing::warn!(target_name = %t, method, "a target failed the list; it is left out"),
+                None => {
+                    tracing::warn!(target_name = %t, method, "a target failed the list; it is left out")
+                }
             }
         }
         let refs: Vec<(&str, &[u8])> = results.iter().map(|(t, r)| (*t, r.as_slice())).collect();
@@ -246,14 +292,26 @@ async fn request(
             Ok(m) => jsonrpc::result_object(id, &m),
             Err(e) => jsonrpc::error_object(Some(id), jsonrpc::INTERNAL_ERROR, &e, None),
         };
-        let _ = reply.unbounded_send(ReplyPart::Json { status: 200, body: merged, session: None });
+        let _ = reply.unbounded_send(ReplyPart::Json {
+            status: 200,
+            body: merged,
+            session: None,
+        });
         return;
     }
     match method {
         "tools/call" | "prompts/get" => {
             let names: Vec<&str> = s.targets.iter().map(Target::name).collect();
             let Some((target, inner)) = name.and_then(|n| merge::split(n, &names)) else {
-                let msg = format!("unknown {}: {}", if method == "tools/call" { "tool" } else { "prompt" }, name.unwrap_or(""));
+                let msg = format!(
+                    "unknown {}: {}",
+                    if method == "tools/call" {
+                        "tool"
+                    } else {
+                        "prompt"
+                    },
+                    name.unwrap_or("")
+                );
                 let _ = reply.unbounded_send(ReplyPart::Json {
                     status: 200,
                     body: jsonrpc::error_object(Some(id), jsonrpc::INVALID_PARAMS, &msg, None),
@@ -261,7 +319,11 @@ async fn request(
                 });
                 return;
             };
-            let t = s.targets.iter().find(|t| t.name() == target).expect("split returns a known target");
+            let t = s
+                .targets
+                .iter()
+                .find(|t| t.name() == target)
+                .expect("split returns a known target");
             let body = match merge::rename_param_name(&body, inner) {
                 Ok(b) => b,
                 Err(e) => {
@@ -273,14 +335,23 @@ async fn request(
             relay(s, id, rx, reply, None).await
         }
         "ping" => {
-            let _ = reply.unbounded_send(ReplyPart::Json { status: 200, body: jsonrpc::result_object(id, b"{}"), session: None });
+            let _ = reply.unbounded_send(ReplyPart::Json {
+                status: 200,
+                body: jsonrpc::result_object(id, b"{}"),
+                session: None,
+            });
         }
         "logging/setLevel" => {
             let _ = fan_out(s, id, &body).await;
-            let _ = reply.unbounded_send(ReplyPart::Json { status: 200, body: jsonrpc::result_object(id, b"{}"), session: None });
+            let _ = reply.unbounded_send(ReplyPart::Json {
+                status: 200,
+                body: jsonrpc::result_object(id, b"{}"),
+                session: None,
+            });
         }
         _ => {
-            let msg = format!("method {method} is not supported when a route has several MCP targets");
+            let msg =
+                format!("method {method} is not supported when a route has several MCP targets");
             let _ = reply.unbounded_send(ReplyPart::Json {
                 status: 200,
                 body: jsonrpc::error_object(Some(id), jsonrpc::METHOD_NOT_FOUND, &msg, None),
@@ -300,7 +371,11 @@ fn result_of(msg: &[u8]) -> Option<Vec<u8>> {
 /// Sends the request to every target; returns each target's final message (or an error object).
 /// Events from any target are relayed at once (the reply becomes SSE).
 async fn fan_out<'s>(s: &'s Rc<Session>, id: &str, body: &[u8]) -> Vec<(&'s str, Vec<u8>)> {
-    let mut rxs: Vec<(&str, UnboundedReceiver<TargetMsg>)> = s.targets.iter().map(|t| (t.name(), t.request(id, body.to_vec()))).collect();
+    let mut rxs: Vec<(&str, UnboundedReceiver<TargetMsg>)> = s
+        .targets
+        .iter()
+        .map(|t| (t.name(), t.request(id, body.to_vec())))
+        .collect();
     let mut out = Vec::with_capacity(rxs.len());
     for (name, rx) in rxs.iter_mut() {
         let mut fin = None;
@@ -317,18 +392,34 @@ async fn fan_out<'s>(s: &'s Rc<Session>, id: &str, body: &[u8]) -> Vec<(&'s str,
                     break;
                 }
                 TargetMsg::Failed(e) => {
-                    fin = Some(jsonrpc::error_object(Some(id), jsonrpc::INTERNAL_ERROR, &e, None));
+                    fin = Some(jsonrpc::error_object(
+                        Some(id),
+                        jsonrpc::INTERNAL_ERROR,
+                        &e,
+                        None,
+                    ));
                     break;
                 }
             }
         }
-        out.push((*name, fin.unwrap_or_else(|| jsonrpc::error_object(Some(id), jsonrpc::INTERNAL_ERROR, "no answer", None))));
+        out.push((
+            *name,
+            fin.unwrap_or_else(|| {
+                jsonrpc::error_object(Some(id), jsonrpc::INTERNAL_ERROR, "no answer", None)
+            }),
+        ));
     }
     out
 }
 
 /// Relays one target's output for request `id`: JSON if the response comes first, else SSE.
-async fn relay(s: &Rc<Session>, id: &str, mut rx: UnboundedReceiver<TargetMsg>, reply: &UnboundedSender<ReplyPart>, session: Option<String>) {
+async fn relay(
+    s: &Rc<Session>,
+    id: &str,
+    mut rx: UnboundedReceiver<TargetMsg>,
+    reply: &UnboundedSender<ReplyPart>,
+    session: Option<String>,
+) {
     let mut sse_started = false;
     while let Some(m) = rx.next().await {
         let (data, last) = match m {
@@ -336,32 +427,55 @@ async fn relay(s: &Rc<Session>, id: &str, mut rx: UnboundedReceiver<TargetMsg>, 
             TargetMsg::Final(f) => (f, true),
             TargetMsg::Failed(e) => {
                 tracing::warn!(mcp.session = %s.id, error = %e, "mcp target failed");
-                (jsonrpc::error_object(Some(id), jsonrpc::INTERNAL_ERROR, &e, None), true)
+                (
+                    jsonrpc::error_object(Some(id), jsonrpc::INTERNAL_ERROR, &e, None),
+                    true,
+                )
             }
         };
         if last && !sse_started {
-            let _ = reply.unbounded_send(ReplyPart::Json { status: 200, body: data, session });
+            let _ = reply.unbounded_send(ReplyPart::Json {
+                status: 200,
+                body: data,
+                session,
+            });
             return;
         }
         if !sse_started {
             sse_started = true;
-            let _ = reply.unbounded_send(ReplyPart::SseStart { session: session.clone() });
+            let _ = reply.unbounded_send(ReplyPart::SseStart {
+                session: session.clone(),
+            });
         }
         let mut ev = Vec::with_capacity(data.len() + 32);
-        sse::write_event(&mut ev, Some(&format!("r{}", s.next_event_id())), Some("message"), &data);
+        sse::write_event(
+            &mut ev,
+            Some(&format!("r{}", s.next_event_id())),
+            Some("message"),
+            &data,
+        );
         let _ = reply.unbounded_send(ReplyPart::Event(ev));
         if last {
             let _ = reply.unbounded_send(ReplyPart::End);
             return;
         }
     }
-    let err = jsonrpc::error_object(Some(id), jsonrpc::INTERNAL_ERROR, "the MCP server went away without answering", None);
+    let err = jsonrpc::error_object(
+        Some(id),
+        jsonrpc::INTERNAL_ERROR,
+        "the MCP server went away without answering",
+        None,
+    );
     if sse_started {
         let mut ev = Vec::new();
         sse::write_event(&mut ev, None, Some("message"), &err);
         let _ = reply.unbounded_send(ReplyPart::Event(ev));
         let _ = reply.unbounded_send(ReplyPart::End);
     } else {
-        let _ = reply.unbounded_send(ReplyPart::Json { status: 200, body: err, session });
+        let _ = reply.unbounded_send(ReplyPart::Json {
+            status: 200,
+            body: err,
+            session,
+        });
     }
 }

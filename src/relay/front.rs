@@ -38,9 +38,15 @@ pub struct McpHead {
 }
 
 impl McpHead {
-    pub fn from_request(method: &str, host: &[u8], headers: &[httparse::Header<'_>], keep_authorization: bool) -> McpHead {
+    pub fn from_request(
+        method: &str,
+        host: &[u8],
+        headers: &[httparse::Header<'_>],
+        keep_authorization: bool,
+    ) -> McpHead {
         let get = |n: &str| h1::find_header(headers, n).map(<[u8]>::to_vec);
-        let text = |n: &str| h1::find_header(headers, n).map(|v| String::from_utf8_lossy(v).into_owned());
+        let text =
+            |n: &str| h1::find_header(headers, n).map(|v| String::from_utf8_lossy(v).into_owned());
         McpHead {
             method: method.to_owned(),
             accept: get("accept"),
@@ -50,7 +56,11 @@ impl McpHead {
             origin: get("origin"),
             host: host.to_vec(),
             last_event_id: text("last-event-id"),
-            authorization: if keep_authorization { text("authorization") } else { None },
+            authorization: if keep_authorization {
+                text("authorization")
+            } else {
+                None
+            },
         }
     }
 }
@@ -102,7 +112,8 @@ fn start(
         }
     }
     if let protocol::VersionCheck::Unsupported = protocol::check_version(head.version.as_deref()) {
-        let requested = String::from_utf8_lossy(head.version.as_deref().unwrap_or_default()).into_owned();
+        let requested =
+            String::from_utf8_lossy(head.version.as_deref().unwrap_or_default()).into_owned();
         return Err(ReplyPart::Error {
             status: 400,
             body: protocol::unsupported_version_error(&requested, None),
@@ -115,45 +126,113 @@ fn start(
                 return Err(reject(406, jsonrpc::INVALID_REQUEST, "Not Acceptable: the client must accept both application/json and text/event-stream"));
             }
             if !protocol::is_json_content_type(head.content_type.as_deref()) {
-                return Err(reject(415, jsonrpc::INVALID_REQUEST, "Unsupported Media Type: Content-Type must be application/json"));
+                return Err(reject(
+                    415,
+                    jsonrpc::INVALID_REQUEST,
+                    "Unsupported Media Type: Content-Type must be application/json",
+                ));
             }
-            let is_init = !jsonrpc::is_batch(&body) && jsonrpc::peek(&body).ok().and_then(|e| e.method) == Some("initialize");
+            let is_init = !jsonrpc::is_batch(&body)
+                && jsonrpc::peek(&body).ok().and_then(|e| e.method) == Some("initialize");
             if !route.stateful {
-                monoio::spawn(exchange::stateless(route.clone(), body, head.authorization.clone(), tx));
+                monoio::spawn(exchange::stateless(
+                    route.clone(),
+                    body,
+                    head.authorization.clone(),
+                    tx,
+                ));
                 return Ok(rx);
             }
             if is_init {
-                monoio::spawn(exchange::initialize(ctx.clone(), route.clone(), body, subject, head.authorization.clone(), tx));
+                monoio::spawn(exchange::initialize(
+                    ctx.clone(),
+                    route.clone(),
+                    body,
+                    subject,
+                    head.authorization.clone(),
+                    tx,
+                ));
                 return Ok(rx);
             }
             let Some(id) = head.session.clone() else {
-                return Err(reject(400, jsonrpc::INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required"));
+                return Err(reject(
+                    400,
+                    jsonrpc::INVALID_REQUEST,
+                    "Bad Request: Mcp-Session-Id header is required",
+                ));
             };
-            hand_off(ctx, McpCall { session: id, op: CallOp::Post(body), subject, reply: tx })?;
+            hand_off(
+                ctx,
+                McpCall {
+                    session: id,
+                    op: CallOp::Post(body),
+                    subject,
+                    reply: tx,
+                },
+            )?;
         }
         "GET" => {
             if !route.stateful {
-                return Err(ReplyPart::Error { status: 405, body: Vec::new() });
+                return Err(ReplyPart::Error {
+                    status: 405,
+                    body: Vec::new(),
+                });
             }
             if !protocol::accepts_sse(head.accept.as_deref()) {
-                return Err(reject(406, jsonrpc::INVALID_REQUEST, "Not Acceptable: the client must accept text/event-stream"));
+                return Err(reject(
+                    406,
+                    jsonrpc::INVALID_REQUEST,
+                    "Not Acceptable: the client must accept text/event-stream",
+                ));
             }
             let Some(id) = head.session.clone() else {
-                return Err(reject(400, jsonrpc::INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required"));
+                return Err(reject(
+                    400,
+                    jsonrpc::INVALID_REQUEST,
+                    "Bad Request: Mcp-Session-Id header is required",
+                ));
             };
             let op = CallOp::Get(head.last_event_id.clone());
-            hand_off(ctx, McpCall { session: id, op, subject, reply: tx })?;
+            hand_off(
+                ctx,
+                McpCall {
+                    session: id,
+                    op,
+                    subject,
+                    reply: tx,
+                },
+            )?;
         }
         "DELETE" => {
             if !route.stateful {
-                return Err(ReplyPart::Error { status: 405, body: Vec::new() });
+                return Err(ReplyPart::Error {
+                    status: 405,
+                    body: Vec::new(),
+                });
             }
             let Some(id) = head.session.clone() else {
-                return Err(reject(400, jsonrpc::INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required"));
+                return Err(reject(
+                    400,
+                    jsonrpc::INVALID_REQUEST,
+                    "Bad Request: Mcp-Session-Id header is required",
+                ));
             };
-            hand_off(ctx, McpCall { session: id, op: CallOp::Delete, subject, reply: tx })?;
+            hand_off(
+                ctx,
+                McpCall {
+                    session: id,
+                    op: CallOp::Delete,
+                    subject,
+                    reply: tx,
+                },
+            )?;
         }
-        _ => return Err(ReplyPart::Error { status: 405, body: Vec::new() }),
+        _ => {
+            return Err(ReplyPart::Error {
+                status: 405,
+                body: Vec::new(),
+            })
+        }
     }
     Ok(rx)
 }
@@ -169,7 +248,9 @@ fn hand_off(ctx: &Rc<WorkerCtx>, call: McpCall) -> Result<(), ReplyPart> {
         return Ok(());
     }
     match ctx.peer(owner) {
-        Some(peer) => peer.unbounded_send(WorkerMsg::Mcp(call)).map_err(|_| not_found()),
+        Some(peer) => peer
+            .unbounded_send(WorkerMsg::Mcp(call))
+            .map_err(|_| not_found()),
         None => Err(not_found()),
     }
 }
@@ -198,10 +279,18 @@ async fn write_reply<S: ConnIo>(
     };
     let out = &mut bufs.out;
     match first {
-        ReplyPart::Json { status, body, session } => {
+        ReplyPart::Json {
+            status,
+            body,
+            session,
+        } => {
             head(out, status, &date, cors, session.as_deref());
             h1::write_header(out, "content-type", b"application/json");
-            h1::write_header(out, "content-length", itoa_buf(body.len() as u64).as_bytes());
+            h1::write_header(
+                out,
+                "content-length",
+                itoa_buf(body.len() as u64).as_bytes(),
+            );
             out.extend_from_slice(b"\r\n");
             out.extend_from_slice(&body);
             (status, bufs.flush(io).await.is_ok())
@@ -214,7 +303,11 @@ async fn write_reply<S: ConnIo>(
             if !body.is_empty() {
                 h1::write_header(out, "content-type", b"application/json");
             }
-            h1::write_header(out, "content-length", itoa_buf(body.len() as u64).as_bytes());
+            h1::write_header(
+                out,
+                "content-length",
+                itoa_buf(body.len() as u64).as_bytes(),
+            );
             out.extend_from_slice(b"\r\n");
             out.extend_from_slice(&body);
             (status, bufs.flush(io).await.is_ok())

@@ -91,15 +91,35 @@ pub struct Session {
 
 impl Session {
     /// Starts the targets of `route`. The session is not registered anywhere yet.
-    pub fn open(id: String, route: &Arc<McpRoute>, subject: Subject, authorization: Option<String>) -> Result<Rc<Session>, String> {
+    pub fn open(
+        id: String,
+        route: &Arc<McpRoute>,
+        subject: Subject,
+        authorization: Option<String>,
+    ) -> Result<Rc<Session>, String> {
         let (tx, rx) = unbounded::<Vec<u8>>();
         let mut targets = Vec::with_capacity(route.targets.len());
         for t in &route.targets {
             let target = match &t.kind {
-                McpTargetKind::Stdio { cmd, args, env } => Target::Stdio(Proc::spawn(&t.name, cmd, args, env, tx.clone())?),
-                McpTargetKind::Http { target, path, https } | McpTargetKind::Sse { target, path, https } => {
-                    Target::Http(HttpTarget::new(&t.name, target, path, *https, authorization.clone()))
+                McpTargetKind::Stdio { cmd, args, env } => {
+                    Target::Stdio(Proc::spawn(&t.name, cmd, args, env, tx.clone())?)
                 }
+                McpTargetKind::Http {
+                    target,
+                    path,
+                    https,
+                }
+                | McpTargetKind::Sse {
+                    target,
+                    path,
+                    https,
+                } => Target::Http(HttpTarget::new(
+                    &t.name,
+                    target,
+                    path,
+                    *https,
+                    authorization.clone(),
+                )),
             };
             targets.push(target);
         }
@@ -252,7 +272,9 @@ impl Sessions {
             let mut map = self.map.borrow_mut();
             let ids: Vec<String> = map
                 .iter()
-                .filter(|(_, s)| s.is_closed() || now.duration_since(s.last_used.get()) > s.route.session_ttl)
+                .filter(|(_, s)| {
+                    s.is_closed() || now.duration_since(s.last_used.get()) > s.route.session_ttl
+                })
                 .map(|(id, _)| id.clone())
                 .collect();
             ids.iter().filter_map(|id| map.remove(id)).collect()

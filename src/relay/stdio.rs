@@ -76,7 +76,11 @@ impl Proc {
             .stderr(Stdio::from(stderr_theirs))
             .spawn()
             .map_err(|e| format!("cannot start {cmd:?} for target {target}: {e}"))?;
-        tracing::info!(target_name = target, pid = child.id(), "mcp stdio server started");
+        tracing::info!(
+            target_name = target,
+            pid = child.id(),
+            "mcp stdio server started"
+        );
         let (to_stdin, stdin_rx) = unbounded();
         let proc = Rc::new(Proc {
             target: target.to_owned(),
@@ -100,7 +104,10 @@ impl Proc {
     pub fn request(&self, id: &str, msg: Vec<u8>) -> UnboundedReceiver<TargetMsg> {
         let (tx, rx) = unbounded();
         if !self.alive.get() {
-            let _ = tx.unbounded_send(TargetMsg::Failed(format!("the MCP server {} has exited", self.target)));
+            let _ = tx.unbounded_send(TargetMsg::Failed(format!(
+                "the MCP server {} has exited",
+                self.target
+            )));
             return rx;
         }
         self.pending.borrow_mut().push((id.to_owned(), tx));
@@ -160,7 +167,9 @@ impl Proc {
     pub async fn terminate(&self) {
         self.alive.set(false);
         self.to_stdin.close_channel();
-        let Some(mut child) = self.child.borrow_mut().take() else { return };
+        let Some(mut child) = self.child.borrow_mut().take() else {
+            return;
+        };
         let pid = child.id();
         if matches!(child.try_wait(), Ok(None)) {
             if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
@@ -253,7 +262,12 @@ async fn read_loop(proc: std::rc::Weak<Proc>, mut s: UnixStream) {
             tracing::warn!(target_name = %p.target, limit = MAX_MESSAGE, "mcp server message over the limit; dropped");
             let tx = p.pending.borrow_mut().pop();
             if let Some((id, tx)) = tx {
-                let err = jsonrpc::error_object(Some(&id), jsonrpc::INTERNAL_ERROR, "the MCP server's answer is larger than 16 MiB", None);
+                let err = jsonrpc::error_object(
+                    Some(&id),
+                    jsonrpc::INTERNAL_ERROR,
+                    "the MCP server's answer is larger than 16 MiB",
+                    None,
+                );
                 let _ = tx.unbounded_send(TargetMsg::Final(err));
             }
             buf.clear();

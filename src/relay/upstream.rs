@@ -57,7 +57,8 @@ impl Conn {
 fn tls() -> monoio_rustls::TlsConnector {
     static CFG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     let cfg = CFG.get_or_init(|| {
-        let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let roots =
+            rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         Arc::new(
             rustls::ClientConfig::builder_with_provider(provider)
@@ -85,7 +86,13 @@ pub struct HttpTarget {
 }
 
 impl HttpTarget {
-    pub fn new(target: &str, upstream: &HostTarget, path: &str, https: bool, authorization: Option<String>) -> Rc<HttpTarget> {
+    pub fn new(
+        target: &str,
+        upstream: &HostTarget,
+        path: &str,
+        https: bool,
+        authorization: Option<String>,
+    ) -> Rc<HttpTarget> {
         Rc::new(HttpTarget {
             target: target.to_owned(),
             upstream: upstream.clone(),
@@ -114,7 +121,8 @@ impl HttpTarget {
                 .and_then(|mut a| a.next())
                 .ok_or_else(|| format!("cannot resolve {h}"))?,
         };
-        let tcp = match monoio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect_addr(addr)).await {
+        let tcp = match monoio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect_addr(addr)).await
+        {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(format!("connect to {addr}: {e}")),
             Err(_) => return Err(format!("connect to {addr}: timed out")),
@@ -123,9 +131,17 @@ impl HttpTarget {
         if !self.https {
             return Ok(Conn::Plain(tcp));
         }
-        let host = self.upstream.authority.rsplit_once(':').map_or(self.upstream.authority.as_str(), |(h, _)| h);
-        let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
-        let s = tls().connect(name, tcp).await.map_err(|e| format!("TLS to {host}: {e}"))?;
+        let host = self
+            .upstream
+            .authority
+            .rsplit_once(':')
+            .map_or(self.upstream.authority.as_str(), |(h, _)| h);
+        let name =
+            rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
+        let s = tls()
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS to {host}: {e}"))?;
         Ok(Conn::Tls(Box::new(s)))
     }
 
@@ -137,7 +153,11 @@ impl HttpTarget {
         h.extend_from_slice(b" HTTP/1.1\r\n");
         h1::write_header(&mut h, "host", self.upstream.authority.as_bytes());
         h1::write_header(&mut h, "accept", b"application/json, text/event-stream");
-        h1::write_header(&mut h, "mcp-protocol-version", self.version.get().as_bytes());
+        h1::write_header(
+            &mut h,
+            "mcp-protocol-version",
+            self.version.get().as_bytes(),
+        );
         if let Some(s) = self.session.borrow().as_deref() {
             h1::write_header(&mut h, "mcp-session-id", s.as_bytes());
         }
@@ -190,7 +210,12 @@ impl HttpTarget {
         self.idle.borrow_mut().clear();
     }
 
-    async fn post(&self, msg: Vec<u8>, id: Option<&str>, tx: &UnboundedSender<TargetMsg>) -> Result<(), String> {
+    async fn post(
+        &self,
+        msg: Vec<u8>,
+        id: Option<&str>,
+        tx: &UnboundedSender<TargetMsg>,
+    ) -> Result<(), String> {
         let mut conn = self.connect().await?;
         let mut out = self.head("POST", Some(msg.len()), &[]);
         out.extend_from_slice(&msg);
@@ -200,7 +225,9 @@ impl HttpTarget {
             conn = self.connect().await?;
             let mut out = self.head("POST", Some(msg.len()), &[]);
             out.extend_from_slice(&msg);
-            conn.write_all(out).await.map_err(|e| format!("send to {}: {e}", self.target))?;
+            conn.write_all(out)
+                .await
+                .map_err(|e| format!("send to {}: {e}", self.target))?;
         }
         let mut buf = Vec::with_capacity(16 * 1024);
         let (status, body_kind, sse, head_len, keep_alive) = loop {
@@ -214,9 +241,11 @@ impl HttpTarget {
                             continue;
                         }
                         if let Some(sid) = h1::find_header(hdrs, "mcp-session-id") {
-                            *self.session.borrow_mut() = Some(String::from_utf8_lossy(sid).into_owned());
+                            *self.session.borrow_mut() =
+                                Some(String::from_utf8_lossy(sid).into_owned());
                         }
-                        let sse = h1::find_header(hdrs, "content-type").is_some_and(|c| c.starts_with(b"text/event-stream"));
+                        let sse = h1::find_header(hdrs, "content-type")
+                            .is_some_and(|c| c.starts_with(b"text/event-stream"));
                         break (h.status, h.body, sse, h.head_len, h.keep_alive);
                     }
                     Ok(None) => {}
@@ -247,7 +276,9 @@ impl HttpTarget {
             match body_kind {
                 RespBody::Chunked => {
                     while consumed < buf.len() {
-                        let c = dec.decode(&buf[consumed..]).map_err(|e| format!("{}: {e}", self.target))?;
+                        let c = dec
+                            .decode(&buf[consumed..])
+                            .map_err(|e| format!("{}: {e}", self.target))?;
                         body.extend_from_slice(c.data);
                         consumed += c.consumed;
                         if c.done {
@@ -271,14 +302,19 @@ impl HttpTarget {
             }
             buf.drain(..consumed);
             if sse {
-                parser.feed(&body).map_err(|e| format!("{}: {e:?}", self.target))?;
+                parser
+                    .feed(&body)
+                    .map_err(|e| format!("{}: {e:?}", self.target))?;
                 body.clear();
                 while let Some(ev) = parser.next_event() {
                     if ev.data.is_empty() {
                         continue;
                     }
                     let data = ev.data.into_bytes();
-                    match (jsonrpc::peek(&data).map(|e| (e.kind, e.id.map(str::to_owned))), id) {
+                    match (
+                        jsonrpc::peek(&data).map(|e| (e.kind, e.id.map(str::to_owned))),
+                        id,
+                    ) {
                         (Ok((Kind::Response, Some(rid))), Some(want)) if rid == want => {
                             let _ = tx.unbounded_send(TargetMsg::Final(data));
                         }

@@ -19,8 +19,8 @@ use crate::http::pool::Pool;
 use crate::relay::session::Sessions;
 use crate::runtime::keys::KeysMsg;
 use crate::runtime::worker::WorkerMsg;
-use futures_channel::mpsc::UnboundedSender;
 use crate::snapshot::Snapshot;
+use futures_channel::mpsc::UnboundedSender;
 
 // The extra `Rc` layer is deliberate: requests clone the `Rc` (a plain increment on this core)
 // instead of the `Arc`, whose count lives on a cache line shared by every worker.

@@ -43,6 +43,8 @@ pub enum WorkerMsg {
         source: Arc<str>,
         doc: Arc<Prebuilt>,
     },
+    /// An MCP call for a session this worker owns (sent by the worker that received it).
+    Mcp(crate::relay::McpCall),
     /// Stop accepting, let in-flight requests finish until the deadline, then return.
     Shutdown {
         deadline: Instant,

@@ -9,7 +9,11 @@ use crate::both_drivers;
 use crate::harness::*;
 
 pub fn mini_server() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mini-mcp/stdio_server.py").to_owned()
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/mini-mcp/stdio_server.py"
+    )
+    .to_owned()
 }
 
 fn stdio_route(extra_backend: &str, policies: &str) -> String {
@@ -30,12 +34,25 @@ pub const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params"
 
 impl Mcp {
     pub fn new(addr: SocketAddr) -> Mcp {
-        Mcp { addr, session: None, token: None, next_id: 10 }
+        Mcp {
+            addr,
+            session: None,
+            token: None,
+            next_id: 10,
+        }
     }
 
     pub fn raw(&self, method: &str, body: &str, extra: &str) -> Response {
-        let session = self.session.as_ref().map(|s| format!("Mcp-Session-Id: {s}\r\n")).unwrap_or_default();
-        let auth = self.token.as_ref().map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        let session = self
+            .session
+            .as_ref()
+            .map(|s| format!("Mcp-Session-Id: {s}\r\n"))
+            .unwrap_or_default();
+        let auth = self
+            .token
+            .as_ref()
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
         let req = format!(
             "{method} /mcp HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAccept: application/json, text/event-stream\r\nContent-Type: application/json\r\nMCP-Protocol-Version: 2025-06-18\r\n{session}{auth}{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             self.addr.port(),
@@ -50,7 +67,11 @@ impl Mcp {
             self.session = Some(s.to_owned());
         }
         if r.status == 200 {
-            let n = self.raw("POST", r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#, "");
+            let n = self.raw(
+                "POST",
+                r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+                "",
+            );
             assert_eq!(n.status, 202, "{}", n.text());
         }
         r
@@ -59,14 +80,20 @@ impl Mcp {
     /// A request; returns the JSON-RPC messages of the answer (one for JSON, all events for SSE).
     pub fn call(&mut self, method: &str, params: &str) -> (Response, Vec<serde_json::Value>) {
         self.next_id += 1;
-        let body = format!(r#"{{"jsonrpc":"2.0","id":{},"method":"{method}","params":{params}}}"#, self.next_id);
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":{},"method":"{method}","params":{params}}}"#,
+            self.next_id
+        );
         let r = self.raw("POST", &body, "");
         let msgs = messages(&r);
         (r, msgs)
     }
 
     pub fn tool(&mut self, name: &str, args: &str) -> serde_json::Value {
-        let (r, msgs) = self.call("tools/call", &format!(r#"{{"name":"{name}","arguments":{args}}}"#));
+        let (r, msgs) = self.call(
+            "tools/call",
+            &format!(r#"{{"name":"{name}","arguments":{args}}}"#),
+        );
         assert_eq!(r.status, 200, "{}", r.text());
         msgs.last().cloned().unwrap_or_default()
     }
@@ -74,19 +101,26 @@ impl Mcp {
 
 /// JSON-RPC messages in a JSON or SSE answer.
 pub fn messages(r: &Response) -> Vec<serde_json::Value> {
-    if r.header("content-type").is_some_and(|c| c.starts_with("text/event-stream")) {
+    if r.header("content-type")
+        .is_some_and(|c| c.starts_with("text/event-stream"))
+    {
         r.text()
             .lines()
             .filter_map(|l| l.strip_prefix("data:"))
             .filter_map(|d| serde_json::from_str(d.trim()).ok())
             .collect()
     } else {
-        serde_json::from_slice(&r.body).map(|v| vec![v]).unwrap_or_default()
+        serde_json::from_slice(&r.body)
+            .map(|v| vec![v])
+            .unwrap_or_default()
     }
 }
 
 fn text_of(v: &serde_json::Value) -> String {
-    v["result"]["content"][0]["text"].as_str().unwrap_or_default().to_owned()
+    v["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// Child processes of `pid` (all threads), from /proc.
@@ -115,21 +149,42 @@ both_drivers!(stdio_session_lifecycle, |d| {
     let mut c = Mcp::new(p.addr());
     let r = c.initialize();
     assert_eq!(r.status, 200, "{}", r.text());
-    let sid = c.session.clone().expect("Mcp-Session-Id on the initialize answer");
-    assert!(sid.len() >= 32 && sid.bytes().all(|b| (0x21..=0x7e).contains(&b)), "{sid}");
+    let sid = c
+        .session
+        .clone()
+        .expect("Mcp-Session-Id on the initialize answer");
+    assert!(
+        sid.len() >= 32 && sid.bytes().all(|b| (0x21..=0x7e).contains(&b)),
+        "{sid}"
+    );
     let init = &messages(&r)[0];
     assert_eq!(init["result"]["serverInfo"]["name"], "mini");
     assert_eq!(init["id"], 1);
 
     let (_, list) = c.call("tools/list", "{}");
-    let names: Vec<&str> = list[0]["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert!(names.contains(&"echo") && names.contains(&"slow"), "{names:?}");
-    assert_eq!(text_of(&c.tool("echo", r#"{"message":"hi"}"#)), "mini echo: hi");
+    let names: Vec<&str> = list[0]["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"echo") && names.contains(&"slow"),
+        "{names:?}"
+    );
+    assert_eq!(
+        text_of(&c.tool("echo", r#"{"message":"hi"}"#)),
+        "mini echo: hi"
+    );
 
     // Every worker serves the session: new connections spread across workers.
     let pid1 = text_of(&c.tool("whoami", "{}"));
     for _ in 0..8 {
-        assert_eq!(text_of(&c.tool("whoami", "{}")), pid1, "one process per session, whichever worker answers");
+        assert_eq!(
+            text_of(&c.tool("whoami", "{}")),
+            pid1,
+            "one process per session, whichever worker answers"
+        );
     }
     assert_eq!(children(p.pid()).len(), 1);
 
@@ -142,7 +197,9 @@ both_drivers!(stdio_session_lifecycle, |d| {
     // DELETE ends the session and its process; the id is then unknown.
     assert_eq!(c2.raw("DELETE", "", "").status, 200);
     assert_eq!(c2.call("tools/list", "{}").0.status, 404);
-    wait_until(10, "the child to be reaped", || children(p.pid()).len() == 1);
+    wait_until(10, "the child to be reaped", || {
+        children(p.pid()).len() == 1
+    });
 });
 
 both_drivers!(transport_rules, |d| {
@@ -151,7 +208,9 @@ both_drivers!(transport_rules, |d| {
     c.initialize();
     let list = r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#;
     let send = |extra: &str, accept: &str, ctype: &str, session: Option<&str>| {
-        let s = session.map(|s| format!("Mcp-Session-Id: {s}\r\n")).unwrap_or_default();
+        let s = session
+            .map(|s| format!("Mcp-Session-Id: {s}\r\n"))
+            .unwrap_or_default();
         request(
             p.addr(),
             format!("POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAccept: {accept}\r\nContent-Type: {ctype}\r\n{s}{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{list}", p.port, list.len()).as_bytes(),
@@ -159,20 +218,69 @@ both_drivers!(transport_rules, |d| {
     };
     let sid = c.session.clone();
     let sid = sid.as_deref();
-    assert_eq!(send("", "application/json", "application/json", sid).status, 406);
-    assert_eq!(send("", "application/json, text/event-stream", "text/plain", sid).status, 415);
-    assert_eq!(send("", "application/json, text/event-stream", "application/json", None).status, 400, "no session id");
-    assert_eq!(send("", "application/json, text/event-stream", "application/json", Some("00ffffffffffffffffffffffffffffffff")).status, 404);
-    let r = send("MCP-Protocol-Version: 1999-01-01\r\n", "application/json, text/event-stream", "application/json", sid);
+    assert_eq!(
+        send("", "application/json", "application/json", sid).status,
+        406
+    );
+    assert_eq!(
+        send("", "application/json, text/event-stream", "text/plain", sid).status,
+        415
+    );
+    assert_eq!(
+        send(
+            "",
+            "application/json, text/event-stream",
+            "application/json",
+            None
+        )
+        .status,
+        400,
+        "no session id"
+    );
+    assert_eq!(
+        send(
+            "",
+            "application/json, text/event-stream",
+            "application/json",
+            Some("00ffffffffffffffffffffffffffffffff")
+        )
+        .status,
+        404
+    );
+    let r = send(
+        "MCP-Protocol-Version: 1999-01-01\r\n",
+        "application/json, text/event-stream",
+        "application/json",
+        sid,
+    );
     assert_eq!(r.status, 400);
-    let r = send("MCP-Protocol-Version: 2026-07-28\r\n", "application/json, text/event-stream", "application/json", sid);
+    let r = send(
+        "MCP-Protocol-Version: 2026-07-28\r\n",
+        "application/json, text/event-stream",
+        "application/json",
+        sid,
+    );
     assert_eq!(r.status, 400);
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(v["error"]["code"], -32022, "{v}");
-    assert!(v["error"]["data"]["supported"].as_array().unwrap().iter().any(|s| s == "2025-11-25"));
-    let r = send("Origin: http://evil.example\r\n", "application/json, text/event-stream", "application/json", sid);
+    assert!(v["error"]["data"]["supported"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s == "2025-11-25"));
+    let r = send(
+        "Origin: http://evil.example\r\n",
+        "application/json, text/event-stream",
+        "application/json",
+        sid,
+    );
     assert_eq!(r.status, 403, "foreign origins are refused");
-    let ok = send(&format!("Origin: http://127.0.0.1:{}\r\n", p.port), "application/json, text/event-stream", "application/json", sid);
+    let ok = send(
+        &format!("Origin: http://127.0.0.1:{}\r\n", p.port),
+        "application/json, text/event-stream",
+        "application/json",
+        sid,
+    );
     assert_eq!(ok.status, 200, "same-host origins are fine");
     // A batch is only for 2025-03-26 sessions.
     let batch = c.raw("POST", r#"[{"jsonrpc":"2.0","id":7,"method":"ping"}]"#, "");
@@ -210,7 +318,10 @@ both_drivers!(progress_streams_as_sse_event_by_event, |d| {
         if r.read_line(&mut line).unwrap() == 0 {
             break;
         }
-        if line.to_ascii_lowercase().starts_with("content-type: text/event-stream") {
+        if line
+            .to_ascii_lowercase()
+            .starts_with("content-type: text/event-stream")
+        {
             sse = true;
         }
         if let Some(d) = line.strip_prefix("data:") {
@@ -226,7 +337,11 @@ both_drivers!(progress_streams_as_sse_event_by_event, |d| {
     assert_eq!(seen.len(), 4, "{seen:?}");
     assert_eq!(seen[0].0["method"], "notifications/progress");
     assert_eq!(seen[0].0["params"]["progressToken"], "tok");
-    assert!(seen[0].1 < Duration::from_millis(350), "the first progress event is relayed at once: {:?}", seen[0].1);
+    assert!(
+        seen[0].1 < Duration::from_millis(350),
+        "the first progress event is relayed at once: {:?}",
+        seen[0].1
+    );
     assert!(seen[3].1 >= Duration::from_millis(1000));
     assert_eq!(text_of(&seen[3].0), "done");
 });
@@ -239,12 +354,16 @@ both_drivers!(child_crash_expiry_and_shutdown, |d| {
     let v = c.tool("crash", "{}");
     assert!(v.get("error").is_some(), "{v}");
     assert_eq!(c.call("tools/list", "{}").0.status, 404);
-    wait_until(10, "the crashed child to be reaped", || children(p.pid()).is_empty());
+    wait_until(10, "the crashed child to be reaped", || {
+        children(p.pid()).is_empty()
+    });
     // Idle sessions expire (sessionTtl 2s) and their processes are reaped.
     let mut c2 = Mcp::new(p.addr());
     c2.initialize();
     assert_eq!(children(p.pid()).len(), 1);
-    wait_until(15, "the idle session to expire", || children(p.pid()).is_empty());
+    wait_until(15, "the idle session to expire", || {
+        children(p.pid()).is_empty()
+    });
     assert_eq!(c2.call("tools/list", "{}").0.status, 404);
     // SIGTERM of the proxy leaves no child behind.
     let mut c3 = Mcp::new(p.addr());
@@ -253,7 +372,9 @@ both_drivers!(child_crash_expiry_and_shutdown, |d| {
     assert_eq!(kids.len(), 1);
     assert!(p.terminate().success());
     for k in kids {
-        wait_until(5, "the child to be gone with the proxy", || !std::path::Path::new(&format!("/proc/{k}")).exists());
+        wait_until(5, "the child to be gone with the proxy", || {
+            !std::path::Path::new(&format!("/proc/{k}")).exists()
+        });
     }
 });
 
@@ -267,12 +388,29 @@ both_drivers!(several_targets_are_merged_and_prefixed, |d| {
     let r = c.initialize();
     assert_eq!(r.status, 200, "{}", r.text());
     let init = &messages(&r)[0];
-    assert!(init["result"]["capabilities"]["tools"].is_object(), "{init}");
+    assert!(
+        init["result"]["capabilities"]["tools"].is_object(),
+        "{init}"
+    );
     let (_, list) = c.call("tools/list", "{}");
-    let names: Vec<String> = list[0]["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_owned()).collect();
-    assert!(names.contains(&"alpha_echo".to_owned()) && names.contains(&"beta_echo".to_owned()), "{names:?}");
-    assert_eq!(text_of(&c.tool("beta_echo", r#"{"message":"x"}"#)), "beta echo: x");
-    assert_eq!(text_of(&c.tool("alpha_echo", r#"{"message":"y"}"#)), "alpha echo: y");
+    let names: Vec<String> = list[0]["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        names.contains(&"alpha_echo".to_owned()) && names.contains(&"beta_echo".to_owned()),
+        "{names:?}"
+    );
+    assert_eq!(
+        text_of(&c.tool("beta_echo", r#"{"message":"x"}"#)),
+        "beta echo: x"
+    );
+    assert_eq!(
+        text_of(&c.tool("alpha_echo", r#"{"message":"y"}"#)),
+        "alpha echo: y"
+    );
     let v = c.tool("gamma_echo", "{}");
     assert!(v.get("error").is_some(), "unknown target: {v}");
     // One target failing does not fail the others' list.
@@ -280,17 +418,32 @@ both_drivers!(several_targets_are_merged_and_prefixed, |d| {
 });
 
 both_drivers!(stateless_mode_leaks_no_process, |d| {
-    let p = Proxy::start_with(&stdio_route("          statefulMode: stateless\n", ""), d, &[("TTL", "30m".into())], &[]);
+    let p = Proxy::start_with(
+        &stdio_route("          statefulMode: stateless\n", ""),
+        d,
+        &[("TTL", "30m".into())],
+        &[],
+    );
     let mut c = Mcp::new(p.addr());
     let r = c.raw("POST", r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"message":"s"}}}"#, "");
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.header("mcp-session-id").is_none());
     assert_eq!(text_of(&messages(&r)[0]), "mini echo: s");
     for _ in 0..5 {
-        assert_eq!(c.raw("POST", r#"{"jsonrpc":"2.0","id":4,"method":"tools/list"}"#, "").status, 200);
+        assert_eq!(
+            c.raw(
+                "POST",
+                r#"{"jsonrpc":"2.0","id":4,"method":"tools/list"}"#,
+                ""
+            )
+            .status,
+            200
+        );
     }
     assert_eq!(c.raw("GET", "", "").status, 405);
-    wait_until(10, "stateless children to be reaped", || children(p.pid()).is_empty());
+    wait_until(10, "stateless children to be reaped", || {
+        children(p.pid()).is_empty()
+    });
 });
 
 /// A streamable-HTTP MCP server on a thread: its own session ids, JSON or SSE answers.
@@ -299,7 +452,12 @@ fn http_mcp_server() -> Upstream {
         let mut r = BufReader::new(s.try_clone().unwrap());
         let mut w = s;
         while let Ok(Some(req)) = read_request(&mut r) {
-            let h = |n: &str| req.headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+            let h = |n: &str| {
+                req.headers
+                    .iter()
+                    .find(|(k, _)| k == n)
+                    .map(|(_, v)| v.clone())
+            };
             let msg: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
             let id = msg.get("id").cloned();
             if req.method == "DELETE" {
@@ -307,7 +465,9 @@ fn http_mcp_server() -> Upstream {
                 continue;
             }
             let method = msg["method"].as_str().unwrap_or("");
-            if method != "initialize" && h("mcp-session-id").as_deref() != Some("upstream-session-1") {
+            if method != "initialize"
+                && h("mcp-session-id").as_deref() != Some("upstream-session-1")
+            {
                 let _ = w.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n");
                 continue;
             }
@@ -320,15 +480,22 @@ fn http_mcp_server() -> Upstream {
                 continue;
             };
             let result = match method {
-                "initialize" => serde_json::json!({"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"http-up","version":"1"}}),
-                "tools/list" => serde_json::json!({"tools":[{"name":"hello","inputSchema":{"type":"object"}}]}),
-                _ => serde_json::json!({"content":[{"type":"text","text":format!("http says hi to {}", msg["params"]["arguments"]["who"])}]}),
+                "initialize" => {
+                    serde_json::json!({"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"http-up","version":"1"}})
+                }
+                "tools/list" => {
+                    serde_json::json!({"tools":[{"name":"hello","inputSchema":{"type":"object"}}]})
+                }
+                _ => {
+                    serde_json::json!({"content":[{"type":"text","text":format!("http says hi to {}", msg["params"]["arguments"]["who"])}]})
+                }
             };
             let resp = serde_json::json!({"jsonrpc":"2.0","id":id,"result":result}).to_string();
             if method == "tools/call" {
                 // Answer as SSE with a notification first.
                 let note = r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"working"}}"#;
-                let body = format!("event: message\ndata: {note}\n\nevent: message\ndata: {resp}\n\n");
+                let body =
+                    format!("event: message\ndata: {note}\n\nevent: message\ndata: {resp}\n\n");
                 let _ = w.write_all(format!("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nmcp-session-id: upstream-session-1\r\ncontent-length: {}\r\n\r\n{body}", body.len()).as_bytes());
             } else {
                 let _ = w.write_all(format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nmcp-session-id: upstream-session-1\r\ncontent-length: {}\r\n\r\n{resp}", resp.len()).as_bytes());
@@ -348,9 +515,21 @@ both_drivers!(streamable_http_upstream, |d| {
     let r = c.initialize();
     assert_eq!(r.status, 200, "{}", r.text());
     let ours = c.session.clone().unwrap();
-    assert_ne!(ours, "upstream-session-1", "the client sees the proxy's session id, not the upstream's");
-    let (r, msgs) = c.call("tools/call", r#"{"name":"hello","arguments":{"who":"bob"}}"#);
-    assert!(r.header("content-type").unwrap().starts_with("text/event-stream"), "{:?}", r.headers);
+    assert_ne!(
+        ours, "upstream-session-1",
+        "the client sees the proxy's session id, not the upstream's"
+    );
+    let (r, msgs) = c.call(
+        "tools/call",
+        r#"{"name":"hello","arguments":{"who":"bob"}}"#,
+    );
+    assert!(
+        r.header("content-type")
+            .unwrap()
+            .starts_with("text/event-stream"),
+        "{:?}",
+        r.headers
+    );
     assert_eq!(msgs.len(), 2, "{msgs:?}");
     assert_eq!(msgs[0]["method"], "notifications/message");
     assert_eq!(text_of(&msgs[1]), "http says hi to \"bob\"");
