@@ -30,7 +30,9 @@ fn call(p: &Proxy, token: Option<&str>) -> Response {
 
 both_drivers!(seed_discovery_and_keycloak_adapter, |d| {
     let idp = Idp::start(&[("AUDIENCE_MODE", "fixed:mcp_proxy"), ("AT_TYP", "JWT")]);
-    let p = Proxy::start(&seed_for(&idp), d);
+    // The seed's `uv run src/main.py` runs in the project folder of the FastMCP fixture.
+    let (server_dir, path) = crate::idp::stdio_server();
+    let p = Proxy::start_full(&seed_for(&idp), d, &[], &[], &[("PATH", path.as_str()), ("UV_PYTHON_DOWNLOADS", "never")], Some(&server_dir));
     let origin = format!("http://localhost:{}", p.port);
 
     // 1. The 401 names the metadata URL.
@@ -102,17 +104,21 @@ both_drivers!(seed_discovery_and_keycloak_adapter, |d| {
     assert!(client["client_id"].as_str().is_some_and(|c| !c.is_empty()));
 
     // 6. A token from the IdP (aud mcp_proxy via the fixed audience, typ JWT like Keycloak)
-    //    passes authentication; the stdio MCP relay is not in this build (501).
+    //    opens an MCP session with the seed's stdio server and calls its tool.
     let token = idp.token("http://127.0.0.1/any");
-    let r = call(&p, Some(&token));
-    assert_eq!(
-        r.status,
-        501,
-        "authenticated, then the relay answer: {}",
-        r.text()
-    );
     let r = call(&p, Some(&format!("{token}x")));
     assert_eq!(r.status, 401);
+    let mut c = crate::mcp::Mcp::new(p.addr());
+    c.path = "/hello/mcp".into();
+    c.token = Some(token);
+    let init = c.initialize();
+    assert_eq!(init.status, 200, "{}", init.text());
+    assert_eq!(crate::mcp::messages(&init)[0]["result"]["serverInfo"]["name"], "hello-world");
+    let v = c.tool("echo", r#"{"message":"from the seed"}"#);
+    assert_eq!(v["result"]["content"][0]["text"], "echo: from the seed", "{v}");
+    // Every request is authenticated, sessions included.
+    c.token = None;
+    assert_eq!(c.call("tools/list", "{}").0.status, 401);
 });
 
 both_drivers!(client_credentials_rotation_and_outage, |d| {

@@ -94,6 +94,18 @@ impl Proxy {
         args: &[&str],
         envs: &[(&str, &str)],
     ) -> Proxy {
+        Self::start_full(template, driver, vars, args, envs, None)
+    }
+
+    /// Everything configurable: `cwd` is the proxy's working directory (stdio servers inherit it).
+    pub fn start_full(
+        template: &str,
+        driver: Driver,
+        vars: &[(&str, String)],
+        args: &[&str],
+        envs: &[(&str, &str)],
+        cwd: Option<&std::path::Path>,
+    ) -> Proxy {
         let (port, port2, stats, ready) = (free_port(), free_port(), free_port(), free_port());
         let dir = temp_dir();
         let config_path = dir.join("config.yaml");
@@ -124,6 +136,9 @@ impl Proxy {
         }
         for (k, v) in envs {
             cmd.env(k, v);
+        }
+        if let Some(dir) = cwd {
+            cmd.current_dir(dir);
         }
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn portcullis");

@@ -25,6 +25,7 @@ fn stdio_route(extra_backend: &str, policies: &str) -> String {
 
 pub struct Mcp {
     pub addr: SocketAddr,
+    pub path: String,
     pub session: Option<String>,
     pub token: Option<String>,
     next_id: u64,
@@ -34,12 +35,7 @@ pub const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params"
 
 impl Mcp {
     pub fn new(addr: SocketAddr) -> Mcp {
-        Mcp {
-            addr,
-            session: None,
-            token: None,
-            next_id: 10,
-        }
+        Mcp { addr, path: "/mcp".into(), session: None, token: None, next_id: 10 }
     }
 
     pub fn raw(&self, method: &str, body: &str, extra: &str) -> Response {
@@ -54,7 +50,8 @@ impl Mcp {
             .map(|t| format!("Authorization: Bearer {t}\r\n"))
             .unwrap_or_default();
         let req = format!(
-            "{method} /mcp HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAccept: application/json, text/event-stream\r\nContent-Type: application/json\r\nMCP-Protocol-Version: 2025-06-18\r\n{session}{auth}{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "{method} {} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAccept: application/json, text/event-stream\r\nContent-Type: application/json\r\nMCP-Protocol-Version: 2025-06-18\r\n{session}{auth}{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.path,
             self.addr.port(),
             body.len()
         );
