@@ -31,6 +31,8 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     pub port: u16,
     pub https: bool,
+    /// The connection arrived on a loopback address (DNS-rebinding protection applies).
+    pub local_loopback: bool,
 }
 
 /// Per-request facts `decide` needs besides the request itself.
@@ -232,7 +234,13 @@ pub fn decide<'s>(
             return Decision::Mcp(McpPlan {
                 route,
                 mcp,
-                head: McpHead::from_request(head.method, host_raw, headers, keep_auth),
+                head: McpHead::from_request(
+                    head.method,
+                    host_raw,
+                    headers,
+                    keep_auth,
+                    conn.local_loopback,
+                ),
                 response_extra: extra,
             });
         }

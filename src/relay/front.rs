@@ -35,6 +35,8 @@ pub struct McpHead {
     pub last_event_id: Option<String>,
     /// Only kept when the route passes the client's token through (`backendAuth: passthrough`).
     pub authorization: Option<String>,
+    /// The request arrived on a loopback address.
+    pub local_loopback: bool,
 }
 
 impl McpHead {
@@ -43,6 +45,7 @@ impl McpHead {
         host: &[u8],
         headers: &[httparse::Header<'_>],
         keep_authorization: bool,
+        local_loopback: bool,
     ) -> McpHead {
         let get = |n: &str| h1::find_header(headers, n).map(<[u8]>::to_vec);
         let text =
@@ -61,6 +64,7 @@ impl McpHead {
             } else {
                 None
             },
+            local_loopback,
         }
     }
 }
@@ -106,6 +110,19 @@ fn start(
     body: Vec<u8>,
     subject: Subject,
 ) -> Result<UnboundedReceiver<ReplyPart>, ReplyPart> {
+    // DNS rebinding: a page on a foreign name that resolves to 127.0.0.1 reaches a loopback
+    // listener with its own name as Host (and Origin), so on loopback the Host must be a
+    // loopback name, or one the route's CORS policy allows.
+    if head.local_loopback
+        && !loopback_host(&head.host)
+        && !host_listed(&head.host, &route.allowed_origins)
+    {
+        return Err(reject(
+            403,
+            jsonrpc::INVALID_REQUEST,
+            "Host not allowed (DNS rebinding protection)",
+        ));
+    }
     if let Some(origin) = &head.origin {
         if !protocol::origin_allowed(origin, &head.host, &route.allowed_origins) {
             return Err(reject(403, jsonrpc::INVALID_REQUEST, "Origin not allowed"));
@@ -235,6 +252,27 @@ fn start(
         }
     }
     Ok(rx)
+}
+
+fn loopback_host(host: &[u8]) -> bool {
+    let h = crate::routing::strip_port(host);
+    let h = std::str::from_utf8(h).unwrap_or("");
+    let h = h.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
+}
+
+/// Whether `host` is the host of an origin in the allow-list (or the list allows any).
+fn host_listed(host: &[u8], allowed: &[String]) -> bool {
+    let h = crate::routing::strip_port(host);
+    allowed.iter().any(|o| {
+        o == "*"
+            || o.split("://")
+                .nth(1)
+                .map(|rest| crate::routing::strip_port(rest.as_bytes()))
+                .is_some_and(|oh| oh.eq_ignore_ascii_case(h))
+    })
 }
 
 /// Runs the call on this worker if it owns the session, else sends it to the owner.

@@ -278,10 +278,14 @@ async fn accept_loop(
                 let tls = find_bind(&snap, port).and_then(|b| b.tls.clone());
                 let handshake_timeout = snap.settings.limits.tls_handshake_timeout;
                 drop(snap);
+                let local_loopback = stream
+                    .local_addr()
+                    .is_ok_and(|a| a.ip().to_canonical().is_loopback());
                 let info = ConnInfo {
                     peer,
                     port,
                     https: tls.is_some(),
+                    local_loopback,
                 };
                 let ctx = ctx.clone();
                 monoio::spawn(async move {

@@ -32,7 +32,14 @@ both_drivers!(seed_discovery_and_keycloak_adapter, |d| {
     let idp = Idp::start(&[("AUDIENCE_MODE", "fixed:mcp_proxy"), ("AT_TYP", "JWT")]);
     // The seed's `uv run src/main.py` runs in the project folder of the FastMCP fixture.
     let (server_dir, path) = crate::idp::stdio_server();
-    let p = Proxy::start_full(&seed_for(&idp), d, &[], &[], &[("PATH", path.as_str()), ("UV_PYTHON_DOWNLOADS", "never")], Some(&server_dir));
+    let p = Proxy::start_full(
+        &seed_for(&idp),
+        d,
+        &[],
+        &[],
+        &[("PATH", path.as_str()), ("UV_PYTHON_DOWNLOADS", "never")],
+        Some(&server_dir),
+    );
     let origin = format!("http://localhost:{}", p.port);
 
     // 1. The 401 names the metadata URL.
@@ -113,9 +120,15 @@ both_drivers!(seed_discovery_and_keycloak_adapter, |d| {
     c.token = Some(token);
     let init = c.initialize();
     assert_eq!(init.status, 200, "{}", init.text());
-    assert_eq!(crate::mcp::messages(&init)[0]["result"]["serverInfo"]["name"], "hello-world");
+    assert_eq!(
+        crate::mcp::messages(&init)[0]["result"]["serverInfo"]["name"],
+        "hello-world"
+    );
     let v = c.tool("echo", r#"{"message":"from the seed"}"#);
-    assert_eq!(v["result"]["content"][0]["text"], "echo: from the seed", "{v}");
+    assert_eq!(
+        v["result"]["content"][0]["text"], "echo: from the seed",
+        "{v}"
+    );
     // Every request is authenticated, sessions included.
     c.token = None;
     assert_eq!(c.call("tools/list", "{}").0.status, 401);

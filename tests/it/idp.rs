@@ -193,10 +193,30 @@ pub fn stdio_server() -> (PathBuf, String) {
     static UV: OnceLock<String> = OnceLock::new();
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stdio-server");
     let uv = UV.get_or_init(|| {
-        let out = Command::new("bash").arg(dir.join("install.sh")).output().expect("run install.sh");
-        assert!(out.status.success(), "stdio server install failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).lines().last().expect("uv path").trim().to_owned()
+        let out = Command::new("bash")
+            .arg(dir.join("install.sh"))
+            .output()
+            .expect("run install.sh");
+        assert!(
+            out.status.success(),
+            "stdio server install failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .expect("uv path")
+            .trim()
+            .to_owned()
     });
-    let uv_dir = std::path::Path::new(uv).parent().unwrap().display().to_string();
-    (dir, format!("{uv_dir}:{}", std::env::var("PATH").unwrap_or_default()))
+    let uv_dir = std::path::Path::new(uv)
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    (
+        dir,
+        format!("{uv_dir}:{}", std::env::var("PATH").unwrap_or_default()),
+    )
 }

@@ -35,7 +35,13 @@ pub const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params"
 
 impl Mcp {
     pub fn new(addr: SocketAddr) -> Mcp {
-        Mcp { addr, path: "/mcp".into(), session: None, token: None, next_id: 10 }
+        Mcp {
+            addr,
+            path: "/mcp".into(),
+            session: None,
+            token: None,
+            next_id: 10,
+        }
     }
 
     pub fn raw(&self, method: &str, body: &str, extra: &str) -> Response {
