@@ -20,6 +20,7 @@
 pub mod exchange;
 pub mod front;
 pub mod session;
+pub mod sse_target;
 pub mod stdio;
 pub mod upstream;
 

@@ -15,6 +15,7 @@ use futures_util::StreamExt;
 use ring::rand::SecureRandom;
 
 use crate::mcp::sse;
+use crate::relay::sse_target::SseTarget;
 use crate::relay::stdio::{Proc, TargetMsg};
 use crate::relay::upstream::HttpTarget;
 use crate::relay::{ReplyPart, Subject};
@@ -27,6 +28,7 @@ const BACKLOG: usize = 256;
 pub enum Target {
     Stdio(Rc<Proc>),
     Http(Rc<HttpTarget>),
+    Sse(Rc<SseTarget>),
 }
 
 impl Target {
@@ -34,6 +36,7 @@ impl Target {
         match self {
             Target::Stdio(p) => &p.target,
             Target::Http(h) => &h.target,
+            Target::Sse(h) => &h.target,
         }
     }
 
@@ -41,6 +44,7 @@ impl Target {
         match self {
             Target::Stdio(p) => p.alive(),
             Target::Http(h) => h.alive(),
+            Target::Sse(h) => h.alive(),
         }
     }
 
@@ -48,6 +52,7 @@ impl Target {
         match self {
             Target::Stdio(p) => p.request(id, msg),
             Target::Http(h) => h.request(id, msg),
+            Target::Sse(h) => h.request(id, msg),
         }
     }
 
@@ -59,6 +64,7 @@ impl Target {
                     tracing::warn!(target_name = %h.target, error = %e, "mcp notification not delivered");
                 }
             }
+            Target::Sse(h) => h.send(msg).await,
         }
     }
 
@@ -66,6 +72,7 @@ impl Target {
         match self {
             Target::Stdio(p) => p.terminate().await,
             Target::Http(h) => h.terminate().await,
+            Target::Sse(h) => h.terminate(),
         }
     }
 
@@ -108,17 +115,24 @@ impl Session {
                     target,
                     path,
                     https,
-                }
-                | McpTargetKind::Sse {
-                    target,
-                    path,
-                    https,
                 } => Target::Http(HttpTarget::new(
                     &t.name,
                     target,
                     path,
                     *https,
                     authorization.clone(),
+                )),
+                McpTargetKind::Sse {
+                    target,
+                    path,
+                    https,
+                } => Target::Sse(SseTarget::open(
+                    &t.name,
+                    target,
+                    path,
+                    *https,
+                    authorization.clone(),
+                    tx.clone(),
                 )),
             };
             targets.push(target);

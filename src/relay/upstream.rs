@@ -26,20 +26,20 @@ use crate::snapshot::{HostAddr, HostTarget};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-enum Conn {
+pub(crate) enum Conn {
     Plain(TcpStream),
     Tls(Box<monoio_rustls::ClientTlsStream<TcpStream>>),
 }
 
 impl Conn {
-    async fn write_all(&mut self, data: Vec<u8>) -> std::io::Result<()> {
+    pub(crate) async fn write_all(&mut self, data: Vec<u8>) -> std::io::Result<()> {
         match self {
             Conn::Plain(s) => s.write_all(data).await.0.map(|_| ()),
             Conn::Tls(s) => s.write_all(data).await.0.map(|_| ()),
         }
     }
 
-    async fn read_more(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    pub(crate) async fn read_more(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
         if buf.capacity() - buf.len() < 8192 {
             buf.reserve(32 * 1024);
         }
@@ -69,6 +69,37 @@ fn tls() -> monoio_rustls::TlsConnector {
         )
     });
     monoio_rustls::TlsConnector::from(cfg.clone())
+}
+
+/// A new connection to `upstream`, with TLS when `https`.
+pub(crate) async fn connect(upstream: &HostTarget, https: bool) -> Result<Conn, String> {
+    let addr: SocketAddr = match &upstream.addr {
+        HostAddr::Resolved(a) => *a,
+        HostAddr::Name(h, p) => std::net::ToSocketAddrs::to_socket_addrs(&(h.as_str(), *p))
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| format!("cannot resolve {h}"))?,
+    };
+    let tcp = match monoio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect_addr(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(format!("connect to {addr}: {e}")),
+        Err(_) => return Err(format!("connect to {addr}: timed out")),
+    };
+    let _ = tcp.set_nodelay(true);
+    if !https {
+        return Ok(Conn::Plain(tcp));
+    }
+    let host = upstream
+        .authority
+        .rsplit_once(':')
+        .map_or(upstream.authority.as_str(), |(h, _)| h);
+    let name =
+        rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
+    let s = tls()
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS to {host}: {e}"))?;
+    Ok(Conn::Tls(Box::new(s)))
 }
 
 /// One streamable-HTTP target of one session.
@@ -114,35 +145,7 @@ impl HttpTarget {
         if let Some(c) = self.idle.borrow_mut().pop() {
             return Ok(c);
         }
-        let addr: SocketAddr = match &self.upstream.addr {
-            HostAddr::Resolved(a) => *a,
-            HostAddr::Name(h, p) => std::net::ToSocketAddrs::to_socket_addrs(&(h.as_str(), *p))
-                .ok()
-                .and_then(|mut a| a.next())
-                .ok_or_else(|| format!("cannot resolve {h}"))?,
-        };
-        let tcp = match monoio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect_addr(addr)).await
-        {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(format!("connect to {addr}: {e}")),
-            Err(_) => return Err(format!("connect to {addr}: timed out")),
-        };
-        let _ = tcp.set_nodelay(true);
-        if !self.https {
-            return Ok(Conn::Plain(tcp));
-        }
-        let host = self
-            .upstream
-            .authority
-            .rsplit_once(':')
-            .map_or(self.upstream.authority.as_str(), |(h, _)| h);
-        let name =
-            rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
-        let s = tls()
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("TLS to {host}: {e}"))?;
-        Ok(Conn::Tls(Box::new(s)))
+        connect(&self.upstream, self.https).await
     }
 
     fn head(&self, method: &str, body_len: Option<usize>, extra: &[(&str, &str)]) -> Vec<u8> {

@@ -330,3 +330,28 @@ both_drivers!(jwt_auth_modes, |d| {
         "jwtAuth 401s carry a challenge too"
     );
 });
+
+both_drivers!(sessions_are_bound_to_the_subject, |d| {
+    let key = TestKey::es256("k1");
+    let cfg = format!(
+        "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - name: mcp\n      matches: [{{path: {{exact: /mcp}}}}]\n      policies:\n        mcpAuthentication:\n          issuer: {ISS}\n          audiences: [{AUD}]\n          jwks: '{}'\n          resourceMetadata:\n            resource: http://127.0.0.1:{{PORT}}/mcp\n      backends:\n      - mcp:\n          targets:\n          - name: mini\n            stdio: {{cmd: python3, args: ['{}']}}\n",
+        jwks(&[&key]),
+        crate::mcp::mini_server()
+    );
+    let p = Proxy::start(&cfg, d);
+    let mut alice = crate::mcp::Mcp::new(p.addr());
+    alice.token = Some(key.sign(&claims(ISS, AUD, "alice")));
+    assert_eq!(alice.initialize().status, 200);
+    assert_eq!(alice.call("tools/list", "{}").0.status, 200);
+    // Bob holds a valid token of his own, and Alice's session id: that is not enough (A14).
+    let mut bob = crate::mcp::Mcp::new(p.addr());
+    bob.token = Some(key.sign(&claims(ISS, AUD, "bob")));
+    bob.session = alice.session.clone();
+    assert_eq!(bob.call("tools/list", "{}").0.status, 404);
+    assert_eq!(bob.raw("DELETE", "", "").status, 404, "nor can he end it");
+    assert_eq!(alice.call("tools/list", "{}").0.status, 200);
+    // A session id without any token is an unauthenticated request.
+    let mut anon = crate::mcp::Mcp::new(p.addr());
+    anon.session = alice.session.clone();
+    assert_eq!(anon.call("tools/list", "{}").0.status, 401);
+});

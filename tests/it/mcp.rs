@@ -537,3 +537,63 @@ both_drivers!(streamable_http_upstream, |d| {
     assert_eq!(msgs[0]["method"], "notifications/message");
     assert_eq!(text_of(&msgs[1]), "http says hi to \"bob\"");
 });
+
+/// A 2024-11-05 HTTP+SSE MCP server: GET /sse streams events (first `endpoint`), answers to
+/// POSTed messages arrive on that stream.
+fn legacy_sse_server() -> Upstream {
+    use std::sync::{Arc, Mutex};
+    let stream: Arc<Mutex<Option<std::net::TcpStream>>> = Arc::new(Mutex::new(None));
+    Upstream::start(move |s| {
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut w = s;
+        while let Ok(Some(req)) = read_request(&mut r) {
+            if req.method == "GET" {
+                let _ = w.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n\r\nevent: endpoint\ndata: /messages?sessionId=legacy-1\n\n");
+                *stream.lock().unwrap() = Some(w.try_clone().unwrap());
+                continue;
+            }
+            let _ = w.write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n");
+            assert!(
+                req.target.starts_with("/messages?sessionId=legacy-1"),
+                "{}",
+                req.target
+            );
+            let msg: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+            let Some(id) = msg.get("id").cloned() else {
+                continue;
+            };
+            let result = match msg["method"].as_str().unwrap_or("") {
+                "initialize" => {
+                    serde_json::json!({"protocolVersion":"2024-11-05","capabilities":{"tools":{}},"serverInfo":{"name":"legacy","version":"1"}})
+                }
+                "tools/list" => {
+                    serde_json::json!({"tools":[{"name":"old","inputSchema":{"type":"object"}}]})
+                }
+                _ => serde_json::json!({"content":[{"type":"text","text":"legacy answer"}]}),
+            };
+            let ev = format!(
+                "event: message\ndata: {}\n\n",
+                serde_json::json!({"jsonrpc":"2.0","id":id,"result":result})
+            );
+            if let Some(g) = stream.lock().unwrap().as_mut() {
+                let _ = g.write_all(ev.as_bytes());
+            }
+        }
+    })
+}
+
+both_drivers!(legacy_sse_upstream, |d| {
+    let up = legacy_sse_server();
+    let cfg = format!(
+        "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - matches: [{{path: {{exact: /mcp}}}}]\n      backends:\n      - mcp:\n          targets:\n          - name: old\n            sse: {{host: 'http://127.0.0.1:{}/sse'}}\n",
+        up.port
+    );
+    let p = Proxy::start(&cfg, d);
+    let mut c = Mcp::new(p.addr());
+    let r = c.initialize();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(messages(&r)[0]["result"]["serverInfo"]["name"], "legacy");
+    let (_, list) = c.call("tools/list", "{}");
+    assert_eq!(list[0]["result"]["tools"][0]["name"], "old", "{list:?}");
+    assert_eq!(text_of(&c.tool("old", "{}")), "legacy answer");
+});

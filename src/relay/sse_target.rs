@@ -1,0 +1,289 @@
+//! Legacy HTTP+SSE MCP servers (protocol 2024-11-05): one long-lived `GET` event stream per
+//! session whose first `endpoint` event names where to POST messages; answers come back on the
+//! stream as `message` events and are routed to the waiting request by JSON-RPC id (the same
+//! routing as stdio servers).
+//!
+//! Not here: the streamable-HTTP transport (`upstream`).
+
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use futures_channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
+use futures_channel::oneshot;
+
+use crate::http::h1::{self, ChunkedDecoder, RespBody};
+use crate::mcp::jsonrpc::{self, Kind};
+use crate::mcp::sse::SseParser;
+use crate::relay::stdio::TargetMsg;
+use crate::relay::upstream::{connect, Conn};
+use crate::relay::MAX_MESSAGE;
+use crate::snapshot::HostTarget;
+
+/// How long a message waits for the server's `endpoint` event.
+const ENDPOINT_WAIT: Duration = Duration::from_secs(10);
+
+pub struct SseTarget {
+    pub target: String,
+    upstream: HostTarget,
+    https: bool,
+    /// Path (and query) to POST messages to, from the `endpoint` event.
+    endpoint: RefCell<Option<String>>,
+    endpoint_waiters: RefCell<Vec<oneshot::Sender<()>>>,
+    pending: RefCell<Vec<(String, UnboundedSender<TargetMsg>)>>,
+    unsolicited: UnboundedSender<Vec<u8>>,
+    authorization: Option<String>,
+    alive: Cell<bool>,
+}
+
+impl SseTarget {
+    pub fn open(
+        target: &str,
+        upstream: &HostTarget,
+        path: &str,
+        https: bool,
+        authorization: Option<String>,
+        unsolicited: UnboundedSender<Vec<u8>>,
+    ) -> Rc<SseTarget> {
+        let t = Rc::new(SseTarget {
+            target: target.to_owned(),
+            upstream: upstream.clone(),
+            https,
+            endpoint: RefCell::new(None),
+            endpoint_waiters: RefCell::new(Vec::new()),
+            pending: RefCell::new(Vec::new()),
+            unsolicited,
+            authorization,
+            alive: Cell::new(true),
+        });
+        monoio::spawn(stream_loop(Rc::downgrade(&t), path.to_owned()));
+        t
+    }
+
+    pub fn alive(&self) -> bool {
+        self.alive.get()
+    }
+
+    pub fn request(self: &Rc<Self>, id: &str, msg: Vec<u8>) -> UnboundedReceiver<TargetMsg> {
+        let (tx, rx) = unbounded();
+        self.pending.borrow_mut().push((id.to_owned(), tx.clone()));
+        let me = self.clone();
+        monoio::spawn(async move {
+            if let Err(e) = me.post(msg).await {
+                let _ = tx.unbounded_send(TargetMsg::Failed(e));
+            }
+        });
+        rx
+    }
+
+    pub async fn send(self: &Rc<Self>, msg: Vec<u8>) {
+        if let Err(e) = self.post(msg).await {
+            tracing::warn!(target_name = %self.target, error = %e, "message to the SSE server not delivered");
+        }
+    }
+
+    pub fn terminate(&self) {
+        self.alive.set(false);
+        self.fail_all("the session ended");
+    }
+
+    async fn post(&self, msg: Vec<u8>) -> Result<(), String> {
+        if self.endpoint.borrow().is_none() {
+            let (tx, rx) = oneshot::channel();
+            self.endpoint_waiters.borrow_mut().push(tx);
+            let _ = monoio::time::timeout(ENDPOINT_WAIT, rx).await;
+        }
+        let endpoint = self
+            .endpoint
+            .borrow()
+            .clone()
+            .ok_or_else(|| format!("the SSE server {} sent no endpoint event", self.target))?;
+        let mut conn = connect(&self.upstream, self.https).await?;
+        let mut head = Vec::with_capacity(256 + msg.len());
+        head.extend_from_slice(b"POST ");
+        head.extend_from_slice(endpoint.as_bytes());
+        head.extend_from_slice(b" HTTP/1.1\r\n");
+        h1::write_header(&mut head, "host", self.upstream.authority.as_bytes());
+        h1::write_header(&mut head, "content-type", b"application/json");
+        h1::write_header(
+            &mut head,
+            "content-length",
+            msg.len().to_string().as_bytes(),
+        );
+        h1::write_header(&mut head, "connection", b"close");
+        if let Some(a) = &self.authorization {
+            h1::write_header(&mut head, "authorization", a.as_bytes());
+        }
+        head.extend_from_slice(b"\r\n");
+        head.extend_from_slice(&msg);
+        conn.write_all(head)
+            .await
+            .map_err(|e| format!("POST to {}: {e}", self.target))?;
+        let mut buf = Vec::new();
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            if let Ok(Some((h, _))) = h1::parse_response(&buf, &mut headers, false) {
+                return if (200..300).contains(&h.status) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "the SSE server {} answered HTTP {}",
+                        self.target, h.status
+                    ))
+                };
+            }
+            match conn.read_more(&mut buf).await {
+                Ok(0) | Err(_) => return Err(format!("{} closed the connection", self.target)),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    fn dispatch(&self, data: Vec<u8>) {
+        let Ok(env) = jsonrpc::peek(&data) else {
+            return;
+        };
+        match env.kind {
+            Kind::Response => {
+                let id = env.id.unwrap_or("null").to_owned();
+                let mut pending = self.pending.borrow_mut();
+                if let Some(pos) = pending.iter().position(|(p, _)| *p == id) {
+                    let (_, tx) = pending.swap_remove(pos);
+                    let _ = tx.unbounded_send(TargetMsg::Final(data));
+                }
+            }
+            Kind::Notification | Kind::Request => match self.pending.borrow().last() {
+                Some((_, tx)) => {
+                    let _ = tx.unbounded_send(TargetMsg::Event(data));
+                }
+                None => {
+                    let _ = self.unsolicited.unbounded_send(data);
+                }
+            },
+        }
+    }
+
+    fn fail_all(&self, why: &str) {
+        for (_, tx) in self.pending.borrow_mut().drain(..) {
+            let _ = tx.unbounded_send(TargetMsg::Failed(why.to_owned()));
+        }
+        self.endpoint_waiters.borrow_mut().clear();
+    }
+}
+
+/// The endpoint path of an `endpoint` event: a path, or a URL on the same server.
+fn endpoint_path(data: &str) -> String {
+    let d = data.trim();
+    match d.find("://") {
+        Some(i) => d[i + 3..]
+            .find('/')
+            .map_or("/".to_owned(), |p| d[i + 3 + p..].to_owned()),
+        None if d.starts_with('/') => d.to_owned(),
+        None => format!("/{d}"),
+    }
+}
+
+async fn stream_loop(t: Weak<SseTarget>, path: String) {
+    let Some(me) = t.upgrade() else { return };
+    let fail = |me: &SseTarget, why: String| {
+        tracing::warn!(target_name = %me.target, error = %why, "SSE server stream ended");
+        me.alive.set(false);
+        me.fail_all(&why);
+    };
+    let mut conn: Conn = match connect(&me.upstream, me.https).await {
+        Ok(c) => c,
+        Err(e) => return fail(&me, e),
+    };
+    let mut head = Vec::with_capacity(256);
+    head.extend_from_slice(b"GET ");
+    head.extend_from_slice(path.as_bytes());
+    head.extend_from_slice(b" HTTP/1.1\r\n");
+    h1::write_header(&mut head, "host", me.upstream.authority.as_bytes());
+    h1::write_header(&mut head, "accept", b"text/event-stream");
+    if let Some(a) = &me.authorization {
+        h1::write_header(&mut head, "authorization", a.as_bytes());
+    }
+    head.extend_from_slice(b"\r\n");
+    if let Err(e) = conn.write_all(head).await {
+        return fail(&me, e.to_string());
+    }
+    drop(me);
+    let mut buf = Vec::new();
+    let mut body_kind = None;
+    let mut dec = ChunkedDecoder::new(u64::MAX);
+    let mut parser = SseParser::new(MAX_MESSAGE);
+    loop {
+        let read = conn.read_more(&mut buf).await;
+        let Some(me) = t.upgrade() else { return };
+        if !me.alive.get() {
+            return;
+        }
+        match read {
+            Ok(0) | Err(_) => return fail(&me, "the SSE server closed its event stream".into()),
+            Ok(_) => {}
+        }
+        if body_kind.is_none() {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            match h1::parse_response(&buf, &mut headers, false) {
+                Ok(Some((h, _))) if h.status == 200 => {
+                    body_kind = Some(h.body);
+                    let n = h.head_len;
+                    buf.drain(..n);
+                }
+                Ok(Some((h, _))) => {
+                    return fail(&me, format!("GET {path} answered HTTP {}", h.status))
+                }
+                Ok(None) => continue,
+                Err(_) => return fail(&me, "invalid HTTP response".into()),
+            }
+        }
+        let data: Vec<u8> = if matches!(body_kind, Some(RespBody::Chunked)) {
+            let mut out = Vec::new();
+            let mut consumed = 0;
+            while consumed < buf.len() {
+                match dec.decode(&buf[consumed..]) {
+                    Ok(c) => {
+                        out.extend_from_slice(c.data);
+                        consumed += c.consumed;
+                        if c.done || c.consumed == 0 {
+                            break;
+                        }
+                    }
+                    Err(e) => return fail(&me, e.to_string()),
+                }
+            }
+            buf.drain(..consumed);
+            out
+        } else {
+            std::mem::take(&mut buf)
+        };
+        if parser.feed(&data).is_err() {
+            return fail(&me, "an SSE event over the size limit".into());
+        }
+        while let Some(ev) = parser.next_event() {
+            match ev.event.as_deref() {
+                Some("endpoint") => {
+                    *me.endpoint.borrow_mut() = Some(endpoint_path(&ev.data));
+                    for w in me.endpoint_waiters.borrow_mut().drain(..) {
+                        let _ = w.send(());
+                    }
+                }
+                _ if !ev.data.is_empty() => me.dispatch(ev.data.into_bytes()),
+                _ => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn endpoint_forms() {
+        assert_eq!(
+            super::endpoint_path("/messages?sessionId=1"),
+            "/messages?sessionId=1"
+        );
+        assert_eq!(super::endpoint_path("messages?x"), "/messages?x");
+        assert_eq!(super::endpoint_path("http://h:1/m?s=2"), "/m?s=2");
+    }
+}
