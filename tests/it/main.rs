@@ -10,6 +10,7 @@ mod config_cli; // --validate-only, malformed configs name their path, env expan
 mod cors; // preflight, actual and error responses
 mod idp; // the oidc-provider test peer
 mod lifecycle; // hot reload good and bad, SIGTERM drain, metrics and readiness
+mod load; // mcp-load scenarios, tokens, reports
 mod proxy; // host backends: headers, bodies, pipelining, SSE streaming, errors, timeouts
 mod routing; // agentgateway precedence table
 mod tls; // HTTPS listeners, SNI, certificate reload

@@ -127,7 +127,8 @@ pub struct TokenArgs {
     pub sub: String,
     #[arg(long, default_value = "openid profile")]
     pub scope: String,
-    /// Key id put in the token header and the JWKS (default: the JWK's kid, else "mcp-load").
+    /// Key id put in the token header and the JWKS (default: the JWK's kid, else
+    /// mcp-load-<alg>, e.g. mcp-load-rs256, as `mcp-load jwks` names it).
     #[arg(long)]
     pub kid: Option<String>,
     /// Token lifetime in seconds (negative: already expired).
@@ -158,12 +159,14 @@ pub struct BackendArgs {
 
 #[derive(Args, Debug)]
 pub struct JwksArgs {
-    #[arg(long)]
-    pub sign_key: PathBuf,
+    /// Private key(s) whose public halves are served (repeat for several; kids must differ).
+    #[arg(long, required = true)]
+    pub sign_key: Vec<PathBuf>,
     #[arg(short, long)]
     pub port: u16,
     #[arg(long, default_value = "127.0.0.1")]
     pub bind: String,
+    /// Key id (only with a single --sign-key).
     #[arg(long)]
     pub kid: Option<String>,
 }
@@ -175,8 +178,6 @@ pub struct KeygenArgs {
     pub alg: String,
     #[arg(long)]
     pub out: PathBuf,
-    #[arg(long, default_value = "mcp-load")]
-    pub kid: String,
 }
 
 /// Parses `10s`, `250ms`, `2m`, `1.5s` or a plain number of seconds.

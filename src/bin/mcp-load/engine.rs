@@ -61,7 +61,17 @@ pub fn run(cfg: Arc<RunConfig>, mut on_tick: impl FnMut(Duration, &Tick)) -> Res
         let (cfg, ready_tx, tick_tx) = (cfg.clone(), ready_tx.clone(), tick_tx.clone());
         let j = std::thread::Builder::new()
             .name(format!("mcp-load-{tid}"))
-            .spawn(move || thread_main(cfg, tid, ready_tx, start_rx, tick_tx))?;
+            .spawn(move || {
+                let ready = ready_tx.clone();
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    thread_main(cfg, tid, ready_tx, start_rx, tick_tx)
+                }));
+                // Unblocks the main thread if the panic came before the thread was ready.
+                r.unwrap_or_else(|_| {
+                    let _ = ready.send(Err(format!("generator thread {tid} panicked")));
+                    Err(anyhow!("generator thread {tid} panicked"))
+                })
+            })?;
         joins.push(j);
     }
     drop((ready_tx, tick_tx));

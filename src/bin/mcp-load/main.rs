@@ -67,15 +67,32 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Jwks(a) => {
-            let key = tokens::SignKey::load(&a.sign_key.to_string_lossy(), a.kid.as_deref())?;
+            if a.kid.is_some() && a.sign_key.len() > 1 {
+                bail!("jwks: --kid applies to a single --sign-key");
+            }
+            let mut keys = Vec::new();
+            for p in &a.sign_key {
+                keys.push(tokens::SignKey::load(
+                    &p.to_string_lossy(),
+                    a.kid.as_deref(),
+                )?);
+            }
+            let mut kids: Vec<&str> = keys.iter().map(|k| k.kid.as_str()).collect();
+            kids.sort_unstable();
+            if kids.windows(2).any(|w| w[0] == w[1]) {
+                bail!("jwks: two keys share a kid ({kids:?}); give each a distinct kid");
+            }
+            let what = keys
+                .iter()
+                .map(|k| format!("{} {}", k.alg().as_str(), k.kid))
+                .collect::<Vec<_>>()
+                .join(", ");
             let addr = bind_addr(&a.bind, a.port)?;
-            let h = backend::JwksHandler { body: key.jwks() };
+            let h = backend::JwksHandler {
+                body: tokens::SignKey::jwks(&keys),
+            };
             server::serve(addr, 1, None, Arc::new(h), || {
-                println!(
-                    "mcp-load jwks listening on http://{addr}/jwks.json (kid {}, {})",
-                    key.kid,
-                    key.alg().as_str()
-                );
+                println!("mcp-load jwks listening on http://{addr}/jwks.json ({what})");
                 let _ = std::io::stdout().flush();
             })?;
             Ok(ExitCode::SUCCESS)
@@ -90,7 +107,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         }
         Cmd::Keygen(k) => {
             let alg = cli::parse_alg(&k.alg)?;
-            let (_, pem) = tokens::SignKey::generate(alg, &k.kid)?;
+            let (_, pem) = tokens::SignKey::generate(alg, None)?;
             std::fs::write(&k.out, pem).with_context(|| format!("writing {}", k.out.display()))?;
             eprintln!(
                 "wrote a {} private key to {}",

@@ -102,7 +102,7 @@ impl TokenPlan {
             expired,
             invalid_share: c.invalid_share,
             expired_share: c.expired_share,
-            rng: 0x9E37_79B9_7F4A_7C15 ^ ((tid as u64 + 1) * 0xD1B5_4A32_D192_ED03),
+            rng: 0x9E37_79B9_7F4A_7C15 ^ (tid as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03),
             minted,
             wraps: 0,
         })

@@ -88,15 +88,22 @@ impl SignKey {
             "ENCRYPTED PRIVATE KEY" => bail!("encrypted keys are not supported"),
             other => bail!("unexpected PEM block {other:?} (expected PRIVATE KEY)"),
         };
-        Ok(SignKey::new(inner, kid.unwrap_or("mcp-load")))
+        Ok(SignKey::new(inner, kid))
     }
 
-    fn new(inner: Inner, kid: &str) -> SignKey {
-        SignKey {
-            kid: kid.to_owned(),
+    /// Without an explicit `kid`, keys are named after their algorithm (`mcp-load-rs256`), so
+    /// one JWKS can hold one key of each kind.
+    fn new(inner: Inner, kid: Option<&str>) -> SignKey {
+        let mut k = SignKey {
+            kid: String::new(),
             inner,
             rng: SystemRandom::new(),
-        }
+        };
+        k.kid = match kid {
+            Some(kid) => kid.to_owned(),
+            None => format!("mcp-load-{}", k.alg().as_str().to_ascii_lowercase()),
+        };
+        k
     }
 
     fn from_jwk(text: &str, kid: Option<&str>) -> Result<SignKey> {
@@ -153,12 +160,11 @@ impl SignKey {
             }
             other => bail!("unsupported JWK kty {other:?}"),
         };
-        let kid = kid.or(v["kid"].as_str()).unwrap_or("mcp-load");
-        Ok(SignKey::new(inner, kid))
+        Ok(SignKey::new(inner, kid.or(v["kid"].as_str())))
     }
 
     /// Generates a fresh ES256 or EdDSA key and returns it with its PKCS#8 PEM.
-    pub fn generate(alg: Alg, kid: &str) -> Result<(SignKey, String)> {
+    pub fn generate(alg: Alg, kid: Option<&str>) -> Result<(SignKey, String)> {
         let rng = SystemRandom::new();
         let pkcs8 = match alg {
             Alg::Es256 => {
@@ -201,9 +207,10 @@ impl SignKey {
         }
     }
 
-    /// `{"keys":[<public JWK>]}`.
-    pub fn jwks(&self) -> String {
-        serde_json::json!({ "keys": [self.public_jwk()] }).to_string()
+    /// `{"keys":[<public JWK>, …]}` for `keys`.
+    pub fn jwks(keys: &[SignKey]) -> String {
+        let keys: Vec<Value> = keys.iter().map(SignKey::public_jwk).collect();
+        serde_json::json!({ "keys": keys }).to_string()
     }
 
     /// Signs a token for `c` issued at `now` (unix seconds); `jti` makes it unique.
