@@ -34,8 +34,8 @@ pub enum Cmd {
     Backend(BackendArgs),
     /// Serve the public JWKS of a signing key.
     Jwks(JwksArgs),
-    /// Print one access token signed with a key.
-    Token(TokenArgs),
+    /// Print access tokens signed with a key (one per line).
+    Token(TokenCmd),
     /// Generate an ES256 or EdDSA private key (PKCS#8 PEM).
     Keygen(KeygenArgs),
 }
@@ -90,7 +90,7 @@ pub struct RunArgs {
     pub unique_tokens: bool,
     /// Size of the unique-token pool (Portcullis caches 10000 tokens per worker; a larger pool
     /// used in order never hits).
-    #[arg(long, default_value_t = 40_000)]
+    #[arg(long, default_value_t = 20_000)]
     pub token_pool: usize,
     /// Read tokens from a file, one per line, used round-robin.
     #[arg(long, conflicts_with_all = ["sign_key", "token"])]
@@ -112,7 +112,16 @@ pub struct RunArgs {
     pub quiet: bool,
 }
 
-/// Minting options, shared by `run`, `token` and `jwks`.
+#[derive(Args, Debug)]
+pub struct TokenCmd {
+    #[command(flatten)]
+    pub tokens: TokenArgs,
+    /// How many distinct tokens to print (each has its own jti), e.g. a --token-file pool.
+    #[arg(long, default_value_t = 1)]
+    pub count: usize,
+}
+
+/// Minting options, shared by `run` and `token`.
 #[derive(Args, Debug, Clone)]
 pub struct TokenArgs {
     /// Private key to sign tokens with: PKCS#8 PEM (RSA, EC P-256, Ed25519), PKCS#1 RSA PEM,

@@ -98,11 +98,22 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Token(t) => {
-            let Some(key) = cli::load_key(&t)? else {
+            let Some(key) = cli::load_key(&t.tokens)? else {
                 bail!("token: --sign-key is required");
             };
-            let jti = format!("{:x}", plan::now_unix());
-            println!("{}", key.mint(&cli::claims(&t), plan::now_unix(), &jti)?);
+            let (now, claims) = (plan::now_unix(), cli::claims(&t.tokens));
+            let nonce = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for i in 0..t.count {
+                writeln!(
+                    out,
+                    "{}",
+                    key.mint(&claims, now, &format!("{nonce:x}-{i}"))?
+                )?;
+            }
+            out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Keygen(k) => {
