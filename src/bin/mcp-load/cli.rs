@@ -29,7 +29,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
     /// Generate load against a URL and report rate, latency and errors.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Serve a fast streamable-HTTP MCP backend (initialize, tools/list, tools/call echo).
     Backend(BackendArgs),
     /// Serve the public JWKS of a signing key.

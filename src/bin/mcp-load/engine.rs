@@ -342,16 +342,17 @@ async fn vu_loop(ctx: Rc<Ctx>, mut st: VuState) {
                 stats.sessions += 1;
             }
         }
-        let mut tick = ctx.tick.borrow_mut();
-        match out {
-            Outcome::Err(_) => tick.errors += 1,
-            _ => {
-                tick.answered += 1;
-                let ns = done.saturating_duration_since(base).as_nanos() as u64;
-                let _ = tick.hist.record(ns.clamp(1, 60_000_000_000));
+        {
+            let mut tick = ctx.tick.borrow_mut();
+            match out {
+                Outcome::Err(_) => tick.errors += 1,
+                _ => {
+                    tick.answered += 1;
+                    let ns = done.saturating_duration_since(base).as_nanos() as u64;
+                    let _ = tick.hist.record(ns.clamp(1, 60_000_000_000));
+                }
             }
         }
-        drop(tick);
         if matches!(out, Outcome::Err(ErrClass::Connect)) {
             // Do not spin on a refused port; the pause is part of the failure.
             monoio::time::sleep(Duration::from_millis(10)).await;

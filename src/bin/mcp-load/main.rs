@@ -46,7 +46,7 @@ fn main() -> ExitCode {
 
 fn dispatch(cmd: Cmd) -> Result<ExitCode> {
     match cmd {
-        Cmd::Run(a) => run(a),
+        Cmd::Run(a) => run(*a),
         Cmd::Backend(a) => {
             let addr = bind_addr(&a.bind, a.port)?;
             let resource = format!("http://{addr}/mcp");

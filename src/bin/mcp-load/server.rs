@@ -49,7 +49,7 @@ pub fn serve<H: Handler>(
     let (tx, rx) = std::sync::mpsc::channel::<Result<(), String>>();
     let mut joins = Vec::new();
     for t in 0..threads.max(1) {
-        let (h, tx, cpus, opts) = (h.clone(), tx.clone(), cpus.clone(), opts.clone());
+        let (h, tx, cpus, opts) = (h.clone(), tx.clone(), cpus.clone(), opts);
         joins.push(std::thread::spawn(move || {
             if let Some(c) = &cpus {
                 let _ = monoio::utils::bind_to_cpu_set([c[t % c.len()]]);
