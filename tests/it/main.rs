@@ -12,6 +12,7 @@ mod cors; // preflight, actual and error responses
 mod idp; // the oidc-provider test peer
 mod lifecycle; // hot reload good and bad, SIGTERM drain, metrics and readiness
 mod mcp; // the MCP relay: transport rules, sessions, stdio lifecycle, targets, upstreams
+mod load; // mcp-load scenarios, tokens, reports
 mod proxy; // host backends: headers, bodies, pipelining, SSE streaming, errors, timeouts
 mod routing; // agentgateway precedence table
 mod tls; // HTTPS listeners, SNI, certificate reload

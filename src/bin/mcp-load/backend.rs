@@ -1,0 +1,198 @@
+//! The built-in MCP backend (`mcp-load backend`): a streamable-HTTP server that answers
+//! initialize (issuing `Mcp-Session-Id`), notifications (202), tools/list and tools/call (an
+//! `echo` tool) as JSON or as SSE, DELETE, and the protected-resource metadata document, with
+//! as little CPU as possible so that proxy overhead is what a benchmark sees.
+//! Does not: keep session state (ids are issued, not tracked) or validate tokens; with
+//! `--auth-challenge` it only checks that an `Authorization` header is present.
+
+use std::borrow::Cow;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::server::{respond, Handler, Req};
+
+pub struct Backend {
+    /// Answer requests as `text/event-stream` (a notification event, then the response).
+    pub sse: bool,
+    /// Require `Accept`, `Mcp-Session-Id` and `MCP-Protocol-Version` as the spec says.
+    pub strict: bool,
+    /// Answer POSTs without `Authorization` with 401 and this `resource_metadata` URL.
+    pub challenge: Option<String>,
+    /// The `resource` in the metadata document.
+    pub resource: String,
+    pub sessions: AtomicU64,
+    pub nonce: u64,
+}
+
+#[derive(Deserialize)]
+struct Msg<'a> {
+    id: Option<Value>,
+    #[serde(borrow)]
+    method: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    params: Option<Params<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Params<'a> {
+    #[serde(borrow, rename = "protocolVersion")]
+    protocol_version: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+    arguments: Option<Value>,
+}
+
+const TOOLS: &str = r#"{"tools":[{"name":"echo","description":"Echoes its text argument","inputSchema":{"type":"object","properties":{"text":{"type":"string"}}}}]}"#;
+const JSON: &str = "content-type: application/json\r\n";
+
+impl Handler for Backend {
+    fn handle(&self, req: &Req<'_>, out: &mut Vec<u8>) {
+        match req.method {
+            "POST" => self.post(req, out),
+            "DELETE" => respond(out, "200 OK", "", b""),
+            "GET"
+                if req
+                    .path
+                    .starts_with("/.well-known/oauth-protected-resource") =>
+            {
+                let body = serde_json::json!({
+                    "resource": self.resource,
+                    "authorization_servers": ["http://127.0.0.1/"],
+                    "bearer_methods_supported": ["header"],
+                });
+                respond(out, "200 OK", JSON, body.to_string().as_bytes());
+            }
+            "GET" if req.path == "/healthz" => respond(out, "200 OK", "", b"ok"),
+            _ => respond(
+                out,
+                "405 Method Not Allowed",
+                "allow: POST, DELETE\r\n",
+                b"",
+            ),
+        }
+    }
+}
+
+impl Backend {
+    fn post(&self, req: &Req<'_>, out: &mut Vec<u8>) {
+        if let Some(url) = &self.challenge {
+            if req.header("authorization").is_none() {
+                let h = format!("www-authenticate: Bearer resource_metadata=\"{url}\"\r\n{JSON}");
+                return respond(out, "401 Unauthorized", &h, br#"{"error":"unauthorized"}"#);
+            }
+        }
+        let Ok(msg) = serde_json::from_slice::<Msg<'_>>(req.body) else {
+            return respond(
+                out,
+                "400 Bad Request",
+                JSON,
+                br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"Parse error"}}"#,
+            );
+        };
+        let method = msg.method.as_deref().unwrap_or("");
+        if self.strict {
+            let accept = req.header("accept").unwrap_or(b"");
+            let has = |s: &[u8]| accept.windows(s.len()).any(|w| w == s);
+            if !has(b"application/json") || !has(b"text/event-stream") {
+                return respond(out, "406 Not Acceptable", "", b"");
+            }
+            if method != "initialize"
+                && (req.header("mcp-session-id").is_none()
+                    || req.header("mcp-protocol-version").is_none())
+            {
+                return respond(out, "400 Bad Request", JSON, br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"missing session or protocol version header"}}"#);
+            }
+        }
+        let Some(id) = msg.id.as_ref().filter(|_| msg.method.is_some()) else {
+            // A notification or a response: accepted, no body.
+            return respond(out, "202 Accepted", "", b"");
+        };
+        let mut extra = String::new();
+        let mut body = Vec::with_capacity(256);
+        let _ = write!(body, r#"{{"jsonrpc":"2.0","id":"#);
+        let _ = serde_json::to_writer(&mut body, id);
+        let params = msg.params.as_ref();
+        match method {
+            "initialize" => {
+                let n = self.sessions.fetch_add(1, Ordering::Relaxed);
+                extra = format!("mcp-session-id: {:016x}-{n:x}\r\n", self.nonce);
+                let pv = params
+                    .and_then(|p| p.protocol_version.as_deref())
+                    .unwrap_or("2025-06-18");
+                let _ = write!(body, r#","result":{{"protocolVersion":"#);
+                let _ = serde_json::to_writer(&mut body, pv);
+                let _ = write!(
+                    body,
+                    r#","capabilities":{{"tools":{{"listChanged":false}}}},"serverInfo":{{"name":"mcp-load-backend","version":"{}"}}}}}}"#,
+                    env!("CARGO_PKG_VERSION")
+                );
+            }
+            "tools/list" => {
+                let _ = write!(body, r#","result":{TOOLS}}}"#);
+            }
+            "tools/call" if params.and_then(|p| p.name.as_deref()) == Some("echo") => {
+                let args = params.and_then(|p| p.arguments.as_ref());
+                let text = match args.and_then(|a| a.get("text")) {
+                    Some(Value::String(s)) => Cow::Borrowed(s.as_str()),
+                    _ => Cow::Owned(args.map(|a| a.to_string()).unwrap_or_default()),
+                };
+                let _ = write!(body, r#","result":{{"content":[{{"type":"text","text":"#);
+                let _ = serde_json::to_writer(&mut body, &text);
+                let _ = write!(body, r#"}}],"isError":false}}}}"#);
+            }
+            "tools/call" => {
+                let _ = write!(
+                    body,
+                    r#","error":{{"code":-32602,"message":"unknown tool"}}}}"#
+                );
+            }
+            "ping" => {
+                let _ = write!(body, r#","result":{{}}}}"#);
+            }
+            _ => {
+                let _ = write!(
+                    body,
+                    r#","error":{{"code":-32601,"message":"Method not found"}}}}"#
+                );
+            }
+        }
+        if !self.sse {
+            extra.push_str(JSON);
+            return respond(out, "200 OK", &extra, &body);
+        }
+        let mut events = Vec::with_capacity(body.len() + 160);
+        if method == "tools/call" {
+            // An unrelated event first: clients must wait for the one carrying their id.
+            events.extend_from_slice(b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"level\":\"info\",\"data\":\"working\"}}\n\n");
+        }
+        events.extend_from_slice(b"event: message\ndata: ");
+        events.extend_from_slice(&body);
+        events.extend_from_slice(b"\n\n");
+        let _ = write!(
+            out,
+            "HTTP/1.1 200 OK\r\n{extra}content-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n",
+            events.len()
+        );
+        out.extend_from_slice(&events);
+        out.extend_from_slice(b"\r\n0\r\n\r\n");
+    }
+}
+
+/// Serves a fixed JWKS document on every GET.
+pub struct JwksHandler {
+    pub body: String,
+}
+
+impl Handler for JwksHandler {
+    fn handle(&self, req: &Req<'_>, out: &mut Vec<u8>) {
+        if req.method == "GET" {
+            let h = format!("{JSON}cache-control: max-age=300\r\n");
+            respond(out, "200 OK", &h, self.body.as_bytes());
+        } else {
+            respond(out, "405 Method Not Allowed", "allow: GET\r\n", b"");
+        }
+    }
+}
