@@ -5,7 +5,11 @@
 //! The peek is serde_json over borrowed `RawValue` members (perf-notes §3): one pass validates
 //! the whole message (duplicate members of the envelope or of `params.{name,uri,protocolVersion}`
 //! are refused, since upstream parsers disagree on which copy wins) and borrows everything it
-//! returns. Measured in `benches/jsonrpc.rs`: see the numbers in the module's bench notes.
+//! returns. Measured with `benches/jsonrpc.rs` on the shared, loaded 2-core box (load ≈ 4, so
+//! absolute numbers run ~2x perf-notes'): a 171 B `tools/call` peeks in ~0.40 µs against
+//! ~0.55 µs for serde_json into a borrowed typed struct, ~0.83 µs for simd-json into the same
+//! struct (it needs a mutable copy) and ~1.4 µs for serde_json `Value`; a 13 KB `tools/list`
+//! result takes ~12 µs (full validation, ~1 GB/s). `replace_id` adds ~0.05 µs to the peek.
 //!
 //! Escapes: `id` is the raw JSON text (escapes kept, echoed byte-for-byte). `params.name` /
 //! `params.uri` are decoded (`Cow::Owned` only when the text holds escapes). `method` and
