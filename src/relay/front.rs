@@ -254,27 +254,6 @@ fn start(
     Ok(rx)
 }
 
-fn loopback_host(host: &[u8]) -> bool {
-    let h = crate::routing::strip_port(host);
-    let h = std::str::from_utf8(h).unwrap_or("");
-    let h = h.trim_start_matches('[').trim_end_matches(']');
-    h.eq_ignore_ascii_case("localhost")
-        || h.parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.to_canonical().is_loopback())
-}
-
-/// Whether `host` is the host of an origin in the allow-list (or the list allows any).
-fn host_listed(host: &[u8], allowed: &[String]) -> bool {
-    let h = crate::routing::strip_port(host);
-    allowed.iter().any(|o| {
-        o == "*"
-            || o.split("://")
-                .nth(1)
-                .map(|rest| crate::routing::strip_port(rest.as_bytes()))
-                .is_some_and(|oh| oh.eq_ignore_ascii_case(h))
-    })
-}
-
 /// Runs the call on this worker if it owns the session, else sends it to the owner.
 fn hand_off(ctx: &Rc<WorkerCtx>, call: McpCall) -> Result<(), ReplyPart> {
     let not_found = || reject(404, -32001, "session not found");
