@@ -114,8 +114,8 @@ fn start(
     // listener with its own name as Host (and Origin), so on loopback the Host must be a
     // loopback name, or one the route's CORS policy allows.
     if head.local_loopback
-        && !loopback_host(&head.host)
-        && !host_listed(&head.host, &route.allowed_origins)
+        && !protocol::is_loopback_host(&head.host)
+        && !protocol::host_allowed(&head.host, &route.allowed_origins)
     {
         return Err(reject(
             403,
