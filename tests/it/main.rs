@@ -11,8 +11,8 @@ mod config_cli; // --validate-only, malformed configs name their path, env expan
 mod cors; // preflight, actual and error responses
 mod idp; // the oidc-provider test peer
 mod lifecycle; // hot reload good and bad, SIGTERM drain, metrics and readiness
-mod mcp; // the MCP relay: transport rules, sessions, stdio lifecycle, targets, upstreams
 mod load; // mcp-load scenarios, tokens, reports
+mod mcp; // the MCP relay: transport rules, sessions, stdio lifecycle, targets, upstreams
 mod proxy; // host backends: headers, bodies, pipelining, SSE streaming, errors, timeouts
 mod routing; // agentgateway precedence table
 mod tls; // HTTPS listeners, SNI, certificate reload

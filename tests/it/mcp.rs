@@ -9,11 +9,7 @@ use crate::both_drivers;
 use crate::harness::*;
 
 pub fn mini_server() -> String {
-    concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/mini-mcp/stdio_server.py"
-    )
-    .to_owned()
+    concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mcp/demo_server.py").to_owned()
 }
 
 fn stdio_route(extra_backend: &str, policies: &str) -> String {
@@ -596,4 +592,54 @@ both_drivers!(legacy_sse_upstream, |d| {
     let (_, list) = c.call("tools/list", "{}");
     assert_eq!(list[0]["result"]["tools"][0]["name"], "old", "{list:?}");
     assert_eq!(text_of(&c.tool("old", "{}")), "legacy answer");
+});
+
+both_drivers!(quickstart_walkthrough, |d| {
+    // config/quickstart.yaml as README runs it (from the repository root), on free ports.
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("config/quickstart.yaml"))
+        .unwrap()
+        .replace("3000", "{PORT}")
+        .replace("15020", "{STATS}")
+        .replace("15021", "{READY}")
+        .replace(
+            "file: dev/jwks.json",
+            &format!("file: {}", root.join("config/dev/jwks.json").display()),
+        );
+    let p = Proxy::start_full(&text, d, &[], &[], &[], Some(&root));
+    let origin = format!("http://localhost:{}", p.port);
+    // 1. No token: the challenge names the metadata.
+    let mut c = Mcp::new(p.addr());
+    let r = c.raw("POST", INIT, "");
+    assert_eq!(r.status, 401);
+    assert!(r.header("www-authenticate").unwrap().contains(&format!(
+        "{origin}/.well-known/oauth-protected-resource/mcp"
+    )));
+    // 2. A dev token minted with mcp-load, as README shows.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-load"))
+        .args(["token", "--sign-key"])
+        .arg(root.join("config/dev/dev-signing-key.pem"))
+        .args([
+            "--iss",
+            &format!("{origin}/dev-issuer"),
+            "--aud",
+            &format!("{origin}/mcp"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.token = Some(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    // 3. initialize and tools/call succeed.
+    let r = c.initialize();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        text_of(&c.tool("echo", r#"{"message":"quickstart"}"#)),
+        "mini echo: quickstart"
+    );
+    // The rest of the quickstart still answers.
+    assert_eq!(p.get("/").status, 200);
 });
