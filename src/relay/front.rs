@@ -81,6 +81,7 @@ fn reject(status: u16, code: i64, msg: &str) -> ReplyPart {
 
 /// Handles one MCP request whose body (if any) is already read. Returns the status sent and
 /// whether the connection can carry another request.
+#[allow(clippy::too_many_arguments)]
 pub async fn handle<S: ConnIo>(
     io: &mut S,
     ctx: &Rc<WorkerCtx>,

@@ -138,7 +138,7 @@ fn publish_keys(
     for w in warnings {
         tracing::warn!(source = %st.source.id, "skipped a JWKS key: {w}");
     }
-    if keys.len() == 0 {
+    if keys.is_empty() {
         return Err("the JWKS has no usable key".into());
     }
     let keys = Arc::new(keys);

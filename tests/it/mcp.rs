@@ -423,7 +423,7 @@ both_drivers!(stateless_mode_leaks_no_process, |d| {
         &[("TTL", "30m".into())],
         &[],
     );
-    let mut c = Mcp::new(p.addr());
+    let c = Mcp::new(p.addr());
     let r = c.raw("POST", r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"message":"s"}}}"#, "");
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.header("mcp-session-id").is_none());
