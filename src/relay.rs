@@ -19,6 +19,7 @@
 
 pub mod exchange;
 pub mod front;
+pub mod pending;
 pub mod session;
 pub mod sse_target;
 pub mod stdio;

@@ -9,12 +9,12 @@ use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
-use futures_channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
+use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender};
 use futures_channel::oneshot;
 
 use crate::http::h1::{self, ChunkedDecoder, RespBody};
-use crate::mcp::jsonrpc::{self, Kind};
 use crate::mcp::sse::SseParser;
+use crate::relay::pending::Pending;
 use crate::relay::stdio::TargetMsg;
 use crate::relay::upstream::{connect, Conn};
 use crate::relay::MAX_MESSAGE;
@@ -30,8 +30,7 @@ pub struct SseTarget {
     /// Path (and query) to POST messages to, from the `endpoint` event.
     endpoint: RefCell<Option<String>>,
     endpoint_waiters: RefCell<Vec<oneshot::Sender<()>>>,
-    pending: RefCell<Vec<(String, UnboundedSender<TargetMsg>)>>,
-    unsolicited: UnboundedSender<Vec<u8>>,
+    pending: Pending,
     authorization: Option<String>,
     alive: Cell<bool>,
 }
@@ -51,8 +50,7 @@ impl SseTarget {
             https,
             endpoint: RefCell::new(None),
             endpoint_waiters: RefCell::new(Vec::new()),
-            pending: RefCell::new(Vec::new()),
-            unsolicited,
+            pending: Pending::new(unsolicited),
             authorization,
             alive: Cell::new(true),
         });
@@ -65,8 +63,7 @@ impl SseTarget {
     }
 
     pub fn request(self: &Rc<Self>, id: &str, msg: Vec<u8>) -> UnboundedReceiver<TargetMsg> {
-        let (tx, rx) = unbounded();
-        self.pending.borrow_mut().push((id.to_owned(), tx.clone()));
+        let (tx, rx) = self.pending.add(id);
         let me = self.clone();
         monoio::spawn(async move {
             if let Err(e) = me.post(msg).await {
@@ -139,34 +136,8 @@ impl SseTarget {
         }
     }
 
-    fn dispatch(&self, data: Vec<u8>) {
-        let Ok(env) = jsonrpc::peek(&data) else {
-            return;
-        };
-        match env.kind {
-            Kind::Response => {
-                let id = env.id.unwrap_or("null").to_owned();
-                let mut pending = self.pending.borrow_mut();
-                if let Some(pos) = pending.iter().position(|(p, _)| *p == id) {
-                    let (_, tx) = pending.swap_remove(pos);
-                    let _ = tx.unbounded_send(TargetMsg::Final(data));
-                }
-            }
-            Kind::Notification | Kind::Request => match self.pending.borrow().last() {
-                Some((_, tx)) => {
-                    let _ = tx.unbounded_send(TargetMsg::Event(data));
-                }
-                None => {
-                    let _ = self.unsolicited.unbounded_send(data);
-                }
-            },
-        }
-    }
-
     fn fail_all(&self, why: &str) {
-        for (_, tx) in self.pending.borrow_mut().drain(..) {
-            let _ = tx.unbounded_send(TargetMsg::Failed(why.to_owned()));
-        }
+        self.pending.fail_all(why);
         self.endpoint_waiters.borrow_mut().clear();
     }
 }
@@ -268,7 +239,7 @@ async fn stream_loop(t: Weak<SseTarget>, path: String) {
                         let _ = w.send(());
                     }
                 }
-                _ if !ev.data.is_empty() => me.dispatch(ev.data.into_bytes()),
+                _ if !ev.data.is_empty() => me.pending.dispatch(&me.target, ev.data.into_bytes()),
                 _ => {}
             }
         }

@@ -22,7 +22,8 @@ use monoio::buf::SliceMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::UnixStream;
 
-use crate::mcp::jsonrpc::{self, Kind};
+use crate::mcp::jsonrpc;
+use crate::relay::pending::Pending;
 use crate::relay::MAX_MESSAGE;
 
 /// What a target sends back for one request.
@@ -43,10 +44,7 @@ pub struct Proc {
     pub target: String,
     child: RefCell<Option<Child>>,
     to_stdin: UnboundedSender<Vec<u8>>,
-    /// (JSON-RPC id as raw JSON text, sink) of requests waiting for their response.
-    pending: RefCell<Vec<(String, UnboundedSender<TargetMsg>)>>,
-    /// Messages no pending request claims (server-initiated).
-    unsolicited: UnboundedSender<Vec<u8>>,
+    pending: Pending,
     alive: Cell<bool>,
 }
 
@@ -86,8 +84,7 @@ impl Proc {
             target: target.to_owned(),
             child: RefCell::new(Some(child)),
             to_stdin,
-            pending: RefCell::new(Vec::new()),
-            unsolicited,
+            pending: Pending::new(unsolicited),
             alive: Cell::new(true),
         });
         monoio::spawn(write_loop(stdin_ours, stdin_rx));
@@ -102,15 +99,13 @@ impl Proc {
 
     /// Sends a request; its events and response arrive on the returned receiver.
     pub fn request(&self, id: &str, msg: Vec<u8>) -> UnboundedReceiver<TargetMsg> {
-        let (tx, rx) = unbounded();
         if !self.alive.get() {
-            let _ = tx.unbounded_send(TargetMsg::Failed(format!(
-                "the MCP server {} has exited",
-                self.target
-            )));
+            let (tx, rx) = unbounded();
+            let why = format!("the MCP server {} has exited", self.target);
+            let _ = tx.unbounded_send(TargetMsg::Failed(why));
             return rx;
         }
-        self.pending.borrow_mut().push((id.to_owned(), tx));
+        let (_, rx) = self.pending.add(id);
         self.send(msg);
         rx
     }
@@ -123,44 +118,9 @@ impl Proc {
         let _ = self.to_stdin.unbounded_send(msg);
     }
 
-    fn dispatch(&self, line: Vec<u8>) {
-        let env = match jsonrpc::peek(&line) {
-            Ok(e) => e,
-            Err(_) => {
-                tracing::warn!(target_name = %self.target, "mcp server wrote a line that is not JSON-RPC; ignored");
-                return;
-            }
-        };
-        match env.kind {
-            Kind::Response => {
-                let id = env.id.unwrap_or("null").to_owned();
-                let mut pending = self.pending.borrow_mut();
-                if let Some(pos) = pending.iter().position(|(p, _)| *p == id) {
-                    let (_, tx) = pending.swap_remove(pos);
-                    let _ = tx.unbounded_send(TargetMsg::Final(line));
-                } else {
-                    tracing::debug!(target_name = %self.target, "response to no pending request; dropped");
-                }
-            }
-            Kind::Notification | Kind::Request => {
-                let pending = self.pending.borrow();
-                match pending.last() {
-                    Some((_, tx)) => {
-                        let _ = tx.unbounded_send(TargetMsg::Event(line));
-                    }
-                    None => {
-                        let _ = self.unsolicited.unbounded_send(line);
-                    }
-                }
-            }
-        }
-    }
-
     fn fail_all(&self, why: &str) {
         self.alive.set(false);
-        for (_, tx) in self.pending.borrow_mut().drain(..) {
-            let _ = tx.unbounded_send(TargetMsg::Failed(why.to_owned()));
-        }
+        self.pending.fail_all(why);
     }
 
     /// Ends the child: close stdin, SIGTERM, SIGKILL after the grace period; always reaped.
@@ -253,14 +213,14 @@ async fn read_loop(proc: std::rc::Weak<Proc>, mut s: UnixStream) {
             }
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if !line.iter().all(u8::is_ascii_whitespace) {
-                p.dispatch(line.to_vec());
+                p.pending.dispatch(&p.target, line.to_vec());
             }
         }
         buf.drain(..start);
         if buf.len() > MAX_MESSAGE {
             // Too large: drop it up to its newline and tell the waiting request.
             tracing::warn!(target_name = %p.target, limit = MAX_MESSAGE, "mcp server message over the limit; dropped");
-            let tx = p.pending.borrow_mut().pop();
+            let tx = p.pending.pop_newest();
             if let Some((id, tx)) = tx {
                 let err = jsonrpc::error_object(
                     Some(&id),
