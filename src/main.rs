@@ -66,6 +66,9 @@ fn main() -> ExitCode {
         }
     };
     if cli.validate_only {
+        for w in &snapshot.warnings {
+            eprintln!("warning: {w}");
+        }
         println!("configuration is valid");
         return ExitCode::SUCCESS;
     }

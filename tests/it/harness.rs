@@ -167,11 +167,9 @@ impl Proxy {
         p.child = Some(child);
         p.wait_ready();
         if driver == Driver::Epoll {
-            assert!(
-                p.log_contains("driver=\"epoll\"") || p.log_contains("\"driver\":\"epoll\""),
-                "expected the epoll driver:\n{}",
-                p.log()
-            );
+            // The log line may reach our reader thread just after readiness answers.
+            let seen = p.wait_log("driver=\"epoll\"", 5) || p.log_contains("\"driver\":\"epoll\"");
+            assert!(seen, "expected the epoll driver:\n{}", p.log());
         }
         p
     }

@@ -643,3 +643,63 @@ both_drivers!(quickstart_walkthrough, |d| {
     // The rest of the quickstart still answers.
     assert_eq!(p.get("/").status, 200);
 });
+
+both_drivers!(server_to_client_stream, |d| {
+    let p = Proxy::start_with(&stdio_route("", ""), d, &[("TTL", "30m".into())], &[]);
+    let mut c = Mcp::new(p.addr());
+    c.initialize();
+    let sid = c.session.clone().unwrap();
+    // GET opens the server-to-client SSE stream; it stays open until the session ends.
+    let mut s = connect(p.addr());
+    write!(
+        s,
+        "GET /mcp HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAccept: text/event-stream\r\nMcp-Session-Id: {sid}\r\nLast-Event-ID: 0\r\n\r\n",
+        p.port
+    )
+    .unwrap();
+    let mut r = BufReader::new(s);
+    let mut status = String::new();
+    r.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let mut ctype = false;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        if line
+            .to_ascii_lowercase()
+            .starts_with("content-type: text/event-stream")
+        {
+            ctype = true;
+        }
+        if line == "\r\n" {
+            break;
+        }
+    }
+    assert!(ctype);
+    // Without Accept: text/event-stream the GET is refused.
+    let plain = request(
+        p.addr(),
+        format!("GET /mcp HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAccept: application/json\r\nMcp-Session-Id: {sid}\r\nConnection: close\r\n\r\n", p.port).as_bytes(),
+    );
+    assert_eq!(plain.status, 406);
+    // DELETE ends the session, and with it the open stream.
+    assert_eq!(c.raw("DELETE", "", "").status, 200);
+    let t0 = Instant::now();
+    let mut rest = String::new();
+    loop {
+        line.clear();
+        match r.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => rest.push_str(&line),
+        }
+        if rest.ends_with("0\r\n\r\n") {
+            break;
+        }
+    }
+    assert!(
+        rest.ends_with("0\r\n\r\n"),
+        "the stream ends with the session: {rest:?}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(5));
+});
