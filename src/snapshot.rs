@@ -45,6 +45,8 @@ pub enum SourceKind {
     AsMetadata {
         url: String,
         rewrite: AsRewrite,
+        /// The configured issuer, checked against the document's (trailing slash included).
+        issuer: String,
     },
 }
 

@@ -266,6 +266,7 @@ pub fn lower_mcp_auth(
             let src = Source {
                 id: format!("as-metadata:{route_path}:{}", a.issuer).into(),
                 kind: SourceKind::AsMetadata {
+                    issuer: a.issuer.clone(),
                     url: meta::discovery_url(&a.issuer),
                     rewrite: AsRewrite::Keycloak {
                         registration_url: format!("{origin}{registration_path}"),
@@ -284,6 +285,7 @@ pub fn lower_mcp_auth(
             let src = Source {
                 id: format!("as-metadata:{route_path}:{}", a.issuer).into(),
                 kind: SourceKind::AsMetadata {
+                    issuer: a.issuer.clone(),
                     url: meta::discovery_url(&a.issuer),
                     rewrite: AsRewrite::Auth0 {
                         audience: audiences.first().cloned().unwrap_or_default(),

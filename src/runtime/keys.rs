@@ -206,9 +206,16 @@ fn refresh(st: &mut State, workers: &[UnboundedSender<WorkerMsg>]) {
                 let _ = w.unbounded_send(WorkerMsg::KeysChecked { source: id.clone() });
             }
         }
-        SourceKind::AsMetadata { url, rewrite } => {
+        SourceKind::AsMetadata {
+            url,
+            rewrite,
+            issuer,
+        } => {
             st.last_fetch = Some(Instant::now());
             let fetched = crate::runtime::fetch::get(&url, FETCH_TIMEOUT);
+            if let Ok(f) = &fetched {
+                warn_issuer_mismatch(&id, &issuer, &f.body);
+            }
             let doc = match fetched {
                 Ok(f) if f.status == 200 => {
                     let next = clamp(f.max_age);
@@ -250,6 +257,19 @@ fn refresh(st: &mut State, workers: &[UnboundedSender<WorkerMsg>]) {
 fn as_metadata_response(doc: Vec<u8>) -> Prebuilt {
     let hs: Vec<(&str, &str)> = crate::http::response::DISCOVERY_CORS.to_vec();
     Prebuilt::new(200, Some("application/json"), &hs, doc)
+}
+
+/// Strict MCP clients compare the issuer byte for byte (RFC 8414 §3.3): say so at once when the
+/// configured one differs from what the IdP publishes (a trailing slash is the classic).
+fn warn_issuer_mismatch(id: &str, configured: &str, doc: &[u8]) {
+    let fetched = serde_json::from_slice::<serde_json::Value>(doc)
+        .ok()
+        .and_then(|v| v.get("issuer").and_then(|i| i.as_str()).map(str::to_owned));
+    if let Some(f) = fetched.filter(|f| f != configured) {
+        for w in meta::sanity_warnings(None, None, configured, Some(&f), &[]) {
+            tracing::warn!(source = %id, "{w}");
+        }
+    }
 }
 
 fn retry(st: &mut State, why: &str) {

@@ -189,3 +189,18 @@ both_drivers!(client_credentials_rotation_and_outage, |d| {
     );
     assert!(!m.text().contains("status=\"500\""));
 });
+
+#[test]
+fn issuer_mismatch_with_the_idp_is_reported() {
+    let idp = Idp::start(&[]);
+    let cfg = format!(
+        "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - matches: [{{path: {{exact: /mcp}}}}]\n      policies:\n        mcpAuthentication:\n          issuer: {}/\n          jwksUrl: {}/protocol/openid-connect/certs\n          audience: a\n          provider: {{keycloak: {{}}}}\n          resourceMetadata: {{resource: 'http://localhost:{{PORT}}/mcp'}}\n      backends: [{{host: '127.0.0.1:1'}}]\n",
+        idp.issuer, idp.issuer
+    );
+    let p = Proxy::start(&cfg, Driver::Uring);
+    assert!(
+        p.wait_log("trailing slash", 10),
+        "the trailing-slash mismatch is reported:\n{}",
+        p.log()
+    );
+}
