@@ -12,7 +12,7 @@ ROUNDS=${1:-5}
 SECS=${2:-5}
 CONNS=${3:-32}
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
-cargo build --release -q --bin portcullis --example minimal_responder
+[ -n "${NO_BUILD:-}" ] || cargo build --release -q --bin portcullis --example minimal_responder
 BIN=target/release/portcullis
 MIN=target/release/examples/minimal_responder
 tmp=$(mktemp -d)
