@@ -196,6 +196,8 @@ md = [
     "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     *rows, "",
 ]
+if int(pool) < 20000:
+    md.append(f"- **Caution:** the unique-token pool ({pool}) is under twice the per-worker cache (10000): the miss cases may hit the cache.")
 if "auth-hit" in runs:
     md.append(f"- auth with cache hits ÷ no auth: **{runs['auth-hit'][0]['achieved_rps']/noauth:.3f}** (target ≥ 0.95)")
 for n in ("miss-rs256", "miss-es256"):
