@@ -126,6 +126,23 @@ echo "minting token pools ($POOL RS256 and ES256 tokens, before any measurement)
 "$LOAD" token --sign-key "$KEYS/ec-p256.pem" --iss "$ISS" --aud "$AUD" --count "$POOL" >"$tmp/es256.txt"
 head -n1 "$tmp/rs256.txt" >"$tmp/rs256-one.txt"
 
+# Before measuring: each auth proxy must reject invalid and expired tokens and accept valid ones.
+check() {
+  local name=$1 url=$2
+  "$LOAD" run --url "$url" -s call -c 4 -d 1s -w 0s --json --quiet --sign-key "$KEYS/rsa-2048.pem" \
+    --iss "$ISS" --aud "$AUD" --invalid-share 0.3 --expired-share 0.2 >"$tmp/check-$name.json"
+  python3 - "$tmp/check-$name.json" "$name" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+q = r["requests"]
+if q["errors"] or not q["ok"] or not q["rejected"]:
+    sys.exit(f"{sys.argv[2]}: validation check failed: {q} {r['errors']}")
+print(f"{sys.argv[2]}: accepts valid tokens, rejects invalid and expired ones ({q})", file=sys.stderr)
+PY
+}
+check portcullis "http://127.0.0.1:$PP/mcp"
+if [ "$HAVE_HAPROXY" = 1 ]; then check haproxy "http://127.0.0.1:$HP/mcp"; fi
+
 cases=()
 measure() {
   local name=$1 url=$2; shift 2
@@ -196,6 +213,8 @@ md = [
     "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     *rows, "",
 ]
+if int(pool) < 20000:
+    md.append(f"- **Caution:** the unique-token pool ({pool}) is under twice the per-worker cache (10000): the miss cases may hit the cache.")
 if "auth-hit" in runs:
     md.append(f"- auth with cache hits ÷ no auth: **{runs['auth-hit'][0]['achieved_rps']/noauth:.3f}** (target ≥ 0.95)")
 for n in ("miss-rs256", "miss-es256"):

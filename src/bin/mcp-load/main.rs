@@ -141,6 +141,13 @@ fn run(a: cli::RunArgs) -> Result<ExitCode> {
     let (json, quiet, url) = (a.json, a.quiet, a.url.clone());
     let cfg = Arc::new(a.into_config()?);
     let live = !quiet && std::io::stderr().is_terminal();
+    if let (Some(key), true, false) = (&cfg.tokens.key, cfg.tokens.unique, quiet) {
+        eprintln!(
+            "mcp-load: minting {} unique {} tokens before the run",
+            cfg.tokens.pool,
+            key.alg().as_str()
+        );
+    }
     let warmup = cfg.warmup;
     let result = engine::run(cfg.clone(), |elapsed, tick| {
         if live {

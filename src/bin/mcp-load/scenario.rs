@@ -11,6 +11,9 @@ use serde::Deserialize;
 use crate::client::{BodyKind, Reply};
 use crate::stats::{ErrClass, Outcome};
 
+#[cfg(test)]
+mod tests;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
     /// POST initialize without a token; expects 401 and a Bearer challenge with resource_metadata.

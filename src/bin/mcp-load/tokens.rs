@@ -11,6 +11,9 @@ use serde_json::Value;
 
 use crate::b64;
 
+#[cfg(test)]
+mod tests;
+
 /// The algorithms `mcp-load` can sign with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Alg {
