@@ -34,10 +34,12 @@ pub async fn forward<S: ConnIo>(
     ctx: &WorkerCtx,
     snap: &Snapshot,
     bufs: &mut Bufs,
-    plan: ProxyPlan<'_>,
+    mut plan: ProxyPlan<'_>,
     body: BodyKind,
     client_keep_alive: bool,
 ) -> ProxyOutcome {
+    // Owned here and handed back by each write: no copy per request, yet available for a retry.
+    let mut up_head = std::mem::take(&mut plan.head);
     let limits = &snap.settings.limits;
     let up_settings = &snap.settings.upstream;
     let timeouts = plan.timeouts;
@@ -83,7 +85,8 @@ pub async fn forward<S: ConnIo>(
                 return ProxyOutcome::Failed { status: 499 };
             }
         }
-        let (res, _) = stream.write_all(plan.head.clone()).await;
+        let (res, h) = stream.write_all(up_head).await;
+        up_head = h;
         if res.is_ok() {
             break stream;
         }
