@@ -125,7 +125,7 @@ both_drivers!(metrics_and_readiness, |d| {
     );
     assert_eq!(ready.status, 200);
     assert!(
-        p.log_contains("\"request\"") || p.log_contains(" request "),
+        p.wait_log(" request ", 5) || p.log_contains("\"request\""),
         "access log line:\n{}",
         p.log()
     );
