@@ -58,6 +58,23 @@ fn method_not_allowed<'s>(
     done(405, close)
 }
 
+/// GET and HEAD serve a discovery document (`Ok(head_only)`); OPTIONS and other methods are
+/// answered here. (The `Err` is the caller's own return value, so its size does not matter.)
+#[allow(clippy::result_large_err)]
+fn document_method<'s>(
+    method: &str,
+    date: &[u8],
+    close: bool,
+    out: &mut Vec<u8>,
+) -> Result<bool, Decision<'s>> {
+    match method {
+        "GET" => Ok(false),
+        "HEAD" => Ok(true),
+        "OPTIONS" => Err(discovery_preflight(date, close, out)),
+        _ => Err(method_not_allowed("GET, HEAD, OPTIONS", date, close, out)),
+    }
+}
+
 /// Serves a well-known path of a protected route.
 pub fn serve<'s>(
     wk: &'s WellKnown,
@@ -83,11 +100,9 @@ fn prm<'s>(
     close: bool,
     out: &mut Vec<u8>,
 ) -> Decision<'s> {
-    let head_only = match head.method {
-        "GET" => false,
-        "HEAD" => true,
-        "OPTIONS" => return discovery_preflight(date, close, out),
-        _ => return method_not_allowed("GET, HEAD, OPTIONS", date, close, out),
+    let head_only = match document_method(head.method, date, close, out) {
+        Ok(h) => h,
+        Err(answered) => return answered,
     };
     match &m.prm {
         Some(pre) => pre.write(out, date, b"", close, head_only),
@@ -115,11 +130,9 @@ fn as_metadata<'s>(
     close: bool,
     out: &mut Vec<u8>,
 ) -> Decision<'s> {
-    let head_only = match head.method {
-        "GET" => false,
-        "HEAD" => true,
-        "OPTIONS" => return discovery_preflight(date, close, out),
-        _ => return method_not_allowed("GET, HEAD, OPTIONS", date, close, out),
+    let head_only = match document_method(head.method, date, close, out) {
+        Ok(h) => h,
+        Err(answered) => return answered,
     };
     let Some(doc) = m.as_metadata.as_deref().and_then(|id| auth.document(id)) else {
         let pre = Prebuilt::new(

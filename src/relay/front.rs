@@ -172,22 +172,7 @@ fn start(
                 ));
                 return Ok(rx);
             }
-            let Some(id) = head.session.clone() else {
-                return Err(reject(
-                    400,
-                    jsonrpc::INVALID_REQUEST,
-                    "Bad Request: Mcp-Session-Id header is required",
-                ));
-            };
-            hand_off(
-                ctx,
-                McpCall {
-                    session: id,
-                    op: CallOp::Post(body),
-                    subject,
-                    reply: tx,
-                },
-            )?;
+            hand_off(ctx, head, CallOp::Post(body), subject, tx)?;
         }
         "GET" => {
             if !route.stateful {
@@ -203,22 +188,12 @@ fn start(
                     "Not Acceptable: the client must accept text/event-stream",
                 ));
             }
-            let Some(id) = head.session.clone() else {
-                return Err(reject(
-                    400,
-                    jsonrpc::INVALID_REQUEST,
-                    "Bad Request: Mcp-Session-Id header is required",
-                ));
-            };
-            let op = CallOp::Get(head.last_event_id.clone());
             hand_off(
                 ctx,
-                McpCall {
-                    session: id,
-                    op,
-                    subject,
-                    reply: tx,
-                },
+                head,
+                CallOp::Get(head.last_event_id.clone()),
+                subject,
+                tx,
             )?;
         }
         "DELETE" => {
@@ -228,22 +203,7 @@ fn start(
                     body: Vec::new(),
                 });
             }
-            let Some(id) = head.session.clone() else {
-                return Err(reject(
-                    400,
-                    jsonrpc::INVALID_REQUEST,
-                    "Bad Request: Mcp-Session-Id header is required",
-                ));
-            };
-            hand_off(
-                ctx,
-                McpCall {
-                    session: id,
-                    op: CallOp::Delete,
-                    subject,
-                    reply: tx,
-                },
-            )?;
+            hand_off(ctx, head, CallOp::Delete, subject, tx)?;
         }
         _ => {
             return Err(ReplyPart::Error {
@@ -255,8 +215,28 @@ fn start(
     Ok(rx)
 }
 
-/// Runs the call on this worker if it owns the session, else sends it to the owner.
-fn hand_off(ctx: &Rc<WorkerCtx>, call: McpCall) -> Result<(), ReplyPart> {
+/// Runs the call for the request's session on this worker if it owns the session, else sends it
+/// to the owner. A request without a session id is a 400 (T12).
+fn hand_off(
+    ctx: &Rc<WorkerCtx>,
+    head: &McpHead,
+    op: CallOp,
+    subject: Subject,
+    reply: futures_channel::mpsc::UnboundedSender<ReplyPart>,
+) -> Result<(), ReplyPart> {
+    let Some(session) = head.session.clone() else {
+        return Err(reject(
+            400,
+            jsonrpc::INVALID_REQUEST,
+            "Bad Request: Mcp-Session-Id header is required",
+        ));
+    };
+    let call = McpCall {
+        session,
+        op,
+        subject,
+        reply,
+    };
     let not_found = || reject(404, -32001, "session not found");
     let Some(owner) = session::owner_of(&call.session) else {
         return Err(not_found());
