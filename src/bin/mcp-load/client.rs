@@ -38,8 +38,9 @@ pub struct Reply {
     pub kind: BodyKind,
     /// `Mcp-Session-Id`, when present.
     pub session: Option<String>,
-    /// `WWW-Authenticate`, captured on 401 and 403 only.
-    pub www_auth: Option<String>,
+    /// `WWW-Authenticate` (see [`Reply::www_auth`]); the buffer is reused between responses.
+    www_auth: String,
+    has_www_auth: bool,
     /// The JSON body, or the data of the SSE event that carried the expected id.
     pub body: Vec<u8>,
     /// For SSE: whether an event with the expected id was seen.
@@ -56,13 +57,30 @@ impl Default for Reply {
             status: 0,
             kind: BodyKind::Other,
             session: None,
-            www_auth: None,
+            www_auth: String::with_capacity(256),
+            has_www_auth: false,
             body: Vec::with_capacity(1024),
             matched: false,
             answered: Instant::now(),
             raw: Vec::with_capacity(1024),
             sse: SseParser::default(),
         }
+    }
+}
+
+impl Reply {
+    /// The `WWW-Authenticate` header of the last response, if it had one.
+    pub fn www_auth(&self) -> Option<&str> {
+        self.has_www_auth.then_some(self.www_auth.as_str())
+    }
+
+    pub fn set_www_auth(&mut self, v: &[u8]) {
+        self.www_auth.clear();
+        match std::str::from_utf8(v) {
+            Ok(s) => self.www_auth.push_str(s),
+            Err(_) => self.www_auth.push_str(&String::from_utf8_lossy(v)),
+        }
+        self.has_www_auth = true;
     }
 }
 
@@ -151,7 +169,7 @@ impl Conn {
         r.status = resp.code.unwrap_or(0);
         r.kind = BodyKind::Other;
         r.session = None;
-        r.www_auth = None;
+        r.has_www_auth = false;
         r.body.clear();
         r.raw.clear();
         r.sse.reset();
@@ -182,7 +200,7 @@ impl Conn {
             } else if name.eq_ignore_ascii_case(b"mcp-session-id") {
                 r.session = Some(String::from_utf8_lossy(v).into_owned());
             } else if name.eq_ignore_ascii_case(b"www-authenticate") {
-                r.www_auth = Some(String::from_utf8_lossy(v).into_owned());
+                r.set_www_auth(v);
             } else if name.eq_ignore_ascii_case(b"connection") {
                 if starts_with_ci(v, b"close") {
                     close = true;

@@ -29,12 +29,12 @@ fn judges_challenges_and_rejections() {
         judge(Op::Unauth, Expect::Accept, Some(1), &r),
         Outcome::Err(ErrClass::Challenge)
     );
-    r.www_auth = Some("Bearer realm=\"x\"".into());
+    r.set_www_auth(b"Bearer realm=\"x\"");
     assert_eq!(
         judge(Op::Unauth, Expect::Accept, Some(1), &r),
         Outcome::Err(ErrClass::Challenge)
     );
-    r.www_auth = Some("Bearer resource_metadata=\"http://h/.well-known/x\"".into());
+    r.set_www_auth(b"Bearer resource_metadata=\"http://h/.well-known/x\"");
     assert_eq!(judge(Op::Unauth, Expect::Accept, Some(1), &r), Outcome::Ok);
     assert_eq!(
         judge(Op::ToolsCall, Expect::Reject, Some(1), &r),
