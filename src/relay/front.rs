@@ -100,7 +100,7 @@ pub async fn handle<S: ConnIo>(
             rx
         }
     };
-    write_reply(io, ctx, bufs, rx, cors).await
+    write_reply(io, ctx, bufs, rx, cors, route.stateful).await
 }
 
 /// Checks the request and starts it (locally or on the owning worker).
@@ -264,12 +264,39 @@ fn head(out: &mut Vec<u8>, status: u16, date: &[u8], cors: &[u8], session: Optio
     }
 }
 
+/// A whole (non-streamed) answer: JSON body if any, `Allow` for 405s.
+fn whole(
+    out: &mut Vec<u8>,
+    status: u16,
+    date: &[u8],
+    cors: &[u8],
+    session: Option<&str>,
+    allow: Option<&[u8]>,
+    body: &[u8],
+) {
+    head(out, status, date, cors, session);
+    if let Some(a) = allow {
+        h1::write_header(out, "allow", a);
+    }
+    if !body.is_empty() {
+        h1::write_header(out, "content-type", b"application/json");
+    }
+    h1::write_header(
+        out,
+        "content-length",
+        itoa_buf(body.len() as u64).as_bytes(),
+    );
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+}
+
 async fn write_reply<S: ConnIo>(
     io: &mut S,
     ctx: &Rc<WorkerCtx>,
     bufs: &mut Bufs,
     mut rx: UnboundedReceiver<ReplyPart>,
     cors: &[u8],
+    stateful: bool,
 ) -> (u16, bool) {
     let date = ctx.date();
     let Some(first) = rx.next().await else {
@@ -282,38 +309,29 @@ async fn write_reply<S: ConnIo>(
             body,
             session,
         } => {
-            head(out, status, &date, cors, session.as_deref());
-            h1::write_header(out, "content-type", b"application/json");
-            h1::write_header(
-                out,
-                "content-length",
-                itoa_buf(body.len() as u64).as_bytes(),
-            );
-            out.extend_from_slice(b"\r\n");
-            out.extend_from_slice(&body);
+            whole(out, status, &date, cors, session.as_deref(), None, &body);
             (status, bufs.flush(io).await.is_ok())
         }
         ReplyPart::Error { status, body } => {
-            head(out, status, &date, cors, None);
-            if status == 405 {
-                h1::write_header(out, "allow", b"GET, POST, DELETE");
-            }
-            if !body.is_empty() {
-                h1::write_header(out, "content-type", b"application/json");
-            }
-            h1::write_header(
+            // Stateless routes serve POST only (GET and DELETE are 405 there).
+            let allow: &[u8] = if stateful {
+                b"GET, POST, DELETE"
+            } else {
+                b"POST"
+            };
+            whole(
                 out,
-                "content-length",
-                itoa_buf(body.len() as u64).as_bytes(),
+                status,
+                &date,
+                cors,
+                None,
+                (status == 405).then_some(allow),
+                &body,
             );
-            out.extend_from_slice(b"\r\n");
-            out.extend_from_slice(&body);
             (status, bufs.flush(io).await.is_ok())
         }
         ReplyPart::Empty { status } => {
-            head(out, status, &date, cors, None);
-            h1::write_header(out, "content-length", b"0");
-            out.extend_from_slice(b"\r\n");
+            whole(out, status, &date, cors, None, None, b"");
             (status, bufs.flush(io).await.is_ok())
         }
         ReplyPart::SseStart { session } => {

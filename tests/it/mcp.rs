@@ -439,7 +439,13 @@ both_drivers!(stateless_mode_leaks_no_process, |d| {
             200
         );
     }
-    assert_eq!(c.raw("GET", "", "").status, 405);
+    let get = c.raw("GET", "", "");
+    assert_eq!(get.status, 405);
+    assert_eq!(
+        get.header("allow"),
+        Some("POST"),
+        "a stateless route serves POST only"
+    );
     wait_until(10, "stateless children to be reaped", || {
         children(p.pid()).is_empty()
     });
