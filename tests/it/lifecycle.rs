@@ -82,7 +82,16 @@ both_drivers!(sigterm_drains_in_flight_requests, |d| {
     let inflight: Vec<_> = (0..4)
         .map(|_| std::thread::spawn(move || request(addr, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")))
         .collect();
-    std::thread::sleep(Duration::from_millis(200));
+    // SIGTERM only once every request is in flight at the upstream (a loaded machine may be slow
+    // to accept them).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while slow.hits.load(std::sync::atomic::Ordering::Relaxed) < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "requests never reached the upstream"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let t0 = Instant::now();
     let status = p.terminate();
     assert!(status.success(), "{status}");
