@@ -67,8 +67,19 @@ pub async fn forward<S: ConnIo>(
         Some(a) => a,
         None => return fail(bufs, LocalError::UpstreamConnect),
     };
-    // A pooled connection may have been closed by the upstream meanwhile; when the request has no
-    // body to lose, one retry on a fresh connection is safe.
+    // A body that is already buffered whole (the usual small POST) leaves with the head in one
+    // write: one syscall and one segment instead of two, and the upstream wakes once.
+    let mut body = body;
+    if let BodyKind::Length(n) = body {
+        if !plan.expect_continue && (bufs.pending().len() as u64) >= n {
+            let n = n as usize;
+            up_head.extend_from_slice(&bufs.pending()[..n]);
+            bufs.consume(n);
+            body = BodyKind::None;
+        }
+    }
+    // A pooled connection may have been closed by the upstream meanwhile; when no body bytes
+    // would be lost (none, or all of them in `up_head`), one retry on a fresh connection is safe.
     let retry_safe = matches!(body, BodyKind::None);
     let mut pooled = ctx.pool.take(addr, up_settings.pool_idle_timeout);
     let mut up = loop {
