@@ -88,11 +88,7 @@ pub fn run_worker(
     }
     let uring = monoio::utils::detect_uring();
     let driver = if uring { "io_uring" } else { "epoll" };
-    let mut rt = match monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .with_entries(1024)
-        .enable_timer()
-        .build()
-    {
+    let mut rt = match crate::runtime::build_runtime(uring, 1024) {
         Ok(rt) => rt,
         Err(e) => {
             let _ = events.send(WorkerEvent::Started {

@@ -146,6 +146,47 @@ fn backend_call_json_and_report_fields() {
 }
 
 #[test]
+fn watched_processes_report_cpu_per_request() {
+    let b = Peer::start(&["backend"]);
+    let pid = b.child.id().to_string();
+    let watch = format!("backend={pid}");
+    let r = clean(run(&b.url("/mcp"), &["-s", "call", "--watch", &watch]));
+    let cpu = r["cpu"].as_array().expect("cpu rows");
+    let row = |name: &str| {
+        cpu.iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no cpu row {name}: {r:#}"))
+    };
+    let (gen, be) = (row("mcp-load"), row("backend"));
+    assert_eq!(be["pid"].as_u64().unwrap().to_string(), pid);
+    let answered = r["requests"]["answered"].as_f64().unwrap();
+    for c in [gen, be] {
+        // Both processes did real work for every answer: some CPU, and CPU per request that
+        // agrees with the totals.
+        let (s, per) = (
+            c["cpu_s"].as_f64().unwrap(),
+            c["us_per_request"].as_f64().unwrap(),
+        );
+        assert!(s > 0.0 && per > 0.0, "{c}");
+        assert!(
+            (per * answered / 1e6 - s).abs() <= 0.002 + s * 0.01,
+            "{c} vs {answered}"
+        );
+        assert!(c["cores"].as_f64().unwrap() <= 2.5, "{c}");
+    }
+    bad_args(
+        &[
+            "run",
+            "--url",
+            "http://127.0.0.1:1/mcp",
+            "--watch",
+            "proxy=x",
+        ],
+        "expected NAME=PID",
+    );
+}
+
+#[test]
 fn backend_session_sse_and_json() {
     for mode in [
         &["backend", "--strict", "--sse"][..],

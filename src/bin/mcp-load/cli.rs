@@ -104,6 +104,11 @@ pub struct RunArgs {
     /// Share of requests (0..1) sent with an expired token (needs --sign-key); they must get 401.
     #[arg(long, default_value_t = 0.0)]
     pub expired_share: f64,
+    /// Also report the CPU time another process used during the measured window, per answered
+    /// request (NAME=PID or PID; repeatable), e.g. --watch proxy=$(pidof portcullis). The
+    /// generator's own CPU is always reported.
+    #[arg(long, value_parser = crate::cpu::parse_watch)]
+    pub watch: Vec<crate::cpu::Watch>,
     /// Print the report as JSON on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -358,6 +363,14 @@ impl RunArgs {
             warmup: self.warmup,
             rate: self.rate,
             timeout: self.timeout,
+            watch: {
+                let mut w = vec![crate::cpu::Watch {
+                    name: "mcp-load".into(),
+                    pid: std::process::id(),
+                }];
+                w.extend(self.watch.iter().cloned());
+                w
+            },
             tokens: TokenConfig {
                 fixed,
                 claims: claims(&self.tokens),

@@ -33,11 +33,15 @@ pub struct RunConfig {
     pub rate: Option<f64>,
     pub timeout: Duration,
     pub tokens: TokenConfig,
+    /// Processes whose CPU time over the measured window is reported (the generator first).
+    pub watch: Vec<crate::cpu::Watch>,
 }
 
 /// What a run produced.
 pub struct RunResult {
     pub stats: Stats,
+    /// CPU nanoseconds each watched process used in the measured window.
+    pub cpu: Vec<(crate::cpu::Watch, Option<u64>)>,
     pub minted: u64,
     pub wraps: u64,
 }
@@ -86,6 +90,16 @@ pub fn run(cfg: Arc<RunConfig>, mut on_tick: impl FnMut(Duration, &Tick)) -> Res
     for s in &starts {
         let _ = s.send(start);
     }
+    let sampler = {
+        let (w, from, until) = (
+            cfg.watch.clone(),
+            start + cfg.warmup,
+            start + cfg.warmup + cfg.duration,
+        );
+        std::thread::Builder::new()
+            .name("mcp-load-cpu".into())
+            .spawn(move || crate::cpu::sample_window(&w, from, until))?
+    };
     let mut acc = Tick {
         answered: 0,
         errors: 0,
@@ -107,6 +121,7 @@ pub fn run(cfg: Arc<RunConfig>, mut on_tick: impl FnMut(Duration, &Tick)) -> Res
     }
     let mut out = RunResult {
         stats: Stats::default(),
+        cpu: Vec::new(),
         minted: 0,
         wraps: 0,
     };
@@ -118,6 +133,9 @@ pub fn run(cfg: Arc<RunConfig>, mut on_tick: impl FnMut(Duration, &Tick)) -> Res
         out.minted += t.minted;
         out.wraps += t.wraps;
     }
+    out.cpu = sampler
+        .join()
+        .map_err(|_| anyhow!("the CPU sampler panicked"))?;
     Ok(out)
 }
 
@@ -135,10 +153,7 @@ fn thread_main(
             return Err(anyhow!("pinning failed"));
         }
     }
-    let mut rt = match monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-    {
+    let mut rt = match portcullis::runtime::build_runtime(monoio::utils::detect_uring(), 1024) {
         Ok(rt) => rt,
         Err(e) => {
             let _ = ready.send(Err(format!("cannot build the runtime: {e}")));

@@ -13,6 +13,7 @@ mod b64;
 mod backend;
 mod cli;
 mod client;
+mod cpu;
 mod engine;
 mod plan;
 mod report;

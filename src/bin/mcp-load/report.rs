@@ -76,6 +76,8 @@ pub struct Report {
     pub ops: BTreeMap<&'static str, Latency>,
     pub sessions_completed: u64,
     pub tokens: Tokens,
+    /// CPU used in the measured window: the generator (`mcp-load`) and each `--watch` process.
+    pub cpu: Vec<crate::cpu::CpuUse>,
 }
 
 impl Report {
@@ -111,6 +113,7 @@ impl Report {
             latency_us: Latency::of(&s.all),
             ops,
             sessions_completed: s.sessions,
+            cpu: crate::cpu::usage(r.cpu.clone(), cfg.duration, s.answered()),
             tokens: Tokens {
                 mode: cfg.tokens.mode(),
                 minted: r.minted,
@@ -187,6 +190,16 @@ impl Report {
                     row(op.name(), l);
                 }
             }
+        }
+        for c in &self.cpu {
+            let per = c
+                .us_per_request
+                .map_or_else(|| "-".to_owned(), |u| format!("{u:.2} µs/request"));
+            let _ = writeln!(
+                o,
+                "  cpu       {:<12} {:>8.3} s ({:.2} cores)  {per}",
+                c.name, c.cpu_s, c.cores
+            );
         }
         let errs: Vec<String> = self
             .errors

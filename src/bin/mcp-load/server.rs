@@ -54,9 +54,7 @@ pub fn serve<H: Handler>(
             if let Some(c) = &cpus {
                 let _ = monoio::utils::bind_to_cpu_set([c[t % c.len()]]);
             }
-            let rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-                .enable_timer()
-                .build();
+            let rt = portcullis::runtime::build_runtime(monoio::utils::detect_uring(), 1024);
             let mut rt = match rt {
                 Ok(rt) => rt,
                 Err(e) => {
