@@ -932,6 +932,16 @@ fn bearer_extraction() {
     assert_eq!(bearer_token(b"Bearer =abc"), None);
     assert_eq!(bearer_token(b"Bearer ab,c"), None);
     assert_eq!(bearer_token(b""), None);
+    assert_eq!(bearer_token(b"Bearer ==="), None);
+    assert_eq!(bearer_token(b"Bearer abc=def"), None);
+    assert_eq!(bearer_token(b"Bearer ab\xffc"), None);
+    assert_eq!(bearer_token(b"Bearer ab\0c"), None);
+    // Every byte value, in the middle of a token: exactly the b64token alphabet is accepted.
+    for b in 0..=255u8 {
+        let v = [b"Bearer ab".as_slice(), &[b], b"cd"].concat();
+        let want = b.is_ascii_alphanumeric() || b"-._~+/".contains(&b);
+        assert_eq!(bearer_token(&v).is_some(), want, "byte {b:#04x}");
+    }
 }
 
 #[test]
