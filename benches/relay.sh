@@ -41,12 +41,30 @@ trap 'kill $BPID $JPID $PPID2 2>/dev/null; rm -rf "$tmp"' EXIT
 for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$SP/metrics" && break; sleep 0.1; done
 sleep 1
 TOK=$("$L" token --sign-key "$K" --iss http://idp.bench/realms/mcp --aud "http://localhost:$PP/mcp")
+# One closed-loop run; prints "rps server_us backend_us" (CPU per request from --watch).
 rate() {
-  "$L" run --url "$1" --scenario call --connections 32 --duration "$DUR" --warmup 1s --cpus 1 --json "${@:2}" 2>/dev/null |
-    python3 -c 'import json,sys; d=json.load(sys.stdin); e=sum(d["errors"].values()); print(d["achieved_rps"] if e == 0 else "errors:%d" % e)'
+  local pid=$2
+  "$L" run --url "$1" --scenario call --connections 32 --duration "$DUR" --warmup 1s --cpus 1 --json \
+    --watch "server=$pid" --watch "backend=$BPID" "${@:3}" 2>/dev/null |
+    python3 -c 'import json,sys
+d=json.load(sys.stdin); e=sum(d["errors"].values()); c={x["name"]: x["us_per_request"] for x in d["cpu"]}
+print(f"{d[\"achieved_rps\"]} {c[\"server\"]} {c[\"backend\"]}" if e == 0 else f"errors:{e} 0 0")'
 }
-echo "round  direct_rps  relay_rps  relay_auth_rps  relay/direct  auth/direct"
+rows=()
+echo "round  direct_rps  relay_rps  relay_auth_rps | CPU us/req: backend(direct)  relay  relay_auth" >&2
 for r in $(seq "$ROUNDS"); do
-  d=$(rate "http://127.0.0.1:$BP/mcp"); o=$(rate "http://127.0.0.1:$PP/open/mcp"); a=$(rate "http://127.0.0.1:$PP/mcp" --token "$TOK")
-  python3 -c "print('$r', $d, $o, $a, f'{$o/$d:.3f}', f'{$a/$d:.3f}')"
+  read -r d db _ <<<"$(rate "http://127.0.0.1:$BP/mcp" "$BPID")"
+  read -r o op ob <<<"$(rate "http://127.0.0.1:$PP/open/mcp" "$PPID2")"
+  read -r a ap ab <<<"$(rate "http://127.0.0.1:$PP/mcp" "$PPID2" --token "$TOK")"
+  echo "$r  $d  $o  $a | $db  $op  $ap" >&2
+  rows+=("$d $db $o $op $ob $a $ap $ab")
 done
+python3 - "${rows[@]}" <<'PY'
+import statistics, sys
+cols = list(zip(*[map(float, r.split()) for r in sys.argv[1:]]))
+d, db, o, op, ob, a, ap, ab = (statistics.median(c) for c in cols)
+print(f"medians of {len(sys.argv) - 1} rounds (proxy and backend share CPU 0, generator on CPU 1):")
+print(f"  throughput: relay/direct {o/d:.3f}, relay+auth/direct {a/d:.3f}")
+print(f"  CPU per tools/call: backend alone {db:.2f} us; relay {op:.2f} us (+ backend {ob:.2f}); relay+auth {ap:.2f} us (+ backend {ab:.2f})")
+print(f"  per core: one relay worker serves {1e6/ap:,.0f} tools/call/s with auth = {db/ap:.3f}x what one backend core serves")
+PY

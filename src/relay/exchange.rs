@@ -255,6 +255,13 @@ async fn request(
 ) {
     let route = &s.route;
     if s.targets.len() == 1 && !route.prefix {
+        if let Target::Http(h) = &s.targets[0] {
+            // The upstream exchange runs in this task, next to the relaying (no spawn).
+            let (tx, rx) = futures_channel::mpsc::unbounded();
+            let up = h.request_into(id, body, tx);
+            futures_util::future::join(up, relay(s, id, rx, reply, new_session)).await;
+            return;
+        }
         let rx = s.targets[0].request(id, body);
         return relay(s, id, rx, reply, new_session).await;
     }

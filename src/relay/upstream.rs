@@ -111,7 +111,8 @@ pub struct HttpTarget {
     /// The upstream's own session id, learned from its initialize answer.
     session: RefCell<Option<String>>,
     pub version: Cell<&'static str>,
-    idle: RefCell<Vec<Conn>>,
+    /// Keep-alive connections, each with its (empty) read buffer, reused by the next request.
+    idle: RefCell<Vec<(Conn, Vec<u8>)>>,
     authorization: Option<String>,
     alive: Cell<bool>,
 }
@@ -141,11 +142,12 @@ impl HttpTarget {
         self.alive.get()
     }
 
-    async fn connect(&self) -> Result<Conn, String> {
+    async fn connect(&self) -> Result<(Conn, Vec<u8>), String> {
         if let Some(c) = self.idle.borrow_mut().pop() {
             return Ok(c);
         }
-        connect(&self.upstream, self.https).await
+        let c = connect(&self.upstream, self.https).await?;
+        Ok((c, Vec::with_capacity(16 * 1024)))
     }
 
     fn head(&self, method: &str, body_len: Option<usize>, extra: &[(&str, &str)]) -> Vec<u8> {
@@ -172,7 +174,11 @@ impl HttpTarget {
         }
         if let Some(n) = body_len {
             h1::write_header(&mut h, "content-type", b"application/json");
-            h1::write_header(&mut h, "content-length", n.to_string().as_bytes());
+            h1::write_header(
+                &mut h,
+                "content-length",
+                crate::http::response::itoa_buf(n as u64).as_bytes(),
+            );
         }
         h.extend_from_slice(b"\r\n");
         h
@@ -183,12 +189,16 @@ impl HttpTarget {
         let (tx, rx) = unbounded();
         let me = self.clone();
         let id = id.to_owned();
-        monoio::spawn(async move {
-            if let Err(e) = me.post(msg, Some(&id), &tx).await {
-                let _ = tx.unbounded_send(TargetMsg::Failed(e));
-            }
-        });
+        monoio::spawn(async move { me.request_into(&id, msg, tx).await });
         rx
+    }
+
+    /// [`Self::request`] without a task of its own: the caller polls this future next to the
+    /// one that reads `tx`'s receiver (the single-target hot path).
+    pub async fn request_into(&self, id: &str, msg: Vec<u8>, tx: UnboundedSender<TargetMsg>) {
+        if let Err(e) = self.post(msg, Some(id), &tx).await {
+            let _ = tx.unbounded_send(TargetMsg::Failed(e));
+        }
     }
 
     /// POSTs a notification or response; the upstream answers 202.
@@ -203,7 +213,7 @@ impl HttpTarget {
         if self.session.borrow().is_none() {
             return;
         }
-        if let Ok(mut c) = self.connect().await {
+        if let Ok((mut c, _)) = self.connect().await {
             let head = self.head("DELETE", None, &[("content-length", "0")]);
             if c.write_all(head).await.is_ok() {
                 let mut buf = Vec::new();
@@ -219,20 +229,19 @@ impl HttpTarget {
         id: Option<&str>,
         tx: &UnboundedSender<TargetMsg>,
     ) -> Result<(), String> {
-        let mut conn = self.connect().await?;
+        let (mut conn, mut buf) = self.connect().await?;
         let mut out = self.head("POST", Some(msg.len()), &[]);
         out.extend_from_slice(&msg);
         if conn.write_all(out).await.is_err() {
             // A pooled connection the upstream closed: one retry on a fresh one.
             self.idle.borrow_mut().clear();
-            conn = self.connect().await?;
+            (conn, buf) = self.connect().await?;
             let mut out = self.head("POST", Some(msg.len()), &[]);
             out.extend_from_slice(&msg);
             conn.write_all(out)
                 .await
                 .map_err(|e| format!("send to {}: {e}", self.target))?;
         }
-        let mut buf = Vec::with_capacity(16 * 1024);
         let (status, body_kind, sse, head_len, keep_alive) = loop {
             {
                 let mut headers = [httparse::EMPTY_HEADER; 64];
@@ -337,7 +346,11 @@ impl HttpTarget {
             }
         }
         if keep_alive && done && buf.is_empty() {
-            self.idle.borrow_mut().push(conn);
+            // A buffer that grew for a large message is not kept for the next one.
+            if buf.capacity() > 64 * 1024 {
+                buf = Vec::with_capacity(16 * 1024);
+            }
+            self.idle.borrow_mut().push((conn, buf));
         }
         if !sse {
             if !(200..300).contains(&status) {
