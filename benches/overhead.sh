@@ -201,8 +201,12 @@ run_case() { # name, output file, extra mcp-load arguments
   "$LOAD" run --url "${URL[$n]}" -c "$CONNS" -d "${DURATION}s" -w "${WARMUP}s" --cpus "$GEN_CPUS" --json --quiet \
     --watch "server=${SERVER[$n]}" --watch "backend=$BACKEND_PID" ${ARGS[$n]} "$@" >"$out"
 }
+ncases=${#cases[@]}
 for r in $(seq "$ROUNDS"); do
-  for n in "${cases[@]}"; do
+  # Each round starts at another case, so that no case always follows the same one (a heavy
+  # case leaves caches and the allocator in a state that the next one pays for).
+  for i in $(seq 0 $((ncases - 1))); do
+    n=${cases[$(((i + (r - 1) * ncases / ROUNDS) % ncases))]}
     echo "== round $r/$ROUNDS: $n (closed loop, $CONNS connections, ${DURATION}s)" >&2
     run_case "$n" "$tmp/$n.sat$r.json"
   done

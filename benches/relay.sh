@@ -13,9 +13,11 @@ DUR=${2:-5s}
 [ -n "${NO_BUILD:-}" ] || cargo build --release -q --bin portcullis --bin mcp-load
 L=target/release/mcp-load; B=target/release/portcullis; K=tests/data/load/rsa-2048.pem
 pick() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-BP=$(pick); JP=$(pick); PP=$(pick); SP=$(pick); RP=$(pick)
+BP=$(pick); B2=$(pick); JP=$(pick); PP=$(pick); SP=$(pick); RP=$(pick)
 tmp=$(mktemp -d)
 taskset -c 0 "$L" backend --port "$BP" >"$tmp/backend.log" 2>&1 & BPID=$!
+# For latency: a backend next to the generator, so that the proxy is the only thing on CPU 0.
+taskset -c 1 "$L" backend --port "$B2" >"$tmp/backend2.log" 2>&1 & B2PID=$!
 "$L" jwks --sign-key "$K" --port "$JP" >"$tmp/jwks.log" 2>&1 & JPID=$!
 cat >"$tmp/relay.yaml" <<YAML
 config: {statsAddr: 127.0.0.1:$SP, readinessAddr: 127.0.0.1:$RP}
@@ -35,9 +37,18 @@ binds:
           jwks: {url: http://127.0.0.1:$JP/jwks.json}
           resourceMetadata: {resource: http://localhost:$PP/mcp}
       backends: [{mcp: {targets: [{name: be, mcp: {host: 127.0.0.1, port: $BP, path: /mcp}}]}}]
+    - name: auth-lat
+      matches: [{path: {exact: /lat/mcp}}]
+      policies:
+        mcpAuthentication:
+          issuer: http://idp.bench/realms/mcp
+          audiences: [http://localhost:$PP/mcp]
+          jwks: {url: http://127.0.0.1:$JP/jwks.json}
+          resourceMetadata: {resource: http://localhost:$PP/lat/mcp}
+      backends: [{mcp: {targets: [{name: be, mcp: {host: 127.0.0.1, port: $B2, path: /mcp}}]}}]
 YAML
 RUST_LOG=warn PORTCULLIS_BIND_ADDR=127.0.0.1 taskset -c 0 "$B" -f "$tmp/relay.yaml" --workers 1 >"$tmp/proxy.log" 2>&1 & PPID2=$!
-trap 'kill $BPID $JPID $PPID2 2>/dev/null; rm -rf "$tmp"' EXIT
+trap 'kill $BPID $B2PID $JPID $PPID2 2>/dev/null; rm -rf "$tmp"' EXIT
 for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$SP/metrics" && break; sleep 0.1; done
 sleep 1
 TOK=$("$L" token --sign-key "$K" --iss http://idp.bench/realms/mcp --aud "http://localhost:$PP/mcp")
@@ -48,7 +59,7 @@ rate() {
     --watch "server=$pid" --watch "backend=$BPID" "${@:3}" 2>/dev/null |
     python3 -c 'import json,sys
 d=json.load(sys.stdin); e=sum(d["errors"].values()); c={x["name"]: x["us_per_request"] for x in d["cpu"]}
-print(f"{d[\"achieved_rps\"]} {c[\"server\"]} {c[\"backend\"]}" if e == 0 else f"errors:{e} 0 0")'
+print(d["achieved_rps"], c["server"], c["backend"]) if e == 0 else print(f"errors:{e} 0 0")'
 }
 rows=()
 echo "round  direct_rps  relay_rps  relay_auth_rps | CPU us/req: backend(direct)  relay  relay_auth" >&2
@@ -59,6 +70,18 @@ for r in $(seq "$ROUNDS"); do
   echo "$r  $d  $o  $a | $db  $op  $ap" >&2
   rows+=("$d $db $o $op $ob $a $ap $ab")
 done
+# Latency at the same offered rate for both, 50% of the relay's (with auth) median saturation,
+# with the backend on the generator's CPU: direct = generator -> backend on CPU 1; relayed =
+# generator -> Portcullis alone on CPU 0 -> the same backend. (With the backend on the proxy's
+# core, the two processes' time slices would dominate the added latency.)
+half=$(python3 -c 'import statistics,sys; print(round(statistics.median(float(r.split()[5]) for r in sys.argv[1:]) / 2))' "${rows[@]}")
+lat() {
+  "$L" run --url "$1" --scenario call --connections 32 --duration "$DUR" --warmup 1s --cpus 1 --json --quiet \
+    --rate "$half" "${@:2}" | python3 -c 'import json,sys; l=json.load(sys.stdin)["latency_us"]; print(l["p50"], l["p99"])'
+}
+read -r dl50 dl99 <<<"$(lat "http://127.0.0.1:$B2/mcp")"
+read -r al50 al99 <<<"$(lat "http://127.0.0.1:$PP/lat/mcp" --token "$TOK")"
+python3 -c "print(f'  latency at {$half} req/s (open loop, corrected for coordinated omission): direct p50 {$dl50/1e3:.3f} ms p99 {$dl99/1e3:.3f} ms; relay+auth p50 {$al50/1e3:.3f} ms p99 {$al99/1e3:.3f} ms; added p50 {($al50-$dl50):+.0f} us, p99 {($al99-$dl99):+.0f} us')"
 python3 - "${rows[@]}" <<'PY'
 import statistics, sys
 cols = list(zip(*[map(float, r.split()) for r in sys.argv[1:]]))
