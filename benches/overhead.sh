@@ -281,9 +281,21 @@ cpu = lambda n: cases[n]["server_cpu_us_per_req"] if n in cases else None
 def ratio(a, b, f):
     x, y = f(a), f(b)
     return round(x / y, 3) if x and y else None
-# Throughput ratio a/b, and per-core ratio: b's CPU per request over a's.
+# Throughput ratio a/b, and per-core ratio: b's CPU per request over a's. Each is the median of
+# the per-round ratios (the two cases of a round ran minutes apart at most; the machine's speed
+# drifts more than that between rounds), with their range; the ratio of the medians is kept too.
+def paired(a, b, key, invert):
+    xs, ys = cases[a][key], cases[b][key]
+    rs = [(y / x if invert else x / y) for x, y in zip(xs, ys) if x and y]
+    return (round(statistics.median(rs), 3), round(min(rs), 3), round(max(rs), 3)) if rs else (None, None, None)
 def both(key, a, b, target, note=""):
-    out["ratios"][key] = {"throughput": ratio(a, b, rps), "per_core": ratio(b, a, cpu), "target": target, "note": note}
+    if a not in cases or b not in cases:
+        return
+    t, tlo, thi = paired(a, b, "saturation_rps_rounds", False)
+    c, clo, chi = paired(a, b, "server_cpu_us_rounds", True)
+    out["ratios"][key] = {"throughput": t, "throughput_range": [tlo, thi], "per_core": c, "per_core_range": [clo, chi],
+                          "throughput_of_medians": ratio(a, b, rps), "per_core_of_medians": ratio(b, a, cpu),
+                          "target": target, "note": note}
 both("auth-hit / noauth", "auth-hit", "noauth", 0.95)
 both("auth-hit / noauth-tok", "auth-hit", "noauth-tok", 0.95, "same request bytes on both sides")
 both("miss-rs256 / noauth", "miss-rs256", "noauth", None)
@@ -316,13 +328,15 @@ md = [
     "| case | what | saturation req/s | server CPU µs/req | per-core capacity req/s | backend µs/req | generator µs/req | achieved @50% | p50 ms | p99 ms | p99.9 ms | errors |",
     "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     *rows, "",
+    "Ratios: median over the rounds of each round's ratio (range in brackets).", "",
     "| ratio | throughput | per core (CPU) | target | note |", "|---|---:|---:|---:|---|",
 ]
 for k, r in out["ratios"].items():
     if r["throughput"] is None and r["per_core"] is None:
         continue
     t = "-" if r["target"] is None else f"≥ {r['target']}"
-    md.append(f"| {k} | {f(r['throughput'], 3)} | **{f(r['per_core'], 3)}** | {t} | {r['note']} |")
+    rng = lambda lo_hi: "" if lo_hi is None or None in lo_hi else f" [{lo_hi[0]:.2f}–{lo_hi[1]:.2f}]"
+    md.append(f"| {k} | {f(r['throughput'], 3)}{rng(r.get('throughput_range'))} | **{f(r['per_core'], 3)}**{rng(r.get('per_core_range'))} | {t} | {r['note']} |")
 md.append("")
 if int(pool) < 20000:
     md.append(f"- **Caution:** the unique-token pool ({pool}) is under twice the per-worker cache (10000): the miss cases may hit the cache.")
