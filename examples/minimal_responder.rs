@@ -32,8 +32,8 @@ fn main() {
         let _ = monoio::utils::bind_to_cpu_set([cpu]);
     }
     let resp: &'static [u8] = if challenge { CHALLENGE } else { OK };
-    let mut rt = portcullis::runtime::build_runtime(monoio::utils::detect_uring(), 1024)
-        .expect("runtime");
+    let mut rt =
+        portcullis::runtime::build_runtime(monoio::utils::detect_uring(), 1024).expect("runtime");
     rt.block_on(async move {
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind");
         loop {
