@@ -201,6 +201,8 @@ fn registration<'s>(
                     head: up,
                     response_extra: REGISTRATION_CORS.to_vec(),
                     head_request: false,
+                    // A POST: sent again only after an idle close (see `proxy::forward`).
+                    idempotent: false,
                     expect_continue: head.expect_continue,
                     client_http10: head.version_minor == 0,
                 })

@@ -86,6 +86,8 @@ pub struct ProxyPlan<'s> {
     /// Header lines (CRLF-terminated) to add to the downstream response: CORS.
     pub response_extra: Vec<u8>,
     pub head_request: bool,
+    /// GET, HEAD, OPTIONS, TRACE, PUT or DELETE (RFC 9110 §9.2.2): safe to send twice.
+    pub idempotent: bool,
     pub expect_continue: bool,
     pub client_http10: bool,
 }
@@ -266,6 +268,10 @@ pub fn decide<'s>(
         head: up_head,
         response_extra: extra,
         head_request: head_only,
+        idempotent: matches!(
+            head.method,
+            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+        ),
         expect_continue: head.expect_continue,
         client_http10: head.version_minor == 0,
     })

@@ -16,14 +16,16 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// The most recently used idle connection to `addr` that is younger than `max_idle`.
-    pub fn take(&self, addr: SocketAddr, max_idle: Duration) -> Option<TcpStream> {
+    /// The most recently used idle connection to `addr` that is younger than `max_idle`, with
+    /// how long it has been idle.
+    pub fn take(&self, addr: SocketAddr, max_idle: Duration) -> Option<(TcpStream, Duration)> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&addr)?;
         let now = Instant::now();
         while let Some((stream, since)) = list.pop() {
-            if now.duration_since(since) < max_idle {
-                return Some(stream);
+            let idle_for = now.duration_since(since);
+            if idle_for < max_idle {
+                return Some((stream, idle_for));
             }
         }
         None

@@ -28,6 +28,8 @@ pub enum ProxyOutcome {
 }
 
 const UP_CHUNK: usize = 16 * 1024;
+/// A pooled connection idle this long that fails before answering was closed while idle.
+pub(crate) const STALE_AFTER: Duration = Duration::from_secs(1);
 
 pub async fn forward<S: ConnIo>(
     io: &mut S,
@@ -78,15 +80,18 @@ pub async fn forward<S: ConnIo>(
             body = BodyKind::None;
         }
     }
-    // A pooled connection may have been closed by the upstream meanwhile; when no body bytes
-    // would be lost (none, or all of them in `up_head`), one retry on a fresh connection is safe.
-    let retry_safe = matches!(body, BodyKind::None);
+    // Servers close idle keep-alive connections (uvicorn and Node after 5 s), and a request
+    // written into such a connection fails before any answer byte. Sent once more on a fresh
+    // connection when nothing would be lost (no body, or all of it in `up_head`) and nothing can
+    // run twice: the write itself failed, or no answer byte came back and the method is
+    // idempotent or the connection had been idle for `STALE_AFTER` (an idle close, not a crash).
+    let replayable = matches!(body, BodyKind::None);
     let mut pooled = ctx.pool.take(addr, up_settings.pool_idle_timeout);
-    let mut up = loop {
-        let (mut stream, was_pooled) = match pooled.take() {
-            Some(s) => (s, true),
+    let (mut up, parsed) = loop {
+        let (mut stream, reused_after) = match pooled.take() {
+            Some((s, idle)) => (s, Some(idle)),
             None => match connect(addr, up_settings.connect_timeout).await {
-                Ok(s) => (s, false),
+                Ok(s) => (s, None),
                 Err(e) => return fail(bufs, e),
             },
         };
@@ -98,55 +103,62 @@ pub async fn forward<S: ConnIo>(
         }
         let (res, h) = stream.write_all(up_head).await;
         up_head = h;
-        if res.is_ok() {
-            break stream;
-        }
-        if !(was_pooled && retry_safe) {
+        if res.is_err() {
+            if reused_after.is_some() && replayable {
+                continue;
+            }
             return fail(bufs, LocalError::UpstreamConnect);
         }
-    };
 
-    // Request body.
-    if let Err(e) = send_body(
-        io,
-        &mut up,
-        bufs,
-        body,
-        limits.max_body,
-        limits.idle_timeout,
-    )
-    .await
-    {
-        return match e {
-            BodyError::Client(Some(h)) => fail(bufs, LocalError::Body(h)),
-            BodyError::Client(None) => ProxyOutcome::Failed { status: 499 },
-            BodyError::Upstream => fail(bufs, LocalError::UpstreamClosed),
+        // Request body.
+        if let Err(e) = send_body(
+            io,
+            &mut stream,
+            bufs,
+            body,
+            limits.max_body,
+            limits.idle_timeout,
+        )
+        .await
+        {
+            return match e {
+                BodyError::Client(Some(h)) => fail(bufs, LocalError::Body(h)),
+                BodyError::Client(None) => ProxyOutcome::Failed { status: 499 },
+                BodyError::Upstream => fail(bufs, LocalError::UpstreamClosed),
+            };
+        }
+
+        // Response head (skipping interim 1xx answers).
+        bufs.up.clear();
+        if bufs.up.capacity() < UP_CHUNK {
+            bufs.up.reserve(UP_CHUNK);
+        }
+        let read_head = read_response_head(&mut stream, &mut bufs.up, plan.head_request);
+        let head = match head_timeout {
+            Some(t) => match monoio::time::timeout(t, read_head).await {
+                Ok(r) => r,
+                Err(_) => {
+                    let err = if timeouts.request.is_some() && timeouts.request == head_timeout {
+                        LocalError::RequestTimeout
+                    } else {
+                        LocalError::UpstreamTimeout
+                    };
+                    return fail(bufs, err);
+                }
+            },
+            None => read_head.await,
         };
-    }
-
-    // Response head (skipping interim 1xx answers).
-    bufs.up.clear();
-    if bufs.up.capacity() < UP_CHUNK {
-        bufs.up.reserve(UP_CHUNK);
-    }
-    let read_head = read_response_head(&mut up, &mut bufs.up, plan.head_request);
-    let head = match head_timeout {
-        Some(t) => match monoio::time::timeout(t, read_head).await {
-            Ok(r) => r,
-            Err(_) => {
-                let err = if timeouts.request.is_some() && timeouts.request == head_timeout {
-                    LocalError::RequestTimeout
-                } else {
-                    LocalError::UpstreamTimeout
-                };
-                return fail(bufs, err);
+        match head {
+            Ok(p) => break (stream, p),
+            Err(LocalError::UpstreamClosed)
+                if replayable
+                    && bufs.up.is_empty()
+                    && reused_after.is_some_and(|idle| plan.idempotent || idle >= STALE_AFTER) =>
+            {
+                tracing::debug!(upstream = %addr, "reused upstream connection was closed; sending again");
             }
-        },
-        None => read_head.await,
-    };
-    let parsed = match head {
-        Ok(p) => p,
-        Err(e) => return fail(bufs, e),
+            Err(e) => return fail(bufs, e),
+        }
     };
 
     // Downstream response head.

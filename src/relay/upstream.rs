@@ -10,7 +10,7 @@ use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
 use monoio::buf::SliceMut;
@@ -18,6 +18,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
 use crate::http::h1::{self, ChunkedDecoder, RespBody};
+use crate::http::proxy::STALE_AFTER;
 use crate::mcp::jsonrpc::{self, Kind};
 use crate::mcp::sse::SseParser;
 use crate::relay::stdio::TargetMsg;
@@ -112,7 +113,7 @@ pub struct HttpTarget {
     session: RefCell<Option<String>>,
     pub version: Cell<&'static str>,
     /// Keep-alive connections, each with its (empty) read buffer, reused by the next request.
-    idle: RefCell<Vec<(Conn, Vec<u8>)>>,
+    idle: RefCell<Vec<(Conn, Vec<u8>, Instant)>>,
     authorization: Option<String>,
     alive: Cell<bool>,
 }
@@ -142,12 +143,13 @@ impl HttpTarget {
         self.alive.get()
     }
 
-    async fn connect(&self) -> Result<(Conn, Vec<u8>), String> {
-        if let Some(c) = self.idle.borrow_mut().pop() {
-            return Ok(c);
+    /// A pooled connection (with its read buffer and how long it was idle) or a new one.
+    async fn connect(&self) -> Result<(Conn, Vec<u8>, Option<Duration>), String> {
+        if let Some((c, buf, since)) = self.idle.borrow_mut().pop() {
+            return Ok((c, buf, Some(since.elapsed())));
         }
         let c = connect(&self.upstream, self.https).await?;
-        Ok((c, Vec::with_capacity(16 * 1024)))
+        Ok((c, Vec::with_capacity(16 * 1024), None))
     }
 
     fn head(&self, method: &str, body_len: Option<usize>, extra: &[(&str, &str)]) -> Vec<u8> {
@@ -213,7 +215,7 @@ impl HttpTarget {
         if self.session.borrow().is_none() {
             return;
         }
-        if let Ok((mut c, _)) = self.connect().await {
+        if let Ok((mut c, _, _)) = self.connect().await {
             let head = self.head("DELETE", None, &[("content-length", "0")]);
             if c.write_all(head).await.is_ok() {
                 let mut buf = Vec::new();
@@ -223,29 +225,17 @@ impl HttpTarget {
         self.idle.borrow_mut().clear();
     }
 
-    async fn post(
+    /// Reads an answer head (skipping 1xx), learning the upstream's session id. `Err(None)`: the
+    /// connection closed first; `Err(Some(_))`: the answer is not HTTP.
+    async fn read_head(
         &self,
-        msg: Vec<u8>,
-        id: Option<&str>,
-        tx: &UnboundedSender<TargetMsg>,
-    ) -> Result<(), String> {
-        let (mut conn, mut buf) = self.connect().await?;
-        let mut out = self.head("POST", Some(msg.len()), &[]);
-        out.extend_from_slice(&msg);
-        if conn.write_all(out).await.is_err() {
-            // A pooled connection the upstream closed: one retry on a fresh one.
-            self.idle.borrow_mut().clear();
-            (conn, buf) = self.connect().await?;
-            let mut out = self.head("POST", Some(msg.len()), &[]);
-            out.extend_from_slice(&msg);
-            conn.write_all(out)
-                .await
-                .map_err(|e| format!("send to {}: {e}", self.target))?;
-        }
-        let (status, body_kind, sse, head_len, keep_alive) = loop {
+        conn: &mut Conn,
+        buf: &mut Vec<u8>,
+    ) -> Result<(u16, RespBody, bool, usize, bool), Option<String>> {
+        loop {
             {
                 let mut headers = [httparse::EMPTY_HEADER; 64];
-                match h1::parse_response(&buf, &mut headers, false) {
+                match h1::parse_response(buf, &mut headers, false) {
                     Ok(Some((h, hdrs))) => {
                         if (100..200).contains(&h.status) {
                             let n = h.head_len;
@@ -258,15 +248,57 @@ impl HttpTarget {
                         }
                         let sse = h1::find_header(hdrs, "content-type")
                             .is_some_and(|c| c.starts_with(b"text/event-stream"));
-                        break (h.status, h.body, sse, h.head_len, h.keep_alive);
+                        return Ok((h.status, h.body, sse, h.head_len, h.keep_alive));
                     }
                     Ok(None) => {}
-                    Err(_) => return Err(format!("{} sent an invalid HTTP response", self.target)),
+                    Err(_) => {
+                        return Err(Some(format!(
+                            "{} sent an invalid HTTP response",
+                            self.target
+                        )))
+                    }
                 }
             }
-            match conn.read_more(&mut buf).await {
-                Ok(0) | Err(_) => return Err(format!("{} closed the connection", self.target)),
+            match conn.read_more(buf).await {
+                Ok(0) | Err(_) => return Err(None),
                 Ok(_) => {}
+            }
+        }
+    }
+
+    async fn post(
+        &self,
+        msg: Vec<u8>,
+        id: Option<&str>,
+        tx: &UnboundedSender<TargetMsg>,
+    ) -> Result<(), String> {
+        // A reused connection the upstream closed while idle (uvicorn does after 5 s) fails at
+        // the write, or before any answer byte: the message goes once more on a fresh
+        // connection — after a read failure only when the connection had been idle for
+        // `STALE_AFTER`, so that a server that died while handling it does not run it twice.
+        let mut attempt = 0;
+        let (mut conn, mut buf, (status, body_kind, sse, head_len, keep_alive)) = loop {
+            attempt += 1;
+            let (mut conn, mut buf, reused_after) = self.connect().await?;
+            let may_retry = |write_failed: bool| {
+                attempt == 1 && reused_after.is_some_and(|idle| write_failed || idle >= STALE_AFTER)
+            };
+            let mut out = self.head("POST", Some(msg.len()), &[]);
+            out.extend_from_slice(&msg);
+            if let Err(e) = conn.write_all(out).await {
+                if may_retry(true) {
+                    self.idle.borrow_mut().clear();
+                    continue;
+                }
+                return Err(format!("send to {}: {e}", self.target));
+            }
+            match self.read_head(&mut conn, &mut buf).await {
+                Ok(h) => break (conn, buf, h),
+                Err(None) if buf.is_empty() && may_retry(false) => {
+                    self.idle.borrow_mut().clear();
+                }
+                Err(None) => return Err(format!("{} closed the connection", self.target)),
+                Err(Some(e)) => return Err(e),
             }
         };
         buf.drain(..head_len);
@@ -350,7 +382,7 @@ impl HttpTarget {
             if buf.capacity() > 64 * 1024 {
                 buf = Vec::with_capacity(16 * 1024);
             }
-            self.idle.borrow_mut().push((conn, buf));
+            self.idle.borrow_mut().push((conn, buf, Instant::now()));
         }
         if !sse {
             if !(200..300).contains(&status) {

@@ -435,9 +435,16 @@ impl Upstream {
     /// Answers every request with a body describing it: `METHOD PATH\n` then the headers as
     /// `name: value` lines, a blank line and the request body. Keep-alive.
     pub fn echo() -> Upstream {
+        Upstream::echo_closing_idle(None)
+    }
+
+    /// [`Upstream::echo`] that closes a connection once it has been idle for `idle`, as servers
+    /// do with keep-alive connections (uvicorn and Node after 5 s).
+    pub fn echo_closing_idle(idle: Option<Duration>) -> Upstream {
         let requests = Arc::new(AtomicUsize::new(0));
         let counter = requests.clone();
         let mut up = Upstream::start(move |s| {
+            s.set_read_timeout(idle).unwrap();
             let mut r = BufReader::new(s.try_clone().unwrap());
             let mut w = s;
             while let Ok(Some(req)) = read_request(&mut r) {

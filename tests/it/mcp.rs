@@ -453,7 +453,13 @@ both_drivers!(stateless_mode_leaks_no_process, |d| {
 
 /// A streamable-HTTP MCP server on a thread: its own session ids, JSON or SSE answers.
 fn http_mcp_server() -> Upstream {
-    Upstream::start(|s| {
+    http_mcp_server_closing_idle(None)
+}
+
+/// The streamable-HTTP server above, closing connections idle for `idle` (as uvicorn does).
+fn http_mcp_server_closing_idle(idle: Option<Duration>) -> Upstream {
+    Upstream::start(move |s| {
+        s.set_read_timeout(idle).unwrap();
         let mut r = BufReader::new(s.try_clone().unwrap());
         let mut w = s;
         while let Ok(Some(req)) = read_request(&mut r) {
@@ -538,6 +544,33 @@ both_drivers!(streamable_http_upstream, |d| {
     assert_eq!(msgs.len(), 2, "{msgs:?}");
     assert_eq!(msgs[0]["method"], "notifications/message");
     assert_eq!(text_of(&msgs[1]), "http says hi to \"bob\"");
+});
+
+both_drivers!(upstream_closing_idle_connections_loses_no_call, |d| {
+    let up = http_mcp_server_closing_idle(Some(Duration::from_millis(300)));
+    let cfg = format!(
+        "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - matches: [{{path: {{exact: /mcp}}}}]\n      backends:\n      - mcp:\n          targets:\n          - name: web\n            mcp: {{host: 127.0.0.1, port: {}, path: /mcp}}\n",
+        up.port
+    );
+    let p = Proxy::start(&cfg, d);
+    let mut c = Mcp::new(p.addr());
+    assert_eq!(c.initialize().status, 200);
+    for who in ["ann", "bob"] {
+        // Longer than the upstream keeps an idle connection: the pooled one is closed by now.
+        std::thread::sleep(Duration::from_millis(1500));
+        let args = format!(r#"{{"name":"hello","arguments":{{"who":"{who}"}}}}"#);
+        let (r, msgs) = c.call("tools/call", &args);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(
+            msgs.last().map(text_of),
+            Some(format!("http says hi to \"{who}\"")),
+            "{msgs:?}"
+        );
+    }
+    assert!(
+        up.hits.load(std::sync::atomic::Ordering::Relaxed) >= 3,
+        "a fresh upstream connection per idle gap"
+    );
 });
 
 /// A 2024-11-05 HTTP+SSE MCP server: GET /sse streams events (first `endpoint`), answers to

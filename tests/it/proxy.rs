@@ -264,3 +264,45 @@ both_drivers!(absolute_form_and_head_through_the_proxy, |d| {
         head.headers
     );
 });
+
+both_drivers!(upstream_closing_idle_connections_loses_no_request, |d| {
+    let up = Upstream::echo_closing_idle(Some(Duration::from_millis(300)));
+    let p = Proxy::start_with(&config(""), d, &[("UP", up.port.to_string())], &[]);
+    // One client connection, so that every request lands on the worker holding the pooled
+    // upstream connection.
+    let mut s = connect(p.addr());
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let requests = [
+        "GET /first HTTP/1.1\r\nHost: a\r\n\r\n",
+        "POST /second HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+        "GET /third HTTP/1.1\r\nHost: a\r\n\r\n",
+    ];
+    for (i, req) in requests.iter().enumerate() {
+        if i > 0 {
+            // Longer than the upstream keeps an idle connection: the pooled one is closed.
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+        s.write_all(req.as_bytes()).unwrap();
+        let resp = read_response(&mut r, false).unwrap();
+        assert_eq!(resp.status, 200, "request {i}: {}", resp.text());
+        let path = req.split(' ').nth(1).unwrap();
+        assert!(resp.text().contains(path), "{}", resp.text());
+        if i == 1 {
+            assert!(
+                resp.text().ends_with("\n\nhello"),
+                "the body was replayed whole: {}",
+                resp.text()
+            );
+        }
+    }
+    assert_eq!(
+        up.requests.load(Ordering::Relaxed),
+        3,
+        "each request reached the upstream once"
+    );
+    assert_eq!(
+        up.hits.load(Ordering::Relaxed),
+        3,
+        "a fresh upstream connection per idle gap"
+    );
+});
