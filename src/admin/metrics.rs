@@ -18,7 +18,7 @@ pub struct WorkerMetrics {
     /// route name → (status, count) pairs. Requests that matched no route use the name "".
     /// Keyed by an owned copy of the name so that counting never touches the snapshot's shared
     /// reference counts.
-    pub requests: HashMap<Box<str>, Vec<(u16, u64)>>,
+    pub requests: HashMap<Box<str>, Vec<(u16, u64)>, foldhash::fast::RandomState>,
     /// Cumulative-free counts per bucket; the last slot counts everything above the last bound.
     pub latency: [u64; LATENCY_BUCKETS.len() + 1],
     pub latency_sum: Duration,

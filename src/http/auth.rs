@@ -30,10 +30,14 @@ const ASK_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a request waits for a refetch after an unknown `kid`.
 pub const KID_WAIT: Duration = Duration::from_secs(2);
 
+/// Maps read on every protected request: foldhash (keys are config names and ids, not chosen
+/// by clients).
+type Fold = foldhash::fast::RandomState;
+
 pub struct AuthState {
-    keys: HashMap<Arc<str>, Arc<KeySet>>,
-    docs: HashMap<Arc<str>, Arc<Prebuilt>>,
-    caches: HashMap<u64, TokenCache>,
+    keys: HashMap<Arc<str>, Arc<KeySet>, Fold>,
+    docs: HashMap<Arc<str>, Arc<Prebuilt>, Fold>,
+    caches: HashMap<u64, TokenCache, Fold>,
     scratch: Scratch,
     waiters: Vec<(Arc<str>, oneshot::Sender<()>)>,
     asked: HashMap<Arc<str>, Instant>,
@@ -43,9 +47,9 @@ pub struct AuthState {
 impl AuthState {
     pub fn new(to_keys: Option<mpsc::Sender<KeysMsg>>) -> Self {
         Self {
-            keys: HashMap::new(),
-            docs: HashMap::new(),
-            caches: HashMap::new(),
+            keys: HashMap::default(),
+            docs: HashMap::default(),
+            caches: HashMap::default(),
             scratch: Scratch::new(),
             waiters: Vec::new(),
             asked: HashMap::new(),

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_channel::mpsc::{unbounded, UnboundedReceiver};
+use futures_channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
 use futures_util::StreamExt;
 
 use crate::http::conn::{Bufs, ConnIo};
@@ -22,22 +22,40 @@ use crate::runtime::ctx::WorkerCtx;
 use crate::runtime::worker::WorkerMsg;
 use crate::snapshot::McpRoute;
 
-/// What the relay needs from the request head, copied while the head is borrowed.
+/// What the relay needs from the request head, copied while the head is borrowed: the values
+/// back to back in one buffer (one allocation per request), found in one pass over the headers.
 #[derive(Debug, Default)]
 pub struct McpHead {
-    pub method: String,
-    pub accept: Option<Vec<u8>>,
-    pub content_type: Option<Vec<u8>>,
-    pub version: Option<Vec<u8>>,
-    pub session: Option<String>,
-    pub origin: Option<Vec<u8>>,
-    pub host: Vec<u8>,
-    pub last_event_id: Option<String>,
-    /// Only kept when the route passes the client's token through (`backendAuth: passthrough`).
-    pub authorization: Option<String>,
+    bytes: Vec<u8>,
+    method: Span,
+    host: Span,
+    fields: [Option<Span>; FIELDS.len()],
     /// The request arrived on a loopback address.
     pub local_loopback: bool,
 }
+
+/// Offsets of a value in [`McpHead::bytes`].
+type Span = (u32, u32);
+
+/// The request headers the relay reads, by index into [`McpHead::fields`]; the first occurrence
+/// of each counts.
+const FIELDS: [&str; 7] = [
+    "accept",
+    "content-type",
+    "mcp-protocol-version",
+    "mcp-session-id",
+    "origin",
+    "last-event-id",
+    // Only kept when the route passes the client's token through (`backendAuth: passthrough`).
+    "authorization",
+];
+const ACCEPT: usize = 0;
+const CONTENT_TYPE: usize = 1;
+const VERSION: usize = 2;
+const SESSION: usize = 3;
+const ORIGIN: usize = 4;
+const LAST_EVENT_ID: usize = 5;
+const AUTHORIZATION: usize = 6;
 
 impl McpHead {
     pub fn from_request(
@@ -47,25 +65,83 @@ impl McpHead {
         keep_authorization: bool,
         local_loopback: bool,
     ) -> McpHead {
-        let get = |n: &str| h1::find_header(headers, n).map(<[u8]>::to_vec);
-        let text =
-            |n: &str| h1::find_header(headers, n).map(|v| String::from_utf8_lossy(v).into_owned());
+        let mut found: [Option<&[u8]>; FIELDS.len()] = [None; FIELDS.len()];
+        for h in headers {
+            if let Some(i) = FIELDS.iter().position(|f| h.name.eq_ignore_ascii_case(f)) {
+                found[i].get_or_insert(h.value);
+            }
+        }
+        if !keep_authorization {
+            found[AUTHORIZATION] = None;
+        }
+        let len =
+            method.len() + host.len() + found.iter().flatten().map(|v| v.len()).sum::<usize>();
+        let mut bytes = Vec::with_capacity(len);
+        let mut put = |v: &[u8]| {
+            let at = bytes.len() as u32;
+            bytes.extend_from_slice(v);
+            (at, bytes.len() as u32)
+        };
+        let method = put(method.as_bytes());
+        let host = put(host);
+        let fields = found.map(|v| v.map(&mut put));
         McpHead {
-            method: method.to_owned(),
-            accept: get("accept"),
-            content_type: get("content-type"),
-            version: get("mcp-protocol-version"),
-            session: text("mcp-session-id"),
-            origin: get("origin"),
-            host: host.to_vec(),
-            last_event_id: text("last-event-id"),
-            authorization: if keep_authorization {
-                text("authorization")
-            } else {
-                None
-            },
+            bytes,
+            method,
+            host,
+            fields,
             local_loopback,
         }
+    }
+
+    fn span(&self, (from, to): Span) -> &[u8] {
+        &self.bytes[from as usize..to as usize]
+    }
+
+    fn field(&self, i: usize) -> Option<&[u8]> {
+        self.fields[i].map(|s| self.span(s))
+    }
+
+    fn text(&self, i: usize) -> Option<String> {
+        self.field(i)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+
+    pub fn method(&self) -> &[u8] {
+        self.span(self.method)
+    }
+
+    pub fn host(&self) -> &[u8] {
+        self.span(self.host)
+    }
+
+    pub fn accept(&self) -> Option<&[u8]> {
+        self.field(ACCEPT)
+    }
+
+    pub fn content_type(&self) -> Option<&[u8]> {
+        self.field(CONTENT_TYPE)
+    }
+
+    pub fn version(&self) -> Option<&[u8]> {
+        self.field(VERSION)
+    }
+
+    pub fn session(&self) -> Option<String> {
+        self.text(SESSION)
+    }
+
+    pub fn origin(&self) -> Option<&[u8]> {
+        self.field(ORIGIN)
+    }
+
+    pub fn last_event_id(&self) -> Option<String> {
+        self.text(LAST_EVENT_ID)
+    }
+
+    /// The client's `Authorization` value, when the route passes it through.
+    pub fn authorization(&self) -> Option<String> {
+        self.text(AUTHORIZATION)
     }
 }
 
@@ -81,6 +157,9 @@ fn reject(status: u16, code: i64, msg: &str) -> ReplyPart {
 
 /// Handles one MCP request whose body (if any) is already read. Returns the status sent and
 /// whether the connection can carry another request.
+///
+/// Work for a session this worker owns runs inside the connection's task, next to the writing of
+/// its answer (no task spawned per call); work for another worker's session runs there.
 #[allow(clippy::too_many_arguments)]
 pub async fn handle<S: ConnIo>(
     io: &mut S,
@@ -92,15 +171,75 @@ pub async fn handle<S: ConnIo>(
     subject: Subject,
     cors: &[u8],
 ) -> (u16, bool) {
-    let rx = match start(ctx, route, &head, body, subject) {
-        Ok(rx) => rx,
+    let (rx, job) = match start(ctx, route, &head, body, subject) {
+        Ok(started) => started,
         Err(part) => {
             let (tx, rx) = unbounded();
             let _ = tx.unbounded_send(part);
-            rx
+            (rx, None)
         }
     };
-    write_reply(io, ctx, bufs, rx, cors, route.stateful).await
+    let reply = write_reply(io, ctx, bufs, rx, cors, route.stateful);
+    match job {
+        None => reply.await,
+        Some(job) => {
+            futures_util::future::join(job.run(ctx.clone()), reply)
+                .await
+                .1
+        }
+    }
+}
+
+/// Work started by a request on this worker.
+enum Job {
+    /// A call for a session this worker owns.
+    Call(McpCall),
+    /// `initialize` on a stateful route: a new session owned by this worker.
+    Initialize {
+        route: Arc<McpRoute>,
+        body: Vec<u8>,
+        subject: Subject,
+        authorization: Option<String>,
+        reply: UnboundedSender<ReplyPart>,
+    },
+    /// A POST on a stateless route.
+    Stateless {
+        route: Arc<McpRoute>,
+        body: Vec<u8>,
+        authorization: Option<String>,
+        reply: UnboundedSender<ReplyPart>,
+    },
+}
+
+impl Job {
+    async fn run(self, ctx: Rc<WorkerCtx>) {
+        match self {
+            Job::Call(call) => exchange::run(ctx, call).await,
+            Job::Initialize {
+                route,
+                body,
+                subject,
+                authorization,
+                reply,
+            } => exchange::initialize(ctx, route, body, subject, authorization, reply).await,
+            Job::Stateless {
+                route,
+                body,
+                authorization,
+                reply,
+            } => exchange::stateless(route, body, authorization, reply).await,
+        }
+    }
+}
+
+/// Whether a (non-batch) message is an `initialize` request. The full parse is left to the
+/// exchange: a message that holds neither the word nor a JSON escape cannot be one.
+fn is_initialize(body: &[u8]) -> bool {
+    thread_local! {
+        static WORD: memchr::memmem::Finder<'static> = memchr::memmem::Finder::new(b"initialize");
+    }
+    (WORD.with(|w| w.find(body).is_some()) || memchr::memchr(b'\\', body).is_some())
+        && jsonrpc::peek(body).ok().and_then(|e| e.method) == Some("initialize")
 }
 
 /// Checks the request and starts it (locally or on the owning worker).
@@ -110,13 +249,13 @@ fn start(
     head: &McpHead,
     body: Vec<u8>,
     subject: Subject,
-) -> Result<UnboundedReceiver<ReplyPart>, ReplyPart> {
+) -> Result<(UnboundedReceiver<ReplyPart>, Option<Job>), ReplyPart> {
     // DNS rebinding: a page on a foreign name that resolves to 127.0.0.1 reaches a loopback
     // listener with its own name as Host (and Origin), so on loopback the Host must be a
     // loopback name, or one the route's CORS policy allows.
     if head.local_loopback
-        && !protocol::is_loopback_host(&head.host)
-        && !protocol::host_allowed(&head.host, &route.allowed_origins)
+        && !protocol::is_loopback_host(head.host())
+        && !protocol::host_allowed(head.host(), &route.allowed_origins)
     {
         return Err(reject(
             403,
@@ -124,107 +263,97 @@ fn start(
             "Host not allowed (DNS rebinding protection)",
         ));
     }
-    if let Some(origin) = &head.origin {
-        if !protocol::origin_allowed(origin, &head.host, &route.allowed_origins) {
+    if let Some(origin) = head.origin() {
+        if !protocol::origin_allowed(origin, head.host(), &route.allowed_origins) {
             return Err(reject(403, jsonrpc::INVALID_REQUEST, "Origin not allowed"));
         }
     }
-    if let protocol::VersionCheck::Unsupported = protocol::check_version(head.version.as_deref()) {
-        let requested =
-            String::from_utf8_lossy(head.version.as_deref().unwrap_or_default()).into_owned();
+    if let protocol::VersionCheck::Unsupported = protocol::check_version(head.version()) {
+        let requested = String::from_utf8_lossy(head.version().unwrap_or_default()).into_owned();
         return Err(ReplyPart::Error {
             status: 400,
             body: protocol::unsupported_version_error(&requested, None),
         });
     }
     let (tx, rx) = unbounded();
-    match head.method.as_str() {
-        "POST" => {
-            if !protocol::accepts_post(head.accept.as_deref()) {
+    match head.method() {
+        b"POST" => {
+            if !protocol::accepts_post(head.accept()) {
                 return Err(reject(406, jsonrpc::INVALID_REQUEST, "Not Acceptable: the client must accept both application/json and text/event-stream"));
             }
-            if !protocol::is_json_content_type(head.content_type.as_deref()) {
+            if !protocol::is_json_content_type(head.content_type()) {
                 return Err(reject(
                     415,
                     jsonrpc::INVALID_REQUEST,
                     "Unsupported Media Type: Content-Type must be application/json",
                 ));
             }
-            let is_init = !jsonrpc::is_batch(&body)
-                && jsonrpc::peek(&body).ok().and_then(|e| e.method) == Some("initialize");
             if !route.stateful {
-                monoio::spawn(exchange::stateless(
-                    route.clone(),
+                let job = Job::Stateless {
+                    route: route.clone(),
                     body,
-                    head.authorization.clone(),
-                    tx,
-                ));
-                return Ok(rx);
+                    authorization: head.authorization(),
+                    reply: tx,
+                };
+                return Ok((rx, Some(job)));
             }
-            if is_init {
-                monoio::spawn(exchange::initialize(
-                    ctx.clone(),
-                    route.clone(),
+            if !jsonrpc::is_batch(&body) && is_initialize(&body) {
+                let job = Job::Initialize {
+                    route: route.clone(),
                     body,
                     subject,
-                    head.authorization.clone(),
-                    tx,
-                ));
-                return Ok(rx);
+                    authorization: head.authorization(),
+                    reply: tx,
+                };
+                return Ok((rx, Some(job)));
             }
-            hand_off(ctx, head, CallOp::Post(body), subject, tx)?;
+            let job = hand_off(ctx, head, CallOp::Post(body), subject, tx)?;
+            Ok((rx, job))
         }
-        "GET" => {
+        b"GET" => {
             if !route.stateful {
                 return Err(ReplyPart::Error {
                     status: 405,
                     body: Vec::new(),
                 });
             }
-            if !protocol::accepts_sse(head.accept.as_deref()) {
+            if !protocol::accepts_sse(head.accept()) {
                 return Err(reject(
                     406,
                     jsonrpc::INVALID_REQUEST,
                     "Not Acceptable: the client must accept text/event-stream",
                 ));
             }
-            hand_off(
-                ctx,
-                head,
-                CallOp::Get(head.last_event_id.clone()),
-                subject,
-                tx,
-            )?;
+            let job = hand_off(ctx, head, CallOp::Get(head.last_event_id()), subject, tx)?;
+            Ok((rx, job))
         }
-        "DELETE" => {
+        b"DELETE" => {
             if !route.stateful {
                 return Err(ReplyPart::Error {
                     status: 405,
                     body: Vec::new(),
                 });
             }
-            hand_off(ctx, head, CallOp::Delete, subject, tx)?;
+            let job = hand_off(ctx, head, CallOp::Delete, subject, tx)?;
+            Ok((rx, job))
         }
-        _ => {
-            return Err(ReplyPart::Error {
-                status: 405,
-                body: Vec::new(),
-            })
-        }
+        _ => Err(ReplyPart::Error {
+            status: 405,
+            body: Vec::new(),
+        }),
     }
-    Ok(rx)
 }
 
-/// Runs the call for the request's session on this worker if it owns the session, else sends it
-/// to the owner. A request without a session id is a 400 (T12).
+/// The call for the request's session: returned to run here if this worker owns the session,
+/// else sent to the owner. A request without a session id is a 400 (T12).
 fn hand_off(
     ctx: &Rc<WorkerCtx>,
     head: &McpHead,
     op: CallOp,
     subject: Subject,
-    reply: futures_channel::mpsc::UnboundedSender<ReplyPart>,
-) -> Result<(), ReplyPart> {
-    let Some(session) = head.session.clone() else {
+    reply: UnboundedSender<ReplyPart>,
+) -> Result<Option<Job>, ReplyPart> {
+    let Some(session) = head.session() else {
         return Err(reject(
             400,
             jsonrpc::INVALID_REQUEST,
@@ -242,12 +371,12 @@ fn hand_off(
         return Err(not_found());
     };
     if owner == ctx.id {
-        monoio::spawn(exchange::run(ctx.clone(), call));
-        return Ok(());
+        return Ok(Some(Job::Call(call)));
     }
     match ctx.peer(owner) {
         Some(peer) => peer
             .unbounded_send(WorkerMsg::Mcp(call))
+            .map(|()| None)
             .map_err(|_| not_found()),
         None => Err(not_found()),
     }
@@ -366,5 +495,43 @@ async fn write_reply<S: ConnIo>(
             }
         }
         ReplyPart::Event(_) | ReplyPart::End => (502, false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::McpHead;
+
+    fn h<'a>(name: &'a str, value: &'a [u8]) -> httparse::Header<'a> {
+        httparse::Header { name, value }
+    }
+
+    #[test]
+    fn head_keeps_the_first_of_each_field_in_one_buffer() {
+        let hs = [
+            h("Accept", b"application/json, text/event-stream"),
+            h("MCP-Session-Id", b"00abc"),
+            h("mcp-session-id", b"ffdef"),
+            h("Authorization", b"Bearer t"),
+            h("X-Other", b"x"),
+            h("Last-Event-ID", b"r7"),
+        ];
+        let head = McpHead::from_request("POST", b"localhost:1", &hs, false, true);
+        assert_eq!(head.method(), b"POST");
+        assert_eq!(head.host(), b"localhost:1");
+        assert_eq!(
+            head.accept(),
+            Some(&b"application/json, text/event-stream"[..])
+        );
+        assert_eq!(head.session().as_deref(), Some("00abc"));
+        assert_eq!(head.last_event_id().as_deref(), Some("r7"));
+        assert_eq!(head.content_type(), None);
+        assert_eq!(head.origin(), None);
+        assert_eq!(head.version(), None);
+        // The token is dropped unless the route passes it through.
+        assert_eq!(head.authorization(), None);
+        let kept = McpHead::from_request("POST", b"h", &hs, true, false);
+        assert_eq!(kept.authorization().as_deref(), Some("Bearer t"));
+        assert!(!kept.local_loopback);
     }
 }

@@ -231,7 +231,7 @@ async fn unsolicited_loop(s: Weak<Session>, mut rx: UnboundedReceiver<Vec<u8>>) 
 /// Sessions owned by one worker.
 #[derive(Default)]
 pub struct Sessions {
-    map: RefCell<HashMap<String, Rc<Session>>>,
+    map: RefCell<HashMap<String, Rc<Session>, foldhash::fast::RandomState>>,
 }
 
 /// `<worker as 2 hex digits><32 hex digits of CSPRNG output>`: 128 random bits, visible ASCII.

@@ -116,6 +116,11 @@ pub struct HttpTarget {
     idle: RefCell<Vec<(Conn, Vec<u8>, Instant)>>,
     authorization: Option<String>,
     alive: Cell<bool>,
+    /// Bumped whenever `session` changes.
+    session_gen: Cell<u64>,
+    /// The POST head up to its `content-length`, with the version and session generation it was
+    /// built for: rebuilt only when either changes.
+    post_head: RefCell<(Vec<u8>, &'static str, u64)>,
 }
 
 impl HttpTarget {
@@ -136,6 +141,8 @@ impl HttpTarget {
             idle: RefCell::new(Vec::new()),
             authorization,
             alive: Cell::new(true),
+            session_gen: Cell::new(0),
+            post_head: RefCell::new((Vec::new(), "", 0)),
         })
     }
 
@@ -152,7 +159,7 @@ impl HttpTarget {
         Ok((c, Vec::with_capacity(16 * 1024), None))
     }
 
-    fn head(&self, method: &str, body_len: Option<usize>, extra: &[(&str, &str)]) -> Vec<u8> {
+    fn head(&self, method: &str, extra: &[(&str, &str)]) -> Vec<u8> {
         let mut h = Vec::with_capacity(512);
         h.extend_from_slice(method.as_bytes());
         h.push(b' ');
@@ -174,16 +181,29 @@ impl HttpTarget {
         for (n, v) in extra {
             h1::write_header(&mut h, n, v.as_bytes());
         }
-        if let Some(n) = body_len {
-            h1::write_header(&mut h, "content-type", b"application/json");
-            h1::write_header(
-                &mut h,
-                "content-length",
-                crate::http::response::itoa_buf(n as u64).as_bytes(),
-            );
-        }
         h.extend_from_slice(b"\r\n");
         h
+    }
+
+    /// The whole POST of `msg`: head (from the cached prefix) and body, for one write.
+    fn post_message(&self, msg: &[u8]) -> Vec<u8> {
+        let mut cached = self.post_head.borrow_mut();
+        let (version, generation) = (self.version.get(), self.session_gen.get());
+        if cached.0.is_empty() || cached.1 != version || cached.2 != generation {
+            let mut h = self.head("POST", &[("content-type", "application/json")]);
+            h.truncate(h.len() - 2); // the blank line
+            *cached = (h, version, generation);
+        }
+        let mut out = Vec::with_capacity(cached.0.len() + 48 + msg.len());
+        out.extend_from_slice(&cached.0);
+        h1::write_header(
+            &mut out,
+            "content-length",
+            crate::http::response::itoa_buf(msg.len() as u64).as_bytes(),
+        );
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(msg);
+        out
     }
 
     /// POSTs a request; events and the response arrive on the receiver as they come.
@@ -216,7 +236,7 @@ impl HttpTarget {
             return;
         }
         if let Ok((mut c, _, _)) = self.connect().await {
-            let head = self.head("DELETE", None, &[("content-length", "0")]);
+            let head = self.head("DELETE", &[("content-length", "0")]);
             if c.write_all(head).await.is_ok() {
                 let mut buf = Vec::new();
                 let _ = monoio::time::timeout(Duration::from_secs(2), c.read_more(&mut buf)).await;
@@ -243,8 +263,11 @@ impl HttpTarget {
                             continue;
                         }
                         if let Some(sid) = h1::find_header(hdrs, "mcp-session-id") {
-                            *self.session.borrow_mut() =
-                                Some(String::from_utf8_lossy(sid).into_owned());
+                            let mut cur = self.session.borrow_mut();
+                            if cur.as_deref().map(str::as_bytes) != Some(sid) {
+                                *cur = Some(String::from_utf8_lossy(sid).into_owned());
+                                self.session_gen.set(self.session_gen.get() + 1);
+                            }
                         }
                         let sse = h1::find_header(hdrs, "content-type")
                             .is_some_and(|c| c.starts_with(b"text/event-stream"));
@@ -283,8 +306,7 @@ impl HttpTarget {
             let may_retry = |write_failed: bool| {
                 attempt == 1 && reused_after.is_some_and(|idle| write_failed || idle >= STALE_AFTER)
             };
-            let mut out = self.head("POST", Some(msg.len()), &[]);
-            out.extend_from_slice(&msg);
+            let out = self.post_message(&msg);
             if let Err(e) = conn.write_all(out).await {
                 if may_retry(true) {
                     self.idle.borrow_mut().clear();
