@@ -61,6 +61,11 @@ impl Drop for Peer {
 
 /// Runs `mcp-load run … --json` briefly; returns the report.
 fn run(url: &str, args: &[&str]) -> Value {
+    run_on(Driver::Uring, url, args)
+}
+
+/// `run` with the generator on `driver` (epoll: `MONOIO_FORCE_LEGACY_DRIVER`).
+fn run_on(driver: Driver, url: &str, args: &[&str]) -> Value {
     let mut all: Vec<&str> = vec!["run", "--url", url, "--json"];
     all.extend_from_slice(args);
     for (flag, v) in [("-d", "1s"), ("-w", "200ms"), ("-c", "4")] {
@@ -68,10 +73,11 @@ fn run(url: &str, args: &[&str]) -> Value {
             all.extend([flag, v]);
         }
     }
-    let out = Command::new(load_bin())
-        .args(&all)
-        .output()
-        .expect("run mcp-load");
+    let mut cmd = Command::new(load_bin());
+    if driver == Driver::Epoll {
+        cmd.env("MONOIO_FORCE_LEGACY_DRIVER", "1");
+    }
+    let out = cmd.args(&all).output().expect("run mcp-load");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -254,10 +260,11 @@ fn backend_unauth_metadata_and_get() {
     );
 }
 
-#[test]
-fn open_loop_holds_the_offered_rate() {
+// Paced by timerfd on io_uring, by the timer wheel on epoll.
+both_drivers!(open_loop_holds_the_offered_rate, |driver: Driver| {
     let b = Peer::start(&["backend"]);
-    let r = clean(run(
+    let r = clean(run_on(
+        driver,
         &b.url("/mcp"),
         &["-s", "call", "--rate", "400", "-d", "2s"],
     ));
@@ -268,7 +275,7 @@ fn open_loop_holds_the_offered_rate() {
         (300.0..=480.0).contains(&got),
         "achieved {got} for 400 offered"
     );
-}
+});
 
 #[test]
 fn two_threads_split_connections() {

@@ -63,7 +63,8 @@ pub struct RunArgs {
     #[arg(short, long, default_value = "2s", value_parser = parse_duration)]
     pub warmup: Duration,
     /// Open loop: total requests per second, scheduled by intended send time (latency corrected
-    /// for coordinated omission). Without it the loop is closed (fixed concurrency).
+    /// for coordinated omission; each request timed by a timerfd on io_uring, by the 1 ms timer
+    /// wheel on epoll). Without it the loop is closed (fixed concurrency).
     #[arg(short, long)]
     pub rate: Option<f64>,
     /// Per-request timeout.

@@ -6,7 +6,9 @@
 //! a free virtual user takes the next slot and sleeps until it. Latency is measured from the
 //! intended time whenever the user was still busy at that time (coordinated-omission
 //! correction, as wrk2: a stalled server is charged for the queueing it caused) and from the
-//! actual send when the user was idle and only the timer (1 ms granularity) woke it late.
+//! actual send when the user was idle and only its timer woke it late. On io_uring the wait
+//! is a timerfd read (see [`Pacer`]), so that the requests of one millisecond leave spread over
+//! it rather than in one burst; on epoll it is monoio's 1 ms timer wheel.
 //! Does not: print (see `report`), or sign tokens while measuring (see `plan`).
 
 use std::cell::{Cell, RefCell};
@@ -247,6 +249,68 @@ struct VuState {
     conn: Option<Conn>,
     reply: Reply,
     vu: Vu,
+    pacer: Option<Pacer>,
+}
+
+/// A sub-millisecond wait for the open-loop schedule. monoio's timer wheel ticks in whole
+/// milliseconds, so every user whose slot falls in one tick would send at once: a burst of
+/// rate/1000 requests that queues at the server and inflates its latency in proportion to its
+/// service time (a proxy more than the backend behind it). A timerfd armed for the slot and
+/// read through io_uring wakes within tens of microseconds of it. On the epoll driver the read
+/// would block the thread, so there the wheel is used.
+struct Pacer {
+    timer: std::os::fd::OwnedFd,
+    file: monoio::fs::File,
+    buf: Option<Vec<u8>>,
+}
+
+impl Pacer {
+    fn new() -> Option<Pacer> {
+        use rustix::time::{timerfd_create, TimerfdClockId, TimerfdFlags};
+        if !monoio::utils::detect_uring() {
+            return None;
+        }
+        let timer = timerfd_create(TimerfdClockId::Monotonic, TimerfdFlags::CLOEXEC).ok()?;
+        let file = monoio::fs::File::from_std(std::fs::File::from(timer.try_clone().ok()?)).ok()?;
+        Some(Pacer {
+            timer,
+            file,
+            buf: Some(vec![0; 8]),
+        })
+    }
+
+    /// Returns at `at` or later; whether the timerfd did the waiting (else the 1 ms wheel did).
+    async fn sleep_until(&mut self, at: Instant) -> bool {
+        use rustix::time::{timerfd_settime, Itimerspec, TimerfdTimerFlags, Timespec};
+        let d = at.saturating_duration_since(Instant::now());
+        if d.is_zero() {
+            return true;
+        }
+        let zero = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        let when = Itimerspec {
+            it_interval: zero,
+            it_value: Timespec {
+                tv_sec: d.as_secs() as i64,
+                tv_nsec: d.subsec_nanos().into(),
+            },
+        };
+        let armed = timerfd_settime(&self.timer, TimerfdTimerFlags::empty(), &when).is_ok();
+        match self.buf.take() {
+            Some(buf) if armed => {
+                let (res, buf) = self.file.read_at(buf, 0).await;
+                self.buf = Some(buf);
+                if res.is_ok() {
+                    return true;
+                }
+            }
+            other => self.buf = other,
+        }
+        monoio::time::sleep_until(monoio::time::Instant::from_std(at)).await;
+        false
+    }
 }
 
 async fn setup_vu(cfg: &RunConfig, token: Option<&str>, seed: u64) -> VuState {
@@ -254,6 +318,7 @@ async fn setup_vu(cfg: &RunConfig, token: Option<&str>, seed: u64) -> VuState {
         conn: None,
         reply: Reply::default(),
         vu: Vu::new(1 + (seed % 1000) * 1_000_000_000),
+        pacer: cfg.rate.and_then(|_| Pacer::new()),
     };
     let Ok(Ok(conn)) = monoio::time::timeout(cfg.timeout, Conn::connect(cfg.target.addr)).await
     else {
@@ -324,7 +389,15 @@ async fn vu_loop(ctx: Rc<Ctx>, mut st: VuState) {
                     break;
                 }
                 if intended > now {
-                    monoio::time::sleep_until(monoio::time::Instant::from_std(intended)).await;
+                    match st.pacer.as_mut() {
+                        Some(p) => {
+                            p.sleep_until(intended).await;
+                        }
+                        None => {
+                            monoio::time::sleep_until(monoio::time::Instant::from_std(intended))
+                                .await
+                        }
+                    }
                     Instant::now() // idle until the slot: charge from the actual send
                 } else {
                     intended // busy past the slot: charge the queueing too
@@ -397,5 +470,28 @@ async fn ticker(ctx: Rc<Ctx>, ticks: Sender<Tick>) {
         if ticks.send(t).is_err() || stop {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn pacer_wakes_at_the_slot_not_before() {
+        let uring = monoio::utils::detect_uring();
+        let mut rt = portcullis::runtime::build_runtime(uring, 64).unwrap();
+        rt.block_on(async move {
+            let Some(mut p) = super::Pacer::new() else {
+                // Only on io_uring: on epoll a timerfd read would block the thread.
+                assert!(!uring);
+                return;
+            };
+            for us in [40u64, 350, 1700, 0] {
+                let at = Instant::now() + Duration::from_micros(us);
+                assert!(p.sleep_until(at).await, "the timerfd waited");
+                assert!(Instant::now() >= at);
+            }
+        });
     }
 }
