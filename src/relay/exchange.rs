@@ -63,7 +63,7 @@ pub async fn run(ctx: Rc<WorkerCtx>, call: McpCall) {
             post(&s, body, &reply, None).await;
             if s.is_closed() {
                 ctx.sessions.remove(&session);
-                s.close().await;
+                close_later(s);
             }
         }
     }
@@ -100,8 +100,15 @@ pub async fn initialize(
     post(&s, body, &reply, Some(id.clone())).await;
     if s.is_closed() {
         ctx.sessions.remove(&id);
-        s.close().await;
+        close_later(s);
     }
+}
+
+/// Tears a session down after its answer went out, in a task of its own: the call runs in the
+/// client connection's task, which should not wait for a child's exit or an upstream DELETE
+/// before it reads the next request.
+fn close_later(s: Rc<Session>) {
+    monoio::spawn(async move { s.close().await });
 }
 
 /// A POST on a stateless route: fresh targets for this one message, torn down afterwards.
@@ -144,7 +151,7 @@ pub async fn stateless(
         }
     }
     post(&s, body, &reply, None).await;
-    s.close().await;
+    close_later(s);
 }
 
 /// One POSTed message (or batch) through a session's targets.
