@@ -257,7 +257,9 @@ struct VuState {
 /// rate/1000 requests that queues at the server and inflates its latency in proportion to its
 /// service time (a proxy more than the backend behind it). A timerfd armed for the slot and
 /// read through io_uring wakes within tens of microseconds of it. On the epoll driver the read
-/// would block the thread, so there the wheel is used.
+/// would block the thread, so there the wheel is used. Two descriptors per open-loop user (the
+/// timer, and the copy the ring reads: monoio's `File` lends no `AsFd`); a user that cannot get
+/// them falls back to the wheel.
 struct Pacer {
     timer: std::os::fd::OwnedFd,
     file: monoio::fs::File,
