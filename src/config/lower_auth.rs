@@ -231,6 +231,8 @@ pub fn lower_mcp_auth(
         })
         .unwrap_or_default();
     let public_url = resource.clone();
+    // The sanity sentences start with the field they are about (`mcpAuthentication.…`).
+    let policies = path.strip_suffix(".mcpAuthentication").unwrap_or(path);
     for w in meta::sanity_warnings(
         public_url.as_deref(),
         resource.as_deref(),
@@ -238,16 +240,14 @@ pub fn lower_mcp_auth(
         None,
         &bearer_methods,
     ) {
-        extras
-            .warnings
-            .push(format!("{path}.mcpAuthentication: {w}"));
+        extras.warnings.push(format!("{policies}.{w}"));
     }
     if route_paths.iter().all(|p| p != &route_path)
         && !route_path.is_empty()
         && !route_paths.is_empty()
     {
         extras.warnings.push(format!(
-            "{path}.mcpAuthentication.resourceMetadata.resource: its path {route_path:?} is not one of the route's paths {route_paths:?}; clients will compare it with the URL they call"
+            "{path}.resourceMetadata.resource: its path {route_path:?} is not one of the route's paths {route_paths:?}; clients will compare it with the URL they call"
         ));
     }
     if errs.len() > before {

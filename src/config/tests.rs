@@ -343,3 +343,33 @@ fn fuzz_entry_survives_seed_mutations() {
         fuzz_load(&data);
     }
 }
+
+#[test]
+fn auth_warnings_name_the_field_once() {
+    let yaml = r#"
+binds:
+- port: 3000
+  listeners:
+  - routes:
+    - matches: [{path: {exact: /mcp}}]
+      policies:
+        mcpAuthentication:
+          issuer: http://localhost:7080/realms/mcp
+          audiences: [http://localhost:3000/other]
+          jwks: {url: http://localhost:7080/realms/mcp/protocol/openid-connect/certs}
+          resourceMetadata:
+            resource: http://localhost:3000/other
+            bearerMethodsSupported: [header, query]
+      backends: [{host: 127.0.0.1:9}]
+"#;
+    let snap = load_bytes(yaml.as_bytes(), None).unwrap();
+    let at = "binds[0].listeners[0].routes[0].policies.mcpAuthentication.resourceMetadata.";
+    let has = |field: &str| snap.warnings.iter().any(|w| w.starts_with(&format!("{at}{field} ")));
+    assert!(has("resource:"), "{:#?}", snap.warnings);
+    assert!(has("bearerMethodsSupported"), "{:#?}", snap.warnings);
+    assert!(
+        snap.warnings.iter().all(|w| !w.contains("mcpAuthentication.mcpAuthentication")),
+        "{:#?}",
+        snap.warnings
+    );
+}
