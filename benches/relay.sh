@@ -11,10 +11,14 @@
 #              (the proxy-on-its-own-cores layout of agentgateway's published benchmark).
 #   direct-2   backend on CPU 0, generator on CPU 1: the direct path's best use of both CPUs.
 #   shared     Portcullis and backend on CPU 0, generator on CPU 1 (as `direct-2` plus the proxy).
+#   one-cpu    generator, backend and a second Portcullis all on CPU 1 (latency floor only: no
+#              cross-CPU wakeups, which cost tens of microseconds each on virtual machines).
 # Throughput: closed loop, 32 connections. CPU per call from /proc schedstat (`--watch`).
 # Latency: open loop at 25% and 50% of the relay+auth saturation of two layouts (dedicated: the
 # relay layout against direct-1; shared: the shared layout against direct-2), ROUNDS times; plus
 # one connection in a closed loop (the added hop's floor with nothing queued).
+# First, the machine's own scheduling noise: a busy loop on each CPU records how often and how
+# long it is stopped (timer ticks, host preemption on VMs); latency percentiles cannot be better.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -22,8 +26,22 @@ DUR=${2:-4s}
 [ -n "${NO_BUILD:-}" ] || cargo build --release -q --bin portcullis --bin mcp-load
 L=target/release/mcp-load; B=target/release/portcullis; K=tests/data/load/rsa-2048.pem
 pick() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-B0=$(pick); B1=$(pick); JP=$(pick); PP=$(pick); SP=$(pick); RP=$(pick)
+B0=$(pick); B1=$(pick); JP=$(pick); PP=$(pick); SP=$(pick); RP=$(pick); P1=$(pick)
 tmp=$(mktemp -d)
+hiccups() {
+  taskset -c "$1" python3 - "$1" <<'PY'
+import sys, time
+t = time.perf_counter_ns; dur = 3e9; start = last = t(); gaps = []
+while last - start < dur:
+    now = t()
+    if now - last > 20_000: gaps.append(now - last)
+    last = now
+n = lambda us: sum(1 for g in gaps if g > us * 1000)
+print(f"  CPU {sys.argv[1]} noise (3 s busy loop): {n(20) / 3:.0f}/s stops >20 us, {n(100) / 3:.1f}/s >100 us,"
+      f" {n(1000) / 3:.1f}/s >1 ms, longest {max(gaps, default=0) / 1000:.0f} us, {sum(gaps) / dur * 100:.2f}% of the time")
+PY
+}
+hiccups 0 >"$tmp/noise0" & hiccups 1 >"$tmp/noise1"; wait
 taskset -c 0 "$L" backend --port "$B0" >"$tmp/backend0.log" 2>&1 & B0PID=$!
 taskset -c 1 "$L" backend --port "$B1" >"$tmp/backend1.log" 2>&1 & B1PID=$!
 "$L" jwks --sign-key "$K" --port "$JP" >"$tmp/jwks.log" 2>&1 & JPID=$!
@@ -50,7 +68,11 @@ be() { echo "      backends: [{mcp: {targets: [{name: be, mcp: {host: 127.0.0.1,
   route shared /shared/mcp; auth /shared/mcp; be "$B0"
 } >"$tmp/relay.yaml"
 RUST_LOG=warn PORTCULLIS_BIND_ADDR=127.0.0.1 taskset -c 0 "$B" -f "$tmp/relay.yaml" --workers 1 >"$tmp/proxy.log" 2>&1 & PPID2=$!
-trap 'kill $B0PID $B1PID $JPID $PPID2 2>/dev/null; rm -rf "$tmp"' EXIT
+# The one-cpu layout's proxy: the auth route only, on CPU 1 next to generator and backend.
+sed -e "s/- port: $PP/- port: $P1/" -e "s/127.0.0.1:$SP/127.0.0.1:$(pick)/" -e "s/127.0.0.1:$RP/127.0.0.1:$(pick)/" \
+  "$tmp/relay.yaml" >"$tmp/relay1.yaml"
+RUST_LOG=warn PORTCULLIS_BIND_ADDR=127.0.0.1 taskset -c 1 "$B" -f "$tmp/relay1.yaml" --workers 1 >"$tmp/proxy1.log" 2>&1 & PPID3=$!
+trap 'kill $B0PID $B1PID $JPID $PPID2 $PPID3 2>/dev/null; rm -rf "$tmp"' EXIT
 for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$SP/metrics" && break; sleep 0.1; done
 sleep 1
 TOK=$("$L" token --sign-key "$K" --iss http://idp.bench/realms/mcp --aud "http://localhost:$PP/mcp")
@@ -116,7 +138,11 @@ for r in $(seq "$ROUNDS"); do
     echo "latency round $r, $lay, one connection: direct p50/p99 $ds us, relay+auth $vs us" >&2
     lrows+=("$lay 0 0 $ds $vs")
   done
+  ds=$(single "http://127.0.0.1:$B1/mcp"); vs=$(single "http://127.0.0.1:$P1/mcp" --token "$TOK")
+  echo "latency round $r, one-cpu, one connection: direct p50/p99 $ds us, relay+auth $vs us" >&2
+  lrows+=("one-cpu 0 0 $ds $vs")
 done
+cat "$tmp/noise0" "$tmp/noise1"
 python3 - "${#rows[@]}" "${rows[@]}" "${lrows[@]}" <<'PY'
 import statistics as st, sys
 from collections import defaultdict
