@@ -364,11 +364,17 @@ binds:
 "#;
     let snap = load_bytes(yaml.as_bytes(), None).unwrap();
     let at = "binds[0].listeners[0].routes[0].policies.mcpAuthentication.resourceMetadata.";
-    let has = |field: &str| snap.warnings.iter().any(|w| w.starts_with(&format!("{at}{field} ")));
+    let has = |field: &str| {
+        snap.warnings
+            .iter()
+            .any(|w| w.starts_with(&format!("{at}{field} ")))
+    };
     assert!(has("resource:"), "{:#?}", snap.warnings);
     assert!(has("bearerMethodsSupported"), "{:#?}", snap.warnings);
     assert!(
-        snap.warnings.iter().all(|w| !w.contains("mcpAuthentication.mcpAuthentication")),
+        snap.warnings
+            .iter()
+            .all(|w| !w.contains("mcpAuthentication.mcpAuthentication")),
         "{:#?}",
         snap.warnings
     );
