@@ -742,3 +742,80 @@ both_drivers!(server_to_client_stream, |d| {
     );
     assert!(t0.elapsed() < Duration::from_secs(5));
 });
+
+/// A streamable-HTTP MCP server whose `tools/call` answers are SSE streams that stay open for
+/// `linger` after the response event (servers SHOULD close them; not all do at once).
+fn http_mcp_server_lingering(linger: Duration) -> Upstream {
+    Upstream::start(move |s| {
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut w = s;
+        while let Ok(Some(req)) = read_request(&mut r) {
+            let msg: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+            let method = msg["method"].as_str().unwrap_or("").to_owned();
+            let Some(id) = msg.get("id").cloned() else {
+                let _ = w.write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n");
+                continue;
+            };
+            let result = if method == "initialize" {
+                serde_json::json!({"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"slow-close","version":"1"}})
+            } else {
+                serde_json::json!({"content":[{"type":"text","text":format!("done {id}")}]})
+            };
+            let resp = serde_json::json!({"jsonrpc":"2.0","id":id,"result":result}).to_string();
+            if method == "tools/call" {
+                let ev = format!("event: message\ndata: {resp}\n\n");
+                let _ = w.write_all(format!("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nmcp-session-id: up-1\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{ev}\r\n", ev.len()).as_bytes());
+                std::thread::sleep(linger);
+                let _ = w.write_all(b"0\r\n\r\n");
+            } else {
+                let _ = w.write_all(format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nmcp-session-id: up-1\r\ncontent-length: {}\r\n\r\n{resp}", resp.len()).as_bytes());
+            }
+        }
+    })
+}
+
+both_drivers!(upstream_stream_left_open_does_not_hold_the_client, |d| {
+    let up = http_mcp_server_lingering(Duration::from_secs(6));
+    let cfg = format!(
+        "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - matches: [{{path: {{exact: /mcp}}}}]\n      backends:\n      - mcp:\n          targets:\n          - name: web\n            mcp: {{host: 127.0.0.1, port: {}, path: /mcp}}\n",
+        up.port
+    );
+    let p = Proxy::start(&cfg, d);
+    // One keep-alive client connection for the whole conversation.
+    let mut s = connect(p.addr());
+    s.set_read_timeout(Some(Duration::from_secs(4))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut post = |sid: Option<&str>, body: &str| {
+        let sid = sid
+            .map(|v| format!("Mcp-Session-Id: {v}\r\n"))
+            .unwrap_or_default();
+        let req = format!("POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json, text/event-stream\r\nContent-Type: application/json\r\nMCP-Protocol-Version: 2025-06-18\r\n{sid}Content-Length: {}\r\n\r\n{body}", body.len());
+        s.write_all(req.as_bytes()).unwrap();
+        let t0 = Instant::now();
+        let resp =
+            read_response(&mut r, false).unwrap_or_else(|e| panic!("no answer to {body}: {e}"));
+        (resp, t0.elapsed())
+    };
+    let (init, _) = post(None, INIT);
+    assert_eq!(init.status, 200, "{}", init.text());
+    let sid = init.header("mcp-session-id").unwrap().to_owned();
+    let (n, _) = post(
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    );
+    assert_eq!(n.status, 202);
+    for id in [2, 3] {
+        let call = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"x","arguments":{{}}}}}}"#
+        );
+        // Each answer is complete as soon as the response event arrives, and the next request
+        // on this connection is read at once, while the upstream still holds its stream open.
+        let (resp, took) = post(Some(&sid), &call);
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        assert_eq!(
+            messages(&resp).last().map(text_of),
+            Some(format!("done {id}"))
+        );
+        assert!(took < Duration::from_secs(2), "answer {id} took {took:?}");
+    }
+});
