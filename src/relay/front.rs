@@ -6,7 +6,6 @@
 //!
 //! Not here: what happens on the owner (`exchange`), reading the request body (`http::conn`).
 
-use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -160,8 +159,7 @@ fn reject(status: u16, code: i64, msg: &str) -> ReplyPart {
 /// whether the connection can carry another request.
 ///
 /// Work for a session this worker owns runs inside the connection's task, next to the writing of
-/// its answer (no task spawned per call, unless the work outlives the answer); work for another
-/// worker's session runs there.
+/// its answer (no task spawned per call); work for another worker's session runs there.
 #[allow(clippy::too_many_arguments)]
 pub async fn handle<S: ConnIo>(
     io: &mut S,
@@ -182,27 +180,14 @@ pub async fn handle<S: ConnIo>(
         }
     };
     let reply = write_reply(io, ctx, bufs, rx, cors, route.stateful);
-    let Some(job) = job else {
-        return reply.await;
-    };
-    // Both make progress until the answer is written. The job may outlive it: an upstream that
-    // keeps its SSE stream open after the response event, or a client gone mid-call (a
-    // disconnect is not a cancellation). It then finishes in a task of its own, so that this
-    // connection reads its next request, or closes, at once.
-    let mut job = Box::pin(job.run(ctx.clone()));
-    let mut reply = std::pin::pin!(reply);
-    let mut job_done = false;
-    let out = std::future::poll_fn(|cx| {
-        if !job_done {
-            job_done = job.as_mut().poll(cx).is_ready();
+    match job {
+        None => reply.await,
+        Some(job) => {
+            futures_util::future::join(job.run(ctx.clone()), reply)
+                .await
+                .1
         }
-        reply.as_mut().poll(cx)
-    })
-    .await;
-    if !job_done {
-        monoio::spawn(job);
     }
-    out
 }
 
 /// Work started by a request on this worker.

@@ -27,6 +27,68 @@ use crate::snapshot::{HostAddr, HostTarget};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long the rest of an SSE answer may take once its response event has arrived. Servers
+/// SHOULD end the stream then; one that keeps it open loses the connection (it is closed, not
+/// pooled) instead of holding a socket and a task for as long as it likes.
+const FINAL_DRAIN: Duration = Duration::from_secs(1);
+
+type Pool = RefCell<Vec<(Conn, Vec<u8>, Instant)>>;
+
+/// Where the body of an answer stands when its response event has been handed on.
+struct Tail {
+    dec: ChunkedDecoder,
+    /// Bytes left of a `content-length` body.
+    left: Option<usize>,
+    chunked: bool,
+}
+
+/// Reads what is left of an answer (discarding it) for at most [`FINAL_DRAIN`], then returns
+/// the connection to `pool`, unless the target is gone, the body cannot be delimited or the
+/// server did not end it in time: then the connection is closed.
+async fn drain_tail(mut conn: Conn, mut buf: Vec<u8>, mut tail: Tail, pool: Rc<Pool>) {
+    if !tail.chunked && tail.left.is_none() {
+        return; // Delimited by the close: nothing to reuse.
+    }
+    let deadline = monoio::time::Instant::now() + FINAL_DRAIN;
+    loop {
+        let mut consumed = 0;
+        let mut done = false;
+        if tail.chunked {
+            while consumed < buf.len() {
+                let Ok(c) = tail.dec.decode(&buf[consumed..]) else {
+                    return;
+                };
+                consumed += c.consumed;
+                if c.done {
+                    done = true;
+                    break;
+                }
+                if c.consumed == 0 {
+                    break;
+                }
+            }
+        } else if let Some(left) = tail.left.as_mut() {
+            consumed = (*left).min(buf.len());
+            *left -= consumed;
+            done = *left == 0;
+        }
+        buf.drain(..consumed);
+        if done {
+            if buf.is_empty() && Rc::strong_count(&pool) > 1 {
+                if buf.capacity() > 64 * 1024 {
+                    buf = Vec::with_capacity(16 * 1024);
+                }
+                pool.borrow_mut().push((conn, buf, Instant::now()));
+            }
+            return;
+        }
+        match monoio::time::timeout_at(deadline, conn.read_more(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
+        }
+    }
+}
+
 pub(crate) enum Conn {
     Plain(TcpStream),
     Tls(Box<monoio_rustls::ClientTlsStream<TcpStream>>),
@@ -112,8 +174,9 @@ pub struct HttpTarget {
     /// The upstream's own session id, learned from its initialize answer.
     session: RefCell<Option<String>>,
     pub version: Cell<&'static str>,
-    /// Keep-alive connections, each with its (empty) read buffer, reused by the next request.
-    idle: RefCell<Vec<(Conn, Vec<u8>, Instant)>>,
+    /// Keep-alive connections, each with its (empty) read buffer, reused by the next request
+    /// (shared with the tasks that finish reading answers, see [`drain_tail`]).
+    idle: Rc<Pool>,
     authorization: Option<String>,
     alive: Cell<bool>,
     /// Bumped whenever `session` changes.
@@ -138,7 +201,7 @@ impl HttpTarget {
             https,
             session: RefCell::new(None),
             version: Cell::new("2025-06-18"),
-            idle: RefCell::new(Vec::new()),
+            idle: Rc::new(RefCell::new(Vec::new())),
             authorization,
             alive: Cell::new(true),
             session_gen: Cell::new(0),
@@ -336,6 +399,8 @@ impl HttpTarget {
             _ => None,
         };
         let mut done = matches!(body_kind, RespBody::None) || left == Some(0);
+        // Set once the response event of an SSE answer has been handed on.
+        let mut answered = false;
         loop {
             // Move what arrived into `body` (de-chunked), then hand complete events on.
             let mut consumed = 0;
@@ -382,6 +447,7 @@ impl HttpTarget {
                         id,
                     ) {
                         (Ok((Kind::Response, Some(rid))), Some(want)) if rid == want => {
+                            answered = true;
                             let _ = tx.unbounded_send(TargetMsg::Final(data));
                         }
                         _ => {
@@ -392,6 +458,20 @@ impl HttpTarget {
             }
             if done {
                 break;
+            }
+            if answered {
+                // The answer is in; the rest of the stream is read only to reuse the connection,
+                // in a task of its own, so that neither this call nor the client's connection
+                // waits for a server that keeps the stream open.
+                if keep_alive {
+                    let tail = Tail {
+                        dec,
+                        left,
+                        chunked: matches!(body_kind, RespBody::Chunked),
+                    };
+                    monoio::spawn(drain_tail(conn, buf, tail, Rc::clone(&self.idle)));
+                }
+                return Ok(());
             }
             match conn.read_more(&mut buf).await {
                 Ok(0) if matches!(body_kind, RespBody::UntilClose) => break,

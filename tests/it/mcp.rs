@@ -744,9 +744,12 @@ both_drivers!(server_to_client_stream, |d| {
 });
 
 /// A streamable-HTTP MCP server whose `tools/call` answers are SSE streams that stay open for
-/// `linger` after the response event (servers SHOULD close them; not all do at once).
+/// `linger` after the response event (servers SHOULD close them; not all do at once). Counts in
+/// `requests` the streams the client closed before `linger` was over.
 fn http_mcp_server_lingering(linger: Duration) -> Upstream {
-    Upstream::start(move |s| {
+    let dropped = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = dropped.clone();
+    let mut up = Upstream::start(move |s| {
         let mut r = BufReader::new(s.try_clone().unwrap());
         let mut w = s;
         while let Ok(Some(req)) = read_request(&mut r) {
@@ -765,13 +768,21 @@ fn http_mcp_server_lingering(linger: Duration) -> Upstream {
             if method == "tools/call" {
                 let ev = format!("event: message\ndata: {resp}\n\n");
                 let _ = w.write_all(format!("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nmcp-session-id: up-1\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{ev}\r\n", ev.len()).as_bytes());
-                std::thread::sleep(linger);
+                w.set_read_timeout(Some(linger)).unwrap();
+                let mut byte = [0u8; 1];
+                if matches!(std::io::Read::read(&mut w, &mut byte), Ok(0)) {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return;
+                }
                 let _ = w.write_all(b"0\r\n\r\n");
+                w.set_read_timeout(None).unwrap();
             } else {
                 let _ = w.write_all(format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nmcp-session-id: up-1\r\ncontent-length: {}\r\n\r\n{resp}", resp.len()).as_bytes());
             }
         }
-    })
+    });
+    up.requests = dropped;
+    up
 }
 
 both_drivers!(upstream_stream_left_open_does_not_hold_the_client, |d| {
@@ -818,4 +829,49 @@ both_drivers!(upstream_stream_left_open_does_not_hold_the_client, |d| {
         );
         assert!(took < Duration::from_secs(2), "answer {id} took {took:?}");
     }
+    // Once answered, a stream left open is given a second, then its connection is closed
+    // rather than kept (with a task) for as long as the server likes.
+    wait_until(
+        4,
+        "both lingering upstream streams closed by the proxy",
+        || up.requests.load(std::sync::atomic::Ordering::Relaxed) == 2,
+    );
+    // And the session goes on.
+    let (resp, _) = post(
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"x","arguments":{}}}"#,
+    );
+    assert_eq!(messages(&resp).last().map(text_of), Some("done 4".into()));
+});
+
+both_drivers!(upstream_stream_ended_late_keeps_its_connection, |d| {
+    // The stream ends 200 ms after the response event: the connection goes back to the pool.
+    let up = http_mcp_server_lingering(Duration::from_millis(200));
+    let cfg = format!(
+        "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - matches: [{{path: {{exact: /mcp}}}}]\n      backends:\n      - mcp:\n          targets:\n          - name: web\n            mcp: {{host: 127.0.0.1, port: {}, path: /mcp}}\n",
+        up.port
+    );
+    let p = Proxy::start(&cfg, d);
+    let mut c = Mcp::new(p.addr());
+    assert_eq!(c.initialize().status, 200);
+    for who in ["ann", "bob", "cy"] {
+        let (r, msgs) = c.call(
+            "tools/call",
+            &format!(r#"{{"name":"x","arguments":{{"who":"{who}"}}}}"#),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(
+            msgs.last()
+                .map(text_of)
+                .is_some_and(|t| t.starts_with("done")),
+            "{msgs:?}"
+        );
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    assert_eq!(
+        up.hits.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "one upstream connection, reused after each stream ended"
+    );
+    assert_eq!(up.requests.load(std::sync::atomic::Ordering::Relaxed), 0);
 });
