@@ -42,6 +42,28 @@ struct Tail {
     chunked: bool,
 }
 
+/// Decodes the chunked body bytes in `input`, handing the data to `sink`; returns how many bytes
+/// were used and whether the body ended.
+fn dechunk(
+    dec: &mut ChunkedDecoder,
+    input: &[u8],
+    mut sink: impl FnMut(&[u8]),
+) -> Result<(usize, bool), h1::H1Error> {
+    let mut consumed = 0;
+    while consumed < input.len() {
+        let c = dec.decode(&input[consumed..])?;
+        sink(c.data);
+        consumed += c.consumed;
+        if c.done {
+            return Ok((consumed, true));
+        }
+        if c.consumed == 0 {
+            break;
+        }
+    }
+    Ok((consumed, false))
+}
+
 /// Reads what is left of an answer (discarding it) for at most [`FINAL_DRAIN`], then returns
 /// the connection to `pool`, unless the target is gone, the body cannot be delimited or the
 /// server did not end it in time: then the connection is closed.
@@ -54,18 +76,9 @@ async fn drain_tail(mut conn: Conn, mut buf: Vec<u8>, mut tail: Tail, pool: Rc<P
         let mut consumed = 0;
         let mut done = false;
         if tail.chunked {
-            while consumed < buf.len() {
-                let Ok(c) = tail.dec.decode(&buf[consumed..]) else {
-                    return;
-                };
-                consumed += c.consumed;
-                if c.done {
-                    done = true;
-                    break;
-                }
-                if c.consumed == 0 {
-                    break;
-                }
+            match dechunk(&mut tail.dec, &buf, |_| {}) {
+                Ok((n, end)) => (consumed, done) = (n, end),
+                Err(_) => return,
             }
         } else if let Some(left) = tail.left.as_mut() {
             consumed = (*left).min(buf.len());
@@ -403,34 +416,23 @@ impl HttpTarget {
         let mut answered = false;
         loop {
             // Move what arrived into `body` (de-chunked), then hand complete events on.
-            let mut consumed = 0;
-            match body_kind {
+            let consumed = match body_kind {
                 RespBody::Chunked => {
-                    while consumed < buf.len() {
-                        let c = dec
-                            .decode(&buf[consumed..])
-                            .map_err(|e| format!("{}: {e}", self.target))?;
-                        body.extend_from_slice(c.data);
-                        consumed += c.consumed;
-                        if c.done {
-                            done = true;
-                            break;
-                        }
-                        if c.consumed == 0 {
-                            break;
-                        }
-                    }
+                    let (n, end) = dechunk(&mut dec, &buf, |d| body.extend_from_slice(d))
+                        .map_err(|e| format!("{}: {e}", self.target))?;
+                    done = end;
+                    n
                 }
                 _ => {
                     let take = left.map_or(buf.len(), |l| l.min(buf.len()));
                     body.extend_from_slice(&buf[..take]);
-                    consumed = take;
                     if let Some(l) = left.as_mut() {
                         *l -= take;
                         done = *l == 0;
                     }
+                    take
                 }
-            }
+            };
             buf.drain(..consumed);
             if sse {
                 parser

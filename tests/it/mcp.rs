@@ -452,6 +452,13 @@ both_drivers!(stateless_mode_leaks_no_process, |d| {
 });
 
 /// A streamable-HTTP MCP server on a thread: its own session ids, JSON or SSE answers.
+/// A route at /mcp with one streamable-HTTP target, `web`, at 127.0.0.1:`port`.
+fn http_target_route(port: u16) -> String {
+    format!(
+        "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - matches: [{{path: {{exact: /mcp}}}}]\n      backends:\n      - mcp:\n          targets:\n          - name: web\n            mcp: {{host: 127.0.0.1, port: {port}, path: /mcp}}\n"
+    )
+}
+
 fn http_mcp_server() -> Upstream {
     http_mcp_server_closing_idle(None)
 }
@@ -517,10 +524,7 @@ fn http_mcp_server_closing_idle(idle: Option<Duration>) -> Upstream {
 
 both_drivers!(streamable_http_upstream, |d| {
     let up = http_mcp_server();
-    let cfg = format!(
-        "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - matches: [{{path: {{exact: /mcp}}}}]\n      backends:\n      - mcp:\n          targets:\n          - name: web\n            mcp: {{host: 127.0.0.1, port: {}, path: /mcp}}\n",
-        up.port
-    );
+    let cfg = http_target_route(up.port);
     let p = Proxy::start(&cfg, d);
     let mut c = Mcp::new(p.addr());
     let r = c.initialize();
@@ -548,10 +552,7 @@ both_drivers!(streamable_http_upstream, |d| {
 
 both_drivers!(upstream_closing_idle_connections_loses_no_call, |d| {
     let up = http_mcp_server_closing_idle(Some(Duration::from_millis(300)));
-    let cfg = format!(
-        "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - matches: [{{path: {{exact: /mcp}}}}]\n      backends:\n      - mcp:\n          targets:\n          - name: web\n            mcp: {{host: 127.0.0.1, port: {}, path: /mcp}}\n",
-        up.port
-    );
+    let cfg = http_target_route(up.port);
     let p = Proxy::start(&cfg, d);
     let mut c = Mcp::new(p.addr());
     assert_eq!(c.initialize().status, 200);
@@ -787,10 +788,7 @@ fn http_mcp_server_lingering(linger: Duration) -> Upstream {
 
 both_drivers!(upstream_stream_left_open_does_not_hold_the_client, |d| {
     let up = http_mcp_server_lingering(Duration::from_secs(6));
-    let cfg = format!(
-        "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - matches: [{{path: {{exact: /mcp}}}}]\n      backends:\n      - mcp:\n          targets:\n          - name: web\n            mcp: {{host: 127.0.0.1, port: {}, path: /mcp}}\n",
-        up.port
-    );
+    let cfg = http_target_route(up.port);
     let p = Proxy::start(&cfg, d);
     // One keep-alive client connection for the whole conversation.
     let mut s = connect(p.addr());
@@ -847,10 +845,7 @@ both_drivers!(upstream_stream_left_open_does_not_hold_the_client, |d| {
 both_drivers!(upstream_stream_ended_late_keeps_its_connection, |d| {
     // The stream ends 200 ms after the response event: the connection goes back to the pool.
     let up = http_mcp_server_lingering(Duration::from_millis(200));
-    let cfg = format!(
-        "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - matches: [{{path: {{exact: /mcp}}}}]\n      backends:\n      - mcp:\n          targets:\n          - name: web\n            mcp: {{host: 127.0.0.1, port: {}, path: /mcp}}\n",
-        up.port
-    );
+    let cfg = http_target_route(up.port);
     let p = Proxy::start(&cfg, d);
     let mut c = Mcp::new(p.addr());
     assert_eq!(c.initialize().status, 200);
