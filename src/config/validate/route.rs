@@ -3,7 +3,7 @@
 //!
 //! Policies are delegated to the sibling `policy` module.
 
-use super::{index, is_token, join, policy, Errors};
+use super::{index, is_token, join, policy, unsupported_msg, Errors};
 use crate::config::model::{
     Backend, HttpTarget, Match, McpBackend, McpTarget, PathMatch, Route, ValueMatch,
 };
@@ -23,7 +23,28 @@ pub(super) fn route(e: &mut Errors, path: &str, r: &Route) {
         route_match(e, &index(&join(path, "matches"), i), m);
     }
     if let Some(p) = &r.policies {
-        policy::policies(e, &join(path, "policies"), p, r.backends.len());
+        let pp = join(path, "policies");
+        policy::policies(e, &pp, p, r.backends.len());
+        if r.backends.iter().any(|b| b.mcp.is_some()) {
+            // The MCP relay builds its own upstream requests and client answers: these HTTP
+            // filters would not be applied, so they are refused rather than ignored.
+            for (key, set) in [
+                ("timeout", p.timeout.is_some()),
+                ("requestHeaderModifier", p.request_header_modifier.is_some()),
+                (
+                    "responseHeaderModifier",
+                    p.response_header_modifier.is_some(),
+                ),
+                ("urlRewrite", p.url_rewrite.is_some()),
+            ] {
+                if set {
+                    e.push(
+                        join(&pp, key),
+                        unsupported_msg(&format!("{key} on a route with an mcp backend")),
+                    );
+                }
+            }
+        }
     }
     for (i, b) in r.backends.iter().enumerate() {
         backend(e, &index(&join(path, "backends"), i), b);
