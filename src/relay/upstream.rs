@@ -34,12 +34,20 @@ const FINAL_DRAIN: Duration = Duration::from_secs(1);
 
 type Pool = RefCell<Vec<(Conn, Vec<u8>, Instant)>>;
 
-/// Where the body of an answer stands when its response event has been handed on.
-struct Tail {
-    dec: ChunkedDecoder,
+/// Puts a connection whose answer was read to the end back into `pool`, with its (empty) read
+/// buffer; a buffer that grew for a large message is not kept for the next one.
+fn pool_put(pool: &Pool, conn: Conn, mut buf: Vec<u8>) {
+    if buf.capacity() > 64 * 1024 {
+        buf = Vec::with_capacity(16 * 1024);
+    }
+    pool.borrow_mut().push((conn, buf, Instant::now()));
+}
+
+/// What is left of an answer body when its response event has been handed on.
+enum Tail {
+    Chunked(ChunkedDecoder),
     /// Bytes left of a `content-length` body.
-    left: Option<usize>,
-    chunked: bool,
+    Length(usize),
 }
 
 /// Decodes the chunked body bytes in `input`, handing the data to `sink`; returns how many bytes
@@ -65,33 +73,27 @@ fn dechunk(
 }
 
 /// Reads what is left of an answer (discarding it) for at most [`FINAL_DRAIN`], then returns
-/// the connection to `pool`, unless the target is gone, the body cannot be delimited or the
-/// server did not end it in time: then the connection is closed.
+/// the connection to `pool`, unless the target is gone or the server did not end the body in
+/// time: then the connection is closed.
 async fn drain_tail(mut conn: Conn, mut buf: Vec<u8>, mut tail: Tail, pool: Rc<Pool>) {
-    if !tail.chunked && tail.left.is_none() {
-        return; // Delimited by the close: nothing to reuse.
-    }
     let deadline = monoio::time::Instant::now() + FINAL_DRAIN;
     loop {
-        let mut consumed = 0;
-        let mut done = false;
-        if tail.chunked {
-            match dechunk(&mut tail.dec, &buf, |_| {}) {
-                Ok((n, end)) => (consumed, done) = (n, end),
+        let (consumed, done) = match &mut tail {
+            Tail::Chunked(dec) => match dechunk(dec, &buf, |_| {}) {
+                Ok(r) => r,
                 Err(_) => return,
+            },
+            Tail::Length(left) => {
+                let n = (*left).min(buf.len());
+                *left -= n;
+                (n, *left == 0)
             }
-        } else if let Some(left) = tail.left.as_mut() {
-            consumed = (*left).min(buf.len());
-            *left -= consumed;
-            done = *left == 0;
-        }
+        };
         buf.drain(..consumed);
         if done {
+            // The target holds the other reference; without it nobody would take the connection.
             if buf.is_empty() && Rc::strong_count(&pool) > 1 {
-                if buf.capacity() > 64 * 1024 {
-                    buf = Vec::with_capacity(16 * 1024);
-                }
-                pool.borrow_mut().push((conn, buf, Instant::now()));
+                pool_put(&pool, conn, buf);
             }
             return;
         }
@@ -465,12 +467,12 @@ impl HttpTarget {
                 // The answer is in; the rest of the stream is read only to reuse the connection,
                 // in a task of its own, so that neither this call nor the client's connection
                 // waits for a server that keeps the stream open.
-                if keep_alive {
-                    let tail = Tail {
-                        dec,
-                        left,
-                        chunked: matches!(body_kind, RespBody::Chunked),
-                    };
+                let tail = match (body_kind, left) {
+                    (RespBody::Chunked, _) => Some(Tail::Chunked(dec)),
+                    (_, Some(n)) => Some(Tail::Length(n)),
+                    _ => None, // delimited by the close: nothing to reuse
+                };
+                if let Some(tail) = tail.filter(|_| keep_alive) {
                     monoio::spawn(drain_tail(conn, buf, tail, Rc::clone(&self.idle)));
                 }
                 return Ok(());
@@ -482,11 +484,7 @@ impl HttpTarget {
             }
         }
         if keep_alive && done && buf.is_empty() {
-            // A buffer that grew for a large message is not kept for the next one.
-            if buf.capacity() > 64 * 1024 {
-                buf = Vec::with_capacity(16 * 1024);
-            }
-            self.idle.borrow_mut().push((conn, buf, Instant::now()));
+            pool_put(&self.idle, conn, buf);
         }
         if !sse {
             if !(200..300).contains(&status) {
