@@ -379,3 +379,41 @@ binds:
         snap.warnings
     );
 }
+
+#[test]
+fn http_filters_on_an_mcp_route_are_refused_by_name() {
+    let text = r#"
+binds:
+- port: 3000
+  listeners:
+  - routes:
+    - policies:
+        timeout: {requestTimeout: 30s}
+        requestHeaderModifier: {set: {x-a: b}}
+        responseHeaderModifier: {remove: [server]}
+        urlRewrite: {path: {full: /other}}
+        cors: {allowOrigins: ['*']}
+      backends:
+      - mcp: {targets: [{name: t, stdio: {cmd: server}}]}
+"#;
+    let errs = load(text).unwrap_err();
+    let lines: Vec<String> = errs.0.iter().map(ToString::to_string).collect();
+    assert_eq!(lines.len(), 4, "{errs}");
+    for key in [
+        "timeout",
+        "requestHeaderModifier",
+        "responseHeaderModifier",
+        "urlRewrite",
+    ] {
+        let want = format!(
+            "binds[0].listeners[0].routes[0].policies.{key}: agentgateway feature '{key} on a route with an mcp backend' is not supported by Portcullis"
+        );
+        assert!(lines.contains(&want), "{want}\n{errs}");
+    }
+    // The same filters on a host route load.
+    let host = text.replace(
+        "      - mcp: {targets: [{name: t, stdio: {cmd: server}}]}",
+        "      - host: 127.0.0.1:9",
+    );
+    load(&host).unwrap();
+}
