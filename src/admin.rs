@@ -20,27 +20,67 @@ use monoio::net::{TcpListener, TcpStream};
 use crate::runtime::worker::WorkerMsg;
 use crate::snapshot::Settings;
 
-/// Binds the admin addresses now (so that errors surface at start) and serves them on a thread.
-pub fn start(
-    settings: &Settings,
-    workers: Arc<Vec<UnboundedSender<WorkerMsg>>>,
-    ready: Arc<AtomicBool>,
-) -> Result<(), String> {
+/// The admin listeners, bound before anything is served so that a taken port is an error at
+/// start, next to the proxy ports' errors.
+pub struct Bound(Vec<(std::net::TcpListener, bool, bool)>);
+
+/// Binds `config.statsAddr` and `config.readinessAddr` (one listener when they are equal).
+/// They are bound with SO_REUSEPORT, as the proxy ports are, so that a second Portcullis started
+/// with `--reuse-port` can take over during an upgrade; without that flag a probe without
+/// SO_REUSEPORT first checks that nothing else listens there. Returns every error.
+pub fn bind(settings: &Settings, reuse_port: bool) -> Result<Bound, Vec<String>> {
     let mut addrs = vec![(settings.stats_addr, true, false)];
     if settings.readiness_addr == settings.stats_addr {
         addrs[0].2 = true;
     } else {
         addrs.push((settings.readiness_addr, false, true));
     }
-    let mut std_listeners = Vec::new();
+    let mut bound = Vec::new();
+    let mut errors = Vec::new();
     for (addr, stats, readiness) in addrs {
-        let l = std::net::TcpListener::bind(addr).map_err(|e| {
-            let what = if stats { "statsAddr" } else { "readinessAddr" };
-            format!("config.{what}: cannot listen on {addr}: {e}")
-        })?;
-        l.set_nonblocking(true).map_err(|e| e.to_string())?;
-        std_listeners.push((l, stats, readiness));
+        let probe = || match reuse_port {
+            true => Ok(()),
+            false => std::net::TcpListener::bind(addr).map(drop),
+        };
+        match probe().and_then(|()| listen(addr)) {
+            Ok(l) => bound.push((l, stats, readiness)),
+            Err(e) => {
+                let what = if stats { "statsAddr" } else { "readinessAddr" };
+                let hint = if e.kind() == std::io::ErrorKind::AddrInUse && !reuse_port {
+                    " (another Portcullis or another program listens on it: stop it, or give \
+                     this instance another address)"
+                } else {
+                    ""
+                };
+                errors.push(format!("config.{what}: cannot listen on {addr}: {e}{hint}"));
+            }
+        }
     }
+    if errors.is_empty() {
+        Ok(Bound(bound))
+    } else {
+        Err(errors)
+    }
+}
+
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(128)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// Serves the bound admin listeners on a thread of their own.
+pub fn start(
+    bound: Bound,
+    workers: Arc<Vec<UnboundedSender<WorkerMsg>>>,
+    ready: Arc<AtomicBool>,
+) -> Result<(), String> {
+    let std_listeners = bound.0;
     std::thread::Builder::new()
         .name("portcullis-admin".into())
         .spawn(move || {

@@ -33,6 +33,11 @@ struct Cli {
     /// Pin worker i to CPU i.
     #[arg(long)]
     pin_cpus: bool,
+    /// Share the listening ports (and the admin addresses) with another running Portcullis, for
+    /// a zero-downtime upgrade: start the new one with this flag, then SIGTERM the old one.
+    /// Without it, a port that anything else listens on is an error at start.
+    #[arg(long)]
+    reuse_port: bool,
 }
 
 /// Exit code for an invalid configuration (EX_USAGE, as linkerd uses).
@@ -80,6 +85,7 @@ fn main() -> ExitCode {
             workers: cli.workers.map(usize::from),
             pin_cpus: cli.pin_cpus,
             watch_interval: Duration::from_millis(250),
+            reuse_port: cli.reuse_port,
         },
     );
     ExitCode::from(code.clamp(0, 255) as u8)

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures_channel::mpsc::{unbounded, UnboundedSender};
 
+use crate::config::{ConfigError, ConfigErrors};
 use crate::runtime::keys::KeysMsg;
 use crate::runtime::worker::{run_worker, WorkerEvent, WorkerMsg};
 use crate::snapshot::{Snapshot, WorkerThreads};
@@ -33,6 +34,9 @@ pub struct RunOptions {
     pub pin_cpus: bool,
     /// How often the config file is checked for changes.
     pub watch_interval: Duration,
+    /// Share the ports with another process (`--reuse-port`, for zero-downtime upgrades);
+    /// otherwise a port something else listens on is an error at start and on reload.
+    pub reuse_port: bool,
 }
 
 enum Event {
@@ -47,6 +51,30 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
     let cpus = std::thread::available_parallelism()
         .map(|c| c.get())
         .unwrap_or(1);
+    // Every port this instance would listen on is checked before anything is served, and all
+    // the errors are reported together.
+    let mut failures = if opts.reuse_port {
+        Vec::new()
+    } else {
+        ports_in_use(&snapshot, &[])
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    let admin = match crate::admin::bind(&snapshot.settings, opts.reuse_port) {
+        Ok(bound) => Some(bound),
+        Err(errors) => {
+            failures.extend(errors);
+            None
+        }
+    };
+    let Some(admin) = admin.filter(|_| failures.is_empty()) else {
+        for f in &failures {
+            tracing::error!("{f}");
+            eprintln!("error: {f}");
+        }
+        return 1;
+    };
     let (ev_tx, ev_rx) = mpsc::channel::<Event>();
 
     let (wev_tx, wev_rx) = mpsc::channel::<WorkerEvent>();
@@ -94,7 +122,6 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
     }
     // Wait until every worker has bound its listeners; a bind failure at start is fatal.
     let mut started = 0;
-    let mut failures = Vec::new();
     while started < n {
         match ev_rx.recv_timeout(Duration::from_secs(30)) {
             Ok(Event::Worker(WorkerEvent::Started { id, driver, errors })) => {
@@ -121,11 +148,17 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
         stop_workers(&senders, Instant::now());
         return 1;
     }
+    let ready = Arc::new(AtomicBool::new(true));
+    let senders = Arc::new(senders);
+    if let Err(e) = crate::admin::start(admin, senders.clone(), ready.clone()) {
+        tracing::error!(error = %e, "cannot start the admin endpoints");
+        eprintln!("error: {e}");
+        stop_workers(&senders, Instant::now());
+        return 1;
+    }
     let ports: Vec<u16> = snapshot.binds.iter().map(|b| b.port).collect();
     tracing::info!(?ports, generation = snapshot.generation, "serving");
 
-    let ready = Arc::new(AtomicBool::new(true));
-    let senders = Arc::new(senders);
     for w in &snapshot.warnings {
         tracing::warn!("{w}");
     }
@@ -136,12 +169,6 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
         return 1;
     }
     let _ = keys_tx.send(KeysMsg::Sources(snapshot.sources.clone()));
-    if let Err(e) = crate::admin::start(&snapshot.settings, senders.clone(), ready.clone()) {
-        tracing::error!(error = %e, "cannot start the admin endpoints");
-        eprintln!("error: {e}");
-        stop_workers(&senders, Instant::now());
-        return 1;
-    }
 
     if let Err(e) = forward_signals(ev_tx) {
         tracing::warn!(error = %e, "cannot install signal handlers");
@@ -204,7 +231,21 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
                 continue;
             }
             last_text = Some(text.clone());
-            match crate::config::load_bytes(&text, path.parent()) {
+            let loaded = crate::config::load_bytes(&text, path.parent()).and_then(|snap| {
+                // A port added by the reload must be free, as at start.
+                let taken = if opts.reuse_port {
+                    Vec::new()
+                } else {
+                    let serving: Vec<u16> = current.binds.iter().map(|b| b.port).collect();
+                    ports_in_use(&snap, &serving)
+                };
+                if taken.is_empty() {
+                    Ok(snap)
+                } else {
+                    Err(ConfigErrors(taken))
+                }
+            });
+            match loaded {
                 Ok(mut snap) => {
                     snap.generation = current.generation + 1;
                     let snap = Arc::new(snap);
@@ -224,6 +265,21 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
             }
         }
     }
+}
+
+/// The errors for the ports of `snap` that something else listens on, skipping those that
+/// `serving` already holds.
+fn ports_in_use(snap: &Snapshot, serving: &[u16]) -> Vec<ConfigError> {
+    snap.binds
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| !serving.contains(&b.port))
+        .filter_map(|(i, b)| {
+            crate::runtime::worker::check_port_free(b.port)
+                .err()
+                .map(|e| ConfigError::new(format!("binds[{i}].port"), e))
+        })
+        .collect()
 }
 
 /// Asks every worker to stop accepting and drain until `deadline`.

@@ -241,18 +241,55 @@ fn bind(port: u16) -> std::io::Result<TcpListener> {
         .reuse_port(true)
         .reuse_addr(true)
         .backlog(4096);
-    let bind_addr = std::env::var("PORTCULLIS_BIND_ADDR").ok();
-    if let Some(ip) = bind_addr {
-        let ip: std::net::IpAddr = ip.parse().map_err(|e| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("PORTCULLIS_BIND_ADDR: {e}"),
-            )
-        })?;
-        return TcpListener::bind_with_config(SocketAddr::new(ip, port), &opts);
+    let (first, fallback) = listen_addrs(port)?;
+    TcpListener::bind_with_config(first, &opts).or_else(|e| match fallback {
+        Some(v4) => TcpListener::bind_with_config(v4, &opts),
+        None => Err(e),
+    })
+}
+
+/// The address a bind listens on: `PORTCULLIS_BIND_ADDR`, else `[::]` with `0.0.0.0` as the
+/// fallback where IPv6 is unavailable.
+fn listen_addrs(port: u16) -> std::io::Result<(SocketAddr, Option<SocketAddr>)> {
+    match std::env::var("PORTCULLIS_BIND_ADDR") {
+        Ok(ip) => {
+            let ip: std::net::IpAddr = ip.parse().map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("PORTCULLIS_BIND_ADDR: {e}"),
+                )
+            })?;
+            Ok((SocketAddr::new(ip, port), None))
+        }
+        Err(_) => Ok((
+            SocketAddr::from(([0u16; 8], port)),
+            Some(SocketAddr::from(([0, 0, 0, 0], port))),
+        )),
     }
-    TcpListener::bind_with_config(SocketAddr::from(([0u16; 8], port)), &opts)
-        .or_else(|_| TcpListener::bind_with_config(SocketAddr::from(([0, 0, 0, 0], port)), &opts))
+}
+
+/// Checks that nothing listens on `port` yet: a socket without SO_REUSEPORT cannot bind a port
+/// that any other socket listens on, whoever owns it (the workers' SO_REUSEPORT sockets would
+/// otherwise join another process's group and silently share its traffic). The probe is closed
+/// at once; the workers bind right after.
+pub fn check_port_free(port: u16) -> Result<(), String> {
+    let (first, fallback) = listen_addrs(port).map_err(|e| e.to_string())?;
+    let probe = |addr| std::net::TcpListener::bind(addr).map(drop);
+    let res = match probe(first) {
+        Err(e) if e.kind() != std::io::ErrorKind::AddrInUse && fallback.is_some() => {
+            probe(fallback.unwrap_or(first))
+        }
+        r => r,
+    };
+    match res {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(format!(
+            "port {port} is already in use (another Portcullis or another program listens on \
+             it): stop that process or choose another port; to share the port with another \
+             Portcullis on purpose (a zero-downtime upgrade), start this one with --reuse-port"
+        )),
+        Err(e) => Err(format!("cannot listen on port {port}: {e}")),
+    }
 }
 
 async fn accept_loop(

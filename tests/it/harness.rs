@@ -106,7 +106,25 @@ impl Proxy {
         envs: &[(&str, &str)],
         cwd: Option<&std::path::Path>,
     ) -> Proxy {
-        let (port, port2, stats, ready) = (free_port(), free_port(), free_port(), free_port());
+        let ports = (free_port(), free_port(), free_port(), free_port());
+        Self::start_ports(template, driver, vars, args, envs, cwd, ports)
+    }
+
+    /// A second instance on the same ports as `other` (for `--reuse-port`).
+    pub fn start_sharing(other: &Proxy, template: &str, driver: Driver, args: &[&str]) -> Proxy {
+        let ports = (other.port, other.port2, other.stats, other.ready);
+        Self::start_ports(template, driver, &[], args, &[], None, ports)
+    }
+
+    fn start_ports(
+        template: &str,
+        driver: Driver,
+        vars: &[(&str, String)],
+        args: &[&str],
+        envs: &[(&str, &str)],
+        cwd: Option<&std::path::Path>,
+        (port, port2, stats, ready): (u16, u16, u16, u16),
+    ) -> Proxy {
         let dir = temp_dir();
         let config_path = dir.join("config.yaml");
         let mut p = Proxy {
