@@ -32,17 +32,103 @@ pub fn load_str_with_env(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<model::LocalConfig, ConfigErrors> {
+    match load_model(text, lookup)? {
+        Loaded {
+            model: Some(cfg),
+            errors,
+            ..
+        } if errors.is_empty() => Ok(cfg),
+        Loaded { errors, .. } => Err(ConfigErrors(errors)),
+    }
+}
+
+/// What [`load_model`] found: every error, and the model of the config with the offending
+/// keys taken out (when anything was left to build one), for the later stages to check too.
+struct Loaded {
+    model: Option<model::LocalConfig>,
+    errors: Vec<ConfigError>,
+    /// Paths of values taken out for a wrong type or shape (not unknown keys): an error a later
+    /// stage reports at or above one of them may only be a consequence of the removal.
+    removed: Vec<String>,
+}
+
+impl Loaded {
+    /// Adds a later stage's errors, except those about what was taken out.
+    fn add_later(&mut self, errors: Vec<ConfigError>) {
+        let related = |path: &str| {
+            self.removed
+                .iter()
+                .any(|r| within(path, r) || within(r, path))
+        };
+        let keep: Vec<ConfigError> = errors.into_iter().filter(|e| !related(&e.path)).collect();
+        for e in keep {
+            if !self.errors.contains(&e) {
+                self.errors.push(e);
+            }
+        }
+    }
+}
+
+/// `path` is `ancestor` or below it (`a.b[0]` is within `a.b`; `a.bc` is not).
+fn within(path: &str, ancestor: &str) -> bool {
+    path.strip_prefix(ancestor)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+}
+
+/// How many errors one pass reports at most.
+const MAX_ERRORS: usize = 100;
+
+/// Env expansion, YAML, the serde model and validation, reporting every error rather than the
+/// first: serde stops at the first problem, so the key that holds it is taken out of the
+/// document and deserialization runs again, until the rest is clean (then validated).
+fn load_model(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, ConfigErrors> {
     // agentgateway neutralises this marker so `$schema` is not taken for a variable.
     let text = text.replace(
         "# yaml-language-server: $schema",
         "# yaml-language-server: schema",
     );
     let expanded = expand_env(&text, lookup)?;
-    let value = parse_yaml(&expanded)?;
-    let cfg: model::LocalConfig =
-        serde_path_to_error::deserialize(value).map_err(error::from_serde)?;
-    validate(&cfg).map_err(ConfigErrors)?;
-    Ok(cfg)
+    let mut value = parse_yaml(&expanded)?;
+    let mut loaded = Loaded {
+        model: None,
+        errors: Vec::new(),
+        removed: Vec::new(),
+    };
+    for _ in 0..MAX_ERRORS {
+        let err = match serde_path_to_error::deserialize::<_, model::LocalConfig>(value.clone()) {
+            Ok(cfg) => {
+                loaded.add_later(validate(&cfg).err().unwrap_or_default());
+                loaded.model = Some(cfg);
+                return Ok(loaded);
+            }
+            Err(err) => err,
+        };
+        let segments: Vec<serde_path_to_error::Segment> = err.path().iter().cloned().collect();
+        let raw = err.inner().to_string();
+        let e = error::from_serde(err);
+        // "missing field `x`" right after x was taken out for its type is the same error.
+        let consequence = raw
+            .strip_prefix("missing field `")
+            .and_then(|r| r.split_once('`'))
+            .is_some_and(|(key, _)| {
+                let parent = if e.path == error::ROOT { "" } else { &e.path };
+                loaded.removed.contains(&error::join(parent, key))
+            });
+        if !consequence && !loaded.errors.contains(&e) {
+            loaded.errors.push(e);
+        }
+        let unknown_key = raw.starts_with("unknown field `");
+        match error::take_out(&mut value, &segments, &raw, &|v| {
+            serde_path_to_error::deserialize::<_, model::LocalConfig>(v.clone())
+                .err()
+                .map(|e| (error::from_serde_path(e.path()), e.inner().to_string()))
+        }) {
+            Some(path) if !unknown_key => loaded.removed.push(path),
+            Some(_) => {}
+            None => break, // nothing left to take out: report what was found
+        }
+    }
+    Ok(loaded)
 }
 
 /// YAML text → JSON value, as agentgateway's `yamlviajson` does. An empty document is `{}`.
@@ -99,6 +185,16 @@ pub fn load_bytes_with_env(
     let text = std::str::from_utf8(bytes).map_err(|e| {
         ConfigError::new(error::ROOT, format!("the config is not valid UTF-8: {e}"))
     })?;
-    let model = load_str_with_env(text, lookup)?;
-    lower::lower(&model, base_dir)
+    let mut loaded = load_model(text, lookup)?;
+    let Some(model) = loaded.model.take() else {
+        return Err(ConfigErrors(loaded.errors));
+    };
+    match lower::lower(&model, base_dir) {
+        Ok(snapshot) if loaded.errors.is_empty() => Ok(snapshot),
+        Ok(_) => Err(ConfigErrors(loaded.errors)),
+        Err(ConfigErrors(errors)) => {
+            loaded.add_later(errors);
+            Err(ConfigErrors(loaded.errors))
+        }
+    }
 }

@@ -74,9 +74,133 @@ pub fn index(parent: &str, i: usize) -> String {
 
 /// Converts a serde_path_to_error failure into a [`ConfigError`].
 pub fn from_serde(err: serde_path_to_error::Error<serde_json::Error>) -> ConfigError {
+    let path = from_serde_path(err.path());
+    let message = rewrite_message(&err.inner().to_string());
+    ConfigError { path, message }
+}
+
+/// The next error of a document: its path as [`from_serde_path`] renders it, and serde's message.
+pub type NextError<'a> = &'a dyn Fn(&serde_json::Value) -> Option<(String, String)>;
+
+/// Gets `value` past the error at `path` (a serde error's location, `message` serde's text) so
+/// that the next pass finds the next error: an unknown key is taken out; a missing required key
+/// gets a stand-in; a value of the wrong type or shape is taken out too, unless its field is
+/// required, in which case a stand-in takes its place. Stand-ins are the first of `0`, `""`,
+/// `false`, `[]`, `{}` that gets past the error. Returns the path of what was changed, or
+/// `None` when there is nothing to change.
+pub fn take_out(
+    value: &mut serde_json::Value,
+    path: &[serde_path_to_error::Segment],
+    message: &str,
+    next_error: NextError<'_>,
+) -> Option<String> {
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|r| r.split_once('`'))
+        .map(|(k, _)| k.to_owned());
+    if let Some(key) = missing {
+        // The object at `path` lacks `key`: give it one.
+        let at = from_path(path);
+        let shown = join(if at == ROOT { "" } else { &at }, &key);
+        walk(value, path)?.as_object_mut()?;
+        let fits = stand_in(value, path, &key, None, &|v| {
+            next_error(v).is_none_or(|(p, m)| p != at || m != message)
+        });
+        return fits.then_some(shown);
+    }
+    let (parent, key, shown) = locate(path)?;
+    let old = walk(value, parent)?.as_object_mut()?.remove(key)?;
+    if message.starts_with("unknown field `") {
+        return Some(shown);
+    }
+    let parent_shown = match shown[..shown.len() - key.len()].trim_end_matches('.') {
+        "" => ROOT,
+        p => p,
+    };
+    let missing = format!("missing field `{key}`");
+    let passes = |v: &serde_json::Value| match next_error(v) {
+        None => true,
+        Some((p, msg)) => p != shown && !(p == parent_shown && msg == missing),
+    };
+    if !passes(value) && !stand_in(value, parent, key, Some(&old), &passes) {
+        // Nothing fits: leave the key out; the next pass reports its holder.
+        walk(value, parent)?.as_object_mut()?.remove(key);
+    }
+    Some(shown)
+}
+
+/// Puts the first stand-in (other than `old`) under `key` of the object at `parent` that
+/// `passes`; false (and the key left set to the last one tried) when none does.
+fn stand_in(
+    value: &mut serde_json::Value,
+    parent: &[serde_path_to_error::Segment],
+    key: &str,
+    old: Option<&serde_json::Value>,
+    passes: &dyn Fn(&serde_json::Value) -> bool,
+) -> bool {
+    use serde_json::json;
+    for candidate in [json!(0), json!(""), json!(false), json!([]), json!({})] {
+        if Some(&candidate) == old {
+            continue;
+        }
+        let Some(holder) = walk(value, parent).and_then(|v| v.as_object_mut()) else {
+            return false;
+        };
+        holder.insert(key.to_owned(), candidate);
+        if passes(value) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Splits an error path at its innermost key: the segments of the object holding it, the key,
+/// and the key's rendered path.
+fn locate(
+    path: &[serde_path_to_error::Segment],
+) -> Option<(&[serde_path_to_error::Segment], &str, String)> {
+    use serde_path_to_error::Segment;
+    let last = path
+        .iter()
+        .rposition(|s| matches!(s, Segment::Map { .. }))?;
+    let Segment::Map { key } = &path[last] else {
+        return None;
+    };
+    let mut shown = String::new();
+    for seg in &path[..=last] {
+        shown = match seg {
+            Segment::Seq { index: i } => index(&shown, *i),
+            Segment::Map { key } | Segment::Enum { variant: key } => join(&shown, key),
+            Segment::Unknown => return None,
+        };
+    }
+    Some((&path[..last], key.as_str(), shown))
+}
+
+fn walk<'v>(
+    mut node: &'v mut serde_json::Value,
+    path: &[serde_path_to_error::Segment],
+) -> Option<&'v mut serde_json::Value> {
+    use serde_path_to_error::Segment;
+    for seg in path {
+        node = match seg {
+            Segment::Seq { index: i } => node.get_mut(*i)?,
+            Segment::Map { key } | Segment::Enum { variant: key } => node.get_mut(key.as_str())?,
+            Segment::Unknown => return None,
+        };
+    }
+    Some(node)
+}
+
+/// A serde error's location in our path syntax ([`ROOT`] when it is the whole document).
+pub fn from_serde_path(p: &serde_path_to_error::Path) -> String {
+    from_path(&p.iter().cloned().collect::<Vec<_>>())
+}
+
+fn from_path(p: &[serde_path_to_error::Segment]) -> String {
     use serde_path_to_error::Segment;
     let mut path = String::new();
-    for seg in err.path().iter() {
+    for seg in p {
         match seg {
             Segment::Seq { index: i } => path = index(&path, *i),
             Segment::Map { key } | Segment::Enum { variant: key } => path = join(&path, key),
@@ -86,8 +210,7 @@ pub fn from_serde(err: serde_path_to_error::Error<serde_json::Error>) -> ConfigE
     if path.is_empty() {
         path = ROOT.to_owned();
     }
-    let message = rewrite_message(&err.inner().to_string());
-    ConfigError { path, message }
+    path
 }
 
 /// Shortens serde's unknown-field message (the key is already the last path segment) and adds

@@ -417,3 +417,71 @@ binds:
     );
     load(&host).unwrap();
 }
+
+/// Every error of a config is reported in one pass: unknown keys, wrong types (a required field
+/// of the wrong type is not reported again as missing), bad enum variants, and the validation
+/// errors of the rest of the document.
+#[test]
+fn every_error_in_one_pass() {
+    let text = "\
+config:
+  workerThreadz: 2
+binds:
+- port: three thousand
+  listeners:
+  - routes:
+    - name: a
+      policies:
+        corz: {}
+        directResponse: {body: hi, status: 200}
+    - name: b
+      matches:
+      - path: {exactt: /x}
+      policies:
+        directResponse: {body: hi, status: abc}
+    - name: c
+      policies:
+        localRateLimit: [{maxTokens: 1}]
+        directResponse: {body: hi, status: 200}
+";
+    let errs = load(text).unwrap_err().0;
+    let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+    let r = "binds[0].listeners[0].routes";
+    let want = [
+        "config.workerThreadz".to_owned(),
+        "binds[0].port".to_owned(),
+        format!("{r}[0].policies.corz"),
+        format!("{r}[1].matches[0].path"),
+        format!("{r}[1].policies.directResponse.status"),
+        format!("{r}[2].policies.localRateLimit"),
+    ];
+    for w in &want {
+        assert!(paths.contains(&w.as_str()), "{w} in {errs:#?}");
+    }
+    assert_eq!(errs.len(), want.len(), "{errs:#?}");
+    assert!(!errs.iter().any(|e| e.message.contains("missing field")));
+    // The same through the snapshot loader (what --validate-only and reloads use).
+    let errs = load_bytes_with_env(text.as_bytes(), None, &test_env)
+        .unwrap_err()
+        .0;
+    assert_eq!(errs.len(), want.len(), "{errs:#?}");
+}
+
+/// A required key that is missing is reported once, and errors elsewhere are still found.
+#[test]
+fn missing_required_key_and_later_errors() {
+    let text = "binds:\n- listeners:\n  - routes:\n    - policies: {corz: {}}\n- port: 3001\n  listeners:\n  - routes:\n    - policies: {directResponze: {}}\n";
+    let errs = load(text).unwrap_err().0;
+    let shown: Vec<String> = errs.iter().map(ToString::to_string).collect();
+    assert!(
+        shown
+            .iter()
+            .any(|e| e.starts_with("binds[0]: missing field `port`")),
+        "{shown:#?}"
+    );
+    assert!(
+        shown.iter().any(|e| e
+            .starts_with("binds[1].listeners[0].routes[0].policies.directResponze: unknown field")),
+        "{shown:#?}"
+    );
+}

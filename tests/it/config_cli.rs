@@ -99,3 +99,19 @@ fn missing_file_and_bad_flags_are_clear() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("portcullis"));
 }
+
+/// `--validate-only` prints every error of the file in one pass, each with its path.
+#[test]
+fn validate_only_prints_every_error() {
+    let cfg = "binds:\n- port: 3000\n  listeners:\n  - routes:\n    - name: a\n      matchez: []\n      policies:\n        corz: {}\n        directResponse: {body: hi, status: 200}\n    - name: b\n      policies:\n        directResponse: {body: hi, statuz: 200}\n";
+    let (code, out, err) = validate(&["-c", cfg], &[]);
+    assert_eq!(code, 64, "{out}{err}");
+    let r = "binds[0].listeners[0].routes";
+    for want in [
+        format!("{r}[0].matchez: unknown field (did you mean `matches`?)"),
+        format!("{r}[0].policies.corz: unknown field (did you mean `cors`?)"),
+        format!("{r}[1].policies.directResponse.statuz: unknown field (did you mean `status`?)"),
+    ] {
+        assert!(err.contains(&want), "{want:?} in:\n{err}");
+    }
+}
