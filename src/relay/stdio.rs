@@ -46,7 +46,17 @@ pub struct Proc {
     to_stdin: UnboundedSender<Vec<u8>>,
     pending: Pending,
     alive: Cell<bool>,
+    /// Whether the child ever wrote a line on stdout.
+    answered: Cell<bool>,
+    /// The child's last stderr line (at most [`STDERR_TAIL`] bytes) and whether stderr ended:
+    /// when a child exits before it answered anything (a wrong path, a missing module), the
+    /// error names what it printed, since that is the cause the client needs.
+    stderr_tail: RefCell<String>,
+    stderr_done: Cell<bool>,
 }
+
+/// The most of a child's stderr that its start-up failure error quotes.
+const STDERR_TAIL: usize = 300;
 
 fn pair() -> std::io::Result<(UnixStream, OwnedFd)> {
     let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
@@ -86,10 +96,13 @@ impl Proc {
             to_stdin,
             pending: Pending::new(unsolicited),
             alive: Cell::new(true),
+            answered: Cell::new(false),
+            stderr_tail: RefCell::new(String::new()),
+            stderr_done: Cell::new(false),
         });
         monoio::spawn(write_loop(stdin_ours, stdin_rx));
         monoio::spawn(read_loop(Rc::downgrade(&proc), stdout_ours));
-        monoio::spawn(stderr_loop(target.to_owned(), stderr_ours));
+        monoio::spawn(stderr_loop(Rc::downgrade(&proc), stderr_ours));
         Ok(proc)
     }
 
@@ -197,8 +210,27 @@ async fn read_loop(proc: std::rc::Weak<Proc>, mut s: UnixStream) {
         let Some(p) = proc.upgrade() else { return };
         match n {
             Ok(0) | Err(_) => {
-                tracing::warn!(target_name = %p.target, "mcp stdio server closed its stdout");
-                p.fail_all(&format!("the MCP server {} has exited", p.target));
+                if !p.alive.get() {
+                    // The session ended and the relay stopped the child: nothing went wrong.
+                    tracing::debug!(target_name = %p.target, "mcp stdio server closed its stdout");
+                    return;
+                }
+                let mut why = format!("the MCP server {} has exited", p.target);
+                if !p.answered.get() {
+                    // It never started: wait briefly for its last words on stderr.
+                    for _ in 0..20 {
+                        if p.stderr_done.get() {
+                            break;
+                        }
+                        monoio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    let tail = p.stderr_tail.borrow();
+                    if !tail.is_empty() {
+                        why = format!("{why} before answering; it printed: {tail}");
+                    }
+                }
+                tracing::warn!(target_name = %p.target, "{why}");
+                p.fail_all(&why);
                 return;
             }
             Ok(_) => {}
@@ -213,6 +245,7 @@ async fn read_loop(proc: std::rc::Weak<Proc>, mut s: UnixStream) {
             }
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if !line.iter().all(u8::is_ascii_whitespace) {
+                p.answered.set(true);
                 p.pending.dispatch(&p.target, line.to_vec());
             }
         }
@@ -236,17 +269,38 @@ async fn read_loop(proc: std::rc::Weak<Proc>, mut s: UnixStream) {
     }
 }
 
-async fn stderr_loop(target: String, mut s: UnixStream) {
+async fn stderr_loop(proc: std::rc::Weak<Proc>, mut s: UnixStream) {
+    let Some(target) = proc.upgrade().map(|p| p.target.clone()) else {
+        return;
+    };
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     loop {
         match read_lines(&mut s, &mut buf).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => {
+                if let Some(p) = proc.upgrade() {
+                    p.stderr_done.set(true);
+                }
+                return;
+            }
             Ok(_) => {}
         }
         let mut start = 0;
         while let Some(nl) = memchr::memchr(b'\n', &buf[start..]) {
             let line = String::from_utf8_lossy(&buf[start..start + nl]);
-            tracing::info!(target: "mcp_stderr", target_name = %target, "{}", line.trim_end());
+            let line = line.trim_end();
+            tracing::info!(target: "mcp_stderr", target_name = %target, "{line}");
+            if let Some(p) = proc
+                .upgrade()
+                .filter(|p| !p.answered.get() && !line.is_empty())
+            {
+                let mut tail = p.stderr_tail.borrow_mut();
+                tail.clear();
+                let mut end = line.len().min(STDERR_TAIL);
+                while !line.is_char_boundary(end) {
+                    end -= 1;
+                }
+                tail.push_str(&line[..end]);
+            }
             start += nl + 1;
         }
         buf.drain(..start);

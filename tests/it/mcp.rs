@@ -680,8 +680,55 @@ both_drivers!(quickstart_walkthrough, |d| {
         text_of(&c.tool("echo", r#"{"message":"quickstart"}"#)),
         "mini echo: quickstart"
     );
-    // The rest of the quickstart still answers.
-    assert_eq!(p.get("/").status, 200);
+    // The demo implements what it advertises: logging (the Inspector sets a level on connect).
+    let (r, msgs) = c.call("logging/setLevel", r#"{"level":"debug"}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(msgs[0]["result"], serde_json::json!({}), "{msgs:?}");
+    let (_, msgs) = c.call(
+        "tools/call",
+        r#"{"name":"echo","arguments":{"message":"x"}}"#,
+    );
+    assert_eq!(msgs[0]["method"], "notifications/message", "{msgs:?}");
+    // A normal session end is not a warning.
+    assert_eq!(c.raw("DELETE", "", "").status, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!p.log_contains("WARN"), "{}", p.log());
+    // The rest of the quickstart still answers, with a content type.
+    let r = p.get("/");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+    // The dev issuer's discovery URLs answer 404 with JSON, never the catch-all.
+    for path in [
+        "/.well-known/oauth-authorization-server/dev-issuer",
+        "/.well-known/openid-configuration/dev-issuer",
+        "/dev-issuer/.well-known/openid-configuration",
+    ] {
+        let r = p.get(path);
+        assert_eq!(r.status, 404, "{path}: {}", r.text());
+        assert_eq!(r.header("content-type"), Some("application/json"), "{path}");
+        assert!(r.text().contains("mcp-load token"), "{path}: {}", r.text());
+    }
+    assert_eq!(
+        p.get("/.well-known/oauth-protected-resource/mcp").status,
+        200
+    );
+});
+
+both_drivers!(a_stdio_server_that_cannot_start_names_why, |d| {
+    // Relative stdio paths are relative to the proxy's working directory: started elsewhere,
+    // the error the client gets quotes the server's own complaint.
+    let cfg = format!(
+        "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - backends:\n      - mcp:\n          targets:\n          - name: demo\n            stdio: {{cmd: python3, args: [examples/mcp/no_such_server.py]}}\n"
+    );
+    let p = Proxy::start(&cfg, d);
+    let mut c = Mcp::new(p.addr());
+    c.path = "/".into();
+    let text = c.raw("POST", INIT, "").text();
+    assert!(
+        text.contains("the MCP server demo has exited before answering")
+            && text.contains("no_such_server.py"),
+        "{text}"
+    );
 });
 
 both_drivers!(server_to_client_stream, |d| {

@@ -45,7 +45,7 @@ struct Params<'a> {
     arguments: Option<Value>,
 }
 
-const TOOLS: &str = r#"{"tools":[{"name":"echo","description":"Echoes its text argument","inputSchema":{"type":"object","properties":{"text":{"type":"string"}}}}]}"#;
+const TOOLS: &str = r#"{"tools":[{"name":"echo","description":"Echoes its message argument","inputSchema":{"type":"object","properties":{"message":{"type":"string"}}}}]}"#;
 const JSON: &str = "content-type: application/json\r\n";
 
 impl Handler for Backend {
@@ -135,7 +135,9 @@ impl Backend {
             }
             "tools/call" if params.and_then(|p| p.name.as_deref()) == Some("echo") => {
                 let args = params.and_then(|p| p.arguments.as_ref());
-                let text = match args.and_then(|a| a.get("text")) {
+                // `message`, as the quickstart's demo server takes it (`text` from older runs).
+                let arg = args.and_then(|a| a.get("message").or_else(|| a.get("text")));
+                let text = match arg {
                     Some(Value::String(s)) => Cow::Borrowed(s.as_str()),
                     _ => Cow::Owned(args.map(|a| a.to_string()).unwrap_or_default()),
                 };

@@ -76,7 +76,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "echo")]
     pub tool: String,
     /// Tool arguments (a JSON object).
-    #[arg(long, default_value = r#"{"text":"hello"}"#)]
+    #[arg(long, default_value = r#"{"message":"hello"}"#)]
     pub tool_args: String,
     #[arg(long, default_value = "2025-06-18")]
     pub protocol_version: String,
