@@ -98,6 +98,7 @@ PY
 }
 
 bg_pids=()
+bg_blocks=()
 cleanup() {
   for p in "${bg_pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null; done
   # Jobs the blocks themselves put in the background.
@@ -135,6 +136,7 @@ for sh in "$work"/blocks/*.sh; do
       sleep 1
     done
     echo "readme:   ready after $((SECONDS - t0))s"
+    bg_blocks+=("$n")
     continue
     ;;
   esac
@@ -159,6 +161,18 @@ for sh in "$work"/blocks/*.sh; do
     echo "readme: --- its output:"
     tail -n 40 "$n.out"
     echo "readme: ---"
+  fi
+done
+# What the background commands printed meanwhile (the quickstart's start-up lines).
+for n in "${bg_blocks[@]}"; do
+  [ -f "$n.expect" ] || continue
+  if check_output "$n.expect" "$n.out"; then
+    passed=$((passed + 1))
+    echo "readme:   ok: README.md:$(cat "$n.line")'s output"
+  else
+    failed=$((failed + 1))
+    echo "readme: FAILED README.md:$(cat "$n.line"): the output does not match the README"
+    tail -n 40 "$n.out"
   fi
 done
 echo "readme: $passed passed, $failed failed"
