@@ -25,10 +25,10 @@ clone=$work/repo
 # The commit under test: the work tree's tracked changes when there are any, else HEAD.
 commit=$(git -C "$here" stash create 2>/dev/null)
 [ -n "$commit" ] || commit=$(git -C "$here" rev-parse HEAD)
-git clone -q --no-checkout "$here" "$clone" && git -C "$clone" checkout -q "$commit" || {
+if ! git clone -q --no-checkout "$here" "$clone" || ! git -C "$clone" checkout -q "$commit"; then
   echo "readme: cannot clone $here"
   exit 1
-}
+fi
 echo "readme: fresh clone of $(git -C "$here" rev-parse --short "$commit") in $clone"
 
 # Split README.md into blocks: blocks/N.sh (+ N.expect, N.mode).
@@ -102,7 +102,9 @@ bg_blocks=()
 cleanup() {
   for p in "${bg_pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null; done
   # Jobs the blocks themselves put in the background.
-  kill $(jobs -p) 2>/dev/null
+  local jobs_left
+  mapfile -t jobs_left < <(jobs -p)
+  [ ${#jobs_left[@]} -eq 0 ] || kill "${jobs_left[@]}" 2>/dev/null
   sleep 1
   for p in "${bg_pids[@]}"; do kill -KILL -- "-$p" 2>/dev/null; done
 }

@@ -61,7 +61,7 @@ both_drivers!(a_taken_port_is_an_error_at_start, |d| {
     // The same config as the running one: every taken port is reported in one go.
     let err = refused(&a.render(&direct_cfg("second")), d);
     for what in [
-        want.clone(),
+        want,
         format!("config.statsAddr: cannot listen on 127.0.0.1:{}", a.stats),
         format!(
             "config.readinessAddr: cannot listen on 127.0.0.1:{}",
