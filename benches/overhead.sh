@@ -1,30 +1,56 @@
 #!/usr/bin/env bash
-# One-command auth-overhead benchmark. Starts an `mcp-load backend`, an `mcp-load jwks` server,
-# Portcullis (one worker), the minimal monoio responder and, when installed, HAProxy 2.6, then
-# measures side by side in one run:
-#   direct          generator -> backend (tools/call, JSON)
-#   minimal-401     generator -> examples/minimal_responder --challenge: the same request answered
-#                   with fixed 401 bytes (the floor of any HTTP server on this path)
-#   noauth          through Portcullis, route without mcpAuthentication (requests without a token)
-#   noauth-tok      the same route, requests carrying the same bearer token as auth-hit
-#   auth-hit        mcpAuthentication, one RS256 token (verified-token cache hits)
-#   miss-rs256      unique RS256 tokens (a pool larger than the per-worker cache, used in order)
-#   miss-es256      the same with ES256
-#   401             initialize without a token (the challenge path)
-#   direct-401      the same request on a directResponse route answering the same 401 challenge
-#   metadata        GET /.well-known/oauth-protected-resource/mcp
-#   haproxy-rs256   HAProxy (nbthread 1), jwt_verify on the same RS256 key, exp/iss/aud ACLs
-#   haproxy-unique  the same with the unique RS256 token pool
-#   haproxy-401     HAProxy's 401 challenge for a request without a token
+# How much does MCP auth cost? One command, one report that answers it first:
+#   "auth adds X µs of proxy CPU per request (cache hit) / Y (fresh RS256) / Z (fresh ES256);
+#    through the MCP relay: …"
+# then the method and the full table. Which script to use:
+#   benches/overhead.sh  (this one) auth's cost in isolation, on a plain `host` route, and the same
+#                        through the MCP relay (`mcp` backend, the quickstart's kind of route).
+#                        Start here.
+#   benches/relay.sh     the relay's own cost (relay vs the MCP server directly) in several CPU
+#                        placements, and its added latency; not needed for the auth answer.
+#
+# Starts an `mcp-load backend`, an `mcp-load jwks` server, Portcullis (one worker), the minimal
+# monoio responder and, when installed, HAProxy 2.6, then measures side by side in one run:
+#   direct            generator -> backend (tools/call, JSON)
+#   minimal-401       generator -> examples/minimal_responder --challenge: the same request answered
+#                     with fixed 401 bytes (the floor of any HTTP server on this path)
+#   noauth            `host` route without mcpAuthentication (requests without a token)
+#   noauth-tok        the same route, requests carrying the RS256 token of auth-hit (same bytes)
+#   noauth-es256      the same route, requests carrying one ES256 token (the bytes of miss-es256)
+#   auth-hit          mcpAuthentication, one RS256 token (verified-token cache hits)
+#   miss-rs256        unique RS256 tokens (a pool larger than the per-worker cache, used in order)
+#   miss-es256        the same with ES256
+#   401               initialize without a token (the challenge path)
+#   direct-401        the same request on a directResponse route answering the same 401 challenge
+#   metadata          GET /.well-known/oauth-protected-resource/mcp
+#   relay-noauth-tok  MCP relay route (`mcp` backend -> the same backend over streamable HTTP),
+#                     no auth, requests carrying the RS256 token
+#   relay-auth-hit    MCP relay route with mcpAuthentication, one RS256 token (cache hits)
+#   relay-miss-rs256  the same with unique RS256 tokens
+#   haproxy-rs256     HAProxy (nbthread 1), jwt_verify on the same RS256 key, exp/iss/aud ACLs
+#   haproxy-unique    the same with the unique RS256 token pool
+#   haproxy-401       HAProxy's 401 challenge for a request without a token
+# The answer: auth's added CPU per request = the auth case's server CPU per request minus that of
+# the no-auth case sending the same token bytes, paired within each round; median and range over
+# the rounds (a range that includes 0 reads "no measurable difference").
 # Saturation (closed loop) is measured ROUNDS times, the cases interleaved, and the median is
-# kept; then each case runs once open-loop at 50% of its saturation rate (latency corrected for
-# coordinated omission). During every measurement mcp-load reads the CPU time (user + kernel,
+# kept; then every case runs open-loop at ONE common offered rate (LAT_RATE, default 50% of the
+# slowest case's saturation), in LAT_ROUNDS (2) interleaved passes, so latencies compare like
+# with like (corrected for coordinated omission; added latency = median and range of the
+# per-pass differences). During every measurement mcp-load reads the CPU time (user + kernel,
 # all threads, from /proc/<pid>/task/*/schedstat) of the server under test, of the backend and
 # of itself: "µs/req" is CPU per answered request, the per-core cost that stays meaningful when
-# two processes share a core. Writes target/overhead-report.md and target/overhead-report.json.
+# two processes share a core. A row is flagged generator-bound when the generator's core was busy
+# >= GEN_BOUND (0.85) of the time, or when the side under test costs less than twice the
+# generator's CPU per request (the headroom target): its req/s may be the generator's ceiling.
+# Writes target/overhead-report.md, target/overhead-report.json and the raw runs in
+# target/overhead-raw/ (re-render with `python3 benches/overhead_report.py target/overhead-raw`).
 #
-#   benches/overhead.sh                    # ROUNDS=3 DURATION=5 WARMUP=1: about 6 minutes
+#   benches/overhead.sh                    # ROUNDS=3 LAT_ROUNDS=2 DURATION=5 WARMUP=1: about 9 minutes
+#   ROUNDS=1 LAT_ROUNDS=1 DURATION=2 WARMUP=1 benches/overhead.sh    # a smoke run, about 2 minutes
 #   ROUNDS=5 DURATION=10 CONNS=64 benches/overhead.sh
+# Other knobs: POOL (unique tokens, 20000), LAT_RATE (req/s), LAT_ROUNDS, RELAY=0 (skip the
+# relay cases), HAPROXY=0 (skip HAProxy), GEN_BOUND, NO_BUILD=1, BIN_DIR (where the binaries are).
 #
 # CPU layout: with >= 4 CPUs the server, the backend and the generator each get their own CPU;
 # with 2 CPUs the generator gets CPU 1 and the server shares CPU 0 with the backend, so
@@ -33,14 +59,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
-DURATION=${DURATION:-5}
-WARMUP=${WARMUP:-1}
+DURATION=${DURATION:-5}; DURATION=${DURATION%s}
+WARMUP=${WARMUP:-1}; WARMUP=${WARMUP%s}
 CONNS=${CONNS:-32}
 POOL=${POOL:-20000}
+RELAY=${RELAY:-1}
+LAT_RATE=${LAT_RATE:-}
+LAT_ROUNDS=${LAT_ROUNDS:-2}
+GEN_BOUND=${GEN_BOUND:-0.85}
+START_S=$SECONDS
 [ -n "${NO_BUILD:-}" ] || cargo build --release -q --bin portcullis --bin mcp-load --example minimal_responder
-LOAD=$PWD/target/release/mcp-load
-BIN=$PWD/target/release/portcullis
-MIN=$PWD/target/release/examples/minimal_responder
+BIN_DIR=${BIN_DIR:-$PWD/target/release}
+LOAD=$BIN_DIR/mcp-load
+BIN=$BIN_DIR/portcullis
+MIN=$BIN_DIR/examples/minimal_responder
+[ -x "$MIN" ] || MIN=$BIN_DIR/minimal_responder
 KEYS=$PWD/tests/data/load
 NCPU=$(nproc)
 if [ "$NCPU" -ge 4 ]; then
@@ -75,6 +108,7 @@ pids+=($!)
 MIN_PID=$!
 "$LOAD" jwks --port "$JP" --sign-key "$KEYS/rsa-2048.pem" --sign-key "$KEYS/ec-p256.pem" >"$tmp/jwks.log" 2>&1 &
 pids+=($!)
+RELAY_BACKEND="backends: [{mcp: {targets: [{name: be, mcp: {host: 127.0.0.1, port: $BP, path: /mcp}}]}}]"
 cat >"$tmp/portcullis.yaml" <<YAML
 config:
   statsAddr: 127.0.0.1:$SP
@@ -96,6 +130,19 @@ binds:
           resourceMetadata:
             resource: http://localhost:$PP/mcp
       backends: [{host: '127.0.0.1:$BP'}]
+    - name: relay-open
+      matches: [{path: {exact: /relay-open/mcp}}]
+      $RELAY_BACKEND
+    - name: relay
+      matches: [{path: {exact: /relay/mcp}}]
+      policies:
+        mcpAuthentication:
+          issuer: $ISS
+          audiences: ['$AUD']
+          jwks: {url: 'http://127.0.0.1:$JP/jwks.json'}
+          resourceMetadata:
+            resource: http://localhost:$PP/relay/mcp
+      $RELAY_BACKEND
     - name: direct-401
       matches: [{path: {exact: /direct-401}}]
       policies:
@@ -114,7 +161,7 @@ wait_port "$BP"; wait_port "$JP"; wait_port "$PP"; wait_port "$MP"
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$RP/healthz/ready" >/dev/null && break; sleep 0.1; done
 
 HAVE_HAPROXY=0
-if command -v haproxy >/dev/null && command -v openssl >/dev/null; then
+if [ "${HAPROXY:-1}" != 0 ] && command -v haproxy >/dev/null && command -v openssl >/dev/null; then
   HAVE_HAPROXY=1
   openssl pkey -in "$KEYS/rsa-2048.pem" -pubout -out "$tmp/rsa-pub.pem" 2>/dev/null
   cat >"$tmp/haproxy.cfg" <<CFG
@@ -157,6 +204,7 @@ echo "minting token pools ($POOL RS256 and ES256 tokens, before any measurement)
 "$LOAD" token --sign-key "$KEYS/rsa-2048.pem" --iss "$ISS" --aud "$AUD" --count "$POOL" >"$tmp/rs256.txt"
 "$LOAD" token --sign-key "$KEYS/ec-p256.pem" --iss "$ISS" --aud "$AUD" --count "$POOL" >"$tmp/es256.txt"
 head -n1 "$tmp/rs256.txt" >"$tmp/rs256-one.txt"
+head -n1 "$tmp/es256.txt" >"$tmp/es256-one.txt"
 
 # Before measuring: each auth proxy must reject invalid and expired tokens and accept valid ones.
 check() {
@@ -173,9 +221,10 @@ print(f"{sys.argv[2]}: accepts valid tokens, rejects invalid and expired ones ({
 PY
 }
 check portcullis "http://127.0.0.1:$PP/mcp"
+if [ "$RELAY" != 0 ]; then check portcullis-relay "http://127.0.0.1:$PP/relay/mcp"; fi
 if [ "$HAVE_HAPROXY" = 1 ]; then check haproxy "http://127.0.0.1:$HP/mcp"; fi
 
-# A case: name, server pid, whether it uses the backend, URL, mcp-load arguments.
+# A case: name, server pid, URL, mcp-load arguments.
 declare -A URL ARGS SERVER
 cases=()
 add() { cases+=("$1"); SERVER[$1]=$2; URL[$1]=$3; shift 3; ARGS[${cases[-1]}]="$*"; }
@@ -184,17 +233,25 @@ add direct "$BACKEND_PID" "http://127.0.0.1:$BP/mcp" -s call
 add minimal-401 "$MIN_PID" "http://127.0.0.1:$MP/mcp" -s unauth
 add noauth "$PORTCULLIS_PID" "http://127.0.0.1:$PP/open" -s call
 add noauth-tok "$PORTCULLIS_PID" "http://127.0.0.1:$PP/open" -s call --token-file "$TOKS"
+add noauth-es256 "$PORTCULLIS_PID" "http://127.0.0.1:$PP/open" -s call --token-file "$tmp/es256-one.txt"
 add auth-hit "$PORTCULLIS_PID" "http://127.0.0.1:$PP/mcp" -s call --token-file "$TOKS"
 add miss-rs256 "$PORTCULLIS_PID" "http://127.0.0.1:$PP/mcp" -s call --token-file "$tmp/rs256.txt"
 add miss-es256 "$PORTCULLIS_PID" "http://127.0.0.1:$PP/mcp" -s call --token-file "$tmp/es256.txt"
 add 401 "$PORTCULLIS_PID" "http://127.0.0.1:$PP/mcp" -s unauth
 add direct-401 "$PORTCULLIS_PID" "http://127.0.0.1:$PP/direct-401" -s unauth
 add metadata "$PORTCULLIS_PID" "http://127.0.0.1:$PP/mcp" -s metadata
+if [ "$RELAY" != 0 ]; then
+  add relay-noauth-tok "$PORTCULLIS_PID" "http://127.0.0.1:$PP/relay-open/mcp" -s call --token-file "$TOKS"
+  add relay-auth-hit "$PORTCULLIS_PID" "http://127.0.0.1:$PP/relay/mcp" -s call --token-file "$TOKS"
+  add relay-miss-rs256 "$PORTCULLIS_PID" "http://127.0.0.1:$PP/relay/mcp" -s call --token-file "$tmp/rs256.txt"
+fi
 if [ "$HAVE_HAPROXY" = 1 ]; then
   add haproxy-rs256 "$HAPROXY_PID" "http://127.0.0.1:$HP/mcp" -s call --token-file "$TOKS"
   add haproxy-unique "$HAPROXY_PID" "http://127.0.0.1:$HP/mcp" -s call --token-file "$tmp/rs256.txt"
   add haproxy-401 "$HAPROXY_PID" "http://127.0.0.1:$HP/mcp" -s unauth
 fi
+raw=$PWD/target/overhead-raw
+rm -rf "$raw"; mkdir -p "$raw"
 run_case() { # name, output file, extra mcp-load arguments
   local n=$1 out=$2; shift 2
   # shellcheck disable=SC2086
@@ -202,153 +259,46 @@ run_case() { # name, output file, extra mcp-load arguments
     --watch "server=${SERVER[$n]}" --watch "backend=$BACKEND_PID" ${ARGS[$n]} "$@" >"$out"
 }
 ncases=${#cases[@]}
+echo "${ncases} cases x (${ROUNDS} closed-loop rounds + ${LAT_ROUNDS} open-loop passes); each run ${WARMUP}s + ${DURATION}s" >&2
 for r in $(seq "$ROUNDS"); do
   # Each round starts at another case, so that no case always follows the same one (a heavy
   # case leaves caches and the allocator in a state that the next one pays for).
   for i in $(seq 0 $((ncases - 1))); do
     n=${cases[$(((i + (r - 1) * ncases / ROUNDS) % ncases))]}
     echo "== round $r/$ROUNDS: $n (closed loop, $CONNS connections, ${DURATION}s)" >&2
-    run_case "$n" "$tmp/$n.sat$r.json"
+    run_case "$n" "$raw/$n.sat$r.json"
   done
 done
-for n in "${cases[@]}"; do
-  rate=$(python3 - "$ROUNDS" "$tmp/$n" <<'PY'
+# One offered rate for every case's latency run: LAT_RATE, or half the slowest case's saturation.
+if [ -z "$LAT_RATE" ]; then
+  LAT_RATE=$(python3 - "$raw" "$ROUNDS" "${cases[@]}" <<'PY'
 import json, statistics, sys
-rs = [json.load(open(f"{sys.argv[2]}.sat{r}.json"))["achieved_rps"] for r in range(1, int(sys.argv[1]) + 1)]
-print(max(1.0, round(statistics.median(rs) * 0.5, 1)))
+raw, rounds, names = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+med = [statistics.median(json.load(open(f"{raw}/{n}.sat{r}.json"))["achieved_rps"] for r in range(1, rounds + 1))
+       for n in names]
+print(max(1, int(min(med) * 0.5)))
 PY
 )
-  echo "== $n: open loop at 50% ($rate req/s)" >&2
-  run_case "$n" "$tmp/$n.half.json" --rate "$rate"
+  LAT_RULE="50% of the slowest case's saturation"
+else
+  LAT_RULE="set by LAT_RATE"
+fi
+for p in $(seq "$LAT_ROUNDS"); do
+  for i in $(seq 0 $((ncases - 1))); do
+    n=${cases[$(((i + (p - 1) * ncases / LAT_ROUNDS) % ncases))]}
+    echo "== latency pass $p/$LAT_ROUNDS: $n (open loop at $LAT_RATE req/s: the common rate, $LAT_RULE)" >&2
+    run_case "$n" "$raw/$n.lat$p.json" --rate "$LAT_RATE"
+  done
 done
 
-mkdir -p target
-python3 - "$tmp" "$NCPU" "$PROXY_CPU" "$BACKEND_CPU" "$GEN_CPUS" "$DURATION" "$CONNS" "$POOL" "$HAVE_HAPROXY" "$ROUNDS" "${cases[@]}" <<'PY'
-import json, statistics, sys, datetime
-tmp, ncpu, pcpu, bcpu, gcpu, dur, conns, pool, hap, rounds = sys.argv[1:11]
-names = sys.argv[11:]
-rounds = int(rounds)
-what = {
-    "direct": "generator -> backend",
-    "minimal-401": "generator -> minimal monoio responder, fixed 401",
-    "noauth": "Portcullis, no auth",
-    "noauth-tok": "Portcullis, no auth, same token sent",
-    "auth-hit": "Portcullis, RS256, cache hit",
-    "miss-rs256": "Portcullis, RS256, unique tokens",
-    "miss-es256": "Portcullis, ES256, unique tokens",
-    "401": "Portcullis, 401 challenge",
-    "direct-401": "Portcullis, directResponse 401",
-    "metadata": "Portcullis, PRM metadata",
-    "haproxy-rs256": "HAProxy 1 thread, jwt_verify RS256",
-    "haproxy-unique": "HAProxy, jwt_verify, unique RS256 tokens",
-    "haproxy-401": "HAProxy, 401 challenge",
-}
-def cpu_of(run, name):
-    for c in run.get("cpu", []):
-        if c["name"] == name:
-            return c["us_per_request"]
-    return None
-med = lambda xs: statistics.median(xs) if xs else None
-cases = {}
-for n in names:
-    sats = [json.load(open(f"{tmp}/{n}.sat{r}.json")) for r in range(1, rounds + 1)]
-    half = json.load(open(f"{tmp}/{n}.half.json"))
-    rps = [s["achieved_rps"] for s in sats]
-    srv = [x for x in (cpu_of(s, "server") for s in sats) if x is not None]
-    be = [x for x in (cpu_of(s, "backend") for s in sats) if x is not None]
-    gen = [x for x in (cpu_of(s, "mcp-load") for s in sats) if x is not None]
-    errs = sum(s["requests"]["errors"] for s in sats) + half["requests"]["errors"]
-    classes = {}
-    for s in sats + [half]:
-        for k, v in s["errors"].items():
-            if v:
-                classes[k] = classes.get(k, 0) + v
-    cases[n] = {
-        "what": what.get(n, n),
-        "saturation_rps": med(rps), "saturation_rps_rounds": rps,
-        "server_cpu_us_per_req": med(srv), "server_cpu_us_rounds": srv,
-        "backend_cpu_us_per_req": med(be) if n not in ("minimal-401", "401", "direct-401", "metadata", "haproxy-401") else None,
-        "generator_cpu_us_per_req": med(gen),
-        "half_offered_rps": half["offered_rps"], "half_achieved_rps": half["achieved_rps"],
-        "half_latency_us": half["latency_us"], "errors": errs, "errors_by_class": classes,
-    }
-out = {"generated": datetime.datetime.now().isoformat(timespec="seconds"), "cpus": int(ncpu),
-       "layout": {"server_cpu": pcpu, "backend_cpu": bcpu, "generator_cpus": gcpu},
-       "rounds": rounds, "duration_s": float(dur), "connections": int(conns), "token_pool": int(pool),
-       "cases": cases, "ratios": {}}
-rps = lambda n: cases[n]["saturation_rps"] if n in cases else None
-cpu = lambda n: cases[n]["server_cpu_us_per_req"] if n in cases else None
-def ratio(a, b, f):
-    x, y = f(a), f(b)
-    return round(x / y, 3) if x and y else None
-# Throughput ratio a/b, and per-core ratio: b's CPU per request over a's. Each is the median of
-# the per-round ratios (the two cases of a round ran minutes apart at most; the machine's speed
-# drifts more than that between rounds), with their range; the ratio of the medians is kept too.
-def paired(a, b, key, invert):
-    xs, ys = cases[a][key], cases[b][key]
-    rs = [(y / x if invert else x / y) for x, y in zip(xs, ys) if x and y]
-    return (round(statistics.median(rs), 3), round(min(rs), 3), round(max(rs), 3)) if rs else (None, None, None)
-def both(key, a, b, target, note=""):
-    if a not in cases or b not in cases:
-        return
-    t, tlo, thi = paired(a, b, "saturation_rps_rounds", False)
-    c, clo, chi = paired(a, b, "server_cpu_us_rounds", True)
-    out["ratios"][key] = {"throughput": t, "throughput_range": [tlo, thi], "per_core": c, "per_core_range": [clo, chi],
-                          "throughput_of_medians": ratio(a, b, rps), "per_core_of_medians": ratio(b, a, cpu),
-                          "target": target, "note": note}
-both("auth-hit / noauth", "auth-hit", "noauth", 0.95)
-both("auth-hit / noauth-tok", "auth-hit", "noauth-tok", 0.95, "same request bytes on both sides")
-both("miss-rs256 / noauth", "miss-rs256", "noauth", None)
-both("miss-es256 / noauth", "miss-es256", "noauth", None)
-both("401 / direct-401", "401", "direct-401", 0.95)
-both("401 / minimal-401", "401", "minimal-401", 0.85, "same request, same 401 challenge")
-both("auth-hit / haproxy-rs256", "auth-hit", "haproxy-rs256", 4.0)
-both("miss-rs256 / haproxy-unique", "miss-rs256", "haproxy-unique", 1.5)
-both("401 / haproxy-401", "401", "haproxy-401", None)
-if "401" in cases and cases["401"]["generator_cpu_us_per_req"] and cpu("401"):
-    g = cases["401"]["generator_cpu_us_per_req"]
-    out["ratios"]["generator headroom on the 401 path"] = {
-        "throughput": None, "per_core": round(cpu("401") / g, 3), "target": 2.0,
-        "note": f"Portcullis worker {cpu('401'):.2f} µs/req vs mcp-load {g:.2f} µs/req: one generator core sustains this many times what one worker serves"}
-f = lambda x, d=1: "-" if x is None else f"{x:,.{d}f}"
-rows = []
-for n, c in cases.items():
-    l = c["half_latency_us"]
-    cap = 1e6 / c["server_cpu_us_per_req"] if c["server_cpu_us_per_req"] else None
-    rows.append(f"| {n} | {c['what']} | {f(c['saturation_rps'], 0)} | {f(c['server_cpu_us_per_req'], 2)} | {f(cap, 0)} | "
-                f"{f(c['backend_cpu_us_per_req'], 2)} | {f(c['generator_cpu_us_per_req'], 2)} | {f(c['half_achieved_rps'], 0)} | "
-                f"{l['p50']/1000:.3f} | {l['p99']/1000:.3f} | {l['p999']/1000:.3f} | {c['errors']} |")
-md = [
-    f"# Portcullis auth overhead ({out['generated']})", "",
-    f"{ncpu} CPUs; server under test on CPU {pcpu}, backend on CPU {bcpu}, generator on CPU {gcpu}; one Portcullis worker; "
-    f"{conns} connections; saturation = median of {rounds} interleaved closed-loop rounds of {dur} s; latency = one open-loop "
-    f"run at 50% of that rate, corrected for coordinated omission. CPU = user + kernel time of all the process's threads "
-    f"in the measured window, per answered request; per-core capacity = 10⁶ / server µs. Unique-token pools of {pool} "
-    "(cache: 10000 per worker).", "",
-    "| case | what | saturation req/s | server CPU µs/req | per-core capacity req/s | backend µs/req | generator µs/req | achieved @50% | p50 ms | p99 ms | p99.9 ms | errors |",
-    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    *rows, "",
-    "Ratios: median over the rounds of each round's ratio (range in brackets).", "",
-    "| ratio | throughput | per core (CPU) | target | note |", "|---|---:|---:|---:|---|",
-]
-for k, r in out["ratios"].items():
-    if r["throughput"] is None and r["per_core"] is None:
-        continue
-    t = "-" if r["target"] is None else f"≥ {r['target']}"
-    rng = lambda lo_hi: "" if lo_hi is None or None in lo_hi else f" [{lo_hi[0]:.2f}–{lo_hi[1]:.2f}]"
-    md.append(f"| {k} | {f(r['throughput'], 3)}{rng(r.get('throughput_range'))} | **{f(r['per_core'], 3)}**{rng(r.get('per_core_range'))} | {t} | {r['note']} |")
-md.append("")
-if int(pool) < 20000:
-    md.append(f"- **Caution:** the unique-token pool ({pool}) is under twice the per-worker cache (10000): the miss cases may hit the cache.")
-if hap != "1":
-    md.append("- HAProxy not measured: `haproxy` (and `openssl`) not on PATH (`apt-get install -y haproxy`).")
-if "direct" in cases:
-    d50 = cases["direct"]["half_latency_us"]
-    md.append("- added latency at 50% load vs direct (p50 / p99): " + ", ".join(
-        f"{n} {(c['half_latency_us']['p50'] - d50['p50'])/1000:+.3f} / {(c['half_latency_us']['p99'] - d50['p99'])/1000:+.3f} ms"
-        for n, c in cases.items() if n != "direct" and c["backend_cpu_us_per_req"] is not None))
-open("target/overhead-report.md", "w").write("\n".join(md) + "\n")
-json.dump(out, open("target/overhead-report.json", "w"), indent=2)
-print("\n".join(md))
+python3 - "$raw/meta.json" <<PY
+import json, sys
+json.dump({"cpus": $NCPU, "server_cpu": "$PROXY_CPU", "backend_cpu": "$BACKEND_CPU", "generator_cpus": "$GEN_CPUS",
+           "rounds": $ROUNDS, "duration_s": float("$DURATION"), "warmup_s": float("$WARMUP"), "connections": $CONNS,
+           "token_pool": $POOL, "haproxy": $HAVE_HAPROXY, "relay": "$RELAY" != "0",
+           "latency_rate_rps": float("$LAT_RATE"), "latency_rate_rule": "$LAT_RULE", "latency_rounds": $LAT_ROUNDS, "generator_bound": float("$GEN_BOUND"),
+           "run_seconds": $SECONDS - $START_S, "cases": "${cases[*]}".split()}, open(sys.argv[1], "w"), indent=2)
 PY
-echo "wrote target/overhead-report.md and target/overhead-report.json" >&2
+mkdir -p target
+python3 benches/overhead_report.py "$raw"
+echo "wrote target/overhead-report.md and target/overhead-report.json (raw runs: target/overhead-raw/); took $((SECONDS - START_S)) s" >&2

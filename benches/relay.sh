@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# tools/call through Portcullis's MCP relay (`mcp` backend -> the mcp-load backend over
+# Which script: for "how much does MCP auth cost me", run benches/overhead.sh: it answers that
+# first, on a plain `host` route and through the MCP relay. This script measures the relay
+# itself: tools/call through Portcullis's MCP relay (`mcp` backend -> the mcp-load backend over
 # streamable HTTP) against the backend directly, with and without mcpAuthentication (one RS256
-# token: verified-token cache hits). Interleaved rounds in one run; prints medians and ratios.
+# token: verified-token cache hits). Interleaved rounds in one run; prints medians and ratios,
+# and first the relay's auth cost: relay+auth CPU per call minus relay's (both send the same
+# token, so the request bytes match), paired per round. A range that includes 0 (or 1.0 for a
+# ratio) is printed as "no measurable difference".
 #
 #   benches/relay.sh [ROUNDS] [DURATION]          # e.g. benches/relay.sh 5 4s
 #
@@ -24,7 +29,8 @@ cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
 DUR=${2:-4s}
 [ -n "${NO_BUILD:-}" ] || cargo build --release -q --bin portcullis --bin mcp-load
-L=target/release/mcp-load; B=target/release/portcullis; K=tests/data/load/rsa-2048.pem
+BIN_DIR=${BIN_DIR:-target/release}
+L=$BIN_DIR/mcp-load; B=$BIN_DIR/portcullis; K=tests/data/load/rsa-2048.pem
 pick() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 B0=$(pick); B1=$(pick); JP=$(pick); PP=$(pick); SP=$(pick); RP=$(pick); P1=$(pick)
 tmp=$(mktemp -d)
@@ -96,7 +102,8 @@ for r in $(seq "$ROUNDS"); do
     case $c in
       d1) got[$c]=$(rate "http://127.0.0.1:$B1/mcp" "$B1PID" "$B1PID") ;;
       d2) got[$c]=$(rate "http://127.0.0.1:$B0/mcp" "$B0PID" "$B0PID") ;;
-      open) got[$c]=$(rate "http://127.0.0.1:$PP/open/mcp" "$PPID2" "$B1PID") ;;
+      # The same token as relay+auth (ignored by this route): the same request bytes.
+      open) got[$c]=$(rate "http://127.0.0.1:$PP/open/mcp" "$PPID2" "$B1PID" --token "$TOK") ;;
       auth) got[$c]=$(rate "http://127.0.0.1:$PP/mcp" "$PPID2" "$B1PID" --token "$TOK") ;;
       shared) got[$c]=$(rate "http://127.0.0.1:$PP/shared/mcp" "$PPID2" "$B0PID" --token "$TOK") ;;
     esac
@@ -151,8 +158,19 @@ rows = [list(map(float, r.split())) for r in sys.argv[2:2 + n]]
 def med(xs): return st.median(xs)
 def ratio(i, j):
     r = [x[i] / x[j] for x in rows if x[j] > 0]
+    if len(r) >= 2 and min(r) <= 1.0 <= max(r):
+        return f"no measurable difference [{min(r):.3f}-{max(r):.3f}]"
     return f"{med(r):.3f} [{min(r):.3f}-{max(r):.3f}]"
 d1, d2, o, a, s, d1b, op, ap, sp, d2b = (med(c) for c in zip(*rows))
+diff = [x[7] - x[6] for x in rows if x[6] > 0 and x[7] > 0]
+if diff:
+    lo, hi, m = min(diff), max(diff), med(diff)
+    rng = f"[{lo:+.2f} .. {hi:+.2f} over {len(diff)} rounds]" if len(diff) >= 2 else "(1 round: no noise range)"
+    if len(diff) >= 2 and lo <= 0 <= hi:
+        print(f"auth through the MCP relay (cache hit): no measurable difference in proxy CPU per tools/call {rng}")
+    else:
+        print(f"auth through the MCP relay (cache hit): adds {m:+.2f} us of proxy CPU per tools/call {rng},"
+              f" on top of {op:.2f} us for the relay without auth")
 print(f"medians of {n} rounds (ratios: median of per-round ratios [range]):")
 print(f"  req/s: direct-1 {d1:,.0f}, direct-2 {d2:,.0f}, relay {o:,.0f}, relay+auth {a:,.0f}, shared+auth {s:,.0f}")
 print(f"  relay+auth / direct-1 (proxy on its own core, CPU 0 idle when direct): {ratio(3, 0)}")
