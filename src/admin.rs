@@ -25,9 +25,9 @@ use crate::snapshot::Settings;
 pub struct Bound(Vec<(std::net::TcpListener, bool, bool)>);
 
 /// Binds `config.statsAddr` and `config.readinessAddr` (one listener when they are equal).
-/// They are bound with SO_REUSEPORT, as the proxy ports are, so that a second Portcullis started
-/// with `--reuse-port` can take over during an upgrade; without that flag a probe without
-/// SO_REUSEPORT first checks that nothing else listens there. Returns every error.
+/// With `--reuse-port` they are bound with SO_REUSEPORT, so that two instances both started
+/// with it can share them during an upgrade; without it they are exclusive (a plain bind), so
+/// nothing can join them, not even this instance's own proxy ports. Returns every error.
 pub fn bind(settings: &Settings, reuse_port: bool) -> Result<Bound, Vec<String>> {
     let mut addrs = vec![(settings.stats_addr, true, false)];
     if settings.readiness_addr == settings.stats_addr {
@@ -38,11 +38,7 @@ pub fn bind(settings: &Settings, reuse_port: bool) -> Result<Bound, Vec<String>>
     let mut bound = Vec::new();
     let mut errors = Vec::new();
     for (addr, stats, readiness) in addrs {
-        let probe = || match reuse_port {
-            true => Ok(()),
-            false => std::net::TcpListener::bind(addr).map(drop),
-        };
-        match probe().and_then(|()| listen(addr)) {
+        match listen(addr, reuse_port) {
             Ok(l) => bound.push((l, stats, readiness)),
             Err(e) => {
                 let what = if stats { "statsAddr" } else { "readinessAddr" };
@@ -63,11 +59,11 @@ pub fn bind(settings: &Settings, reuse_port: bool) -> Result<Bound, Vec<String>>
     }
 }
 
-fn listen(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+fn listen(addr: std::net::SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
+    socket.set_reuse_port(reuse_port)?;
     socket.bind(&addr.into())?;
     socket.listen(128)?;
     socket.set_nonblocking(true)?;

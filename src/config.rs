@@ -58,7 +58,7 @@ impl Loaded {
         let related = |path: &str| {
             self.removed
                 .iter()
-                .any(|r| within(path, r) || within(r, path))
+                .any(|r| error::within(path, r) || error::within(r, path))
         };
         let keep: Vec<ConfigError> = errors.into_iter().filter(|e| !related(&e.path)).collect();
         for e in keep {
@@ -67,12 +67,6 @@ impl Loaded {
             }
         }
     }
-}
-
-/// `path` is `ancestor` or below it (`a.b[0]` is within `a.b`; `a.bc` is not).
-fn within(path: &str, ancestor: &str) -> bool {
-    path.strip_prefix(ancestor)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
 }
 
 /// How many errors one pass reports at most.
@@ -95,7 +89,7 @@ fn load_model(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Loa
         removed: Vec::new(),
     };
     for _ in 0..MAX_ERRORS {
-        let err = match serde_path_to_error::deserialize::<_, model::LocalConfig>(value.clone()) {
+        let err = match serde_path_to_error::deserialize::<_, model::LocalConfig>(&value) {
             Ok(cfg) => {
                 loaded.add_later(validate(&cfg).err().unwrap_or_default());
                 loaded.model = Some(cfg);
@@ -119,7 +113,7 @@ fn load_model(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Loa
         }
         let unknown_key = raw.starts_with("unknown field `");
         match error::take_out(&mut value, &segments, &raw, &|v| {
-            serde_path_to_error::deserialize::<_, model::LocalConfig>(v.clone())
+            serde_path_to_error::deserialize::<_, model::LocalConfig>(v)
                 .err()
                 .map(|e| (error::from_serde_path(e.path()), e.inner().to_string()))
         }) {
@@ -186,15 +180,9 @@ pub fn load_bytes_with_env(
         ConfigError::new(error::ROOT, format!("the config is not valid UTF-8: {e}"))
     })?;
     let mut loaded = load_model(text, lookup)?;
-    let Some(model) = loaded.model.take() else {
-        return Err(ConfigErrors(loaded.errors));
-    };
-    match lower::lower(&model, base_dir) {
-        Ok(snapshot) if loaded.errors.is_empty() => Ok(snapshot),
-        Ok(_) => Err(ConfigErrors(loaded.errors)),
-        Err(ConfigErrors(errors)) => {
-            loaded.add_later(errors);
-            Err(ConfigErrors(loaded.errors))
-        }
+    // Lowering assumes a valid model (and reads files, resolves names): only a clean one.
+    match loaded.model.take() {
+        Some(model) if loaded.errors.is_empty() => lower::lower(&model, base_dir),
+        _ => Err(ConfigErrors(loaded.errors)),
     }
 }

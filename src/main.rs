@@ -33,9 +33,10 @@ struct Cli {
     /// Pin worker i to CPU i.
     #[arg(long)]
     pin_cpus: bool,
-    /// Share the listening ports (and the admin addresses) with another running Portcullis, for
-    /// a zero-downtime upgrade: start the new one with this flag, then SIGTERM the old one.
-    /// Without it, a port that anything else listens on is an error at start.
+    /// Share the listening ports with another running Portcullis, for a zero-downtime upgrade:
+    /// start the new one with this flag, then SIGTERM the old one. The admin addresses are
+    /// shared too when both were started with it. Without it, a port that anything else
+    /// listens on is an error at start.
     #[arg(long)]
     reuse_port: bool,
 }

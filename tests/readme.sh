@@ -104,11 +104,12 @@ cleanup() {
   # Jobs the blocks themselves put in the background.
   local jobs_left
   mapfile -t jobs_left < <(jobs -p)
-  [ ${#jobs_left[@]} -eq 0 ] || kill "${jobs_left[@]}" 2>/dev/null
+  for p in "${jobs_left[@]}"; do pkill -TERM -P "$p" 2>/dev/null; kill -TERM "$p" 2>/dev/null; done
   sleep 1
   for p in "${bg_pids[@]}"; do kill -KILL -- "-$p" 2>/dev/null; done
 }
 trap cleanup EXIT
+trap 'echo "readme: FAILED: a block ran over ${README_BLOCK_TIMEOUT:-900}s"; exit 1' TERM
 
 cd "$clone" || exit 1
 failed=0
@@ -144,9 +145,16 @@ for sh in "$work"/blocks/*.sh; do
   esac
   echo "readme: \$ README.md:$line: $first"
   t0=$SECONDS
+  # As in a reader's shell: no nounset/pipefail, no stdin; a block that hangs is stopped.
+  set +u +o pipefail
+  (sleep "${README_BLOCK_TIMEOUT:-900}" && kill -TERM $$) 2>/dev/null &
+  timeout_pid=$!
   # shellcheck disable=SC1090
-  source "$sh" >"$n.out" 2>&1
+  source "$sh" >"$n.out" 2>&1 </dev/null
   rc=$?
+  pkill -P "$timeout_pid" 2>/dev/null
+  kill "$timeout_pid" 2>/dev/null
+  set -u -o pipefail
   ok=1
   if [ "$rc" -ne 0 ]; then
     echo "readme: FAILED README.md:$line: exit status $rc"
@@ -178,5 +186,7 @@ for n in "${bg_blocks[@]}"; do
   fi
 done
 echo "readme: $passed passed, $failed failed"
-[ "$failed" -eq 0 ] && rm -rf "$work"
+cleanup
+trap - EXIT
+if [ "$failed" -eq 0 ]; then rm -rf "$work"; else echo "readme: outputs kept in $work/blocks"; fi
 [ "$failed" -eq 0 ]

@@ -99,14 +99,21 @@ pub fn take_out(
         .and_then(|r| r.split_once('`'))
         .map(|(k, _)| k.to_owned());
     if let Some(key) = missing {
-        // The object at `path` lacks `key`: give it one.
+        // The object at `path` lacks `key`: give it a stand-in that leaves no error at or below
+        // the key; when none fits, take out the key that holds the object.
         let at = from_path(path);
         let shown = join(if at == ROOT { "" } else { &at }, &key);
         walk(value, path)?.as_object_mut()?;
         let fits = stand_in(value, path, &key, None, &|v| {
-            next_error(v).is_none_or(|(p, m)| p != at || m != message)
+            next_error(v).is_none_or(|(p, m)| !(p == at && m == message) && !within(&p, &shown))
         });
-        return fits.then_some(shown);
+        if fits {
+            return Some(shown);
+        }
+        walk(value, path)?.as_object_mut()?.remove(&key);
+        let (parent, holder, shown) = locate(path)?;
+        walk(value, parent)?.as_object_mut()?.remove(holder)?;
+        return Some(shown);
     }
     let (parent, key, shown) = locate(path)?;
     let old = walk(value, parent)?.as_object_mut()?.remove(key)?;
@@ -120,7 +127,7 @@ pub fn take_out(
     let missing = format!("missing field `{key}`");
     let passes = |v: &serde_json::Value| match next_error(v) {
         None => true,
-        Some((p, msg)) => p != shown && !(p == parent_shown && msg == missing),
+        Some((p, msg)) => !within(&p, &shown) && !(p == parent_shown && msg == missing),
     };
     if !passes(value) && !stand_in(value, parent, key, Some(&old), &passes) {
         // Nothing fits: leave the key out; the next pass reports its holder.
@@ -152,6 +159,12 @@ fn stand_in(
         }
     }
     false
+}
+
+/// `path` is `ancestor` or below it (`a.b[0]` is within `a.b`; `a.bc` is not).
+pub fn within(path: &str, ancestor: &str) -> bool {
+    path.strip_prefix(ancestor)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
 }
 
 /// Splits an error path at its innermost key: the segments of the object holding it, the key,

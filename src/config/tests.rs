@@ -485,3 +485,27 @@ fn missing_required_key_and_later_errors() {
         "{shown:#?}"
     );
 }
+
+/// A missing required key gets no error of its stand-in, and a key no stand-in fits (a header
+/// match without `value`) does not hide the errors after it.
+#[test]
+fn stand_ins_add_no_errors_and_hide_none() {
+    let errs = load("binds: [{port: 3000}]\n").unwrap_err().0;
+    let shown: Vec<String> = errs.iter().map(ToString::to_string).collect();
+    assert_eq!(shown, ["binds[0]: missing field `listeners`"], "{shown:#?}");
+    let text = "binds:\n- port: 3000\n  listeners:\n  - routes:\n    - matches: [{headers: [{name: x}]}]\n      policies: {corz: {}}\n    - policies: {directResponze: {}}\n";
+    let errs = load(text).unwrap_err().0;
+    let shown: Vec<String> = errs.iter().map(ToString::to_string).collect();
+    let r = "binds[0].listeners[0].routes";
+    for want in [
+        format!("{r}[0].matches[0].headers[0]: missing field `value`"),
+        format!("{r}[0].policies.corz: unknown field"),
+        format!("{r}[1].policies.directResponze: unknown field"),
+    ] {
+        assert!(
+            shown.iter().any(|e| e.starts_with(&want)),
+            "{want} in {shown:#?}"
+        );
+    }
+    assert_eq!(shown.len(), 3, "{shown:#?}");
+}

@@ -50,7 +50,8 @@ pub struct Proc {
     answered: Cell<bool>,
     /// The child's last stderr line (at most [`STDERR_TAIL`] bytes) and whether stderr ended:
     /// when a child exits before it answered anything (a wrong path, a missing module), the
-    /// error names what it printed, since that is the cause the client needs.
+    /// logged error quotes what it printed, the cause the operator needs. The client is told
+    /// only that the server exited before answering: stderr may hold paths or secrets.
     stderr_tail: RefCell<String>,
     stderr_done: Cell<bool>,
 }
@@ -216,6 +217,7 @@ async fn read_loop(proc: std::rc::Weak<Proc>, mut s: UnixStream) {
                     return;
                 }
                 let mut why = format!("the MCP server {} has exited", p.target);
+                let mut logged = why.clone();
                 if !p.answered.get() {
                     // It never started: wait briefly for its last words on stderr.
                     for _ in 0..20 {
@@ -224,12 +226,14 @@ async fn read_loop(proc: std::rc::Weak<Proc>, mut s: UnixStream) {
                         }
                         monoio::time::sleep(Duration::from_millis(10)).await;
                     }
+                    why.push_str(" before answering (the proxy's log has its error output)");
                     let tail = p.stderr_tail.borrow();
-                    if !tail.is_empty() {
-                        why = format!("{why} before answering; it printed: {tail}");
-                    }
+                    logged = match tail.is_empty() {
+                        true => format!("{logged} before answering; it printed nothing on stderr"),
+                        false => format!("{logged} before answering; it printed: {tail}"),
+                    };
                 }
-                tracing::warn!(target_name = %p.target, "{why}");
+                tracing::warn!(target_name = %p.target, "{logged}");
                 p.fail_all(&why);
                 return;
             }
@@ -275,14 +279,9 @@ async fn stderr_loop(proc: std::rc::Weak<Proc>, mut s: UnixStream) {
     };
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     loop {
-        match read_lines(&mut s, &mut buf).await {
-            Ok(0) | Err(_) => {
-                if let Some(p) = proc.upgrade() {
-                    p.stderr_done.set(true);
-                }
-                return;
-            }
-            Ok(_) => {}
+        let eof = matches!(read_lines(&mut s, &mut buf).await, Ok(0) | Err(_));
+        if eof && !buf.is_empty() && buf.last() != Some(&b'\n') {
+            buf.push(b'\n'); // the last line had no newline
         }
         let mut start = 0;
         while let Some(nl) = memchr::memchr(b'\n', &buf[start..]) {
@@ -302,6 +301,12 @@ async fn stderr_loop(proc: std::rc::Weak<Proc>, mut s: UnixStream) {
                 tail.push_str(&line[..end]);
             }
             start += nl + 1;
+        }
+        if eof {
+            if let Some(p) = proc.upgrade() {
+                p.stderr_done.set(true);
+            }
+            return;
         }
         buf.drain(..start);
         if buf.len() > 64 * 1024 {

@@ -61,6 +61,17 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
             .map(ToString::to_string)
             .collect()
     };
+    for (what, addr) in [
+        ("statsAddr", snapshot.settings.stats_addr),
+        ("readinessAddr", snapshot.settings.readiness_addr),
+    ] {
+        if let Some(i) = snapshot.binds.iter().position(|b| b.port == addr.port()) {
+            failures.push(format!(
+                "config.{what}: port {} is also binds[{i}].port: give the admin endpoint a port of its own",
+                addr.port()
+            ));
+        }
+    }
     let admin = match crate::admin::bind(&snapshot.settings, opts.reuse_port) {
         Ok(bound) => Some(bound),
         Err(errors) => {

@@ -39,12 +39,22 @@ macro_rules! both_drivers {
     };
 }
 
+/// A port nothing listens on, never the same one twice in this test process: tests run in
+/// parallel, and a port handed out but not bound yet would otherwise be handed out again.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 static DIRS: AtomicUsize = AtomicUsize::new(0);

@@ -716,7 +716,8 @@ both_drivers!(quickstart_walkthrough, |d| {
 
 both_drivers!(a_stdio_server_that_cannot_start_names_why, |d| {
     // Relative stdio paths are relative to the proxy's working directory: started elsewhere,
-    // the error the client gets quotes the server's own complaint.
+    // the client learns that the server never answered and the log quotes the server's own
+    // complaint (stderr is not sent to clients: it may hold paths or secrets).
     let cfg = format!(
         "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - backends:\n      - mcp:\n          targets:\n          - name: demo\n            stdio: {{cmd: python3, args: [examples/mcp/no_such_server.py]}}\n"
     );
@@ -725,9 +726,17 @@ both_drivers!(a_stdio_server_that_cannot_start_names_why, |d| {
     c.path = "/".into();
     let text = c.raw("POST", INIT, "").text();
     assert!(
-        text.contains("the MCP server demo has exited before answering")
-            && text.contains("no_such_server.py"),
+        text.contains("the MCP server demo has exited before answering (the proxy's log has its error output)"),
         "{text}"
+    );
+    assert!(!text.contains("no_such_server.py"), "{text}");
+    assert!(
+        p.wait_log(
+            "the MCP server demo has exited before answering; it printed: ",
+            5
+        ) && p.log_contains("no_such_server.py"),
+        "{}",
+        p.log()
     );
 });
 

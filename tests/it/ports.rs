@@ -89,7 +89,8 @@ both_drivers!(a_taken_port_is_an_error_at_start, |d| {
 });
 
 both_drivers!(reuse_port_shares_on_purpose, |d| {
-    let a = Proxy::start(&direct_cfg("old"), d);
+    // The admin addresses are shared only between instances that both ask for it.
+    let a = Proxy::start_with(&direct_cfg("old"), d, &[], &["--reuse-port"]);
     // Same ports, admin included: the new instance joins with --reuse-port.
     let mut b = Proxy::start_sharing(&a, &direct_cfg("new"), d, &["--reuse-port"]);
     // Both answer on the one port (SO_REUSEPORT spreads connections by their address).
@@ -109,6 +110,15 @@ both_drivers!(reuse_port_shares_on_purpose, |d| {
     }
     assert!(b.terminate().success());
 });
+
+#[test]
+fn an_admin_port_that_is_also_a_proxy_port_is_an_error() {
+    let port = free_port();
+    let cfg = format!("config:\n  statsAddr: 127.0.0.1:{port}\n  readinessAddr: 127.0.0.1:{}\nbinds:\n- port: {port}\n  listeners:\n  - routes:\n    - policies:\n        directResponse: {{body: x, status: 200}}\n", free_port());
+    let err = refused(&cfg, Driver::Epoll);
+    let want = format!("config.statsAddr: port {port} is also binds[0].port");
+    assert!(err.contains(&want), "{want:?} in:\n{err}");
+}
 
 both_drivers!(a_reload_onto_a_taken_port_is_rejected, |d| {
     let p = Proxy::start(&direct_cfg("v1"), d);
