@@ -105,7 +105,7 @@ pub fn take_out(
         let shown = join(if at == ROOT { "" } else { &at }, &key);
         walk(value, path)?.as_object_mut()?;
         let fits = stand_in(value, path, &key, None, &|v| {
-            next_error(v).is_none_or(|(p, m)| !(p == at && m == message) && !within(&p, &shown))
+            next_error(v).is_none_or(|(p, m)| !(within(&p, &shown) || p == at && m == message))
         });
         if fits {
             return Some(shown);
@@ -127,7 +127,7 @@ pub fn take_out(
     let missing = format!("missing field `{key}`");
     let passes = |v: &serde_json::Value| match next_error(v) {
         None => true,
-        Some((p, msg)) => !within(&p, &shown) && !(p == parent_shown && msg == missing),
+        Some((p, msg)) => !(within(&p, &shown) || p == parent_shown && msg == missing),
     };
     if !passes(value) && !stand_in(value, parent, key, Some(&old), &passes) {
         // Nothing fits: leave the key out; the next pass reports its holder.
