@@ -248,6 +248,39 @@ both_drivers!(passthrough_keeps_the_token, |d| {
     );
 });
 
+both_drivers!(two_authorization_headers_are_refused, |d| {
+    // The valid token first, then an unverified one with a forged subject: with passthrough
+    // both would reach the backend, which may read either. One credential per request.
+    let key = TestKey::es256("k1");
+    let up = Upstream::echo();
+    let cfg = mcp_config(
+        &format!("jwks: '{}'", jwks(&[&key])),
+        "        backendAuth:\n          passthrough: {}\n",
+    );
+    let p = Proxy::start_with(&cfg, d, &[("UP", up.port.to_string())], &[]);
+    let good = key.sign(&claims(ISS, AUD, "carol"));
+    let forged = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9.";
+    for (a, b) in [(good.as_str(), forged), (forged, good.as_str())] {
+        let r = p.req(&format!(
+            "POST /hello/mcp HTTP/1.1\r\nHost: localhost:{}\r\nAuthorization: Bearer {a}\r\nauthorization: Bearer {b}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}",
+            p.port
+        ));
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert!(
+            r.text().contains("more than one Authorization header"),
+            "{}",
+            r.text()
+        );
+    }
+    assert_eq!(
+        up.hits.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "nothing reached the backend"
+    );
+    // One header still works.
+    assert_eq!(post(&p, Some(&good)).status, 200);
+});
+
 both_drivers!(jwks_url_rotation_and_outage, |d| {
     let k1 = TestKey::es256("k1");
     let k2 = TestKey::es256("k2");

@@ -61,6 +61,9 @@ pub enum H1Error {
     MissingHost,
     /// More than one Host header.
     DuplicateHost,
+    /// More than one Authorization header (RFC 9110 §11.6.2 allows one credential; with two,
+    /// the one checked and the one a backend reads could differ).
+    DuplicateAuthorization,
     /// Host header value is not `uri-host [ ":" port ]`.
     InvalidHost,
 
@@ -124,6 +127,7 @@ impl H1Error {
             | MalformedHeader
             | MissingHost
             | DuplicateHost
+            | DuplicateAuthorization
             | InvalidHost
             | ContentLengthWithTransferEncoding
             | ConflictingContentLength
@@ -166,6 +170,7 @@ impl H1Error {
             TooManyHeaders => "too many header fields",
             MissingHost => "missing Host header",
             DuplicateHost => "more than one Host header",
+            DuplicateAuthorization => "more than one Authorization header",
             InvalidHost => "invalid Host header",
             ContentLengthWithTransferEncoding => {
                 "both Content-Length and Transfer-Encoding present"
@@ -217,6 +222,7 @@ impl H1Error {
             | TooManyHeaders
             | MissingHost
             | DuplicateHost
+            | DuplicateAuthorization
             | InvalidHost
             | ContentLengthWithTransferEncoding
             | ConflictingContentLength

@@ -103,6 +103,9 @@ pub fn parse_request<'h, 'b>(
     if s.host_count > 1 {
         return Err(H1Error::DuplicateHost);
     }
+    if s.authorization_count > 1 {
+        return Err(H1Error::DuplicateAuthorization);
+    }
 
     let body = request_body(&s, version_minor, headers)?;
     if s.host.is_none() && version_minor == 1 {
@@ -137,6 +140,7 @@ pub fn parse_request<'h, 'b>(
 struct Scan<'b> {
     host: Option<&'b [u8]>,
     host_count: usize,
+    authorization_count: usize,
     content_length: Option<Result<u64, H1Error>>,
     has_te: bool,
     conn_close: bool,
@@ -156,6 +160,7 @@ fn scan_headers<'b>(headers: &[Header<'b>]) -> Scan<'b> {
                 s.host_count += 1;
                 s.host = Some(h.value);
             }
+            13 if name.eq_ignore_ascii_case("authorization") => s.authorization_count += 1,
             14 if name.eq_ignore_ascii_case("content-length") => {
                 s.content_length = Some(match s.content_length {
                     None => fold_content_length(None, h.value),

@@ -389,6 +389,15 @@ fn duplicate_host() {
 }
 
 #[test]
+fn duplicate_authorization() {
+    assert_eq!(
+        err(b"GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer x\r\nauthorization: Bearer y\r\n\r\n"),
+        H1Error::DuplicateAuthorization
+    );
+    assert!(parse(b"GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer x\r\n\r\n").is_ok());
+}
+
+#[test]
 fn invalid_host() {
     assert_eq!(
         err(b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n"),
