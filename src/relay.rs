@@ -30,8 +30,29 @@ use futures_channel::mpsc::UnboundedSender;
 /// Largest MCP message accepted from a client or a server.
 pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 
-/// The authenticated subject a session is bound to (issuer, subject); `None` on open routes.
+/// The authenticated party a session is bound to (issuer, then `sub:<sub>` or, for a token
+/// without a subject, `client:<client_id or azp>`); `None` on open routes.
 pub type Subject = Option<(String, String)>;
+
+/// A verified token that names neither a subject nor a client: no session can be bound to it
+/// (binding them all to the issuer alone would let their holders share each other's sessions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoIdentity;
+
+/// The session binding of a request's verified token (`Ok(None)` when there is none).
+pub fn binding(
+    principal: Option<&crate::policy::mcp_auth::Principal>,
+) -> Result<Subject, NoIdentity> {
+    let Some(p) = principal else {
+        return Ok(None);
+    };
+    let named = |v: &Option<String>| v.as_deref().filter(|s| !s.is_empty()).map(str::to_owned);
+    match (named(&p.sub), named(&p.client_id)) {
+        (Some(sub), _) => Ok(Some((p.iss.clone(), format!("sub:{sub}")))),
+        (None, Some(client)) => Ok(Some((p.iss.clone(), format!("client:{client}")))),
+        (None, None) => Err(NoIdentity),
+    }
+}
 
 /// One client request for a session, handed to the session's owning worker.
 pub struct McpCall {

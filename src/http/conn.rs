@@ -328,9 +328,7 @@ async fn run<S: ConnIo>(io: &mut S, conn: ConnInfo, ctx: &Rc<WorkerCtx>, bufs: &
                         return;
                     }
                 };
-                let subject = principal
-                    .as_ref()
-                    .map(|p| (p.iss.clone(), p.sub.clone().unwrap_or_default()));
+                let subject = crate::relay::binding(principal.as_deref());
                 let (status, reusable) = crate::relay::front::handle(
                     io,
                     ctx,

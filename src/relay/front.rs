@@ -17,7 +17,7 @@ use crate::http::conn::{Bufs, ConnIo};
 use crate::http::h1;
 use crate::http::response::itoa_buf;
 use crate::mcp::{jsonrpc, protocol, sse};
-use crate::relay::{exchange, session, CallOp, McpCall, ReplyPart, Subject};
+use crate::relay::{exchange, session, CallOp, McpCall, NoIdentity, ReplyPart, Subject};
 use crate::runtime::ctx::WorkerCtx;
 use crate::runtime::worker::WorkerMsg;
 use crate::snapshot::McpRoute;
@@ -171,7 +171,7 @@ pub async fn handle<S: ConnIo>(
     route: &Arc<McpRoute>,
     head: McpHead,
     body: Vec<u8>,
-    subject: Subject,
+    subject: Result<Subject, NoIdentity>,
     cors: &[u8],
 ) -> (u16, bool) {
     let (rx, job) = match start(ctx, route, &head, body, subject) {
@@ -251,7 +251,7 @@ fn start(
     route: &Arc<McpRoute>,
     head: &McpHead,
     body: Vec<u8>,
-    subject: Subject,
+    subject: Result<Subject, NoIdentity>,
 ) -> Result<(UnboundedReceiver<ReplyPart>, Option<Job>), ReplyPart> {
     // DNS rebinding: a page on a foreign name that resolves to 127.0.0.1 reaches a loopback
     // listener with its own name as Host (and Origin), so on loopback the Host must be a
@@ -271,6 +271,16 @@ fn start(
             return Err(reject(403, jsonrpc::INVALID_REQUEST, "Origin not allowed"));
         }
     }
+    // Sessions are bound to who the token names; stateless routes keep no session.
+    let subject = match subject {
+        Ok(s) => s,
+        Err(NoIdentity) if !route.stateful => None,
+        Err(NoIdentity) => return Err(reject(
+            403,
+            jsonrpc::INVALID_REQUEST,
+            "the token names no subject (sub) or client (client_id, azp) to bind an MCP session to",
+        )),
+    };
     if let protocol::VersionCheck::Unsupported = protocol::check_version(head.version()) {
         let requested = String::from_utf8_lossy(head.version().unwrap_or_default()).into_owned();
         return Err(ReplyPart::Error {

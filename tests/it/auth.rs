@@ -387,4 +387,41 @@ both_drivers!(sessions_are_bound_to_the_subject, |d| {
     let mut anon = crate::mcp::Mcp::new(p.addr());
     anon.session = alice.session.clone();
     assert_eq!(anon.call("tools/list", "{}").0.status, 401);
+
+    // Tokens without `sub` (or with an empty one) bind to their client: two clients of the
+    // same issuer do not share a session.
+    let n = now();
+    let subless = |extra: &str| {
+        key.sign(&format!(
+            r#"{{"iss":"{ISS}","aud":"{AUD}","exp":{},"iat":{n}{extra}}}"#,
+            n + 3600
+        ))
+    };
+    let mut c1 = crate::mcp::Mcp::new(p.addr());
+    c1.token = Some(subless(r#","client_id":"app-1""#));
+    assert_eq!(c1.initialize().status, 200);
+    assert_eq!(c1.call("tools/list", "{}").0.status, 200);
+    let mut c2 = crate::mcp::Mcp::new(p.addr());
+    c2.token = Some(subless(r#","sub":"","azp":"app-2""#));
+    c2.session = c1.session.clone();
+    assert_eq!(
+        c2.call("tools/list", "{}").0.status,
+        404,
+        "another client's session"
+    );
+    // A client id equal to a user's subject is still another party.
+    let mut c3 = crate::mcp::Mcp::new(p.addr());
+    c3.token = Some(subless(r#","client_id":"alice""#));
+    c3.session = alice.session.clone();
+    assert_eq!(c3.call("tools/list", "{}").0.status, 404);
+    // Neither a subject nor a client: no session at all, with a clear 403.
+    let mut nobody = crate::mcp::Mcp::new(p.addr());
+    nobody.token = Some(subless(r#","sub":"""#));
+    let r = nobody.raw("POST", crate::mcp::INIT, "");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(
+        r.text().contains("names no subject (sub) or client"),
+        "{}",
+        r.text()
+    );
 });
