@@ -280,7 +280,10 @@ impl Sessions {
     }
 
     /// Ends sessions idle for longer than their route's TTL, and those whose targets died.
-    pub async fn expire(&self) {
+    /// Ends the sessions idle past their TTL (or closed). Each ends in a task of its own: a
+    /// server that ignores SIGTERM takes its grace period there, never in the caller (the
+    /// worker's tick, which also keeps the clock that token expiry is checked against).
+    pub fn expire(&self) {
         let now = Instant::now();
         let gone: Vec<Rc<Session>> = {
             let mut map = self.map.borrow_mut();
@@ -295,15 +298,13 @@ impl Sessions {
         };
         for s in gone {
             tracing::info!(mcp.session = %s.id, route = %s.route.name, "mcp session expired");
-            s.close().await;
+            monoio::spawn(async move { s.close().await });
         }
     }
 
-    /// Ends every session (shutdown).
+    /// Ends every session (shutdown), all at once: their grace periods overlap.
     pub async fn close_all(&self) {
         let all: Vec<Rc<Session>> = self.map.borrow_mut().drain().map(|(_, s)| s).collect();
-        for s in all {
-            s.close().await;
-        }
+        futures_util::future::join_all(all.iter().map(|s| s.close())).await;
     }
 }

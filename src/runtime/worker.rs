@@ -187,7 +187,7 @@ async fn tick(ctx: Rc<WorkerCtx>) {
             ctx.pool.expire(idle);
         }
         if n % 20 == 0 && !ctx.sessions.is_empty() {
-            ctx.sessions.expire().await;
+            ctx.sessions.expire();
         }
     }
 }

@@ -926,3 +926,38 @@ both_drivers!(upstream_stream_ended_late_keeps_its_connection, |d| {
     );
     assert_eq!(up.requests.load(std::sync::atomic::Ordering::Relaxed), 0);
 });
+
+both_drivers!(expiring_sessions_do_not_stop_the_clock, |d| {
+    // A server that ignores SIGTERM and lingers after stdin closes: each session's teardown
+    // waits out the grace period. Many expiring at once must not freeze the worker's clock
+    // (the `Date` header and the time token expiry is checked against).
+    let script = format!(
+        "import signal,sys,runpy,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); sys.argv=['demo']; runpy.run_path('{}', run_name='__main__'); time.sleep(5)",
+        mini_server()
+    );
+    let cfg = format!(
+        "{CONFIG_HEAD}  mcp:\n    sessionTtl: 1s\nbinds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - name: mcp\n      matches: [{{path: {{exact: /mcp}}}}]\n      backends:\n      - mcp:\n          targets:\n          - name: stubborn\n            stdio: {{cmd: python3, args: ['-c', \"{script}\"]}}\n    - name: hello\n      policies:\n        directResponse: {{body: hi, status: 200}}\n"
+    );
+    let p = Proxy::start(&cfg, d);
+    for _ in 0..8 {
+        let mut c = Mcp::new(p.addr());
+        assert_eq!(c.initialize().status, 200);
+    }
+    assert!(p.wait_log("mcp session expired", 15), "{}", p.log());
+    // Through the teardowns (8 × 2 s if they ran one after another): every answer's Date is
+    // current on both workers.
+    let until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < until {
+        let r = p.get("/");
+        let date = httpdate::parse_http_date(r.header("date").unwrap()).unwrap();
+        let lag = std::time::SystemTime::now()
+            .duration_since(date)
+            .unwrap_or_default();
+        assert!(
+            lag < Duration::from_secs(3),
+            "Date lags by {lag:?}:\n{}",
+            p.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+});
