@@ -17,7 +17,7 @@ use futures_channel::oneshot;
 
 use crate::http::response::Prebuilt;
 use crate::policy::mcp_auth::{
-    bearer_token, check_token, AuthReject, KeySet, Principal, Scratch, TokenCache,
+    bearer, check_token, AuthReject, Bearer, KeySet, Principal, Scratch, TokenCache,
 };
 use crate::runtime::keys::KeysMsg;
 use crate::snapshot::{AuthMode, AuthPolicy};
@@ -138,12 +138,24 @@ pub fn authenticate<'p>(
     now: i64,
     may_wait: bool,
 ) -> AuthDecision<'p> {
-    let token = authorization.and_then(bearer_token);
-    let Some(token) = token else {
-        return match policy.mode {
-            AuthMode::Strict => AuthDecision::Reject(&policy.missing, RejectKind::Missing),
-            AuthMode::Optional | AuthMode::Permissive => AuthDecision::Pass(None),
-        };
+    let token = match bearer(authorization) {
+        Bearer::Token(t) => t,
+        Bearer::Absent => {
+            return match policy.mode {
+                AuthMode::Strict => AuthDecision::Reject(&policy.missing, RejectKind::Missing),
+                AuthMode::Optional | AuthMode::Permissive => AuthDecision::Pass(None),
+            };
+        }
+        // A bearer credential that is not a token: invalid, as a token that fails to verify.
+        Bearer::Malformed => {
+            return match policy.mode {
+                AuthMode::Permissive => AuthDecision::Pass(None),
+                AuthMode::Strict | AuthMode::Optional => AuthDecision::Reject(
+                    &policy.invalid,
+                    RejectKind::Invalid(AuthReject::Malformed),
+                ),
+            };
+        }
     };
     let mut last = AuthReject::Malformed;
     let mut unknown_kid: Option<&Arc<str>> = None;

@@ -122,6 +122,35 @@ pub fn bearer_token(authorization: &[u8]) -> Option<&[u8]> {
     all_b64.then_some(tok)
 }
 
+/// What an `Authorization` header offers as a bearer credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bearer<'a> {
+    /// No header, or another scheme: no credential (a 401 that asks for one).
+    Absent,
+    /// The `Bearer` scheme with something that is not a `b64token` (spaces, `%`, tabs, empty):
+    /// a credential, and an invalid one (`invalid_token`), never taken for a missing one.
+    Malformed,
+    Token(&'a [u8]),
+}
+
+/// Classifies an `Authorization` value; see [`bearer_token`] for the accepted syntax.
+pub fn bearer(authorization: Option<&[u8]>) -> Bearer<'_> {
+    let Some(value) = authorization else {
+        return Bearer::Absent;
+    };
+    if let Some(tok) = bearer_token(value) {
+        return Bearer::Token(tok);
+    }
+    let scheme_is_bearer = value
+        .get(..6)
+        .is_some_and(|s| s.eq_ignore_ascii_case(b"bearer"))
+        && matches!(value.get(6), None | Some(b' ' | b'\t'));
+    match scheme_is_bearer {
+        true => Bearer::Malformed,
+        false => Bearer::Absent,
+    }
+}
+
 /// Fuzz entry point (`fuzz/fuzz_targets/jwt_compact.rs`): parsing must never panic, and
 /// whatever it accepts must be consistent. Not API.
 #[doc(hidden)]

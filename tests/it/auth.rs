@@ -248,6 +248,39 @@ both_drivers!(passthrough_keeps_the_token, |d| {
     );
 });
 
+both_drivers!(a_malformed_bearer_credential_is_invalid_not_missing, |d| {
+    let key = TestKey::es256("k1");
+    let up = Upstream::echo();
+    let cfg = mcp_config(&format!("jwks: '{}'", jwks(&[&key])), "");
+    let p = Proxy::start_with(&cfg, d, &[("UP", up.port.to_string())], &[]);
+    let good = key.sign(&claims(ISS, AUD, "carol"));
+    let (head, tail) = good.split_at(20);
+    for value in [
+        format!("Bearer {head} {tail}"),
+        format!("Bearer {head}%20{tail}"),
+        format!("Bearer {head}\t{tail}"),
+        "Bearer".to_owned(),
+    ] {
+        let r = p.req(&format!(
+            "POST /hello/mcp HTTP/1.1\r\nHost: localhost:{}\r\nAuthorization: {value}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}",
+            p.port
+        ));
+        assert_eq!(r.status, 401, "{value:?}");
+        let challenge = r.header("www-authenticate").unwrap();
+        assert!(
+            challenge.contains(r#"error="invalid_token""#),
+            "{value:?}: {challenge}"
+        );
+    }
+    // Another scheme is no bearer credential at all: the plain challenge.
+    let r = p.req(&format!("POST /hello/mcp HTTP/1.1\r\nHost: localhost:{}\r\nAuthorization: Basic YTpi\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", p.port));
+    assert_eq!(r.status, 401);
+    assert!(!r
+        .header("www-authenticate")
+        .unwrap()
+        .contains("invalid_token"));
+});
+
 both_drivers!(two_authorization_headers_are_refused, |d| {
     // The valid token first, then an unverified one with a forged subject: with passthrough
     // both would reach the backend, which may read either. One credential per request.

@@ -944,6 +944,31 @@ fn bearer_extraction() {
     }
 }
 
+/// A `Bearer` credential that is not a token is invalid, never missing; other schemes are.
+#[test]
+fn bearer_classification() {
+    assert_eq!(bearer(None), Bearer::Absent);
+    assert_eq!(bearer(Some(b"Basic abc")), Bearer::Absent);
+    assert_eq!(bearer(Some(b"Bearerabc")), Bearer::Absent);
+    assert_eq!(bearer(Some(b"Bearer abc")), Bearer::Token(b"abc"));
+    for bad in [
+        &b"Bearer abc def"[..],
+        b"Bearer ab%20c",
+        b"Bearer\tabc",
+        b"bearer ab\tc",
+        b"Bearer",
+        b"Bearer ",
+        b"Bearer a=b",
+    ] {
+        assert_eq!(
+            bearer(Some(bad)),
+            Bearer::Malformed,
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+}
+
 #[test]
 fn reject_codes_are_distinct_and_generic() {
     let mut codes: Vec<&str> = AuthReject::ALL.iter().map(|r| r.as_str()).collect();
