@@ -165,8 +165,11 @@ enum HeadState {
 async fn run<S: ConnIo>(io: &mut S, conn: ConnInfo, ctx: &Rc<WorkerCtx>, bufs: &mut Bufs) {
     // After an unknown-kid wait the same head is decided again, once, without waiting.
     let mut may_wait = true;
+    // The first head is due within the header timeout of the connection's start: a connection
+    // that never sends a byte is not held for the idle timeout.
+    let mut opened = Some(Instant::now());
     loop {
-        match wait_for_head(io, ctx, bufs).await {
+        match wait_for_head(io, ctx, bufs, opened.take()).await {
             HeadState::Ready => {}
             HeadState::Closed => return,
         }
@@ -366,14 +369,25 @@ async fn run<S: ConnIo>(io: &mut S, conn: ConnInfo, ctx: &Rc<WorkerCtx>, bufs: &
 }
 
 /// Reads until the pending bytes hold a complete head (or something the parser will reject).
-async fn wait_for_head<S: ConnIo>(io: &mut S, ctx: &WorkerCtx, bufs: &mut Bufs) -> HeadState {
-    let mut head_started: Option<Instant> = None;
+/// `since`: when the head's time started (the connection's start, for its first request);
+/// otherwise it starts with the head's first byte, and until then the idle timeout applies.
+async fn wait_for_head<S: ConnIo>(
+    io: &mut S,
+    ctx: &WorkerCtx,
+    bufs: &mut Bufs,
+    since: Option<Instant>,
+) -> HeadState {
+    let mut head_started: Option<Instant> = since;
     loop {
         let pending = bufs.pending();
+        if pending.is_empty() && ctx.draining() {
+            return HeadState::Closed;
+        }
         if !pending.is_empty() {
             if head_complete(pending)
                 || pending.len() > h1::MAX_HEAD_BYTES
                 || pending.starts_with(b"PRI * HTTP/2")
+                || not_http1(pending)
             {
                 return HeadState::Ready;
             }
@@ -399,9 +413,11 @@ async fn wait_for_head<S: ConnIo>(io: &mut S, ctx: &WorkerCtx, bufs: &mut Bufs) 
             }
             Some(t0) => {
                 let left = limits.header_timeout.saturating_sub(t0.elapsed());
+                // Nothing read yet: a drain may end the wait.
+                let handle = bufs.pending().is_empty().then(|| ctx.drain_handle());
                 match monoio::time::timeout(
                     left.max(Duration::from_millis(1)),
-                    bufs.read_more(io, None),
+                    bufs.read_more(io, handle),
                 )
                 .await
                 {
@@ -427,6 +443,18 @@ async fn wait_for_head<S: ConnIo>(io: &mut S, ctx: &WorkerCtx, bufs: &mut Bufs) 
             Ok(0) | Err(_) => return HeadState::Closed,
             Ok(_) => {}
         }
+    }
+}
+
+/// Bytes that no HTTP/1.x head can continue (a TLS handshake on a plain port, an HTTP/0.9
+/// request line): handed to the parser at once for its 400, not left to the header timeout.
+fn not_http1(buf: &[u8]) -> bool {
+    if buf.starts_with(&[0x16, 0x03]) {
+        return true;
+    }
+    match memchr::memchr(b'\n', buf) {
+        Some(end) => memchr::memmem::find(&buf[..end], b" HTTP/").is_none(),
+        None => false,
     }
 }
 

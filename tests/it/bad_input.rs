@@ -217,3 +217,40 @@ both_drivers!(idle_keepalive_closed, |d| {
         "{waited:?}"
     );
 });
+
+both_drivers!(silent_and_non_http_connections_are_answered_early, |d| {
+    // Idle keep-alive connections may wait a minute; a connection that never sends its first
+    // head gets the header timeout (counted from the connection's start), not the idle one.
+    let cfg = config().replace("http1IdleTimeout: 1s", "http1IdleTimeout: 60s");
+    let p = Proxy::start_env(&cfg, d, &[], &[], &[("PORTCULLIS_HEADER_TIMEOUT", "1s")]);
+    let s = connect(p.addr());
+    let t0 = Instant::now();
+    let resp = read_response(&mut BufReader::new(s), false).unwrap();
+    assert_eq!(resp.status, 408);
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+
+    // A TLS ClientHello on the plain port, and an HTTP/0.9 request line: 400 at once.
+    let hello = [
+        0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03,
+    ];
+    for raw in [&hello[..], b"GET /\r\n"] {
+        let mut s = connect(p.addr());
+        s.write_all(raw).unwrap();
+        let t0 = Instant::now();
+        let resp = read_response(&mut BufReader::new(s), false).unwrap();
+        assert_eq!(resp.status, 400, "{raw:?}: {}", resp.text());
+        assert!(
+            t0.elapsed() < Duration::from_millis(900),
+            "{raw:?}: {:?}",
+            t0.elapsed()
+        );
+        if raw[0] == 0x16 {
+            assert!(
+                resp.text().contains("TLS handshake on a plain-HTTP port"),
+                "{}",
+                resp.text()
+            );
+        }
+    }
+    assert_eq!(p.get("/").status, 200);
+});

@@ -59,6 +59,8 @@ pub enum H1Error {
     // --- Host ---
     /// HTTP/1.1 request without a Host header.
     MissingHost,
+    /// A TLS handshake record where an HTTP/1 request line was expected.
+    TlsOnPlainPort,
     /// More than one Host header.
     DuplicateHost,
     /// More than one Authorization header (RFC 9110 §11.6.2 allows one credential; with two,
@@ -127,6 +129,7 @@ impl H1Error {
             | MalformedHeader
             | MissingHost
             | DuplicateHost
+            | TlsOnPlainPort
             | DuplicateAuthorization
             | InvalidHost
             | ContentLengthWithTransferEncoding
@@ -170,6 +173,9 @@ impl H1Error {
             TooManyHeaders => "too many header fields",
             MissingHost => "missing Host header",
             DuplicateHost => "more than one Host header",
+            TlsOnPlainPort => {
+                "a TLS handshake on a plain-HTTP port: use http:// here, or an HTTPS listener"
+            }
             DuplicateAuthorization => "more than one Authorization header",
             InvalidHost => "invalid Host header",
             ContentLengthWithTransferEncoding => {
@@ -222,6 +228,7 @@ impl H1Error {
             | TooManyHeaders
             | MissingHost
             | DuplicateHost
+            | TlsOnPlainPort
             | DuplicateAuthorization
             | InvalidHost
             | ContentLengthWithTransferEncoding

@@ -70,6 +70,9 @@ pub fn parse_request<'h, 'b>(
     if buf.starts_with(H2_PREFACE_START) {
         return Err(H1Error::Http2Preface);
     }
+    if buf.starts_with(&[0x16, 0x03]) {
+        return Err(H1Error::TlsOnPlainPort);
+    }
     // Never look past the limit: a head that is not complete within it is too large.
     let window = &buf[..buf.len().min(MAX_HEAD_BYTES)];
     let mut req = httparse::Request::new(headers);
