@@ -86,6 +86,20 @@ fn bench_check_token(c: &mut Criterion) {
     g.bench_function("hit", |b| {
         b.iter(|| check_token(black_box(t), &keys, &v, &mut scratch, &mut cache, NOW).unwrap())
     });
+    // A bad signature: verified every time (the cache forgotten each call), and replayed (the
+    // refusal answered from the cache: what a flood of one bad token costs).
+    let bad = token("signature_bit_flip").as_bytes();
+    g.bench_function("refused_fresh", |b| {
+        b.iter(|| {
+            cache.clear();
+            check_token(black_box(bad), &keys, &v, &mut scratch, &mut cache, NOW).unwrap_err()
+        })
+    });
+    g.bench_function("refused_replay", |b| {
+        b.iter(|| {
+            check_token(black_box(bad), &keys, &v, &mut scratch, &mut cache, NOW).unwrap_err()
+        })
+    });
     g.finish();
 }
 

@@ -71,12 +71,37 @@ pub fn check_token(
     if let Some(p) = cache.get(token, now) {
         return Ok(p);
     }
+    let digest = cache.digest(token);
+    if let Some(why) = cache.refused(digest, now) {
+        return Err(why);
+    }
+    match verify_fresh(token, keys, validation, scratch, now) {
+        Ok(p) => {
+            let p = Rc::new(p);
+            cache.insert(token, p.clone(), now);
+            Ok(p)
+        }
+        Err(why) => {
+            cache.refuse(digest, why, now);
+            Err(why)
+        }
+    }
+}
+
+/// Parse, key selection, signature and claims: what a cache miss costs.
+fn verify_fresh(
+    token: &[u8],
+    keys: &KeySet,
+    validation: &Validation,
+    scratch: &mut Scratch,
+    now: i64,
+) -> Result<Principal, AuthReject> {
     let jwt = parse(token, scratch)?;
     let key = keys.select(jwt.header.kid, jwt.header.alg)?;
     verify_signature(key, jwt.header.alg, jwt.signing_input, jwt.signature)?;
     validation.check(&jwt.header, &jwt.claims, now)?;
     let c = &jwt.claims;
-    let p = Rc::new(Principal {
+    Ok(Principal {
         // `check` guarantees `iss` and `exp` are present.
         iss: c.iss.unwrap_or_default().to_owned(),
         sub: c.sub.map(str::to_owned),
@@ -84,9 +109,7 @@ pub fn check_token(
         client_id: c.client_id.map(str::to_owned),
         exp: c.exp.unwrap_or(i64::MIN),
         kid: jwt.header.kid.map(str::to_owned),
-    });
-    cache.insert(token, p.clone(), now);
-    Ok(p)
+    })
 }
 
 /// The token of an `Authorization: Bearer <token>` value (RFC 6750 §2.1): scheme

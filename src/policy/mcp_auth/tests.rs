@@ -839,6 +839,67 @@ fn corpus_names_and_codes_are_valid() {
     }
 }
 
+/// Refusals that a later check would repeat are remembered (a replay costs a lookup, not a
+/// verify) and answered the same; those a refetch or the clock may change are not; a key
+/// change forgets them.
+#[test]
+fn check_token_remembers_lasting_refusals() {
+    let keys = load_keys();
+    let v = corpus_validation();
+    let corpus = load_corpus();
+    let mut scratch = Scratch::new();
+    let mut cache = TokenCache::new(100);
+    let transient = [
+        "unknown_kid",
+        "not_yet_valid",
+        "issued_in_future",
+        "too_large",
+    ];
+    let mut lasting = std::collections::HashSet::new();
+    for (_, expected, token) in &corpus {
+        let _ = check_token(token.as_bytes(), &keys, &v, &mut scratch, &mut cache, NOW);
+        if *expected != "ok" && !transient.contains(&expected.as_str()) {
+            lasting.insert(token.clone());
+        }
+    }
+    assert!(lasting.len() >= 20, "{}", lasting.len());
+    assert_eq!(cache.refused_len(), lasting.len());
+    // A replayed refusal is the same refusal, from the cache.
+    for (name, expected, token) in &corpus {
+        if lasting.contains(token) {
+            let d = cache.digest(token.as_bytes());
+            assert_eq!(
+                cache.refused(d, NOW).map(|r| r.as_str()),
+                Some(expected.as_str()),
+                "{name}"
+            );
+        }
+    }
+    // Remembered for REJECT_TTL_SECS only.
+    let some = cache.digest(lasting.iter().next().unwrap().as_bytes());
+    assert!(cache.refused(some, NOW + cache::REJECT_TTL_SECS).is_none());
+    // New keys: every refusal is forgotten (a bad signature may verify under them).
+    let json = std::fs::read(data_dir().join("jwks.json")).unwrap();
+    let mut doc: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    doc["keys"].as_array_mut().unwrap().remove(0);
+    let (rotated, _) = parse_jwks(doc.to_string().as_bytes()).unwrap();
+    let ok = &corpus
+        .iter()
+        .find(|c| c.0 == "es256_ok")
+        .map(|c| c.2.clone());
+    if let Some(ok) = ok {
+        let _ = check_token(ok.as_bytes(), &rotated, &v, &mut scratch, &mut cache, NOW);
+    }
+    assert_eq!(cache.refused_len(), 0);
+    // Bounded: unique bad tokens never grow it past REJECT_CAPACITY.
+    let base = &corpus.iter().find(|c| c.1 == "bad_signature").unwrap().2;
+    for i in 0..cache::REJECT_CAPACITY + 10 {
+        let t = format!("{base}{}", ["A", "B", "C", "D"][i % 4].repeat(1 + i / 4));
+        let _ = check_token(t.as_bytes(), &keys, &v, &mut scratch, &mut cache, NOW);
+        assert!(cache.refused_len() <= cache::REJECT_CAPACITY);
+    }
+}
+
 #[test]
 fn check_token_caches_and_clears_on_key_change() {
     let keys = load_keys();
