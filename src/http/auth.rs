@@ -34,7 +34,83 @@ pub const KID_WAIT: Duration = Duration::from_secs(2);
 /// by clients).
 type Fold = foldhash::fast::RandomState;
 
+/// Failed verifications allowed per client address (IPv4, or IPv6 /64) and second, sustained
+/// (`PORTCULLIS_AUTH_FAILURES_PER_SEC`, default 20; 0 turns the budget off), with a burst of
+/// [`FAILURE_BURST`]. Past it, tokens that are not already verified and cached are refused
+/// without a signature check: a flood of bad tokens from one address costs a lookup each, and
+/// valid cached tokens (any address) never pay for it.
+const DEFAULT_FAILURES_PER_SEC: f64 = 20.0;
+const FAILURE_BURST: f64 = 50.0;
+/// Addresses tracked per worker; when full, those with a full budget are forgotten first.
+const FAILURE_ADDRS: usize = 16_384;
+
+/// A token bucket of failed verifications per client address.
+struct FailureBudget {
+    per_sec: f64,
+    buckets: HashMap<std::net::IpAddr, (f64, Instant), Fold>,
+}
+
+impl FailureBudget {
+    fn from_env() -> Self {
+        let per_sec = std::env::var("PORTCULLIS_AUTH_FAILURES_PER_SEC")
+            .ok()
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .unwrap_or(DEFAULT_FAILURES_PER_SEC);
+        FailureBudget {
+            per_sec,
+            buckets: HashMap::default(),
+        }
+    }
+
+    /// The key for `ip`: an IPv6 client is one /64 (one host's usual allocation).
+    fn key(ip: std::net::IpAddr) -> std::net::IpAddr {
+        match ip.to_canonical() {
+            std::net::IpAddr::V6(v6) => {
+                let s = v6.segments();
+                std::net::IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+            v4 => v4,
+        }
+    }
+
+    fn tokens(&mut self, ip: std::net::IpAddr, now: Instant) -> Option<&mut f64> {
+        let (t, at) = self.buckets.get_mut(&Self::key(ip))?;
+        *t = (*t + now.duration_since(*at).as_secs_f64() * self.per_sec).min(FAILURE_BURST);
+        *at = now;
+        Some(t)
+    }
+
+    /// Whether `ip` has no failed verification left to spend.
+    fn exhausted(&mut self, ip: std::net::IpAddr, now: Instant) -> bool {
+        self.per_sec > 0.0 && self.tokens(ip, now).is_some_and(|t| *t < 1.0)
+    }
+
+    /// One failed verification by `ip`.
+    fn charge(&mut self, ip: std::net::IpAddr, now: Instant) {
+        if self.per_sec <= 0.0 {
+            return;
+        }
+        if let Some(t) = self.tokens(ip, now) {
+            *t -= 1.0;
+            return;
+        }
+        if self.buckets.len() >= FAILURE_ADDRS {
+            let per_sec = self.per_sec;
+            self.buckets.retain(|_, (t, at)| {
+                *t + now.duration_since(*at).as_secs_f64() * per_sec < FAILURE_BURST
+            });
+            if self.buckets.len() >= FAILURE_ADDRS {
+                self.buckets.clear();
+            }
+        }
+        self.buckets
+            .insert(Self::key(ip), (FAILURE_BURST - 1.0, now));
+    }
+}
+
 pub struct AuthState {
+    failures: FailureBudget,
     keys: HashMap<Arc<str>, Arc<KeySet>, Fold>,
     docs: HashMap<Arc<str>, Arc<Prebuilt>, Fold>,
     caches: HashMap<u64, TokenCache, Fold>,
@@ -47,6 +123,7 @@ pub struct AuthState {
 impl AuthState {
     pub fn new(to_keys: Option<mpsc::Sender<KeysMsg>>) -> Self {
         Self {
+            failures: FailureBudget::from_env(),
             keys: HashMap::default(),
             docs: HashMap::default(),
             caches: HashMap::default(),
@@ -134,6 +211,7 @@ pub enum RejectKind {
 pub fn authenticate<'p>(
     policy: &'p AuthPolicy,
     authorization: Option<&[u8]>,
+    client: std::net::IpAddr,
     st: &mut AuthState,
     now: i64,
     may_wait: bool,
@@ -160,6 +238,8 @@ pub fn authenticate<'p>(
     let mut last = AuthReject::Malformed;
     let mut unknown_kid: Option<&Arc<str>> = None;
     let mut any_keys = false;
+    let instant = Instant::now();
+    let exhausted = st.failures.exhausted(client, instant);
     for p in &policy.providers {
         let Some(keys) = st.keys.get(&p.keys) else {
             continue;
@@ -169,7 +249,16 @@ pub fn authenticate<'p>(
             .caches
             .entry(p.id)
             .or_insert_with(|| TokenCache::new(CACHE_CAPACITY));
-        match check_token(token, keys, &p.validation, &mut st.scratch, cache, now) {
+        if exhausted && !cache.holds(token, now) {
+            last = AuthReject::Throttled;
+            continue;
+        }
+        let fresh = cache.fresh_refusals;
+        let checked = check_token(token, keys, &p.validation, &mut st.scratch, cache, now);
+        if cache.fresh_refusals != fresh {
+            st.failures.charge(client, instant);
+        }
+        match checked {
             Ok(principal) => return AuthDecision::Pass(Some(principal)),
             Err(AuthReject::UnknownKid) => {
                 unknown_kid.get_or_insert(&p.keys);

@@ -175,6 +175,7 @@ pub fn decide<'s>(
         match auth::authenticate(
             a,
             h1::find_header(headers, "authorization"),
+            conn.peer.ip(),
             auth_state,
             env.now,
             env.may_wait,

@@ -82,6 +82,7 @@ pub fn check_token(
             Ok(p)
         }
         Err(why) => {
+            cache.fresh_refusals += 1;
             cache.refuse(digest, why, now);
             Err(why)
         }

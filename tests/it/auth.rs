@@ -281,6 +281,78 @@ both_drivers!(a_malformed_bearer_credential_is_invalid_not_missing, |d| {
         .contains("invalid_token"));
 });
 
+both_drivers!(failed_verifications_are_budgeted_per_address, |d| {
+    let key = TestKey::es256("k1");
+    let up = Upstream::echo();
+    let cfg = mcp_config(&format!("jwks: '{}'", jwks(&[&key])), "");
+    let p = Proxy::start_env(
+        &cfg,
+        d,
+        &[("UP", up.port.to_string())],
+        &[],
+        &[("PORTCULLIS_AUTH_FAILURES_PER_SEC", "0.25")],
+    );
+    // A client whose token is verified (and cached by the worker of its connection).
+    let cached = key.sign(&claims(ISS, AUD, "early"));
+    let keep = connect(p.addr());
+    let mut keep_r = BufReader::new(keep.try_clone().unwrap());
+    let mut keep_w = keep;
+    let mut keep_post = || {
+        keep_w.write_all(format!(
+            "POST /hello/mcp HTTP/1.1\r\nHost: localhost:{}\r\nAuthorization: Bearer {cached}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}",
+            p.port
+        ).as_bytes()).unwrap();
+        read_response(&mut keep_r, false).unwrap().status
+    };
+    assert_eq!(keep_post(), 200);
+    // Unique tokens with bad signatures from 127.0.0.1: past the burst (50 per worker; the
+    // budget is per worker, and connections spread over both), none is verified.
+    let forger = TestKey::es256("k1");
+    for i in 0..200 {
+        let bad = forger.sign(&claims(ISS, AUD, &format!("mallory-{i}")));
+        let r = post(&p, Some(&bad));
+        assert_eq!(r.status, 401);
+        assert!(r
+            .header("www-authenticate")
+            .unwrap()
+            .contains("invalid_token"));
+    }
+    // Meanwhile the token verified before is still served from the cache...
+    assert_eq!(keep_post(), 200);
+    // ...a new valid token from the same address waits for the budget...
+    let fresh = key.sign(&claims(ISS, AUD, "late"));
+    assert_eq!(
+        post(&p, Some(&fresh)).status,
+        401,
+        "over budget: not verified"
+    );
+    // ...and from another address it is verified at once.
+    let other = {
+        use socket2::{Domain, Socket, Type};
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        s.bind(
+            &"127.0.0.2:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+        s.connect(&p.addr().into()).unwrap();
+        std::net::TcpStream::from(s)
+    };
+    let mut other = other;
+    other.write_all(format!(
+        "POST /hello/mcp HTTP/1.1\r\nHost: localhost:{}\r\nAuthorization: Bearer {fresh}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}",
+        p.port
+    ).as_bytes()).unwrap();
+    let r = read_response(&mut BufReader::new(other), false).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The budget refills (one failure per 4 s here).
+    std::thread::sleep(Duration::from_millis(4500));
+    let fresh2 = key.sign(&claims(ISS, AUD, "later"));
+    assert_eq!(post(&p, Some(&fresh2)).status, 200);
+});
+
 both_drivers!(two_authorization_headers_are_refused, |d| {
     // The valid token first, then an unverified one with a forged subject: with passthrough
     // both would reach the backend, which may read either. One credential per request.

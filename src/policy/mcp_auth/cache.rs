@@ -72,6 +72,9 @@ pub struct TokenCache {
     map: HashMap<Box<[u8]>, Entry, foldhash::fast::RandomState>,
     capacity: usize,
     rejected: Rejected,
+    /// Tokens verified afresh and refused (not answered from either cache): what a
+    /// per-client failure budget charges.
+    pub fresh_refusals: u64,
     /// The [`KeySet::id`](super::KeySet::id) the entries were verified under.
     pub(crate) keyset_id: u64,
 }
@@ -82,6 +85,7 @@ impl TokenCache {
             map: HashMap::with_capacity_and_hasher(capacity.min(1 << 16), Default::default()),
             capacity,
             rejected: Rejected::default(),
+            fresh_refusals: 0,
             keyset_id: 0,
         }
     }
@@ -165,6 +169,11 @@ impl TokenCache {
             }
         }
         map.insert(digest, (why, now.saturating_add(REJECT_TTL_SECS)));
+    }
+
+    /// Whether `token` is a cached, unexpired verified token (a lookup, nothing verified).
+    pub fn holds(&self, token: &[u8], now: i64) -> bool {
+        self.map.get(token).is_some_and(|e| now < e.expires)
     }
 
     /// Refusals remembered now.

@@ -41,6 +41,8 @@ pub enum AuthReject {
     TypeMismatch,
     /// The header has `crit`: we implement no JWS extensions, so any `crit` is refused.
     CritUnsupported,
+    /// Not checked: the client's address spent its budget of failed verifications.
+    Throttled,
 }
 
 impl AuthReject {
@@ -63,6 +65,7 @@ impl AuthReject {
             AuthReject::BadClaim => "bad_claim",
             AuthReject::TypeMismatch => "type_mismatch",
             AuthReject::CritUnsupported => "crit_unsupported",
+            AuthReject::Throttled => "throttled",
         }
     }
 
@@ -85,11 +88,12 @@ impl AuthReject {
             AuthReject::BadClaim => "a claim has an invalid value",
             AuthReject::TypeMismatch => "the token type is not accepted",
             AuthReject::CritUnsupported => "the token uses an unsupported critical extension",
+            AuthReject::Throttled => "too many invalid tokens from this address; retry later",
         }
     }
 
     /// Every variant, for exhaustive tests and metric registration.
-    pub const ALL: [AuthReject; 16] = [
+    pub const ALL: [AuthReject; 17] = [
         AuthReject::Missing,
         AuthReject::Malformed,
         AuthReject::TooLarge,
@@ -106,6 +110,7 @@ impl AuthReject {
         AuthReject::BadClaim,
         AuthReject::TypeMismatch,
         AuthReject::CritUnsupported,
+        AuthReject::Throttled,
     ];
 }
 
