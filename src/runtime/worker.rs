@@ -299,6 +299,8 @@ async fn accept_loop(
     cancel: monoio::io::CancelHandle,
     stopped: Rc<Cell<bool>>,
 ) {
+    let mut last_warned: Option<Instant> = None;
+    let mut failed = 0u64;
     loop {
         let accepted = listener.cancelable_accept(cancel.clone()).await;
         if stopped.get() {
@@ -342,8 +344,14 @@ async fn accept_loop(
                 });
             }
             Err(e) => {
-                // Out of file descriptors and similar: back off briefly instead of spinning.
-                tracing::warn!(port, error = %e, "accept failed");
+                // Out of file descriptors and similar: back off briefly instead of spinning,
+                // and say so once a second (with how many failed), not on every attempt.
+                failed += 1;
+                if last_warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                    tracing::warn!(port, error = %e, failed, "accept failed");
+                    last_warned = Some(Instant::now());
+                    failed = 0;
+                }
                 monoio::time::sleep(Duration::from_millis(20)).await;
             }
         }

@@ -254,3 +254,56 @@ both_drivers!(silent_and_non_http_connections_are_answered_early, |d| {
     }
     assert_eq!(p.get("/").status, 200);
 });
+
+both_drivers!(out_of_descriptors_is_logged_once_a_second, |d| {
+    // A proxy with few descriptors, and more connections than it can accept: it keeps serving
+    // what it holds and says so about once a second per worker, not on every retry.
+    let dir = temp_dir();
+    let (port, stats, ready) = (free_port(), free_port(), free_port());
+    let cfg = config()
+        .replace("{PORT}", &port.to_string())
+        .replace("{STATS}", &stats.to_string())
+        .replace("{READY}", &ready.to_string())
+        .replace("http1IdleTimeout: 1s", "http1IdleTimeout: 60s");
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, cfg).unwrap();
+    let log = dir.join("out.log");
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "ulimit -n 64 && exec {} -f {} --workers 2 > {} 2>&1",
+            bin(),
+            path.display(),
+            log.display()
+        ))
+        .env("PORTCULLIS_BIND_ADDR", "127.0.0.1")
+        .env("RUST_LOG", "info");
+    if d == Driver::Epoll {
+        cmd.env("MONOIO_FORCE_LEGACY_DRIVER", "1");
+    }
+    let mut child = cmd.spawn().unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let ready_addr = std::net::SocketAddr::from(([127, 0, 0, 1], ready));
+    let t0 = Instant::now();
+    while try_request(
+        ready_addr,
+        b"GET /healthz/ready HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .is_err()
+    {
+        assert!(t0.elapsed() < Duration::from_secs(20), "not ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let held: Vec<_> = (0..120)
+        .filter_map(|_| std::net::TcpStream::connect(addr).ok())
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(held);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let warned = text.matches("accept failed").count();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(warned >= 1, "the shortage is reported:\n{text}");
+    assert!(warned <= 10, "{warned} warnings in 3 s:\n{text}");
+});
