@@ -41,6 +41,9 @@ pub struct WorkerCtx {
     draining: Cell<bool>,
     drain: RefCell<Canceller>,
     rng: Cell<u64>,
+    /// Calls for this worker's sessions that arrived through another worker's connection and
+    /// are still running: a drain waits for them as for its own connections.
+    pub remote_calls: Cell<usize>,
 }
 
 impl WorkerCtx {
@@ -66,6 +69,7 @@ impl WorkerCtx {
             peers,
             draining: Cell::new(false),
             drain: RefCell::new(Canceller::new()),
+            remote_calls: Cell::new(0),
             rng: Cell::new(seed | 1),
         }
     }

@@ -144,7 +144,12 @@ async fn worker_main(
             WorkerMsg::KeysChecked { source } => ctx.auth.borrow_mut().wake(&source),
             WorkerMsg::Document { source, doc } => ctx.auth.borrow_mut().set_document(source, doc),
             WorkerMsg::Mcp(call) => {
-                monoio::spawn(crate::relay::exchange::run(ctx.clone(), call));
+                let ctx = ctx.clone();
+                ctx.remote_calls.set(ctx.remote_calls.get() + 1);
+                monoio::spawn(async move {
+                    crate::relay::exchange::run(ctx.clone(), call).await;
+                    ctx.remote_calls.set(ctx.remote_calls.get() - 1);
+                });
             }
             WorkerMsg::Shutdown { deadline } => {
                 for (_, l) in listeners.drain() {
@@ -152,7 +157,11 @@ async fn worker_main(
                     let _ = l.canceller.cancel();
                 }
                 ctx.start_drain();
-                while ctx.metrics.borrow().open_connections > 0 && Instant::now() < deadline {
+                // In-flight work: this worker's connections, and the calls for its sessions
+                // that other workers' connections are waiting for.
+                let busy =
+                    || ctx.metrics.borrow().open_connections > 0 || ctx.remote_calls.get() > 0;
+                while busy() && Instant::now() < deadline {
                     monoio::time::sleep(Duration::from_millis(10)).await;
                 }
                 // No MCP server process outlives the proxy.

@@ -24,7 +24,7 @@ pub struct Mcp {
     pub path: String,
     pub session: Option<String>,
     pub token: Option<String>,
-    next_id: u64,
+    pub next_id: u64,
 }
 
 pub const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"it","version":"1"}}}"#;
@@ -960,4 +960,36 @@ both_drivers!(expiring_sessions_do_not_stop_the_clock, |d| {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+});
+
+both_drivers!(drain_lets_calls_through_other_workers_finish, |d| {
+    // Calls for one session on several connections: some arrive through the worker that does
+    // not own the session (all on the owner: 1 chance in 256). SIGTERM while they run (the
+    // demo server answers one at a time: 8 × 0.25 s): every one finishes, then the process
+    // exits.
+    let mut p = Proxy::start_with(&stdio_route("", ""), d, &[("TTL", "30m".into())], &[]);
+    let mut c = Mcp::new(p.addr());
+    assert_eq!(c.initialize().status, 200);
+    let sid = c.session.clone().unwrap();
+    let addr = p.addr();
+    let calls: Vec<_> = (0..8)
+        .map(|i| {
+            let sid = sid.clone();
+            std::thread::spawn(move || {
+                let mut m = Mcp::new(addr);
+                m.session = Some(sid);
+                m.next_id = 100 * (i + 1);
+                m.tool("slow", r#"{"steps":1,"delay_ms":250}"#)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let t0 = Instant::now();
+    p.signal("TERM");
+    for call in calls {
+        let answer = call.join().unwrap();
+        assert_eq!(text_of(&answer), "done", "{answer}\n{}", p.log());
+    }
+    assert!(p.terminate().success());
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
 });
