@@ -143,6 +143,26 @@ pub struct Settings {
     pub log: LogSettings,
     /// Idle MCP sessions end after this long (`config.mcp.sessionTtl`).
     pub mcp_session_ttl: Duration,
+    /// Caps on what MCP clients can make the proxy hold (`config.mcp.max*`).
+    pub mcp_limits: McpLimits,
+}
+
+/// Caps on MCP sessions and processes; see `config.mcp` in README.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct McpLimits {
+    pub sessions_per_subject: usize,
+    pub sessions_per_worker: usize,
+    pub stdio_processes: usize,
+}
+
+impl Default for McpLimits {
+    fn default() -> Self {
+        McpLimits {
+            sessions_per_subject: 16,
+            sessions_per_worker: 1000,
+            stdio_processes: 256,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +223,7 @@ impl Default for Settings {
                 filter: None,
             },
             mcp_session_ttl: Duration::from_secs(30 * 60),
+            mcp_limits: McpLimits::default(),
         }
     }
 }

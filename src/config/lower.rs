@@ -208,6 +208,29 @@ fn lower_settings(cfg: Option<&model::Config>, errs: &mut Vec<ConfigError>) -> S
             if let Some(d) = dur(&m.session_ttl, "config.mcp.sessionTtl", errs) {
                 s.mcp_session_ttl = d;
             }
+            for (v, field, path) in [
+                (
+                    m.max_sessions_per_subject,
+                    &mut s.mcp_limits.sessions_per_subject,
+                    "config.mcp.maxSessionsPerSubject",
+                ),
+                (
+                    m.max_sessions_per_worker,
+                    &mut s.mcp_limits.sessions_per_worker,
+                    "config.mcp.maxSessionsPerWorker",
+                ),
+                (
+                    m.max_stdio_processes,
+                    &mut s.mcp_limits.stdio_processes,
+                    "config.mcp.maxStdioProcesses",
+                ),
+            ] {
+                match v {
+                    Some(0) => errs.push(ConfigError::new(path, "must be at least 1")),
+                    Some(n) => *field = n as usize,
+                    None => {}
+                }
+            }
         }
         if let Some(l) = &c.logging {
             let level = match &l.level {

@@ -78,17 +78,46 @@ pub async fn initialize(
     authorization: Option<String>,
     reply: UnboundedSender<ReplyPart>,
 ) {
+    let env_id = || {
+        jsonrpc::peek(&body)
+            .ok()
+            .and_then(|e| e.id.map(str::to_owned))
+    };
+    let limits = ctx.snapshot().settings.mcp_limits;
+    if ctx.sessions.len() >= limits.sessions_per_worker {
+        let msg = format!(
+            "the proxy holds its maximum of {} MCP sessions on this worker; retry later",
+            limits.sessions_per_worker
+        );
+        let _ = reply.unbounded_send(error(
+            503,
+            env_id().as_deref(),
+            jsonrpc::INTERNAL_ERROR,
+            &msg,
+        ));
+        return;
+    }
+    let slots = match session::Slots::take(&subject, &route, &limits) {
+        Ok(slots) => slots,
+        Err(over) => {
+            let (status, msg) = over_cap(over, &limits);
+            let _ = reply.unbounded_send(error(
+                status,
+                env_id().as_deref(),
+                jsonrpc::INTERNAL_ERROR,
+                &msg,
+            ));
+            return;
+        }
+    };
     let id = session::mint_id(ctx.id);
-    let s = match Session::open(id.clone(), &route, subject, authorization) {
+    let s = match Session::open(id.clone(), &route, subject, authorization, slots) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(route = %route.name, error = %e, "cannot start the MCP session");
-            let env_id = jsonrpc::peek(&body)
-                .ok()
-                .and_then(|e| e.id.map(str::to_owned));
             let _ = reply.unbounded_send(error(
                 502,
-                env_id.as_deref(),
+                env_id().as_deref(),
                 jsonrpc::INTERNAL_ERROR,
                 "the MCP server could not be started",
             ));
@@ -104,6 +133,21 @@ pub async fn initialize(
     }
 }
 
+/// The status and message for a session refused by a cap: 429 for the client's own sessions,
+/// 503 when the proxy as a whole is full.
+fn over_cap(over: session::OverCap, limits: &crate::snapshot::McpLimits) -> (u16, String) {
+    match over {
+        session::OverCap::Subject(n) => (
+            429,
+            format!("this client holds {n} MCP sessions, the most allowed (config.mcp.maxSessionsPerSubject = {}): end one with DELETE or let one expire", limits.sessions_per_subject),
+        ),
+        session::OverCap::Processes(n) => (
+            503,
+            format!("the proxy runs {n} MCP server processes, the most allowed (config.mcp.maxStdioProcesses = {}); retry later", limits.stdio_processes),
+        ),
+    }
+}
+
 /// Tears a session down after its answer went out, in a task of its own: the call runs in the
 /// client connection's task, which should not wait for a child's exit or an upstream DELETE
 /// before it reads the next request.
@@ -116,9 +160,18 @@ pub async fn stateless(
     route: Arc<McpRoute>,
     body: Vec<u8>,
     authorization: Option<String>,
+    limits: crate::snapshot::McpLimits,
     reply: UnboundedSender<ReplyPart>,
 ) {
-    let s = match Session::open(String::new(), &route, None, authorization) {
+    let slots = match session::Slots::take(&None, &route, &limits) {
+        Ok(slots) => slots,
+        Err(over) => {
+            let (status, msg) = over_cap(over, &limits);
+            let _ = reply.unbounded_send(error(status, None, jsonrpc::INTERNAL_ERROR, &msg));
+            return;
+        }
+    };
+    let s = match Session::open(String::new(), &route, None, authorization, slots) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(route = %route.name, error = %e, "cannot start the MCP server");

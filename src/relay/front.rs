@@ -230,7 +230,10 @@ impl Job {
                 body,
                 authorization,
                 reply,
-            } => exchange::stateless(route, body, authorization, reply).await,
+            } => {
+                let limits = ctx.snapshot().settings.mcp_limits;
+                exchange::stateless(route, body, authorization, limits, reply).await
+            }
         }
     }
 }
@@ -413,12 +416,12 @@ fn whole(
     date: &[u8],
     cors: &[u8],
     session: Option<&str>,
-    allow: Option<&[u8]>,
+    extra: Option<(&str, &[u8])>,
     body: &[u8],
 ) {
     head(out, status, date, cors, session);
-    if let Some(a) = allow {
-        h1::write_header(out, "allow", a);
+    if let Some((name, value)) = extra {
+        h1::write_header(out, name, value);
     }
     if !body.is_empty() {
         h1::write_header(out, "content-type", b"application/json");
@@ -461,15 +464,13 @@ async fn write_reply<S: ConnIo>(
             } else {
                 b"POST"
             };
-            whole(
-                out,
-                status,
-                &date,
-                cors,
-                None,
-                (status == 405).then_some(allow),
-                &body,
-            );
+            let extra = match status {
+                405 => Some(("allow", allow)),
+                429 => Some(("retry-after", &b"30"[..])),
+                503 => Some(("retry-after", &b"5"[..])),
+                _ => None,
+            };
+            whole(out, status, &date, cors, None, extra, &body);
             (status, bufs.flush(io).await.is_ok())
         }
         ReplyPart::Empty { status } => {

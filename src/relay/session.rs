@@ -83,6 +83,86 @@ impl Target {
     }
 }
 
+/// Process-wide counts of what sessions hold: taken when a session starts and given back when
+/// it is dropped, never touched per call (so the lock is off the request path).
+static SUBJECTS: std::sync::OnceLock<std::sync::Mutex<HashMap<(String, String), usize>>> =
+    std::sync::OnceLock::new();
+static STDIO_PROCESSES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// What a session counts against the caps ([`McpLimits`](crate::snapshot::McpLimits)); given
+/// back on drop.
+#[derive(Default)]
+pub struct Slots {
+    subject: Option<(String, String)>,
+    stdio: usize,
+}
+
+/// Why a session could not start within the caps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverCap {
+    /// The subject holds `n` sessions already.
+    Subject(usize),
+    /// `n` stdio server processes run already.
+    Processes(usize),
+}
+
+impl Slots {
+    /// Counts a new session of `subject` on `route` against the caps.
+    pub fn take(
+        subject: &Subject,
+        route: &McpRoute,
+        limits: &crate::snapshot::McpLimits,
+    ) -> Result<Slots, OverCap> {
+        use std::sync::atomic::Ordering;
+        let mut slots = Slots::default();
+        if let Some(who) = subject {
+            let mut map = SUBJECTS
+                .get_or_init(Default::default)
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let n = map.entry(who.clone()).or_insert(0);
+            if *n >= limits.sessions_per_subject {
+                return Err(OverCap::Subject(*n));
+            }
+            *n += 1;
+            slots.subject = Some(who.clone());
+        }
+        let stdio = route
+            .targets
+            .iter()
+            .filter(|t| matches!(t.kind, McpTargetKind::Stdio { .. }))
+            .count();
+        if stdio > 0 {
+            let before = STDIO_PROCESSES.fetch_add(stdio, Ordering::Relaxed);
+            slots.stdio = stdio;
+            if before + stdio > limits.stdio_processes {
+                return Err(OverCap::Processes(before)); // `slots` gives both back
+            }
+        }
+        Ok(slots)
+    }
+}
+
+impl Drop for Slots {
+    fn drop(&mut self) {
+        if self.stdio > 0 {
+            STDIO_PROCESSES.fetch_sub(self.stdio, std::sync::atomic::Ordering::Relaxed);
+        }
+        if let Some(who) = self.subject.take() {
+            let mut map = SUBJECTS
+                .get_or_init(Default::default)
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = map.get_mut(&who) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&who);
+                }
+            }
+        }
+    }
+}
+
 pub struct Session {
     pub id: String,
     pub route: Arc<McpRoute>,
@@ -94,6 +174,7 @@ pub struct Session {
     backlog: RefCell<VecDeque<(u64, Vec<u8>)>>,
     next_event: Cell<u64>,
     closed: Cell<bool>,
+    _slots: Slots,
 }
 
 impl Session {
@@ -103,6 +184,7 @@ impl Session {
         route: &Arc<McpRoute>,
         subject: Subject,
         authorization: Option<String>,
+        slots: Slots,
     ) -> Result<Rc<Session>, String> {
         let (tx, rx) = unbounded::<Vec<u8>>();
         let mut targets = Vec::with_capacity(route.targets.len());
@@ -148,6 +230,7 @@ impl Session {
             backlog: RefCell::new(VecDeque::new()),
             next_event: Cell::new(1),
             closed: Cell::new(false),
+            _slots: slots,
         });
         monoio::spawn(unsolicited_loop(Rc::downgrade(&s), rx));
         Ok(s)
@@ -280,7 +363,7 @@ impl Sessions {
     }
 
     /// Ends sessions idle for longer than their route's TTL, and those whose targets died.
-    /// Ends the sessions idle past their TTL (or closed). Each ends in a task of its own: a
+    /// Each ends in a task of its own: a
     /// server that ignores SIGTERM takes its grace period there, never in the caller (the
     /// worker's tick, which also keeps the clock that token expiry is checked against).
     pub fn expire(&self) {

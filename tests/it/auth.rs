@@ -469,6 +469,59 @@ both_drivers!(jwt_auth_modes, |d| {
     );
 });
 
+both_drivers!(session_and_process_caps, |d| {
+    let key = TestKey::es256("k1");
+    let cfg = format!(
+        "{CONFIG_HEAD}  mcp:\n    maxSessionsPerSubject: 2\n    maxStdioProcesses: 3\nbinds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - name: mcp\n      matches: [{{path: {{exact: /mcp}}}}]\n      policies:\n        mcpAuthentication:\n          issuer: {ISS}\n          audiences: [{AUD}]\n          jwks: '{}'\n          resourceMetadata:\n            resource: http://127.0.0.1:{{PORT}}/mcp\n      backends:\n      - mcp:\n          targets:\n          - name: mini\n            stdio: {{cmd: python3, args: ['{}']}}\n",
+        jwks(&[&key]),
+        crate::mcp::mini_server()
+    );
+    let p = Proxy::start(&cfg, d);
+    let client = |sub: &str| {
+        let mut c = crate::mcp::Mcp::new(p.addr());
+        c.token = Some(key.sign(&claims(ISS, AUD, sub)));
+        c
+    };
+    let mut alice1 = client("alice");
+    assert_eq!(alice1.initialize().status, 200);
+    let mut alice2 = client("alice");
+    assert_eq!(alice2.initialize().status, 200);
+    // A third session for alice: 429, with when to retry and why.
+    let r = client("alice").raw("POST", crate::mcp::INIT, "");
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.header("retry-after"), Some("30"));
+    assert!(
+        r.text().contains("maxSessionsPerSubject = 2"),
+        "{}",
+        r.text()
+    );
+    // Bob gets the third process; a fourth is over the proxy's cap: 503.
+    let mut bob1 = client("bob");
+    assert_eq!(bob1.initialize().status, 200);
+    let r = client("bob").raw("POST", crate::mcp::INIT, "");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.header("retry-after"), Some("5"));
+    assert!(r.text().contains("maxStdioProcesses = 3"), "{}", r.text());
+    assert_eq!(crate::mcp::children(p.pid()).len(), 3);
+    // Alice ends a session: its process and her count are given back.
+    assert_eq!(alice1.raw("DELETE", "", "").status, 200);
+    let t0 = Instant::now();
+    let mut bob2 = client("bob");
+    loop {
+        let r = bob2.initialize();
+        if r.status == 200 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "{}", r.text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        client("alice").initialize().status,
+        503,
+        "no process left for her either"
+    );
+});
+
 both_drivers!(sessions_are_bound_to_the_subject, |d| {
     let key = TestKey::es256("k1");
     let cfg = format!(
