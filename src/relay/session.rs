@@ -8,7 +8,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
 use futures_util::StreamExt;
@@ -366,14 +366,17 @@ impl Sessions {
     /// Each ends in a task of its own: a
     /// server that ignores SIGTERM takes its grace period there, never in the caller (the
     /// worker's tick, which also keeps the clock that token expiry is checked against).
-    pub fn expire(&self) {
+    /// `ttl` is the current config's `config.mcp.sessionTtl`: a reload that lowers it applies
+    /// to the sessions already open too.
+    pub fn expire(&self, ttl: Duration) {
         let now = Instant::now();
         let gone: Vec<Rc<Session>> = {
             let mut map = self.map.borrow_mut();
             let ids: Vec<String> = map
                 .iter()
                 .filter(|(_, s)| {
-                    s.is_closed() || now.duration_since(s.last_used.get()) > s.route.session_ttl
+                    s.is_closed()
+                        || now.duration_since(s.last_used.get()) > s.route.session_ttl.min(ttl)
                 })
                 .map(|(id, _)| id.clone())
                 .collect();

@@ -196,7 +196,7 @@ async fn tick(ctx: Rc<WorkerCtx>) {
             ctx.pool.expire(idle);
         }
         if n % 20 == 0 && !ctx.sessions.is_empty() {
-            ctx.sessions.expire();
+            ctx.sessions.expire(ctx.snapshot().settings.mcp_session_ttl);
         }
     }
 }

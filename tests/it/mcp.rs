@@ -993,3 +993,16 @@ both_drivers!(drain_lets_calls_through_other_workers_finish, |d| {
     assert!(p.terminate().success());
     assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
 });
+
+both_drivers!(a_lowered_session_ttl_applies_to_open_sessions, |d| {
+    let p = Proxy::start_with(&stdio_route("", ""), d, &[("TTL", "30m".into())], &[]);
+    let mut c = Mcp::new(p.addr());
+    assert_eq!(c.initialize().status, 200);
+    assert_eq!(children(p.pid()).len(), 1);
+    // The reload lowers the TTL to 1 s: the session opened under 30 m ends too.
+    let lowered = p.render(&stdio_route("", "")).replace("{TTL}", "1s");
+    std::fs::write(&p.config_path, lowered).unwrap();
+    assert!(p.wait_log("config reloaded", 10), "{}", p.log());
+    wait_until(15, "the session to expire", || children(p.pid()).is_empty());
+    assert_eq!(c.call("tools/list", "{}").0.status, 404);
+});
