@@ -494,9 +494,20 @@ impl HttpTarget {
                 }
                 return Err(format!("{} answered HTTP {status}", self.target));
             }
-            if id.is_some() {
+            if let Some(want) = id {
                 if body.is_empty() {
                     return Err(format!("{} answered without a body", self.target));
+                }
+                // Only the JSON-RPC response to this request is relayed as its answer.
+                let answers = matches!(
+                    jsonrpc::peek(&body).map(|e| (e.kind, e.id)),
+                    Ok((Kind::Response, Some(rid))) if rid == want
+                );
+                if !answers {
+                    return Err(format!(
+                        "{} answered with something other than the JSON-RPC response to this request",
+                        self.target
+                    ));
                 }
                 let _ = tx.unbounded_send(TargetMsg::Final(body));
             }

@@ -1006,3 +1006,49 @@ both_drivers!(a_lowered_session_ttl_applies_to_open_sessions, |d| {
     wait_until(15, "the session to expire", || children(p.pid()).is_empty());
     assert_eq!(c.call("tools/list", "{}").0.status, 404);
 });
+
+both_drivers!(
+    an_upstream_answer_that_is_not_the_response_is_an_error,
+    |d| {
+        // A streamable-HTTP server that answers tools/list with text and ping with another id.
+        let up = Upstream::start(|s| {
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut w = s;
+            while let Ok(Some(req)) = read_request(&mut r) {
+                let msg: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+                let body = match (msg["method"].as_str().unwrap_or(""), msg.get("id")) {
+                (_, None) => {
+                    let _ = w.write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n");
+                    continue;
+                }
+                ("initialize", Some(id)) => serde_json::json!({"jsonrpc":"2.0","id":id,"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"odd","version":"1"}}}).to_string(),
+                ("tools/list", _) => "this is not JSON".to_owned(),
+                _ => r#"{"jsonrpc":"2.0","id":999999,"result":{}}"#.to_owned(),
+            };
+                let _ = w.write_all(format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nmcp-session-id: s1\r\ncontent-length: {}\r\n\r\n{body}", body.len()).as_bytes());
+            }
+        });
+        let p = Proxy::start(&http_target_route(up.port), d);
+        let mut c = Mcp::new(p.addr());
+        assert_eq!(c.initialize().status, 200);
+        for method in ["tools/list", "ping"] {
+            let (r, msgs) = c.call(method, "{}");
+            let m = msgs.last().cloned().unwrap_or_default();
+            assert!(
+                m["error"].is_object(),
+                "{method}: {} {}",
+                r.status,
+                r.text()
+            );
+            assert_eq!(
+                m["id"], c.next_id,
+                "{method}: the error answers the client's id"
+            );
+            assert!(
+                !r.text().contains("this is not JSON") && !r.text().contains("999999"),
+                "{}",
+                r.text()
+            );
+        }
+    }
+);
