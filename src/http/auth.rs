@@ -117,6 +117,8 @@ pub struct AuthState {
     scratch: Scratch,
     waiters: Vec<(Arc<str>, oneshot::Sender<()>)>,
     asked: HashMap<Arc<str>, Instant>,
+    /// Sources asked to refetch whose answer (`wake`) has not come yet.
+    outstanding: std::collections::HashSet<Arc<str>, Fold>,
     to_keys: Option<mpsc::Sender<KeysMsg>>,
 }
 
@@ -130,6 +132,7 @@ impl AuthState {
             scratch: Scratch::new(),
             waiters: Vec::new(),
             asked: HashMap::new(),
+            outstanding: Default::default(),
             to_keys,
         }
     }
@@ -143,6 +146,7 @@ impl AuthState {
 
     /// The key manager finished a fetch of `source` (changed or not).
     pub fn wake(&mut self, source: &Arc<str>) {
+        self.outstanding.remove(source);
         let mut i = 0;
         while i < self.waiters.len() {
             if &self.waiters[i].0 == source {
@@ -174,19 +178,35 @@ impl AuthState {
         self.caches.retain(|id, _| ids.contains(id));
     }
 
-    fn ask_refetch(&mut self, source: &Arc<str>) {
+    /// Whether a request whose token names an unknown `kid` of `source` should wait for a
+    /// refetch: only a JWKS URL (ids `jwks:<url>`, see `config::lower_auth`; a file or an inline
+    /// set has nothing to fetch), and only while a refetch this worker asked for is under way,
+    /// or when it asks for one now (at most once per `ASK_INTERVAL`). Right after a refetch came
+    /// back without the key, the token is refused at once instead of waiting for nothing.
+    fn should_wait(&mut self, source: &Arc<str>) -> bool {
+        if !source.starts_with("jwks:") {
+            return false;
+        }
+        if self.outstanding.contains(source) {
+            return true;
+        }
         let now = Instant::now();
         if self
             .asked
             .get(source)
             .is_some_and(|t| now.duration_since(*t) < ASK_INTERVAL)
         {
-            return;
+            return false;
         }
         self.asked.insert(source.clone(), now);
-        if let Some(tx) = &self.to_keys {
-            let _ = tx.send(KeysMsg::UnknownKid(source.clone()));
+        let asked = self
+            .to_keys
+            .as_ref()
+            .is_some_and(|tx| tx.send(KeysMsg::UnknownKid(source.clone())).is_ok());
+        if asked {
+            self.outstanding.insert(source.clone());
         }
+        asked
     }
 }
 
@@ -274,9 +294,8 @@ pub fn authenticate<'p>(
         return AuthDecision::Reject(&policy.unavailable, RejectKind::Unavailable);
     }
     if let Some(src) = unknown_kid {
-        if may_wait {
-            let src = src.clone();
-            st.ask_refetch(&src);
+        let src = src.clone();
+        if may_wait && st.should_wait(&src) {
             return AuthDecision::WaitForKeys(src);
         }
     }

@@ -353,6 +353,28 @@ both_drivers!(failed_verifications_are_budgeted_per_address, |d| {
     assert_eq!(post(&p, Some(&fresh2)).status, 200);
 });
 
+both_drivers!(an_unknown_kid_of_a_static_key_set_is_refused_at_once, |d| {
+    // Inline (and file) key sets have nothing to refetch: no wait for a key that cannot come.
+    let key = TestKey::es256("k1");
+    let up = Upstream::echo();
+    let cfg = mcp_config(&format!("jwks: '{}'", jwks(&[&key])), "");
+    let p = Proxy::start_with(&cfg, d, &[("UP", up.port.to_string())], &[]);
+    let stranger = TestKey::es256("k-unknown");
+    for i in 0..3 {
+        let t0 = Instant::now();
+        let r = post(
+            &p,
+            Some(&stranger.sign(&claims(ISS, AUD, &format!("s{i}")))),
+        );
+        assert_eq!(r.status, 401);
+        assert!(
+            t0.elapsed() < Duration::from_millis(1000),
+            "{:?}",
+            t0.elapsed()
+        );
+    }
+});
+
 both_drivers!(two_authorization_headers_are_refused, |d| {
     // The valid token first, then an unverified one with a forged subject: with passthrough
     // both would reach the backend, which may read either. One credential per request.
