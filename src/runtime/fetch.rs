@@ -152,6 +152,19 @@ fn read_all<R: Read>(r: &mut R, deadline: Instant) -> Result<Vec<u8>, String> {
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !out.is_empty() => {
                 return Ok(out)
             }
+            // The socket's read timeout (the fetch timeout) expired: say so, not "resource
+            // temporarily unavailable" (EAGAIN is how the kernel reports it).
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(format!(
+                    "timed out waiting for the response ({} bytes received)",
+                    out.len()
+                ))
+            }
             Err(e) => return Err(format!("read: {e}")),
         }
     }
@@ -279,6 +292,21 @@ mod tests {
         );
         assert!(parse_url("ftp://x/").is_err());
         assert!(parse_url("http://:80/").is_err());
+    }
+
+    /// A server that accepts and never answers: the error says it timed out.
+    #[test]
+    fn a_hung_server_is_a_timeout() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/jwks.json", l.local_addr().unwrap());
+        let hold = std::thread::spawn(move || {
+            let c = l.accept();
+            std::thread::sleep(Duration::from_millis(600));
+            drop(c);
+        });
+        let e = get(&url, Duration::from_millis(200)).err().unwrap();
+        hold.join().unwrap();
+        assert!(e.contains("timed out"), "{e}");
     }
 
     #[test]
