@@ -324,7 +324,11 @@ async fn read_response_head(
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS + 1];
             match h1::parse_response(buf, &mut headers, head_request) {
                 Ok(Some((h, hdrs))) => {
-                    if (100..200).contains(&h.status) && h.status != 101 {
+                    // The proxy never forwards `Upgrade` (hop-by-hop): a 101 was not asked for.
+                    if h.status == 101 {
+                        return Err(LocalError::UpstreamProtocol);
+                    }
+                    if (100..200).contains(&h.status) {
                         let n = h.head_len;
                         buf.drain(..n);
                         continue;

@@ -306,3 +306,30 @@ both_drivers!(upstream_closing_idle_connections_loses_no_request, |d| {
         "a fresh upstream connection per idle gap"
     );
 });
+
+both_drivers!(unsolicited_upgrades_and_transfer_codings_are_502, |d| {
+    // Answers that the proxy cannot pass on faithfully: a 101 nobody asked for (Upgrade is
+    // never forwarded), and bodies in transfer codings it does not decode.
+    let answer = |raw: &'static [u8]| {
+        Upstream::start(move |mut s| {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(raw);
+        })
+    };
+    let ups = [
+        answer(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nraw bytes"),
+        answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"),
+        answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nConnection: close\r\n\r\nabc"),
+    ];
+    for up in &ups {
+        let p = Proxy::start_with(&config(""), d, &[("UP", up.port.to_string())], &[]);
+        let r = p.get("/x");
+        assert_eq!(r.status, 502, "{}", r.text());
+        assert!(
+            !r.text().contains("raw bytes") && !r.text().contains("abc"),
+            "{}",
+            r.text()
+        );
+    }
+});

@@ -106,8 +106,13 @@ pub fn parse_response<'h, 'b>(
         RespBody::None
     } else if has_te {
         match transfer_encoding(headers) {
-            TeVerdict::Chunked | TeVerdict::ChunkedAfterOthers => RespBody::Chunked,
-            TeVerdict::NotChunkedFinal => RespBody::UntilClose,
+            TeVerdict::Chunked => RespBody::Chunked,
+            // `gzip, chunked`: a transfer coding the client never asked for (TE is hop-by-hop
+            // and not forwarded) and that the proxy does not decode.
+            // So is `gzip` alone (a body delimited by the close, still gzip-coded).
+            TeVerdict::ChunkedAfterOthers | TeVerdict::NotChunkedFinal => {
+                return Err(H1Error::UnsupportedTransferCoding)
+            }
             TeVerdict::Malformed => return Err(H1Error::TransferEncodingNotChunked),
         }
     } else {
