@@ -2,7 +2,10 @@
 //! - `parse_request` on a realistic ~1.1 KB MCP POST head vs raw `httparse::Request::parse`
 //!   (same 101 header slots), so the cost of the extra checks is visible;
 //! - `ChunkedDecoder` over a 16 KiB body in 1 KiB chunks vs a minimal loop over
-//!   `httparse::parse_chunk_size` (which skips the CRLF, trailer and limit checks).
+//!   `httparse::parse_chunk_size` (which skips the CRLF, trailer and limit checks);
+//! - `normalize_path` on a typical path (the borrowed fast path), on one with a `.well-known`
+//!   segment (dots that are not dot-segments), and on dot-segment / escaped paths (one pass,
+//!   one allocation).
 //!
 //! Quick run: `cargo bench --bench h1_parse -- --warm-up-time 1 --measurement-time 2`.
 
@@ -123,5 +126,20 @@ fn bench_chunked(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_request, bench_chunked);
+fn bench_path(c: &mut Criterion) {
+    let mut g = c.benchmark_group("h1_path_normalize");
+    for (name, path) in [
+        ("typical", "/api/v1/mcp/tools/call"),
+        ("well_known", "/.well-known/oauth-protected-resource/mcp"),
+        ("dot_segments", "/echo/../api/./v1/mcp/tools/call"),
+        ("encoded_dots", "/echo/%2e%2E/api/v1/%7Euser/tools%3acall"),
+    ] {
+        g.bench_with_input(BenchmarkId::new(name, path.len()), path, |b, path| {
+            b.iter(|| black_box(h1::normalize_path(black_box(path)).unwrap().len()))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_request, bench_chunked, bench_path);
 criterion_main!(benches);

@@ -11,6 +11,12 @@ pub fn chunked(data: &[u8]) {
     crate::http::h1::fuzz_chunked(data);
 }
 
+/// Request-path normalisation against the RFC 3986 §5.2.4 oracle, plus its invariants
+/// (`fuzz/fuzz_targets/path_normalize.rs`).
+pub fn path_normalize(data: &[u8]) {
+    crate::http::h1::fuzz_path(data);
+}
+
 /// YAML → wire model → validation (`fuzz/fuzz_targets/config_yaml.rs`). Lowering is left out:
 /// it resolves host names, and a fuzzer must not send DNS queries.
 pub fn config(data: &[u8]) {

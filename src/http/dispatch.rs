@@ -1,12 +1,13 @@
 //! What to do with one parsed request: pick the listener and route, apply the route's policies in
 //! order, and either render a local response or prepare the upstream request.
 //!
-//! Owns: policy order — discovery documents of protected routes, CORS preflight, authentication,
+//! Owns: path normalisation before anything looks at the path, policy order — discovery documents of protected routes, CORS preflight, authentication,
 //! redirect, direct response, backend — and the choice of upstream. Pure apart from the
 //! worker-local authentication state it is handed: no I/O, so it is tested without sockets.
 //! Not here: reading bodies or talking to upstreams (`http::conn`, `http::proxy`), the upstream
 //! head (`http::upstream`), discovery documents (`http::discovery`).
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -111,6 +112,29 @@ pub fn decide<'s>(
 ) -> Decision<'s> {
     let (date, close_after) = (env.date, env.close_after);
     let head_only = head.method == "HEAD";
+    // Route on, and forward, the normalised path (`h1::normalize_path`): dot-segments must not
+    // walk out of the route that authorised the request. `OPTIONS *` has no path to normalise.
+    let path = match head.path {
+        "*" => Cow::Borrowed("*"),
+        p => match h1::normalize_path(p) {
+            Ok(p) => p,
+            Err(e) => {
+                return local_error(
+                    LocalError::Head(e),
+                    None,
+                    None,
+                    date,
+                    close_after,
+                    head_only,
+                    out,
+                )
+            }
+        },
+    };
+    let head = &RequestHead {
+        path: &path,
+        ..*head
+    };
     let host_raw = head.authority.unwrap_or(b"");
     let host = std::str::from_utf8(routing::strip_port(host_raw)).unwrap_or("");
     let Some(listener) = find_bind(snap, conn.port).and_then(|b| b.listener_for(host)) else {

@@ -14,6 +14,7 @@ mod chunked;
 mod encode;
 mod error;
 mod fields;
+mod path;
 mod request;
 mod response;
 mod syntax;
@@ -25,6 +26,9 @@ pub use error::H1Error;
 pub use fields::{
     connection_tokens, find_header, is_connection_listed, is_hop_by_hop, list_elements,
 };
+pub use path::normalize_path;
+#[doc(hidden)]
+pub use path::{fuzz_path, reference_normalize};
 pub use request::{parse_request, BodyKind, RequestHead};
 pub use response::{parse_response, RespBody, ResponseHead};
 

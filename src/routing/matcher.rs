@@ -3,7 +3,8 @@
 //!
 //! Owns: the compiled condition types and their zero-allocation evaluation.
 //! Does not: order routes (see `table`), look at hostnames (see `host`), or percent-decode
-//! anything — paths and query values are compared exactly as they arrived on the wire.
+//! anything — paths are compared as `http::h1::normalize_path` left them (dot-segments removed,
+//! unreserved escapes decoded, other escapes uppercased), query values as they arrived.
 
 use regex::Regex;
 
@@ -12,7 +13,7 @@ use super::RequestView;
 /// How a request path is matched.
 #[derive(Debug, Clone)]
 pub enum PathMatch {
-    /// The raw path must equal this string byte for byte.
+    /// The (normalised) path must equal this string byte for byte.
     Exact(String),
     /// Segment-aware prefix: trailing `/` is ignored on both sides, then the rest of the path
     /// must be empty or start with `/`. `/hello` matches `/hello`, `/hello/`, `/hello/x`, not

@@ -25,6 +25,14 @@ pub enum H1Error {
     AsteriskNotOptions,
     /// CONNECT: Portcullis does not tunnel.
     ConnectNotSupported,
+    /// `%2F` or `%5C` (an encoded `/` or `\`) in the request path.
+    EncodedPathSeparator,
+    /// A literal `\` in the request path.
+    BackslashInPath,
+    /// `%00` in the request path.
+    EncodedNul,
+    /// `%` in the request path not followed by two hex digits.
+    InvalidPercentEncoding,
     /// Version token is not of the form `HTTP/d.d`.
     InvalidVersion,
     /// Well-formed version other than HTTP/1.0 or HTTP/1.1.
@@ -119,6 +127,10 @@ impl H1Error {
             InvalidMethod
             | InvalidTarget
             | AsteriskNotOptions
+            | EncodedPathSeparator
+            | BackslashInPath
+            | EncodedNul
+            | InvalidPercentEncoding
             | InvalidVersion
             | MalformedRequestLine
             | BareLf
@@ -158,6 +170,12 @@ impl H1Error {
             InvalidTarget => "invalid request target",
             AsteriskNotOptions => "'*' request target is only allowed with OPTIONS",
             ConnectNotSupported => "CONNECT is not supported",
+            EncodedPathSeparator => {
+                "encoded '/' or '\\' (%2F, %5C) in the request path is not allowed"
+            }
+            BackslashInPath => "'\\' in the request path is not allowed",
+            EncodedNul => "%00 in the request path is not allowed",
+            InvalidPercentEncoding => "invalid percent-encoding in the request path",
             InvalidVersion => "malformed HTTP version",
             UnsupportedVersion => "HTTP version not supported; use HTTP/1.1 or HTTP/1.0",
             MalformedRequestLine => "malformed request line",
@@ -213,6 +231,10 @@ impl H1Error {
             | InvalidTarget
             | AsteriskNotOptions
             | ConnectNotSupported
+            | EncodedPathSeparator
+            | BackslashInPath
+            | EncodedNul
+            | InvalidPercentEncoding
             | InvalidVersion
             | UnsupportedVersion
             | MalformedRequestLine

@@ -36,7 +36,8 @@ pub struct RequestHead<'b> {
     /// The request target exactly as sent.
     pub target: &'b str,
     /// Path without the query; for absolute-form the path part (`/` if empty); `*` for
-    /// `OPTIONS *`. Not percent-decoded.
+    /// `OPTIONS *`. As sent: not normalised (see [`normalize_path`](super::normalize_path),
+    /// which `dispatch` applies before routing).
     pub path: &'b str,
     /// Query without the `?`; empty if none.
     pub query: &'b str,

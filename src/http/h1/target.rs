@@ -1,7 +1,7 @@
 //! Request-target forms (RFC 9112 §3.2) and Host value syntax.
 //!
 //! Splits a target into path, query and, for absolute-form, authority. Does not decode
-//! percent-escapes or normalise dot-segments: routing owns path normalisation.
+//! percent-escapes or normalise dot-segments: see `path` (applied by `dispatch`).
 
 use super::H1Error;
 
