@@ -448,12 +448,18 @@ async fn wait_for_head<S: ConnIo>(
 
 /// Bytes that no HTTP/1.x head can continue (a TLS handshake on a plain port, an HTTP/0.9
 /// request line): handed to the parser at once for its 400, not left to the header timeout.
+/// Empty lines before the request line are ignored, as RFC 9112 §2.2 asks (some clients send a
+/// CRLF after a body).
 fn not_http1(buf: &[u8]) -> bool {
     if buf.starts_with(&[0x16, 0x03]) {
         return true;
     }
-    match memchr::memchr(b'\n', buf) {
-        Some(end) => memchr::memmem::find(&buf[..end], b" HTTP/").is_none(),
+    let Some(start) = buf.iter().position(|&b| b != b'\r' && b != b'\n') else {
+        return false;
+    };
+    let line = &buf[start..];
+    match memchr::memchr(b'\n', line) {
+        Some(end) => memchr::memmem::find(&line[..end], b" HTTP/").is_none(),
         None => false,
     }
 }
@@ -612,7 +618,20 @@ fn record(
 
 #[cfg(test)]
 mod tests {
-    use super::head_complete;
+    use super::{head_complete, not_http1};
+
+    #[test]
+    fn non_http1_first_bytes_are_seen_at_once() {
+        assert!(not_http1(&[0x16, 0x03, 0x01, 0x02, 0x00]));
+        assert!(not_http1(b"GET /\r\n"));
+        assert!(not_http1(b"hello\n"));
+        // Partial or ordinary request lines, and the empty lines RFC 9112 says to ignore.
+        assert!(!not_http1(b"GET / HTTP/1.1\r\nHost"));
+        assert!(!not_http1(b"GET / HT"));
+        assert!(!not_http1(b"\r\n"));
+        assert!(!not_http1(b"\r\nGET / HTTP/1.1\r\nHost: a\r\n"));
+        assert!(!not_http1(b"\r\n\r\nGET /x HTTP/1.1\r\n"));
+    }
 
     #[test]
     fn a_head_ends_at_a_blank_line_crlf_or_bare_lf() {

@@ -307,3 +307,17 @@ both_drivers!(out_of_descriptors_is_logged_once_a_second, |d| {
     assert!(warned >= 1, "the shortage is reported:\n{text}");
     assert!(warned <= 10, "{warned} warnings in 3 s:\n{text}");
 });
+
+both_drivers!(an_empty_line_between_requests_is_ignored, |d| {
+    // RFC 9112 §2.2: some clients send a CRLF after a body; the next request still works,
+    // even when the CRLF arrives on its own.
+    let p = Proxy::start(&config(), d);
+    let mut s = connect(p.addr());
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut r, false).unwrap().status, 200);
+    s.write_all(b"\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut r, false).unwrap().status, 200);
+});
