@@ -39,20 +39,29 @@ pub fn parse_watch(s: &str) -> Result<Watch> {
 
 /// Nanoseconds on CPU of all threads of `pid` (threads that already exited are not counted).
 pub fn total_ns(pid: u32) -> Option<u64> {
+    Some(per_thread_ns(pid)?.values().sum())
+}
+
+/// Nanoseconds on CPU of each live thread of `pid`, by thread id.
+fn per_thread_ns(pid: u32) -> Option<std::collections::HashMap<u64, u64>> {
     let dir = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
-    let mut sum = 0u64;
+    let mut by_tid = std::collections::HashMap::new();
     for t in dir.flatten() {
+        let Some(tid) = t.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) else {
+            continue;
+        };
         let mut p = t.path();
         p.push("schedstat");
         if let Ok(s) = std::fs::read_to_string(&p) {
-            sum += s
+            let ns = s
                 .split_ascii_whitespace()
                 .next()
                 .and_then(|v| v.parse::<u64>().ok())
                 .unwrap_or(0);
+            by_tid.insert(tid, ns);
         }
     }
-    Some(sum)
+    Some(by_tid)
 }
 
 /// CPU used by one watched process over the window.
@@ -76,13 +85,19 @@ pub fn sample_window(
     until: std::time::Instant,
 ) -> Vec<(Watch, Option<u64>)> {
     std::thread::sleep(from.saturating_duration_since(std::time::Instant::now()));
-    let begin: Vec<Option<u64>> = watches.iter().map(|w| total_ns(w.pid)).collect();
+    let begin: Vec<_> = watches.iter().map(|w| per_thread_ns(w.pid)).collect();
     std::thread::sleep(until.saturating_duration_since(std::time::Instant::now()));
     watches
         .iter()
         .zip(begin)
         .map(|(w, b)| {
-            let used = total_ns(w.pid).zip(b).map(|(end, b)| end.saturating_sub(b));
+            // Per thread: a thread that exited in between (an io_uring kernel worker, say) must
+            // not make the total shrink; one that started in between counts from zero.
+            let used = per_thread_ns(w.pid).zip(b).map(|(end, b)| {
+                end.iter()
+                    .map(|(tid, e)| e.saturating_sub(b.get(tid).copied().unwrap_or(0)))
+                    .sum()
+            });
             (w.clone(), used)
         })
         .collect()

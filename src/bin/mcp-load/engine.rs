@@ -59,18 +59,22 @@ struct ThreadOut {
 pub fn run(cfg: Arc<RunConfig>, mut on_tick: impl FnMut(Duration, &Tick)) -> Result<RunResult> {
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
     let (tick_tx, tick_rx) = mpsc::channel::<Tick>();
+    // Generator threads (and their rings' kernel workers) stay alive until the CPU sampler has
+    // taken its last reading: a thread gone by then takes its CPU time with it.
+    let sampled = Arc::new(Signal::default());
     let mut starts = Vec::new();
     let mut joins = Vec::new();
     for tid in 0..cfg.threads {
         let (start_tx, start_rx) = mpsc::channel::<Instant>();
         starts.push(start_tx);
         let (cfg, ready_tx, tick_tx) = (cfg.clone(), ready_tx.clone(), tick_tx.clone());
+        let sampled = sampled.clone();
         let j = std::thread::Builder::new()
             .name(format!("mcp-load-{tid}"))
             .spawn(move || {
                 let ready = ready_tx.clone();
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    thread_main(cfg, tid, ready_tx, start_rx, tick_tx)
+                    thread_main(cfg, tid, ready_tx, start_rx, tick_tx, &sampled)
                 }));
                 // Unblocks the main thread if the panic came before the thread was ready.
                 r.unwrap_or_else(|_| {
@@ -100,7 +104,11 @@ pub fn run(cfg: Arc<RunConfig>, mut on_tick: impl FnMut(Duration, &Tick)) -> Res
         );
         std::thread::Builder::new()
             .name("mcp-load-cpu".into())
-            .spawn(move || crate::cpu::sample_window(&w, from, until))?
+            .spawn(move || {
+                let used = crate::cpu::sample_window(&w, from, until);
+                sampled.set();
+                used
+            })?
     };
     let mut acc = Tick {
         answered: 0,
@@ -147,6 +155,7 @@ fn thread_main(
     ready: Sender<Result<(), String>>,
     start: Receiver<Instant>,
     ticks: Sender<Tick>,
+    sampled: &Signal,
 ) -> Result<ThreadOut> {
     if let Some(cpus) = &cfg.cpus {
         let cpu = cpus[tid % cpus.len()];
@@ -162,7 +171,31 @@ fn thread_main(
             return Err(e.into());
         }
     };
-    rt.block_on(thread_async(cfg, tid, ready, start, ticks))
+    let window_end = cfg.warmup + cfg.duration;
+    let out = rt.block_on(thread_async(cfg, tid, ready, start, ticks));
+    // Keep this thread and its runtime until the sampler's last reading (bounded).
+    sampled.wait(window_end + Duration::from_secs(5));
+    drop(rt);
+    out
+}
+
+/// A one-shot flag threads can wait on.
+#[derive(Default)]
+struct Signal {
+    done: std::sync::Mutex<bool>,
+    cv: std::sync::Condvar,
+}
+
+impl Signal {
+    fn set(&self) {
+        *self.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.cv.notify_all();
+    }
+
+    fn wait(&self, at_most: Duration) {
+        let done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = self.cv.wait_timeout_while(done, at_most, |d| !*d);
+    }
 }
 
 /// Per-thread state shared by its virtual users (single-threaded: `Rc`, `Cell`, `RefCell`;
