@@ -113,6 +113,8 @@ cat >"$tmp/portcullis.yaml" <<YAML
 config:
   statsAddr: 127.0.0.1:$SP
   readinessAddr: 127.0.0.1:$RP
+  # Every virtual user is the same subject: lift the per-subject session cap (default 64).
+  mcp: {maxSessionsPerSubject: 100000, maxSessionsPerWorker: 100000}
 binds:
 - port: $PP
   listeners:

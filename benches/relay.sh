@@ -63,7 +63,8 @@ YAML
 }
 be() { echo "      backends: [{mcp: {targets: [{name: be, mcp: {host: 127.0.0.1, port: $1, path: /mcp}}]}}]"; }
 {
-  echo "config: {statsAddr: 127.0.0.1:$SP, readinessAddr: 127.0.0.1:$RP}"
+  # One subject for every virtual user: the per-subject session cap (default 64) is lifted.
+  echo "config: {statsAddr: 127.0.0.1:$SP, readinessAddr: 127.0.0.1:$RP, mcp: {maxSessionsPerSubject: 100000, maxSessionsPerWorker: 100000}}"
   echo "binds:"
   echo "- port: $PP"
   echo "  listeners:"

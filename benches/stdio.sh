@@ -20,7 +20,7 @@ pick() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 PP=$(pick); SP=$(pick); RP=$(pick)
 tmp=$(mktemp -d)
 cat >"$tmp/stdio.yaml" <<YAML
-config: {statsAddr: 127.0.0.1:$SP, readinessAddr: 127.0.0.1:$RP}
+config: {statsAddr: 127.0.0.1:$SP, readinessAddr: 127.0.0.1:$RP, mcp: {maxSessionsPerSubject: 100000}}
 binds:
 - port: $PP
   listeners:

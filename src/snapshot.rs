@@ -158,7 +158,7 @@ pub struct McpLimits {
 impl Default for McpLimits {
     fn default() -> Self {
         McpLimits {
-            sessions_per_subject: 16,
+            sessions_per_subject: 64,
             sessions_per_worker: 1000,
             stdio_processes: 256,
         }

@@ -144,7 +144,7 @@ pub struct ListenerConfig {
 pub struct McpSettings {
     /// Idle MCP sessions end after this long (Go duration; default 30m).
     pub session_ttl: Option<String>,
-    /// Portcullis: sessions one subject (or client) may hold at once (default 16) → 429.
+    /// Portcullis: sessions one subject (or client) may hold at once (default 64) → 429.
     pub max_sessions_per_subject: Option<u32>,
     /// Portcullis: sessions one worker may own (default 1000) → 503.
     pub max_sessions_per_worker: Option<u32>,
