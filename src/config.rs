@@ -180,6 +180,15 @@ pub fn load_bytes_with_env(
         ConfigError::new(error::ROOT, format!("the config is not valid UTF-8: {e}"))
     })?;
     let mut loaded = load_model(text, lookup)?;
+    // A config that serves nothing is refused: an empty, comments-only or truncated file (or
+    // `binds: []`) written over the watched config must not take the proxy offline.
+    if loaded.model.as_ref().is_some_and(|m| m.binds.is_empty()) {
+        loaded.errors.push(ConfigError::new(
+            "binds",
+            "the config defines no listener (an empty or comments-only file, or `binds: []`): \
+             it would serve nothing, so it is refused",
+        ));
+    }
     // Lowering assumes a valid model (and reads files, resolves names): only a clean one.
     match loaded.model.take() {
         Some(model) if loaded.errors.is_empty() => lower::lower(&model, base_dir),

@@ -7,7 +7,6 @@
 //! Not here: request handling, or parsing (`config`).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -159,7 +158,9 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
         stop_workers(&senders, Instant::now());
         return 1;
     }
-    let ready = Arc::new(AtomicBool::new(true));
+    let ready = Arc::new(crate::admin::Readiness::default());
+    // Until the key manager has loaded them, the key sets of the config are missing.
+    ready.set_keys_missing(jwks_sources(&snapshot));
     let senders = Arc::new(senders);
     if let Err(e) = crate::admin::start(admin, senders.clone(), ready.clone()) {
         tracing::error!(error = %e, "cannot start the admin endpoints");
@@ -174,7 +175,7 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
         tracing::warn!("{w}");
     }
     // Key sets and discovery documents are fetched off the workers; a failure is not fatal.
-    if let Err(e) = crate::runtime::keys::spawn(senders.clone(), keys_rx) {
+    if let Err(e) = crate::runtime::keys::spawn(senders.clone(), keys_rx, ready.clone()) {
         tracing::error!(error = %e, "cannot start the key manager");
         stop_workers(&senders, Instant::now());
         return 1;
@@ -186,10 +187,12 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
     }
 
     let mut current = snapshot;
-    let mut last_text = match &opts.source {
-        ConfigSource::File(p) => std::fs::read(p).ok(),
+    let mut watcher = match &opts.source {
+        ConfigSource::File(p) => Some(crate::runtime::watch::Watcher::new(p)),
         ConfigSource::Inline(_) => None,
     };
+    // A published generation whose workers have not all reported yet.
+    let mut applying: Option<Applying> = None;
     loop {
         match ev_rx.recv_timeout(opts.watch_interval) {
             Ok(Event::Signal(sig)) => {
@@ -199,7 +202,7 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
                     deadline_ms = current.settings.termination_deadline.as_millis() as u64,
                     "draining"
                 );
-                ready.store(false, Ordering::Relaxed);
+                ready.set_draining();
                 stop_workers(&senders, deadline);
                 let mut unfinished = 0;
                 let mut stopped = 0;
@@ -226,56 +229,148 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
                 generation,
                 errors,
             })) => {
-                for e in errors {
+                for e in &errors {
                     tracing::error!(worker = id, generation, "{e}");
+                }
+                if let Some(a) = applying.as_mut().filter(|a| a.generation == generation) {
+                    a.remaining -= 1;
+                    a.errors.extend(errors);
+                    if a.remaining == 0 {
+                        let a = applying.take().expect("checked above");
+                        current = finish_reload(a, &senders, &keys_tx, &ready);
+                        if current.generation != generation {
+                            // Rolled back: the previous generation is being applied again.
+                            applying = Some(Applying::new(&current, None, n));
+                        }
+                    }
                 }
             }
             Ok(Event::Worker(_)) => {}
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return 1,
         }
-        if let ConfigSource::File(path) = &opts.source {
-            let Ok(text) = std::fs::read(path) else {
-                continue;
-            };
-            if last_text.as_deref() == Some(&text[..]) {
-                continue;
+        if let Some(a) = &applying {
+            if a.started.elapsed() > Duration::from_secs(30) {
+                tracing::error!(
+                    generation = a.generation,
+                    "workers did not report applying the config within 30s"
+                );
+                applying = None;
             }
-            last_text = Some(text.clone());
-            let loaded = crate::config::load_bytes(&text, path.parent()).and_then(|snap| {
-                // A port added by the reload must be free, as at start.
-                let taken = if opts.reuse_port {
-                    Vec::new()
-                } else {
-                    let serving: Vec<u16> = current.binds.iter().map(|b| b.port).collect();
-                    ports_in_use(&snap, &serving)
-                };
-                if taken.is_empty() {
-                    Ok(snap)
-                } else {
-                    Err(ConfigErrors(taken))
+            continue;
+        }
+        let (Some(w), ConfigSource::File(path)) = (watcher.as_mut(), &opts.source) else {
+            continue;
+        };
+        let Some(text) = w.poll() else {
+            continue;
+        };
+        let loaded = crate::config::load_bytes(&text, path.parent()).and_then(|snap| {
+            // A port added by the reload must be free, as at start.
+            let taken = if opts.reuse_port {
+                Vec::new()
+            } else {
+                let serving: Vec<u16> = current.binds.iter().map(|b| b.port).collect();
+                ports_in_use(&snap, &serving)
+            };
+            if taken.is_empty() {
+                Ok(snap)
+            } else {
+                Err(ConfigErrors(taken))
+            }
+        });
+        match loaded {
+            Ok(mut snap) => {
+                snap.generation = current.generation + 1;
+                let snap = Arc::new(snap);
+                for s in senders.iter() {
+                    let _ = s.unbounded_send(WorkerMsg::Snapshot(snap.clone()));
                 }
-            });
-            match loaded {
-                Ok(mut snap) => {
-                    snap.generation = current.generation + 1;
-                    let snap = Arc::new(snap);
-                    for s in senders.iter() {
-                        let _ = s.unbounded_send(WorkerMsg::Snapshot(snap.clone()));
-                    }
-                    let _ = keys_tx.send(KeysMsg::Sources(snap.sources.clone()));
-                    for w in &snap.warnings {
-                        tracing::warn!("{w}");
-                    }
-                    tracing::info!(generation = snap.generation, "config reloaded");
-                    current = snap;
-                }
-                Err(errors) => {
-                    tracing::error!(path = %path.display(), errors = %errors, "config reload rejected; still serving the previous config");
-                }
+                // Until every worker has it, the new config is not the current one.
+                applying = Some(Applying::new(&snap, Some(current.clone()), n));
+            }
+            Err(errors) => {
+                tracing::error!(path = %path.display(), errors = %errors, "config reload rejected; still serving the previous config");
             }
         }
     }
+}
+
+/// A generation sent to the workers, waiting for every worker's report.
+struct Applying {
+    generation: u64,
+    remaining: usize,
+    errors: Vec<String>,
+    started: Instant,
+    /// The config to return to if a worker cannot apply it (`None` for a rollback itself).
+    previous: Option<Arc<Snapshot>>,
+    next: Arc<Snapshot>,
+}
+
+impl Applying {
+    fn new(snap: &Arc<Snapshot>, previous: Option<Arc<Snapshot>>, workers: usize) -> Applying {
+        Applying {
+            generation: snap.generation,
+            remaining: workers,
+            errors: Vec::new(),
+            started: Instant::now(),
+            previous,
+            next: snap.clone(),
+        }
+    }
+}
+
+/// Every worker reported on `a`: returns the config now being served. A worker that could not
+/// open a listener kept its old config and listeners; the others are sent the previous config
+/// again (as a new generation) so that every worker serves the same one.
+fn finish_reload(
+    a: Applying,
+    senders: &[UnboundedSender<WorkerMsg>],
+    keys_tx: &mpsc::Sender<KeysMsg>,
+    ready: &crate::admin::Readiness,
+) -> Arc<Snapshot> {
+    let next = a.next;
+    match (a.errors.is_empty(), a.previous) {
+        (true, previous) => {
+            ready.set_binds_down(Vec::new());
+            if previous.is_some() {
+                let _ = keys_tx.send(KeysMsg::Sources(next.sources.clone()));
+                for w in &next.warnings {
+                    tracing::warn!("{w}");
+                }
+                tracing::info!(generation = next.generation, "config reloaded");
+            }
+            next
+        }
+        (false, Some(previous)) => {
+            tracing::error!(
+                generation = next.generation,
+                errors = %a.errors.join("; "),
+                "config reload rejected: a listener could not be opened; still serving the previous config"
+            );
+            for s in senders {
+                let _ = s.unbounded_send(WorkerMsg::Snapshot(previous.clone()));
+            }
+            previous
+        }
+        (false, None) => {
+            // Even the previous config could not be restored everywhere.
+            ready.set_binds_down(a.errors);
+            next
+        }
+    }
+}
+
+/// The ids of the config's key sets (every source but discovery documents).
+fn jwks_sources(snap: &Snapshot) -> Vec<String> {
+    let mut v: Vec<String> = snap
+        .sources
+        .iter()
+        .filter(|s| !matches!(s.kind, crate::snapshot::SourceKind::AsMetadata { .. }))
+        .map(|s| s.id.to_string())
+        .collect();
+    v.sort();
+    v
 }
 
 /// The errors for the ports of `snap` that something else listens on, skipping those that

@@ -55,19 +55,31 @@ struct State {
 
 /// Starts the key manager thread; the returned sender is how the control loop and the workers
 /// reach it.
+/// It reports to `ready` which key sets have never loaded (readiness is 503 until they have).
 pub fn spawn(
     workers: Arc<Vec<UnboundedSender<WorkerMsg>>>,
     rx: mpsc::Receiver<KeysMsg>,
+    ready: Arc<crate::admin::Readiness>,
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("portcullis-keys".into())
-        .spawn(move || run(workers, rx))
+        .spawn(move || run(workers, rx, ready))
         .map(|_| ())
 }
 
-fn run(workers: Arc<Vec<UnboundedSender<WorkerMsg>>>, rx: mpsc::Receiver<KeysMsg>) {
+fn run(
+    workers: Arc<Vec<UnboundedSender<WorkerMsg>>>,
+    rx: mpsc::Receiver<KeysMsg>,
+    ready: Arc<crate::admin::Readiness>,
+) {
     let mut states: HashMap<Arc<str>, State> = HashMap::new();
+    // Readiness was told the first config's key sets by the control loop; it is updated from
+    // here once that list has arrived.
+    let mut configured = false;
     loop {
+        if configured {
+            report_missing(&states, &ready);
+        }
         let now = Instant::now();
         let wait = states
             .values()
@@ -77,6 +89,7 @@ fn run(workers: Arc<Vec<UnboundedSender<WorkerMsg>>>, rx: mpsc::Receiver<KeysMsg
         match rx.recv_timeout(wait) {
             Ok(KeysMsg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
             Ok(KeysMsg::Sources(list)) => {
+                configured = true;
                 states.retain(|id, _| list.iter().any(|s| &s.id == id));
                 for s in list {
                     states.entry(s.id.clone()).or_insert_with(|| State {
@@ -109,6 +122,9 @@ fn run(workers: Arc<Vec<UnboundedSender<WorkerMsg>>>, rx: mpsc::Receiver<KeysMsg
             }
             Err(RecvTimeoutError::Timeout) => {}
         }
+        if configured {
+            report_missing(&states, &ready);
+        }
         let now = Instant::now();
         for st in states.values_mut() {
             if st.next <= now {
@@ -116,6 +132,18 @@ fn run(workers: Arc<Vec<UnboundedSender<WorkerMsg>>>, rx: mpsc::Receiver<KeysMsg
             }
         }
     }
+}
+
+/// Tells readiness which key sets have never loaded.
+fn report_missing(states: &HashMap<Arc<str>, State>, ready: &crate::admin::Readiness) {
+    let mut missing: Vec<String> = states
+        .values()
+        .filter(|s| !matches!(s.source.kind, SourceKind::AsMetadata { .. }))
+        .filter(|s| s.published.is_none())
+        .map(|s| s.source.id.to_string())
+        .collect();
+    missing.sort();
+    ready.set_keys_missing(missing);
 }
 
 fn hash(b: &[u8]) -> u64 {

@@ -127,10 +127,22 @@ async fn worker_main(
         match msg {
             WorkerMsg::Snapshot(s) => {
                 let generation = s.generation;
-                let providers: Vec<u64> = provider_ids(&s);
-                ctx.auth.borrow_mut().retain_providers(&providers);
-                ctx.set_snapshot(s.clone());
-                let errors = sync_listeners(&ctx, &s, &mut listeners);
+                // New listeners are opened first; if one cannot be, this worker keeps its
+                // config and listeners (the control loop then restores the previous config
+                // everywhere). Old listeners close only once their replacements are open.
+                let errors = match open_new(&s, &listeners) {
+                    Ok(opened) => {
+                        let providers: Vec<u64> = provider_ids(&s);
+                        ctx.auth.borrow_mut().retain_providers(&providers);
+                        ctx.set_snapshot(s.clone());
+                        for (port, listener) in opened {
+                            listeners.insert(port, start_accepting(&ctx, port, listener));
+                        }
+                        close_removed(&s, &mut listeners);
+                        Vec::new()
+                    }
+                    Err(errors) => errors,
+                };
                 let _ = events.send(WorkerEvent::Applied {
                     id,
                     generation,
@@ -201,16 +213,67 @@ async fn tick(ctx: Rc<WorkerCtx>) {
     }
 }
 
-/// Opens listeners for binds that are new in `snap` and closes those that are gone.
+/// Opens the listeners of the first config (every error is reported; any is fatal at start).
 fn sync_listeners(
     ctx: &Rc<WorkerCtx>,
     snap: &Snapshot,
     listeners: &mut HashMap<u16, ListenerHandle>,
 ) -> Vec<String> {
+    match open_new(snap, listeners) {
+        Ok(opened) => {
+            for (port, listener) in opened {
+                listeners.insert(port, start_accepting(ctx, port, listener));
+            }
+            Vec::new()
+        }
+        Err(errors) => errors,
+    }
+}
+
+/// Binds every port of `snap` that `listeners` does not hold yet: all of them, or none (the
+/// ones opened are closed again) with every error.
+fn open_new(
+    snap: &Snapshot,
+    listeners: &HashMap<u16, ListenerHandle>,
+) -> Result<Vec<(u16, TcpListener)>, Vec<String>> {
+    let mut opened = Vec::new();
     let mut errors = Vec::new();
-    let wanted: Vec<u16> = snap.binds.iter().map(|b| b.port).collect();
+    for b in &snap.binds {
+        if listeners.contains_key(&b.port) {
+            continue;
+        }
+        match bind(b.port) {
+            Ok(l) => opened.push((b.port, l)),
+            Err(e) => errors.push(format!(
+                "binds[port={port}]: cannot listen on port {port}: {e}",
+                port = b.port
+            )),
+        }
+    }
+    if errors.is_empty() {
+        Ok(opened)
+    } else {
+        Err(errors)
+    }
+}
+
+fn start_accepting(ctx: &Rc<WorkerCtx>, port: u16, listener: TcpListener) -> ListenerHandle {
+    let canceller = Canceller::new();
+    let stopped = Rc::new(Cell::new(false));
+    monoio::spawn(accept_loop(
+        listener,
+        port,
+        ctx.clone(),
+        canceller.handle(),
+        stopped.clone(),
+    ));
+    ListenerHandle { canceller, stopped }
+}
+
+/// Closes the listeners whose port `snap` no longer has.
+fn close_removed(snap: &Snapshot, listeners: &mut HashMap<u16, ListenerHandle>) {
     listeners.retain(|port, l| {
-        let keep = wanted.contains(port);
+        let keep = snap.binds.iter().any(|b| b.port == *port);
         if !keep {
             l.stopped.set(true);
             let c = std::mem::take(&mut l.canceller);
@@ -218,29 +281,6 @@ fn sync_listeners(
         }
         keep
     });
-    for port in wanted {
-        if listeners.contains_key(&port) {
-            continue;
-        }
-        match bind(port) {
-            Ok(listener) => {
-                let canceller = Canceller::new();
-                let stopped = Rc::new(Cell::new(false));
-                monoio::spawn(accept_loop(
-                    listener,
-                    port,
-                    ctx.clone(),
-                    canceller.handle(),
-                    stopped.clone(),
-                ));
-                listeners.insert(port, ListenerHandle { canceller, stopped });
-            }
-            Err(e) => errors.push(format!(
-                "binds[port={port}]: cannot listen on port {port}: {e}"
-            )),
-        }
-    }
-    errors
 }
 
 /// Binds `[::]:port` (dual stack), or `0.0.0.0:port` where IPv6 is unavailable. Every worker

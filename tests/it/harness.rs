@@ -116,14 +116,24 @@ impl Proxy {
         envs: &[(&str, &str)],
         cwd: Option<&std::path::Path>,
     ) -> Proxy {
-        let ports = (free_port(), free_port(), free_port(), free_port());
-        Self::start_ports(template, driver, vars, args, envs, cwd, ports)
+        // A port handed out here can still be taken by another process (another test binary)
+        // before the proxy binds it: the proxy then exits naming the port, and we retry.
+        for _ in 0..4 {
+            let ports = (free_port(), free_port(), free_port(), free_port());
+            match Self::start_ports(template, driver, vars, args, envs, cwd, ports) {
+                Ok(p) => return p,
+                Err(log) if log.contains("already in use") => continue,
+                Err(log) => panic!("{log}"),
+            }
+        }
+        panic!("portcullis could not get free ports in 4 attempts");
     }
 
     /// A second instance on the same ports as `other` (for `--reuse-port`).
     pub fn start_sharing(other: &Proxy, template: &str, driver: Driver, args: &[&str]) -> Proxy {
         let ports = (other.port, other.port2, other.stats, other.ready);
         Self::start_ports(template, driver, &[], args, &[], None, ports)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn start_ports(
@@ -134,7 +144,7 @@ impl Proxy {
         envs: &[(&str, &str)],
         cwd: Option<&std::path::Path>,
         (port, port2, stats, ready): (u16, u16, u16, u16),
-    ) -> Proxy {
+    ) -> Result<Proxy, String> {
         let dir = temp_dir();
         let config_path = dir.join("config.yaml");
         let mut p = Proxy {
@@ -193,13 +203,13 @@ impl Proxy {
             });
         }
         p.child = Some(child);
-        p.wait_ready();
+        p.wait_ready()?;
         if driver == Driver::Epoll {
             // The log line may reach our reader thread just after readiness answers.
             let seen = p.wait_log("driver=\"epoll\"", 5) || p.log_contains("\"driver\":\"epoll\"");
             assert!(seen, "expected the epoll driver:\n{}", p.log());
         }
-        p
+        Ok(p)
     }
 
     pub fn render(&self, template: &str) -> String {
@@ -210,19 +220,30 @@ impl Proxy {
             .replace("{READY}", &self.ready.to_string())
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until readiness answers 200, or 503 only because a key set has not loaded (tests
+    /// of unreachable identity providers); `Err` with the log if the proxy exited.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 std::thread::sleep(Duration::from_millis(100));
-                panic!("portcullis exited early ({status}):\n{}", self.log());
+                self.child = None;
+                return Err(format!(
+                    "portcullis exited early ({status}):\n{}",
+                    self.log()
+                ));
             }
             if let Ok(r) = try_request(
                 SocketAddr::from(([127, 0, 0, 1], self.ready)),
                 b"GET /healthz/ready HTTP/1.1\r\nHost: x\r\n\r\n",
             ) {
-                if r.status == 200 {
-                    return;
+                let keys_only = r.status == 503
+                    && r.text()
+                        .lines()
+                        .skip(1)
+                        .all(|l| l.starts_with("no key set loaded yet"));
+                if r.status == 200 || keys_only {
+                    return Ok(());
                 }
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -236,6 +257,11 @@ impl Proxy {
 
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// Forgets the log so far (to wait for a line a second time).
+    pub fn clear_log(&self) {
+        self.log.lock().unwrap().clear();
     }
 
     pub fn log_contains(&self, s: &str) -> bool {

@@ -151,3 +151,191 @@ both_drivers!(access_log_never_contains_tokens, |d| {
         "{log}"
     );
 });
+
+/// A config whose `/api` route needs a token, with `marker` as the open route's body. The
+/// directResponse comes before jwtAuth, so a file cut before `jwtAuth:` is still valid YAML that
+/// serves `/api` without authentication.
+fn protected_cfg(marker: &str, jwks: &str) -> String {
+    format!(
+        "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - name: secret\n      matches: [{{path: {{pathPrefix: /api}}}}]\n      policies:\n        directResponse: {{body: secret, status: 200}}\n        jwtAuth:\n          mode: strict\n          issuer: http://idp.test\n          audiences: [a]\n          jwks: '{jwks}'\n    - name: open\n      policies:\n        directResponse: {{body: {marker}, status: 200}}\n"
+    )
+}
+
+both_drivers!(reload_never_publishes_a_half_written_file, |d| {
+    let key = crate::tokens::TestKey::es256("k1");
+    let jwks = crate::tokens::jwks(&[&key]);
+    let p = Proxy::start(&protected_cfg("v1", &jwks), d);
+    assert_eq!(p.get("/api/secret").status, 401);
+    let full = p.render(&protected_cfg("v2", &jwks));
+    let cut = full.find("        jwtAuth:").unwrap();
+    // The half alone is a valid config that leaves /api open.
+    assert!(
+        portcullis::config::load_bytes(&full.as_bytes()[..cut], None).is_ok(),
+        "the half must be a valid config for this test to mean anything"
+    );
+    // A writer that truncates the file, writes the first half, pauses well beyond the settle
+    // time with the file open, then writes the rest.
+    let mut f = std::fs::File::create(&p.config_path).unwrap();
+    f.write_all(&full.as_bytes()[..cut]).unwrap();
+    f.flush().unwrap();
+    let pause = Instant::now();
+    let mut checked = 0;
+    while pause.elapsed() < Duration::from_millis(2000) {
+        let r = p.get("/api/secret");
+        assert_eq!(
+            r.status, 401,
+            "the protected route answered without a token"
+        );
+        checked += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f.write_all(&full.as_bytes()[cut..]).unwrap();
+    drop(f);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.get("/").text() != "v2" {
+        assert!(
+            Instant::now() < deadline,
+            "reload not applied:\n{}",
+            p.log()
+        );
+        assert_eq!(p.get("/api/secret").status, 401);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(p.get("/api/secret").status, 401);
+    assert!(checked > 20);
+});
+
+both_drivers!(reload_refuses_configs_that_serve_nothing, |d| {
+    let mut p = Proxy::start(&direct_cfg("v1"), d);
+    let ready = SocketAddr::from(([127, 0, 0, 1], p.ready));
+    let mut ka = connect(p.addr());
+    let mut r = BufReader::new(ka.try_clone().unwrap());
+    for (i, text) in ["", "# only a comment\n", "binds: []\n"].iter().enumerate() {
+        std::fs::write(&p.config_path, text).unwrap();
+        assert!(
+            p.wait_log("defines no listener", 10),
+            "case {i}: the reload is rejected:\n{}",
+            p.log()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(p.get("/").text(), "v1", "case {i}: still serving");
+        ka.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+        assert_eq!(read_response(&mut r, false).unwrap().text(), "v1");
+        let rd = request(ready, b"GET /healthz/ready HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(rd.status, 200, "case {i}: {}", rd.text());
+        p.clear_log();
+    }
+    // `--validate-only` says the same.
+    let empty = p.dir.join("empty.yaml");
+    std::fs::write(&empty, "").unwrap();
+    let out = std::process::Command::new(bin())
+        .arg("-f")
+        .arg(&empty)
+        .arg("--validate-only")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("defines no listener"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = p.terminate();
+});
+
+both_drivers!(reload_to_a_taken_port_keeps_the_old_listener, |d| {
+    let p = Proxy::start(&direct_cfg("v1"), d);
+    // Something else holds the port the new config moves to.
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = squatter.local_addr().unwrap().port();
+    let moved = p
+        .render(&direct_cfg("v2"))
+        .replace(&format!("port: {}", p.port), &format!("port: {taken}"));
+    std::fs::write(&p.config_path, moved).unwrap();
+    assert!(
+        p.wait_log("reload rejected", 10),
+        "the move is rejected:\n{}",
+        p.log()
+    );
+    assert_eq!(p.get("/").text(), "v1", "the old listener still serves");
+    let rd = request(
+        SocketAddr::from(([127, 0, 0, 1], p.ready)),
+        b"GET /healthz/ready HTTP/1.1\r\nHost: h\r\n\r\n",
+    );
+    assert_eq!(rd.status, 200);
+    // A move to a free port opens the new listener, then closes the old one.
+    drop(squatter);
+    let free = free_port();
+    let moved = p
+        .render(&direct_cfg("v3"))
+        .replace(&format!("port: {}", p.port), &format!("port: {free}"));
+    std::fs::write(&p.config_path, moved).unwrap();
+    let new_addr = SocketAddr::from(([127, 0, 0, 1], free));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(r) = try_request(
+            new_addr,
+            b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        ) {
+            if r.text() == "v3" {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "not moved:\n{}", p.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while try_request(
+        p.addr(),
+        b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    )
+    .is_ok()
+    {
+        assert!(Instant::now() < deadline, "the old port still accepts");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+});
+
+both_drivers!(readiness_waits_for_the_first_key_set, |d| {
+    // A JWKS URL nothing answers: every authenticated request would get 503, so not ready.
+    let dead = free_port();
+    let cfg = format!(
+        "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - policies:\n        jwtAuth:\n          issuer: http://idp.test\n          audiences: [a]\n          jwks: {{url: 'http://127.0.0.1:{dead}/jwks'}}\n        directResponse: {{body: ok, status: 200}}\n"
+    );
+    let p = Proxy::start(&cfg, d);
+    let ready = SocketAddr::from(([127, 0, 0, 1], p.ready));
+    let rd = request(ready, b"GET /healthz/ready HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(rd.status, 503, "{}", rd.text());
+    assert!(rd.text().contains("no key set loaded yet"), "{}", rd.text());
+    // Once the IdP answers, ready.
+    let key = crate::tokens::TestKey::es256("k1");
+    let body = crate::tokens::jwks(&[&key]);
+    let jwks = std::net::TcpListener::bind(("127.0.0.1", dead)).unwrap();
+    std::thread::spawn(move || {
+        for s in jwks.incoming().take(50) {
+            let Ok(mut s) = s else { break };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            if let Ok(Some(_)) = read_request(&mut r) {
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let rd = request(ready, b"GET /healthz/ready HTTP/1.1\r\nHost: h\r\n\r\n");
+        if rd.status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never ready: {}\n{}",
+            rd.text(),
+            p.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+});
