@@ -389,7 +389,7 @@ fn bad_arguments_are_named() {
             "--token",
             "a",
         ],
-        "apply to the session and call scenarios",
+        "apply to the session, call and get scenarios",
     );
     bad_args(
         &["run", "--url", "https://127.0.0.1/mcp"],

@@ -36,7 +36,7 @@ pub enum Cmd {
     Jwks(JwksArgs),
     /// Print access tokens signed with a key (one per line).
     Token(TokenCmd),
-    /// Generate an ES256 or EdDSA private key (PKCS#8 PEM).
+    /// Generate an ES256, ES384 or EdDSA private key (PKCS#8 PEM).
     Keygen(KeygenArgs),
 }
 
@@ -131,7 +131,7 @@ pub struct TokenCmd {
 #[derive(Args, Debug, Clone)]
 pub struct TokenArgs {
     /// Private key to sign tokens with: PKCS#8 PEM (RSA, EC P-256, Ed25519), PKCS#1 RSA PEM,
-    /// or a private JWK. The algorithm (RS256, ES256, EdDSA) follows from the key.
+    /// or a private JWK. The algorithm (RS256, ES256, ES384, EdDSA) follows from the key.
     #[arg(long)]
     pub sign_key: Option<PathBuf>,
     #[arg(long, default_value = "http://127.0.0.1/mcp-load")]
@@ -188,7 +188,7 @@ pub struct JwksArgs {
 
 #[derive(Args, Debug)]
 pub struct KeygenArgs {
-    /// ES256 or EdDSA (ring cannot generate RSA keys).
+    /// ES256, ES384 or EdDSA (ring cannot generate RSA keys).
     #[arg(long)]
     pub alg: String,
     #[arg(long)]
@@ -329,7 +329,7 @@ impl RunArgs {
             && (self.invalid_share > 0.0 || self.expired_share > 0.0 || self.unique_tokens)
         {
             bail!(
-                "--invalid-share, --expired-share and --unique-tokens apply to the session and call scenarios, not {}",
+                "--invalid-share, --expired-share and --unique-tokens apply to the session, call and get scenarios, not {}",
                 self.scenario.name()
             );
         }

@@ -25,6 +25,8 @@ pub enum Scenario {
     /// Steady tools/call on sessions established before the measurement starts.
     Call,
     /// Plain GET of the URL, status 2xx only: the generator's own ceiling against any responder.
+    /// With tokens (--token, --token-file, --sign-key) each GET carries the next one as a bearer
+    /// token (and --invalid-share/--unique-tokens apply): a jwtAuth route without a backend.
     Get,
 }
 
@@ -41,7 +43,7 @@ impl Scenario {
 
     /// Whether requests of this scenario carry a bearer token.
     pub fn uses_tokens(self) -> bool {
-        matches!(self, Scenario::Session | Scenario::Call)
+        matches!(self, Scenario::Session | Scenario::Call | Scenario::Get)
     }
 }
 
@@ -160,7 +162,8 @@ impl Vu {
         token: Option<&str>,
         w: &mut Vec<u8>,
     ) -> Option<u64> {
-        if matches!(op, Op::Get | Op::Metadata | Op::Unauth) {
+        let plain_get = op == Op::Get && token.is_none();
+        if plain_get || matches!(op, Op::Metadata | Op::Unauth) {
             if self.fixed.is_empty() {
                 let mut f = Vec::new();
                 self.render(op, t, None, &mut f);
@@ -179,7 +182,11 @@ impl Vu {
         // Writes into a Vec cannot fail.
         let _ = match op {
             Op::Get => {
-                let _ = write!(w, "GET {} HTTP/1.1\r\nHost: {}\r\n\r\n", t.path, t.host);
+                let _ = write!(w, "GET {} HTTP/1.1\r\nHost: {}\r\n", t.path, t.host);
+                if let Some(tok) = token {
+                    let _ = write!(w, "Authorization: Bearer {tok}\r\n");
+                }
+                w.extend_from_slice(b"\r\n");
                 return None;
             }
             Op::Metadata => {

@@ -1,5 +1,5 @@
 //! Token minting: loads a private signing key (PKCS#8/PKCS#1 PEM or a private JWK), signs
-//! compact JWS access tokens with ring (RS256, ES256, EdDSA) and renders the matching public
+//! compact JWS access tokens with ring (RS256, ES256, ES384, EdDSA) and renders the matching public
 //! JWKS. Sans-IO apart from [`SignKey::load`] reading the key file.
 //! Does not: verify tokens, fetch keys, or generate RSA keys (ring cannot; see `keygen`).
 
@@ -19,6 +19,8 @@ mod tests;
 pub enum Alg {
     Rs256,
     Es256,
+    /// P-384: the most expensive verification a JWKS can ask of Portcullis (flood benchmarks).
+    Es384,
     EdDsa,
 }
 
@@ -27,6 +29,7 @@ impl Alg {
         match self {
             Alg::Rs256 => "RS256",
             Alg::Es256 => "ES256",
+            Alg::Es384 => "ES384",
             Alg::EdDsa => "EdDSA",
         }
     }
@@ -35,8 +38,9 @@ impl Alg {
         match s.to_ascii_uppercase().as_str() {
             "RS256" => Ok(Alg::Rs256),
             "ES256" => Ok(Alg::Es256),
+            "ES384" => Ok(Alg::Es384),
             "EDDSA" | "ED25519" => Ok(Alg::EdDsa),
-            _ => bail!("unsupported algorithm {s:?} (expected RS256, ES256 or EdDSA)"),
+            _ => bail!("unsupported algorithm {s:?} (expected RS256, ES256, ES384 or EdDSA)"),
         }
     }
 }
@@ -44,6 +48,7 @@ impl Alg {
 enum Inner {
     Rsa(RsaKeyPair),
     Ec(EcdsaKeyPair),
+    Ec384(EcdsaKeyPair),
     Ed(Ed25519KeyPair),
 }
 
@@ -136,21 +141,26 @@ impl SignKey {
                 )
             }
             Some("EC") => {
-                if v["crv"].as_str() != Some("P-256") {
-                    bail!("only P-256 EC keys are supported");
-                }
+                let alg = match v["crv"].as_str() {
+                    Some("P-256") => &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                    Some("P-384") => &signature::ECDSA_P384_SHA384_FIXED_SIGNING,
+                    _ => bail!("only P-256 and P-384 EC keys are supported"),
+                };
                 let mut public = vec![4u8];
                 public.extend(field("x")?);
                 public.extend(field("y")?);
-                Inner::Ec(
-                    EcdsaKeyPair::from_private_key_and_public_key(
-                        &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-                        &field("d")?,
-                        &public,
-                        &SystemRandom::new(),
-                    )
-                    .map_err(|e| anyhow!("bad EC JWK: {e}"))?,
+                let kp = EcdsaKeyPair::from_private_key_and_public_key(
+                    alg,
+                    &field("d")?,
+                    &public,
+                    &SystemRandom::new(),
                 )
+                .map_err(|e| anyhow!("bad EC JWK: {e}"))?;
+                if v["crv"].as_str() == Some("P-384") {
+                    Inner::Ec384(kp)
+                } else {
+                    Inner::Ec(kp)
+                }
             }
             Some("OKP") => {
                 if v["crv"].as_str() != Some("Ed25519") {
@@ -173,6 +183,9 @@ impl SignKey {
             Alg::Es256 => {
                 EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
             }
+            Alg::Es384 => {
+                EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P384_SHA384_FIXED_SIGNING, &rng)
+            }
             Alg::EdDsa => Ed25519KeyPair::generate_pkcs8(&rng),
             Alg::Rs256 => {
                 bail!("ring cannot generate RSA keys; use `openssl genpkey -algorithm RSA`")
@@ -187,6 +200,7 @@ impl SignKey {
         match self.inner {
             Inner::Rsa(_) => Alg::Rs256,
             Inner::Ec(_) => Alg::Es256,
+            Inner::Ec384(_) => Alg::Es384,
             Inner::Ed(_) => Alg::EdDsa,
         }
     }
@@ -204,6 +218,11 @@ impl SignKey {
                 let p = kp.public_key().as_ref();
                 serde_json::json!({"kty":"EC","crv":"P-256","kid":kid,"alg":alg,"use":"sig",
                     "x":b64::encode_url(&p[1..33]),"y":b64::encode_url(&p[33..65])})
+            }
+            Inner::Ec384(kp) => {
+                let p = kp.public_key().as_ref();
+                serde_json::json!({"kty":"EC","crv":"P-384","kid":kid,"alg":alg,"use":"sig",
+                    "x":b64::encode_url(&p[1..49]),"y":b64::encode_url(&p[49..97])})
             }
             Inner::Ed(kp) => serde_json::json!({"kty":"OKP","crv":"Ed25519","kid":kid,"alg":alg,
                 "use":"sig","x":b64::encode_url(kp.public_key().as_ref())}),
@@ -246,7 +265,9 @@ impl SignKey {
                     .map_err(fail)?;
                 sig
             }
-            Inner::Ec(kp) => kp.sign(&self.rng, msg).map_err(fail)?.as_ref().to_vec(),
+            Inner::Ec(kp) | Inner::Ec384(kp) => {
+                kp.sign(&self.rng, msg).map_err(fail)?.as_ref().to_vec()
+            }
             Inner::Ed(kp) => kp.sign(msg).as_ref().to_vec(),
         })
     }
@@ -279,11 +300,15 @@ fn from_pkcs8(der: &[u8]) -> Result<Inner> {
     {
         return Ok(Inner::Ec(kp));
     }
+    if let Ok(kp) = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P384_SHA384_FIXED_SIGNING, der, &rng)
+    {
+        return Ok(Inner::Ec384(kp));
+    }
     // OpenSSL writes PKCS#8 v1 Ed25519 keys (no public key); ring's checked parser wants v2.
     if let Ok(kp) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
         return Ok(Inner::Ed(kp));
     }
-    bail!("the PKCS#8 key is not RSA (≥ 2048 bits), EC P-256 or Ed25519")
+    bail!("the PKCS#8 key is not RSA (≥ 2048 bits), EC P-256, EC P-384 or Ed25519")
 }
 
 fn pem_decode(text: &str) -> Result<(String, Vec<u8>)> {

@@ -1,5 +1,6 @@
 use ring::signature::{
-    UnparsedPublicKey, ECDSA_P256_SHA256_FIXED, ED25519, RSA_PKCS1_2048_8192_SHA256,
+    UnparsedPublicKey, ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED, ED25519,
+    RSA_PKCS1_2048_8192_SHA256,
 };
 
 use super::*;
@@ -39,7 +40,12 @@ fn verify(key: &SignKey, token: &str) -> Value {
             let mut p = vec![4];
             p.extend(field("x"));
             p.extend(field("y"));
-            UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, p)
+            let alg = if jwk["crv"] == "P-384" {
+                &ECDSA_P384_SHA384_FIXED
+            } else {
+                &ECDSA_P256_SHA256_FIXED
+            };
+            UnparsedPublicKey::new(alg, p)
                 .verify(input.as_bytes(), &sig)
                 .unwrap()
         }
@@ -157,7 +163,8 @@ fn bad_keys_say_why() {
     assert!(
         e("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").contains("not RSA")
     );
-    assert!(e(r#"{"kty":"EC","crv":"P-384","d":"AA","x":"AA","y":"AA"}"#).contains("P-256"));
+    assert!(e(r#"{"kty":"EC","crv":"P-521","d":"AA","x":"AA","y":"AA"}"#).contains("P-256"));
+    assert!(e(r#"{"kty":"EC","crv":"P-384","d":"AA","x":"AA","y":"AA"}"#).contains("bad EC JWK"));
     assert!(e(r#"{"kty":"RSA","n":"AQAB"}"#).contains("\"e\""));
     assert!(e(r#"{"kty":"oct","k":"AA"}"#).contains("kty"));
 }
@@ -171,4 +178,18 @@ fn corrupt_keeps_the_shape_and_changes_the_signature() {
     assert_eq!(c.split('.').count(), 3);
     assert_ne!(c, t);
     assert_eq!(c.rsplit_once('.').unwrap().0, t.rsplit_once('.').unwrap().0);
+}
+
+#[test]
+fn generated_keys_mint_verifiable_tokens() {
+    for alg in [Alg::Es256, Alg::Es384, Alg::EdDsa] {
+        let (key, pem) = SignKey::generate(alg, Some("g")).unwrap();
+        assert_eq!(key.alg(), alg);
+        let again = SignKey::parse(&pem, Some("g")).unwrap();
+        assert_eq!(again.alg(), alg);
+        let c = verify(&again, &key.mint(&claims(), 1_000, "j").unwrap());
+        assert_eq!(c["jti"], "j");
+    }
+    let (key, _) = SignKey::generate(Alg::Es384, None).unwrap();
+    assert_eq!(key.public_jwk()["crv"], "P-384");
 }
