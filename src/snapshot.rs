@@ -153,6 +153,8 @@ pub struct McpLimits {
     pub sessions_per_subject: usize,
     pub sessions_per_worker: usize,
     pub stdio_processes: usize,
+    /// Bytes of MCP request bodies one worker holds at once while reading and relaying them.
+    pub buffered_bytes: u64,
 }
 
 impl Default for McpLimits {
@@ -161,6 +163,8 @@ impl Default for McpLimits {
             sessions_per_subject: 64,
             sessions_per_worker: 1000,
             stdio_processes: 256,
+            // Four messages of the largest size (16 MiB) per worker.
+            buffered_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -183,6 +187,9 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// TLS handshakes that take longer are dropped.
     pub tls_handshake_timeout: Duration,
+    /// A request body must arrive at this average rate (bytes/s) once the head timeout has
+    /// passed since its first byte was due, or it gets 408 (0: no minimum).
+    pub body_min_rate: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -212,6 +219,7 @@ impl Default for Settings {
                 header_timeout: Duration::from_secs(10),
                 idle_timeout: Duration::from_secs(600),
                 tls_handshake_timeout: Duration::from_secs(15),
+                body_min_rate: 1024,
             },
             upstream: UpstreamSettings {
                 connect_timeout: Duration::from_secs(10),
@@ -368,11 +376,20 @@ pub struct McpRoute {
     pub prefix: bool,
     /// Idle sessions end after this long (`config.mcp.sessionTtl`, default 30 min).
     pub session_ttl: Duration,
+    /// How long one JSON-RPC call may wait for its answer (the route's `timeout`, else
+    /// [`DEFAULT_MCP_CALL_TIMEOUT`]); then the client gets an error and the server a
+    /// `notifications/cancelled`.
+    pub call_timeout: Duration,
     /// Origins allowed besides the request's own host (from the route's CORS `allowOrigins`).
     pub allowed_origins: Vec<String>,
     /// Keep the client's `Authorization` for HTTP targets (`backendAuth: passthrough`).
     pub passthrough_auth: bool,
 }
+
+/// The bound on one MCP call when the route sets no `timeout`: long enough for slow tools,
+/// short enough that a server that never answers cannot hold a client (and its connection)
+/// forever.
+pub const DEFAULT_MCP_CALL_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone)]
 pub struct McpTarget {

@@ -231,6 +231,14 @@ fn lower_settings(cfg: Option<&model::Config>, errs: &mut Vec<ConfigError>) -> S
                     None => {}
                 }
             }
+            match m.max_buffered_bytes {
+                Some(n) if n < 65536 => errs.push(ConfigError::new(
+                    "config.mcp.maxBufferedBytes",
+                    "must be at least 65536 (64 KiB)",
+                )),
+                Some(n) => s.mcp_limits.buffered_bytes = n,
+                None => {}
+            }
         }
         if let Some(l) = &c.logging {
             let level = match &l.level {
@@ -251,6 +259,16 @@ fn lower_settings(cfg: Option<&model::Config>, errs: &mut Vec<ConfigError>) -> S
             _ => errs.push(ConfigError::new(
                 "env PORTCULLIS_HEADER_TIMEOUT",
                 format!("invalid duration {v:?}"),
+            )),
+        }
+    }
+    // Not an agentgateway key either: the slow-body guard (bytes/s, 0 = off).
+    if let Ok(v) = std::env::var("PORTCULLIS_BODY_MIN_RATE") {
+        match v.trim().parse::<u64>() {
+            Ok(n) => s.limits.body_min_rate = n,
+            Err(_) => errs.push(ConfigError::new(
+                "env PORTCULLIS_BODY_MIN_RATE",
+                format!("{v:?} is not a number of bytes per second"),
             )),
         }
     }
@@ -305,6 +323,12 @@ fn lower_route(
             .unwrap_or_default(),
         passthrough: policies.auth_passthrough,
         session_ttl: mcp_ttl,
+        // On an MCP route, `timeout` bounds each JSON-RPC call (the shorter of the two).
+        call_timeout: [policies.timeouts.request, policies.timeouts.backend]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(crate::snapshot::DEFAULT_MCP_CALL_TIMEOUT),
     };
     let backend = lower_backends(&r.backends, &format!("{path}.backends"), &mcp_ctx, errs);
     if errs.len() > before {
@@ -509,6 +533,7 @@ struct McpCtx {
     allowed_origins: Vec<String>,
     passthrough: bool,
     session_ttl: Duration,
+    call_timeout: Duration,
 }
 
 fn lower_backends(
@@ -626,6 +651,7 @@ fn lower_mcp(
         stateful: !matches!(m.stateful_mode, Some(model::StatefulMode::Stateless)),
         prefix,
         session_ttl: c.session_ttl,
+        call_timeout: c.call_timeout,
         allowed_origins: c.allowed_origins.clone(),
         passthrough_auth: c.passthrough,
     }))

@@ -398,9 +398,8 @@ binds:
 "#;
     let errs = load(text).unwrap_err();
     let lines: Vec<String> = errs.0.iter().map(ToString::to_string).collect();
-    assert_eq!(lines.len(), 4, "{errs}");
+    assert_eq!(lines.len(), 3, "{errs}");
     for key in [
-        "timeout",
         "requestHeaderModifier",
         "responseHeaderModifier",
         "urlRewrite",
@@ -416,6 +415,34 @@ binds:
         "      - host: 127.0.0.1:9",
     );
     load(&host).unwrap();
+}
+
+/// `timeout` on an MCP route bounds each call (the shorter of the two); without it, the default.
+#[test]
+fn mcp_call_timeout_from_the_route_timeout() {
+    use crate::snapshot::{Backend, DEFAULT_MCP_CALL_TIMEOUT};
+    let call_timeout = |policies: &str| {
+        let yaml = format!(
+            "binds:\n- port: 3000\n  listeners:\n  - routes:\n    - {policies}backends:\n      - mcp: {{targets: [{{name: t, stdio: {{cmd: server}}}}]}}\n"
+        );
+        let snap = load_bytes(yaml.as_bytes(), None).unwrap();
+        let route = snap.binds[0].listeners[0].routes.iter().next().unwrap();
+        match &route.backend {
+            Backend::Mcp(m) => m.call_timeout,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(call_timeout(""), DEFAULT_MCP_CALL_TIMEOUT);
+    assert_eq!(
+        call_timeout("policies: {timeout: {requestTimeout: 7s}}\n      "),
+        Duration::from_secs(7)
+    );
+    assert_eq!(
+        call_timeout(
+            "policies: {timeout: {requestTimeout: 7s, backendRequestTimeout: 2s}}\n      "
+        ),
+        Duration::from_secs(2)
+    );
 }
 
 /// Every error of a config is reported in one pass: unknown keys, wrong types (a required field
@@ -508,4 +535,32 @@ fn stand_ins_add_no_errors_and_hide_none() {
         );
     }
     assert_eq!(shown.len(), 3, "{shown:#?}");
+}
+
+/// Requests are routed on their normalised path: a route path that normalisation would change
+/// could never match, and says what to write instead.
+#[test]
+fn route_paths_must_be_normalised() {
+    let cfg = |p: &str| {
+        format!(
+            "binds:\n- port: 3000\n  listeners:\n  - routes:\n    - matches: [{{path: {{pathPrefix: '{p}'}}}}]\n      backends: [{{host: 127.0.0.1:9}}]\n"
+        )
+    };
+    for (p, want) in [
+        ("/a/./b", "write \"/a/b\""),
+        ("/a/../b", "write \"/b\""),
+        ("/%7euser", "write \"/~user\""),
+        ("/caf%c3%a9", "write \"/caf%C3%A9\""),
+        ("/a%2Fb", "refused"),
+        ("/echo/..;/x", "refused"),
+    ] {
+        let errs = load(&cfg(p)).unwrap_err().to_string();
+        assert!(
+            errs.contains("would never match") && errs.contains(want),
+            "{p}: {errs}"
+        );
+    }
+    for p in ["/", "/api", "/api/", "/.well-known/x", "/a%20b"] {
+        load(&cfg(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    }
 }

@@ -21,7 +21,7 @@ use crate::http::dispatch::{self, ConnInfo, Decision, Env};
 use crate::http::h1::{self, BodyKind, ChunkedDecoder, H1Error, MAX_HEADERS};
 use crate::http::proxy::{self, ProxyOutcome};
 use crate::http::response::LocalError;
-use crate::runtime::ctx::WorkerCtx;
+use crate::runtime::ctx::{BodyBytes, WorkerCtx};
 
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -34,9 +34,15 @@ pub trait ConnIo: AsyncReadRent + AsyncWriteRent {
         buf: T,
         cancel: CancelHandle,
     ) -> impl Future<Output = BufResult<usize, T>>;
+
+    /// Whether `idle_read` really ends when cancelled (so a read may watch the connection while
+    /// the answer is being prepared, and be stopped when it is ready).
+    const CANCELABLE_READS: bool;
 }
 
 impl ConnIo for TcpStream {
+    const CANCELABLE_READS: bool = true;
+
     fn idle_read<T: IoBufMut>(
         &mut self,
         buf: T,
@@ -49,6 +55,8 @@ impl ConnIo for TcpStream {
 impl ConnIo for monoio_rustls::ServerTlsStream<TcpStream> {
     // TLS records are buffered inside the session, so an op-level cancel is not safe here; a TLS
     // connection that is idle while draining ends at the termination deadline instead.
+    const CANCELABLE_READS: bool = false;
+
     fn idle_read<T: IoBufMut>(
         &mut self,
         buf: T,
@@ -67,6 +75,9 @@ pub struct Bufs {
     pub out: Vec<u8>,
     /// Scratch for upstream responses.
     pub up: Vec<u8>,
+    /// A write to the client that makes no progress for this long ends the connection (a
+    /// client that stops reading, e.g. while pipelining, cannot hold its answers in memory).
+    pub write_timeout: Duration,
 }
 
 impl Bufs {
@@ -107,16 +118,99 @@ impl Bufs {
         res
     }
 
+    /// Like [`Bufs::read_more`] with a drain cancel, into whatever room the buffer has (an idle
+    /// connection's small one is not grown for the wait).
+    async fn read_idle<S: ConnIo>(
+        &mut self,
+        io: &mut S,
+        cancel: CancelHandle,
+    ) -> std::io::Result<usize> {
+        if self.buf.capacity() == self.buf.len() {
+            self.buf.reserve(IDLE_READ);
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let len = buf.len();
+        let cap = buf.capacity();
+        let (res, slice) = io.idle_read(SliceMut::new(buf, len, cap), cancel).await;
+        self.buf = slice.into_inner();
+        res
+    }
+
     pub async fn flush<S: ConnIo>(&mut self, io: &mut S) -> std::io::Result<()> {
         if self.out.is_empty() {
             return Ok(());
         }
         let out = std::mem::take(&mut self.out);
-        let (res, mut out) = io.write_all(out).await;
-        out.clear();
-        self.out = out;
-        res.map(|_| ())
+        match monoio::time::timeout(self.write_timeout, io.write_all(out)).await {
+            Ok((res, mut out)) => {
+                out.clear();
+                self.out = out;
+                res.map(|_| ())
+            }
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client does not read its answers",
+            )),
+        }
     }
+}
+
+/// A keep-alive connection that stays idle this long gives its buffers back.
+const SHRINK_AFTER: Duration = Duration::from_secs(1);
+/// The read buffer of a connection that has been idle (grown again by the next request).
+const IDLE_READ: usize = 512;
+
+/// Waits for the next request's first bytes on an idle keep-alive connection (nothing pending),
+/// for at most `idle`; a drain ends the wait. `None`: the idle timeout passed.
+///
+/// Most clients send their next request at once, into the buffers they already have. One that
+/// stays idle past [`SHRINK_AFTER`] gives them back: the read is cancelled (keeping whatever it
+/// got) and the wait goes on with a small read buffer and no write or upstream buffers, so an
+/// idle connection costs little more than its task (TLS connections cannot cancel a read
+/// safely and keep theirs).
+async fn wait_while_idle<S: ConnIo>(
+    io: &mut S,
+    ctx: &WorkerCtx,
+    bufs: &mut Bufs,
+    idle: Duration,
+) -> Option<std::io::Result<usize>> {
+    use futures_util::future::{select, Either};
+    let t0 = Instant::now();
+    if S::CANCELABLE_READS && idle > SHRINK_AFTER {
+        let got = {
+            let canceller = monoio::io::Canceller::new();
+            let read = std::pin::pin!(bufs.read_more(io, Some(canceller.handle())));
+            let timer = std::pin::pin!(monoio::time::sleep(SHRINK_AFTER));
+            match select(read, timer).await {
+                Either::Left((r, _)) => Some(r),
+                Either::Right(((), read)) => {
+                    let _ = canceller.cancel();
+                    match read.await {
+                        Ok(n) if n > 0 => Some(Ok(n)),
+                        // Cancelled (or failed: the next read reports it again).
+                        _ => None,
+                    }
+                }
+            }
+        };
+        if got.is_some() {
+            return got;
+        }
+        if ctx.draining() {
+            return None;
+        }
+        if bufs.pending().is_empty() {
+            bufs.buf = Vec::with_capacity(IDLE_READ);
+            bufs.start = 0;
+            bufs.out = Vec::new();
+            bufs.up = Vec::new();
+        }
+    }
+    let left = idle.saturating_sub(t0.elapsed());
+    let handle = ctx.drain_handle();
+    monoio::time::timeout(left, bufs.read_idle(io, handle))
+        .await
+        .ok()
 }
 
 /// Serves one downstream connection until it closes.
@@ -131,6 +225,7 @@ pub async fn serve<S: ConnIo>(mut io: S, conn: ConnInfo, ctx: Rc<WorkerCtx>) {
         start: 0,
         out: Vec::with_capacity(4096),
         up: Vec::new(),
+        write_timeout: ctx.snapshot().settings.limits.idle_timeout,
     };
     run(&mut io, conn, &ctx, &mut bufs).await;
     let _ = bufs.flush(&mut io).await;
@@ -312,13 +407,15 @@ async fn run<S: ConnIo>(io: &mut S, conn: ConnInfo, ctx: &Rc<WorkerCtx>, bufs: &
                     .limits
                     .max_body
                     .min(crate::relay::MAX_MESSAGE as u64);
-                let body = match read_body(io, ctx, bufs, req.body, limit).await {
+                // Held until the call is answered: the body lives on in the relay.
+                let mut held = BodyBytes::new(ctx);
+                let body = match read_body(io, ctx, bufs, req.body, limit, &mut held).await {
                     Ok(b) => b,
                     Err(e) => {
                         if let Some(e) = e {
                             let date = ctx.date();
                             let _ = dispatch::local_error(
-                                LocalError::Body(e),
+                                e,
                                 None,
                                 Some(&plan.response_extra),
                                 &date,
@@ -403,12 +500,9 @@ async fn wait_for_head<S: ConnIo>(
                 if ctx.draining() {
                     return HeadState::Closed;
                 }
-                let handle = ctx.drain_handle();
-                match monoio::time::timeout(limits.idle_timeout, bufs.read_more(io, Some(handle)))
-                    .await
-                {
-                    Ok(r) => r,
-                    Err(_) => return HeadState::Closed,
+                match wait_while_idle(io, ctx, bufs, limits.idle_timeout).await {
+                    Some(r) => r,
+                    None => return HeadState::Closed,
                 }
             }
             Some(t0) => {
@@ -484,7 +578,7 @@ async fn discard_body<S: ConnIo>(
     body: BodyKind,
     max_body: u64,
 ) -> Result<(), Option<H1Error>> {
-    let idle = ctx.snapshot().settings.limits.idle_timeout;
+    let mut pace = BodyPace::new(&ctx.snapshot().settings.limits);
     match body {
         BodyKind::None => Ok(()),
         BodyKind::Length(mut left) => loop {
@@ -494,7 +588,7 @@ async fn discard_body<S: ConnIo>(
             if left == 0 {
                 return Ok(());
             }
-            read_or_fail(io, bufs, idle).await?;
+            read_or_fail(io, bufs, &mut pace).await?;
         },
         BodyKind::Chunked => {
             let mut dec = ChunkedDecoder::new(max_body);
@@ -506,28 +600,35 @@ async fn discard_body<S: ConnIo>(
                     return Ok(());
                 }
                 if consumed == 0 || bufs.pending().is_empty() {
-                    read_or_fail(io, bufs, idle).await?;
+                    read_or_fail(io, bufs, &mut pace).await?;
                 }
             }
         }
     }
 }
 
-/// Reads a whole request body (MCP messages are relayed as units). `Err(Some(e))`: malformed
-/// or over `limit` (answer and close); `Err(None)`: the connection failed.
+/// Reads a whole request body (MCP messages are relayed as units), counted against the
+/// worker's budget of buffered body bytes through `held`. `Err(Some(e))`: malformed, over
+/// `limit` or over the budget (answer and close); `Err(None)`: the connection failed.
 async fn read_body<S: ConnIo>(
     io: &mut S,
     ctx: &WorkerCtx,
     bufs: &mut Bufs,
     body: BodyKind,
     limit: u64,
-) -> Result<Vec<u8>, Option<H1Error>> {
-    let idle = ctx.snapshot().settings.limits.idle_timeout;
+    held: &mut BodyBytes<'_>,
+) -> Result<Vec<u8>, Option<LocalError>> {
+    let budget = ctx.snapshot().settings.mcp_limits.buffered_bytes;
+    let mut pace = BodyPace::new(&ctx.snapshot().settings.limits);
+    let bad = |e: Option<H1Error>| e.map(LocalError::Body);
     let mut out = Vec::new();
     match body {
         BodyKind::None => Ok(out),
-        BodyKind::Length(n) if n > limit => Err(Some(H1Error::BodyTooLarge)),
+        BodyKind::Length(n) if n > limit => Err(Some(LocalError::Body(H1Error::BodyTooLarge))),
         BodyKind::Length(mut left) => {
+            if !held.grow_to(left, budget) {
+                return Err(Some(LocalError::BodiesBuffered));
+            }
             out.reserve(left as usize);
             loop {
                 let take = (bufs.pending().len() as u64).min(left) as usize;
@@ -537,21 +638,24 @@ async fn read_body<S: ConnIo>(
                 if left == 0 {
                     return Ok(out);
                 }
-                read_or_fail(io, bufs, idle).await?;
+                read_or_fail(io, bufs, &mut pace).await.map_err(bad)?;
             }
         }
         BodyKind::Chunked => {
             let mut dec = ChunkedDecoder::new(limit);
             loop {
-                let chunk = dec.decode(bufs.pending()).map_err(Some)?;
+                let chunk = dec.decode(bufs.pending()).map_err(|e| bad(Some(e)))?;
                 out.extend_from_slice(chunk.data);
+                if !held.grow_to(out.len() as u64, budget) {
+                    return Err(Some(LocalError::BodiesBuffered));
+                }
                 let (consumed, done) = (chunk.consumed, chunk.done);
                 bufs.consume(consumed);
                 if done {
                     return Ok(out);
                 }
                 if consumed == 0 || bufs.pending().is_empty() {
-                    read_or_fail(io, bufs, idle).await?;
+                    read_or_fail(io, bufs, &mut pace).await.map_err(bad)?;
                 }
             }
         }
@@ -561,11 +665,58 @@ async fn read_body<S: ConnIo>(
 pub(crate) async fn read_or_fail<S: ConnIo>(
     io: &mut S,
     bufs: &mut Bufs,
-    timeout: Duration,
+    pace: &mut BodyPace,
 ) -> Result<(), Option<H1Error>> {
-    match monoio::time::timeout(timeout, bufs.read_more(io, None)).await {
-        Ok(Ok(n)) if n > 0 => Ok(()),
-        _ => Err(None),
+    let Some(wait) = pace.next_wait(Instant::now()) else {
+        return Err(Some(H1Error::BodyTooSlow));
+    };
+    match monoio::time::timeout(wait, bufs.read_more(io, None)).await {
+        Ok(Ok(n)) if n > 0 => {
+            pace.got += n as u64;
+            Ok(())
+        }
+        Ok(_) => Err(None),
+        // The rate rule, not the idle timeout, ran out: the client is told.
+        Err(_) if pace.next_wait(Instant::now()).is_none() => Err(Some(H1Error::BodyTooSlow)),
+        Err(_) => Err(None),
+    }
+}
+
+/// How a request body must keep arriving: each read within the idle timeout, and — once the
+/// head timeout has passed since the body began — at an average of at least `min_rate` bytes/s
+/// (a client trickling a byte every few seconds is answered 408 instead of holding a
+/// connection, a buffer and maybe an upstream connection for as long as it likes).
+pub(crate) struct BodyPace {
+    start: Instant,
+    got: u64,
+    grace: Duration,
+    min_rate: u64,
+    per_read: Duration,
+}
+
+impl BodyPace {
+    pub(crate) fn new(limits: &crate::snapshot::Limits) -> BodyPace {
+        BodyPace {
+            start: Instant::now(),
+            got: 0,
+            grace: limits.header_timeout,
+            min_rate: limits.body_min_rate,
+            per_read: limits.idle_timeout,
+        }
+    }
+
+    /// How long the next read may take at `now`; `None` when the body is already too slow.
+    fn next_wait(&self, now: Instant) -> Option<Duration> {
+        if self.min_rate == 0 {
+            return Some(self.per_read);
+        }
+        // `got` bytes buy `got / min_rate` seconds beyond the grace period.
+        let allowed = self.grace + Duration::from_secs_f64(self.got as f64 / self.min_rate as f64);
+        let left = allowed.checked_sub(now.saturating_duration_since(self.start))?;
+        if left.is_zero() {
+            return None;
+        }
+        Some(left.min(self.per_read))
     }
 }
 
@@ -618,7 +769,35 @@ fn record(
 
 #[cfg(test)]
 mod tests {
-    use super::{head_complete, not_http1};
+    use super::{head_complete, not_http1, BodyPace};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn body_pace_allows_the_grace_then_the_minimum_rate() {
+        let t0 = Instant::now();
+        let s = |n: u64| Duration::from_secs(n);
+        let mut p = BodyPace {
+            start: t0,
+            got: 0,
+            grace: s(10),
+            min_rate: 1024,
+            per_read: s(600),
+        };
+        // Nothing yet: the whole grace period.
+        assert_eq!(p.next_wait(t0), Some(s(10)));
+        assert_eq!(p.next_wait(t0 + s(10)), None);
+        // 10 KiB bought 10 s more.
+        p.got = 10 * 1024;
+        assert_eq!(p.next_wait(t0 + s(15)), Some(s(5)));
+        assert_eq!(p.next_wait(t0 + s(20)), None);
+        // A fast body is bounded only by the per-read (idle) timeout.
+        p.got = 16 << 20;
+        assert_eq!(p.next_wait(t0 + s(1)), Some(s(600)));
+        // No minimum: the per-read timeout only.
+        p.min_rate = 0;
+        p.got = 0;
+        assert_eq!(p.next_wait(t0 + s(3600)), Some(s(600)));
+    }
 
     #[test]
     fn non_http1_first_bytes_are_seen_at_once() {

@@ -117,7 +117,7 @@ pub async fn forward<S: ConnIo>(
             bufs,
             body,
             limits.max_body,
-            limits.idle_timeout,
+            crate::http::conn::BodyPace::new(limits),
         )
         .await
         {
@@ -242,7 +242,7 @@ async fn send_body<S: ConnIo>(
     bufs: &mut Bufs,
     body: BodyKind,
     max_body: u64,
-    idle: Duration,
+    mut pace: crate::http::conn::BodyPace,
 ) -> Result<(), BodyError> {
     match body {
         BodyKind::None => Ok(()),
@@ -259,7 +259,7 @@ async fn send_body<S: ConnIo>(
                 if left == 0 {
                     return Ok(());
                 }
-                crate::http::conn::read_or_fail(io, bufs, idle)
+                crate::http::conn::read_or_fail(io, bufs, &mut pace)
                     .await
                     .map_err(BodyError::Client)?;
             }
@@ -285,7 +285,7 @@ async fn send_body<S: ConnIo>(
                     scratch = write_up(up, scratch).await?;
                 }
                 if consumed == 0 || bufs.pending().is_empty() {
-                    crate::http::conn::read_or_fail(io, bufs, idle)
+                    crate::http::conn::read_or_fail(io, bufs, &mut pace)
                         .await
                         .map_err(BodyError::Client)?;
                 }

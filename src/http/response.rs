@@ -138,6 +138,8 @@ pub enum LocalError {
     AuthNotEnforced,
     /// The route has neither a backend nor a local response.
     NoBackend,
+    /// The worker already buffers its maximum of request bodies (`config.mcp.maxBufferedBytes`).
+    BodiesBuffered,
 }
 
 impl LocalError {
@@ -148,7 +150,7 @@ impl LocalError {
             Self::RouteNotFound | Self::NoListener => 404,
             Self::UpstreamConnect | Self::UpstreamProtocol | Self::UpstreamClosed => 502,
             Self::UpstreamConnectTimeout | Self::UpstreamTimeout | Self::RequestTimeout => 504,
-            Self::AuthNotEnforced | Self::NoBackend => 503,
+            Self::AuthNotEnforced | Self::NoBackend | Self::BodiesBuffered => 503,
         }
     }
 
@@ -167,6 +169,9 @@ impl LocalError {
                 "this route requires authentication that this build of portcullis cannot enforce yet; refusing to serve it unauthenticated"
             }
             Self::NoBackend => "route has no backend",
+            Self::BodiesBuffered => {
+                "the proxy buffers its maximum of request bodies (config.mcp.maxBufferedBytes); retry later"
+            }
         }
     }
 
@@ -184,6 +189,12 @@ impl LocalError {
     pub fn prebuilt(self) -> Prebuilt {
         match self {
             Self::RouteNotFound | Self::NoListener => ROUTE_NOT_FOUND.clone(),
+            Self::BodiesBuffered => Prebuilt::new(
+                503,
+                Some("text/plain"),
+                &[("retry-after", "1")],
+                self.body().as_bytes().to_vec(),
+            ),
             other => Prebuilt::text(other.status(), other.body()),
         }
     }

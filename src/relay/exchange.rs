@@ -193,11 +193,19 @@ pub async fn stateless(
             Some(br#"{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"portcullis","version":"1"}}"#),
         );
         for t in &s.targets {
-            let mut rx = t.request("\"portcullis-init\"", init.clone());
-            while let Some(m) = rx.next().await {
-                if matches!(m, TargetMsg::Final(_) | TargetMsg::Failed(_)) {
-                    break;
+            let up = s.upstream_id();
+            let msg = jsonrpc::replace_id(&init, &up).unwrap_or_else(|_| init.clone());
+            let mut rx = t.request(&up, msg);
+            let answered = monoio::time::timeout(route.call_timeout, async {
+                while let Some(m) = rx.next().await {
+                    if matches!(m, TargetMsg::Final(_) | TargetMsg::Failed(_)) {
+                        break;
+                    }
                 }
+            })
+            .await;
+            if answered.is_err() {
+                t.cancel(&up, "timed out");
             }
             t.send(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_vec())
                 .await;
@@ -235,6 +243,11 @@ async fn post(
         }
     };
     match env.kind {
+        Kind::Notification if env.method == Some("notifications/cancelled") => {
+            // The client names its own id; the server knows the call by the one we gave it.
+            cancel_from_client(s, &body);
+            let _ = reply.unbounded_send(ReplyPart::Empty { status: 202 });
+        }
         Kind::Notification | Kind::Response => {
             for t in &s.targets {
                 t.send(body.clone()).await;
@@ -315,15 +328,23 @@ async fn request(
 ) {
     let route = &s.route;
     if s.targets.len() == 1 && !route.prefix {
+        let (call, body) = InFlight::start(s, 0, id, &body);
         if let Target::Http(h) = &s.targets[0] {
-            // The upstream exchange runs in this task, next to the relaying (no spawn).
+            // The upstream exchange runs in this task, next to the relaying (no spawn); when
+            // the relaying ends first (timeout, client gone), the exchange is dropped with it.
             let (tx, rx) = futures_channel::mpsc::unbounded();
-            let up = h.request_into(id, body, tx);
-            futures_util::future::join(up, relay(s, id, rx, reply, new_session)).await;
+            let up_id = call.upstream.clone();
+            let up = std::pin::pin!(h.request_into(&up_id, body, tx));
+            let rel = std::pin::pin!(relay(s, call, id, rx, reply, new_session));
+            if let futures_util::future::Either::Left((_, rel)) =
+                futures_util::future::select(up, rel).await
+            {
+                rel.await;
+            }
             return;
         }
-        let rx = s.targets[0].request(id, body);
-        return relay(s, id, rx, reply, new_session).await;
+        let rx = s.targets[0].request(&call.upstream, body);
+        return relay(s, call, id, rx, reply, new_session).await;
     }
     if method == "initialize" {
         let finals = fan_out(s, id, &body).await;
@@ -386,10 +407,10 @@ async fn request(
                 });
                 return;
             };
-            let t = s
+            let ti = s
                 .targets
                 .iter()
-                .find(|t| t.name() == target)
+                .position(|t| t.name() == target)
                 .expect("split returns a known target");
             let body = match merge::rename_param_name(&body, inner) {
                 Ok(b) => b,
@@ -398,8 +419,9 @@ async fn request(
                     return;
                 }
             };
-            let rx = t.request(id, body);
-            relay(s, id, rx, reply, None).await
+            let (call, body) = InFlight::start(s, ti, id, &body);
+            let rx = s.targets[ti].request(&call.upstream, body);
+            relay(s, call, id, rx, reply, None).await
         }
         "ping" => {
             let _ = reply.unbounded_send(ReplyPart::Json {
@@ -435,36 +457,55 @@ fn result_of(msg: &[u8]) -> Option<Vec<u8>> {
     serde_json::to_vec(r).ok()
 }
 
-/// Sends the request to every target; returns each target's final message (or an error object).
-/// Events from any target are relayed at once (the reply becomes SSE).
+/// Sends the request to every target; returns each target's final message (or an error object),
+/// with the client's id. Events from any target go to the session's stream; the whole fan-out
+/// waits at most the route's call timeout.
 async fn fan_out<'s>(s: &'s Rc<Session>, id: &str, body: &[u8]) -> Vec<(&'s str, Vec<u8>)> {
-    let mut rxs: Vec<(&str, UnboundedReceiver<TargetMsg>)> = s
+    let mut calls: Vec<(&str, InFlight<'_>, UnboundedReceiver<TargetMsg>)> = s
         .targets
         .iter()
-        .map(|t| (t.name(), t.request(id, body.to_vec())))
+        .enumerate()
+        .map(|(i, t)| {
+            let (call, msg) = InFlight::start(s, i, id, body);
+            let rx = t.request(&call.upstream, msg);
+            (t.name(), call, rx)
+        })
         .collect();
-    let mut out = Vec::with_capacity(rxs.len());
-    for (name, rx) in rxs.iter_mut() {
+    let deadline = monoio::time::Instant::now() + s.route.call_timeout;
+    let mut out = Vec::with_capacity(calls.len());
+    for (name, call, rx) in calls.iter_mut() {
         let mut fin = None;
-        while let Some(m) = rx.next().await {
-            match m {
-                TargetMsg::Event(e) => {
+        loop {
+            let next = monoio::time::timeout_at(deadline, rx.next()).await;
+            match next {
+                Ok(Some(TargetMsg::Event(e))) => {
                     // The merged answer is one JSON document; notifications that targets send
                     // meanwhile go to the session's server-to-client stream.
                     s.forward_unsolicited(&e);
                     tracing::debug!(target_name = %name, "notification during fan-out");
                 }
-                TargetMsg::Final(f) => {
-                    fin = Some(f);
+                Ok(Some(TargetMsg::Final(f))) => {
+                    call.done = true;
+                    fin = Some(with_client_id(f, id));
                     break;
                 }
-                TargetMsg::Failed(e) => {
+                Ok(Some(TargetMsg::Failed(e))) => {
+                    call.done = true;
                     fin = Some(jsonrpc::error_object(
                         Some(id),
                         jsonrpc::INTERNAL_ERROR,
                         &e,
                         None,
                     ));
+                    break;
+                }
+                Ok(None) => {
+                    call.done = true;
+                    break;
+                }
+                Err(_) => {
+                    call.reason = "timed out";
+                    fin = Some(timeout_error(id, s.route.call_timeout));
                     break;
                 }
             }
@@ -479,20 +520,138 @@ async fn fan_out<'s>(s: &'s Rc<Session>, id: &str, body: &[u8]) -> Vec<(&'s str,
     out
 }
 
-/// Relays one target's output for request `id`: JSON if the response comes first, else SSE.
+/// One request sent to one target, from sending until its answer. Dropped before the answer —
+/// the call timed out, or its client went away — it gives up on the request: the server gets
+/// `notifications/cancelled` and a late answer is dropped.
+struct InFlight<'s> {
+    s: &'s Session,
+    target: usize,
+    /// The id the request carries upstream ([`Session::upstream_id`]).
+    upstream: String,
+    done: bool,
+    reason: &'static str,
+}
+
+impl<'s> InFlight<'s> {
+    /// Gives the request (`body`, with the client's `id`) an upstream id: returns the call and
+    /// the message to send.
+    fn start(s: &'s Session, target: usize, id: &str, body: &[u8]) -> (InFlight<'s>, Vec<u8>) {
+        let up = s.upstream_id();
+        let (upstream, msg) = match jsonrpc::replace_id(body, &up) {
+            Ok(msg) => (up, msg),
+            // Not a request with an id (the peek said it was): sent as it is.
+            Err(_) => (id.to_owned(), body.to_vec()),
+        };
+        s.track_call(id, target, &upstream);
+        let call = InFlight {
+            s,
+            target,
+            upstream,
+            done: false,
+            reason: "the client went away",
+        };
+        (call, msg)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.s.untrack_call(&self.upstream);
+        if !self.done {
+            if let Some(t) = self.s.targets.get(self.target) {
+                tracing::info!(mcp.session = %self.s.id, target_name = %t.name(), reason = self.reason, "mcp call given up; cancelling it upstream");
+                t.cancel(&self.upstream, self.reason);
+            }
+        }
+    }
+}
+
+/// A target's answer carries the id we gave the request; the client gets its own back.
+fn with_client_id(msg: Vec<u8>, id: &str) -> Vec<u8> {
+    match jsonrpc::replace_id(&msg, id) {
+        Ok(m) => m,
+        Err(_) => msg,
+    }
+}
+
+fn timeout_error(id: &str, after: std::time::Duration) -> Vec<u8> {
+    let msg = format!(
+        "the MCP server did not answer within {} s (the route's timeout); the call was cancelled",
+        after.as_secs_f64()
+    );
+    jsonrpc::error_object(Some(id), REQUEST_TIMEOUT, &msg, None)
+}
+
+/// The MCP SDKs' code for a request that timed out.
+const REQUEST_TIMEOUT: i64 = -32001;
+
+/// How often a call waiting for its answer checks that its client is still there.
+const CLIENT_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A client's `notifications/cancelled`: forwarded to the target that has the call, with the id
+/// that target knows it by (a call already answered is not cancelled anywhere).
+fn cancel_from_client(s: &Session, body: &[u8]) {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return;
+    };
+    let Some(wanted) = v.pointer("/params/requestId") else {
+        return;
+    };
+    let reason = v
+        .pointer("/params/reason")
+        .and_then(|r| r.as_str())
+        .unwrap_or("cancelled by the client");
+    let calls: Vec<(usize, String)> = s.calls_of_value(wanted);
+    for (ti, up) in calls {
+        if let Some(t) = s.targets.get(ti) {
+            t.cancel(&up, reason);
+        }
+    }
+}
+
+/// Relays one target's output for request `id` (the client's): JSON if the response comes
+/// first, else SSE. Bounded by the route's call timeout; ends early, cancelling the call, when
+/// the client's side of the reply is gone.
 async fn relay(
     s: &Rc<Session>,
+    mut call: InFlight<'_>,
     id: &str,
     mut rx: UnboundedReceiver<TargetMsg>,
     reply: &UnboundedSender<ReplyPart>,
     session: Option<String>,
 ) {
+    let deadline = monoio::time::Instant::now() + s.route.call_timeout;
     let mut sse_started = false;
-    while let Some(m) = rx.next().await {
+    let err = loop {
+        let now = monoio::time::Instant::now();
+        let wait = deadline.saturating_duration_since(now).min(CLIENT_CHECK);
+        let m = match monoio::time::timeout(wait, rx.next()).await {
+            Ok(Some(m)) => m,
+            Ok(None) => {
+                call.done = true;
+                break jsonrpc::error_object(
+                    Some(id),
+                    jsonrpc::INTERNAL_ERROR,
+                    "the MCP server went away without answering",
+                    None,
+                );
+            }
+            Err(_) if reply.is_closed() => return, // dropping `call` cancels upstream
+            Err(_) if monoio::time::Instant::now() >= deadline => {
+                call.reason = "timed out";
+                tracing::warn!(mcp.session = %s.id, timeout_ms = s.route.call_timeout.as_millis() as u64, "mcp call timed out");
+                break timeout_error(id, s.route.call_timeout);
+            }
+            Err(_) => continue,
+        };
         let (data, last) = match m {
             TargetMsg::Event(e) => (e, false),
-            TargetMsg::Final(f) => (f, true),
+            TargetMsg::Final(f) => {
+                call.done = true;
+                (with_client_id(f, id), true)
+            }
             TargetMsg::Failed(e) => {
+                call.done = true;
                 tracing::warn!(mcp.session = %s.id, error = %e, "mcp target failed");
                 (
                     jsonrpc::error_object(Some(id), jsonrpc::INTERNAL_ERROR, &e, None),
@@ -526,13 +685,7 @@ async fn relay(
             let _ = reply.unbounded_send(ReplyPart::End);
             return;
         }
-    }
-    let err = jsonrpc::error_object(
-        Some(id),
-        jsonrpc::INTERNAL_ERROR,
-        "the MCP server went away without answering",
-        None,
-    );
+    };
     if sse_started {
         let mut ev = Vec::new();
         sse::write_event(&mut ev, None, Some("message"), &err);

@@ -435,6 +435,45 @@ fn whole(
     out.extend_from_slice(body);
 }
 
+/// Waits for the first part of the answer while watching the client: a client that closes its
+/// connection meanwhile ends the wait (`None`). Bytes it pipelines meanwhile are kept for the
+/// next request (watching stops once [`WATCH_PIPELINED`] bytes wait).
+async fn first_part<S: ConnIo>(
+    io: &mut S,
+    bufs: &mut Bufs,
+    rx: &mut UnboundedReceiver<ReplyPart>,
+) -> Option<ReplyPart> {
+    use futures_util::future::{select, Either};
+    // Most answers come at once: the watching read (and its cancellation) is paid only by
+    // calls that take a while.
+    if let Ok(part) = monoio::time::timeout(WATCH_AFTER, rx.next()).await {
+        return part;
+    }
+    loop {
+        if !S::CANCELABLE_READS || bufs.pending().len() >= WATCH_PIPELINED {
+            return rx.next().await;
+        }
+        let canceller = monoio::io::Canceller::new();
+        let read = std::pin::pin!(bufs.read_more(io, Some(canceller.handle())));
+        match select(rx.next(), read).await {
+            Either::Left((part, read)) => {
+                let _ = canceller.cancel();
+                // The read ends now: cancelled, or with bytes that stay in `bufs`.
+                let _ = read.await;
+                return part;
+            }
+            Either::Right((Ok(0) | Err(_), _)) => return None,
+            Either::Right((Ok(_), _)) => continue,
+        }
+    }
+}
+
+/// How long a call runs before its client's connection is watched.
+const WATCH_AFTER: Duration = Duration::from_millis(250);
+
+/// The most pipelined bytes read while an answer is prepared.
+const WATCH_PIPELINED: usize = 64 * 1024;
+
 async fn write_reply<S: ConnIo>(
     io: &mut S,
     ctx: &Rc<WorkerCtx>,
@@ -444,8 +483,10 @@ async fn write_reply<S: ConnIo>(
     stateful: bool,
 ) -> (u16, bool) {
     let date = ctx.date();
-    let Some(first) = rx.next().await else {
-        return (502, false);
+    let Some(first) = first_part(io, bufs, &mut rx).await else {
+        // The client went away (dropping `rx` tells the call, which cancels it upstream), or
+        // the call ended without a word.
+        return (499, false);
     };
     let out = &mut bufs.out;
     match first {

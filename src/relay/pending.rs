@@ -1,5 +1,6 @@
 //! Routing messages from a server that answers on one shared stream (stdio servers, legacy SSE
-//! servers) to the requests waiting for them, by JSON-RPC id: the response ends its request;
+//! servers) to the requests waiting for them, by JSON-RPC id — the id Portcullis gave the request
+//! upstream (`exchange` assigns them per session), never the client's: the response ends its request;
 //! notifications and server requests go to the newest pending request (its SSE answer), or to
 //! the session's server-to-client stream when nothing is pending.
 //!
@@ -62,6 +63,19 @@ impl Pending {
                     let _ = self.unsolicited.unbounded_send(msg);
                 }
             },
+        }
+    }
+
+    /// Stops waiting for request `id` (the call timed out or its client went away); whether it
+    /// was still waiting. A late answer to it is then dropped.
+    pub fn forget(&self, id: &str) -> bool {
+        let mut waiting = self.waiting.borrow_mut();
+        match waiting.iter().position(|(p, _)| p == id) {
+            Some(pos) => {
+                waiting.swap_remove(pos);
+                true
+            }
+            None => false,
         }
     }
 

@@ -76,11 +76,45 @@ impl Target {
         }
     }
 
+    /// Gives up on request `id` (as sent upstream): the server is told with
+    /// `notifications/cancelled`, and a late answer is dropped.
+    pub fn cancel(&self, id: &str, reason: &str) {
+        let note = cancelled_notification(id, reason);
+        match self {
+            Target::Stdio(p) => {
+                if p.forget(id) {
+                    p.send(note);
+                }
+            }
+            Target::Http(h) => {
+                let h = h.clone();
+                monoio::spawn(async move {
+                    let _ = h.send(note).await;
+                });
+            }
+            Target::Sse(h) => {
+                if h.forget(id) {
+                    let h = h.clone();
+                    monoio::spawn(async move { h.send(note).await });
+                }
+            }
+        }
+    }
+
     pub fn set_version(&self, v: &'static str) {
         if let Target::Http(h) = self {
             h.version.set(v);
         }
     }
+}
+
+/// `notifications/cancelled` for request `id` (raw JSON id text).
+pub fn cancelled_notification(id: &str, reason: &str) -> Vec<u8> {
+    let reason = serde_json::to_string(reason).unwrap_or_else(|_| "\"\"".into());
+    format!(
+        r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{id},"reason":{reason}}}}}"#
+    )
+    .into_bytes()
 }
 
 /// Process-wide counts of what sessions hold: taken when a session starts and given back when
@@ -173,6 +207,11 @@ pub struct Session {
     get_stream: RefCell<Option<UnboundedSender<ReplyPart>>>,
     backlog: RefCell<VecDeque<(u64, Vec<u8>)>>,
     next_event: Cell<u64>,
+    /// The last JSON-RPC id given to a request sent upstream.
+    upstream_ids: Cell<u64>,
+    /// Calls waiting for an answer: (client's id, target index, id sent upstream), to translate
+    /// a client's `notifications/cancelled`.
+    in_flight: RefCell<Vec<(String, usize, String)>>,
     closed: Cell<bool>,
     _slots: Slots,
 }
@@ -229,6 +268,8 @@ impl Session {
             get_stream: RefCell::new(None),
             backlog: RefCell::new(VecDeque::new()),
             next_event: Cell::new(1),
+            upstream_ids: Cell::new(0),
+            in_flight: RefCell::new(Vec::new()),
             closed: Cell::new(false),
             _slots: slots,
         });
@@ -245,6 +286,40 @@ impl Session {
     }
 
     /// The next event id on this session's streams.
+    /// A fresh id for a request sent upstream. Clients' ids are never sent as they are: they may
+    /// repeat, collide across a client's calls, or belong to a call that was abandoned, and the
+    /// answer must still reach the right request.
+    pub fn upstream_id(&self) -> String {
+        let n = self.upstream_ids.get() + 1;
+        self.upstream_ids.set(n);
+        n.to_string()
+    }
+
+    pub fn track_call(&self, client: &str, target: usize, upstream: &str) {
+        self.in_flight
+            .borrow_mut()
+            .push((client.to_owned(), target, upstream.to_owned()));
+    }
+
+    pub fn untrack_call(&self, upstream: &str) {
+        self.in_flight
+            .borrow_mut()
+            .retain(|(_, _, u)| u != upstream);
+    }
+
+    /// The calls in flight whose client id is `client` (as a JSON value): (target index, id
+    /// sent upstream).
+    pub fn calls_of_value(&self, client: &serde_json::Value) -> Vec<(usize, String)> {
+        self.in_flight
+            .borrow()
+            .iter()
+            .filter(|(c, _, _)| {
+                serde_json::from_str::<serde_json::Value>(c).ok().as_ref() == Some(client)
+            })
+            .map(|(_, t, u)| (*t, u.clone()))
+            .collect()
+    }
+
     pub fn next_event_id(&self) -> u64 {
         let n = self.next_event.get();
         self.next_event.set(n + 1);

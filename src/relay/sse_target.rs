@@ -73,6 +73,11 @@ impl SseTarget {
         rx
     }
 
+    /// Stops waiting for request `id`; whether it was waiting.
+    pub fn forget(&self, id: &str) -> bool {
+        self.pending.forget(id)
+    }
+
     pub async fn send(self: &Rc<Self>, msg: Vec<u8>) {
         if let Err(e) = self.post(msg).await {
             tracing::warn!(target_name = %self.target, error = %e, "message to the SSE server not delivered");

@@ -124,6 +124,11 @@ impl Proc {
         rx
     }
 
+    /// Stops waiting for request `id`; whether it was waiting.
+    pub fn forget(&self, id: &str) -> bool {
+        self.pending.forget(id)
+    }
+
     /// Sends a notification or a response (no answer expected).
     pub fn send(&self, mut msg: Vec<u8>) {
         // One message per line: JSON may not contain raw newlines outside strings anyway.

@@ -44,6 +44,8 @@ pub struct WorkerCtx {
     /// Calls for this worker's sessions that arrived through another worker's connection and
     /// are still running: a drain waits for them as for its own connections.
     pub remote_calls: Cell<usize>,
+    /// Bytes of request bodies this worker buffers right now ([`BodyBytes`]).
+    pub buffered: Cell<u64>,
 }
 
 impl WorkerCtx {
@@ -70,6 +72,7 @@ impl WorkerCtx {
             draining: Cell::new(false),
             drain: RefCell::new(Canceller::new()),
             remote_calls: Cell::new(0),
+            buffered: Cell::new(0),
             rng: Cell::new(seed | 1),
         }
     }
@@ -172,5 +175,39 @@ impl DateCache {
 
     fn get_array(&self) -> &[u8; 29] {
         &self.value
+    }
+}
+
+/// A share of the worker's budget of buffered request-body bytes
+/// (`config.mcp.maxBufferedBytes`), given back on drop.
+pub struct BodyBytes<'c> {
+    ctx: &'c WorkerCtx,
+    held: u64,
+}
+
+impl<'c> BodyBytes<'c> {
+    pub fn new(ctx: &'c WorkerCtx) -> Self {
+        BodyBytes { ctx, held: 0 }
+    }
+
+    /// Makes the share at least `total` bytes; false when the worker's budget cannot cover it.
+    pub fn grow_to(&mut self, total: u64, budget: u64) -> bool {
+        if total <= self.held {
+            return true;
+        }
+        let more = total - self.held;
+        let now = self.ctx.buffered.get();
+        if now + more > budget {
+            return false;
+        }
+        self.ctx.buffered.set(now + more);
+        self.held = total;
+        true
+    }
+}
+
+impl Drop for BodyBytes<'_> {
+    fn drop(&mut self) {
+        self.ctx.buffered.set(self.ctx.buffered.get() - self.held);
     }
 }

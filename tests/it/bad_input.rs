@@ -321,3 +321,89 @@ both_drivers!(an_empty_line_between_requests_is_ignored, |d| {
     s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
     assert_eq!(read_response(&mut r, false).unwrap().status, 200);
 });
+
+/// Downstream connections open in the proxy (the per-worker gauges summed).
+fn open_connections(p: &Proxy) -> u64 {
+    let stats = std::net::SocketAddr::from(([127, 0, 0, 1], p.stats));
+    let m = request(stats, b"GET /metrics HTTP/1.1\r\nHost: h\r\n\r\n").text();
+    m.lines()
+        .filter(|l| l.starts_with("portcullis_open_connections{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+both_drivers!(a_client_that_stops_reading_is_closed, |d| {
+    // 64 KiB answers, pipelined requests, and a client that never reads: once the socket
+    // buffers are full, the proxy's write makes no progress and the idle timeout (2 s) ends it.
+    let big = "x".repeat(64 * 1024);
+    let cfg = config()
+        .replace("http1IdleTimeout: 1s", "http1IdleTimeout: 2s")
+        .replace(
+            "directResponse: {body: ok, status: 200}",
+            &format!("directResponse: {{body: {big}, status: 200}}"),
+        );
+    let p = Proxy::start(&cfg, d);
+    let s = connect(p.addr());
+    let mut w = s.try_clone().unwrap();
+    w.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
+    std::thread::spawn(move || {
+        for _ in 0..2000 {
+            if w.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(open_connections(&p), 1, "the client is connected");
+    while open_connections(&p) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "a client that never reads is still connected after 15 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(s);
+    assert_eq!(p.get("/").status, 200);
+});
+
+both_drivers!(a_trickling_body_gets_408, |d| {
+    let p = Proxy::start_env(
+        &config(),
+        d,
+        &[],
+        &[],
+        &[("PORTCULLIS_HEADER_TIMEOUT", "1s")],
+    );
+    // One byte every 300 ms: far below the minimum rate (1 KiB/s after a 1 s grace).
+    let mut s = connect(p.addr());
+    s.write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n")
+        .unwrap();
+    let mut w = s.try_clone().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let trickle = std::thread::spawn(move || {
+        for _ in 0..100 {
+            if stop2.load(std::sync::atomic::Ordering::Relaxed) || w.write_all(b"x").is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    let t0 = Instant::now();
+    let resp = read_response(&mut BufReader::new(s), false).unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(resp.status, 408, "{}", resp.text());
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    trickle.join().unwrap();
+    // A body that is slow but above the rate passes: 3 KiB in 1 KiB pieces every 400 ms.
+    let mut s = connect(p.addr());
+    s.write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3072\r\n\r\n")
+        .unwrap();
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(400));
+        s.write_all(&[b'y'; 1024]).unwrap();
+    }
+    let resp = read_response(&mut BufReader::new(s), false).unwrap();
+    assert_eq!(resp.status, 200);
+});

@@ -1052,3 +1052,171 @@ both_drivers!(
         }
     }
 );
+
+fn ids_server_route(policies: &str) -> String {
+    format!(
+        "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - name: mcp\n      matches: [{{path: {{exact: /mcp}}}}]\n{policies}      backends:\n      - mcp:\n          targets:\n          - name: ids\n            stdio:\n              cmd: python3\n              args: ['{}']\n",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mcp_ids_server.py")
+    )
+}
+
+/// A tools/call with the client's id `id`, as raw JSON-RPC.
+fn call_with_id(id: u64, tool: &str, args: &str) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{args}}}}}"#
+    )
+}
+
+both_drivers!(client_ids_may_repeat_and_be_abandoned, |d| {
+    let p = Proxy::start(&ids_server_route(""), d);
+    let mut c = Mcp::new(p.addr());
+    assert_eq!(c.initialize().status, 200);
+    let sid = c.session.clone().unwrap();
+    // Call id 7 that answers in 1.5 s; its client gives up after 0.5 s.
+    let raw = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAccept: application/json, text/event-stream\r\nContent-Type: application/json\r\nMCP-Protocol-Version: 2025-06-18\r\nMcp-Session-Id: {sid}\r\nContent-Length: {}\r\n\r\n{}",
+        p.port,
+        call_with_id(7, "sleep", r#"{"ms":1500}"#).len(),
+        call_with_id(7, "sleep", r#"{"ms":1500}"#)
+    );
+    let mut s = connect(p.addr());
+    s.write_all(raw.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    drop(s);
+    // The same id again, twice at once on two connections (one slow, one quick): each gets its
+    // own answer, and the abandoned call's late answer reaches nobody.
+    let addr = p.addr();
+    let slow = {
+        std::thread::spawn(move || {
+            let mut m = Mcp::new(addr);
+            m.session = Some(sid);
+            let r = m.raw("POST", &call_with_id(7, "sleep", r#"{"ms":2500}"#), "");
+            messages(&r)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let t0 = Instant::now();
+    let quick = c.raw("POST", &call_with_id(7, "echo", r#"{"message":"hi"}"#), "");
+    let quick = messages(&quick);
+    assert_eq!(quick.len(), 1, "{quick:?}");
+    assert_eq!(quick[0]["id"], 7);
+    assert_eq!(text_of(&quick[0]), "echo hi", "{quick:?}\n{}", p.log());
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    let slow = slow.join().unwrap();
+    assert_eq!(slow.last().unwrap()["id"], 7);
+    assert_eq!(
+        text_of(slow.last().unwrap()),
+        "slept",
+        "{slow:?}\n{}",
+        p.log()
+    );
+    // The server never saw the client's id, and was told the abandoned call was cancelled.
+    assert!(
+        !p.log_contains("id 7\n") && !p.log_contains(" id 7 "),
+        "{}",
+        p.log()
+    );
+    assert!(
+        p.wait_log("cancelled {\"requestId\"", 5),
+        "the abandoned call is cancelled upstream:\n{}",
+        p.log()
+    );
+});
+
+both_drivers!(a_call_that_never_answers_times_out, |d| {
+    let p = Proxy::start(
+        &ids_server_route("      policies:\n        timeout: {requestTimeout: 1s}\n"),
+        d,
+    );
+    let mut c = Mcp::new(p.addr());
+    assert_eq!(c.initialize().status, 200);
+    let t0 = Instant::now();
+    let (r, msgs) = c.call("tools/call", r#"{"name":"hang","arguments":{}}"#);
+    let took = t0.elapsed();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(msgs[0]["error"]["code"], -32001, "{msgs:?}");
+    assert_eq!(msgs[0]["id"], c.next_id, "{msgs:?}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+    assert!(
+        p.wait_log("cancelled {\"requestId\"", 5) && p.log_contains("timed out"),
+        "the server is told:\n{}",
+        p.log()
+    );
+    // The session is still healthy.
+    let answer = c.tool("echo", r#"{"message":"after"}"#);
+    assert_eq!(text_of(&answer), "echo after");
+});
+
+both_drivers!(a_client_cancel_reaches_the_server_by_its_id, |d| {
+    let p = Proxy::start(&ids_server_route(""), d);
+    let mut c = Mcp::new(p.addr());
+    assert_eq!(c.initialize().status, 200);
+    let sid = c.session.clone().unwrap();
+    let addr = p.addr();
+    let hanging = std::thread::spawn(move || {
+        let mut m = Mcp::new(addr);
+        m.session = Some(sid);
+        let r = m.raw("POST", &call_with_id(42, "hang", "{}"), "");
+        messages(&r)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let n = c.raw(
+        "POST",
+        r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":42,"reason":"user stop"}}"#,
+        "",
+    );
+    assert_eq!(n.status, 202);
+    assert!(
+        p.wait_log("\"reason\": \"user stop\"", 5),
+        "forwarded:\n{}",
+        p.log()
+    );
+    // Forwarded with the id the server knows, not the client's.
+    assert!(!p.log_contains("{\"requestId\": 42,"), "{}", p.log());
+    // The cancelled call's HTTP request ends (the server will never answer it).
+    let msgs = hanging.join().unwrap();
+    assert!(msgs[0]["error"].is_object(), "{msgs:?}");
+});
+
+both_drivers!(buffered_bodies_are_capped_per_worker, |d| {
+    // 64 KiB of buffered bodies per worker; six 40 000-byte bodies that never finish arriving,
+    // spread over two workers: some worker gets two, and the second is refused at once.
+    let cfg = stdio_route("", "").replace(
+        "  mcp:\n    sessionTtl: {TTL}\n",
+        "  mcp:\n    sessionTtl: 30m\n    maxBufferedBytes: 65536\n",
+    );
+    let p = Proxy::start(&cfg, d);
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..6 {
+        let mut s = connect(p.addr());
+        write!(
+            s,
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAccept: application/json, text/event-stream\r\nContent-Type: application/json\r\nContent-Length: 40000\r\n\r\n{{\"jsonrpc\":",
+            p.port
+        )
+        .unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(700)))
+            .unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        match read_response(&mut r, false) {
+            Ok(resp) => {
+                assert_eq!(resp.status, 503, "{}", resp.text());
+                assert_eq!(resp.header("retry-after"), Some("1"));
+                assert!(resp.text().contains("maxBufferedBytes"), "{}", resp.text());
+                refused += 1;
+            }
+            Err(_) => held.push(s),
+        }
+    }
+    assert!(refused >= 1, "no body was refused");
+    assert!(!held.is_empty(), "a worker holds one");
+    drop(held);
+    // Given back: a whole message goes through again.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut c = Mcp::new(p.addr());
+    assert_eq!(c.initialize().status, 200);
+});

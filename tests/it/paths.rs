@@ -122,6 +122,10 @@ both_drivers!(encoded_separators_and_bad_escapes_are_refused, |d| {
         ("/echo/%00/x", "%00"),
         ("/echo/%zz", "percent-encoding"),
         ("/echo/%2", "percent-encoding"),
+        ("/echo/..;/api/secret", "'..;'"),
+        ("/echo/..;jsessionid=x/api/secret", "'..;'"),
+        ("/echo/%2e%2e;/api/secret", "'..;'"),
+        ("/echo/.;/x", "'..;'"),
     ] {
         let mut s = connect(p.addr());
         s.write_all(format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes())

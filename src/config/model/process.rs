@@ -150,4 +150,6 @@ pub struct McpSettings {
     pub max_sessions_per_worker: Option<u32>,
     /// Portcullis: stdio MCP server processes running at once (default 256) → 503.
     pub max_stdio_processes: Option<u32>,
+    /// Portcullis: bytes of MCP request bodies one worker buffers at once (default 64 MiB) → 503.
+    pub max_buffered_bytes: Option<u64>,
 }

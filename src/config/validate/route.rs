@@ -27,9 +27,9 @@ pub(super) fn route(e: &mut Errors, path: &str, r: &Route) {
         policy::policies(e, &pp, p, r.backends.len());
         if r.backends.iter().any(|b| b.mcp.is_some()) {
             // The MCP relay builds its own upstream requests and client answers: these HTTP
-            // filters would not be applied, so they are refused rather than ignored.
+            // filters would not be applied, so they are refused rather than ignored. (`timeout`
+            // is applied: it bounds each JSON-RPC call.)
             for (key, set) in [
-                ("timeout", p.timeout.is_some()),
                 ("requestHeaderModifier", p.request_header_modifier.is_some()),
                 (
                     "responseHeaderModifier",
@@ -65,6 +65,22 @@ fn route_match(e: &mut Errors, path: &str, m: &Match) {
                     join(path, "path"),
                     format!("path {p:?} must start with '/'"),
                 );
+            } else {
+                // Requests are matched after normalisation: a path that normalises to
+                // something else would never match.
+                match crate::http::h1::normalize_path(p) {
+                    Ok(n) if n != p.as_str() => e.push(
+                        join(path, "path"),
+                        format!(
+                            "path {p:?} would never match: request paths are normalised before routing (dot-segments removed, escapes of unreserved characters decoded, other escapes uppercased); write {n:?}"
+                        ),
+                    ),
+                    Ok(_) => {}
+                    Err(err) => e.push(
+                        join(path, "path"),
+                        format!("path {p:?} would never match: such requests are refused ({err})"),
+                    ),
+                }
             }
         }
         PathMatch::Regex(re) => e.regex(join(path, "path.regex"), &re.pattern),

@@ -31,6 +31,9 @@ pub enum H1Error {
     BackslashInPath,
     /// `%00` in the request path.
     EncodedNul,
+    /// A dot-segment with path parameters (`..;x`, `.;x`): Tomcat and other servlet containers
+    /// strip the parameters and resolve the dot-segment after the route was chosen.
+    DotSegmentParameters,
     /// `%` in the request path not followed by two hex digits.
     InvalidPercentEncoding,
     /// Version token is not of the form `HTTP/d.d`.
@@ -112,6 +115,8 @@ pub enum H1Error {
     TrailersTooLarge,
     /// Decoded body exceeds the configured maximum.
     BodyTooLarge,
+    /// The body arrives slower than the minimum rate (`conn::BodyPace`).
+    BodyTooSlow,
 }
 
 impl H1Error {
@@ -123,6 +128,7 @@ impl H1Error {
             HeadTooLarge | TooManyHeaders => 431,
             ConnectNotSupported | UnsupportedTransferCoding => 501,
             BodyTooLarge => 413,
+            BodyTooSlow => 408,
             MalformedStatusLine | InvalidStatus => 502,
             InvalidMethod
             | InvalidTarget
@@ -130,6 +136,7 @@ impl H1Error {
             | EncodedPathSeparator
             | BackslashInPath
             | EncodedNul
+            | DotSegmentParameters
             | InvalidPercentEncoding
             | InvalidVersion
             | MalformedRequestLine
@@ -175,6 +182,9 @@ impl H1Error {
             }
             BackslashInPath => "'\\' in the request path is not allowed",
             EncodedNul => "%00 in the request path is not allowed",
+            DotSegmentParameters => {
+                "a dot-segment with parameters ('..;' or '.;') in the request path is not allowed"
+            }
             InvalidPercentEncoding => "invalid percent-encoding in the request path",
             InvalidVersion => "malformed HTTP version",
             UnsupportedVersion => "HTTP version not supported; use HTTP/1.1 or HTTP/1.0",
@@ -214,6 +224,7 @@ impl H1Error {
             InvalidTrailer => "invalid trailer field",
             TrailersTooLarge => "trailer section too large",
             BodyTooLarge => "request body too large",
+            BodyTooSlow => "the request body arrives too slowly",
         }
     }
 
@@ -234,6 +245,7 @@ impl H1Error {
             | EncodedPathSeparator
             | BackslashInPath
             | EncodedNul
+            | DotSegmentParameters
             | InvalidPercentEncoding
             | InvalidVersion
             | UnsupportedVersion
@@ -268,7 +280,8 @@ impl H1Error {
             | ChunkMissingCrlf
             | InvalidTrailer
             | TrailersTooLarge
-            | BodyTooLarge => true,
+            | BodyTooLarge
+            | BodyTooSlow => true,
         }
     }
 }

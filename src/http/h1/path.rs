@@ -22,6 +22,9 @@
 //!   segment (GitLab's `projects/group%2Frepo`) cannot be proxied.
 //! - Refused with 400: `%00` (a NUL truncates paths in C backends) and malformed escapes (`%`
 //!   not followed by two hex digits).
+//! - Refused with 400: a dot-segment carrying path parameters (`/echo/..;/api`, `.;x`, also
+//!   escaped): servlet containers (Tomcat, Jetty) drop `;parameters` and then resolve the `..`,
+//!   so the backend would serve `/api` behind a route chosen for `/echo`.
 //!
 //! The query string is not touched. Fast path: a path with no `%`, no `\` and no dot-segment is
 //! returned borrowed, without allocating; otherwise one pass builds the result.
@@ -43,11 +46,14 @@ pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, H1Error> {
     }
     let mut out = String::with_capacity(path.len());
     let mut segments = path[1..].split('/').peekable();
+    // Reported after every escape was checked (the order the reference gives).
+    let mut dot_params = false;
     while let Some(seg) = segments.next() {
         let last = segments.peek().is_none();
         out.push('/');
         let mark = out.len();
         decode_segment(seg, &mut out)?;
+        dot_params |= is_dot_with_params(&out[mark..]);
         let dots = match &out[mark..] {
             "." => 1,
             ".." => 2,
@@ -64,10 +70,18 @@ pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, H1Error> {
             out.push('/');
         }
     }
+    if dot_params {
+        return Err(H1Error::DotSegmentParameters);
+    }
     if out.is_empty() {
         out.push('/');
     }
     Ok(Cow::Owned(out))
+}
+
+/// `.;…` or `..;…`: a dot-segment with path parameters.
+fn is_dot_with_params(seg: &str) -> bool {
+    seg.starts_with(".;") || seg.starts_with("..;")
 }
 
 /// Whether the path contains `%`, `\` or a `.`/`..` segment. Dots elsewhere (`/.well-known`,
@@ -80,8 +94,8 @@ fn needs_work(b: &[u8]) -> bool {
         i > 0
             && b[i - 1] == b'/'
             && match b.get(i + 1) {
-                None | Some(b'/') => true,
-                Some(b'.') => matches!(b.get(i + 2), None | Some(b'/')),
+                None | Some(b'/' | b';') => true,
+                Some(b'.') => matches!(b.get(i + 2), None | Some(b'/' | b';')),
                 _ => false,
             }
     })
@@ -145,6 +159,9 @@ pub fn reference_normalize(path: &str) -> Result<String, H1Error> {
     }
     let mut decoded = String::new();
     decode_segment(path, &mut decoded)?;
+    if decoded.split('/').any(is_dot_with_params) {
+        return Err(H1Error::DotSegmentParameters);
+    }
     let mut input = decoded;
     let mut output = String::new();
     let pop = |o: &mut String| {

@@ -114,6 +114,19 @@ fn separators_nul_and_bad_escapes_are_refused() {
     for p in ["/%", "/a%2", "/%zz", "/%g0", "/%0g/", "/%%41"] {
         assert_eq!(refused(p), H1Error::InvalidPercentEncoding, "{p:?}");
     }
+    for p in [
+        "/echo/..;/api",
+        "/echo/..;x=1/api",
+        "/a/.;",
+        "/%2e%2E;/x",
+        "/..;",
+    ] {
+        assert_eq!(refused(p), H1Error::DotSegmentParameters, "{p:?}");
+    }
+    // Parameters on other segments, and three dots, are ordinary.
+    for p in ["/a;b/c", "/...;/x", "/a/..b;/c"] {
+        assert!(normalize_path(p).is_ok(), "{p:?}");
+    }
     assert_eq!(refused("a/b"), H1Error::InvalidTarget);
     assert_eq!(refused(""), H1Error::InvalidTarget);
     for e in [
@@ -121,6 +134,7 @@ fn separators_nul_and_bad_escapes_are_refused() {
         H1Error::BackslashInPath,
         H1Error::EncodedNul,
         H1Error::InvalidPercentEncoding,
+        H1Error::DotSegmentParameters,
     ] {
         assert_eq!(e.status(), 400);
         assert!(e.reason().contains("request path"), "{e:?}");
