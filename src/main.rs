@@ -6,6 +6,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use portcullis::runtime::{ConfigSource, RunOptions};
 
 /// Thread-per-core io_uring edge proxy with spec-compliant MCP Authorization.

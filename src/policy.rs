@@ -9,5 +9,6 @@ pub mod cors;
 pub mod headers;
 pub mod mcp_auth;
 pub mod mcp_auth_meta;
+pub mod rate_limit;
 pub mod rewrite;
 mod validate;

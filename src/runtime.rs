@@ -8,6 +8,7 @@ pub mod control;
 pub mod ctx;
 pub mod fetch;
 pub mod keys;
+pub mod readiness;
 pub mod watch;
 pub mod worker;
 

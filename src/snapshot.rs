@@ -306,6 +306,9 @@ pub struct Policies {
     pub timeouts: Timeouts,
     /// Keep the client's `Authorization` header when forwarding (`backendAuth: {passthrough: {}}`).
     pub auth_passthrough: bool,
+    /// `localRateLimit`: checked after CORS preflights, before authentication (a flood is
+    /// refused without paying for token checks).
+    pub rate_limits: Vec<crate::policy::rate_limit::RateLimit>,
 }
 
 #[derive(Debug, Default)]

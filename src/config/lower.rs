@@ -524,6 +524,123 @@ fn lower_policies(
         };
     }
     out.auth_passthrough = passthrough;
+    if let Some(v) = &p.local_rate_limit {
+        out.rate_limits = rate_limits(v, &format!("{path}.localRateLimit"), errs);
+    }
+    out
+}
+
+/// agentgateway's `localRateLimit` as a list of buckets: `maxTokens`, `tokensPerFill`,
+/// `fillInterval` (required), `type: requests` (`tokens` counts LLM tokens: refused).
+fn rate_limits(
+    v: &serde_json::Value,
+    path: &str,
+    errs: &mut Vec<ConfigError>,
+) -> Vec<crate::policy::rate_limit::RateLimit> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct Spec {
+        #[serde(default)]
+        max_tokens: u64,
+        #[serde(default)]
+        tokens_per_fill: u64,
+        fill_interval: String,
+        #[serde(rename = "type", default)]
+        kind: Option<String>,
+    }
+    let items = match v {
+        serde_json::Value::Null => return Vec::new(),
+        serde_json::Value::Array(a) => a,
+        serde_json::Value::Object(o) if o.contains_key("conditional") => {
+            errs.push(ConfigError::new(
+                format!("{path}.conditional"),
+                crate::config::validate::unsupported_msg(
+                    "conditional localRateLimit (CEL conditions)",
+                ),
+            ));
+            return Vec::new();
+        }
+        _ => {
+            errs.push(ConfigError::new(
+                path,
+                "expected a list of rate limits ({maxTokens, tokensPerFill, fillInterval})",
+            ));
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let ip = format!("{path}[{i}]");
+        let spec: Spec = match serde_json::from_value(item.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                errs.push(ConfigError::new(ip, e.to_string()));
+                continue;
+            }
+        };
+        match spec.kind.as_deref() {
+            None | Some("requests") => {}
+            Some("tokens") => {
+                errs.push(ConfigError::new(
+                    format!("{ip}.type"),
+                    crate::config::validate::unsupported_msg(
+                        "localRateLimit type tokens (LLM tokens)",
+                    ),
+                ));
+                continue;
+            }
+            Some(other) => {
+                errs.push(ConfigError::new(
+                    format!("{ip}.type"),
+                    format!("unknown type {other:?} (expected \"requests\")"),
+                ));
+                continue;
+            }
+        }
+        let Some(interval) = dur(
+            &Some(spec.fill_interval),
+            &format!("{ip}.fillInterval"),
+            errs,
+        ) else {
+            continue;
+        };
+        let mut bad =
+            |field: &str, msg: &str| errs.push(ConfigError::new(format!("{ip}.{field}"), msg));
+        if interval.is_zero() {
+            bad("fillInterval", "must be longer than 0");
+            continue;
+        }
+        if spec.max_tokens == 0 {
+            bad(
+                "maxTokens",
+                "must be at least 1 (a bucket of 0 refuses every request)",
+            );
+            continue;
+        }
+        if spec.tokens_per_fill == 0 {
+            bad(
+                "tokensPerFill",
+                "must be at least 1 (the bucket would never fill again)",
+            );
+            continue;
+        }
+        if spec.max_tokens < spec.tokens_per_fill {
+            bad("maxTokens", "cannot be less than tokensPerFill");
+            continue;
+        }
+        let key = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (&ip, spec.max_tokens, spec.tokens_per_fill, interval).hash(&mut h);
+            h.finish()
+        };
+        out.push(crate::policy::rate_limit::RateLimit {
+            max_tokens: spec.max_tokens,
+            tokens_per_fill: spec.tokens_per_fill,
+            fill_interval: interval,
+            key,
+        });
+    }
     out
 }
 

@@ -181,7 +181,7 @@ binds:
   listeners:
   - routes:
     - policies:
-        localRateLimit: [{maxTokens: 1}]
+        remoteRateLimit: {domain: d}
         timeout: {requestTimeout: forever}
         cors: {maxAge: 1x}
       matches: [{path: {regex: "("}}]
@@ -468,7 +468,7 @@ binds:
         directResponse: {body: hi, status: abc}
     - name: c
       policies:
-        localRateLimit: [{maxTokens: 1}]
+        remoteRateLimit: {domain: d}
         directResponse: {body: hi, status: 200}
 ";
     let errs = load(text).unwrap_err().0;
@@ -480,7 +480,7 @@ binds:
         format!("{r}[0].policies.corz"),
         format!("{r}[1].matches[0].path"),
         format!("{r}[1].policies.directResponse.status"),
-        format!("{r}[2].policies.localRateLimit"),
+        format!("{r}[2].policies.remoteRateLimit"),
     ];
     for w in &want {
         assert!(paths.contains(&w.as_str()), "{w} in {errs:#?}");
@@ -562,5 +562,69 @@ fn route_paths_must_be_normalised() {
     }
     for p in ["/", "/api", "/api/", "/.well-known/x", "/a%20b"] {
         load(&cfg(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    }
+}
+
+#[test]
+fn local_rate_limit_in_both_dialects_and_its_errors() {
+    use crate::snapshot::Backend;
+    let cfg = |rl: &str| {
+        format!(
+            "binds:\n- port: 3000\n  listeners:\n  - routes:\n    - policies:\n        localRateLimit: {rl}\n      backends: [{{host: 127.0.0.1:9}}]\n"
+        )
+    };
+    let snap = load_bytes(
+        cfg("[{maxTokens: 10, tokensPerFill: 2, fillInterval: 1s, type: requests}, {maxTokens: 100, tokensPerFill: 100, fillInterval: 1m}]").as_bytes(),
+        None,
+    )
+    .unwrap();
+    let route = snap.binds[0].listeners[0].routes.iter().next().unwrap();
+    assert!(matches!(route.backend, Backend::Hosts(_)));
+    let rl = &route.policies.rate_limits;
+    assert_eq!(rl.len(), 2);
+    assert_eq!((rl[0].max_tokens, rl[0].tokens_per_fill), (10, 2));
+    assert_eq!(rl[1].fill_interval, Duration::from_secs(60));
+    assert_ne!(rl[0].key, rl[1].key);
+    // `[]` and null are "off".
+    for off in ["[]", "null"] {
+        let snap = load_bytes(cfg(off).as_bytes(), None).unwrap();
+        let route = snap.binds[0].listeners[0].routes.iter().next().unwrap();
+        assert!(route.policies.rate_limits.is_empty());
+    }
+    let at = "binds[0].listeners[0].routes[0].policies.localRateLimit";
+    for (rl, want) in [
+        (
+            "[{maxTokens: 1, tokensPerFill: 1}]",
+            format!("{at}[0]: missing field `fillInterval`"),
+        ),
+        (
+            "[{maxTokens: 1, tokensPerFill: 1, fillInterval: 1s, burst: 2}]",
+            format!("{at}[0]: unknown field `burst`"),
+        ),
+        (
+            "[{maxTokens: 1, tokensPerFill: 2, fillInterval: 1s}]",
+            format!("{at}[0].maxTokens: cannot be less than tokensPerFill"),
+        ),
+        (
+            "[{maxTokens: 1, tokensPerFill: 1, fillInterval: soon}]",
+            format!("{at}[0].fillInterval:"),
+        ),
+        (
+            "[{maxTokens: 0, fillInterval: 1s}]",
+            format!("{at}[0].maxTokens: must be at least 1"),
+        ),
+        (
+            "[{maxTokens: 5, tokensPerFill: 1, fillInterval: 1s, type: tokens}]",
+            format!("{at}[0].type: agentgateway feature"),
+        ),
+        (
+            "{conditional: [{maxTokens: 5, tokensPerFill: 1, fillInterval: 1s}]}",
+            format!("{at}.conditional: agentgateway feature"),
+        ),
+    ] {
+        let errs = load_bytes(cfg(rl).as_bytes(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(errs.contains(&want), "{rl}: want {want:?} in:\n{errs}");
     }
 }

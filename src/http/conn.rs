@@ -24,6 +24,8 @@ use crate::http::response::LocalError;
 use crate::runtime::ctx::{BodyBytes, WorkerCtx};
 
 const READ_CHUNK: usize = 16 * 1024;
+/// A connection's first read buffer: a typical request head fits.
+const FIRST_READ: usize = 2048;
 
 /// A downstream byte stream: plain TCP, or TLS on top of it.
 pub trait ConnIo: AsyncReadRent + AsyncWriteRent {
@@ -78,6 +80,9 @@ pub struct Bufs {
     /// A write to the client that makes no progress for this long ends the connection (a
     /// client that stops reading, e.g. while pipelining, cannot hold its answers in memory).
     pub write_timeout: Duration,
+    /// Cancels the read that watches an idle keep-alive connection; kept across requests (a
+    /// canceller is spent only when it fires, after a second of idleness).
+    watch: Option<monoio::io::Canceller>,
 }
 
 impl Bufs {
@@ -99,11 +104,16 @@ impl Bufs {
         io: &mut S,
         cancel: Option<CancelHandle>,
     ) -> std::io::Result<usize> {
-        if self.start > 0 && self.buf.capacity() - self.buf.len() < READ_CHUNK / 2 {
+        // A connection starts with a small buffer (most heads fit) and grows it to a full
+        // chunk only for larger heads and bodies; an idle one shrinks back (`wait_while_idle`).
+        let low = (READ_CHUNK / 2).min(self.buf.capacity() / 2).max(1);
+        if self.start > 0 && self.buf.capacity() - self.buf.len() < low {
             self.buf.drain(..self.start);
             self.start = 0;
         }
-        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 2 {
+        if self.buf.capacity() == 0 {
+            self.buf.reserve(FIRST_READ);
+        } else if self.buf.capacity() - self.buf.len() < low {
             self.buf.reserve(READ_CHUNK);
         }
         let buf = std::mem::take(&mut self.buf);
@@ -160,77 +170,109 @@ const SHRINK_AFTER: Duration = Duration::from_secs(1);
 /// The read buffer of a connection that has been idle (grown again by the next request).
 const IDLE_READ: usize = 512;
 
-/// Waits for the next request's first bytes on an idle keep-alive connection (nothing pending),
-/// for at most `idle`; a drain ends the wait. `None`: the idle timeout passed.
+/// What an idle keep-alive connection's wait inside [`run`] ended with.
+enum Idle {
+    Read(std::io::Result<usize>),
+    /// The idle timeout passed, or a drain began.
+    Over,
+    /// Still idle after [`SHRINK_AFTER`]: [`serve`] waits on, with the buffers given back.
+    Longer,
+}
+
+/// Waits for the next request's first bytes on an idle keep-alive connection (nothing pending).
 ///
 /// Most clients send their next request at once, into the buffers they already have. One that
-/// stays idle past [`SHRINK_AFTER`] gives them back: the read is cancelled (keeping whatever it
-/// got) and the wait goes on with a small read buffer and no write or upstream buffers, so an
-/// idle connection costs little more than its task (TLS connections cannot cancel a read
-/// safely and keep theirs).
+/// stays idle past [`SHRINK_AFTER`] ends the busy phase ([`Idle::Longer`]): the read is
+/// cancelled (keeping whatever it got), and [`serve`] waits on in a small state with a small
+/// read buffer. TLS connections cannot cancel a read safely: they wait here for the whole
+/// idle timeout, with their buffers.
 async fn wait_while_idle<S: ConnIo>(
     io: &mut S,
     ctx: &WorkerCtx,
     bufs: &mut Bufs,
     idle: Duration,
-) -> Option<std::io::Result<usize>> {
+) -> Idle {
     use futures_util::future::{select, Either};
-    let t0 = Instant::now();
     if S::CANCELABLE_READS && idle > SHRINK_AFTER {
+        let canceller = bufs.watch.take().unwrap_or_default();
+        let handle = canceller.handle();
         let got = {
-            let canceller = monoio::io::Canceller::new();
-            let read = std::pin::pin!(bufs.read_more(io, Some(canceller.handle())));
+            let read = std::pin::pin!(bufs.read_more(io, Some(handle)));
             let timer = std::pin::pin!(monoio::time::sleep(SHRINK_AFTER));
             match select(read, timer).await {
-                Either::Left((r, _)) => Some(r),
+                Either::Left((r, _)) => r,
                 Either::Right(((), read)) => {
                     let _ = canceller.cancel();
                     match read.await {
-                        Ok(n) if n > 0 => Some(Ok(n)),
+                        Ok(n) if n > 0 => return Idle::Read(Ok(n)),
                         // Cancelled (or failed: the next read reports it again).
-                        _ => None,
+                        _ if ctx.draining() => return Idle::Over,
+                        _ => return Idle::Longer,
                     }
                 }
             }
         };
-        if got.is_some() {
-            return got;
-        }
-        if ctx.draining() {
-            return None;
-        }
-        if bufs.pending().is_empty() {
-            bufs.buf = Vec::with_capacity(IDLE_READ);
-            bufs.start = 0;
-            bufs.out = Vec::new();
-            bufs.up = Vec::new();
-        }
+        bufs.watch = Some(canceller);
+        return Idle::Read(got);
     }
-    let left = idle.saturating_sub(t0.elapsed());
     let handle = ctx.drain_handle();
-    monoio::time::timeout(left, bufs.read_idle(io, handle))
-        .await
-        .ok()
+    match monoio::time::timeout(idle, bufs.read_more(io, Some(handle))).await {
+        Ok(r) => Idle::Read(r),
+        Err(_) => Idle::Over,
+    }
 }
 
 /// Serves one downstream connection until it closes.
+///
+/// A busy connection runs [`run`] in a boxed future: its state (parsing, authentication,
+/// proxying, the relay) is allocated while the connection is busy. When it has been idle for
+/// [`SHRINK_AFTER`], that state and the buffers are given back, and the wait for the next
+/// request goes on here, in a task of a few hundred bytes with a 512-byte read buffer.
 pub async fn serve<S: ConnIo>(mut io: S, conn: ConnInfo, ctx: Rc<WorkerCtx>) {
     {
         let mut m = ctx.metrics.borrow_mut();
         m.open_connections += 1;
         m.accepted_connections += 1;
     }
+    let idle = ctx.snapshot().settings.limits.idle_timeout;
     let mut bufs = Bufs {
-        buf: Vec::with_capacity(READ_CHUNK),
+        buf: Vec::new(),
         start: 0,
-        out: Vec::with_capacity(4096),
+        out: Vec::new(),
         up: Vec::new(),
-        write_timeout: ctx.snapshot().settings.limits.idle_timeout,
+        write_timeout: idle,
+        watch: None,
     };
-    run(&mut io, conn, &ctx, &mut bufs).await;
+    let mut first = true;
+    loop {
+        match Box::pin(run(&mut io, conn, &ctx, &mut bufs, first)).await {
+            RunEnd::Closed => break,
+            RunEnd::Idle => {}
+        }
+        first = false;
+        bufs.buf = Vec::with_capacity(IDLE_READ);
+        bufs.start = 0;
+        bufs.out = Vec::new();
+        bufs.up = Vec::new();
+        if ctx.draining() {
+            break;
+        }
+        let left = idle.saturating_sub(SHRINK_AFTER);
+        match monoio::time::timeout(left, bufs.read_idle(&mut io, ctx.drain_handle())).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => break,
+        }
+    }
     let _ = bufs.flush(&mut io).await;
     let _ = io.shutdown().await;
     ctx.metrics.borrow_mut().open_connections -= 1;
+}
+
+/// How [`run`] ended.
+enum RunEnd {
+    Closed,
+    /// Idle past [`SHRINK_AFTER`] with nothing pending.
+    Idle,
 }
 
 /// What phase 1 learned from a request head, kept once the head is no longer borrowed.
@@ -255,18 +297,27 @@ fn force_close(out: &mut Vec<u8>, mark: usize) {
 enum HeadState {
     Ready,
     Closed,
+    /// Idle past [`SHRINK_AFTER`]: [`serve`] waits on.
+    Idle,
 }
 
-async fn run<S: ConnIo>(io: &mut S, conn: ConnInfo, ctx: &Rc<WorkerCtx>, bufs: &mut Bufs) {
+async fn run<S: ConnIo>(
+    io: &mut S,
+    conn: ConnInfo,
+    ctx: &Rc<WorkerCtx>,
+    bufs: &mut Bufs,
+    first: bool,
+) -> RunEnd {
     // After an unknown-kid wait the same head is decided again, once, without waiting.
     let mut may_wait = true;
     // The first head is due within the header timeout of the connection's start: a connection
     // that never sends a byte is not held for the idle timeout.
-    let mut opened = Some(Instant::now());
+    let mut opened = first.then(Instant::now);
     loop {
         match wait_for_head(io, ctx, bufs, opened.take()).await {
             HeadState::Ready => {}
-            HeadState::Closed => return,
+            HeadState::Closed => return RunEnd::Closed,
+            HeadState::Idle => return RunEnd::Idle,
         }
         let snap = ctx.snapshot();
         let started = Instant::now();
@@ -302,6 +353,8 @@ async fn run<S: ConnIo>(io: &mut S, conn: ConnInfo, ctx: &Rc<WorkerCtx>, bufs: &
                             pick,
                             now: ctx.unix_secs(),
                             may_wait,
+                            rate_limits: &ctx.rate_limits,
+                            workers: ctx.workers(),
                         };
                         let mut auth = ctx.auth.borrow_mut();
                         dispatch::decide(
@@ -340,7 +393,7 @@ async fn run<S: ConnIo>(io: &mut S, conn: ConnInfo, ctx: &Rc<WorkerCtx>, bufs: &
                         .borrow_mut()
                         .record("", e.status(), started.elapsed());
                     tracing::debug!(client = %conn.peer, status = e.status(), reason = e.reason(), "rejected request head");
-                    return;
+                    return RunEnd::Closed;
                 }
             }
         };
@@ -372,7 +425,7 @@ async fn run<S: ConnIo>(io: &mut S, conn: ConnInfo, ctx: &Rc<WorkerCtx>, bufs: &
                     if !close {
                         force_close(&mut bufs.out, mark);
                     }
-                    return;
+                    return RunEnd::Closed;
                 }
                 // Keep the stream in sync: read the body of a request we answered ourselves
                 // before the answer leaves, so that a bad body replaces it with a 4xx.
@@ -393,11 +446,11 @@ async fn run<S: ConnIo>(io: &mut S, conn: ConnInfo, ctx: &Rc<WorkerCtx>, bufs: &
                         );
                         record(ctx, route_name, e.status(), started, &req.log, conn);
                     }
-                    return;
+                    return RunEnd::Closed;
                 }
                 record(ctx, route_name, status, started, &req.log, conn);
                 if !req.keep_alive {
-                    return;
+                    return RunEnd::Closed;
                 }
             }
             Decision::WaitForKeys(_) => unreachable!("handled above"),
@@ -425,7 +478,7 @@ async fn run<S: ConnIo>(io: &mut S, conn: ConnInfo, ctx: &Rc<WorkerCtx>, bufs: &
                             );
                             record(ctx, &plan.route.name, e.status(), started, &req.log, conn);
                         }
-                        return;
+                        return RunEnd::Closed;
                     }
                 };
                 let subject = crate::relay::binding(principal.as_deref());
@@ -442,12 +495,12 @@ async fn run<S: ConnIo>(io: &mut S, conn: ConnInfo, ctx: &Rc<WorkerCtx>, bufs: &
                 .await;
                 record(ctx, &plan.route.name, status, started, &req.log, conn);
                 if !reusable || !req.keep_alive {
-                    return;
+                    return RunEnd::Closed;
                 }
             }
             Decision::Proxy(plan) => {
                 if bufs.flush(io).await.is_err() {
-                    return;
+                    return RunEnd::Closed;
                 }
                 let route_name = plan.name;
                 let outcome =
@@ -458,7 +511,7 @@ async fn run<S: ConnIo>(io: &mut S, conn: ConnInfo, ctx: &Rc<WorkerCtx>, bufs: &
                 };
                 record(ctx, route_name, status, started, &req.log, conn);
                 if !reusable || !req.keep_alive {
-                    return;
+                    return RunEnd::Closed;
                 }
             }
         }
@@ -501,8 +554,9 @@ async fn wait_for_head<S: ConnIo>(
                     return HeadState::Closed;
                 }
                 match wait_while_idle(io, ctx, bufs, limits.idle_timeout).await {
-                    Some(r) => r,
-                    None => return HeadState::Closed,
+                    Idle::Read(r) => r,
+                    Idle::Over => return HeadState::Closed,
+                    Idle::Longer => return HeadState::Idle,
                 }
             }
             Some(t0) => {

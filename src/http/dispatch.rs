@@ -47,7 +47,15 @@ pub struct Env<'a> {
     pub now: i64,
     /// False on the second attempt after an unknown-`kid` refetch.
     pub may_wait: bool,
+    /// This worker's `localRateLimit` buckets, and how many workers share each limit.
+    pub rate_limits: &'a std::cell::RefCell<crate::policy::rate_limit::Buckets>,
+    pub workers: usize,
 }
+
+/// agentgateway's answer to a request over a `localRateLimit` (its headers are added per
+/// request).
+static RATE_LIMITED: std::sync::LazyLock<Prebuilt> =
+    std::sync::LazyLock::new(|| Prebuilt::text(429, "rate limit exceeded"));
 
 /// The outcome of [`decide`].
 pub enum Decision<'s> {
@@ -190,6 +198,37 @@ pub fn decide<'s>(
     let mut extra = Vec::new();
     if let Some(cors) = &p.cors {
         cors.write_actual(origin, &mut extra);
+    }
+    if !p.rate_limits.is_empty() {
+        let checked = env.rate_limits.borrow_mut().check(
+            &p.rate_limits,
+            env.workers,
+            std::time::Instant::now(),
+        );
+        // agentgateway's headers, on every answer of a limited route.
+        let st = match checked {
+            Ok(st) | Err(st) => st,
+        };
+        for (name, v) in [
+            ("x-ratelimit-limit", st.limit),
+            ("x-ratelimit-remaining", st.remaining),
+            ("x-ratelimit-reset", st.reset_secs),
+        ] {
+            h1::write_header(&mut extra, name, v.to_string().as_bytes());
+        }
+        if checked.is_err() {
+            h1::write_header(
+                &mut extra,
+                "retry-after",
+                st.reset_secs.max(1).to_string().as_bytes(),
+            );
+            RATE_LIMITED.write(out, date, &extra, close_after, head_only);
+            return Decision::Local {
+                status: 429,
+                route: Some(route),
+                close: close_after,
+            };
+        }
     }
     if let Some(a) = &p.auth {
         // Explicit agentgateway-style matches may route discovery paths here too.

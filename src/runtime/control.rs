@@ -158,7 +158,7 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
         stop_workers(&senders, Instant::now());
         return 1;
     }
-    let ready = Arc::new(crate::admin::Readiness::default());
+    let ready = Arc::new(crate::runtime::readiness::Readiness::default());
     // Until the key manager has loaded them, the key sets of the config are missing.
     ready.set_keys_missing(jwks_sources(&snapshot));
     let senders = Arc::new(senders);
@@ -327,7 +327,7 @@ fn finish_reload(
     a: Applying,
     senders: &[UnboundedSender<WorkerMsg>],
     keys_tx: &mpsc::Sender<KeysMsg>,
-    ready: &crate::admin::Readiness,
+    ready: &crate::runtime::readiness::Readiness,
 ) -> Arc<Snapshot> {
     let next = a.next;
     match (a.errors.is_empty(), a.previous) {

@@ -46,6 +46,8 @@ pub struct WorkerCtx {
     pub remote_calls: Cell<usize>,
     /// Bytes of request bodies this worker buffers right now ([`BodyBytes`]).
     pub buffered: Cell<u64>,
+    /// This worker's `localRateLimit` buckets.
+    pub rate_limits: RefCell<crate::policy::rate_limit::Buckets>,
 }
 
 impl WorkerCtx {
@@ -73,8 +75,14 @@ impl WorkerCtx {
             drain: RefCell::new(Canceller::new()),
             remote_calls: Cell::new(0),
             buffered: Cell::new(0),
+            rate_limits: RefCell::new(Default::default()),
             rng: Cell::new(seed | 1),
         }
+    }
+
+    /// How many workers share the load (rate limits are split between them).
+    pub fn workers(&self) -> usize {
+        self.peers.len().max(1)
     }
 
     /// The snapshot for one request. Cloning an `Rc` is a plain increment: no shared cache line.

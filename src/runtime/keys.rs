@@ -59,7 +59,7 @@ struct State {
 pub fn spawn(
     workers: Arc<Vec<UnboundedSender<WorkerMsg>>>,
     rx: mpsc::Receiver<KeysMsg>,
-    ready: Arc<crate::admin::Readiness>,
+    ready: Arc<crate::runtime::readiness::Readiness>,
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("portcullis-keys".into())
@@ -70,7 +70,7 @@ pub fn spawn(
 fn run(
     workers: Arc<Vec<UnboundedSender<WorkerMsg>>>,
     rx: mpsc::Receiver<KeysMsg>,
-    ready: Arc<crate::admin::Readiness>,
+    ready: Arc<crate::runtime::readiness::Readiness>,
 ) {
     let mut states: HashMap<Arc<str>, State> = HashMap::new();
     // Readiness was told the first config's key sets by the control loop; it is updated from
@@ -135,7 +135,7 @@ fn run(
 }
 
 /// Tells readiness which key sets have never loaded.
-fn report_missing(states: &HashMap<Arc<str>, State>, ready: &crate::admin::Readiness) {
+fn report_missing(states: &HashMap<Arc<str>, State>, ready: &crate::runtime::readiness::Readiness) {
     let mut missing: Vec<String> = states
         .values()
         .filter(|s| !matches!(s.source.kind, SourceKind::AsMetadata { .. }))

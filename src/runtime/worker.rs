@@ -283,6 +283,26 @@ fn close_removed(snap: &Snapshot, listeners: &mut HashMap<u16, ListenerHandle>) 
     });
 }
 
+async fn serve_tls(
+    stream: monoio::net::TcpStream,
+    cfg: Arc<rustls::ServerConfig>,
+    handshake_timeout: Duration,
+    info: ConnInfo,
+    ctx: Rc<WorkerCtx>,
+) {
+    let peer = info.peer;
+    let acceptor = monoio_rustls::TlsAcceptor::from(cfg);
+    match monoio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls_stream)) => conn::serve(tls_stream, info, ctx).await,
+        Ok(Err(e)) => {
+            tracing::debug!(client.addr = %peer, error = %e, "tls handshake failed")
+        }
+        Err(_) => {
+            tracing::debug!(client.addr = %peer, "tls handshake timed out")
+        }
+    }
+}
+
 /// Binds `[::]:port` (dual stack), or `0.0.0.0:port` where IPv6 is unavailable. Every worker
 /// binds its own socket; SO_REUSEPORT lets the kernel spread connections across them.
 fn bind(port: u16) -> std::io::Result<TcpListener> {
@@ -375,19 +395,10 @@ async fn accept_loop(
                 monoio::spawn(async move {
                     match tls {
                         None => conn::serve(stream, info, ctx).await,
+                        // Boxed: a TLS stream and its handshake are large, and inline they
+                        // would size every plain connection's task too.
                         Some(cfg) => {
-                            let acceptor = monoio_rustls::TlsAcceptor::from(cfg);
-                            match monoio::time::timeout(handshake_timeout, acceptor.accept(stream))
-                                .await
-                            {
-                                Ok(Ok(tls_stream)) => conn::serve(tls_stream, info, ctx).await,
-                                Ok(Err(e)) => {
-                                    tracing::debug!(client.addr = %peer, error = %e, "tls handshake failed")
-                                }
-                                Err(_) => {
-                                    tracing::debug!(client.addr = %peer, "tls handshake timed out")
-                                }
-                            }
+                            Box::pin(serve_tls(stream, cfg, handshake_timeout, info, ctx)).await
                         }
                     }
                 });

@@ -407,3 +407,33 @@ both_drivers!(a_trickling_body_gets_408, |d| {
     let resp = read_response(&mut BufReader::new(s), false).unwrap();
     assert_eq!(resp.status, 200);
 });
+
+both_drivers!(
+    a_long_idle_keepalive_connection_still_serves_and_times_out,
+    |d| {
+        // Idle past the 1 s buffer release: the connection waits on in its small state, serves
+        // the next request, and still closes at the idle timeout (3 s) counted from its last answer.
+        let cfg = config().replace("http1IdleTimeout: 1s", "http1IdleTimeout: 3s");
+        let p = Proxy::start(&cfg, d);
+        let mut s = connect(p.addr());
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        for _ in 0..2 {
+            s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+            assert_eq!(read_response(&mut r, false).unwrap().text(), "ok");
+            std::thread::sleep(Duration::from_millis(1600));
+        }
+        // Two requests in one write after the release: both answered.
+        s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap();
+        assert_eq!(read_response(&mut r, false).unwrap().status, 200);
+        assert_eq!(read_response(&mut r, false).unwrap().status, 200);
+        let t0 = Instant::now();
+        let mut rest = Vec::new();
+        assert_eq!(r.read_to_end(&mut rest).unwrap(), 0);
+        let waited = t0.elapsed();
+        assert!(
+            waited >= Duration::from_millis(2500) && waited < Duration::from_secs(6),
+            "{waited:?}"
+        );
+    }
+);

@@ -93,6 +93,9 @@ both_drivers!(reuse_port_shares_on_purpose, |d| {
     let a = Proxy::start_with(&direct_cfg("old"), d, &[], &["--reuse-port"]);
     // Same ports, admin included: the new instance joins with --reuse-port.
     let mut b = Proxy::start_sharing(&a, &direct_cfg("new"), d, &["--reuse-port"]);
+    // Readiness on the shared admin port may be answered by the old instance: wait for the new
+    // one's own word that it listens.
+    assert!(b.wait_log("serving", 20), "{}", b.log());
     // Both answer on the one port (SO_REUSEPORT spreads connections by their address).
     let mut seen = std::collections::HashSet::new();
     for _ in 0..64 {
@@ -106,7 +109,13 @@ both_drivers!(reuse_port_shares_on_purpose, |d| {
     let mut a = a;
     assert!(a.terminate().success());
     for _ in 0..16 {
-        assert_eq!(b.get("/").text(), "new");
+        match try_request(
+            b.addr(),
+            b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        ) {
+            Ok(r) => assert_eq!(r.text(), "new"),
+            Err(e) => panic!("DEBUG {e}\nA:\n{}\nB:\n{}", a.log(), b.log()),
+        }
     }
     assert!(b.terminate().success());
 });

@@ -1,4 +1,6 @@
 //! Route precedence as agentgateway applies it, through the real binary.
+use std::time::{Duration, Instant};
+
 use crate::both_drivers;
 use crate::harness::*;
 
@@ -133,4 +135,44 @@ both_drivers!(listener_hostnames_split_one_port, |d| {
     let p = Proxy::start(&cfg, d);
     assert_eq!(route_of(&p, "GET", "/", "a.test", ""), "ra");
     assert_eq!(route_of(&p, "GET", "/", "b.test", ""), "rany");
+});
+
+both_drivers!(local_rate_limit_per_route, |d| {
+    // 4 tokens, refilled by 4 every second, shared by the harness's 2 workers: 2 each.
+    let cfg = format!(
+        "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - name: limited\n      matches: [{{path: {{pathPrefix: /limited}}}}]\n      policies:\n        localRateLimit: [{{maxTokens: 4, tokensPerFill: 4, fillInterval: 1s}}]\n        directResponse: {{body: ok, status: 200}}\n    - name: free\n      policies:\n        directResponse: {{body: free, status: 200}}\n"
+    );
+    let p = Proxy::start(&cfg, d);
+    let get = |path: &str| {
+        p.req(&format!(
+            "GET {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+        ))
+    };
+    let t0 = Instant::now();
+    let answers: Vec<Response> = (0..12).map(|_| get("/limited")).collect();
+    assert!(
+        t0.elapsed() < Duration::from_millis(900),
+        "too slow to test a 1 s window"
+    );
+    let ok = answers.iter().filter(|r| r.status == 200).count();
+    // At most 2 per worker; at least one worker's 2.
+    assert!((2..=4).contains(&ok), "{ok} passed");
+    let refused = answers
+        .iter()
+        .find(|r| r.status == 429)
+        .expect("some are refused");
+    assert_eq!(refused.text(), "rate limit exceeded");
+    assert_eq!(refused.header("x-ratelimit-limit"), Some("2"));
+    assert_eq!(refused.header("x-ratelimit-remaining"), Some("0"));
+    assert!(refused.header("x-ratelimit-reset").is_some());
+    assert!(refused.header("retry-after").is_some());
+    let passed = answers.iter().find(|r| r.status == 200).unwrap();
+    assert_eq!(passed.header("x-ratelimit-limit"), Some("2"));
+    // Other routes are not limited.
+    for _ in 0..6 {
+        assert_eq!(get("/").status, 200);
+    }
+    // After the fill interval, requests pass again.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(get("/limited").status, 200);
 });

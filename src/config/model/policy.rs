@@ -37,7 +37,9 @@ pub struct Policies {
     #[serde(rename = "backendTLS")]
     pub backend_tls: Option<Unsupported>,
     pub backend_tunnel: Option<Unsupported>,
-    pub local_rate_limit: Option<Unsupported>,
+    /// A list of token buckets (both dialects); the current dialect's `{conditional: …}` form
+    /// is refused by name. Parsed in lowering, which names every bad field with its path.
+    pub local_rate_limit: Option<serde_json::Value>,
     pub remote_rate_limit: Option<Unsupported>,
     pub oidc: Option<Unsupported>,
     pub basic_auth: Option<Unsupported>,

@@ -20,7 +20,6 @@ pub(super) fn policies(e: &mut Errors, path: &str, p: &Policies, backends: usize
             ("ai", &p.ai),
             ("backendTLS", &p.backend_tls),
             ("backendTunnel", &p.backend_tunnel),
-            ("localRateLimit", &p.local_rate_limit),
             ("remoteRateLimit", &p.remote_rate_limit),
             ("oidc", &p.oidc),
             ("basicAuth", &p.basic_auth),
