@@ -107,6 +107,8 @@ pub fn run_worker(
 struct ListenerHandle {
     canceller: Canceller,
     stopped: Rc<Cell<bool>>,
+    /// The accept loop; it owns the listening socket, closed when the loop ends.
+    task: monoio::task::JoinHandle<()>,
 }
 
 async fn worker_main(
@@ -164,9 +166,18 @@ async fn worker_main(
                 });
             }
             WorkerMsg::Shutdown { deadline } => {
+                let mut loops = Vec::new();
                 for (_, l) in listeners.drain() {
                     l.stopped.set(true);
                     let _ = l.canceller.cancel();
+                    loops.push(l.task);
+                }
+                // The listening sockets are closed before anything else: one left open (its
+                // accept still queued in the ring) would take connections that the kernel
+                // resets when the process is gone, instead of leaving them to the instance that
+                // shares the port (`--reuse-port` upgrades).
+                for task in loops {
+                    let _ = monoio::time::timeout(Duration::from_secs(1), task).await;
                 }
                 ctx.start_drain();
                 // In-flight work: this worker's connections, and the calls for its sessions
@@ -260,14 +271,18 @@ fn open_new(
 fn start_accepting(ctx: &Rc<WorkerCtx>, port: u16, listener: TcpListener) -> ListenerHandle {
     let canceller = Canceller::new();
     let stopped = Rc::new(Cell::new(false));
-    monoio::spawn(accept_loop(
+    let task = monoio::spawn(accept_loop(
         listener,
         port,
         ctx.clone(),
         canceller.handle(),
         stopped.clone(),
     ));
-    ListenerHandle { canceller, stopped }
+    ListenerHandle {
+        canceller,
+        stopped,
+        task,
+    }
 }
 
 /// Closes the listeners whose port `snap` no longer has.

@@ -80,11 +80,11 @@ fn inline_config_and_env_expansion() {
 
 #[test]
 fn unsupported_feature_is_named() {
-    let cfg = "binds:\n- port: 3000\n  listeners:\n  - routes:\n    - policies:\n        localRateLimit:\n        - {maxTokens: 1, tokensPerFill: 1, fillInterval: 1s}\n      backends: [{host: '127.0.0.1:1'}]\n";
+    let cfg = "binds:\n- port: 3000\n  listeners:\n  - routes:\n    - policies:\n        remoteRateLimit:\n          domain: agentgateway\n      backends: [{host: '127.0.0.1:1'}]\n";
     let (code, _, err) = validate(&["-c", cfg], &[]);
     assert_eq!(code, 64);
     assert!(
-        err.contains("binds[0].listeners[0].routes[0].policies.localRateLimit"),
+        err.contains("binds[0].listeners[0].routes[0].policies.remoteRateLimit"),
         "{err}"
     );
     assert!(err.contains("not supported"), "{err}");
