@@ -109,8 +109,108 @@ impl FailureBudget {
     }
 }
 
+/// How much of a worker's time signature checks of tokens it has not seen may take while other
+/// requests are being served: within every [`VERIFY_WINDOW`], at most this share. A request that
+/// needs a check beyond it waits for the next window (at most [`VERIFY_QUEUE`] wait at once;
+/// beyond, 503 with `Retry-After`), so clients whose tokens are cached keep at least the rest
+/// of the worker under a flood of fresh tokens from any number of addresses. When nothing else
+/// is served (a benchmark of fresh tokens, a cold start) checks are not held back.
+/// `PORTCULLIS_VERIFY_SHARE` (0 < share ≤ 1; 1 = no bound).
+const DEFAULT_VERIFY_SHARE: f64 = 0.5;
+pub const VERIFY_WINDOW: Duration = Duration::from_millis(10);
+const VERIFY_QUEUE: usize = 512;
+
+/// The per-worker bound on signature-check time; see [`DEFAULT_VERIFY_SHARE`].
+#[derive(Debug)]
+pub struct VerifyBudget {
+    allowed: Duration,
+    window: Instant,
+    spent: Duration,
+    /// Requests answered without a signature check in this window and the last: the clients
+    /// the bound protects. With none, checks are not held back.
+    cheap: u32,
+    cheap_before: u32,
+    /// Requests waiting for a later window.
+    queued: usize,
+}
+
+/// What [`VerifyBudget::admit`] decided.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admit {
+    Now,
+    /// Wait until then, then decide again.
+    Later(Instant),
+    /// Too many wait already.
+    Shed,
+}
+
+impl VerifyBudget {
+    pub fn new(share: f64) -> VerifyBudget {
+        let share = if share.is_finite() && share > 0.0 {
+            share.min(1.0)
+        } else {
+            1.0
+        };
+        VerifyBudget {
+            allowed: VERIFY_WINDOW.mul_f64(share),
+            window: Instant::now(),
+            spent: Duration::ZERO,
+            cheap: 0,
+            cheap_before: 0,
+            queued: 0,
+        }
+    }
+
+    fn from_env() -> VerifyBudget {
+        let share = std::env::var("PORTCULLIS_VERIFY_SHARE")
+            .ok()
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(DEFAULT_VERIFY_SHARE);
+        VerifyBudget::new(share)
+    }
+
+    fn roll(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.window) >= VERIFY_WINDOW {
+            self.window = now;
+            self.spent = Duration::ZERO;
+            self.cheap_before = self.cheap;
+            self.cheap = 0;
+        }
+    }
+
+    /// Whether a signature check may run at `now`.
+    pub fn admit(&mut self, now: Instant) -> Admit {
+        self.roll(now);
+        if self.spent < self.allowed || self.allowed >= VERIFY_WINDOW {
+            return Admit::Now;
+        }
+        if self.cheap == 0 && self.cheap_before == 0 {
+            return Admit::Now;
+        }
+        if self.queued >= VERIFY_QUEUE {
+            return Admit::Shed;
+        }
+        self.queued += 1;
+        Admit::Later(self.window + VERIFY_WINDOW)
+    }
+
+    /// A request deferred by [`VerifyBudget::admit`] is deciding again.
+    pub fn resumed(&mut self) {
+        self.queued = self.queued.saturating_sub(1);
+    }
+
+    fn spend(&mut self, took: Duration) {
+        self.spent += took;
+    }
+
+    fn cheap_request(&mut self) {
+        self.cheap = self.cheap.saturating_add(1);
+    }
+}
+
 pub struct AuthState {
     failures: FailureBudget,
+    pub verify: VerifyBudget,
     keys: HashMap<Arc<str>, Arc<KeySet>, Fold>,
     docs: HashMap<Arc<str>, Arc<Prebuilt>, Fold>,
     caches: HashMap<u64, TokenCache, Fold>,
@@ -126,6 +226,7 @@ impl AuthState {
     pub fn new(to_keys: Option<mpsc::Sender<KeysMsg>>) -> Self {
         Self {
             failures: FailureBudget::from_env(),
+            verify: VerifyBudget::from_env(),
             keys: HashMap::default(),
             docs: HashMap::default(),
             caches: HashMap::default(),
@@ -218,6 +319,8 @@ pub enum AuthDecision<'p> {
     Reject(&'p Prebuilt, RejectKind),
     /// An unknown `kid`: wait for the refetch of this key source, then decide again.
     WaitForKeys(Arc<str>),
+    /// A signature check is due but the worker's share for it is spent: decide again then.
+    WaitToVerify(Instant),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -273,10 +376,29 @@ pub fn authenticate<'p>(
             last = AuthReject::Throttled;
             continue;
         }
-        let fresh = cache.fresh_refusals;
+        // Over the worker's share of signature-check time, a token that needs one waits.
+        if st.verify.spent >= st.verify.allowed && !cache.holds(token, now) {
+            let digest = cache.digest(token);
+            if cache.refused(digest, now).is_none() {
+                match st.verify.admit(instant) {
+                    Admit::Now => {}
+                    Admit::Later(at) => return AuthDecision::WaitToVerify(at),
+                    Admit::Shed => {
+                        return AuthDecision::Reject(&policy.unavailable, RejectKind::Unavailable)
+                    }
+                }
+            }
+        }
+        let (fresh, accepted) = (cache.fresh_refusals, cache.fresh_accepts);
         let checked = check_token(token, keys, &p.validation, &mut st.scratch, cache, now);
         if cache.fresh_refusals != fresh {
             st.failures.charge(client, instant);
+        }
+        if cache.fresh_refusals != fresh || cache.fresh_accepts != accepted {
+            // A signature was checked (cache hits change neither count).
+            st.verify.spend(instant.elapsed());
+        } else {
+            st.verify.cheap_request();
         }
         match checked {
             Ok(principal) => return AuthDecision::Pass(Some(principal)),
@@ -301,4 +423,53 @@ pub fn authenticate<'p>(
     }
     tracing::debug!(reason = last.as_str(), "token rejected");
     AuthDecision::Reject(&policy.invalid, RejectKind::Invalid(last))
+}
+
+#[cfg(test)]
+mod verify_budget_tests {
+    use super::*;
+
+    #[test]
+    fn checks_wait_only_while_other_requests_are_served() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut b = VerifyBudget::new(0.5);
+        b.window = t0;
+        // Nothing else served: a spent share holds nothing back.
+        b.spend(Duration::from_millis(6));
+        assert_eq!(b.admit(ms(1)), Admit::Now);
+        // Cached-token requests are being served: beyond 5 ms of checks in the window, wait
+        // for the next window.
+        b.cheap_request();
+        assert_eq!(b.admit(ms(2)), Admit::Later(ms(10)));
+        assert_eq!(b.queued, 1);
+        b.resumed();
+        // A new window: checks run again (the last window's cheap requests still count).
+        assert_eq!(b.admit(ms(10)), Admit::Now);
+        b.spend(Duration::from_millis(5));
+        assert_eq!(b.admit(ms(11)), Admit::Later(ms(20)));
+        // The queue is bounded.
+        for _ in 1..VERIFY_QUEUE {
+            assert!(matches!(b.admit(ms(12)), Admit::Later(_)));
+        }
+        assert_eq!(b.admit(ms(12)), Admit::Shed);
+        // Two quiet windows later, nothing is held back.
+        b.queued = 0;
+        b.spend(Duration::from_millis(9));
+        assert_eq!(b.admit(ms(20)), Admit::Now);
+        b.spend(Duration::from_millis(9));
+        assert_eq!(b.admit(ms(30)), Admit::Now);
+        b.spend(Duration::from_millis(9));
+        assert_eq!(b.admit(ms(31)), Admit::Now);
+    }
+
+    #[test]
+    fn a_share_of_one_or_nonsense_is_no_bound() {
+        for share in [1.0, 2.0, 0.0, -1.0, f64::NAN] {
+            let mut b = VerifyBudget::new(share);
+            b.cheap_request();
+            b.spend(Duration::from_secs(1));
+            assert_eq!(b.admit(Instant::now()), Admit::Now, "{share}");
+        }
+    }
 }

@@ -397,6 +397,12 @@ async fn run<S: ConnIo>(
                 }
             }
         };
+        if let Decision::WaitToVerify(at) = req.decision {
+            // The head stays in the buffer; the check runs in a later window.
+            monoio::time::sleep_until(monoio::time::Instant::from_std(at)).await;
+            ctx.auth.borrow_mut().verify.resumed();
+            continue;
+        }
         if let Decision::WaitForKeys(source) = req.decision {
             // The head stays in the buffer; wait for the key manager, then decide again.
             let rx = ctx.auth.borrow_mut().wait_for(source);
@@ -453,7 +459,7 @@ async fn run<S: ConnIo>(
                     return RunEnd::Closed;
                 }
             }
-            Decision::WaitForKeys(_) => unreachable!("handled above"),
+            Decision::WaitForKeys(_) | Decision::WaitToVerify(_) => unreachable!("handled above"),
             Decision::Mcp(plan) => {
                 let limit = snap
                     .settings

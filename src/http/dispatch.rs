@@ -70,6 +70,8 @@ pub enum Decision<'s> {
     /// The token names a key the worker does not have: wait for the key manager's refetch of
     /// this source, then decide again (nothing was written).
     WaitForKeys(Arc<str>),
+    /// The worker's share of signature-check time is spent: decide again at this instant.
+    WaitToVerify(std::time::Instant),
     /// An MCP request for the relay (after authentication).
     Mcp(McpPlan<'s>),
 }
@@ -245,6 +247,7 @@ pub fn decide<'s>(
         ) {
             AuthDecision::Pass(pr) => *principal = pr,
             AuthDecision::WaitForKeys(src) => return Decision::WaitForKeys(src),
+            AuthDecision::WaitToVerify(at) => return Decision::WaitToVerify(at),
             AuthDecision::Reject(pre, kind) => {
                 if pre.status == 401 {
                     if let Some(m) = a.mcp.as_ref().filter(|m| m.resource.is_none()) {

@@ -78,6 +78,7 @@ pub fn check_token(
     match verify_fresh(token, keys, validation, scratch, now) {
         Ok(p) => {
             let p = Rc::new(p);
+            cache.fresh_accepts += 1;
             cache.insert(token, p.clone(), now);
             Ok(p)
         }

@@ -605,3 +605,66 @@ both_drivers!(sessions_are_bound_to_the_subject, |d| {
         r.text()
     );
 });
+
+both_drivers!(
+    signature_checks_beyond_the_worker_share_wait_their_turn,
+    |d| {
+        // A tiny share of each 10 ms window for signature checks, and no per-address budget: a
+        // flood of fresh (broken) tokens is checked a few at a time, each still answered 401 (or
+        // 503 when too many wait), while a client whose token is cached keeps getting 200.
+        let key = TestKey::es256("k1");
+        let up = Upstream::echo();
+        let cfg = mcp_config(&format!("jwks: '{}'", jwks(&[&key])), "");
+        let p = Proxy::start_env(
+            &cfg,
+            d,
+            &[("UP", up.port.to_string())],
+            &[],
+            &[
+                ("PORTCULLIS_AUTH_FAILURES_PER_SEC", "0"),
+                ("PORTCULLIS_VERIFY_SHARE", "0.01"),
+            ],
+        );
+        let good = key.sign(&claims(ISS, AUD, "steady"));
+        assert_eq!(post(&p, Some(&good)).status, 200);
+        let addr = p.addr();
+        let port = p.port;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flood: Vec<_> = (0..6)
+        .map(|t| {
+            let stop = stop.clone();
+            let key = TestKey::es256("k1");
+            std::thread::spawn(move || {
+                let mut statuses = Vec::new();
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 200 {
+                    i += 1;
+                    // Signed by another key with the same kid: a signature check that fails.
+                    let bad = key.sign(&claims(ISS, AUD, &format!("flood-{t}-{i}")));
+                    let r = try_request(
+                        addr,
+                        format!("POST /hello/mcp HTTP/1.1\r\nHost: localhost:{port}\r\nAuthorization: Bearer {bad}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}").as_bytes(),
+                    );
+                    statuses.push(r.map(|r| r.status).unwrap_or(0));
+                }
+                statuses
+            })
+        })
+        .collect();
+        // Meanwhile the cached token keeps working.
+        let t0 = Instant::now();
+        let mut ok = 0;
+        while t0.elapsed() < Duration::from_secs(2) {
+            assert_eq!(post(&p, Some(&good)).status, 200);
+            ok += 1;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let statuses: Vec<u16> = flood.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        assert!(ok > 5, "{ok}");
+        assert!(!statuses.is_empty());
+        assert!(
+            statuses.iter().all(|s| *s == 401 || *s == 503),
+            "every flood request is refused, none lost: {statuses:?}"
+        );
+    }
+);

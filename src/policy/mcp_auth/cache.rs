@@ -75,6 +75,8 @@ pub struct TokenCache {
     /// Tokens verified afresh and refused (not answered from either cache): what a
     /// per-client failure budget charges.
     pub fresh_refusals: u64,
+    /// Tokens verified afresh and accepted.
+    pub fresh_accepts: u64,
     /// The [`KeySet::id`](super::KeySet::id) the entries were verified under.
     pub(crate) keyset_id: u64,
 }
@@ -86,6 +88,7 @@ impl TokenCache {
             capacity,
             rejected: Rejected::default(),
             fresh_refusals: 0,
+            fresh_accepts: 0,
             keyset_id: 0,
         }
     }
