@@ -49,7 +49,11 @@ config:
   statsAddr: 127.0.0.1:$SP
   readinessAddr: 127.0.0.1:$RP
   # Every virtual user is the same subject: lift the per-subject session cap.
-  mcp: {maxSessionsPerSubject: 100000}
+  # Sessions the generator leaves open when it stops end 5 s later (expiry runs every 5 s).
+  mcp: {maxSessionsPerSubject: 100000, sessionTtl: 5s}
+  # Idle upstream connections are closed after 2 s, so that the final count of open fds shows
+  # what is left over, not the keep-alive pool.
+  backend: {poolIdleTimeout: 2s}
 binds:
 - port: $PP
   listeners:
@@ -87,7 +91,7 @@ run -c "$CONNS" -d 10s -w 2s >"$tmp/saturation.json"
 SAT=$(python3 -c "import json; print(json.load(open('$tmp/saturation.json'))['achieved_rps'])")
 RATE=$(python3 -c "print(int($SAT * $LOAD_SHARE))")
 echo "saturation: $SAT req/s; soaking at $RATE req/s for $DURATION s"
-sleep 3
+sleep 14
 idle=$(sample 0)
 run -c "$CONNS" -r "$RATE" -d "${DURATION}s" -w 0s --timeout 10s >"$tmp/soak.json" &
 LOADER=$!
@@ -98,8 +102,11 @@ while kill -0 "$LOADER" 2>/dev/null; do
   sleep "$SAMPLE"
 done
 wait "$LOADER" || true
-sleep 3
+sleep 14
 end=$(sample $((SECONDS - start)))
+fd_kinds() { ls -l "/proc/$PROXY/fd" 2>/dev/null | awk 'NR>1 {print $NF}' | sed 's/:\[.*//; s/^\/.*$/file/' | sort | uniq -c | tr '\n' ' '; }
+echo "fds by kind at the end: $(fd_kinds)"
+ss -tanp 2>/dev/null | grep "pid=$PROXY," | awk -v pp=":$PP" -v bp=":$BP" '{s=$1; if (index($4, pp)) s=s" client"; else if (index($5, bp)) s=s" upstream"; else s=s" other"; print s}' | sort | uniq -c | sed 's/^/  tcp /'
 mkdir -p target
 python3 - "$tmp/soak.json" "$tmp/samples.txt" "$idle" "$end" "$WARMUP" "$SAT" "$RATE" <<'PY'
 import json, sys
