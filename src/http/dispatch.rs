@@ -216,13 +216,13 @@ pub fn decide<'s>(
             ("x-ratelimit-remaining", st.remaining),
             ("x-ratelimit-reset", st.reset_secs),
         ] {
-            h1::write_header(&mut extra, name, v.to_string().as_bytes());
+            h1::write_header(&mut extra, name, crate::http::response::itoa_buf(v).as_bytes());
         }
         if checked.is_err() {
             h1::write_header(
                 &mut extra,
                 "retry-after",
-                st.reset_secs.max(1).to_string().as_bytes(),
+                crate::http::response::itoa_buf(st.reset_secs.max(1)).as_bytes(),
             );
             RATE_LIMITED.write(out, date, &extra, close_after, head_only);
             return Decision::Local {

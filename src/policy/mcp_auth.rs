@@ -38,10 +38,10 @@ use std::rc::Rc;
 
 pub use cache::{Principal, TokenCache, MAX_CACHED_TOKEN_LEN, MAX_TTL_SECS};
 pub use claims::{Validation, SUPPORTED_REQUIRED_CLAIMS};
-pub use jwks::{parse_jwks, Key, KeySet};
+pub use jwks::{parse_jwks, verify_signature, Key, KeySet};
 pub use jwt::{parse, AudList, Audience, Claims, Header, ParsedJwt, Scratch, MAX_TOKEN_LEN};
 pub use reject::AuthReject;
-pub use verify::{verify_signature, Alg};
+pub use verify::Alg;
 
 #[doc(hidden)]
 pub use b64::{decode_into as b64url_decode, encode as b64url_encode};

@@ -11,7 +11,17 @@ use std::cell::RefCell;
 use futures_channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
 
 use crate::mcp::jsonrpc::{self, Kind};
-use crate::relay::stdio::TargetMsg;
+
+/// What a target sends back for one request.
+#[derive(Debug)]
+pub enum TargetMsg {
+    /// A notification or server request that belongs to the request's stream.
+    Event(Vec<u8>),
+    /// The JSON-RPC response: the request is complete.
+    Final(Vec<u8>),
+    /// The target failed before answering.
+    Failed(String),
+}
 
 pub struct Pending {
     /// (JSON-RPC id as raw JSON text, sink) of requests waiting for their response.

@@ -16,7 +16,8 @@ use ring::rand::SecureRandom;
 
 use crate::mcp::sse;
 use crate::relay::sse_target::SseTarget;
-use crate::relay::stdio::{Proc, TargetMsg};
+use crate::relay::pending::TargetMsg;
+use crate::relay::stdio::Proc;
 use crate::relay::upstream::HttpTarget;
 use crate::relay::{ReplyPart, Subject};
 use crate::snapshot::{McpRoute, McpTargetKind};

@@ -15,7 +15,7 @@ use futures_channel::oneshot;
 use crate::http::h1::{self, ChunkedDecoder, RespBody};
 use crate::mcp::sse::SseParser;
 use crate::relay::pending::Pending;
-use crate::relay::stdio::TargetMsg;
+use crate::relay::pending::TargetMsg;
 use crate::relay::upstream::{connect, Conn};
 use crate::relay::MAX_MESSAGE;
 use crate::snapshot::HostTarget;

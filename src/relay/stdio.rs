@@ -23,19 +23,8 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::UnixStream;
 
 use crate::mcp::jsonrpc;
-use crate::relay::pending::Pending;
+use crate::relay::pending::{Pending, TargetMsg};
 use crate::relay::MAX_MESSAGE;
-
-/// What a target sends back for one request.
-#[derive(Debug)]
-pub enum TargetMsg {
-    /// A notification or server request that belongs to the request's stream.
-    Event(Vec<u8>),
-    /// The JSON-RPC response: the request is complete.
-    Final(Vec<u8>),
-    /// The target failed before answering.
-    Failed(String),
-}
 
 /// How long a child gets between SIGTERM and SIGKILL.
 const GRACE: Duration = Duration::from_secs(2);

@@ -21,7 +21,7 @@ use crate::http::h1::{self, ChunkedDecoder, RespBody};
 use crate::http::proxy::STALE_AFTER;
 use crate::mcp::jsonrpc::{self, Kind};
 use crate::mcp::sse::SseParser;
-use crate::relay::stdio::TargetMsg;
+use crate::relay::pending::TargetMsg;
 use crate::relay::MAX_MESSAGE;
 use crate::snapshot::{HostAddr, HostTarget};
 

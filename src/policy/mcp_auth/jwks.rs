@@ -32,6 +32,25 @@ pub struct Key {
     material: Box<[u8]>,
 }
 
+/// Verifies `signature` over `signing_input` with `key` under `alg`.
+///
+/// [`AuthReject::AlgNotAllowed`] if the key does not allow `alg` (so a caller that skipped
+/// [`KeySet::select`](super::KeySet::select) still cannot mix families); any ring failure,
+/// including a wrong-length or DER-encoded ECDSA signature, is [`AuthReject::BadSignature`].
+pub fn verify_signature(
+    key: &Key,
+    alg: Alg,
+    signing_input: &[u8],
+    signature: &[u8],
+) -> Result<(), AuthReject> {
+    if !key.allows(alg) {
+        return Err(AuthReject::AlgNotAllowed);
+    }
+    ring::signature::UnparsedPublicKey::new(alg.spec().ring, key.material())
+        .verify(signing_input, signature)
+        .map_err(|_| AuthReject::BadSignature)
+}
+
 impl Key {
     pub fn kid(&self) -> Option<&str> {
         self.kid.as_deref()

@@ -1,7 +1,8 @@
 //! The JWS algorithm allow-list and signature verification with ring.
 //!
 //! Owns: [`Alg`] (the only algorithms that can ever be accepted), the static table mapping
-//! each to its ring verification algorithm and key family, and [`verify_signature`].
+//! each to its ring verification algorithm and key family. The check itself,
+//! [`verify_signature`](super::verify_signature), lives with the keys (`jwks`).
 //! Does not: choose keys (`jwks`), or accept `none`/`HS*` — they have no `Alg` value, so no
 //! configuration can turn them on by accident.
 //!
@@ -9,10 +10,8 @@
 //! RSA keys are kept as DER `RSAPublicKey` so every family goes through `UnparsedPublicKey`
 //! (≈ 0.3 µs cheaper than `RsaPublicKeyComponents` for RS256).
 
-use ring::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
+use ring::signature::{self, VerificationAlgorithm};
 
-use super::jwks::Key;
-use super::AuthReject;
 
 /// A JWS signature algorithm we verify (RFC 7518 §3.1, RFC 8037).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -105,21 +104,3 @@ impl std::fmt::Display for Alg {
     }
 }
 
-/// Verifies `signature` over `signing_input` with `key` under `alg`.
-///
-/// [`AuthReject::AlgNotAllowed`] if the key does not allow `alg` (so a caller that skipped
-/// [`KeySet::select`](super::KeySet::select) still cannot mix families); any ring failure,
-/// including a wrong-length or DER-encoded ECDSA signature, is [`AuthReject::BadSignature`].
-pub fn verify_signature(
-    key: &Key,
-    alg: Alg,
-    signing_input: &[u8],
-    signature: &[u8],
-) -> Result<(), AuthReject> {
-    if !key.allows(alg) {
-        return Err(AuthReject::AlgNotAllowed);
-    }
-    UnparsedPublicKey::new(alg.spec().ring, key.material())
-        .verify(signing_input, signature)
-        .map_err(|_| AuthReject::BadSignature)
-}
