@@ -48,18 +48,9 @@ else
 fi
 ISS=http://127.0.0.1/mcp-load AUD=mcp-load
 
-tmp=$(mktemp -d)
+. benches/lib.sh
 raw=$PWD/target/flood-raw
 rm -rf "$raw"; mkdir -p "$raw"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-pick_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PP=$(pick_port) SP=$(pick_port) RP=$(pick_port)
 
 # Keys: the tests' RSA and P-256 keys, and a fresh P-384 key; their public JWKS as a file.

@@ -85,19 +85,7 @@ else
 fi
 ISS=http://idp.bench/realms/mcp
 AUD=http://localhost/mcp
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-pick_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
-  echo "port $1 did not open; the logs:" >&2; tail -n 5 "$tmp"/*.log >&2; exit 1
-}
+. benches/lib.sh
 BP=$(pick_port) JP=$(pick_port) PP=$(pick_port) SP=$(pick_port) RP=$(pick_port) HP=$(pick_port) MP=$(pick_port)
 
 taskset -c "$BACKEND_CPU" "$LOAD" backend --port "$BP" >"$tmp/backend.log" 2>&1 &

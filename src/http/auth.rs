@@ -120,7 +120,7 @@ const DEFAULT_VERIFY_SHARE: f64 = 0.5;
 pub const VERIFY_WINDOW: Duration = Duration::from_millis(10);
 const VERIFY_QUEUE: usize = 512;
 
-/// The per-worker bound on signature-check time; see [`DEFAULT_VERIFY_SHARE`].
+/// The per-worker bound on signature-check time; see `DEFAULT_VERIFY_SHARE`.
 #[derive(Debug)]
 pub struct VerifyBudget {
     allowed: Duration,

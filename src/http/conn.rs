@@ -224,9 +224,9 @@ async fn wait_while_idle<S: ConnIo>(
 
 /// Serves one downstream connection until it closes.
 ///
-/// A busy connection runs [`run`] in a boxed future: its state (parsing, authentication,
+/// A busy connection runs `run` in a boxed future: its state (parsing, authentication,
 /// proxying, the relay) is allocated while the connection is busy. When it has been idle for
-/// [`SHRINK_AFTER`], that state and the buffers are given back, and the wait for the next
+/// `SHRINK_AFTER`, that state and the buffers are given back, and the wait for the next
 /// request goes on here, in a task of a few hundred bytes with a 512-byte read buffer.
 pub async fn serve<S: ConnIo>(mut io: S, conn: ConnInfo, ctx: Rc<WorkerCtx>) {
     {

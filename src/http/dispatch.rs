@@ -216,7 +216,11 @@ pub fn decide<'s>(
             ("x-ratelimit-remaining", st.remaining),
             ("x-ratelimit-reset", st.reset_secs),
         ] {
-            h1::write_header(&mut extra, name, crate::http::response::itoa_buf(v).as_bytes());
+            h1::write_header(
+                &mut extra,
+                name,
+                crate::http::response::itoa_buf(v).as_bytes(),
+            );
         }
         if checked.is_err() {
             h1::write_header(

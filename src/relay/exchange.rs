@@ -16,8 +16,8 @@ use futures_util::StreamExt;
 
 use crate::mcp::jsonrpc::{self, Kind};
 use crate::mcp::{merge, protocol, sse};
-use crate::relay::session::{self, Session, Target};
 use crate::relay::pending::TargetMsg;
+use crate::relay::session::{self, Session, Target};
 use crate::relay::{CallOp, McpCall, ReplyPart, Subject};
 use crate::runtime::ctx::WorkerCtx;
 use crate::snapshot::McpRoute;

@@ -15,8 +15,8 @@ use futures_util::StreamExt;
 use ring::rand::SecureRandom;
 
 use crate::mcp::sse;
-use crate::relay::sse_target::SseTarget;
 use crate::relay::pending::TargetMsg;
+use crate::relay::sse_target::SseTarget;
 use crate::relay::stdio::Proc;
 use crate::relay::upstream::HttpTarget;
 use crate::relay::{ReplyPart, Subject};

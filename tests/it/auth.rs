@@ -51,6 +51,16 @@ fn mcp_config(jwks: &str, extra_policies: &str) -> String {
     )
 }
 
+/// The MCP route of [`mcp_config`] with one ES256 key (inline JWKS) in front of an echo
+/// upstream, started with `envs`.
+fn mcp_proxy_with_env(d: Driver, envs: &[(&str, &str)]) -> (TestKey, Upstream, Proxy) {
+    let key = TestKey::es256("k1");
+    let up = Upstream::echo();
+    let cfg = mcp_config(&format!("jwks: '{}'", jwks(&[&key])), "");
+    let p = Proxy::start_env(&cfg, d, &[("UP", up.port.to_string())], &[], envs);
+    (key, up, p)
+}
+
 fn post(p: &Proxy, token: Option<&str>) -> Response {
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
@@ -282,16 +292,7 @@ both_drivers!(a_malformed_bearer_credential_is_invalid_not_missing, |d| {
 });
 
 both_drivers!(failed_verifications_are_budgeted_per_address, |d| {
-    let key = TestKey::es256("k1");
-    let up = Upstream::echo();
-    let cfg = mcp_config(&format!("jwks: '{}'", jwks(&[&key])), "");
-    let p = Proxy::start_env(
-        &cfg,
-        d,
-        &[("UP", up.port.to_string())],
-        &[],
-        &[("PORTCULLIS_AUTH_FAILURES_PER_SEC", "0.25")],
-    );
+    let (key, _up, p) = mcp_proxy_with_env(d, &[("PORTCULLIS_AUTH_FAILURES_PER_SEC", "0.25")]);
     // A client whose token is verified (and cached by the worker of its connection).
     let cached = key.sign(&claims(ISS, AUD, "early"));
     let keep = connect(p.addr());
@@ -612,14 +613,8 @@ both_drivers!(
         // A tiny share of each 10 ms window for signature checks, and no per-address budget: a
         // flood of fresh (broken) tokens is checked a few at a time, each still answered 401 (or
         // 503 when too many wait), while a client whose token is cached keeps getting 200.
-        let key = TestKey::es256("k1");
-        let up = Upstream::echo();
-        let cfg = mcp_config(&format!("jwks: '{}'", jwks(&[&key])), "");
-        let p = Proxy::start_env(
-            &cfg,
+        let (key, _up, p) = mcp_proxy_with_env(
             d,
-            &[("UP", up.port.to_string())],
-            &[],
             &[
                 ("PORTCULLIS_AUTH_FAILURES_PER_SEC", "0"),
                 ("PORTCULLIS_VERIFY_SHARE", "0.01"),

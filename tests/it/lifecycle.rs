@@ -6,6 +6,19 @@ use std::time::{Duration, Instant};
 use crate::both_drivers;
 use crate::harness::*;
 
+/// Waits up to 10 s for `/` to answer `body` (a reload applied).
+fn wait_for_body(p: &Proxy, body: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.get("/").text() != body {
+        assert!(
+            Instant::now() < deadline,
+            "reload not applied:\n{}",
+            p.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn direct_cfg(body: &str) -> String {
     format!("{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - name: main\n      policies:\n        directResponse: {{body: {body}, status: 200}}\n")
 }
@@ -19,15 +32,7 @@ both_drivers!(hot_reload_good_and_bad, |d| {
     assert_eq!(read_response(&mut r, false).unwrap().text(), "v1");
 
     std::fs::write(&p.config_path, p.render(&direct_cfg("v2"))).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while p.get("/").text() != "v2" {
-        assert!(
-            Instant::now() < deadline,
-            "reload not applied:\n{}",
-            p.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_body(&p, "v2");
     s.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
     assert_eq!(
         read_response(&mut r, false).unwrap().text(),
@@ -51,15 +56,7 @@ both_drivers!(hot_reload_good_and_bad, |d| {
     // A later good config is applied again, including a new bind.
     let two = format!("{}- port: {{PORT2}}\n  listeners:\n  - routes:\n    - policies:\n        directResponse: {{body: second, status: 200}}\n", direct_cfg("v4"));
     std::fs::write(&p.config_path, p.render(&two)).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while p.get("/").text() != "v4" {
-        assert!(
-            Instant::now() < deadline,
-            "reload not applied:\n{}",
-            p.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_body(&p, "v4");
     let r2 = request(
         SocketAddr::from(([127, 0, 0, 1], p.port2)),
         b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",

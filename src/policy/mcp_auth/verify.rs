@@ -12,7 +12,6 @@
 
 use ring::signature::{self, VerificationAlgorithm};
 
-
 /// A JWS signature algorithm we verify (RFC 7518 §3.1, RFC 8037).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Alg {
@@ -103,4 +102,3 @@ impl std::fmt::Display for Alg {
         f.write_str(self.as_str())
     }
 }
-
