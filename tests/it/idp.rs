@@ -46,15 +46,18 @@ pub struct Idp {
 
 impl Idp {
     pub fn start(env: &[(&str, &str)]) -> Idp {
-        Self::start_on(
-            0,
-            env.iter()
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-                .collect(),
-        )
+        let env = env
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        Self::start_on(0, env).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn start_on(port: u16, env: Vec<(String, String)>) -> Idp {
+    /// Starts the fixture and waits for its `IDP_READY` line. On failure the process is
+    /// stopped and the error carries what it wrote to stderr.
+    fn start_on(port: u16, env: Vec<(String, String)>) -> Result<Idp, String> {
+        let err_path = temp_dir().join("idp.stderr");
+        let err_file = std::fs::File::create(&err_path).expect("idp stderr file");
         let mut cmd = Command::new(node());
         cmd.arg(fixture_dir().join("idp.mjs"))
             .env("IDP_PORT", port.to_string())
@@ -64,7 +67,7 @@ impl Idp {
         }
         let mut child = cmd
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(err_file)
             .spawn()
             .expect("start IdP");
         let stdout = child.stdout.take().unwrap();
@@ -77,21 +80,30 @@ impl Idp {
                 }
             }
         });
-        let issuer = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("IdP did not start");
+        // Generous: node loads oidc-provider from disk, slow when CI's two cores are busy.
+        let issuer = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(issuer) => issuer,
+            Err(e) => {
+                let _ = child.kill();
+                let status = child.wait();
+                let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+                return Err(format!(
+                    "IdP did not start on port {port} ({e:?}, {status:?}):\n{stderr}"
+                ));
+            }
+        };
         let port = issuer
             .split(':')
             .nth(2)
             .and_then(|p| p.split('/').next())
             .and_then(|p| p.parse().ok())
             .expect("IdP port");
-        Idp {
+        Ok(Idp {
             child,
             issuer,
             port,
             env,
-        }
+        })
     }
 
     /// Stops the IdP (as an outage would).
@@ -100,22 +112,23 @@ impl Idp {
         let _ = self.child.wait();
     }
 
-    /// Starts it again on the same port with the same settings (fresh keys).
+    /// Starts it again on the same port with the same settings (fresh keys). The port can be
+    /// briefly taken (for instance by a connection the proxy is attempting), so this retries.
     pub fn restart(&mut self) {
         self.stop();
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(90);
         loop {
-            let again = std::panic::catch_unwind(|| Idp::start_on(self.port, self.env.clone()));
-            match again {
+            match Idp::start_on(self.port, self.env.clone()) {
                 Ok(new) => {
                     // The old handle's process is already stopped; dropping it is harmless.
                     drop(std::mem::replace(self, new));
                     return;
                 }
-                Err(_) if Instant::now() < deadline => {
+                Err(e) if Instant::now() >= deadline => panic!("{e}"),
+                Err(e) => {
+                    eprintln!("idp restart: {e}");
                     std::thread::sleep(Duration::from_millis(200))
                 }
-                Err(e) => std::panic::resume_unwind(e),
             }
         }
     }
