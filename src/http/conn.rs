@@ -37,6 +37,10 @@ pub trait ConnIo: AsyncReadRent + AsyncWriteRent {
         cancel: CancelHandle,
     ) -> impl Future<Output = BufResult<usize, T>>;
 
+    /// Waits until the connection has bytes to read (or its end), without a buffer: an idle
+    /// keep-alive connection holds no memory for its next request until it arrives.
+    fn wait_readable(&self) -> impl Future<Output = std::io::Result<()>>;
+
     /// Whether `idle_read` really ends when cancelled (so a read may watch the connection while
     /// the answer is being prepared, and be stopped when it is ready).
     const CANCELABLE_READS: bool;
@@ -52,6 +56,10 @@ impl ConnIo for TcpStream {
     ) -> impl Future<Output = BufResult<usize, T>> {
         self.cancelable_read(buf, cancel)
     }
+
+    fn wait_readable(&self) -> impl Future<Output = std::io::Result<()>> {
+        self.readable(false)
+    }
 }
 
 impl ConnIo for monoio_rustls::ServerTlsStream<TcpStream> {
@@ -65,6 +73,12 @@ impl ConnIo for monoio_rustls::ServerTlsStream<TcpStream> {
         _cancel: CancelHandle,
     ) -> impl Future<Output = BufResult<usize, T>> {
         self.read(buf)
+    }
+
+    /// Records may be buffered inside the session, so readiness of the socket says nothing:
+    /// ready at once, and the read that follows waits.
+    fn wait_readable(&self) -> impl Future<Output = std::io::Result<()>> {
+        std::future::ready(Ok(()))
     }
 }
 
@@ -128,24 +142,6 @@ impl Bufs {
         res
     }
 
-    /// Like [`Bufs::read_more`] with a drain cancel, into whatever room the buffer has (an idle
-    /// connection's small one is not grown for the wait).
-    async fn read_idle<S: ConnIo>(
-        &mut self,
-        io: &mut S,
-        cancel: CancelHandle,
-    ) -> std::io::Result<usize> {
-        if self.buf.capacity() == self.buf.len() {
-            self.buf.reserve(IDLE_READ);
-        }
-        let buf = std::mem::take(&mut self.buf);
-        let len = buf.len();
-        let cap = buf.capacity();
-        let (res, slice) = io.idle_read(SliceMut::new(buf, len, cap), cancel).await;
-        self.buf = slice.into_inner();
-        res
-    }
-
     pub async fn flush<S: ConnIo>(&mut self, io: &mut S) -> std::io::Result<()> {
         if self.out.is_empty() {
             return Ok(());
@@ -167,8 +163,6 @@ impl Bufs {
 
 /// A keep-alive connection that stays idle this long gives its buffers back.
 const SHRINK_AFTER: Duration = Duration::from_secs(1);
-/// The read buffer of a connection that has been idle (grown again by the next request).
-const IDLE_READ: usize = 512;
 
 /// What an idle keep-alive connection's wait inside [`run`] ended with.
 enum Idle {
@@ -183,8 +177,8 @@ enum Idle {
 ///
 /// Most clients send their next request at once, into the buffers they already have. One that
 /// stays idle past [`SHRINK_AFTER`] ends the busy phase ([`Idle::Longer`]): the read is
-/// cancelled (keeping whatever it got), and [`serve`] waits on in a small state with a small
-/// read buffer. TLS connections cannot cancel a read safely: they wait here for the whole
+/// cancelled (keeping whatever it got), and [`serve`] waits on for readability in a small
+/// state with no buffer. TLS connections cannot cancel a read safely: they wait here for the whole
 /// idle timeout, with their buffers.
 async fn wait_while_idle<S: ConnIo>(
     io: &mut S,
@@ -227,7 +221,8 @@ async fn wait_while_idle<S: ConnIo>(
 /// A busy connection runs `run` in a boxed future: its state (parsing, authentication,
 /// proxying, the relay) is allocated while the connection is busy. When it has been idle for
 /// `SHRINK_AFTER`, that state and the buffers are given back, and the wait for the next
-/// request goes on here, in a task of a few hundred bytes with a 512-byte read buffer.
+/// request goes on here, in a task of a few hundred bytes that waits for readability (no
+/// buffer; the next request's first read allocates one).
 pub async fn serve<S: ConnIo>(mut io: S, conn: ConnInfo, ctx: Rc<WorkerCtx>) {
     {
         let mut m = ctx.metrics.borrow_mut();
@@ -250,20 +245,24 @@ pub async fn serve<S: ConnIo>(mut io: S, conn: ConnInfo, ctx: Rc<WorkerCtx>) {
             RunEnd::Idle => {}
         }
         first = false;
-        bufs.buf = Vec::with_capacity(IDLE_READ);
+        // Nothing is pending (`run` ended idle): the wait holds no buffer at all.
+        bufs.buf = Vec::new();
         bufs.start = 0;
         bufs.out = Vec::new();
         bufs.up = Vec::new();
         if ctx.draining() {
             break;
         }
-        let left = idle.saturating_sub(SHRINK_AFTER);
-        match monoio::time::timeout(left, bufs.read_idle(&mut io, ctx.drain_handle())).await {
-            Ok(Ok(n)) if n > 0 => {}
+        let deadline = Instant::now() + idle.saturating_sub(SHRINK_AFTER);
+        let readable = std::pin::pin!(io.wait_readable());
+        let over = std::pin::pin!(ctx.idle_until(deadline));
+        match futures_util::future::select(readable, over).await {
+            futures_util::future::Either::Left((Ok(()), _)) => {}
             _ => break,
         }
     }
-    let _ = bufs.flush(&mut io).await;
+    // Boxed: the write timeout's timer is large and would otherwise size every idle task.
+    let _ = Box::pin(bufs.flush(&mut io)).await;
     let _ = io.shutdown().await;
     ctx.metrics.borrow_mut().open_connections -= 1;
 }

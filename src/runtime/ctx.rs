@@ -7,7 +7,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use monoio::io::{CancelHandle, Canceller};
 
@@ -40,6 +40,8 @@ pub struct WorkerCtx {
     peers: Arc<Vec<UnboundedSender<WorkerMsg>>>,
     draining: Cell<bool>,
     drain: RefCell<Canceller>,
+    /// Idle connections waiting for their deadline or the drain ([`WorkerCtx::idle_until`]).
+    idle_waiters: RefCell<IdleWaiters>,
     rng: Cell<u64>,
     /// Calls for this worker's sessions that arrived through another worker's connection and
     /// are still running: a drain waits for them as for its own connections.
@@ -73,6 +75,7 @@ impl WorkerCtx {
             peers,
             draining: Cell::new(false),
             drain: RefCell::new(Canceller::new()),
+            idle_waiters: RefCell::new(IdleWaiters::default()),
             remote_calls: Cell::new(0),
             buffered: Cell::new(0),
             rate_limits: RefCell::new(Default::default()),
@@ -128,10 +131,37 @@ impl WorkerCtx {
         self.drain.borrow().handle()
     }
 
+    /// Completes at `deadline` (to within the worker's 250 ms tick) or when the worker starts
+    /// draining, whichever is first. For idle keep-alive connections: unlike a timer, it holds a
+    /// 24-byte slot, not a timer-wheel entry of several hundred bytes per connection.
+    pub fn idle_until(&self, deadline: Instant) -> IdleWait<'_> {
+        IdleWait {
+            ctx: self,
+            deadline,
+            slot: None,
+        }
+    }
+
+    /// Wakes the [`IdleWait`]s whose deadline has passed (called from the worker's tick).
+    pub fn wake_idle_expired(&self, now: Instant) {
+        let mut w = self.idle_waiters.borrow_mut();
+        for s in w.slots.iter_mut() {
+            if s.as_ref().is_some_and(|(deadline, _)| *deadline <= now) {
+                if let Some((_, waker)) = s.take() {
+                    waker.wake();
+                }
+            }
+        }
+    }
+
     pub fn start_drain(&self) {
         self.draining.set(true);
         let old = std::mem::take(&mut *self.drain.borrow_mut());
         let _ = old.cancel();
+        let waiting = std::mem::take(&mut *self.idle_waiters.borrow_mut()).slots;
+        for (_, waker) in waiting.into_iter().flatten() {
+            waker.wake();
+        }
     }
 
     /// xorshift64*: cheap per-worker randomness for weighted backend choice (not for secrets).
@@ -217,5 +247,71 @@ impl<'c> BodyBytes<'c> {
 impl Drop for BodyBytes<'_> {
     fn drop(&mut self) {
         self.ctx.buffered.set(self.ctx.buffered.get() - self.held);
+    }
+}
+
+/// Wakers of [`IdleWait`] futures with their deadlines, in reusable slots.
+#[derive(Default)]
+struct IdleWaiters {
+    slots: Vec<Option<(Instant, std::task::Waker)>>,
+    free: Vec<usize>,
+}
+
+/// How an [`IdleWait`] ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum IdleEnd {
+    Deadline,
+    Drain,
+}
+
+/// See [`WorkerCtx::idle_until`].
+pub struct IdleWait<'c> {
+    ctx: &'c WorkerCtx,
+    deadline: Instant,
+    slot: Option<usize>,
+}
+
+impl std::future::Future for IdleWait<'_> {
+    type Output = IdleEnd;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<IdleEnd> {
+        if self.ctx.draining() {
+            return std::task::Poll::Ready(IdleEnd::Drain);
+        }
+        if Instant::now() >= self.deadline {
+            return std::task::Poll::Ready(IdleEnd::Deadline);
+        }
+        let mut w = self.ctx.idle_waiters.borrow_mut();
+        let w = &mut *w;
+        let slot = match self.slot {
+            // The slot is still ours unless a drain took them all (handled above).
+            Some(i) => i,
+            None => {
+                let i = w.free.pop().unwrap_or_else(|| {
+                    w.slots.push(None);
+                    w.slots.len() - 1
+                });
+                self.slot = Some(i);
+                i
+            }
+        };
+        w.slots[slot] = Some((self.deadline, cx.waker().clone()));
+        std::task::Poll::Pending
+    }
+}
+
+impl Drop for IdleWait<'_> {
+    fn drop(&mut self) {
+        if let Some(i) = self.slot {
+            let mut w = self.ctx.idle_waiters.borrow_mut();
+            // After a drain the slots are gone (taken and woken).
+            if let Some(s) = w.slots.get_mut(i) {
+                *s = None;
+                w.free.push(i);
+            }
+        }
     }
 }

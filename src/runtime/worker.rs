@@ -213,6 +213,7 @@ async fn tick(ctx: Rc<WorkerCtx>) {
     loop {
         monoio::time::sleep(Duration::from_millis(250)).await;
         ctx.tick_date();
+        ctx.wake_idle_expired(Instant::now());
         n += 1;
         if n % 8 == 0 {
             let idle = ctx.snapshot().settings.upstream.pool_idle_timeout;

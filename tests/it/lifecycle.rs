@@ -1,5 +1,5 @@
 //! Process lifecycle: hot reload (good and bad), graceful drain on SIGTERM, metrics, readiness.
-use std::io::{BufReader, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -102,6 +102,35 @@ both_drivers!(sigterm_drains_in_flight_requests, |d| {
         try_request(addr, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").is_err(),
         "no longer accepting"
     );
+});
+
+both_drivers!(sigterm_ends_idle_keepalive_connections_at_once, |d| {
+    // Two idle keep-alive connections: one just answered (still holding its buffers), one idle
+    // past the 1 s release (waiting for readability, with no operation a cancel could end).
+    // A drain ends both at once: not at the idle timeout, not at the termination deadline.
+    let cfg = direct_cfg("x").replace(
+        "connectionTerminationDeadline: 5s",
+        "connectionTerminationDeadline: 30s\n  listener:\n    http1IdleTimeout: 60s",
+    );
+    let mut p = Proxy::start(&cfg, d);
+    let open = |p: &Proxy| {
+        let mut s = connect(p.addr());
+        s.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        assert_eq!(read_response(&mut r, false).unwrap().text(), "x");
+        r
+    };
+    let mut long_idle = open(&p);
+    std::thread::sleep(Duration::from_millis(1600));
+    let mut just_answered = open(&p);
+    let t0 = Instant::now();
+    let status = p.terminate();
+    assert!(status.success(), "{status}");
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    for r in [&mut long_idle, &mut just_answered] {
+        let mut rest = Vec::new();
+        assert_eq!(r.read_to_end(&mut rest).unwrap_or(0), 0);
+    }
 });
 
 both_drivers!(metrics_and_readiness, |d| {
