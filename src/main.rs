@@ -49,17 +49,21 @@ const EXIT_BAD_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let source = match (&cli.file, &cli.config) {
-        (Some(f), _) => ConfigSource::File(f.clone()),
+    let mut source = match (&cli.file, &cli.config) {
+        (Some(f), _) => ConfigSource::File(f.clone(), Vec::new()),
         (None, Some(c)) => ConfigSource::Inline(c.clone()),
         (None, None) => {
             eprintln!("error: give a config with -f/--file PATH or -c/--config INLINE_YAML");
             return ExitCode::from(2);
         }
     };
-    let loaded = match &source {
-        ConfigSource::File(path) => match std::fs::read(path) {
-            Ok(bytes) => portcullis::config::load_bytes(&bytes, path.parent()),
+    let loaded = match &mut source {
+        ConfigSource::File(path, text) => match std::fs::read(&*path) {
+            Ok(bytes) => {
+                let loaded = portcullis::config::load_bytes(&bytes, path.parent());
+                *text = bytes;
+                loaded
+            }
             Err(e) => {
                 eprintln!("error: cannot read config file {}: {e}", path.display());
                 return ExitCode::from(EXIT_BAD_CONFIG);

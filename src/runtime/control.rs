@@ -20,7 +20,9 @@ use crate::snapshot::{Snapshot, WorkerThreads};
 /// Where the configuration comes from; only files are watched for changes.
 #[derive(Debug, Clone)]
 pub enum ConfigSource {
-    File(PathBuf),
+    /// The file and the bytes the running snapshot was loaded from: a change written between
+    /// that read and the watcher's start is still seen as a change.
+    File(PathBuf, Vec<u8>),
     Inline(String),
 }
 
@@ -188,7 +190,9 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
 
     let mut current = snapshot;
     let mut watcher = match &opts.source {
-        ConfigSource::File(p) => Some(crate::runtime::watch::Watcher::new(p)),
+        ConfigSource::File(p, loaded) => {
+            Some(crate::runtime::watch::Watcher::new(p, loaded.clone()))
+        }
         ConfigSource::Inline(_) => None,
     };
     // A published generation whose workers have not all reported yet.
@@ -259,7 +263,7 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
             }
             continue;
         }
-        let (Some(w), ConfigSource::File(path)) = (watcher.as_mut(), &opts.source) else {
+        let (Some(w), ConfigSource::File(path, _)) = (watcher.as_mut(), &opts.source) else {
             continue;
         };
         let Some(text) = w.poll() else {

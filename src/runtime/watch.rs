@@ -93,7 +93,8 @@ struct Notify {
 }
 
 impl Watcher {
-    pub fn new(path: &Path) -> Watcher {
+    /// Watches `path`, whose content `loaded` is running now.
+    pub fn new(path: &Path, loaded: Vec<u8>) -> Watcher {
         let notify = Notify::start(path)
             .map_err(|e| {
                 tracing::info!(error = %e, "inotify is unavailable: config changes are loaded once their content is stable")
@@ -101,7 +102,7 @@ impl Watcher {
             .ok();
         Watcher {
             path: path.to_owned(),
-            settle: Settle::new(std::fs::read(path).ok()),
+            settle: Settle::new(Some(loaded)),
             notify,
             warned: false,
         }
@@ -198,6 +199,26 @@ impl Notify {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_change_made_before_the_watcher_starts_is_seen() {
+        // The file changed between the load at start and the watcher's creation.
+        let dir = std::env::temp_dir().join(format!("portcullis-watch-start-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.yaml");
+        std::fs::write(&path, "new").unwrap();
+        let mut w = Watcher::new(&path, b"old".to_vec());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let got = loop {
+            if let Some(t) = w.poll() {
+                break t;
+            }
+            assert!(Instant::now() < deadline, "the change was never handed over");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(got, b"new");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn a_change_is_ready_only_once_stable() {
