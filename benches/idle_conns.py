@@ -7,18 +7,22 @@ connections and after). Then closes them and reports RSS again.
 
     python3 benches/idle_conns.py            # N=10000
     N=2000 python3 benches/idle_conns.py
+    TLS=1 python3 benches/idle_conns.py      # HTTPS listener (self-signed, needs openssl)
 
 Needs `ulimit -n` above N + 100 for this process and for the proxy (it inherits it)."""
 import os
 import resource
 import selectors
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
 
 N = int(os.environ.get("N", "10000"))
+TLS = os.environ.get("TLS") == "1"
+CTX = None
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("BIN", os.path.join(ROOT, "target", "release", "portcullis"))
 
@@ -39,10 +43,15 @@ def rss_kib(pid):
     return 0
 
 
+def connect(port):
+    s = socket.create_connection(("127.0.0.1", port))
+    return CTX.wrap_socket(s, server_hostname="localhost") if TLS else s
+
+
 def one_shots(port, n):
     """`n` requests, each on its own connection, answered and closed."""
     for _ in range(n):
-        s = socket.create_connection(("127.0.0.1", port))
+        s = connect(port)
         s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         while s.recv(4096):
             pass
@@ -59,6 +68,17 @@ def main():
     port, stats, ready = free_port(), free_port(), free_port()
     d = tempfile.mkdtemp()
     cfg = os.path.join(d, "c.yaml")
+    listener = "  - routes:"
+    if TLS:
+        global CTX
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=localhost",
+                        "-addext", "subjectAltName=DNS:localhost", "-days", "1",
+                        "-keyout", os.path.join(d, "k.pem"), "-out", os.path.join(d, "c.pem")],
+                       check=True, capture_output=True)
+        CTX = ssl.create_default_context(cafile=os.path.join(d, "c.pem"))
+        listener = (f"  - protocol: HTTPS\n    tls: {{cert: {d}/c.pem, key: {d}/k.pem}}\n"
+                    "    routes:")
     with open(cfg, "w") as f:
         f.write(f"""config:
   statsAddr: 127.0.0.1:{stats}
@@ -66,7 +86,7 @@ def main():
 binds:
 - port: {port}
   listeners:
-  - routes:
+{listener}
     - policies:
         directResponse: {{body: ok, status: 200}}
 """)
@@ -87,7 +107,7 @@ binds:
         conns = []
         sel = selectors.DefaultSelector()
         for i in range(N):
-            s = socket.create_connection(("127.0.0.1", port))
+            s = connect(port)
             s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
             conns.append(s)
             if len(conns) % 500 == 0:

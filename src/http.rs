@@ -12,4 +12,5 @@ pub mod h1;
 pub mod pool;
 pub mod proxy;
 pub mod response;
+pub mod tls_conn;
 pub mod upstream;

@@ -10,11 +10,13 @@ use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use monoio::buf::{IoBufMut, SliceMut};
+use monoio::buf::SliceMut;
 use monoio::io::{
     AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelHandle, CancelableAsyncReadRent,
 };
 use monoio::net::TcpStream;
+
+use crate::http::tls_conn::TlsConn;
 use monoio::BufResult;
 
 use crate::http::dispatch::{self, ConnInfo, Decision, Env};
@@ -27,58 +29,85 @@ const READ_CHUNK: usize = 16 * 1024;
 /// A connection's first read buffer: a typical request head fits.
 const FIRST_READ: usize = 2048;
 
-/// A downstream byte stream: plain TCP, or TLS on top of it.
-pub trait ConnIo: AsyncReadRent + AsyncWriteRent {
-    /// A read that ends early (with an error) when `cancel` fires: used while a keep-alive
-    /// connection waits for its next request so that draining does not wait for the idle timeout.
-    fn idle_read<T: IoBufMut>(
+/// A downstream byte stream: plain TCP, or TLS on top of it ([`TlsConn`]).
+pub trait ConnIo {
+    /// Appends received bytes to `buf`, within its spare capacity; `Ok(0)` is the end of the
+    /// stream. With `cancel`, the read ends early (with an error) when it fires, losing
+    /// nothing: what it received is in `buf`, or stays buffered for the next read. Cancelled
+    /// reads let a keep-alive connection's wait end at a drain or after a second of idleness,
+    /// and watch a client while its answer is prepared.
+    fn read_append(
         &mut self,
-        buf: T,
-        cancel: CancelHandle,
-    ) -> impl Future<Output = BufResult<usize, T>>;
+        buf: Vec<u8>,
+        cancel: Option<CancelHandle>,
+    ) -> impl Future<Output = BufResult<usize, Vec<u8>>>;
 
-    /// Waits until the connection has bytes to read (or its end), without a buffer: an idle
-    /// keep-alive connection holds no memory for its next request until it arrives.
-    fn wait_readable(&self) -> impl Future<Output = std::io::Result<()>>;
+    /// Writes all of `buf`.
+    fn send_all(&mut self, buf: Vec<u8>) -> impl Future<Output = BufResult<usize, Vec<u8>>>;
 
-    /// Whether `idle_read` really ends when cancelled (so a read may watch the connection while
-    /// the answer is being prepared, and be stopped when it is ready).
-    const CANCELABLE_READS: bool;
+    /// Ends the write side (TLS: after `close_notify`).
+    fn close(&mut self) -> impl Future<Output = std::io::Result<()>>;
+
+    /// Waits until a read would make progress, without a buffer: an idle keep-alive
+    /// connection holds no memory for its next request until it arrives.
+    fn wait_readable(&mut self) -> impl Future<Output = std::io::Result<()>>;
+
+    /// Gives back what the stream buffers internally, if it holds nothing (an idle connection).
+    fn release_buffers(&mut self) {}
 }
 
 impl ConnIo for TcpStream {
-    const CANCELABLE_READS: bool = true;
-
-    fn idle_read<T: IoBufMut>(
+    async fn read_append(
         &mut self,
-        buf: T,
-        cancel: CancelHandle,
-    ) -> impl Future<Output = BufResult<usize, T>> {
-        self.cancelable_read(buf, cancel)
+        buf: Vec<u8>,
+        cancel: Option<CancelHandle>,
+    ) -> BufResult<usize, Vec<u8>> {
+        let len = buf.len();
+        let cap = buf.capacity();
+        let slice = SliceMut::new(buf, len, cap);
+        let (res, slice) = match cancel {
+            Some(c) => self.cancelable_read(slice, c).await,
+            None => AsyncReadRent::read(self, slice).await,
+        };
+        (res, slice.into_inner())
     }
 
-    fn wait_readable(&self) -> impl Future<Output = std::io::Result<()>> {
+    fn send_all(&mut self, buf: Vec<u8>) -> impl Future<Output = BufResult<usize, Vec<u8>>> {
+        AsyncWriteRentExt::write_all(self, buf)
+    }
+
+    fn close(&mut self) -> impl Future<Output = std::io::Result<()>> {
+        AsyncWriteRent::shutdown(self)
+    }
+
+    fn wait_readable(&mut self) -> impl Future<Output = std::io::Result<()>> {
         self.readable(false)
     }
 }
 
-impl ConnIo for monoio_rustls::ServerTlsStream<TcpStream> {
-    // TLS records are buffered inside the session, so an op-level cancel is not safe here; a TLS
-    // connection that is idle while draining ends at the termination deadline instead.
-    const CANCELABLE_READS: bool = false;
-
-    fn idle_read<T: IoBufMut>(
+impl ConnIo for TlsConn {
+    fn read_append(
         &mut self,
-        buf: T,
-        _cancel: CancelHandle,
-    ) -> impl Future<Output = BufResult<usize, T>> {
-        self.read(buf)
+        buf: Vec<u8>,
+        cancel: Option<CancelHandle>,
+    ) -> impl Future<Output = BufResult<usize, Vec<u8>>> {
+        TlsConn::read_append(self, buf, cancel)
     }
 
-    /// Records may be buffered inside the session, so readiness of the socket says nothing:
-    /// ready at once, and the read that follows waits.
-    fn wait_readable(&self) -> impl Future<Output = std::io::Result<()>> {
-        std::future::ready(Ok(()))
+    fn send_all(&mut self, buf: Vec<u8>) -> impl Future<Output = BufResult<usize, Vec<u8>>> {
+        TlsConn::send_all(self, buf)
+    }
+
+    fn close(&mut self) -> impl Future<Output = std::io::Result<()>> {
+        TlsConn::close(self)
+    }
+
+    fn wait_readable(&mut self) -> impl Future<Output = std::io::Result<()>> {
+        TlsConn::wait_readable(self)
+    }
+
+    fn release_buffers(&mut self) {
+        TlsConn::release_buffers(self)
     }
 }
 
@@ -131,14 +160,8 @@ impl Bufs {
             self.buf.reserve(READ_CHUNK);
         }
         let buf = std::mem::take(&mut self.buf);
-        let len = buf.len();
-        let cap = buf.capacity();
-        let slice = SliceMut::new(buf, len, cap);
-        let (res, slice) = match cancel {
-            Some(c) => io.idle_read(slice, c).await,
-            None => io.read(slice).await,
-        };
-        self.buf = slice.into_inner();
+        let (res, buf) = io.read_append(buf, cancel).await;
+        self.buf = buf;
         res
     }
 
@@ -147,7 +170,7 @@ impl Bufs {
             return Ok(());
         }
         let out = std::mem::take(&mut self.out);
-        match monoio::time::timeout(self.write_timeout, io.write_all(out)).await {
+        match monoio::time::timeout(self.write_timeout, io.send_all(out)).await {
             Ok((res, mut out)) => {
                 out.clear();
                 self.out = out;
@@ -178,8 +201,7 @@ enum Idle {
 /// Most clients send their next request at once, into the buffers they already have. One that
 /// stays idle past [`SHRINK_AFTER`] ends the busy phase ([`Idle::Longer`]): the read is
 /// cancelled (keeping whatever it got), and [`serve`] waits on for readability in a small
-/// state with no buffer. TLS connections cannot cancel a read safely: they wait here for the whole
-/// idle timeout, with their buffers.
+/// state with no buffer (a TLS connection gives back its ciphertext buffers too).
 async fn wait_while_idle<S: ConnIo>(
     io: &mut S,
     ctx: &WorkerCtx,
@@ -187,7 +209,7 @@ async fn wait_while_idle<S: ConnIo>(
     idle: Duration,
 ) -> Idle {
     use futures_util::future::{select, Either};
-    if S::CANCELABLE_READS && idle > SHRINK_AFTER {
+    if idle > SHRINK_AFTER {
         let canceller = bufs.watch.take().unwrap_or_default();
         let handle = canceller.handle();
         let got = {
@@ -250,6 +272,7 @@ pub async fn serve<S: ConnIo>(mut io: S, conn: ConnInfo, ctx: Rc<WorkerCtx>) {
         bufs.start = 0;
         bufs.out = Vec::new();
         bufs.up = Vec::new();
+        io.release_buffers();
         if ctx.draining() {
             break;
         }
@@ -263,7 +286,7 @@ pub async fn serve<S: ConnIo>(mut io: S, conn: ConnInfo, ctx: Rc<WorkerCtx>) {
     }
     // Boxed: the write timeout's timer is large and would otherwise size every idle task.
     let _ = Box::pin(bufs.flush(&mut io)).await;
-    let _ = io.shutdown().await;
+    let _ = io.close().await;
     ctx.metrics.borrow_mut().open_connections -= 1;
 }
 

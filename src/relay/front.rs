@@ -450,7 +450,7 @@ async fn first_part<S: ConnIo>(
         return part;
     }
     loop {
-        if !S::CANCELABLE_READS || bufs.pending().len() >= WATCH_PIPELINED {
+        if bufs.pending().len() >= WATCH_PIPELINED {
             return rx.next().await;
         }
         let canceller = monoio::io::Canceller::new();

@@ -20,6 +20,7 @@ use crate::admin::metrics::WorkerMetrics;
 use crate::http::conn;
 use crate::http::dispatch::{find_bind, ConnInfo};
 use crate::http::response::Prebuilt;
+use crate::http::tls_conn::TlsConn;
 use crate::policy::mcp_auth::KeySet;
 use crate::runtime::ctx::WorkerCtx;
 use crate::runtime::keys::KeysMsg;
@@ -307,8 +308,7 @@ async fn serve_tls(
     ctx: Rc<WorkerCtx>,
 ) {
     let peer = info.peer;
-    let acceptor = monoio_rustls::TlsAcceptor::from(cfg);
-    match monoio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+    match monoio::time::timeout(handshake_timeout, TlsConn::accept(stream, cfg)).await {
         Ok(Ok(tls_stream)) => conn::serve(tls_stream, info, ctx).await,
         Ok(Err(e)) => {
             tracing::debug!(client.addr = %peer, error = %e, "tls handshake failed")

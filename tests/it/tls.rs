@@ -128,3 +128,117 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// A TLS client connection to the proxy trusting exactly `root`.
+fn tls_connect(
+    port: u16,
+    sni: &str,
+    root: &CertificateDer<'static>,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(root.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let conn =
+        rustls::ClientConnection::new(Arc::new(cfg), ServerName::try_from(sni.to_owned()).unwrap())
+            .unwrap();
+    let sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    rustls::StreamOwned::new(conn, sock)
+}
+
+both_drivers!(https_keepalive_large_bodies_idle_and_drain, |d| {
+    // One HTTPS connection carries several requests with bodies of many TLS records each way,
+    // pipelined requests, a request split across a pause, and requests after the connection
+    // has idled past the 1 s buffer release; a drain then ends idle TLS connections at once.
+    let dir = temp_dir();
+    let root = make_cert(&dir, "a", &["a.test"]);
+    let up = Upstream::echo();
+    let cfg = format!(
+        "{CONFIG_HEAD}  listener:\n    http1IdleTimeout: 60s\nbinds:\n- port: {{PORT}}\n  listeners:\n  - protocol: HTTPS\n    tls: {{cert: {d}/a.crt, key: {d}/a.key}}\n    routes:\n    - backends: [{{host: '127.0.0.1:{}'}}]\n",
+        up.port,
+        d = dir.display()
+    )
+    .replace("connectionTerminationDeadline: 5s", "connectionTerminationDeadline: 30s");
+    let mut p = Proxy::start(&cfg, d);
+    let mut tls = tls_connect(p.port, "a.test", &root);
+    let big: Vec<u8> = (0..1_000_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    for round in 0..3 {
+        let head = format!(
+            "POST /big/{round} HTTP/1.1\r\nHost: a.test\r\ncontent-length: {}\r\n\r\n",
+            big.len()
+        );
+        tls.write_all(head.as_bytes()).unwrap();
+        tls.write_all(&big).unwrap();
+        let r = read_response(&mut BufReader::new(&mut tls), false).unwrap();
+        assert_eq!(r.status, 200);
+        assert!(
+            r.body.ends_with(&big),
+            "round {round}: body of {} bytes",
+            r.body.len()
+        );
+        assert!(r.text().starts_with(&format!("POST /big/{round}\n")));
+    }
+    // Two pipelined requests in one write.
+    tls.write_all(
+        b"GET /p1 HTTP/1.1\r\nHost: a.test\r\n\r\nGET /p2 HTTP/1.1\r\nHost: a.test\r\n\r\n",
+    )
+    .unwrap();
+    let mut r = BufReader::new(&mut tls);
+    assert!(read_response(&mut r, false)
+        .unwrap()
+        .text()
+        .starts_with("GET /p1\n"));
+    assert!(read_response(&mut r, false)
+        .unwrap()
+        .text()
+        .starts_with("GET /p2\n"));
+    drop(r);
+    // Idle past the buffer release, twice; then a head split across a pause.
+    for i in 0..2 {
+        std::thread::sleep(Duration::from_millis(1600));
+        tls.write_all(format!("GET /after-idle/{i} HTTP/1.1\r\nHost: a.test\r\n\r\n").as_bytes())
+            .unwrap();
+        let r = read_response(&mut BufReader::new(&mut tls), false).unwrap();
+        assert!(
+            r.text().starts_with(&format!("GET /after-idle/{i}\n")),
+            "{}",
+            r.text()
+        );
+    }
+    tls.write_all(b"GET /split HTTP/1.1\r\nHo").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    tls.write_all(b"st: a.test\r\n\r\n").unwrap();
+    let r = read_response(&mut BufReader::new(&mut tls), false).unwrap();
+    assert!(r.text().starts_with("GET /split\n"));
+    // A client that drops its TCP connection without close_notify harms nobody.
+    let mut rude = tls_connect(p.port, "a.test", &root);
+    rude.write_all(b"GET /rude HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    let _ = read_response(&mut BufReader::new(&mut rude), false).unwrap();
+    let _ = rude.sock.shutdown(std::net::Shutdown::Both);
+    drop(rude);
+
+    // Drain: this connection has idled past the release; another was just answered.
+    std::thread::sleep(Duration::from_millis(1600));
+    let mut fresh = tls_connect(p.port, "a.test", &root);
+    fresh
+        .write_all(b"GET /fresh HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    assert_eq!(
+        read_response(&mut BufReader::new(&mut fresh), false)
+            .unwrap()
+            .status,
+        200
+    );
+    let t0 = Instant::now();
+    let status = p.terminate();
+    assert!(status.success(), "{status}");
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    let _ = std::fs::remove_dir_all(&dir);
+});
