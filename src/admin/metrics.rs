@@ -13,8 +13,60 @@ pub const LATENCY_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
+/// Why a protection limit refused a request: the `reason` label of `portcullis_refused_total`
+/// (README, "Limits and protection").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// A route's `localRateLimit` (429; also counted per route).
+    RateLimit,
+    /// The client's address spent its budget of failed token verifications (401).
+    FailedVerifications,
+    /// More requests waiting for signature-check time than the worker queues (503).
+    VerifyQueueFull,
+    /// `config.mcp.maxSessionsPerSubject` (429).
+    SessionsPerSubject,
+    /// `config.mcp.maxSessionsPerWorker` (503).
+    SessionsPerWorker,
+    /// `config.mcp.maxStdioProcesses` (503).
+    StdioProcesses,
+    /// `config.mcp.maxBufferedBytes` (503).
+    BufferedBodies,
+    /// A request body arriving below the minimum rate (408).
+    BodyTooSlow,
+}
+
+impl Refused {
+    pub const ALL: [Refused; 8] = [
+        Refused::RateLimit,
+        Refused::FailedVerifications,
+        Refused::VerifyQueueFull,
+        Refused::SessionsPerSubject,
+        Refused::SessionsPerWorker,
+        Refused::StdioProcesses,
+        Refused::BufferedBodies,
+        Refused::BodyTooSlow,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Refused::RateLimit => "rate_limit",
+            Refused::FailedVerifications => "failed_verifications",
+            Refused::VerifyQueueFull => "verify_queue_full",
+            Refused::SessionsPerSubject => "sessions_per_subject",
+            Refused::SessionsPerWorker => "sessions_per_worker",
+            Refused::StdioProcesses => "stdio_processes",
+            Refused::BufferedBodies => "buffered_bodies",
+            Refused::BodyTooSlow => "body_too_slow",
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct WorkerMetrics {
+    /// Requests refused by a protection limit, indexed by [`Refused`] (as `usize`).
+    pub refused: [u64; Refused::ALL.len()],
+    /// Requests refused by `localRateLimit`, by route name.
+    pub rate_limited: HashMap<Box<str>, u64, foldhash::fast::RandomState>,
     /// route name → (status, count) pairs. Requests that matched no route use the name "".
     /// Keyed by an owned copy of the name so that counting never touches the snapshot's shared
     /// reference counts.
@@ -47,7 +99,28 @@ impl WorkerMetrics {
         self.latency_count += 1;
     }
 
+    pub fn refuse(&mut self, why: Refused) {
+        self.refused[why as usize] += 1;
+    }
+
+    /// A request `localRateLimit` refused on `route`.
+    pub fn rate_limited(&mut self, route: &str) {
+        self.refuse(Refused::RateLimit);
+        match self.rate_limited.get_mut(route) {
+            Some(n) => *n += 1,
+            None => {
+                self.rate_limited.insert(route.into(), 1);
+            }
+        }
+    }
+
     pub fn merge(&mut self, other: &WorkerMetrics) {
+        for (a, b) in self.refused.iter_mut().zip(other.refused.iter()) {
+            *a += b;
+        }
+        for (route, n) in &other.rate_limited {
+            *self.rate_limited.entry(route.clone()).or_default() += n;
+        }
         for (route, counts) in &other.requests {
             let mine = self.requests.entry(route.clone()).or_default();
             for (status, n) in counts {
@@ -119,6 +192,32 @@ pub fn render(workers: &[WorkerMetrics]) -> String {
         "portcullis_request_duration_seconds_count {}",
         total.latency_count
     );
+    s.push_str(
+        "# HELP portcullis_refused_total Requests refused by a protection limit, by reason.\n",
+    );
+    s.push_str("# TYPE portcullis_refused_total counter\n");
+    for why in Refused::ALL {
+        let _ = writeln!(
+            s,
+            "portcullis_refused_total{{reason=\"{}\"}} {}",
+            why.as_str(),
+            total.refused[why as usize]
+        );
+    }
+    s.push_str(
+        "# HELP portcullis_rate_limited_total Requests refused by localRateLimit, by route.\n",
+    );
+    s.push_str("# TYPE portcullis_rate_limited_total counter\n");
+    let mut limited: Vec<(&str, u64)> =
+        total.rate_limited.iter().map(|(r, n)| (&**r, *n)).collect();
+    limited.sort();
+    for (route, n) in limited {
+        let _ = writeln!(
+            s,
+            "portcullis_rate_limited_total{{route=\"{}\"}} {n}",
+            escape_label(route)
+        );
+    }
     s.push_str("# HELP portcullis_open_connections Downstream connections open, per worker.\n");
     s.push_str("# TYPE portcullis_open_connections gauge\n");
     for (i, w) in workers.iter().enumerate() {
@@ -159,7 +258,17 @@ mod tests {
         let mut b = WorkerMetrics::default();
         b.record(r, 200, Duration::from_millis(2));
         b.record("r\"2", 404, Duration::from_secs(9));
+        a.rate_limited("r1");
+        b.rate_limited("r1");
+        b.refuse(Refused::StdioProcesses);
         let text = render(&[a, b]);
+        assert!(
+            text.contains("portcullis_rate_limited_total{route=\"r1\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("portcullis_refused_total{reason=\"rate_limit\"} 2"));
+        assert!(text.contains("portcullis_refused_total{reason=\"stdio_processes\"} 1"));
+        assert!(text.contains("portcullis_refused_total{reason=\"body_too_slow\"} 0"));
         assert!(
             text.contains("portcullis_requests_total{route=\"r1\",status=\"200\"} 2"),
             "{text}"

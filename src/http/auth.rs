@@ -328,6 +328,8 @@ pub enum RejectKind {
     Missing,
     Invalid(AuthReject),
     Unavailable,
+    /// The worker's queue of requests waiting for signature-check time is full.
+    Busy,
 }
 
 /// Decides one request. `may_wait` is false on the second attempt after a refetch.
@@ -384,7 +386,7 @@ pub fn authenticate<'p>(
                     Admit::Now => {}
                     Admit::Later(at) => return AuthDecision::WaitToVerify(at),
                     Admit::Shed => {
-                        return AuthDecision::Reject(&policy.unavailable, RejectKind::Unavailable)
+                        return AuthDecision::Reject(&policy.unavailable, RejectKind::Busy)
                     }
                 }
             }

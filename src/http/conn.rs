@@ -377,6 +377,7 @@ async fn run<S: ConnIo>(
                             may_wait,
                             rate_limits: &ctx.rate_limits,
                             workers: ctx.workers(),
+                            metrics: &ctx.metrics,
                         };
                         let mut auth = ctx.auth.borrow_mut();
                         dispatch::decide(
@@ -462,6 +463,7 @@ async fn run<S: ConnIo>(
                 {
                     bufs.out.truncate(mark);
                     if let Some(e) = e {
+                        count_refusal(ctx, &LocalError::Body(e));
                         let date = ctx.date();
                         let _ = dispatch::local_error(
                             LocalError::Body(e),
@@ -494,6 +496,7 @@ async fn run<S: ConnIo>(
                     Ok(b) => b,
                     Err(e) => {
                         if let Some(e) = e {
+                            count_refusal(ctx, &e);
                             let date = ctx.date();
                             let _ = dispatch::local_error(
                                 e,
@@ -742,6 +745,17 @@ async fn read_body<S: ConnIo>(
             }
         }
     }
+}
+
+/// Counts a request refused by a protection limit (`portcullis_refused_total`).
+pub(crate) fn count_refusal(ctx: &WorkerCtx, e: &LocalError) {
+    use crate::admin::metrics::Refused;
+    let why = match e {
+        LocalError::Body(H1Error::BodyTooSlow) => Refused::BodyTooSlow,
+        LocalError::BodiesBuffered => Refused::BufferedBodies,
+        _ => return,
+    };
+    ctx.metrics.borrow_mut().refuse(why);
 }
 
 pub(crate) async fn read_or_fail<S: ConnIo>(

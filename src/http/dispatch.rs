@@ -50,6 +50,8 @@ pub struct Env<'a> {
     /// This worker's `localRateLimit` buckets, and how many workers share each limit.
     pub rate_limits: &'a std::cell::RefCell<crate::policy::rate_limit::Buckets>,
     pub workers: usize,
+    /// Where refusals by a protection limit are counted.
+    pub metrics: &'a std::cell::RefCell<crate::admin::metrics::WorkerMetrics>,
 }
 
 /// agentgateway's answer to a request over a `localRateLimit` (its headers are added per
@@ -229,6 +231,7 @@ pub fn decide<'s>(
                 crate::http::response::itoa_buf(st.reset_secs.max(1)).as_bytes(),
             );
             RATE_LIMITED.write(out, date, &extra, close_after, head_only);
+            env.metrics.borrow_mut().rate_limited(&route.name);
             return Decision::Local {
                 status: 429,
                 route: Some(route),
@@ -253,6 +256,18 @@ pub fn decide<'s>(
             AuthDecision::WaitForKeys(src) => return Decision::WaitForKeys(src),
             AuthDecision::WaitToVerify(at) => return Decision::WaitToVerify(at),
             AuthDecision::Reject(pre, kind) => {
+                use crate::admin::metrics::Refused;
+                match kind {
+                    auth::RejectKind::Invalid(crate::policy::mcp_auth::AuthReject::Throttled) => {
+                        env.metrics
+                            .borrow_mut()
+                            .refuse(Refused::FailedVerifications)
+                    }
+                    auth::RejectKind::Busy => {
+                        env.metrics.borrow_mut().refuse(Refused::VerifyQueueFull)
+                    }
+                    _ => {}
+                }
                 if pre.status == 401 {
                     if let Some(m) = a.mcp.as_ref().filter(|m| m.resource.is_none()) {
                         // No configured resource: name the metadata URL of this request's origin.

@@ -50,6 +50,7 @@ pub async fn forward<S: ConnIo>(
         (a, b) => a.or(b),
     };
     let fail = |bufs: &mut Bufs, err: LocalError| {
+        crate::http::conn::count_refusal(ctx, &err);
         let date = ctx.date();
         crate::http::dispatch::local_error(
             err,

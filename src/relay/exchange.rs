@@ -85,6 +85,9 @@ pub async fn initialize(
     };
     let limits = ctx.snapshot().settings.mcp_limits;
     if ctx.sessions.len() >= limits.sessions_per_worker {
+        ctx.metrics
+            .borrow_mut()
+            .refuse(crate::admin::metrics::Refused::SessionsPerWorker);
         let msg = format!(
             "the proxy holds its maximum of {} MCP sessions on this worker; retry later",
             limits.sessions_per_worker
@@ -100,6 +103,10 @@ pub async fn initialize(
     let slots = match session::Slots::take(&subject, &route, &limits) {
         Ok(slots) => slots,
         Err(over) => {
+            ctx.metrics.borrow_mut().refuse(match over {
+                session::OverCap::Subject(_) => crate::admin::metrics::Refused::SessionsPerSubject,
+                session::OverCap::Processes(_) => crate::admin::metrics::Refused::StdioProcesses,
+            });
             let (status, msg) = over_cap(over, &limits);
             let _ = reply.unbounded_send(error(
                 status,
@@ -157,15 +164,20 @@ fn close_later(s: Rc<Session>) {
 
 /// A POST on a stateless route: fresh targets for this one message, torn down afterwards.
 pub async fn stateless(
+    ctx: &WorkerCtx,
     route: Arc<McpRoute>,
     body: Vec<u8>,
     authorization: Option<String>,
-    limits: crate::snapshot::McpLimits,
     reply: UnboundedSender<ReplyPart>,
 ) {
+    let limits = ctx.snapshot().settings.mcp_limits;
     let slots = match session::Slots::take(&None, &route, &limits) {
         Ok(slots) => slots,
         Err(over) => {
+            ctx.metrics.borrow_mut().refuse(match over {
+                session::OverCap::Subject(_) => crate::admin::metrics::Refused::SessionsPerSubject,
+                session::OverCap::Processes(_) => crate::admin::metrics::Refused::StdioProcesses,
+            });
             let (status, msg) = over_cap(over, &limits);
             let _ = reply.unbounded_send(error(status, None, jsonrpc::INTERNAL_ERROR, &msg));
             return;

@@ -230,10 +230,7 @@ impl Job {
                 body,
                 authorization,
                 reply,
-            } => {
-                let limits = ctx.snapshot().settings.mcp_limits;
-                exchange::stateless(route, body, authorization, limits, reply).await
-            }
+            } => exchange::stateless(&ctx, route, body, authorization, reply).await,
         }
     }
 }

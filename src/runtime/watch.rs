@@ -203,7 +203,8 @@ mod tests {
     #[test]
     fn a_change_made_before_the_watcher_starts_is_seen() {
         // The file changed between the load at start and the watcher's creation.
-        let dir = std::env::temp_dir().join(format!("portcullis-watch-start-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("portcullis-watch-start-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("c.yaml");
         std::fs::write(&path, "new").unwrap();
@@ -213,7 +214,10 @@ mod tests {
             if let Some(t) = w.poll() {
                 break t;
             }
-            assert!(Instant::now() < deadline, "the change was never handed over");
+            assert!(
+                Instant::now() < deadline,
+                "the change was never handed over"
+            );
             std::thread::sleep(Duration::from_millis(50));
         };
         assert_eq!(got, b"new");

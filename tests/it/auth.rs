@@ -318,6 +318,9 @@ both_drivers!(failed_verifications_are_budgeted_per_address, |d| {
             .unwrap()
             .contains("invalid_token"));
     }
+    // Past the bursts of both workers (≤ 100 verified), the rest was refused unchecked.
+    let throttled = p.metric("portcullis_refused_total{reason=\"failed_verifications\"}");
+    assert!((100..=200).contains(&throttled), "{throttled}");
     // Meanwhile the token verified before is still served from the cache...
     assert_eq!(keep_post(), 200);
     // ...a new valid token from the same address waits for the budget...
@@ -526,6 +529,14 @@ both_drivers!(session_and_process_caps, |d| {
     assert_eq!(r.header("retry-after"), Some("5"));
     assert!(r.text().contains("maxStdioProcesses = 3"), "{}", r.text());
     assert_eq!(crate::mcp::children(p.pid()).len(), 3);
+    assert_eq!(
+        p.metric("portcullis_refused_total{reason=\"sessions_per_subject\"}"),
+        1
+    );
+    assert_eq!(
+        p.metric("portcullis_refused_total{reason=\"stdio_processes\"}"),
+        1
+    );
     // Alice ends a session: its process and her count are given back.
     assert_eq!(alice1.raw("DELETE", "", "").status, 200);
     let t0 = Instant::now();

@@ -396,6 +396,10 @@ both_drivers!(a_trickling_body_gets_408, |d| {
     assert_eq!(resp.status, 408, "{}", resp.text());
     assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
     trickle.join().unwrap();
+    assert_eq!(
+        p.metric("portcullis_refused_total{reason=\"body_too_slow\"}"),
+        1
+    );
     // A body that is slow but above the rate passes: 3 KiB in 1 KiB pieces every 400 ms.
     let mut s = connect(p.addr());
     s.write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3072\r\n\r\n")

@@ -298,6 +298,29 @@ impl Proxy {
         self.child.as_ref().unwrap().id()
     }
 
+    /// The stats endpoint's `/metrics` text.
+    pub fn metrics(&self) -> String {
+        request(
+            SocketAddr::from(([127, 0, 0, 1], self.stats)),
+            b"GET /metrics HTTP/1.1\r\nHost: h\r\n\r\n",
+        )
+        .text()
+    }
+
+    /// The value of one series on `/metrics` (0 when absent).
+    pub fn metric(&self, series: &str) -> u64 {
+        self.metrics()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0)
+    }
+
     pub fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .arg(format!("-{sig}"))

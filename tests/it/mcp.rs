@@ -1214,6 +1214,10 @@ both_drivers!(buffered_bodies_are_capped_per_worker, |d| {
     }
     assert!(refused >= 1, "no body was refused");
     assert!(!held.is_empty(), "a worker holds one");
+    assert_eq!(
+        p.metric("portcullis_refused_total{reason=\"buffered_bodies\"}"),
+        refused
+    );
     drop(held);
     // Given back: a whole message goes through again.
     std::thread::sleep(Duration::from_millis(300));

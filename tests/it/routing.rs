@@ -168,6 +168,16 @@ both_drivers!(local_rate_limit_per_route, |d| {
     assert!(refused.header("retry-after").is_some());
     let passed = answers.iter().find(|r| r.status == 200).unwrap();
     assert_eq!(passed.header("x-ratelimit-limit"), Some("2"));
+    // Counted per route, and with the other refusals of protection limits.
+    let n = (12 - ok) as u64;
+    assert_eq!(
+        p.metric("portcullis_rate_limited_total{route=\"limited\"}"),
+        n
+    );
+    assert_eq!(
+        p.metric("portcullis_refused_total{reason=\"rate_limit\"}"),
+        n
+    );
     // Other routes are not limited.
     for _ in 0..6 {
         assert_eq!(get("/").status, 200);
