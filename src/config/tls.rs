@@ -2,7 +2,7 @@
 //! at config load (and again on every reload), assembled into one rustls server config per port
 //! with SNI selection when several listeners share the port.
 //!
-//! Not here: the handshake itself (`runtime::worker` hands accepted sockets to monoio-rustls).
+//! Not here: the handshake itself (`runtime::worker` hands accepted sockets to `http::tls_conn`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -135,11 +135,20 @@ fn tls_connect(
     sni: &str,
     root: &CertificateDer<'static>,
 ) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    tls_connect_with(port, sni, root, rustls::DEFAULT_VERSIONS)
+}
+
+fn tls_connect_with(
+    port: u16,
+    sni: &str,
+    root: &CertificateDer<'static>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(root.clone()).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
@@ -216,6 +225,23 @@ both_drivers!(https_keepalive_large_bodies_idle_and_drain, |d| {
     tls.write_all(b"st: a.test\r\n\r\n").unwrap();
     let r = read_response(&mut BufReader::new(&mut tls), false).unwrap();
     assert!(r.text().starts_with("GET /split\n"));
+    // TLS 1.2 as well: a request, an idle release, another request.
+    let mut t12 = tls_connect_with(p.port, "a.test", &root, &[&rustls::version::TLS12]);
+    for i in 0..2 {
+        t12.write_all(format!("GET /tls12/{i} HTTP/1.1\r\nHost: a.test\r\n\r\n").as_bytes())
+            .unwrap();
+        let r = read_response(&mut BufReader::new(&mut t12), false).unwrap();
+        assert!(
+            r.text().starts_with(&format!("GET /tls12/{i}\n")),
+            "{}",
+            r.text()
+        );
+        assert_eq!(
+            t12.conn.protocol_version(),
+            Some(rustls::ProtocolVersion::TLSv1_2)
+        );
+        std::thread::sleep(Duration::from_millis(1200));
+    }
     // A client that drops its TCP connection without close_notify harms nobody.
     let mut rude = tls_connect(p.port, "a.test", &root);
     rude.write_all(b"GET /rude HTTP/1.1\r\nHost: a.test\r\n\r\n")
