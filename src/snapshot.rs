@@ -25,6 +25,8 @@ pub struct Snapshot {
     pub binds: Vec<Bind>,
     /// Key sets and discovery documents the control plane keeps fresh for this config.
     pub sources: Vec<Source>,
+    /// The certificate and key files of HTTPS listeners: a change to one reloads the config.
+    pub cert_files: Vec<std::path::PathBuf>,
     /// Things that load but probably do not do what the author meant (logged at load).
     pub warnings: Vec<String>,
 }

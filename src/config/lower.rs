@@ -30,6 +30,7 @@ use crate::snapshot::{
 pub fn lower(cfg: &model::LocalConfig, base_dir: Option<&Path>) -> Result<Snapshot, ConfigErrors> {
     let mut errs = Vec::new();
     let mut sources: Vec<Source> = Vec::new();
+    let mut cert_files = Vec::new();
     let mut warnings = Vec::new();
     let settings = lower_settings(cfg.config.as_ref(), &mut errs);
     let mut binds = Vec::with_capacity(cfg.binds.len());
@@ -42,10 +43,13 @@ pub fn lower(cfg: &model::LocalConfig, base_dir: Option<&Path>) -> Result<Snapsh
             let https = matches!(l.protocol, model::Protocol::Https);
             if https {
                 match l.tls.as_ref() {
-                    Some(t) => match super::tls::load_certified_key(t, base_dir) {
-                        Ok(k) => certs.push((l.hostname.clone(), k)),
-                        Err(e) => errs.push(ConfigError::new(format!("{lpath}.tls"), e)),
-                    },
+                    Some(t) => {
+                        cert_files.extend(super::tls::files(t, base_dir));
+                        match super::tls::load_certified_key(t, base_dir) {
+                            Ok(k) => certs.push((l.hostname.clone(), k)),
+                            Err(e) => errs.push(ConfigError::new(format!("{lpath}.tls"), e)),
+                        }
+                    }
                     None => errs.push(ConfigError::new(
                         format!("{lpath}.tls"),
                         "HTTPS listeners need tls {cert, key}",
@@ -104,11 +108,14 @@ pub fn lower(cfg: &model::LocalConfig, base_dir: Option<&Path>) -> Result<Snapsh
         });
     }
     if errs.is_empty() {
+        cert_files.sort();
+        cert_files.dedup();
         Ok(Snapshot {
             generation: 1,
             settings,
             binds,
             sources,
+            cert_files,
             warnings,
         })
     } else {

@@ -22,6 +22,15 @@ fn resolve(p: &str, base: Option<&Path>) -> PathBuf {
     }
 }
 
+/// The files a listener's `tls` names, resolved like [`load_certified_key`] resolves them.
+pub fn files(t: &model::ListenerTls, base: Option<&Path>) -> Vec<PathBuf> {
+    [t.cert.as_deref(), t.key.as_deref()]
+        .into_iter()
+        .flatten()
+        .map(|p| resolve(p, base))
+        .collect()
+}
+
 /// Reads `tls.cert` (PEM chain) and `tls.key` (PEM PKCS#8, PKCS#1 or SEC1).
 pub fn load_certified_key(
     t: &model::ListenerTls,

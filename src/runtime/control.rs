@@ -42,7 +42,10 @@ pub struct RunOptions {
 
 enum Event {
     Worker(WorkerEvent),
+    /// SIGTERM or SIGINT: drain and stop.
     Signal(i32),
+    /// SIGHUP: reload the config file (and the files it names) now.
+    Reload,
 }
 
 /// Runs the proxy until a termination signal; returns the process exit code.
@@ -189,6 +192,9 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
     }
 
     let mut current = snapshot;
+    let mut certs = crate::runtime::watch::CertWatch::new(&current.cert_files);
+    // SIGHUP or a renewed certificate: load the file now, even if its text did not change.
+    let mut reload_now = false;
     let mut watcher = match &opts.source {
         ConfigSource::File(p, loaded) => {
             Some(crate::runtime::watch::Watcher::new(p, loaded.clone()))
@@ -249,6 +255,15 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
                     }
                 }
             }
+            Ok(Event::Reload) => match &opts.source {
+                ConfigSource::File(path, _) => {
+                    tracing::info!(path = %path.display(), "SIGHUP: reloading the config");
+                    reload_now = true;
+                }
+                ConfigSource::Inline(_) => {
+                    tracing::info!("SIGHUP: the config was given inline; nothing to reload")
+                }
+            },
             Ok(Event::Worker(_)) => {}
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return 1,
@@ -266,8 +281,26 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
         let (Some(w), ConfigSource::File(path, _)) = (watcher.as_mut(), &opts.source) else {
             continue;
         };
-        let Some(text) = w.poll() else {
-            continue;
+        if certs.settled_change(Instant::now()) {
+            tracing::info!("a certificate or key file changed: reloading the config");
+            reload_now = true;
+        }
+        let text = if std::mem::take(&mut reload_now) {
+            match std::fs::read(path) {
+                Ok(t) => {
+                    w.loaded(&t);
+                    t
+                }
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "cannot read the config file; still serving the previous config");
+                    continue;
+                }
+            }
+        } else {
+            let Some(text) = w.poll() else {
+                continue;
+            };
+            text
         };
         let loaded = crate::config::load_bytes(&text, path.parent()).and_then(|snap| {
             // A port added by the reload must be free, as at start.
@@ -286,6 +319,7 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
         match loaded {
             Ok(mut snap) => {
                 snap.generation = current.generation + 1;
+                certs = crate::runtime::watch::CertWatch::new(&snap.cert_files);
                 let snap = Arc::new(snap);
                 for s in senders.iter() {
                     let _ = s.unbounded_send(WorkerMsg::Snapshot(snap.clone()));
@@ -412,13 +446,20 @@ fn worker_count(cli: Option<usize>, cfg: Option<WorkerThreads>) -> usize {
 }
 
 fn forward_signals(tx: mpsc::Sender<Event>) -> std::io::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     std::thread::Builder::new()
         .name("portcullis-signals".into())
         .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
-                let _ = tx.send(Event::Signal(sig));
+            for sig in signals.forever() {
+                let ev = if sig == SIGHUP {
+                    Event::Reload
+                } else {
+                    Event::Signal(sig)
+                };
+                if tx.send(ev).is_err() {
+                    break;
+                }
             }
         })?;
     Ok(())

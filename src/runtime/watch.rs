@@ -132,6 +132,66 @@ impl Watcher {
     }
 }
 
+impl Watcher {
+    /// `text` was just loaded outside [`Watcher::poll`] (a reload on SIGHUP): it is the new
+    /// baseline.
+    pub fn loaded(&mut self, text: &[u8]) {
+        self.settle = Settle::new(Some(text.to_vec()));
+    }
+}
+
+/// Watches the certificate and key files of HTTPS listeners: renewals by cert-manager (a
+/// symlink swap in a mounted Secret) or certbot (files rewritten in place) are loaded without a
+/// change to the config text. Polled with the config; a change is handed over once the files
+/// have stayed the same for [`SETTLE`] (certbot writes the certificate and the key one after
+/// the other).
+#[derive(Debug, Default)]
+pub struct CertWatch {
+    files: Vec<(PathBuf, Option<Stamp>)>,
+    changed_at: Option<Instant>,
+}
+
+/// What a file looks like from outside: modification time, length, inode (following symlinks).
+type Stamp = (std::time::SystemTime, u64, u64);
+
+fn stamp(p: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(p).ok()?;
+    Some((m.modified().ok()?, m.len(), m.ino()))
+}
+
+impl CertWatch {
+    pub fn new(files: &[PathBuf]) -> CertWatch {
+        CertWatch {
+            files: files.iter().map(|p| (p.clone(), stamp(p))).collect(),
+            changed_at: None,
+        }
+    }
+
+    /// True once the files have changed and then stayed the same for [`SETTLE`].
+    pub fn settled_change(&mut self, now: Instant) -> bool {
+        let mut moved = false;
+        for (p, st) in &mut self.files {
+            let s = stamp(p);
+            if s != *st {
+                *st = s;
+                moved = true;
+            }
+        }
+        if moved {
+            self.changed_at = Some(now);
+            return false;
+        }
+        match self.changed_at {
+            Some(t) if now.duration_since(t) >= SETTLE => {
+                self.changed_at = None;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 impl Notify {
     fn start(path: &Path) -> std::io::Result<Notify> {
         use rustix::fs::inotify::{self, CreateFlags, WatchFlags};
@@ -199,6 +259,27 @@ impl Notify {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn certificate_changes_are_handed_over_once_settled() {
+        let dir = std::env::temp_dir().join(format!("portcullis-certwatch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (crt, key) = (dir.join("a.crt"), dir.join("a.key"));
+        std::fs::write(&crt, "one").unwrap();
+        std::fs::write(&key, "one").unwrap();
+        let mut w = CertWatch::new(&[crt.clone(), key.clone()]);
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        assert!(!w.settled_change(ms(0)));
+        std::fs::write(&crt, "renewed").unwrap();
+        assert!(!w.settled_change(ms(10)), "just changed");
+        std::fs::write(&key, "renewed!").unwrap();
+        assert!(!w.settled_change(ms(300)), "still changing");
+        assert!(!w.settled_change(ms(600)), "not settled yet");
+        assert!(w.settled_change(ms(900)));
+        assert!(!w.settled_change(ms(2000)), "handed over once");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn a_change_made_before_the_watcher_starts_is_seen() {

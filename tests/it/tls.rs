@@ -268,3 +268,45 @@ both_drivers!(https_keepalive_large_bodies_idle_and_drain, |d| {
     assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
     let _ = std::fs::remove_dir_all(&dir);
 });
+
+both_drivers!(
+    renewed_certificates_and_sighup_reload_without_a_config_change,
+    |d| {
+        let dir = temp_dir();
+        let first = make_cert(&dir, "a", &["a.test"]);
+        let cfg = format!(
+        "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - protocol: HTTPS\n    tls: {{cert: {d}/a.crt, key: {d}/a.key}}\n    routes:\n    - policies:\n        directResponse: {{body: hello, status: 200}}\n",
+        d = dir.display()
+    );
+        let p = Proxy::start(&cfg, d);
+        assert_eq!(https_get(p.port, "a.test", &first).unwrap(), "200 hello");
+        // A renewal rewrites the certificate and the key in place (as certbot does); the config
+        // text does not change. The new certificate is served within a few seconds.
+        let renewed = make_cert(&dir, "a", &["a.test"]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while https_get(p.port, "a.test", &renewed).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the renewed certificate is not served:\n{}",
+                p.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(p.log().contains("a certificate or key file changed"));
+        // SIGHUP reloads (HAProxy and Caddy users send it); it never stops the proxy.
+        assert!(p.wait_log("generation=2", 10), "{}", p.log());
+        p.signal("HUP");
+        assert!(
+            p.wait_log("SIGHUP: reloading the config", 10),
+            "{}",
+            p.log()
+        );
+        assert!(
+            p.wait_log("generation=3", 10),
+            "the reload ran:\n{}",
+            p.log()
+        );
+        assert_eq!(https_get(p.port, "a.test", &renewed).unwrap(), "200 hello");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+);
