@@ -319,7 +319,7 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
         match loaded {
             Ok(mut snap) => {
                 snap.generation = current.generation + 1;
-                certs = crate::runtime::watch::CertWatch::new(&snap.cert_files);
+                certs.retarget(&snap.cert_files);
                 let snap = Arc::new(snap);
                 for s in senders.iter() {
                     let _ = s.unbounded_send(WorkerMsg::Snapshot(snap.clone()));

@@ -168,6 +168,19 @@ impl CertWatch {
         }
     }
 
+    /// Watches `files` from now on. Files already watched keep what was last seen of them, so a
+    /// change made while a reload was being loaded is still noticed afterwards.
+    pub fn retarget(&mut self, files: &[PathBuf]) {
+        let mut old = std::mem::take(&mut self.files);
+        self.files = files
+            .iter()
+            .map(|p| match old.iter().position(|(q, _)| q == p) {
+                Some(i) => old.swap_remove(i),
+                None => (p.clone(), stamp(p)),
+            })
+            .collect();
+    }
+
     /// True once the files have changed and then stayed the same for [`SETTLE`].
     pub fn settled_change(&mut self, now: Instant) -> bool {
         let mut moved = false;
