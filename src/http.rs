@@ -1,16 +1,8 @@
-//! HTTP/1.1: the sans-IO codec (`h1`), the per-request decision (`dispatch`), locally generated
-//! responses (`response`), and the I/O that moves bytes (`conn` downstream, `proxy` + `pool`
-//! upstream).
+//! HTTP/1.1 without I/O: the codec (`h1`: request heads, bodies, chunked framing, path
+//! normalization) and the bytes of locally generated responses (`response`).
 //!
-//! Not here: HTTP/2 (a prior-knowledge preface is refused with a clear error), WebSocket upgrades.
+//! Not here: anything that reads or writes a socket (`net`, `server`), HTTP/2 (a
+//! prior-knowledge preface is refused with a clear error), WebSocket upgrades.
 
-pub mod auth;
-pub mod conn;
-pub mod discovery;
-pub mod dispatch;
 pub mod h1;
-pub mod pool;
-pub mod proxy;
 pub mod response;
-pub mod tls_conn;
-pub mod upstream;

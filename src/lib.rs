@@ -18,14 +18,19 @@
 //! Not here: HTTP/2 (refused with a clear error), TCP/TLS passthrough listeners.
 #![forbid(unsafe_code)]
 
-pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod http;
 pub mod mcp;
+pub mod metrics;
+pub mod net;
 pub mod policy;
+pub mod readiness;
 pub mod relay;
 pub mod routing;
 pub mod runtime;
+pub mod server;
+pub mod shard;
 pub mod snapshot;
 pub mod telemetry;
 

@@ -25,7 +25,56 @@ pub mod sse_target;
 pub mod stdio;
 pub mod upstream;
 
-use futures_channel::mpsc::UnboundedSender;
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender};
+use futures_util::StreamExt;
+
+use crate::shard::Shard;
+
+/// One worker's relay: the sessions it owns, the calls for them that arrived through other
+/// workers' connections, and every worker's call inbox (index = worker id). Built by
+/// `runtime::worker`, which also runs [`Relay::serve_inbox`].
+pub struct Relay {
+    pub shard: Rc<Shard>,
+    /// MCP sessions this worker owns.
+    pub sessions: session::Sessions,
+    /// Calls for this worker's sessions that arrived through another worker's connection and
+    /// are still running: a drain waits for them as for its own connections.
+    pub remote_calls: Cell<usize>,
+    inboxes: Arc<Vec<UnboundedSender<McpCall>>>,
+}
+
+impl Relay {
+    pub fn new(shard: Rc<Shard>, inboxes: Arc<Vec<UnboundedSender<McpCall>>>) -> Self {
+        Relay {
+            shard,
+            sessions: session::Sessions::default(),
+            remote_calls: Cell::new(0),
+            inboxes,
+        }
+    }
+
+    /// The call inbox of worker `id`.
+    pub fn inbox(&self, id: usize) -> Option<&UnboundedSender<McpCall>> {
+        self.inboxes.get(id)
+    }
+
+    /// Runs the calls other workers hand to this one (for sessions it owns), each in a task of
+    /// its own, until every sender is gone.
+    pub async fn serve_inbox(self: Rc<Self>, mut calls: UnboundedReceiver<McpCall>) {
+        while let Some(call) = calls.next().await {
+            let relay = self.clone();
+            relay.remote_calls.set(relay.remote_calls.get() + 1);
+            monoio::spawn(async move {
+                exchange::run(relay.clone(), call).await;
+                relay.remote_calls.set(relay.remote_calls.get() - 1);
+            });
+        }
+    }
+}
 
 /// Largest MCP message accepted from a client or a server.
 pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;

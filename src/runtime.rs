@@ -4,11 +4,8 @@
 //!
 //! Not here: request handling (`http`), config parsing (`config`).
 
+pub mod admin;
 pub mod control;
-pub mod ctx;
-pub mod fetch;
-pub mod keys;
-pub mod readiness;
 pub mod watch;
 pub mod worker;
 

@@ -795,7 +795,7 @@ fn mcp_http_target(
             format!("{host}:{port}"),
             p.clone().unwrap_or_else(|| default_path.to_owned()),
         ),
-        (None, _) => match crate::runtime::fetch::parse_url(host) {
+        (None, _) => match crate::net::url::parse_url(host) {
             Ok(u) => {
                 let p = if u.path == "/" {
                     default_path.to_owned()

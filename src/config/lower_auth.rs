@@ -121,7 +121,7 @@ fn key_source(
 }
 
 fn url_source(u: &str, path: &str, errs: &mut Vec<ConfigError>) -> SourceKind {
-    if let Err(e) = crate::runtime::fetch::parse_url(u) {
+    if let Err(e) = crate::net::url::parse_url(u) {
         errs.push(ConfigError::new(format!("{path}.jwks"), e));
     }
     SourceKind::JwksUrl(u.to_owned())
@@ -382,7 +382,7 @@ fn registration_target(
     path: &str,
     extras: &mut AuthExtras,
 ) -> Option<(HostTarget, String)> {
-    let u = crate::runtime::fetch::parse_url(url).ok()?;
+    let u = crate::net::url::parse_url(url).ok()?;
     if u.https {
         extras.warnings.push(format!(
             "{path}.provider.keycloak: the registration proxy needs a plain-HTTP issuer in this build; clients will register at {url} directly"

@@ -18,8 +18,7 @@ use crate::mcp::jsonrpc::{self, Kind};
 use crate::mcp::{merge, protocol, sse};
 use crate::relay::pending::TargetMsg;
 use crate::relay::session::{self, Session, Target};
-use crate::relay::{CallOp, McpCall, ReplyPart, Subject};
-use crate::runtime::ctx::WorkerCtx;
+use crate::relay::{CallOp, McpCall, Relay, ReplyPart, Subject};
 use crate::snapshot::McpRoute;
 
 fn error(status: u16, id: Option<&str>, code: i64, msg: &str) -> ReplyPart {
@@ -30,7 +29,7 @@ fn error(status: u16, id: Option<&str>, code: i64, msg: &str) -> ReplyPart {
 }
 
 /// Runs a call for a session this worker owns.
-pub async fn run(ctx: Rc<WorkerCtx>, call: McpCall) {
+pub async fn run(ctx: Rc<Relay>, call: McpCall) {
     let McpCall {
         session,
         op,
@@ -71,7 +70,7 @@ pub async fn run(ctx: Rc<WorkerCtx>, call: McpCall) {
 
 /// `initialize` on a stateful route: a new session owned by this worker.
 pub async fn initialize(
-    ctx: Rc<WorkerCtx>,
+    ctx: Rc<Relay>,
     route: Arc<McpRoute>,
     body: Vec<u8>,
     subject: Subject,
@@ -83,11 +82,12 @@ pub async fn initialize(
             .ok()
             .and_then(|e| e.id.map(str::to_owned))
     };
-    let limits = ctx.snapshot().settings.mcp_limits;
+    let limits = ctx.shard.snapshot().settings.mcp_limits;
     if ctx.sessions.len() >= limits.sessions_per_worker {
-        ctx.metrics
+        ctx.shard
+            .metrics
             .borrow_mut()
-            .refuse(crate::admin::metrics::Refused::SessionsPerWorker);
+            .refuse(crate::metrics::Refused::SessionsPerWorker);
         let msg = format!(
             "the proxy holds its maximum of {} MCP sessions on this worker; retry later",
             limits.sessions_per_worker
@@ -103,9 +103,9 @@ pub async fn initialize(
     let slots = match session::Slots::take(&subject, &route, &limits) {
         Ok(slots) => slots,
         Err(over) => {
-            ctx.metrics.borrow_mut().refuse(match over {
-                session::OverCap::Subject(_) => crate::admin::metrics::Refused::SessionsPerSubject,
-                session::OverCap::Processes(_) => crate::admin::metrics::Refused::StdioProcesses,
+            ctx.shard.metrics.borrow_mut().refuse(match over {
+                session::OverCap::Subject(_) => crate::metrics::Refused::SessionsPerSubject,
+                session::OverCap::Processes(_) => crate::metrics::Refused::StdioProcesses,
             });
             let (status, msg) = over_cap(over, &limits);
             let _ = reply.unbounded_send(error(
@@ -117,7 +117,7 @@ pub async fn initialize(
             return;
         }
     };
-    let id = session::mint_id(ctx.id);
+    let id = session::mint_id(ctx.shard.id);
     let s = match Session::open(id.clone(), &route, subject, authorization, slots) {
         Ok(s) => s,
         Err(e) => {
@@ -164,19 +164,19 @@ fn close_later(s: Rc<Session>) {
 
 /// A POST on a stateless route: fresh targets for this one message, torn down afterwards.
 pub async fn stateless(
-    ctx: &WorkerCtx,
+    ctx: &Relay,
     route: Arc<McpRoute>,
     body: Vec<u8>,
     authorization: Option<String>,
     reply: UnboundedSender<ReplyPart>,
 ) {
-    let limits = ctx.snapshot().settings.mcp_limits;
+    let limits = ctx.shard.snapshot().settings.mcp_limits;
     let slots = match session::Slots::take(&None, &route, &limits) {
         Ok(slots) => slots,
         Err(over) => {
-            ctx.metrics.borrow_mut().refuse(match over {
-                session::OverCap::Subject(_) => crate::admin::metrics::Refused::SessionsPerSubject,
-                session::OverCap::Processes(_) => crate::admin::metrics::Refused::StdioProcesses,
+            ctx.shard.metrics.borrow_mut().refuse(match over {
+                session::OverCap::Subject(_) => crate::metrics::Refused::SessionsPerSubject,
+                session::OverCap::Processes(_) => crate::metrics::Refused::StdioProcesses,
             });
             let (status, msg) = over_cap(over, &limits);
             let _ = reply.unbounded_send(error(status, None, jsonrpc::INTERNAL_ERROR, &msg));

@@ -13,13 +13,11 @@ use std::time::Duration;
 use futures_channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
 use futures_util::StreamExt;
 
-use crate::http::conn::{Bufs, ConnIo};
 use crate::http::h1;
 use crate::http::response::itoa_buf;
 use crate::mcp::{jsonrpc, protocol, sse};
-use crate::relay::{exchange, session, CallOp, McpCall, NoIdentity, ReplyPart, Subject};
-use crate::runtime::ctx::WorkerCtx;
-use crate::runtime::worker::WorkerMsg;
+use crate::net::io::{Bufs, ConnIo};
+use crate::relay::{exchange, session, CallOp, McpCall, NoIdentity, Relay, ReplyPart, Subject};
 use crate::snapshot::McpRoute;
 
 /// What the relay needs from the request head, copied while the head is borrowed: the values
@@ -166,7 +164,7 @@ fn reject(status: u16, code: i64, msg: &str) -> ReplyPart {
 #[allow(clippy::too_many_arguments)]
 pub async fn handle<S: ConnIo>(
     io: &mut S,
-    ctx: &Rc<WorkerCtx>,
+    ctx: &Rc<Relay>,
     bufs: &mut Bufs,
     route: &Arc<McpRoute>,
     head: McpHead,
@@ -215,7 +213,7 @@ enum Job {
 }
 
 impl Job {
-    async fn run(self, ctx: Rc<WorkerCtx>) {
+    async fn run(self, ctx: Rc<Relay>) {
         match self {
             Job::Call(call) => exchange::run(ctx, call).await,
             Job::Initialize {
@@ -247,7 +245,7 @@ fn is_initialize(body: &[u8]) -> bool {
 
 /// Checks the request and starts it (locally or on the owning worker).
 fn start(
-    ctx: &Rc<WorkerCtx>,
+    ctx: &Rc<Relay>,
     route: &Arc<McpRoute>,
     head: &McpHead,
     body: Vec<u8>,
@@ -360,7 +358,7 @@ fn start(
 /// The call for the request's session: returned to run here if this worker owns the session,
 /// else sent to the owner. A request without a session id is a 400 (T12).
 fn hand_off(
-    ctx: &Rc<WorkerCtx>,
+    ctx: &Rc<Relay>,
     head: &McpHead,
     op: CallOp,
     subject: Subject,
@@ -383,12 +381,12 @@ fn hand_off(
     let Some(owner) = session::owner_of(&call.session) else {
         return Err(not_found());
     };
-    if owner == ctx.id {
+    if owner == ctx.shard.id {
         return Ok(Some(Job::Call(call)));
     }
-    match ctx.peer(owner) {
-        Some(peer) => peer
-            .unbounded_send(WorkerMsg::Mcp(call))
+    match ctx.inbox(owner) {
+        Some(inbox) => inbox
+            .unbounded_send(call)
             .map(|()| None)
             .map_err(|_| not_found()),
         None => Err(not_found()),
@@ -473,13 +471,13 @@ const WATCH_PIPELINED: usize = 64 * 1024;
 
 async fn write_reply<S: ConnIo>(
     io: &mut S,
-    ctx: &Rc<WorkerCtx>,
+    ctx: &Rc<Relay>,
     bufs: &mut Bufs,
     mut rx: UnboundedReceiver<ReplyPart>,
     cors: &[u8],
     stateful: bool,
 ) -> (u16, bool) {
-    let date = ctx.date();
+    let date = ctx.shard.date();
     let Some(first) = first_part(io, bufs, &mut rx).await else {
         // The client went away (dropping `rx` tells the call, which cancels it upstream), or
         // the call ended without a word.

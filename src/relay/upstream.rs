@@ -18,9 +18,9 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
 use crate::http::h1::{self, ChunkedDecoder, RespBody};
-use crate::http::proxy::STALE_AFTER;
 use crate::mcp::jsonrpc::{self, Kind};
 use crate::mcp::sse::SseParser;
+use crate::net::pool::STALE_AFTER;
 use crate::relay::pending::TargetMsg;
 use crate::relay::MAX_MESSAGE;
 use crate::snapshot::{HostAddr, HostTarget};

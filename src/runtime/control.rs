@@ -10,11 +10,11 @@ use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use futures_channel::mpsc::{unbounded, UnboundedSender};
+use futures_channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
 
+use crate::auth::keys::{KeyUpdate, KeysMsg};
 use crate::config::{ConfigError, ConfigErrors};
-use crate::runtime::keys::KeysMsg;
-use crate::runtime::worker::{run_worker, WorkerEvent, WorkerMsg};
+use crate::runtime::worker::{run_worker, Wiring, WorkerEvent, WorkerMsg};
 use crate::snapshot::{Snapshot, WorkerThreads};
 
 /// Where the configuration comes from; only files are watched for changes.
@@ -76,7 +76,7 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
             ));
         }
     }
-    let admin = match crate::admin::bind(&snapshot.settings, opts.reuse_port) {
+    let admin = match crate::runtime::admin::bind(&snapshot.settings, opts.reuse_port) {
         Ok(bound) => Some(bound),
         Err(errors) => {
             failures.extend(errors);
@@ -94,24 +94,29 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
 
     let (wev_tx, wev_rx) = mpsc::channel::<WorkerEvent>();
     let (keys_tx, keys_rx) = mpsc::channel::<KeysMsg>();
-    let mut senders: Vec<UnboundedSender<WorkerMsg>> = Vec::with_capacity(n);
-    let mut receivers = Vec::with_capacity(n);
-    for _ in 0..n {
-        let (tx, rx) = unbounded();
-        senders.push(tx);
-        receivers.push(rx);
-    }
-    let peers = Arc::new(senders.clone());
+    // Each worker has three inboxes: control (snapshots, scrapes, shutdown), key updates from
+    // the key manager, and MCP calls for its sessions from the other workers.
+    let (senders, controls) = channels::<WorkerMsg>(n);
+    let (key_senders, key_updates) = channels::<KeyUpdate>(n);
+    let (call_senders, calls) = channels::<crate::relay::McpCall>(n);
+    let call_inboxes = Arc::new(call_senders);
     let mut threads = Vec::with_capacity(n);
-    for (id, rx) in receivers.into_iter().enumerate() {
-        let peers = peers.clone();
+    let inboxes = controls.into_iter().zip(key_updates).zip(calls);
+    for (id, ((control, key_updates), calls)) in inboxes.enumerate() {
+        let wiring = Wiring {
+            id,
+            control,
+            events: wev_tx.clone(),
+            to_keys: keys_tx.clone(),
+            key_updates,
+            calls,
+            call_inboxes: call_inboxes.clone(),
+        };
         let snap = snapshot.clone();
-        let wev = wev_tx.clone();
-        let to_keys = keys_tx.clone();
         let pin = opts.pin_cpus.then_some(id % cpus);
         let t = std::thread::Builder::new()
             .name(format!("portcullis-w{id}"))
-            .spawn(move || run_worker(id, snap, rx, wev, to_keys, peers, pin));
+            .spawn(move || run_worker(snap, wiring, pin));
         match t {
             Ok(t) => threads.push(t),
             Err(e) => {
@@ -163,11 +168,11 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
         stop_workers(&senders, Instant::now());
         return 1;
     }
-    let ready = Arc::new(crate::runtime::readiness::Readiness::default());
+    let ready = Arc::new(crate::readiness::Readiness::default());
     // Until the key manager has loaded them, the key sets of the config are missing.
     ready.set_keys_missing(jwks_sources(&snapshot));
     let senders = Arc::new(senders);
-    if let Err(e) = crate::admin::start(admin, senders.clone(), ready.clone()) {
+    if let Err(e) = crate::runtime::admin::start(admin, senders.clone(), ready.clone()) {
         tracing::error!(error = %e, "cannot start the admin endpoints");
         eprintln!("error: {e}");
         stop_workers(&senders, Instant::now());
@@ -180,7 +185,7 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
         tracing::warn!("{w}");
     }
     // Key sets and discovery documents are fetched off the workers; a failure is not fatal.
-    if let Err(e) = crate::runtime::keys::spawn(senders.clone(), keys_rx, ready.clone()) {
+    if let Err(e) = crate::auth::keys::spawn(Arc::new(key_senders), keys_rx, ready.clone()) {
         tracing::error!(error = %e, "cannot start the key manager");
         stop_workers(&senders, Instant::now());
         return 1;
@@ -365,7 +370,7 @@ fn finish_reload(
     a: Applying,
     senders: &[UnboundedSender<WorkerMsg>],
     keys_tx: &mpsc::Sender<KeysMsg>,
-    ready: &crate::runtime::readiness::Readiness,
+    ready: &crate::readiness::Readiness,
 ) -> Arc<Snapshot> {
     let next = a.next;
     match (a.errors.is_empty(), a.previous) {
@@ -480,4 +485,9 @@ mod tests {
         assert_eq!(worker_count(None, Some(WorkerThreads::Percent(1))), 1);
         assert_eq!(worker_count(None, None), cpus);
     }
+}
+
+/// `n` unbounded channels: the senders, and the receivers in the same order.
+fn channels<T>(n: usize) -> (Vec<UnboundedSender<T>>, Vec<UnboundedReceiver<T>>) {
+    (0..n).map(|_| unbounded()).unzip()
 }

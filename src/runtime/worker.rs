@@ -2,7 +2,7 @@
 //! connections, pool and metrics. It talks to the rest of the process only through its control
 //! channel (new snapshots, scrapes, shutdown) and the event channel back to the control loop.
 //!
-//! Not here: deciding when to reload or stop (`control`), or serving requests (`http::conn`).
+//! Not here: deciding when to reload or stop (`control`), or serving requests (`server::conn`).
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -11,41 +11,28 @@ use std::rc::Rc;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use futures_channel::{mpsc::UnboundedReceiver, oneshot};
+use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender};
+use futures_channel::oneshot;
 use futures_util::StreamExt;
 use monoio::io::Canceller;
 use monoio::net::{ListenerOpts, TcpListener};
 
-use crate::admin::metrics::WorkerMetrics;
-use crate::http::conn;
-use crate::http::dispatch::{find_bind, ConnInfo};
-use crate::http::response::Prebuilt;
-use crate::http::tls_conn::TlsConn;
-use crate::policy::mcp_auth::KeySet;
-use crate::runtime::ctx::WorkerCtx;
-use crate::runtime::keys::KeysMsg;
+use crate::auth::keys::{KeyUpdate, KeysMsg};
+use crate::auth::request::AuthState;
+use crate::metrics::WorkerMetrics;
+use crate::net::io::ConnInfo;
+use crate::net::tls_conn::TlsConn;
+use crate::relay::{McpCall, Relay};
+use crate::server::conn;
+use crate::server::ctx::WorkerCtx;
+use crate::server::dispatch::find_bind;
+use crate::shard::Shard;
 use crate::snapshot::Snapshot;
 
 /// Messages from the control loop and the admin thread to one worker.
 pub enum WorkerMsg {
     Snapshot(Arc<Snapshot>),
     Scrape(oneshot::Sender<WorkerMetrics>),
-    /// A new key set for a JWKS source.
-    Keys {
-        source: Arc<str>,
-        keys: Arc<KeySet>,
-    },
-    /// A fetch of this key source finished (requests waiting on an unknown `kid` retry now).
-    KeysChecked {
-        source: Arc<str>,
-    },
-    /// A discovery document (AS metadata) for a source.
-    Document {
-        source: Arc<str>,
-        doc: Arc<Prebuilt>,
-    },
-    /// An MCP call for a session this worker owns (sent by the worker that received it).
-    Mcp(crate::relay::McpCall),
     /// Stop accepting, let in-flight requests finish until the deadline, then return.
     Shutdown {
         deadline: Instant,
@@ -72,16 +59,24 @@ pub enum WorkerEvent {
     },
 }
 
-/// Runs worker `id` on the current thread until it is shut down.
-pub fn run_worker(
-    id: usize,
-    snap: Arc<Snapshot>,
-    rx: UnboundedReceiver<WorkerMsg>,
-    events: mpsc::Sender<WorkerEvent>,
-    to_keys: mpsc::Sender<KeysMsg>,
-    peers: Arc<Vec<futures_channel::mpsc::UnboundedSender<WorkerMsg>>>,
-    pin_cpu: Option<usize>,
-) {
+/// One worker's ends of the channels that connect it to the rest of the process.
+pub struct Wiring {
+    pub id: usize,
+    /// Snapshots, scrapes and shutdown from the control loop and the admin thread.
+    pub control: UnboundedReceiver<WorkerMsg>,
+    /// Reports to the control loop.
+    pub events: mpsc::Sender<WorkerEvent>,
+    /// Requests to the key manager, and what it publishes to this worker.
+    pub to_keys: mpsc::Sender<KeysMsg>,
+    pub key_updates: UnboundedReceiver<KeyUpdate>,
+    /// Calls for this worker's sessions from other workers, and every worker's call inbox.
+    pub calls: UnboundedReceiver<McpCall>,
+    pub call_inboxes: Arc<Vec<UnboundedSender<McpCall>>>,
+}
+
+/// Runs a worker on the current thread until it is shut down.
+pub fn run_worker(snap: Arc<Snapshot>, wiring: Wiring, pin_cpu: Option<usize>) {
+    let (id, events) = (wiring.id, wiring.events.clone());
     if let Some(cpu) = pin_cpu {
         if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
             tracing::warn!(worker = id, cpu, error = %e, "could not pin worker to cpu");
@@ -102,7 +97,7 @@ pub fn run_worker(
             return;
         }
     };
-    rt.block_on(worker_main(id, snap, rx, events, to_keys, peers, driver));
+    rt.block_on(worker_main(snap, wiring, driver));
 }
 
 struct ListenerHandle {
@@ -112,21 +107,35 @@ struct ListenerHandle {
     task: monoio::task::JoinHandle<()>,
 }
 
-async fn worker_main(
-    id: usize,
-    snap: Arc<Snapshot>,
-    mut rx: UnboundedReceiver<WorkerMsg>,
-    events: mpsc::Sender<WorkerEvent>,
-    to_keys: mpsc::Sender<KeysMsg>,
-    peers: Arc<Vec<futures_channel::mpsc::UnboundedSender<WorkerMsg>>>,
-    driver: &'static str,
-) {
-    let ctx = Rc::new(WorkerCtx::new(id, snap.clone(), Some(to_keys), peers));
+async fn worker_main(snap: Arc<Snapshot>, wiring: Wiring, driver: &'static str) {
+    let Wiring {
+        id,
+        mut control,
+        events,
+        to_keys,
+        mut key_updates,
+        calls,
+        call_inboxes,
+    } = wiring;
+    let shard = Rc::new(Shard::new(id, call_inboxes.len(), snap.clone()));
+    let relay = Rc::new(Relay::new(shard.clone(), call_inboxes));
+    let ctx = Rc::new(WorkerCtx::new(
+        shard.clone(),
+        AuthState::new(Some(to_keys)),
+        relay.clone(),
+    ));
+    monoio::spawn(relay.clone().serve_inbox(calls));
+    let keys_ctx = ctx.clone();
+    monoio::spawn(async move {
+        while let Some(update) = key_updates.next().await {
+            keys_ctx.auth.borrow_mut().apply(update);
+        }
+    });
     let mut listeners: HashMap<u16, ListenerHandle> = HashMap::new();
     let errors = sync_listeners(&ctx, &snap, &mut listeners);
     let _ = events.send(WorkerEvent::Started { id, driver, errors });
     monoio::spawn(tick(ctx.clone()));
-    while let Some(msg) = rx.next().await {
+    while let Some(msg) = control.next().await {
         match msg {
             WorkerMsg::Snapshot(s) => {
                 let generation = s.generation;
@@ -137,7 +146,7 @@ async fn worker_main(
                     Ok(opened) => {
                         let providers: Vec<u64> = provider_ids(&s);
                         ctx.auth.borrow_mut().retain_providers(&providers);
-                        ctx.set_snapshot(s.clone());
+                        shard.set_snapshot(s.clone());
                         for (port, listener) in opened {
                             listeners.insert(port, start_accepting(&ctx, port, listener));
                         }
@@ -153,18 +162,7 @@ async fn worker_main(
                 });
             }
             WorkerMsg::Scrape(tx) => {
-                let _ = tx.send(ctx.metrics.borrow().clone());
-            }
-            WorkerMsg::Keys { source, keys } => ctx.auth.borrow_mut().set_keys(source, keys),
-            WorkerMsg::KeysChecked { source } => ctx.auth.borrow_mut().wake(&source),
-            WorkerMsg::Document { source, doc } => ctx.auth.borrow_mut().set_document(source, doc),
-            WorkerMsg::Mcp(call) => {
-                let ctx = ctx.clone();
-                ctx.remote_calls.set(ctx.remote_calls.get() + 1);
-                monoio::spawn(async move {
-                    crate::relay::exchange::run(ctx.clone(), call).await;
-                    ctx.remote_calls.set(ctx.remote_calls.get() - 1);
-                });
+                let _ = tx.send(shard.metrics.borrow().clone());
             }
             WorkerMsg::Shutdown { deadline } => {
                 let mut loops = Vec::new();
@@ -180,17 +178,17 @@ async fn worker_main(
                 for task in loops {
                     let _ = monoio::time::timeout(Duration::from_secs(1), task).await;
                 }
-                ctx.start_drain();
+                shard.start_drain();
                 // In-flight work: this worker's connections, and the calls for its sessions
                 // that other workers' connections are waiting for.
                 let busy =
-                    || ctx.metrics.borrow().open_connections > 0 || ctx.remote_calls.get() > 0;
+                    || shard.metrics.borrow().open_connections > 0 || relay.remote_calls.get() > 0;
                 while busy() && Instant::now() < deadline {
                     monoio::time::sleep(Duration::from_millis(10)).await;
                 }
                 // No MCP server process outlives the proxy.
-                ctx.sessions.close_all().await;
-                let unfinished = ctx.metrics.borrow().open_connections;
+                relay.sessions.close_all().await;
+                let unfinished = shard.metrics.borrow().open_connections;
                 let _ = events.send(WorkerEvent::Stopped { id, unfinished });
                 return;
             }
@@ -213,15 +211,16 @@ async fn tick(ctx: Rc<WorkerCtx>) {
     let mut n = 0u64;
     loop {
         monoio::time::sleep(Duration::from_millis(250)).await;
-        ctx.tick_date();
-        ctx.wake_idle_expired(Instant::now());
+        ctx.shard.tick_date();
+        ctx.shard.wake_idle_expired(Instant::now());
         n += 1;
         if n % 8 == 0 {
-            let idle = ctx.snapshot().settings.upstream.pool_idle_timeout;
+            let idle = ctx.shard.snapshot().settings.upstream.pool_idle_timeout;
             ctx.pool.expire(idle);
         }
-        if n % 20 == 0 && !ctx.sessions.is_empty() {
-            ctx.sessions.expire(ctx.snapshot().settings.mcp_session_ttl);
+        if n % 20 == 0 && !ctx.relay.sessions.is_empty() {
+            let ttl = ctx.shard.snapshot().settings.mcp_session_ttl;
+            ctx.relay.sessions.expire(ttl);
         }
     }
 }
@@ -394,7 +393,7 @@ async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                let snap = ctx.snapshot();
+                let snap = ctx.shard.snapshot();
                 let tls = find_bind(&snap, port).and_then(|b| b.tls.clone());
                 let handshake_timeout = snap.settings.limits.tls_handshake_timeout;
                 drop(snap);

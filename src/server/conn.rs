@@ -6,183 +6,17 @@
 //! locally answered requests, metrics and the access log line. Not here: routing or policy
 //! decisions (`dispatch`) and upstream traffic (`proxy`).
 
-use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use monoio::buf::SliceMut;
-use monoio::io::{
-    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelHandle, CancelableAsyncReadRent,
-};
-use monoio::net::TcpStream;
-
-use crate::http::tls_conn::TlsConn;
-use monoio::BufResult;
-
-use crate::http::dispatch::{self, ConnInfo, Decision, Env};
 use crate::http::h1::{self, BodyKind, ChunkedDecoder, H1Error, MAX_HEADERS};
-use crate::http::proxy::{self, ProxyOutcome};
 use crate::http::response::LocalError;
-use crate::runtime::ctx::{BodyBytes, WorkerCtx};
-
-const READ_CHUNK: usize = 16 * 1024;
-/// A connection's first read buffer: a typical request head fits.
-const FIRST_READ: usize = 2048;
-
-/// A downstream byte stream: plain TCP, or TLS on top of it ([`TlsConn`]).
-pub trait ConnIo {
-    /// Appends received bytes to `buf`, within its spare capacity; `Ok(0)` is the end of the
-    /// stream. With `cancel`, the read ends early (with an error) when it fires, losing
-    /// nothing: what it received is in `buf`, or stays buffered for the next read. Cancelled
-    /// reads let a keep-alive connection's wait end at a drain or after a second of idleness,
-    /// and watch a client while its answer is prepared.
-    fn read_append(
-        &mut self,
-        buf: Vec<u8>,
-        cancel: Option<CancelHandle>,
-    ) -> impl Future<Output = BufResult<usize, Vec<u8>>>;
-
-    /// Writes all of `buf`.
-    fn send_all(&mut self, buf: Vec<u8>) -> impl Future<Output = BufResult<usize, Vec<u8>>>;
-
-    /// Ends the write side (TLS: after `close_notify`).
-    fn close(&mut self) -> impl Future<Output = std::io::Result<()>>;
-
-    /// Waits until a read would make progress, without a buffer: an idle keep-alive
-    /// connection holds no memory for its next request until it arrives.
-    fn wait_readable(&mut self) -> impl Future<Output = std::io::Result<()>>;
-
-    /// Gives back what the stream buffers internally, if it holds nothing (an idle connection).
-    fn release_buffers(&mut self) {}
-}
-
-impl ConnIo for TcpStream {
-    async fn read_append(
-        &mut self,
-        buf: Vec<u8>,
-        cancel: Option<CancelHandle>,
-    ) -> BufResult<usize, Vec<u8>> {
-        let len = buf.len();
-        let cap = buf.capacity();
-        let slice = SliceMut::new(buf, len, cap);
-        let (res, slice) = match cancel {
-            Some(c) => self.cancelable_read(slice, c).await,
-            None => AsyncReadRent::read(self, slice).await,
-        };
-        (res, slice.into_inner())
-    }
-
-    fn send_all(&mut self, buf: Vec<u8>) -> impl Future<Output = BufResult<usize, Vec<u8>>> {
-        AsyncWriteRentExt::write_all(self, buf)
-    }
-
-    fn close(&mut self) -> impl Future<Output = std::io::Result<()>> {
-        AsyncWriteRent::shutdown(self)
-    }
-
-    fn wait_readable(&mut self) -> impl Future<Output = std::io::Result<()>> {
-        self.readable(false)
-    }
-}
-
-impl ConnIo for TlsConn {
-    fn read_append(
-        &mut self,
-        buf: Vec<u8>,
-        cancel: Option<CancelHandle>,
-    ) -> impl Future<Output = BufResult<usize, Vec<u8>>> {
-        TlsConn::read_append(self, buf, cancel)
-    }
-
-    fn send_all(&mut self, buf: Vec<u8>) -> impl Future<Output = BufResult<usize, Vec<u8>>> {
-        TlsConn::send_all(self, buf)
-    }
-
-    fn close(&mut self) -> impl Future<Output = std::io::Result<()>> {
-        TlsConn::close(self)
-    }
-
-    fn wait_readable(&mut self) -> impl Future<Output = std::io::Result<()>> {
-        TlsConn::wait_readable(self)
-    }
-
-    fn release_buffers(&mut self) {
-        TlsConn::release_buffers(self)
-    }
-}
-
-/// Buffers of one connection, reused across its requests.
-pub struct Bufs {
-    /// Bytes read from the client; `buf[start..]` is not consumed yet.
-    pub buf: Vec<u8>,
-    pub start: usize,
-    /// Bytes waiting to be written to the client.
-    pub out: Vec<u8>,
-    /// Scratch for upstream responses.
-    pub up: Vec<u8>,
-    /// A write to the client that makes no progress for this long ends the connection (a
-    /// client that stops reading, e.g. while pipelining, cannot hold its answers in memory).
-    pub write_timeout: Duration,
-    /// Cancels the read that watches an idle keep-alive connection; kept across requests (a
-    /// canceller is spent only when it fires, after a second of idleness).
-    watch: Option<monoio::io::Canceller>,
-}
-
-impl Bufs {
-    pub fn pending(&self) -> &[u8] {
-        &self.buf[self.start..]
-    }
-
-    pub fn consume(&mut self, n: usize) {
-        self.start += n;
-        if self.start >= self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-        }
-    }
-
-    /// Reads more client bytes after the pending ones. `Ok(0)` is end of stream.
-    pub async fn read_more<S: ConnIo>(
-        &mut self,
-        io: &mut S,
-        cancel: Option<CancelHandle>,
-    ) -> std::io::Result<usize> {
-        // A connection starts with a small buffer (most heads fit) and grows it to a full
-        // chunk only for larger heads and bodies; an idle one shrinks back (`wait_while_idle`).
-        let low = (READ_CHUNK / 2).min(self.buf.capacity() / 2).max(1);
-        if self.start > 0 && self.buf.capacity() - self.buf.len() < low {
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
-        if self.buf.capacity() == 0 {
-            self.buf.reserve(FIRST_READ);
-        } else if self.buf.capacity() - self.buf.len() < low {
-            self.buf.reserve(READ_CHUNK);
-        }
-        let buf = std::mem::take(&mut self.buf);
-        let (res, buf) = io.read_append(buf, cancel).await;
-        self.buf = buf;
-        res
-    }
-
-    pub async fn flush<S: ConnIo>(&mut self, io: &mut S) -> std::io::Result<()> {
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        let out = std::mem::take(&mut self.out);
-        match monoio::time::timeout(self.write_timeout, io.send_all(out)).await {
-            Ok((res, mut out)) => {
-                out.clear();
-                self.out = out;
-                res.map(|_| ())
-            }
-            Err(_) => Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "the client does not read its answers",
-            )),
-        }
-    }
-}
+use crate::net::io::{read_or_fail, BodyPace, Bufs, ConnInfo, ConnIo};
+use crate::server::ctx::WorkerCtx;
+use crate::server::decision::{self, Decision};
+use crate::server::dispatch::{self, Env};
+use crate::server::proxy::{self, ProxyOutcome};
+use crate::shard::BodyBytes;
 
 /// A keep-alive connection that stays idle this long gives its buffers back.
 const SHRINK_AFTER: Duration = Duration::from_secs(1);
@@ -222,7 +56,7 @@ async fn wait_while_idle<S: ConnIo>(
                     match read.await {
                         Ok(n) if n > 0 => return Idle::Read(Ok(n)),
                         // Cancelled (or failed: the next read reports it again).
-                        _ if ctx.draining() => return Idle::Over,
+                        _ if ctx.shard.draining() => return Idle::Over,
                         _ => return Idle::Longer,
                     }
                 }
@@ -231,7 +65,7 @@ async fn wait_while_idle<S: ConnIo>(
         bufs.watch = Some(canceller);
         return Idle::Read(got);
     }
-    let handle = ctx.drain_handle();
+    let handle = ctx.shard.drain_handle();
     match monoio::time::timeout(idle, bufs.read_more(io, Some(handle))).await {
         Ok(r) => Idle::Read(r),
         Err(_) => Idle::Over,
@@ -247,11 +81,11 @@ async fn wait_while_idle<S: ConnIo>(
 /// buffer; the next request's first read allocates one).
 pub async fn serve<S: ConnIo>(mut io: S, conn: ConnInfo, ctx: Rc<WorkerCtx>) {
     {
-        let mut m = ctx.metrics.borrow_mut();
+        let mut m = ctx.shard.metrics.borrow_mut();
         m.open_connections += 1;
         m.accepted_connections += 1;
     }
-    let idle = ctx.snapshot().settings.limits.idle_timeout;
+    let idle = ctx.shard.snapshot().settings.limits.idle_timeout;
     let mut bufs = Bufs {
         buf: Vec::new(),
         start: 0,
@@ -273,12 +107,12 @@ pub async fn serve<S: ConnIo>(mut io: S, conn: ConnInfo, ctx: Rc<WorkerCtx>) {
         bufs.out = Vec::new();
         bufs.up = Vec::new();
         io.release_buffers();
-        if ctx.draining() {
+        if ctx.shard.draining() {
             break;
         }
         let deadline = Instant::now() + idle.saturating_sub(SHRINK_AFTER);
         let readable = std::pin::pin!(io.wait_readable());
-        let over = std::pin::pin!(ctx.idle_until(deadline));
+        let over = std::pin::pin!(ctx.shard.idle_until(deadline));
         match futures_util::future::select(readable, over).await {
             futures_util::future::Either::Left((Ok(()), _)) => {}
             _ => break,
@@ -287,7 +121,7 @@ pub async fn serve<S: ConnIo>(mut io: S, conn: ConnInfo, ctx: Rc<WorkerCtx>) {
     // Boxed: the write timeout's timer is large and would otherwise size every idle task.
     let _ = Box::pin(bufs.flush(&mut io)).await;
     let _ = io.close().await;
-    ctx.metrics.borrow_mut().open_connections -= 1;
+    ctx.shard.metrics.borrow_mut().open_connections -= 1;
 }
 
 /// How [`run`] ended.
@@ -341,11 +175,11 @@ async fn run<S: ConnIo>(
             HeadState::Closed => return RunEnd::Closed,
             HeadState::Idle => return RunEnd::Idle,
         }
-        let snap = ctx.snapshot();
+        let snap = ctx.shard.snapshot();
         let started = Instant::now();
-        let date = ctx.date();
-        let draining = ctx.draining();
-        let pick = ctx.next_random();
+        let date = ctx.shard.date();
+        let draining = ctx.shard.draining();
+        let pick = ctx.shard.next_random();
         // Phase 1: the head is borrowed from the read buffer; decide, and render what can be.
         let mark = bufs.out.len();
         let mut principal = None;
@@ -359,7 +193,7 @@ async fn run<S: ConnIo>(
                     let close_after = !head.keep_alive || draining || too_large;
                     let decision = if too_large {
                         let err = LocalError::Body(H1Error::BodyTooLarge);
-                        dispatch::local_error(
+                        decision::local_error(
                             err,
                             None,
                             None,
@@ -373,11 +207,11 @@ async fn run<S: ConnIo>(
                             date: &date,
                             close_after,
                             pick,
-                            now: ctx.unix_secs(),
+                            now: ctx.shard.unix_secs(),
                             may_wait,
                             rate_limits: &ctx.rate_limits,
-                            workers: ctx.workers(),
-                            metrics: &ctx.metrics,
+                            workers: ctx.shard.workers(),
+                            metrics: &ctx.shard.metrics,
                         };
                         let mut auth = ctx.auth.borrow_mut();
                         dispatch::decide(
@@ -403,7 +237,7 @@ async fn run<S: ConnIo>(
                 res @ (Ok(None) | Err(_)) => {
                     // wait_for_head saw a terminator (or a limit), so incomplete means malformed.
                     let e = res.err().unwrap_or(H1Error::MalformedRequestLine);
-                    let _ = dispatch::local_error(
+                    let _ = decision::local_error(
                         LocalError::Head(e),
                         None,
                         None,
@@ -412,7 +246,8 @@ async fn run<S: ConnIo>(
                         false,
                         out,
                     );
-                    ctx.metrics
+                    ctx.shard
+                        .metrics
                         .borrow_mut()
                         .record("", e.status(), started.elapsed());
                     tracing::debug!(client = %conn.peer, status = e.status(), reason = e.reason(), "rejected request head");
@@ -429,7 +264,7 @@ async fn run<S: ConnIo>(
         if let Decision::WaitForKeys(source) = req.decision {
             // The head stays in the buffer; wait for the key manager, then decide again.
             let rx = ctx.auth.borrow_mut().wait_for(source);
-            let _ = monoio::time::timeout(crate::http::auth::KID_WAIT, rx).await;
+            let _ = monoio::time::timeout(crate::auth::request::KID_WAIT, rx).await;
             may_wait = false;
             continue;
         }
@@ -463,9 +298,9 @@ async fn run<S: ConnIo>(
                 {
                     bufs.out.truncate(mark);
                     if let Some(e) = e {
-                        count_refusal(ctx, &LocalError::Body(e));
-                        let date = ctx.date();
-                        let _ = dispatch::local_error(
+                        ctx.shard.count_refusal(&LocalError::Body(e));
+                        let date = ctx.shard.date();
+                        let _ = decision::local_error(
                             LocalError::Body(e),
                             None,
                             None,
@@ -491,14 +326,14 @@ async fn run<S: ConnIo>(
                     .max_body
                     .min(crate::relay::MAX_MESSAGE as u64);
                 // Held until the call is answered: the body lives on in the relay.
-                let mut held = BodyBytes::new(ctx);
+                let mut held = BodyBytes::new(&ctx.shard);
                 let body = match read_body(io, ctx, bufs, req.body, limit, &mut held).await {
                     Ok(b) => b,
                     Err(e) => {
                         if let Some(e) = e {
-                            count_refusal(ctx, &e);
-                            let date = ctx.date();
-                            let _ = dispatch::local_error(
+                            ctx.shard.count_refusal(&e);
+                            let date = ctx.shard.date();
+                            let _ = decision::local_error(
                                 e,
                                 None,
                                 Some(&plan.response_extra),
@@ -515,7 +350,7 @@ async fn run<S: ConnIo>(
                 let subject = crate::relay::binding(principal.as_deref());
                 let (status, reusable) = crate::relay::front::handle(
                     io,
-                    ctx,
+                    &ctx.relay,
                     bufs,
                     plan.mcp,
                     plan.head,
@@ -561,7 +396,7 @@ async fn wait_for_head<S: ConnIo>(
     let mut head_started: Option<Instant> = since;
     loop {
         let pending = bufs.pending();
-        if pending.is_empty() && ctx.draining() {
+        if pending.is_empty() && ctx.shard.draining() {
             return HeadState::Closed;
         }
         if !pending.is_empty() {
@@ -577,11 +412,11 @@ async fn wait_for_head<S: ConnIo>(
         if bufs.flush(io).await.is_err() {
             return HeadState::Closed;
         }
-        let snap = ctx.snapshot();
+        let snap = ctx.shard.snapshot();
         let limits = &snap.settings.limits;
         let res = match head_started {
             None => {
-                if ctx.draining() {
+                if ctx.shard.draining() {
                     return HeadState::Closed;
                 }
                 match wait_while_idle(io, ctx, bufs, limits.idle_timeout).await {
@@ -593,7 +428,7 @@ async fn wait_for_head<S: ConnIo>(
             Some(t0) => {
                 let left = limits.header_timeout.saturating_sub(t0.elapsed());
                 // Nothing read yet: a drain may end the wait.
-                let handle = bufs.pending().is_empty().then(|| ctx.drain_handle());
+                let handle = bufs.pending().is_empty().then(|| ctx.shard.drain_handle());
                 match monoio::time::timeout(
                     left.max(Duration::from_millis(1)),
                     bufs.read_more(io, handle),
@@ -602,8 +437,8 @@ async fn wait_for_head<S: ConnIo>(
                 {
                     Ok(r) => r,
                     Err(_) => {
-                        let date = ctx.date();
-                        let _ = dispatch::local_error(
+                        let date = ctx.shard.date();
+                        let _ = decision::local_error(
                             LocalError::HeaderTimeout,
                             None,
                             None,
@@ -612,7 +447,7 @@ async fn wait_for_head<S: ConnIo>(
                             false,
                             &mut bufs.out,
                         );
-                        ctx.metrics.borrow_mut().record("", 408, t0.elapsed());
+                        ctx.shard.metrics.borrow_mut().record("", 408, t0.elapsed());
                         return HeadState::Closed;
                     }
                 }
@@ -663,7 +498,7 @@ async fn discard_body<S: ConnIo>(
     body: BodyKind,
     max_body: u64,
 ) -> Result<(), Option<H1Error>> {
-    let mut pace = BodyPace::new(&ctx.snapshot().settings.limits);
+    let mut pace = BodyPace::new(&ctx.shard.snapshot().settings.limits);
     match body {
         BodyKind::None => Ok(()),
         BodyKind::Length(mut left) => loop {
@@ -703,8 +538,8 @@ async fn read_body<S: ConnIo>(
     limit: u64,
     held: &mut BodyBytes<'_>,
 ) -> Result<Vec<u8>, Option<LocalError>> {
-    let budget = ctx.snapshot().settings.mcp_limits.buffered_bytes;
-    let mut pace = BodyPace::new(&ctx.snapshot().settings.limits);
+    let budget = ctx.shard.snapshot().settings.mcp_limits.buffered_bytes;
+    let mut pace = BodyPace::new(&ctx.shard.snapshot().settings.limits);
     let bad = |e: Option<H1Error>| e.map(LocalError::Body);
     let mut out = Vec::new();
     match body {
@@ -747,75 +582,6 @@ async fn read_body<S: ConnIo>(
     }
 }
 
-/// Counts a request refused by a protection limit (`portcullis_refused_total`).
-pub(crate) fn count_refusal(ctx: &WorkerCtx, e: &LocalError) {
-    use crate::admin::metrics::Refused;
-    let why = match e {
-        LocalError::Body(H1Error::BodyTooSlow) => Refused::BodyTooSlow,
-        LocalError::BodiesBuffered => Refused::BufferedBodies,
-        _ => return,
-    };
-    ctx.metrics.borrow_mut().refuse(why);
-}
-
-pub(crate) async fn read_or_fail<S: ConnIo>(
-    io: &mut S,
-    bufs: &mut Bufs,
-    pace: &mut BodyPace,
-) -> Result<(), Option<H1Error>> {
-    let Some(wait) = pace.next_wait(Instant::now()) else {
-        return Err(Some(H1Error::BodyTooSlow));
-    };
-    match monoio::time::timeout(wait, bufs.read_more(io, None)).await {
-        Ok(Ok(n)) if n > 0 => {
-            pace.got += n as u64;
-            Ok(())
-        }
-        Ok(_) => Err(None),
-        // The rate rule, not the idle timeout, ran out: the client is told.
-        Err(_) if pace.next_wait(Instant::now()).is_none() => Err(Some(H1Error::BodyTooSlow)),
-        Err(_) => Err(None),
-    }
-}
-
-/// How a request body must keep arriving: each read within the idle timeout, and — once the
-/// head timeout has passed since the body began — at an average of at least `min_rate` bytes/s
-/// (a client trickling a byte every few seconds is answered 408 instead of holding a
-/// connection, a buffer and maybe an upstream connection for as long as it likes).
-pub(crate) struct BodyPace {
-    start: Instant,
-    got: u64,
-    grace: Duration,
-    min_rate: u64,
-    per_read: Duration,
-}
-
-impl BodyPace {
-    pub(crate) fn new(limits: &crate::snapshot::Limits) -> BodyPace {
-        BodyPace {
-            start: Instant::now(),
-            got: 0,
-            grace: limits.header_timeout,
-            min_rate: limits.body_min_rate,
-            per_read: limits.idle_timeout,
-        }
-    }
-
-    /// How long the next read may take at `now`; `None` when the body is already too slow.
-    fn next_wait(&self, now: Instant) -> Option<Duration> {
-        if self.min_rate == 0 {
-            return Some(self.per_read);
-        }
-        // `got` bytes buy `got / min_rate` seconds beyond the grace period.
-        let allowed = self.grace + Duration::from_secs_f64(self.got as f64 / self.min_rate as f64);
-        let left = allowed.checked_sub(now.saturating_duration_since(self.start))?;
-        if left.is_zero() {
-            return None;
-        }
-        Some(left.min(self.per_read))
-    }
-}
-
 /// Method and path (never the query, which may carry credentials) for the access log, copied
 /// only when the access log is enabled.
 pub struct LogFields {
@@ -846,7 +612,10 @@ fn record(
     conn: ConnInfo,
 ) {
     let elapsed = started.elapsed();
-    ctx.metrics.borrow_mut().record(route, status, elapsed);
+    ctx.shard
+        .metrics
+        .borrow_mut()
+        .record(route, status, elapsed);
     if let Some(f) = log {
         tracing::info!(
             target: "access",
@@ -857,7 +626,7 @@ fn record(
             route,
             sub = f.sub.as_deref().unwrap_or(""),
             duration_us = elapsed.as_micros() as u64,
-            worker = ctx.id,
+            worker = ctx.shard.id,
             "request"
         );
     }
@@ -865,35 +634,7 @@ fn record(
 
 #[cfg(test)]
 mod tests {
-    use super::{head_complete, not_http1, BodyPace};
-    use std::time::{Duration, Instant};
-
-    #[test]
-    fn body_pace_allows_the_grace_then_the_minimum_rate() {
-        let t0 = Instant::now();
-        let s = |n: u64| Duration::from_secs(n);
-        let mut p = BodyPace {
-            start: t0,
-            got: 0,
-            grace: s(10),
-            min_rate: 1024,
-            per_read: s(600),
-        };
-        // Nothing yet: the whole grace period.
-        assert_eq!(p.next_wait(t0), Some(s(10)));
-        assert_eq!(p.next_wait(t0 + s(10)), None);
-        // 10 KiB bought 10 s more.
-        p.got = 10 * 1024;
-        assert_eq!(p.next_wait(t0 + s(15)), Some(s(5)));
-        assert_eq!(p.next_wait(t0 + s(20)), None);
-        // A fast body is bounded only by the per-read (idle) timeout.
-        p.got = 16 << 20;
-        assert_eq!(p.next_wait(t0 + s(1)), Some(s(600)));
-        // No minimum: the per-read timeout only.
-        p.min_rate = 0;
-        p.got = 0;
-        assert_eq!(p.next_wait(t0 + s(3600)), Some(s(600)));
-    }
+    use super::{head_complete, not_http1};
 
     #[test]
     fn non_http1_first_bytes_are_seen_at_once() {

@@ -2,12 +2,14 @@
 //! documents), over plain TCP or TLS (rustls with the Mozilla root set).
 //!
 //! Runs only on control-plane threads, never on a worker. Not here: caching or scheduling
-//! (`runtime::keys`), request-path HTTP (`http::proxy`).
+//! (`auth::keys`), request-path HTTP (`server::proxy`).
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
+
+use crate::net::url::parse_url;
 
 /// Largest document accepted (a JWKS with dozens of RSA keys is far below this).
 const MAX_BODY: usize = 1024 * 1024;
@@ -18,59 +20,6 @@ pub struct Fetched {
     pub body: Vec<u8>,
     /// Freshness from `Cache-Control: max-age` or `Expires`, if the server gave one.
     pub max_age: Option<Duration>,
-}
-
-/// A parsed `http://` or `https://` URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Url {
-    pub https: bool,
-    pub host: String,
-    pub port: u16,
-    /// Path and query, starting with '/'.
-    pub path: String,
-}
-
-pub fn parse_url(url: &str) -> Result<Url, String> {
-    let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
-        (true, r)
-    } else if let Some(r) = url.strip_prefix("http://") {
-        (false, r)
-    } else {
-        return Err(format!(
-            "{url:?}: only http:// and https:// URLs are supported"
-        ));
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6
-            .split_once(']')
-            .ok_or_else(|| format!("{url:?}: bad IPv6 host"))?;
-        (h.to_owned(), after.strip_prefix(':'))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h.to_owned(), Some(p)),
-            None => (authority.to_owned(), None),
-        }
-    };
-    if host.is_empty() {
-        return Err(format!("{url:?}: empty host"));
-    }
-    let port = match port {
-        Some(p) => p.parse().map_err(|_| format!("{url:?}: bad port"))?,
-        None if https => 443,
-        None => 80,
-    };
-    let path = path.split('#').next().unwrap_or("/").to_owned();
-    Ok(Url {
-        https,
-        host,
-        port,
-        path,
-    })
 }
 
 fn tls_config() -> Arc<rustls::ClientConfig> {
@@ -269,30 +218,6 @@ fn parse_response(raw: &[u8]) -> Result<Fetched, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls() {
-        let u = parse_url("https://login.example.com/realms/mcp/protocol/openid-connect/certs")
-            .unwrap();
-        assert_eq!(
-            (u.https, u.host.as_str(), u.port, u.path.as_str()),
-            (
-                true,
-                "login.example.com",
-                443,
-                "/realms/mcp/protocol/openid-connect/certs"
-            )
-        );
-        let u = parse_url("http://127.0.0.1:7080").unwrap();
-        assert_eq!((u.port, u.path.as_str()), (7080, "/"));
-        let u = parse_url("http://[::1]:81/x?y#frag").unwrap();
-        assert_eq!(
-            (u.host.as_str(), u.port, u.path.as_str()),
-            ("::1", 81, "/x?y")
-        );
-        assert!(parse_url("ftp://x/").is_err());
-        assert!(parse_url("http://:80/").is_err());
-    }
 
     /// A server that accepts and never answers: the error says it timed out.
     #[test]

@@ -1,8 +1,10 @@
-//! Per-worker state: the current snapshot, the cached `Date` header, metrics, the upstream pool
-//! and the drain switch. One [`WorkerCtx`] per worker thread, shared by its tasks through `Rc`.
+//! One worker's share of the process (a shard): its id, the current snapshot, the cached `Date`
+//! header, its metrics, the drain switch with the idle connections waiting on it, and its budget
+//! of buffered request bodies. Every subsystem on the worker (server, relay) reads it through
+//! an `Rc`; each keeps its own state beside it (`server::ctx`, `relay::Relay`, `auth`).
 //!
 //! Not here: anything shared between workers. Nothing in this file is `Send`; the only
-//! cross-thread traffic is the control channel handled in `runtime::worker`.
+//! cross-thread traffic is the channels wired by `runtime::worker`.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -11,54 +13,32 @@ use std::time::{Instant, SystemTime};
 
 use monoio::io::{CancelHandle, Canceller};
 
-use std::sync::mpsc;
-
-use crate::admin::metrics::WorkerMetrics;
-use crate::http::auth::AuthState;
-use crate::http::pool::Pool;
-use crate::relay::session::Sessions;
-use crate::runtime::keys::KeysMsg;
-use crate::runtime::worker::WorkerMsg;
+use crate::http::h1::H1Error;
+use crate::http::response::LocalError;
+use crate::metrics::{Refused, WorkerMetrics};
 use crate::snapshot::Snapshot;
-use futures_channel::mpsc::UnboundedSender;
 
 // The extra `Rc` layer is deliberate: requests clone the `Rc` (a plain increment on this core)
 // instead of the `Arc`, whose count lives on a cache line shared by every worker.
 #[allow(clippy::redundant_allocation)]
-pub struct WorkerCtx {
+pub struct Shard {
     pub id: usize,
+    /// How many workers share the load (rate limits are split between them).
+    workers: usize,
     snapshot: RefCell<Rc<Arc<Snapshot>>>,
     date: RefCell<DateCache>,
     pub metrics: RefCell<WorkerMetrics>,
-    pub pool: Pool,
-    /// Key sets, documents, verified-token caches and waiters for authentication.
-    pub auth: RefCell<AuthState>,
-    /// MCP sessions this worker owns.
-    pub sessions: Sessions,
-    /// Every worker's control channel (index = worker id), for handing MCP calls to the owner
-    /// of a session.
-    peers: Arc<Vec<UnboundedSender<WorkerMsg>>>,
     draining: Cell<bool>,
     drain: RefCell<Canceller>,
-    /// Idle connections waiting for their deadline or the drain ([`WorkerCtx::idle_until`]).
+    /// Idle connections waiting for their deadline or the drain ([`Shard::idle_until`]).
     idle_waiters: RefCell<IdleWaiters>,
     rng: Cell<u64>,
-    /// Calls for this worker's sessions that arrived through another worker's connection and
-    /// are still running: a drain waits for them as for its own connections.
-    pub remote_calls: Cell<usize>,
     /// Bytes of request bodies this worker buffers right now ([`BodyBytes`]).
     pub buffered: Cell<u64>,
-    /// This worker's `localRateLimit` buckets.
-    pub rate_limits: RefCell<crate::policy::rate_limit::Buckets>,
 }
 
-impl WorkerCtx {
-    pub fn new(
-        id: usize,
-        snapshot: Arc<Snapshot>,
-        to_keys: Option<mpsc::Sender<KeysMsg>>,
-        peers: Arc<Vec<UnboundedSender<WorkerMsg>>>,
-    ) -> Self {
+impl Shard {
+    pub fn new(id: usize, workers: usize, snapshot: Arc<Snapshot>) -> Self {
         let seed = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -66,26 +46,31 @@ impl WorkerCtx {
             ^ ((id as u64 + 1) << 32);
         Self {
             id,
+            workers: workers.max(1),
             snapshot: RefCell::new(Rc::new(snapshot)),
             date: RefCell::new(DateCache::new()),
             metrics: RefCell::new(WorkerMetrics::default()),
-            pool: Pool::default(),
-            auth: RefCell::new(AuthState::new(to_keys)),
-            sessions: Sessions::default(),
-            peers,
             draining: Cell::new(false),
             drain: RefCell::new(Canceller::new()),
             idle_waiters: RefCell::new(IdleWaiters::default()),
-            remote_calls: Cell::new(0),
             buffered: Cell::new(0),
-            rate_limits: RefCell::new(Default::default()),
             rng: Cell::new(seed | 1),
         }
     }
 
     /// How many workers share the load (rate limits are split between them).
     pub fn workers(&self) -> usize {
-        self.peers.len().max(1)
+        self.workers
+    }
+
+    /// Counts a request refused by a protection limit (`portcullis_refused_total`).
+    pub fn count_refusal(&self, e: &LocalError) {
+        let why = match e {
+            LocalError::Body(H1Error::BodyTooSlow) => Refused::BodyTooSlow,
+            LocalError::BodiesBuffered => Refused::BufferedBodies,
+            _ => return,
+        };
+        self.metrics.borrow_mut().refuse(why);
     }
 
     /// The snapshot for one request. Cloning an `Rc` is a plain increment: no shared cache line.
@@ -96,11 +81,6 @@ impl WorkerCtx {
 
     pub fn set_snapshot(&self, snap: Arc<Snapshot>) {
         *self.snapshot.borrow_mut() = Rc::new(snap);
-    }
-
-    /// Appends the current `Date` value (IMF-fixdate), refreshed at most once per second.
-    pub fn write_date(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(self.date.borrow().get());
     }
 
     pub fn date(&self) -> [u8; 29] {
@@ -114,11 +94,6 @@ impl WorkerCtx {
 
     pub fn tick_date(&self) {
         self.date.borrow_mut().refresh();
-    }
-
-    /// The control channel of worker `id`.
-    pub fn peer(&self, id: usize) -> Option<&UnboundedSender<WorkerMsg>> {
-        self.peers.get(id)
     }
 
     pub fn draining(&self) -> bool {
@@ -207,10 +182,6 @@ impl DateCache {
         }
     }
 
-    fn get(&self) -> &[u8] {
-        &self.value
-    }
-
     fn get_array(&self) -> &[u8; 29] {
         &self.value
     }
@@ -219,12 +190,12 @@ impl DateCache {
 /// A share of the worker's budget of buffered request-body bytes
 /// (`config.mcp.maxBufferedBytes`), given back on drop.
 pub struct BodyBytes<'c> {
-    ctx: &'c WorkerCtx,
+    ctx: &'c Shard,
     held: u64,
 }
 
 impl<'c> BodyBytes<'c> {
-    pub fn new(ctx: &'c WorkerCtx) -> Self {
+    pub fn new(ctx: &'c Shard) -> Self {
         BodyBytes { ctx, held: 0 }
     }
 
@@ -264,9 +235,9 @@ pub enum IdleEnd {
     Drain,
 }
 
-/// See [`WorkerCtx::idle_until`].
+/// See [`Shard::idle_until`].
 pub struct IdleWait<'c> {
-    ctx: &'c WorkerCtx,
+    ctx: &'c Shard,
     deadline: Instant,
     slot: Option<usize>,
 }

@@ -4,8 +4,6 @@
 //! A scrape asks every worker for a copy of its counters over its control channel and sums them
 //! here, so workers never share a counter. Not here: the counters themselves (`metrics`).
 
-pub mod metrics;
-
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +14,7 @@ use monoio::buf::SliceMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::{TcpListener, TcpStream};
 
-use crate::runtime::readiness::Readiness;
+use crate::readiness::Readiness;
 use crate::runtime::worker::WorkerMsg;
 use crate::snapshot::Settings;
 
@@ -198,5 +196,5 @@ async fn scrape(workers: &[UnboundedSender<WorkerMsg>]) -> String {
             all.push(m);
         }
     }
-    metrics::render(&all)
+    crate::metrics::render(&all)
 }

@@ -6,11 +6,12 @@
 //! not configured is the origin filled in per request from the scheme and `Host`.
 //! Not here: the design rationale (see `policy::mcp_auth_meta`), token checks (`http::auth`).
 
-use crate::http::auth::{AuthState, RejectKind};
-use crate::http::dispatch::{local_error, ConnInfo, Decision, ProxyPlan};
+use crate::auth::request::{AuthState, RejectKind};
 use crate::http::h1::{self, BodyKind, RequestHead};
 use crate::http::response::{itoa_buf, LocalError, Prebuilt, DISCOVERY_CORS};
+use crate::net::io::ConnInfo;
 use crate::policy::mcp_auth_meta as meta;
+use crate::server::decision::{local_error, Decision, ProxyPlan};
 use crate::snapshot::{AuthPolicy, McpAuthMeta, Timeouts, WellKnown, ORIGIN_PLACEHOLDER};
 
 const PRM_PREFIX: &str = "/.well-known/oauth-protected-resource";

@@ -11,7 +11,7 @@
 //! - A key set is published only when its content changed; every worker receives the same
 //!   `Arc<KeySet>` and drops its verified-token cache.
 //!
-//! Not here: token checks (`policy::mcp_auth`) or the HTTP client (`runtime::fetch`).
+//! Not here: token checks (`policy::mcp_auth`, `auth::request`) or the HTTP client (`auth::fetch`).
 
 use std::collections::HashMap;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -23,9 +23,26 @@ use futures_channel::mpsc::UnboundedSender;
 use crate::http::response::Prebuilt;
 use crate::policy::mcp_auth::parse_jwks;
 use crate::policy::mcp_auth_meta as meta;
-use crate::runtime::worker::WorkerMsg;
 use crate::snapshot::{AsRewrite, Source, SourceKind};
 
+/// What the key manager publishes to every worker's key-update inbox (applied by
+/// [`AuthState::apply`](crate::auth::request::AuthState::apply)).
+pub enum KeyUpdate {
+    /// A new key set for a JWKS source.
+    Keys {
+        source: Arc<str>,
+        keys: Arc<crate::policy::mcp_auth::KeySet>,
+    },
+    /// A fetch of this key source finished (requests waiting on an unknown `kid` retry now).
+    Checked { source: Arc<str> },
+    /// A discovery document (AS metadata) for a source.
+    Document {
+        source: Arc<str>,
+        doc: Arc<Prebuilt>,
+    },
+}
+
+/// What the control loop and the workers ask of the key manager.
 pub enum KeysMsg {
     /// The sources of a newly loaded config (replaces the previous list).
     Sources(Vec<Source>),
@@ -57,9 +74,9 @@ struct State {
 /// reach it.
 /// It reports to `ready` which key sets have never loaded (readiness is 503 until they have).
 pub fn spawn(
-    workers: Arc<Vec<UnboundedSender<WorkerMsg>>>,
+    workers: Arc<Vec<UnboundedSender<KeyUpdate>>>,
     rx: mpsc::Receiver<KeysMsg>,
-    ready: Arc<crate::runtime::readiness::Readiness>,
+    ready: Arc<crate::readiness::Readiness>,
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("portcullis-keys".into())
@@ -68,9 +85,9 @@ pub fn spawn(
 }
 
 fn run(
-    workers: Arc<Vec<UnboundedSender<WorkerMsg>>>,
+    workers: Arc<Vec<UnboundedSender<KeyUpdate>>>,
     rx: mpsc::Receiver<KeysMsg>,
-    ready: Arc<crate::runtime::readiness::Readiness>,
+    ready: Arc<crate::readiness::Readiness>,
 ) {
     let mut states: HashMap<Arc<str>, State> = HashMap::new();
     // Readiness was told the first config's key sets by the control loop; it is updated from
@@ -115,7 +132,7 @@ fn run(
                     } else {
                         // Nothing will be fetched now: the waiting requests go on at once.
                         for w in workers.iter() {
-                            let _ = w.unbounded_send(WorkerMsg::KeysChecked { source: id.clone() });
+                            let _ = w.unbounded_send(KeyUpdate::Checked { source: id.clone() });
                         }
                     }
                 }
@@ -135,7 +152,7 @@ fn run(
 }
 
 /// Tells readiness which key sets have never loaded.
-fn report_missing(states: &HashMap<Arc<str>, State>, ready: &crate::runtime::readiness::Readiness) {
+fn report_missing(states: &HashMap<Arc<str>, State>, ready: &crate::readiness::Readiness) {
     let mut missing: Vec<String> = states
         .values()
         .filter(|s| !matches!(s.source.kind, SourceKind::AsMetadata { .. }))
@@ -156,7 +173,7 @@ fn hash(b: &[u8]) -> u64 {
 fn publish_keys(
     st: &mut State,
     body: &[u8],
-    workers: &[UnboundedSender<WorkerMsg>],
+    workers: &[UnboundedSender<KeyUpdate>],
 ) -> Result<(), String> {
     let h = hash(body);
     if st.published == Some(h) {
@@ -171,7 +188,7 @@ fn publish_keys(
     }
     let keys = Arc::new(keys);
     for w in workers {
-        let _ = w.unbounded_send(WorkerMsg::Keys {
+        let _ = w.unbounded_send(KeyUpdate::Keys {
             source: st.source.id.clone(),
             keys: keys.clone(),
         });
@@ -186,7 +203,7 @@ fn clamp(age: Option<Duration>) -> Duration {
         .clamp(MIN_REFRESH, MAX_REFRESH)
 }
 
-fn refresh(st: &mut State, workers: &[UnboundedSender<WorkerMsg>]) {
+fn refresh(st: &mut State, workers: &[UnboundedSender<KeyUpdate>]) {
     let id = st.source.id.clone();
     match st.source.kind.clone() {
         SourceKind::JwksInline(bytes) => {
@@ -218,7 +235,7 @@ fn refresh(st: &mut State, workers: &[UnboundedSender<WorkerMsg>]) {
         }
         SourceKind::JwksUrl(url) => {
             st.last_fetch = Some(Instant::now());
-            match crate::runtime::fetch::get(&url, FETCH_TIMEOUT) {
+            match crate::auth::fetch::get(&url, FETCH_TIMEOUT) {
                 Ok(f) if f.status == 200 => match publish_keys(st, &f.body, workers) {
                     Ok(()) => {
                         st.backoff = Duration::from_secs(1);
@@ -231,7 +248,7 @@ fn refresh(st: &mut State, workers: &[UnboundedSender<WorkerMsg>]) {
             }
             // Requests waiting on an unknown kid stop waiting now, whatever the outcome.
             for w in workers {
-                let _ = w.unbounded_send(WorkerMsg::KeysChecked { source: id.clone() });
+                let _ = w.unbounded_send(KeyUpdate::Checked { source: id.clone() });
             }
         }
         SourceKind::AsMetadata {
@@ -240,7 +257,7 @@ fn refresh(st: &mut State, workers: &[UnboundedSender<WorkerMsg>]) {
             issuer,
         } => {
             st.last_fetch = Some(Instant::now());
-            let fetched = crate::runtime::fetch::get(&url, FETCH_TIMEOUT);
+            let fetched = crate::auth::fetch::get(&url, FETCH_TIMEOUT);
             if let Ok(f) = &fetched {
                 warn_issuer_mismatch(&id, &issuer, &f.body);
             }
@@ -265,7 +282,7 @@ fn refresh(st: &mut State, workers: &[UnboundedSender<WorkerMsg>]) {
                     if st.published != Some(h) {
                         let pre = Arc::new(as_metadata_response(doc));
                         for w in workers {
-                            let _ = w.unbounded_send(WorkerMsg::Document {
+                            let _ = w.unbounded_send(KeyUpdate::Document {
                                 source: id.clone(),
                                 doc: pre.clone(),
                             });

@@ -8,33 +8,23 @@
 //! head (`http::upstream`), discovery documents (`http::discovery`).
 
 use std::borrow::Cow;
-use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
 
 use httparse::Header;
 
-use crate::http::auth::{self, AuthDecision, AuthState};
-use crate::http::discovery;
+use crate::auth::request::{self as auth, AuthDecision, AuthState};
 use crate::http::h1::{self, RequestHead};
 use crate::http::response::{LocalError, Prebuilt};
-use crate::http::upstream;
+use crate::net::io::ConnInfo;
 use crate::policy::cors::Cors;
-use crate::policy::headers::HeaderModifier;
-use crate::policy::mcp_auth::Principal;
 use crate::relay::front::McpHead;
-use crate::routing::{self, RequestView};
-use crate::snapshot::{Backend, Bind, HostTarget, McpRoute, Route, Snapshot, Timeouts};
+use crate::server::decision::{local_error, Decision, McpPlan, ProxyPlan};
+use crate::server::discovery;
+use crate::server::forward_head;
 
-/// Facts about the downstream connection that requests on it share.
-#[derive(Debug, Clone, Copy)]
-pub struct ConnInfo {
-    pub peer: SocketAddr,
-    pub port: u16,
-    pub https: bool,
-    /// The connection arrived on a loopback address (DNS-rebinding protection applies).
-    pub local_loopback: bool,
-}
+use crate::policy::mcp_auth::Principal;
+use crate::routing::{self, RequestView};
+use crate::snapshot::{Backend, Bind, HostTarget, Snapshot};
 
 /// Per-request facts `decide` needs besides the request itself.
 pub struct Env<'a> {
@@ -51,59 +41,13 @@ pub struct Env<'a> {
     pub rate_limits: &'a std::cell::RefCell<crate::policy::rate_limit::Buckets>,
     pub workers: usize,
     /// Where refusals by a protection limit are counted.
-    pub metrics: &'a std::cell::RefCell<crate::admin::metrics::WorkerMetrics>,
+    pub metrics: &'a std::cell::RefCell<crate::metrics::WorkerMetrics>,
 }
 
 /// agentgateway's answer to a request over a `localRateLimit` (its headers are added per
 /// request).
 static RATE_LIMITED: std::sync::LazyLock<Prebuilt> =
     std::sync::LazyLock::new(|| Prebuilt::text(429, "rate limit exceeded"));
-
-/// The outcome of [`decide`].
-pub enum Decision<'s> {
-    /// A response was written to `out`; the status is returned for metrics and the access log.
-    Local {
-        status: u16,
-        route: Option<&'s Route>,
-        close: bool,
-    },
-    /// Forward to an upstream.
-    Proxy(ProxyPlan<'s>),
-    /// The token names a key the worker does not have: wait for the key manager's refetch of
-    /// this source, then decide again (nothing was written).
-    WaitForKeys(Arc<str>),
-    /// The worker's share of signature-check time is spent: decide again at this instant.
-    WaitToVerify(std::time::Instant),
-    /// An MCP request for the relay (after authentication).
-    Mcp(McpPlan<'s>),
-}
-
-/// An MCP request, once its head is no longer borrowed.
-pub struct McpPlan<'s> {
-    pub route: &'s Route,
-    pub mcp: &'s Arc<McpRoute>,
-    pub head: McpHead,
-    /// CORS lines for the answer.
-    pub response_extra: Vec<u8>,
-}
-
-/// Everything the proxy needs once the request head is no longer borrowed.
-pub struct ProxyPlan<'s> {
-    /// For metrics and logs.
-    pub name: &'s str,
-    pub target: &'s HostTarget,
-    pub timeouts: Timeouts,
-    pub response_headers: Option<&'s HeaderModifier>,
-    /// The complete upstream request head, blank line included.
-    pub head: Vec<u8>,
-    /// Header lines (CRLF-terminated) to add to the downstream response: CORS.
-    pub response_extra: Vec<u8>,
-    pub head_request: bool,
-    /// GET, HEAD, OPTIONS, TRACE, PUT or DELETE (RFC 9110 §9.2.2): safe to send twice.
-    pub idempotent: bool,
-    pub expect_continue: bool,
-    pub client_http10: bool,
-}
 
 pub fn find_bind(snap: &Snapshot, port: u16) -> Option<&Bind> {
     snap.binds.iter().find(|b| b.port == port)
@@ -256,7 +200,7 @@ pub fn decide<'s>(
             AuthDecision::WaitForKeys(src) => return Decision::WaitForKeys(src),
             AuthDecision::WaitToVerify(at) => return Decision::WaitToVerify(at),
             AuthDecision::Reject(pre, kind) => {
-                use crate::admin::metrics::Refused;
+                use crate::metrics::Refused;
                 match kind {
                     auth::RejectKind::Invalid(crate::policy::mcp_auth::AuthReject::Throttled) => {
                         env.metrics
@@ -285,7 +229,7 @@ pub fn decide<'s>(
     }
     if let Some(r) = &p.redirect {
         let status = r.status;
-        let location = upstream::redirect_location(r, conn.https, host_raw, head, matched);
+        let location = forward_head::redirect_location(r, conn.https, host_raw, head, matched);
         let mut hdrs = extra;
         h1::write_header(&mut hdrs, "location", location.as_bytes());
         if let Some(m) = &p.response_headers {
@@ -345,7 +289,7 @@ pub fn decide<'s>(
         }
     };
     let target = pick_weighted(targets, env.pick);
-    let up_head = upstream::upstream_head(route, target, conn, head, headers, matched);
+    let up_head = forward_head::upstream_head(route, target, conn, head, headers, matched);
     Decision::Proxy(ProxyPlan {
         name: &route.name,
         target,
@@ -365,26 +309,6 @@ pub fn decide<'s>(
 
 static PREFLIGHT_OK: std::sync::LazyLock<Prebuilt> =
     std::sync::LazyLock::new(|| Prebuilt::new(200, None, &[], Vec::new()));
-
-/// Writes the answer for `err` (with the route's CORS lines, if any) and returns the decision.
-pub fn local_error<'s>(
-    err: LocalError,
-    route: Option<&'s Route>,
-    extra: Option<&[u8]>,
-    date: &[u8],
-    close_after: bool,
-    head_only: bool,
-    out: &mut Vec<u8>,
-) -> Decision<'s> {
-    let close = close_after || err.must_close();
-    let pre = err.prebuilt();
-    pre.write(out, date, extra.unwrap_or(b""), close, head_only);
-    Decision::Local {
-        status: pre.status,
-        route,
-        close,
-    }
-}
 
 fn pick_weighted(targets: &[HostTarget], pick: u64) -> &HostTarget {
     if targets.len() == 1 {

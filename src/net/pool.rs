@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 
+/// A pooled connection idle this long that fails before answering was closed while idle (by
+/// the server's keep-alive timeout, not a crash): the request may be sent again.
+pub const STALE_AFTER: Duration = Duration::from_secs(1);
+
 #[derive(Default)]
 pub struct Pool {
     idle: RefCell<HashMap<SocketAddr, Vec<(TcpStream, Instant)>>>,

@@ -13,11 +13,12 @@ use monoio::buf::SliceMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
-use crate::http::conn::{Bufs, ConnIo};
-use crate::http::dispatch::ProxyPlan;
 use crate::http::h1::{self, BodyKind, ChunkedDecoder, RespBody, MAX_HEADERS};
 use crate::http::response::{itoa_buf, LocalError};
-use crate::runtime::ctx::WorkerCtx;
+use crate::net::io::{Bufs, ConnIo};
+use crate::net::pool::STALE_AFTER;
+use crate::server::ctx::WorkerCtx;
+use crate::server::decision::ProxyPlan;
 use crate::snapshot::{HostAddr, Snapshot};
 
 pub enum ProxyOutcome {
@@ -28,8 +29,6 @@ pub enum ProxyOutcome {
 }
 
 const UP_CHUNK: usize = 16 * 1024;
-/// A pooled connection idle this long that fails before answering was closed while idle.
-pub(crate) const STALE_AFTER: Duration = Duration::from_secs(1);
 
 pub async fn forward<S: ConnIo>(
     io: &mut S,
@@ -50,9 +49,9 @@ pub async fn forward<S: ConnIo>(
         (a, b) => a.or(b),
     };
     let fail = |bufs: &mut Bufs, err: LocalError| {
-        crate::http::conn::count_refusal(ctx, &err);
-        let date = ctx.date();
-        crate::http::dispatch::local_error(
+        ctx.shard.count_refusal(&err);
+        let date = ctx.shard.date();
+        crate::server::decision::local_error(
             err,
             None,
             Some(&plan.response_extra),
@@ -118,7 +117,7 @@ pub async fn forward<S: ConnIo>(
             bufs,
             body,
             limits.max_body,
-            crate::http::conn::BodyPace::new(limits),
+            crate::net::io::BodyPace::new(limits),
         )
         .await
         {
@@ -243,7 +242,7 @@ async fn send_body<S: ConnIo>(
     bufs: &mut Bufs,
     body: BodyKind,
     max_body: u64,
-    mut pace: crate::http::conn::BodyPace,
+    mut pace: crate::net::io::BodyPace,
 ) -> Result<(), BodyError> {
     match body {
         BodyKind::None => Ok(()),
@@ -260,7 +259,7 @@ async fn send_body<S: ConnIo>(
                 if left == 0 {
                     return Ok(());
                 }
-                crate::http::conn::read_or_fail(io, bufs, &mut pace)
+                crate::net::io::read_or_fail(io, bufs, &mut pace)
                     .await
                     .map_err(BodyError::Client)?;
             }
@@ -286,7 +285,7 @@ async fn send_body<S: ConnIo>(
                     scratch = write_up(up, scratch).await?;
                 }
                 if consumed == 0 || bufs.pending().is_empty() {
-                    crate::http::conn::read_or_fail(io, bufs, &mut pace)
+                    crate::net::io::read_or_fail(io, bufs, &mut pace)
                         .await
                         .map_err(BodyError::Client)?;
                 }

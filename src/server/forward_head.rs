@@ -8,8 +8,8 @@
 
 use httparse::Header;
 
-use crate::http::dispatch::ConnInfo;
 use crate::http::h1::{self, BodyKind, RequestHead};
+use crate::net::io::ConnInfo;
 use crate::routing;
 use crate::snapshot::{AuthorityRewrite, HostTarget, Redirect, Route};
 

@@ -6,7 +6,7 @@
 //! (optional/permissive); no key set yet → 503 with `Retry-After`; cache hit → pass; otherwise
 //! parse, select key, verify, validate (`policy::mcp_auth::check_token`). An unknown `kid`
 //! triggers one refetch request and the request waits (up to 2 s) for it.
-//! Not here: fetching (`runtime::keys`) or writing responses (`dispatch`).
+//! Not here: fetching (`auth::keys`) or writing responses (`server::dispatch`).
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 
 use futures_channel::oneshot;
 
+use crate::auth::keys::{KeyUpdate, KeysMsg};
 use crate::http::response::Prebuilt;
 use crate::policy::mcp_auth::{
     bearer, check_token, AuthReject, Bearer, KeySet, Principal, Scratch, TokenCache,
 };
-use crate::runtime::keys::KeysMsg;
 use crate::snapshot::{AuthMode, AuthPolicy};
 
 /// Entries per provider cache, per worker.
@@ -261,6 +261,15 @@ impl AuthState {
 
     pub fn set_document(&mut self, source: Arc<str>, doc: Arc<Prebuilt>) {
         self.docs.insert(source, doc);
+    }
+
+    /// Applies what the key manager published.
+    pub fn apply(&mut self, update: KeyUpdate) {
+        match update {
+            KeyUpdate::Keys { source, keys } => self.set_keys(source, keys),
+            KeyUpdate::Checked { source } => self.wake(&source),
+            KeyUpdate::Document { source, doc } => self.set_document(source, doc),
+        }
     }
 
     pub fn document(&self, source: &str) -> Option<&Prebuilt> {

@@ -1,0 +1,11 @@
+//! MCP authentication at run time: the per-worker state that decides on one request's bearer
+//! token (`request`: key sets, verified-token caches, failure and verification budgets), the key
+//! manager thread that keeps JWKS and authorization-server metadata fresh (`keys`) and its
+//! blocking HTTP fetcher (`fetch`).
+//!
+//! Not here: JWT parsing and signature checks (`policy::mcp_auth`, sans-IO), the discovery
+//! documents' rendering (`policy::mcp_auth_meta`).
+
+pub mod fetch;
+pub mod keys;
+pub mod request;

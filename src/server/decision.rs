@@ -1,0 +1,78 @@
+//! What the server decided about one request ([`Decision`]) and the plans it hands to the code
+//! that carries it out: the plain forward ([`ProxyPlan`], `server::proxy`) and the MCP relay
+//! ([`McpPlan`], `relay::front`).
+//!
+//! Not here: how the decision is made (`server::dispatch`, `server::discovery`).
+
+use std::sync::Arc;
+
+use crate::http::response::LocalError;
+use crate::policy::headers::HeaderModifier;
+use crate::relay::front::McpHead;
+use crate::snapshot::{HostTarget, McpRoute, Route, Timeouts};
+
+/// The outcome of [`decide`](crate::server::dispatch::decide).
+pub enum Decision<'s> {
+    /// A response was written to `out`; the status is returned for metrics and the access log.
+    Local {
+        status: u16,
+        route: Option<&'s Route>,
+        close: bool,
+    },
+    /// Forward to an upstream.
+    Proxy(ProxyPlan<'s>),
+    /// The token names a key the worker does not have: wait for the key manager's refetch of
+    /// this source, then decide again (nothing was written).
+    WaitForKeys(Arc<str>),
+    /// The worker's share of signature-check time is spent: decide again at this instant.
+    WaitToVerify(std::time::Instant),
+    /// An MCP request for the relay (after authentication).
+    Mcp(McpPlan<'s>),
+}
+
+/// An MCP request, once its head is no longer borrowed.
+pub struct McpPlan<'s> {
+    pub route: &'s Route,
+    pub mcp: &'s Arc<McpRoute>,
+    pub head: McpHead,
+    /// CORS lines for the answer.
+    pub response_extra: Vec<u8>,
+}
+
+/// Everything the proxy needs once the request head is no longer borrowed.
+pub struct ProxyPlan<'s> {
+    /// For metrics and logs.
+    pub name: &'s str,
+    pub target: &'s HostTarget,
+    pub timeouts: Timeouts,
+    pub response_headers: Option<&'s HeaderModifier>,
+    /// The complete upstream request head, blank line included.
+    pub head: Vec<u8>,
+    /// Header lines (CRLF-terminated) to add to the downstream response: CORS.
+    pub response_extra: Vec<u8>,
+    pub head_request: bool,
+    /// GET, HEAD, OPTIONS, TRACE, PUT or DELETE (RFC 9110 §9.2.2): safe to send twice.
+    pub idempotent: bool,
+    pub expect_continue: bool,
+    pub client_http10: bool,
+}
+
+/// Writes the answer for `err` (with the route's CORS lines, if any) and returns the decision.
+pub fn local_error<'s>(
+    err: LocalError,
+    route: Option<&'s Route>,
+    extra: Option<&[u8]>,
+    date: &[u8],
+    close_after: bool,
+    head_only: bool,
+    out: &mut Vec<u8>,
+) -> Decision<'s> {
+    let close = close_after || err.must_close();
+    let pre = err.prebuilt();
+    pre.write(out, date, extra.unwrap_or(b""), close, head_only);
+    Decision::Local {
+        status: pre.status,
+        route,
+        close,
+    }
+}
