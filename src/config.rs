@@ -72,7 +72,7 @@ impl Loaded {
 /// How many errors one pass reports at most.
 const MAX_ERRORS: usize = 100;
 
-/// Env expansion, YAML, the serde model and validation, reporting every error rather than the
+/// RequestFacts expansion, YAML, the serde model and validation, reporting every error rather than the
 /// first: serde stops at the first problem, so the key that holds it is taken out of the
 /// document and deserialization runs again, until the rest is clean (then validated).
 fn load_model(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, ConfigErrors> {

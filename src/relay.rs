@@ -1,29 +1,26 @@
-//! The MCP relay: streamable HTTP toward clients, stdio / streamable-HTTP / SSE toward MCP
-//! servers, with sessions in a shared-nothing runtime.
+//! The MCP relay: sessions, and the calls they carry to stdio / streamable-HTTP / SSE servers,
+//! in a shared-nothing runtime. It sees calls ([`McpCall`]) and answers them with reply parts
+//! ([`ReplyPart`]); the HTTP rules toward clients are `server::mcp`'s.
 //!
 //! Sessions across cores. A session lives on exactly one worker — the one that answered its
 //! `initialize` — and that worker owns its child processes and upstream connections. The session
 //! id names its owner: two hex digits of worker index, then 128 random bits from the OS CSPRNG
 //! (visible ASCII). A request for a session that lands on another worker (SO_REUSEPORT spreads
-//! connections, not sessions) is handed to the owner as a [`McpCall`] over the owner's control
-//! channel; the owner runs it like a local call and streams the answer back as [`ReplyPart`]s
-//! over a channel that the receiving worker copies to its client. Local calls take the same path
-//! through a local channel, so there is one code path and no lock anywhere: the only shared
-//! things are the per-worker channels. A session is bound to the authenticated subject (issuer +
-//! `sub`); another subject presenting the id gets 404, like an unknown id.
+//! connections, not sessions) is handed to the owner as a [`McpCall`] through the owner's call
+//! inbox ([`Relay::inbox`]); the owner runs it like a local call and streams the answer back as
+//! [`ReplyPart`]s over a channel that the receiving worker copies to its client. Local calls
+//! take the same path through a local channel, so there is one code path and no lock anywhere:
+//! the only shared things are the per-worker channels. A session is bound to the authenticated
+//! subject (issuer + `sub`); another subject presenting the id gets 404, like an unknown id.
 //!
-//! Modules: `front` (HTTP rules of the transport, per request, on the receiving worker),
-//! `session` (the per-worker table, ids, expiry), `exchange` (one call on the owner: routing,
-//! fan-out and merging across targets), `stdio` (child processes), `upstream` (HTTP targets).
-//! Not here: JSON-RPC/SSE/merge parsing (`mcp`, sans-IO) or authentication (`http::auth`).
+//! Modules: `session` (the per-worker table, ids, expiry), `call` (one call on the owner:
+//! routing, fan-out and merging across targets), `target` (one module per kind of MCP server).
+//! Not here: JSON-RPC/SSE/merge parsing (`mcp`, sans-IO), the HTTP transport toward clients
+//! (`server::mcp`) or authentication (`auth`).
 
-pub mod exchange;
-pub mod front;
-pub mod pending;
+pub mod call;
 pub mod session;
-pub mod sse_target;
-pub mod stdio;
-pub mod upstream;
+pub mod target;
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -69,7 +66,7 @@ impl Relay {
             let relay = self.clone();
             relay.remote_calls.set(relay.remote_calls.get() + 1);
             monoio::spawn(async move {
-                exchange::run(relay.clone(), call).await;
+                call::run(relay.clone(), call).await;
                 relay.remote_calls.set(relay.remote_calls.get() - 1);
             });
         }

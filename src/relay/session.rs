@@ -2,7 +2,7 @@
 //! targets (child processes, HTTP clients), the server-to-client event stream with its replay
 //! buffer, idle expiry and teardown.
 //!
-//! Not here: what a message does once it reaches a session (`exchange`).
+//! Not here: what a message does once it reaches a session (`relay::call`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -15,108 +15,12 @@ use futures_util::StreamExt;
 use ring::rand::SecureRandom;
 
 use crate::mcp::sse;
-use crate::relay::pending::TargetMsg;
-use crate::relay::sse_target::SseTarget;
-use crate::relay::stdio::Proc;
-use crate::relay::upstream::HttpTarget;
+use crate::relay::target::Target;
 use crate::relay::{ReplyPart, Subject};
 use crate::snapshot::{McpRoute, McpTargetKind};
 
 /// Events kept for `Last-Event-ID` resumption of the server-to-client stream.
 const BACKLOG: usize = 256;
-
-/// One MCP server behind a session.
-pub enum Target {
-    Stdio(Rc<Proc>),
-    Http(Rc<HttpTarget>),
-    Sse(Rc<SseTarget>),
-}
-
-impl Target {
-    pub fn name(&self) -> &str {
-        match self {
-            Target::Stdio(p) => &p.target,
-            Target::Http(h) => &h.target,
-            Target::Sse(h) => &h.target,
-        }
-    }
-
-    pub fn alive(&self) -> bool {
-        match self {
-            Target::Stdio(p) => p.alive(),
-            Target::Http(h) => h.alive(),
-            Target::Sse(h) => h.alive(),
-        }
-    }
-
-    pub fn request(&self, id: &str, msg: Vec<u8>) -> UnboundedReceiver<TargetMsg> {
-        match self {
-            Target::Stdio(p) => p.request(id, msg),
-            Target::Http(h) => h.request(id, msg),
-            Target::Sse(h) => h.request(id, msg),
-        }
-    }
-
-    pub async fn send(&self, msg: Vec<u8>) {
-        match self {
-            Target::Stdio(p) => p.send(msg),
-            Target::Http(h) => {
-                if let Err(e) = h.send(msg).await {
-                    tracing::warn!(target_name = %h.target, error = %e, "mcp notification not delivered");
-                }
-            }
-            Target::Sse(h) => h.send(msg).await,
-        }
-    }
-
-    pub async fn terminate(&self) {
-        match self {
-            Target::Stdio(p) => p.terminate().await,
-            Target::Http(h) => h.terminate().await,
-            Target::Sse(h) => h.terminate(),
-        }
-    }
-
-    /// Gives up on request `id` (as sent upstream): the server is told with
-    /// `notifications/cancelled`, and a late answer is dropped.
-    pub fn cancel(&self, id: &str, reason: &str) {
-        let note = cancelled_notification(id, reason);
-        match self {
-            Target::Stdio(p) => {
-                if p.forget(id) {
-                    p.send(note);
-                }
-            }
-            Target::Http(h) => {
-                let h = h.clone();
-                monoio::spawn(async move {
-                    let _ = h.send(note).await;
-                });
-            }
-            Target::Sse(h) => {
-                if h.forget(id) {
-                    let h = h.clone();
-                    monoio::spawn(async move { h.send(note).await });
-                }
-            }
-        }
-    }
-
-    pub fn set_version(&self, v: &'static str) {
-        if let Target::Http(h) = self {
-            h.version.set(v);
-        }
-    }
-}
-
-/// `notifications/cancelled` for request `id` (raw JSON id text).
-pub fn cancelled_notification(id: &str, reason: &str) -> Vec<u8> {
-    let reason = serde_json::to_string(reason).unwrap_or_else(|_| "\"\"".into());
-    format!(
-        r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{id},"reason":{reason}}}}}"#
-    )
-    .into_bytes()
-}
 
 /// Process-wide counts of what sessions hold: taken when a session starts and given back when
 /// it is dropped, never touched per call (so the lock is off the request path).
@@ -229,34 +133,7 @@ impl Session {
         let (tx, rx) = unbounded::<Vec<u8>>();
         let mut targets = Vec::with_capacity(route.targets.len());
         for t in &route.targets {
-            let target = match &t.kind {
-                McpTargetKind::Stdio { cmd, args, env } => {
-                    Target::Stdio(Proc::spawn(&t.name, cmd, args, env, tx.clone())?)
-                }
-                McpTargetKind::Http {
-                    target,
-                    path,
-                    https,
-                } => Target::Http(HttpTarget::new(
-                    &t.name,
-                    target,
-                    path,
-                    *https,
-                    authorization.clone(),
-                )),
-                McpTargetKind::Sse {
-                    target,
-                    path,
-                    https,
-                } => Target::Sse(SseTarget::open(
-                    &t.name,
-                    target,
-                    path,
-                    *https,
-                    authorization.clone(),
-                    tx.clone(),
-                )),
-            };
+            let target = Target::open(t, authorization.as_deref(), &tx)?;
             targets.push(target);
         }
         let s = Rc::new(Session {

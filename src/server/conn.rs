@@ -14,7 +14,7 @@ use crate::http::response::LocalError;
 use crate::net::io::{read_or_fail, BodyPace, Bufs, ConnInfo, ConnIo};
 use crate::server::ctx::WorkerCtx;
 use crate::server::decision::{self, Decision};
-use crate::server::dispatch::{self, Env};
+use crate::server::dispatch::{self, RequestFacts};
 use crate::server::proxy::{self, ProxyOutcome};
 use crate::shard::BodyBytes;
 
@@ -203,7 +203,7 @@ async fn run<S: ConnIo>(
                             out,
                         )
                     } else {
-                        let env = Env {
+                        let env = RequestFacts {
                             date: &date,
                             close_after,
                             pick,
@@ -336,7 +336,7 @@ async fn run<S: ConnIo>(
                             let _ = decision::local_error(
                                 e,
                                 None,
-                                Some(&plan.response_extra),
+                                Some(&plan.added_headers),
                                 &date,
                                 true,
                                 false,
@@ -348,7 +348,7 @@ async fn run<S: ConnIo>(
                     }
                 };
                 let subject = crate::relay::binding(principal.as_deref());
-                let (status, reusable) = crate::relay::front::handle(
+                let (status, reusable) = crate::server::mcp::handle(
                     io,
                     &ctx.relay,
                     bufs,
@@ -356,7 +356,7 @@ async fn run<S: ConnIo>(
                     plan.head,
                     body,
                     subject,
-                    &plan.response_extra,
+                    &plan.added_headers,
                 )
                 .await;
                 record(ctx, &plan.route.name, status, started, &req.log, conn);

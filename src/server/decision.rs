@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::http::response::LocalError;
 use crate::policy::headers::HeaderModifier;
-use crate::relay::front::McpHead;
+use crate::server::mcp::McpHead;
 use crate::snapshot::{HostTarget, McpRoute, Route, Timeouts};
 
 /// The outcome of [`decide`](crate::server::dispatch::decide).
@@ -36,7 +36,7 @@ pub struct McpPlan<'s> {
     pub mcp: &'s Arc<McpRoute>,
     pub head: McpHead,
     /// CORS lines for the answer.
-    pub response_extra: Vec<u8>,
+    pub added_headers: Vec<u8>,
 }
 
 /// Everything the proxy needs once the request head is no longer borrowed.
@@ -49,7 +49,7 @@ pub struct ProxyPlan<'s> {
     /// The complete upstream request head, blank line included.
     pub head: Vec<u8>,
     /// Header lines (CRLF-terminated) to add to the downstream response: CORS.
-    pub response_extra: Vec<u8>,
+    pub added_headers: Vec<u8>,
     pub head_request: bool,
     /// GET, HEAD, OPTIONS, TRACE, PUT or DELETE (RFC 9110 §9.2.2): safe to send twice.
     pub idempotent: bool,
@@ -61,7 +61,7 @@ pub struct ProxyPlan<'s> {
 pub fn local_error<'s>(
     err: LocalError,
     route: Option<&'s Route>,
-    extra: Option<&[u8]>,
+    added_headers: Option<&[u8]>,
     date: &[u8],
     close_after: bool,
     head_only: bool,
@@ -69,7 +69,7 @@ pub fn local_error<'s>(
 ) -> Decision<'s> {
     let close = close_after || err.must_close();
     let pre = err.prebuilt();
-    pre.write(out, date, extra.unwrap_or(b""), close, head_only);
+    pre.write(out, date, added_headers.unwrap_or(b""), close, head_only);
     Decision::Local {
         status: pre.status,
         route,

@@ -200,7 +200,7 @@ fn registration<'s>(
                     timeouts: Timeouts::default(),
                     response_headers: None,
                     head: up,
-                    response_extra: REGISTRATION_CORS.to_vec(),
+                    added_headers: REGISTRATION_CORS.to_vec(),
                     head_request: false,
                     // A POST: sent again only after an idle close (see `proxy::forward`).
                     idempotent: false,

@@ -17,17 +17,17 @@ use crate::http::h1::{self, RequestHead};
 use crate::http::response::{LocalError, Prebuilt};
 use crate::net::io::ConnInfo;
 use crate::policy::cors::Cors;
-use crate::relay::front::McpHead;
 use crate::server::decision::{local_error, Decision, McpPlan, ProxyPlan};
 use crate::server::discovery;
 use crate::server::forward_head;
+use crate::server::mcp::McpHead;
 
 use crate::policy::mcp_auth::Principal;
 use crate::routing::{self, RequestView};
 use crate::snapshot::{Backend, Bind, HostTarget, Snapshot};
 
 /// Per-request facts `decide` needs besides the request itself.
-pub struct Env<'a> {
+pub struct RequestFacts<'a> {
     pub date: &'a [u8],
     /// The answer must carry `Connection: close`.
     pub close_after: bool,
@@ -61,7 +61,7 @@ pub fn decide<'s>(
     conn: ConnInfo,
     head: &RequestHead<'_>,
     headers: &[Header<'_>],
-    env: &Env<'_>,
+    env: &RequestFacts<'_>,
     auth_state: &mut AuthState,
     principal: &mut Option<Rc<Principal>>,
     out: &mut Vec<u8>,
@@ -133,9 +133,9 @@ pub fn decide<'s>(
     // CORS preflights are answered before anything else, authentication included.
     if let Some(cors) = &p.cors {
         if Cors::is_preflight(head.method, headers) {
-            let mut extra = Vec::with_capacity(256);
-            cors.write_preflight(headers, &mut extra);
-            PREFLIGHT_OK.write(out, date, &extra, close_after, false);
+            let mut added_headers = Vec::with_capacity(256);
+            cors.write_preflight(headers, &mut added_headers);
+            PREFLIGHT_OK.write(out, date, &added_headers, close_after, false);
             return Decision::Local {
                 status: 200,
                 route: Some(route),
@@ -143,9 +143,9 @@ pub fn decide<'s>(
             };
         }
     }
-    let mut extra = Vec::new();
+    let mut added_headers = Vec::new();
     if let Some(cors) = &p.cors {
-        cors.write_actual(origin, &mut extra);
+        cors.write_actual(origin, &mut added_headers);
     }
     if !p.rate_limits.is_empty() {
         let checked = env.rate_limits.borrow_mut().check(
@@ -163,18 +163,18 @@ pub fn decide<'s>(
             ("x-ratelimit-reset", st.reset_secs),
         ] {
             h1::write_header(
-                &mut extra,
+                &mut added_headers,
                 name,
                 crate::http::response::itoa_buf(v).as_bytes(),
             );
         }
         if checked.is_err() {
             h1::write_header(
-                &mut extra,
+                &mut added_headers,
                 "retry-after",
                 crate::http::response::itoa_buf(st.reset_secs.max(1)).as_bytes(),
             );
-            RATE_LIMITED.write(out, date, &extra, close_after, head_only);
+            RATE_LIMITED.write(out, date, &added_headers, close_after, head_only);
             env.metrics.borrow_mut().rate_limited(&route.name);
             return Decision::Local {
                 status: 429,
@@ -215,10 +215,10 @@ pub fn decide<'s>(
                 if pre.status == 401 {
                     if let Some(m) = a.mcp.as_ref().filter(|m| m.resource.is_none()) {
                         // No configured resource: name the metadata URL of this request's origin.
-                        discovery::dynamic_challenge(m, conn, host_raw, kind, &mut extra);
+                        discovery::dynamic_challenge(m, conn, host_raw, kind, &mut added_headers);
                     }
                 }
-                pre.write(out, date, &extra, close_after, head_only);
+                pre.write(out, date, &added_headers, close_after, head_only);
                 return Decision::Local {
                     status: pre.status,
                     route: Some(route),
@@ -230,7 +230,7 @@ pub fn decide<'s>(
     if let Some(r) = &p.redirect {
         let status = r.status;
         let location = forward_head::redirect_location(r, conn.https, host_raw, head, matched);
-        let mut hdrs = extra;
+        let mut hdrs = added_headers;
         h1::write_header(&mut hdrs, "location", location.as_bytes());
         if let Some(m) = &p.response_headers {
             m.write_extra(&mut hdrs);
@@ -250,9 +250,9 @@ pub fn decide<'s>(
     }
     if let Some(direct) = &p.direct {
         if let Some(m) = &p.response_headers {
-            m.write_extra(&mut extra);
+            m.write_extra(&mut added_headers);
         }
-        direct.write(out, date, &extra, close_after, head_only);
+        direct.write(out, date, &added_headers, close_after, head_only);
         return Decision::Local {
             status: direct.status,
             route: Some(route),
@@ -273,14 +273,14 @@ pub fn decide<'s>(
                     keep_auth,
                     conn.local_loopback,
                 ),
-                response_extra: extra,
+                added_headers: added_headers,
             });
         }
         _ => {
             return local_error(
                 LocalError::NoBackend,
                 Some(route),
-                Some(&extra),
+                Some(&added_headers),
                 date,
                 close_after,
                 head_only,
@@ -296,7 +296,7 @@ pub fn decide<'s>(
         timeouts: p.timeouts,
         response_headers: p.response_headers.as_ref(),
         head: up_head,
-        response_extra: extra,
+        added_headers: added_headers,
         head_request: head_only,
         idempotent: matches!(
             head.method,

@@ -54,7 +54,7 @@ pub async fn forward<S: ConnIo>(
         crate::server::decision::local_error(
             err,
             None,
-            Some(&plan.response_extra),
+            Some(&plan.added_headers),
             &date,
             true,
             plan.head_request,
@@ -167,7 +167,7 @@ pub async fn forward<S: ConnIo>(
     let raw = chunk_to_client && plan.client_http10;
     let close_client = !client_keep_alive || raw;
     bufs.out.extend_from_slice(&parsed.head);
-    bufs.out.extend_from_slice(&plan.response_extra);
+    bufs.out.extend_from_slice(&plan.added_headers);
     if let Some(m) = plan.response_headers {
         m.write_extra(&mut bufs.out);
     }

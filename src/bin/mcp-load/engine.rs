@@ -21,7 +21,8 @@ use anyhow::{anyhow, Result};
 
 use crate::client::{Conn, IoFail, Reply};
 use crate::plan::{TokenConfig, TokenPlan};
-use crate::scenario::{judge, Expect, Op, Scenario, Target, Vu};
+use crate::scenario::{judge, Expect, Scenario, Target, Vu};
+use crate::stats::Op;
 use crate::stats::{new_hist, ErrClass, Outcome, Stats, Tick};
 
 pub struct RunConfig {

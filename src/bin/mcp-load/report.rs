@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::engine::{RunConfig, RunResult};
-use crate::scenario::Op;
+use crate::stats::Op;
 use crate::stats::{ErrClass, Tick};
 
 #[derive(Debug, Serialize)]

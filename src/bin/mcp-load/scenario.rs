@@ -9,7 +9,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use crate::client::{BodyKind, Reply};
-use crate::stats::{ErrClass, Outcome};
+use crate::stats::{ErrClass, Op, Outcome};
 
 #[cfg(test)]
 mod tests;
@@ -44,46 +44,6 @@ impl Scenario {
     /// Whether requests of this scenario carry a bearer token.
     pub fn uses_tokens(self) -> bool {
         matches!(self, Scenario::Session | Scenario::Call | Scenario::Get)
-    }
-}
-
-/// One kind of HTTP exchange; each has its own latency histogram.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
-    Initialize,
-    Initialized,
-    ToolsList,
-    ToolsCall,
-    Delete,
-    Unauth,
-    Metadata,
-    Get,
-}
-
-impl Op {
-    pub const COUNT: usize = 8;
-    pub const ALL: [Op; Op::COUNT] = [
-        Op::Initialize,
-        Op::Initialized,
-        Op::ToolsList,
-        Op::ToolsCall,
-        Op::Delete,
-        Op::Unauth,
-        Op::Metadata,
-        Op::Get,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Op::Initialize => "initialize",
-            Op::Initialized => "notifications/initialized",
-            Op::ToolsList => "tools/list",
-            Op::ToolsCall => "tools/call",
-            Op::Delete => "DELETE",
-            Op::Unauth => "initialize (no token)",
-            Op::Metadata => "GET metadata",
-            Op::Get => "GET",
-        }
     }
 }
 

@@ -4,8 +4,6 @@
 
 use hdrhistogram::Histogram;
 
-use crate::scenario::Op;
-
 /// How an exchange ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -163,4 +161,44 @@ pub struct Tick {
     pub answered: u64,
     pub errors: u64,
     pub hist: Histogram<u64>,
+}
+
+/// One kind of HTTP exchange; each has its own latency histogram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Initialize,
+    Initialized,
+    ToolsList,
+    ToolsCall,
+    Delete,
+    Unauth,
+    Metadata,
+    Get,
+}
+
+impl Op {
+    pub const COUNT: usize = 8;
+    pub const ALL: [Op; Op::COUNT] = [
+        Op::Initialize,
+        Op::Initialized,
+        Op::ToolsList,
+        Op::ToolsCall,
+        Op::Delete,
+        Op::Unauth,
+        Op::Metadata,
+        Op::Get,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Initialize => "initialize",
+            Op::Initialized => "notifications/initialized",
+            Op::ToolsList => "tools/list",
+            Op::ToolsCall => "tools/call",
+            Op::Delete => "DELETE",
+            Op::Unauth => "initialize (no token)",
+            Op::Metadata => "GET metadata",
+            Op::Get => "GET",
+        }
+    }
 }

@@ -16,8 +16,9 @@ use futures_util::StreamExt;
 
 use crate::mcp::jsonrpc::{self, Kind};
 use crate::mcp::{merge, protocol, sse};
-use crate::relay::pending::TargetMsg;
-use crate::relay::session::{self, Session, Target};
+use crate::relay::session::{self, Session};
+use crate::relay::target::shared_stream::TargetMsg;
+use crate::relay::target::Target;
 use crate::relay::{CallOp, McpCall, Relay, ReplyPart, Subject};
 use crate::snapshot::McpRoute;
 

@@ -8,7 +8,7 @@
 //! server-to-client stream. When the child exits, every pending request gets a JSON-RPC error and
 //! the owner ends the session. Termination: close stdin, SIGTERM, SIGKILL after a grace period,
 //! and always reap (no zombies, no leaked descriptors).
-//! Not here: which target a message goes to (`exchange`).
+//! Not here: which target a message goes to (`relay::call`).
 
 use std::cell::{Cell, RefCell};
 use std::os::fd::OwnedFd;
@@ -23,7 +23,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::UnixStream;
 
 use crate::mcp::jsonrpc;
-use crate::relay::pending::{Pending, TargetMsg};
+use crate::relay::target::shared_stream::{Pending, TargetMsg};
 use crate::relay::MAX_MESSAGE;
 
 /// How long a child gets between SIGTERM and SIGKILL.

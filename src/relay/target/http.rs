@@ -4,7 +4,7 @@
 //!
 //! The client's token never goes upstream unless the route sets `backendAuth: passthrough`.
 //! An upstream 404 on its session ends ours with a clear error (the client then re-initializes).
-//! Not here: downstream HTTP (`front`), routing between targets (`exchange`).
+//! Not here: downstream HTTP (`server::mcp`), routing between targets (`relay::call`).
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -21,7 +21,7 @@ use crate::http::h1::{self, ChunkedDecoder, RespBody};
 use crate::mcp::jsonrpc::{self, Kind};
 use crate::mcp::sse::SseParser;
 use crate::net::pool::STALE_AFTER;
-use crate::relay::pending::TargetMsg;
+use crate::relay::target::shared_stream::TargetMsg;
 use crate::relay::MAX_MESSAGE;
 use crate::snapshot::{HostAddr, HostTarget};
 

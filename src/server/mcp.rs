@@ -4,7 +4,8 @@
 //! presence (400) and ownership (hand-off to the owning worker), then writing the answer as JSON
 //! or as an SSE stream flushed event by event.
 //!
-//! Not here: what happens on the owner (`exchange`), reading the request body (`http::conn`).
+//! Not here: what happens on the owner (`relay::call`), reading the request body
+//! (`server::conn`).
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -17,7 +18,8 @@ use crate::http::h1;
 use crate::http::response::itoa_buf;
 use crate::mcp::{jsonrpc, protocol, sse};
 use crate::net::io::{Bufs, ConnIo};
-use crate::relay::{exchange, session, CallOp, McpCall, NoIdentity, Relay, ReplyPart, Subject};
+use crate::relay::call as relay_call;
+use crate::relay::{session, CallOp, McpCall, NoIdentity, Relay, ReplyPart, Subject};
 use crate::snapshot::McpRoute;
 
 /// What the relay needs from the request head, copied while the head is borrowed: the values
@@ -215,20 +217,20 @@ enum Job {
 impl Job {
     async fn run(self, ctx: Rc<Relay>) {
         match self {
-            Job::Call(call) => exchange::run(ctx, call).await,
+            Job::Call(call) => relay_call::run(ctx, call).await,
             Job::Initialize {
                 route,
                 body,
                 subject,
                 authorization,
                 reply,
-            } => exchange::initialize(ctx, route, body, subject, authorization, reply).await,
+            } => relay_call::initialize(ctx, route, body, subject, authorization, reply).await,
             Job::Stateless {
                 route,
                 body,
                 authorization,
                 reply,
-            } => exchange::stateless(&ctx, route, body, authorization, reply).await,
+            } => relay_call::stateless(&ctx, route, body, authorization, reply).await,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Routing messages from a server that answers on one shared stream (stdio servers, legacy SSE
 //! servers) to the requests waiting for them, by JSON-RPC id — the id Portcullis gave the request
-//! upstream (`exchange` assigns them per session), never the client's: the response ends its request;
+//! upstream (`relay::call` assigns them per session), never the client's: the response ends its request;
 //! notifications and server requests go to the newest pending request (its SSE answer), or to
 //! the session's server-to-client stream when nothing is pending.
 //!

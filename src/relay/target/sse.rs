@@ -14,9 +14,9 @@ use futures_channel::oneshot;
 
 use crate::http::h1::{self, ChunkedDecoder, RespBody};
 use crate::mcp::sse::SseParser;
-use crate::relay::pending::Pending;
-use crate::relay::pending::TargetMsg;
-use crate::relay::upstream::{connect, Conn};
+use crate::relay::target::http::{connect, Conn};
+use crate::relay::target::shared_stream::Pending;
+use crate::relay::target::shared_stream::TargetMsg;
 use crate::relay::MAX_MESSAGE;
 use crate::snapshot::HostTarget;
 

@@ -1,0 +1,158 @@
+//! The MCP servers behind a session, one module per kind, behind one interface ([`Target`]):
+//! `stdio` (a child process speaking newline-delimited JSON-RPC), `http` (a streamable-HTTP
+//! server, over pooled keep-alive connections) and `sse` (a legacy HTTP+SSE server: one GET
+//! stream, POSTs to the endpoint it announces). It routes what a server on one shared
+//! stream (stdio, SSE) sends back to the request waiting for it (`shared_stream`).
+//!
+//! A new target kind touches: its module here; a variant of [`Target`] and its arms (the
+//! compiler lists them); `snapshot::McpTargetKind` and its lowering in `config::lower`
+//! (`mcp.targets[]`); the config validation of its fields (`config::validate`); and a test in
+//! `tests/it/mcp.rs`.
+//!
+//! Not here: sessions (`relay::session`), routing calls across targets (`relay::call`).
+
+pub mod http;
+pub mod shared_stream;
+pub mod sse;
+pub mod stdio;
+
+use std::rc::Rc;
+
+use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender};
+
+use crate::relay::target::http::HttpTarget;
+use crate::relay::target::shared_stream::TargetMsg;
+use crate::relay::target::sse::SseTarget;
+use crate::relay::target::stdio::Proc;
+use crate::snapshot::{McpTarget, McpTargetKind};
+
+/// One MCP server behind a session.
+pub enum Target {
+    Stdio(Rc<Proc>),
+    Http(Rc<HttpTarget>),
+    Sse(Rc<SseTarget>),
+}
+
+impl Target {
+    pub fn name(&self) -> &str {
+        match self {
+            Target::Stdio(p) => &p.target,
+            Target::Http(h) => &h.target,
+            Target::Sse(h) => &h.target,
+        }
+    }
+
+    pub fn alive(&self) -> bool {
+        match self {
+            Target::Stdio(p) => p.alive(),
+            Target::Http(h) => h.alive(),
+            Target::Sse(h) => h.alive(),
+        }
+    }
+
+    pub fn request(&self, id: &str, msg: Vec<u8>) -> UnboundedReceiver<TargetMsg> {
+        match self {
+            Target::Stdio(p) => p.request(id, msg),
+            Target::Http(h) => h.request(id, msg),
+            Target::Sse(h) => h.request(id, msg),
+        }
+    }
+
+    pub async fn send(&self, msg: Vec<u8>) {
+        match self {
+            Target::Stdio(p) => p.send(msg),
+            Target::Http(h) => {
+                if let Err(e) = h.send(msg).await {
+                    tracing::warn!(target_name = %h.target, error = %e, "mcp notification not delivered");
+                }
+            }
+            Target::Sse(h) => h.send(msg).await,
+        }
+    }
+
+    pub async fn terminate(&self) {
+        match self {
+            Target::Stdio(p) => p.terminate().await,
+            Target::Http(h) => h.terminate().await,
+            Target::Sse(h) => h.terminate(),
+        }
+    }
+
+    /// Gives up on request `id` (as sent upstream): the server is told with
+    /// `notifications/cancelled`, and a late answer is dropped.
+    pub fn cancel(&self, id: &str, reason: &str) {
+        let note = cancelled_notification(id, reason);
+        match self {
+            Target::Stdio(p) => {
+                if p.forget(id) {
+                    p.send(note);
+                }
+            }
+            Target::Http(h) => {
+                let h = h.clone();
+                monoio::spawn(async move {
+                    let _ = h.send(note).await;
+                });
+            }
+            Target::Sse(h) => {
+                if h.forget(id) {
+                    let h = h.clone();
+                    monoio::spawn(async move { h.send(note).await });
+                }
+            }
+        }
+    }
+
+    /// Starts target `t` of a new session: spawns a stdio server, opens a legacy SSE stream, or
+    /// just records where a streamable-HTTP server is. `unsolicited` receives what a server on
+    /// one shared stream sends outside any request.
+    pub fn open(
+        t: &McpTarget,
+        authorization: Option<&str>,
+        unsolicited: &UnboundedSender<Vec<u8>>,
+    ) -> Result<Target, String> {
+        Ok(match &t.kind {
+            McpTargetKind::Stdio { cmd, args, env } => {
+                Target::Stdio(Proc::spawn(&t.name, cmd, args, env, unsolicited.clone())?)
+            }
+            McpTargetKind::Http {
+                target,
+                path,
+                https,
+            } => Target::Http(HttpTarget::new(
+                &t.name,
+                target,
+                path,
+                *https,
+                authorization.map(str::to_owned),
+            )),
+            McpTargetKind::Sse {
+                target,
+                path,
+                https,
+            } => Target::Sse(SseTarget::open(
+                &t.name,
+                target,
+                path,
+                *https,
+                authorization.map(str::to_owned),
+                unsolicited.clone(),
+            )),
+        })
+    }
+
+    pub fn set_version(&self, v: &'static str) {
+        if let Target::Http(h) = self {
+            h.version.set(v);
+        }
+    }
+}
+
+/// `notifications/cancelled` for request `id` (raw JSON id text).
+pub fn cancelled_notification(id: &str, reason: &str) -> Vec<u8> {
+    let reason = serde_json::to_string(reason).unwrap_or_else(|_| "\"\"".into());
+    format!(
+        r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{id},"reason":{reason}}}}}"#
+    )
+    .into_bytes()
+}
