@@ -158,7 +158,6 @@ pub fn fuzz_load(data: &[u8]) {
 pub mod lower;
 mod lower_auth;
 
-pub use lower_auth::INVALID_DESCRIPTION;
 mod tls;
 
 /// Bytes of a config file → runtime snapshot: [`load_str`] then [`lower::lower`]. `base_dir`

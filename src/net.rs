@@ -4,6 +4,7 @@
 //!
 //! Not here: HTTP semantics (`http`, `server`) or MCP (`relay`).
 
+pub mod addr;
 pub mod io;
 pub mod pool;
 pub mod tls_conn;

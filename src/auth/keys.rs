@@ -20,10 +20,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures_channel::mpsc::UnboundedSender;
 
+use crate::auth::policy::{AsRewrite, Source, SourceKind};
 use crate::http::response::Prebuilt;
 use crate::policy::mcp_auth::parse_jwks;
 use crate::policy::mcp_auth_meta as meta;
-use crate::snapshot::{AsRewrite, Source, SourceKind};
 
 /// What the key manager publishes to every worker's key-update inbox (applied by
 /// [`AuthState::apply`](crate::auth::request::AuthState::apply)).

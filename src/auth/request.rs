@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 use futures_channel::oneshot;
 
 use crate::auth::keys::{KeyUpdate, KeysMsg};
+use crate::auth::policy::{AuthMode, AuthPolicy};
 use crate::http::response::Prebuilt;
 use crate::policy::mcp_auth::{
     bearer, check_token, AuthReject, Bearer, KeySet, Principal, Scratch, TokenCache,
 };
-use crate::snapshot::{AuthMode, AuthPolicy};
 
 /// Entries per provider cache, per worker.
 const CACHE_CAPACITY: usize = 10_000;

@@ -13,7 +13,9 @@ use std::time::Duration;
 use super::lower_auth::{self, AuthExtras};
 use super::model;
 use super::{parse_duration, parse_worker_threads, ConfigError, ConfigErrors, ThreadCount};
+use crate::auth::policy::Source;
 use crate::http::response::Prebuilt;
+use crate::net::addr::{HostAddr, HostTarget};
 use crate::policy::cors::{Cors, CorsSpec};
 use crate::policy::headers::HeaderModifier;
 use crate::policy::rewrite::PathRewrite;
@@ -21,9 +23,8 @@ use crate::routing::{
     self, HeaderMatch, QueryMatch, RouteMatch, RouteSpec, RouteTable, ValueMatch,
 };
 use crate::snapshot::{
-    AuthorityRewrite, Backend, Bind, HostAddr, HostTarget, Listener, LogSettings, McpRoute,
-    McpTarget, McpTargetKind, Policies, Redirect, Rewrite, Route, Settings, Snapshot, Source,
-    Timeouts, WorkerThreads,
+    AuthorityRewrite, Backend, Bind, Listener, LogSettings, McpRoute, McpTarget, McpTargetKind,
+    Policies, Redirect, Rewrite, Route, Settings, Snapshot, Timeouts, WorkerThreads,
 };
 
 /// Lowers a validated config. `base_dir` resolves relative file paths (TLS certificates).

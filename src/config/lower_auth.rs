@@ -1,9 +1,9 @@
 //! Lowering of `mcpAuthentication` and `jwtAuth` (both dialects) into [`AuthPolicy`]: key
-//! sources to keep fresh, validation rules, the discovery documents and the 401 answers rendered
+//! sources to keep fresh, validation rules, the discovery documents and the answers rendered
 //! once, and the well-known paths each protected route adds to its listener.
 //!
-//! Not here: fetching keys (`runtime::keys`), checking tokens (`policy::mcp_auth`), serving the
-//! documents (`http::dispatch`).
+//! Not here: the bytes of the 401/503 answers (`auth::challenge`), fetching keys (`auth::keys`),
+//! checking tokens (`policy::mcp_auth`), serving the documents (`server::discovery`).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,13 +11,14 @@ use std::sync::Arc;
 
 use super::model;
 use super::ConfigError;
+use crate::auth::challenge;
+use crate::auth::policy::{
+    AsRewrite, AuthMode, AuthPolicy, AuthProvider, McpAuthMeta, Source, SourceKind, WellKnown,
+};
 use crate::http::response::Prebuilt;
+use crate::net::addr::HostTarget;
 use crate::policy::mcp_auth::Validation;
 use crate::policy::mcp_auth_meta as meta;
-use crate::snapshot::{
-    AsRewrite, AuthMode, AuthPolicy, AuthProvider, HostTarget, McpAuthMeta, Source, SourceKind,
-    WellKnown,
-};
 
 /// Default allowance for clock skew on `exp`, `nbf` and `iat`.
 const LEEWAY_SECS: u64 = 60;
@@ -149,21 +150,6 @@ fn validation(
     }
 }
 
-fn json_headers(extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    extra
-        .iter()
-        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
-        .collect()
-}
-
-fn prebuilt(status: u16, headers: &[(String, String)], body: Vec<u8>) -> Prebuilt {
-    let hs: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    Prebuilt::new(status, Some("application/json"), &hs, body)
-}
-
 /// `mcpAuthentication` on the route at `path`.
 pub fn lower_mcp_auth(
     a: &model::McpAuthentication,
@@ -261,7 +247,7 @@ pub fn lower_mcp_auth(
                 format!("/.well-known/oauth-authorization-server{route_path}/client-registration");
             let origin = match resource.as_deref().map(meta::parse_resource_url) {
                 Some(Ok(u)) => format!("{}://{}", u.scheme, u.authority),
-                _ => crate::snapshot::ORIGIN_PLACEHOLDER.to_owned(),
+                _ => crate::auth::policy::ORIGIN_PLACEHOLDER.to_owned(),
             };
             let src = Source {
                 id: format!("as-metadata:{route_path}:{}", a.issuer).into(),
@@ -300,35 +286,11 @@ pub fn lower_mcp_auth(
 
     let prm = resource.as_ref().map(|r| {
         let body = meta::render_prm(r, &authorization_servers, rm);
-        let hs: Vec<(String, String)> = json_headers(&crate::http::response::DISCOVERY_CORS);
-        prebuilt(200, &hs, body)
+        let cors = crate::http::response::DISCOVERY_CORS;
+        Prebuilt::new(200, Some("application/json"), &cors, body)
     });
     let challenge_url = resource.as_ref().and_then(|r| meta::prm_url(r).ok());
-    let (missing, invalid) = match &challenge_url {
-        Some(url) => (
-            prebuilt(
-                401,
-                &[(
-                    "www-authenticate".into(),
-                    meta::challenge_missing(url, &scopes),
-                )],
-                meta::BODY_MISSING.to_vec(),
-            ),
-            prebuilt(
-                401,
-                &[(
-                    "www-authenticate".into(),
-                    meta::challenge_invalid(url, &scopes, INVALID_DESCRIPTION),
-                )],
-                meta::body_invalid(INVALID_DESCRIPTION),
-            ),
-        ),
-        // Without a configured resource the challenge names a URL derived per request.
-        None => (
-            prebuilt(401, &[], meta::BODY_MISSING.to_vec()),
-            prebuilt(401, &[], meta::body_invalid(INVALID_DESCRIPTION)),
-        ),
-    };
+    let answers = challenge::mcp_answers(challenge_url.as_deref(), &scopes);
     let mcp = Arc::new(McpAuthMeta {
         route_path: route_path.clone(),
         resource,
@@ -368,9 +330,9 @@ pub fn lower_mcp_auth(
         }],
         mcp: Some(mcp),
         passthrough,
-        missing,
-        invalid,
-        unavailable: unavailable(),
+        missing: answers.missing,
+        invalid: answers.invalid,
+        unavailable: answers.unavailable,
     }))
 }
 
@@ -399,19 +361,6 @@ fn registration_target(
         },
         u.path,
     ))
-}
-
-/// The generic description sent with `invalid_token`; never derived from the token.
-pub const INVALID_DESCRIPTION: &str =
-    "the access token is invalid, expired, or not meant for this resource";
-
-fn unavailable() -> Prebuilt {
-    Prebuilt::new(
-        503,
-        Some("application/json"),
-        &[("retry-after", "2")],
-        br#"{"error":"temporarily_unavailable","error_description":"the signing keys of the authorization server are not loaded yet"}"#.to_vec(),
-    )
 }
 
 /// Route-level `jwtAuth` (single or multi-provider).
@@ -476,25 +425,15 @@ pub fn lower_jwt_auth(
             return None;
         }
     }
-    let plain = |status: u16, challenge: &str, body: Vec<u8>| {
-        prebuilt(
-            status,
-            &[("www-authenticate".into(), challenge.into())],
-            body,
-        )
-    };
+    let answers = challenge::jwt_answers();
     Some(Arc::new(AuthPolicy {
         mode: mode(j.mode.as_ref(), AuthMode::Optional),
         providers,
         mcp: None,
         passthrough,
-        missing: plain(401, "Bearer", meta::BODY_MISSING.to_vec()),
-        invalid: plain(
-            401,
-            &format!("Bearer error=\"invalid_token\", error_description=\"{INVALID_DESCRIPTION}\""),
-            meta::body_invalid(INVALID_DESCRIPTION),
-        ),
-        unavailable: unavailable(),
+        missing: answers.missing,
+        invalid: answers.invalid,
+        unavailable: answers.unavailable,
     }))
 }
 

@@ -220,13 +220,15 @@ pub struct BodyPace {
 }
 
 impl BodyPace {
-    pub fn new(limits: &crate::snapshot::Limits) -> BodyPace {
+    /// `grace`: how long the body may take before the rate rule applies; `min_rate`: bytes/s
+    /// on average after that (0: no minimum); `per_read`: the bound on each read.
+    pub fn new(grace: Duration, min_rate: u64, per_read: Duration) -> BodyPace {
         BodyPace {
             start: Instant::now(),
             got: 0,
-            grace: limits.header_timeout,
-            min_rate: limits.body_min_rate,
-            per_read: limits.idle_timeout,
+            grace,
+            min_rate,
+            per_read,
         }
     }
 

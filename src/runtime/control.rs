@@ -409,7 +409,7 @@ fn jwks_sources(snap: &Snapshot) -> Vec<String> {
     let mut v: Vec<String> = snap
         .sources
         .iter()
-        .filter(|s| !matches!(s.kind, crate::snapshot::SourceKind::AsMetadata { .. }))
+        .filter(|s| !matches!(s.kind, crate::auth::policy::SourceKind::AsMetadata { .. }))
         .map(|s| s.id.to_string())
         .collect();
     v.sort();

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::http::h1::{self, BodyKind, ChunkedDecoder, H1Error, MAX_HEADERS};
 use crate::http::response::LocalError;
-use crate::net::io::{read_or_fail, BodyPace, Bufs, ConnInfo, ConnIo};
+use crate::net::io::{read_or_fail, Bufs, ConnInfo, ConnIo};
 use crate::server::ctx::WorkerCtx;
 use crate::server::decision::{self, Decision};
 use crate::server::dispatch::{self, RequestFacts};
@@ -498,7 +498,7 @@ async fn discard_body<S: ConnIo>(
     body: BodyKind,
     max_body: u64,
 ) -> Result<(), Option<H1Error>> {
-    let mut pace = BodyPace::new(&ctx.shard.snapshot().settings.limits);
+    let mut pace = ctx.shard.snapshot().settings.limits.body_pace();
     match body {
         BodyKind::None => Ok(()),
         BodyKind::Length(mut left) => loop {
@@ -539,7 +539,7 @@ async fn read_body<S: ConnIo>(
     held: &mut BodyBytes<'_>,
 ) -> Result<Vec<u8>, Option<LocalError>> {
     let budget = ctx.shard.snapshot().settings.mcp_limits.buffered_bytes;
-    let mut pace = BodyPace::new(&ctx.shard.snapshot().settings.limits);
+    let mut pace = ctx.shard.snapshot().settings.limits.body_pace();
     let bad = |e: Option<H1Error>| e.map(LocalError::Body);
     let mut out = Vec::new();
     match body {

@@ -7,9 +7,10 @@
 use std::sync::Arc;
 
 use crate::http::response::LocalError;
+use crate::net::addr::HostTarget;
 use crate::policy::headers::HeaderModifier;
 use crate::server::mcp::McpHead;
-use crate::snapshot::{HostTarget, McpRoute, Route, Timeouts};
+use crate::snapshot::{McpRoute, Route, Timeouts};
 
 /// The outcome of [`decide`](crate::server::dispatch::decide).
 pub enum Decision<'s> {

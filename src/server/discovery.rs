@@ -6,13 +6,15 @@
 //! not configured is the origin filled in per request from the scheme and `Host`.
 //! Not here: the design rationale (see `policy::mcp_auth_meta`), token checks (`http::auth`).
 
+use crate::auth::challenge;
+use crate::auth::policy::{AuthPolicy, McpAuthMeta, WellKnown, ORIGIN_PLACEHOLDER};
 use crate::auth::request::{AuthState, RejectKind};
 use crate::http::h1::{self, BodyKind, RequestHead};
 use crate::http::response::{itoa_buf, LocalError, Prebuilt, DISCOVERY_CORS};
 use crate::net::io::ConnInfo;
 use crate::policy::mcp_auth_meta as meta;
 use crate::server::decision::{local_error, Decision, ProxyPlan};
-use crate::snapshot::{AuthPolicy, McpAuthMeta, Timeouts, WellKnown, ORIGIN_PLACEHOLDER};
+use crate::snapshot::Timeouts;
 
 const PRM_PREFIX: &str = "/.well-known/oauth-protected-resource";
 const AS_PREFIX: &str = "/.well-known/oauth-authorization-server";
@@ -136,13 +138,7 @@ fn as_metadata<'s>(
         Err(answered) => return answered,
     };
     let Some(doc) = m.as_metadata.as_deref().and_then(|id| auth.document(id)) else {
-        let pre = Prebuilt::new(
-            503,
-            Some("application/json"),
-            &[("retry-after", "2"), ("access-control-allow-origin", "*")],
-            br#"{"error":"temporarily_unavailable","error_description":"the authorization server metadata is not loaded yet"}"#.to_vec(),
-        );
-        pre.write(out, date, b"", close, head_only);
+        challenge::METADATA_UNAVAILABLE.write(out, date, b"", close, head_only);
         return done(503, close);
     };
     if memchr::memmem::find(doc.body(), ORIGIN_PLACEHOLDER.as_bytes()).is_some() {
@@ -253,17 +249,8 @@ pub fn dynamic_challenge(
     conn: ConnInfo,
     host: &[u8],
     kind: RejectKind,
-    extra: &mut Vec<u8>,
+    added_headers: &mut Vec<u8>,
 ) {
     let resource = format!("{}{}", origin(conn, host), m.route_path);
-    let Ok(url) = meta::prm_url(&resource) else {
-        return;
-    };
-    let value = match kind {
-        RejectKind::Invalid(_) => {
-            meta::challenge_invalid(&url, &m.scopes, crate::config::INVALID_DESCRIPTION)
-        }
-        _ => meta::challenge_missing(&url, &m.scopes),
-    };
-    h1::write_header(extra, "www-authenticate", value.as_bytes());
+    challenge::write_for_resource(&resource, &m.scopes, kind, added_headers);
 }

@@ -22,9 +22,10 @@ use crate::server::discovery;
 use crate::server::forward_head;
 use crate::server::mcp::McpHead;
 
+use crate::net::addr::HostTarget;
 use crate::policy::mcp_auth::Principal;
 use crate::routing::{self, RequestView};
-use crate::snapshot::{Backend, Bind, HostTarget, Snapshot};
+use crate::snapshot::{Backend, Bind, Snapshot};
 
 /// Per-request facts `decide` needs besides the request itself.
 pub struct RequestFacts<'a> {

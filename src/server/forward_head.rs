@@ -9,9 +9,10 @@
 use httparse::Header;
 
 use crate::http::h1::{self, BodyKind, RequestHead};
+use crate::net::addr::HostTarget;
 use crate::net::io::ConnInfo;
 use crate::routing;
-use crate::snapshot::{AuthorityRewrite, HostTarget, Redirect, Route};
+use crate::snapshot::{AuthorityRewrite, Redirect, Route};
 
 /// Headers the proxy sets itself on the upstream request; the client's copies are dropped.
 fn proxy_owned(name: &str) -> bool {

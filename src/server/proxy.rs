@@ -15,11 +15,12 @@ use monoio::net::TcpStream;
 
 use crate::http::h1::{self, BodyKind, ChunkedDecoder, RespBody, MAX_HEADERS};
 use crate::http::response::{itoa_buf, LocalError};
+use crate::net::addr::HostAddr;
 use crate::net::io::{Bufs, ConnIo};
 use crate::net::pool::STALE_AFTER;
 use crate::server::ctx::WorkerCtx;
 use crate::server::decision::ProxyPlan;
-use crate::snapshot::{HostAddr, Snapshot};
+use crate::snapshot::Snapshot;
 
 pub enum ProxyOutcome {
     /// The response was relayed; `reusable` says whether the client connection can carry more.
@@ -117,7 +118,7 @@ pub async fn forward<S: ConnIo>(
             bufs,
             body,
             limits.max_body,
-            crate::net::io::BodyPace::new(limits),
+            limits.body_pace(),
         )
         .await
         {

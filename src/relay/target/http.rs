@@ -20,10 +20,10 @@ use monoio::net::TcpStream;
 use crate::http::h1::{self, ChunkedDecoder, RespBody};
 use crate::mcp::jsonrpc::{self, Kind};
 use crate::mcp::sse::SseParser;
+use crate::net::addr::{HostAddr, HostTarget};
 use crate::net::pool::STALE_AFTER;
 use crate::relay::target::shared_stream::TargetMsg;
 use crate::relay::MAX_MESSAGE;
-use crate::snapshot::{HostAddr, HostTarget};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -14,11 +14,11 @@ use futures_channel::oneshot;
 
 use crate::http::h1::{self, ChunkedDecoder, RespBody};
 use crate::mcp::sse::SseParser;
+use crate::net::addr::HostTarget;
 use crate::relay::target::http::{connect, Conn};
 use crate::relay::target::shared_stream::Pending;
 use crate::relay::target::shared_stream::TargetMsg;
 use crate::relay::MAX_MESSAGE;
-use crate::snapshot::HostTarget;
 
 /// How long a message waits for the server's `endpoint` event.
 const ENDPOINT_WAIT: Duration = Duration::from_secs(10);
