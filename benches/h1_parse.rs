@@ -10,7 +10,7 @@
 //! Quick run: `cargo bench --bench h1_parse -- --warm-up-time 1 --measurement-time 2`.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use portcullis::http::h1::{self, ChunkedDecoder, MAX_HEADERS};
+use portcullis::fuzzing::h1::{self as h1, ChunkedDecoder, MAX_HEADERS};
 
 fn mcp_post_head() -> Vec<u8> {
     // An RS256-sized JWT: header.payload.signature, 800 bytes of base64url.

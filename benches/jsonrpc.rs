@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use portcullis::mcp::jsonrpc::{peek, replace_id};
+use portcullis::fuzzing::jsonrpc::{peek, replace_id};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use simd_json::prelude::*;

@@ -15,7 +15,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use portcullis::policy::mcp_auth::{
+use portcullis::fuzzing::mcp_auth::{
     b64url_decode, check_token, parse, parse_jwks, scan_claims_json, scan_header_json,
     verify_signature, Alg, KeySet, Scratch, TokenCache, Validation,
 };

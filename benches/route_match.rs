@@ -3,7 +3,7 @@
 //! (full scan). Baseline: a linear scan is what the table does, so the miss is the bound.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use portcullis::routing::{
+use portcullis::fuzzing::routing::{
     HeaderMatch, PathMatch, RequestView, RouteMatch, RouteSpec, RouteTable, ValueMatch,
 };
 

@@ -2,7 +2,7 @@
 //! HTTP/1.1 keep-alive responder on monoio can do (find the end of each head, skip a
 //! Content-Length body, answer fixed bytes). No parsing beyond that, no routing, no limits: the
 //! ceiling Portcullis's local-answer paths are measured against. Its runtime is built like a
-//! Portcullis worker's (`portcullis::runtime::build_runtime`), so both get the same io_uring set-up.
+//! Portcullis worker's (`portcullis::build_runtime`), so both get the same io_uring set-up.
 //!
 //! Usage: minimal_responder PORT [CPU] [--challenge]
 //! With `--challenge` the fixed answer is a 401 with a Bearer challenge naming resource metadata
@@ -32,8 +32,7 @@ fn main() {
         let _ = monoio::utils::bind_to_cpu_set([cpu]);
     }
     let resp: &'static [u8] = if challenge { CHALLENGE } else { OK };
-    let mut rt =
-        portcullis::runtime::build_runtime(monoio::utils::detect_uring(), 1024).expect("runtime");
+    let mut rt = portcullis::build_runtime(monoio::utils::detect_uring(), 1024).expect("runtime");
     rt.block_on(async move {
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind");
         loop {

@@ -6,8 +6,8 @@
 //! Not here: JWT parsing and signature checks (`policy::mcp_auth`, sans-IO), the discovery
 //! documents' rendering (`policy::mcp_auth_meta`).
 
-pub mod challenge;
-pub mod fetch;
-pub mod keys;
-pub mod policy;
-pub mod request;
+pub(crate) mod challenge;
+pub(crate) mod fetch;
+pub(crate) mod keys;
+pub(crate) mod policy;
+pub(crate) mod request;

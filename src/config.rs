@@ -9,26 +9,21 @@
 
 mod env;
 mod error;
-pub mod model;
+pub(crate) mod model;
 mod validate;
 mod values;
 
 #[cfg(test)]
 mod tests;
 
-pub use env::expand_env;
-pub use error::{ConfigError, ConfigErrors};
-pub use validate::validate;
-pub use values::{parse_duration, parse_worker_threads, ThreadCount};
-
-/// Expands env vars from the process environment, parses YAML, deserializes with paths and
-/// validates. See [`load_str_with_env`].
-pub fn load_str(text: &str) -> Result<model::LocalConfig, ConfigErrors> {
-    load_str_with_env(text, &|name| std::env::var(name).ok())
-}
+pub(crate) use env::expand_env;
+pub(crate) use error::ConfigError;
+pub use error::ConfigErrors;
+pub(crate) use validate::validate;
+pub(crate) use values::{parse_duration, parse_worker_threads, ThreadCount};
 
 /// [`load_str`] with an explicit environment (tests, fuzzing, `--validate-only` dry runs).
-pub fn load_str_with_env(
+pub(crate) fn load_str_with_env(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<model::LocalConfig, ConfigErrors> {
@@ -149,13 +144,13 @@ fn parse_yaml(text: &str) -> Result<serde_json::Value, ConfigError> {
 
 /// Fuzz entry point: any UTF-8 input must yield `Ok` or `Err`, never a panic.
 #[doc(hidden)]
-pub fn fuzz_load(data: &[u8]) {
+pub(crate) fn fuzz_load(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = load_str_with_env(text, &|_| None);
     }
 }
 
-pub mod lower;
+pub(crate) mod lower;
 mod lower_auth;
 
 mod tls;
@@ -170,7 +165,7 @@ pub fn load_bytes(
 }
 
 /// [`load_bytes`] with an explicit environment (fuzzing, tests).
-pub fn load_bytes_with_env(
+pub(crate) fn load_bytes_with_env(
     bytes: &[u8],
     base_dir: Option<&std::path::Path>,
     lookup: &dyn Fn(&str) -> Option<String>,

@@ -1,5 +1,5 @@
-//! Entry points for the cargo-fuzz targets in `fuzz/`: each must return normally for any input.
-//! Not part of the public API.
+//! Entry points for the cargo-fuzz targets in `fuzz/` (each must return normally for any input)
+//! and the sans-IO code the criterion benches in `benches/` measure. Not part of the public API.
 
 /// The request-head parser (`fuzz/fuzz_targets/h1_request.rs`).
 pub fn h1_request(data: &[u8]) {
@@ -20,7 +20,52 @@ pub fn path_normalize(data: &[u8]) {
 /// YAML → wire model → validation (`fuzz/fuzz_targets/config_yaml.rs`). Lowering is left out:
 /// it resolves host names, and a fuzzer must not send DNS queries.
 pub fn config(data: &[u8]) {
-    if let Ok(text) = std::str::from_utf8(data) {
-        let _ = crate::config::load_str_with_env(text, &|_| None);
-    }
+    crate::config::fuzz_load(data);
+}
+
+/// JWT parsing, signature checks and claim validation (`fuzz/fuzz_targets/jwt_compact.rs`).
+pub fn jwt(data: &[u8]) {
+    crate::policy::mcp_auth::fuzz_jwt(data);
+}
+
+/// JWKS parsing (`fuzz/fuzz_targets/jwks_json.rs`).
+pub fn jwks(data: &[u8]) {
+    crate::policy::mcp_auth::fuzz_jwks(data);
+}
+
+/// The JSON-RPC envelope peek and id rewriting (`fuzz/fuzz_targets/jsonrpc.rs`).
+pub fn jsonrpc(data: &[u8]) {
+    crate::mcp::fuzz_jsonrpc(data);
+}
+
+/// The SSE event parser (`fuzz/fuzz_targets/sse_event.rs`).
+pub fn sse(data: &[u8]) {
+    crate::mcp::fuzz_sse(data);
+}
+
+/// What `benches/h1_parse.rs` measures.
+pub mod h1 {
+    pub use crate::http::h1::{
+        normalize_path, parse_request, write_chunk, write_last_chunk, ChunkedDecoder, MAX_HEADERS,
+    };
+}
+
+/// What `benches/jsonrpc.rs` measures.
+pub mod jsonrpc {
+    pub use crate::mcp::jsonrpc::{peek, replace_id};
+}
+
+/// What `benches/jwt_verify.rs` measures.
+pub mod mcp_auth {
+    pub use crate::policy::mcp_auth::{
+        b64url_decode, check_token, parse, parse_jwks, scan_claims_json, scan_header_json,
+        verify_signature, Alg, KeySet, Scratch, TokenCache, Validation,
+    };
+}
+
+/// What `benches/route_match.rs` measures.
+pub mod routing {
+    pub use crate::routing::{
+        HeaderMatch, PathMatch, RequestView, RouteMatch, RouteSpec, RouteTable, ValueMatch,
+    };
 }

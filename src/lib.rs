@@ -17,22 +17,30 @@
 //!
 //! Not here: HTTP/2 (refused with a clear error), TCP/TLS passthrough listeners.
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
-pub mod auth;
-pub mod config;
-pub mod http;
-pub mod mcp;
-pub mod metrics;
-pub mod net;
-pub mod policy;
-pub mod readiness;
-pub mod relay;
-pub mod routing;
-pub mod runtime;
-pub mod server;
-pub mod shard;
-pub mod snapshot;
-pub mod telemetry;
+mod auth;
+mod config;
+mod http;
+mod mcp;
+mod metrics;
+mod net;
+mod policy;
+mod readiness;
+mod relay;
+mod routing;
+mod runtime;
+mod server;
+mod shard;
+mod snapshot;
+mod telemetry;
 
+// What the `portcullis` and `mcp-load` commands and the integration tests use.
+pub use config::{load_bytes, ConfigErrors};
+pub use runtime::{build_runtime, run, ConfigSource, RunOptions, Runtime};
+pub use snapshot::Snapshot;
+pub use telemetry::{init as init_logging, LogGuard};
+
+/// Entry points for `fuzz/` and `benches/` (not an API).
 #[doc(hidden)]
 pub mod fuzzing;

@@ -9,7 +9,7 @@ use clap::Parser;
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use portcullis::runtime::{ConfigSource, RunOptions};
+use portcullis::{ConfigSource, RunOptions};
 
 /// Thread-per-core io_uring edge proxy with spec-compliant MCP Authorization.
 /// Reads agentgateway's YAML config (binds → listeners → routes → backends/policies).
@@ -60,7 +60,7 @@ fn main() -> ExitCode {
     let loaded = match &mut source {
         ConfigSource::File(path, text) => match std::fs::read(&*path) {
             Ok(bytes) => {
-                let loaded = portcullis::config::load_bytes(&bytes, path.parent());
+                let loaded = portcullis::load_bytes(&bytes, path.parent());
                 *text = bytes;
                 loaded
             }
@@ -69,7 +69,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(EXIT_BAD_CONFIG);
             }
         },
-        ConfigSource::Inline(text) => portcullis::config::load_bytes(text.as_bytes(), None),
+        ConfigSource::Inline(text) => portcullis::load_bytes(text.as_bytes(), None),
     };
     let snapshot = match loaded {
         Ok(s) => s,
@@ -85,8 +85,8 @@ fn main() -> ExitCode {
         println!("configuration is valid");
         return ExitCode::SUCCESS;
     }
-    let _guard = portcullis::telemetry::init(&snapshot.settings.log);
-    let code = portcullis::runtime::run(
+    let _guard = portcullis::init_logging(&snapshot.settings.log);
+    let code = portcullis::run(
         snapshot,
         RunOptions {
             source,

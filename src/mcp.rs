@@ -6,15 +6,15 @@
 //!
 //! Not here: sessions, upstream connections, child processes, HTTP status mapping (the relay).
 
-pub mod jsonrpc;
-pub mod merge;
-pub mod protocol;
-pub mod sse;
+pub(crate) mod jsonrpc;
+pub(crate) mod merge;
+pub(crate) mod protocol;
+pub(crate) mod sse;
 
 /// Fuzz entry point (`fuzz/fuzz_targets/jsonrpc.rs`): peek, batch split and id rewrite never
 /// panic, and what they produce is consistent.
 #[doc(hidden)]
-pub fn fuzz_jsonrpc(data: &[u8]) {
+pub(crate) fn fuzz_jsonrpc(data: &[u8]) {
     if jsonrpc::is_batch(data) {
         if let Ok(items) = jsonrpc::split_batch(data) {
             assert!(!items.is_empty());
@@ -55,7 +55,7 @@ fn check_message(msg: &[u8]) {
 /// Fuzz entry point (`fuzz/fuzz_targets/sse_event.rs`): the parser never panics, yields the
 /// same events whatever the split, and parses back what the writer writes.
 #[doc(hidden)]
-pub fn fuzz_sse(data: &[u8]) {
+pub(crate) fn fuzz_sse(data: &[u8]) {
     let whole = sse_events(&[data]);
     let at = data.first().map_or(0, |&b| b as usize % (data.len() + 1));
     assert_eq!(whole, sse_events(&[&data[..at], &data[at..]]));

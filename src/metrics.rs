@@ -9,14 +9,14 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 /// Upper bounds of the latency buckets, in seconds.
-pub const LATENCY_BUCKETS: [f64; 14] = [
+pub(crate) const LATENCY_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
 /// Why a protection limit refused a request: the `reason` label of `portcullis_refused_total`
 /// (README, "Limits and protection").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
+pub(crate) enum Refused {
     /// A route's `localRateLimit` (429; also counted per route).
     RateLimit,
     /// The client's address spent its budget of failed token verifications (401).
@@ -36,7 +36,7 @@ pub enum Refused {
 }
 
 impl Refused {
-    pub const ALL: [Refused; 8] = [
+    pub(crate) const ALL: [Refused; 8] = [
         Refused::RateLimit,
         Refused::FailedVerifications,
         Refused::VerifyQueueFull,
@@ -47,7 +47,7 @@ impl Refused {
         Refused::BodyTooSlow,
     ];
 
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             Refused::RateLimit => "rate_limit",
             Refused::FailedVerifications => "failed_verifications",
@@ -62,7 +62,7 @@ impl Refused {
 }
 
 #[derive(Debug, Default, Clone)]
-pub struct WorkerMetrics {
+pub(crate) struct WorkerMetrics {
     /// Requests refused by a protection limit, indexed by [`Refused`] (as `usize`).
     pub refused: [u64; Refused::ALL.len()],
     /// Requests refused by `localRateLimit`, by route name.
@@ -80,7 +80,7 @@ pub struct WorkerMetrics {
 }
 
 impl WorkerMetrics {
-    pub fn record(&mut self, route: &str, status: u16, elapsed: Duration) {
+    pub(crate) fn record(&mut self, route: &str, status: u16, elapsed: Duration) {
         let counts = match self.requests.get_mut(route) {
             Some(c) => c,
             None => self.requests.entry(route.into()).or_default(),
@@ -99,12 +99,12 @@ impl WorkerMetrics {
         self.latency_count += 1;
     }
 
-    pub fn refuse(&mut self, why: Refused) {
+    pub(crate) fn refuse(&mut self, why: Refused) {
         self.refused[why as usize] += 1;
     }
 
     /// A request `localRateLimit` refused on `route`.
-    pub fn rate_limited(&mut self, route: &str) {
+    pub(crate) fn rate_limited(&mut self, route: &str) {
         self.refuse(Refused::RateLimit);
         match self.rate_limited.get_mut(route) {
             Some(n) => *n += 1,
@@ -114,7 +114,7 @@ impl WorkerMetrics {
         }
     }
 
-    pub fn merge(&mut self, other: &WorkerMetrics) {
+    pub(crate) fn merge(&mut self, other: &WorkerMetrics) {
         for (a, b) in self.refused.iter_mut().zip(other.refused.iter()) {
             *a += b;
         }
@@ -142,7 +142,7 @@ impl WorkerMetrics {
 
 /// Renders per-worker snapshots (index = worker id) in the Prometheus text format, with
 /// per-worker connection gauges and totals summed across workers.
-pub fn render(workers: &[WorkerMetrics]) -> String {
+pub(crate) fn render(workers: &[WorkerMetrics]) -> String {
     let mut total = WorkerMetrics::default();
     for w in workers {
         total.merge(w);

@@ -4,8 +4,8 @@
 //!
 //! Not here: HTTP semantics (`http`, `server`) or MCP (`relay`).
 
-pub mod addr;
-pub mod io;
-pub mod pool;
-pub mod tls_conn;
-pub mod url;
+pub(crate) mod addr;
+pub(crate) mod io;
+pub(crate) mod pool;
+pub(crate) mod tls_conn;
+pub(crate) mod url;

@@ -5,10 +5,10 @@
 //! Does not: do I/O, decide status codes for errors, or run authentication (that lives in
 //! `policy::mcp_auth`, owned elsewhere).
 
-pub mod cors;
-pub mod headers;
-pub mod mcp_auth;
-pub mod mcp_auth_meta;
-pub mod rate_limit;
-pub mod rewrite;
+pub(crate) mod cors;
+pub(crate) mod headers;
+pub(crate) mod mcp_auth;
+pub(crate) mod mcp_auth_meta;
+pub(crate) mod rate_limit;
+pub(crate) mod rewrite;
 mod validate;

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 /// What readiness (`/healthz/ready`) answers from: 200 only while nothing below holds. Written by
 /// the control loop and the key manager, read by the admin thread; never on the request path.
 #[derive(Default)]
-pub struct Readiness {
+pub(crate) struct Readiness {
     draining: AtomicBool,
     /// Binds of the published config that some worker could not open (`binds[port=…]: …`).
     binds_down: Mutex<Vec<String>>,
@@ -17,20 +17,20 @@ pub struct Readiness {
 }
 
 impl Readiness {
-    pub fn set_draining(&self) {
+    pub(crate) fn set_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
     }
 
-    pub fn set_binds_down(&self, down: Vec<String>) {
+    pub(crate) fn set_binds_down(&self, down: Vec<String>) {
         *self.binds_down.lock().unwrap_or_else(|e| e.into_inner()) = down;
     }
 
-    pub fn set_keys_missing(&self, missing: Vec<String>) {
+    pub(crate) fn set_keys_missing(&self, missing: Vec<String>) {
         *self.keys_missing.lock().unwrap_or_else(|e| e.into_inner()) = missing;
     }
 
     /// `None` when ready; otherwise every reason, one per line.
-    pub fn not_ready(&self) -> Option<String> {
+    pub(crate) fn not_ready(&self) -> Option<String> {
         let mut reasons = Vec::new();
         if self.draining.load(Ordering::Relaxed) {
             reasons.push("draining".to_owned());

@@ -18,9 +18,9 @@
 //! Not here: JSON-RPC/SSE/merge parsing (`mcp`, sans-IO), the HTTP transport toward clients
 //! (`server::mcp`) or authentication (`auth`).
 
-pub mod call;
-pub mod session;
-pub mod target;
+pub(crate) mod call;
+pub(crate) mod session;
+pub(crate) mod target;
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -34,7 +34,7 @@ use crate::shard::Shard;
 /// One worker's relay: the sessions it owns, the calls for them that arrived through other
 /// workers' connections, and every worker's call inbox (index = worker id). Built by
 /// `runtime::worker`, which also runs [`Relay::serve_inbox`].
-pub struct Relay {
+pub(crate) struct Relay {
     pub shard: Rc<Shard>,
     /// MCP sessions this worker owns.
     pub sessions: session::Sessions,
@@ -45,7 +45,7 @@ pub struct Relay {
 }
 
 impl Relay {
-    pub fn new(shard: Rc<Shard>, inboxes: Arc<Vec<UnboundedSender<McpCall>>>) -> Self {
+    pub(crate) fn new(shard: Rc<Shard>, inboxes: Arc<Vec<UnboundedSender<McpCall>>>) -> Self {
         Relay {
             shard,
             sessions: session::Sessions::default(),
@@ -55,13 +55,13 @@ impl Relay {
     }
 
     /// The call inbox of worker `id`.
-    pub fn inbox(&self, id: usize) -> Option<&UnboundedSender<McpCall>> {
+    pub(crate) fn inbox(&self, id: usize) -> Option<&UnboundedSender<McpCall>> {
         self.inboxes.get(id)
     }
 
     /// Runs the calls other workers hand to this one (for sessions it owns), each in a task of
     /// its own, until every sender is gone.
-    pub async fn serve_inbox(self: Rc<Self>, mut calls: UnboundedReceiver<McpCall>) {
+    pub(crate) async fn serve_inbox(self: Rc<Self>, mut calls: UnboundedReceiver<McpCall>) {
         while let Some(call) = calls.next().await {
             let relay = self.clone();
             relay.remote_calls.set(relay.remote_calls.get() + 1);
@@ -74,19 +74,19 @@ impl Relay {
 }
 
 /// Largest MCP message accepted from a client or a server.
-pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 
 /// The authenticated party a session is bound to (issuer, then `sub:<sub>` or, for a token
 /// without a subject, `client:<client_id or azp>`); `None` on open routes.
-pub type Subject = Option<(String, String)>;
+pub(crate) type Subject = Option<(String, String)>;
 
 /// A verified token that names neither a subject nor a client: no session can be bound to it
 /// (binding them all to the issuer alone would let their holders share each other's sessions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NoIdentity;
+pub(crate) struct NoIdentity;
 
 /// The session binding of a request's verified token (`Ok(None)` when there is none).
-pub fn binding(
+pub(crate) fn binding(
     principal: Option<&crate::policy::mcp_auth::Principal>,
 ) -> Result<Subject, NoIdentity> {
     let Some(p) = principal else {
@@ -101,14 +101,14 @@ pub fn binding(
 }
 
 /// One client request for a session, handed to the session's owning worker.
-pub struct McpCall {
+pub(crate) struct McpCall {
     pub session: String,
     pub op: CallOp,
     pub subject: Subject,
     pub reply: UnboundedSender<ReplyPart>,
 }
 
-pub enum CallOp {
+pub(crate) enum CallOp {
     /// A POSTed JSON-RPC message (or a batch, in 2025-03-26 sessions).
     Post(Vec<u8>),
     /// Open the server-to-client SSE stream, resuming after `Last-Event-ID` if given.
@@ -118,7 +118,7 @@ pub enum CallOp {
 
 /// The answer to a call, as it is produced.
 #[derive(Debug)]
-pub enum ReplyPart {
+pub(crate) enum ReplyPart {
     /// A whole JSON answer: status, body, and the session id to announce (after initialize).
     Json {
         status: u16,

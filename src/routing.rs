@@ -13,8 +13,11 @@ mod table;
 #[cfg(test)]
 mod tests;
 
-pub use host::{hostname_matches, strip_port, HostnameMatch};
-pub use matcher::{query_pairs, HeaderMatch, PathMatch, QueryMatch, RouteMatch, ValueMatch};
+pub(crate) use host::{hostname_matches, strip_port, HostnameMatch};
+#[cfg(test)]
+pub(crate) use matcher::query_pairs;
+pub(crate) use matcher::QueryMatch;
+pub use matcher::{HeaderMatch, PathMatch, RouteMatch, ValueMatch};
 pub use table::{RouteSpec, RouteTable};
 
 /// The parts of a request that routing looks at, borrowed from the parsed head.

@@ -4,10 +4,10 @@
 //!
 //! Not here: request handling (`http`), config parsing (`config`).
 
-pub mod admin;
-pub mod control;
-pub mod watch;
-pub mod worker;
+pub(crate) mod admin;
+pub(crate) mod control;
+pub(crate) mod watch;
+pub(crate) mod worker;
 
 pub use control::{run, ConfigSource, RunOptions};
 

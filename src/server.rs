@@ -7,11 +7,11 @@
 //! Not here: the codec (`http`), authentication state and key management (`auth`), MCP
 //! sessions and targets (`relay`), threads and lifecycles (`runtime`).
 
-pub mod conn;
-pub mod ctx;
-pub mod decision;
-pub mod discovery;
-pub mod dispatch;
-pub mod forward_head;
-pub mod mcp;
-pub mod proxy;
+pub(crate) mod conn;
+pub(crate) mod ctx;
+pub(crate) mod decision;
+pub(crate) mod discovery;
+pub(crate) mod dispatch;
+pub(crate) mod forward_head;
+pub(crate) mod mcp;
+pub(crate) mod proxy;

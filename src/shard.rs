@@ -21,7 +21,7 @@ use crate::snapshot::Snapshot;
 // The extra `Rc` layer is deliberate: requests clone the `Rc` (a plain increment on this core)
 // instead of the `Arc`, whose count lives on a cache line shared by every worker.
 #[allow(clippy::redundant_allocation)]
-pub struct Shard {
+pub(crate) struct Shard {
     pub id: usize,
     /// How many workers share the load (rate limits are split between them).
     workers: usize,
@@ -38,7 +38,7 @@ pub struct Shard {
 }
 
 impl Shard {
-    pub fn new(id: usize, workers: usize, snapshot: Arc<Snapshot>) -> Self {
+    pub(crate) fn new(id: usize, workers: usize, snapshot: Arc<Snapshot>) -> Self {
         let seed = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -59,12 +59,12 @@ impl Shard {
     }
 
     /// How many workers share the load (rate limits are split between them).
-    pub fn workers(&self) -> usize {
+    pub(crate) fn workers(&self) -> usize {
         self.workers
     }
 
     /// Counts a request refused by a protection limit (`portcullis_refused_total`).
-    pub fn count_refusal(&self, e: &LocalError) {
+    pub(crate) fn count_refusal(&self, e: &LocalError) {
         let why = match e {
             LocalError::Body(H1Error::BodyTooSlow) => Refused::BodyTooSlow,
             LocalError::BodiesBuffered => Refused::BufferedBodies,
@@ -75,41 +75,41 @@ impl Shard {
 
     /// The snapshot for one request. Cloning an `Rc` is a plain increment: no shared cache line.
     #[allow(clippy::redundant_allocation)]
-    pub fn snapshot(&self) -> Rc<Arc<Snapshot>> {
+    pub(crate) fn snapshot(&self) -> Rc<Arc<Snapshot>> {
         self.snapshot.borrow().clone()
     }
 
-    pub fn set_snapshot(&self, snap: Arc<Snapshot>) {
+    pub(crate) fn set_snapshot(&self, snap: Arc<Snapshot>) {
         *self.snapshot.borrow_mut() = Rc::new(snap);
     }
 
-    pub fn date(&self) -> [u8; 29] {
+    pub(crate) fn date(&self) -> [u8; 29] {
         *self.date.borrow().get_array()
     }
 
     /// Unix seconds, as of the last tick (at most 250 ms old): token times need no finer clock.
-    pub fn unix_secs(&self) -> i64 {
+    pub(crate) fn unix_secs(&self) -> i64 {
         self.date.borrow().secs as i64
     }
 
-    pub fn tick_date(&self) {
+    pub(crate) fn tick_date(&self) {
         self.date.borrow_mut().refresh();
     }
 
-    pub fn draining(&self) -> bool {
+    pub(crate) fn draining(&self) -> bool {
         self.draining.get()
     }
 
     /// A handle that is cancelled when the worker starts draining; idle keep-alive reads use it
     /// so that they end at once instead of waiting for their timeout.
-    pub fn drain_handle(&self) -> CancelHandle {
+    pub(crate) fn drain_handle(&self) -> CancelHandle {
         self.drain.borrow().handle()
     }
 
     /// Completes at `deadline` (to within the worker's 250 ms tick) or when the worker starts
     /// draining, whichever is first. For idle keep-alive connections: unlike a timer, it holds a
     /// 24-byte slot, not a timer-wheel entry of several hundred bytes per connection.
-    pub fn idle_until(&self, deadline: Instant) -> IdleWait<'_> {
+    pub(crate) fn idle_until(&self, deadline: Instant) -> IdleWait<'_> {
         IdleWait {
             ctx: self,
             deadline,
@@ -118,7 +118,7 @@ impl Shard {
     }
 
     /// Wakes the [`IdleWait`]s whose deadline has passed (called from the worker's tick).
-    pub fn wake_idle_expired(&self, now: Instant) {
+    pub(crate) fn wake_idle_expired(&self, now: Instant) {
         let mut w = self.idle_waiters.borrow_mut();
         for s in w.slots.iter_mut() {
             if s.as_ref().is_some_and(|(deadline, _)| *deadline <= now) {
@@ -129,7 +129,7 @@ impl Shard {
         }
     }
 
-    pub fn start_drain(&self) {
+    pub(crate) fn start_drain(&self) {
         self.draining.set(true);
         let old = std::mem::take(&mut *self.drain.borrow_mut());
         let _ = old.cancel();
@@ -140,7 +140,7 @@ impl Shard {
     }
 
     /// xorshift64*: cheap per-worker randomness for weighted backend choice (not for secrets).
-    pub fn next_random(&self) -> u64 {
+    pub(crate) fn next_random(&self) -> u64 {
         let mut x = self.rng.get();
         x ^= x >> 12;
         x ^= x << 25;
@@ -189,18 +189,18 @@ impl DateCache {
 
 /// A share of the worker's budget of buffered request-body bytes
 /// (`config.mcp.maxBufferedBytes`), given back on drop.
-pub struct BodyBytes<'c> {
+pub(crate) struct BodyBytes<'c> {
     ctx: &'c Shard,
     held: u64,
 }
 
 impl<'c> BodyBytes<'c> {
-    pub fn new(ctx: &'c Shard) -> Self {
+    pub(crate) fn new(ctx: &'c Shard) -> Self {
         BodyBytes { ctx, held: 0 }
     }
 
     /// Makes the share at least `total` bytes; false when the worker's budget cannot cover it.
-    pub fn grow_to(&mut self, total: u64, budget: u64) -> bool {
+    pub(crate) fn grow_to(&mut self, total: u64, budget: u64) -> bool {
         if total <= self.held {
             return true;
         }
@@ -230,13 +230,13 @@ struct IdleWaiters {
 
 /// How an [`IdleWait`] ended.
 #[derive(Debug, PartialEq, Eq)]
-pub enum IdleEnd {
+pub(crate) enum IdleEnd {
     Deadline,
     Drain,
 }
 
 /// See [`Shard::idle_until`].
-pub struct IdleWait<'c> {
+pub(crate) struct IdleWait<'c> {
     ctx: &'c Shard,
     deadline: Instant,
     slot: Option<usize>,

@@ -289,7 +289,7 @@ pub struct McpRoute {
 /// The bound on one MCP call when the route sets no `timeout`: long enough for slow tools,
 /// short enough that a server that never answers cannot hold a client (and its connection)
 /// forever.
-pub const DEFAULT_MCP_CALL_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_MCP_CALL_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone)]
 pub struct McpTarget {

@@ -1,4 +1,4 @@
-//! Chunked decoding: one piece vs split pieces must agree; see `portcullis::http::h1::fuzz_chunked`.
+//! Chunked decoding: one piece vs split pieces must agree; see `portcullis::fuzzing::chunked`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| portcullis::http::h1::fuzz_chunked(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| portcullis::fuzzing::chunked(data));

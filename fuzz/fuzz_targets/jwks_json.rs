@@ -1,5 +1,5 @@
 //! JWKS parsing: never panics, every accepted key is usable by ring; see
-//! `portcullis::policy::mcp_auth::fuzz_jwks`.
+//! `portcullis::fuzzing::jwks`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| portcullis::policy::mcp_auth::fuzz_jwks(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| portcullis::fuzzing::jwks(data));

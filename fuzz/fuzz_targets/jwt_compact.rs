@@ -1,5 +1,5 @@
 //! Compact JWS parsing, base64url and the in-place JSON scanner (checked against serde_json);
-//! see `portcullis::policy::mcp_auth::fuzz_jwt`.
+//! see `portcullis::fuzzing::jwt`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| portcullis::policy::mcp_auth::fuzz_jwt(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| portcullis::fuzzing::jwt(data));

@@ -15,11 +15,11 @@ use crate::http::response::Prebuilt;
 use crate::policy::mcp_auth_meta as meta;
 
 /// The generic description sent with `invalid_token`; never derived from the token.
-pub const INVALID_DESCRIPTION: &str =
+pub(crate) const INVALID_DESCRIPTION: &str =
     "the access token is invalid, expired, or not meant for this resource";
 
 /// The answers of one route's policy: no token, an invalid token, keys not loaded yet.
-pub struct Answers {
+pub(crate) struct Answers {
     pub missing: Prebuilt,
     pub invalid: Prebuilt,
     pub unavailable: Prebuilt,
@@ -45,7 +45,7 @@ fn keys_unavailable() -> Prebuilt {
 /// `mcpAuthentication`: challenges that name the protected-resource metadata URL and the scopes,
 /// or (`challenge_url` unknown until the request's origin is) none, added per request by
 /// [`write_for_resource`].
-pub fn mcp_answers(challenge_url: Option<&str>, scopes: &[String]) -> Answers {
+pub(crate) fn mcp_answers(challenge_url: Option<&str>, scopes: &[String]) -> Answers {
     let missing = challenge_url.map(|url| meta::challenge_missing(url, scopes));
     let invalid =
         challenge_url.map(|url| meta::challenge_invalid(url, scopes, INVALID_DESCRIPTION));
@@ -61,7 +61,7 @@ pub fn mcp_answers(challenge_url: Option<&str>, scopes: &[String]) -> Answers {
 }
 
 /// `jwtAuth`: plain RFC 6750 challenges.
-pub fn jwt_answers() -> Answers {
+pub(crate) fn jwt_answers() -> Answers {
     let invalid =
         format!("Bearer error=\"invalid_token\", error_description=\"{INVALID_DESCRIPTION}\"");
     Answers {
@@ -73,7 +73,12 @@ pub fn jwt_answers() -> Answers {
 
 /// Appends the `WWW-Authenticate` line for the MCP resource at `resource` (known only per
 /// request): nothing when its metadata URL cannot be formed.
-pub fn write_for_resource(resource: &str, scopes: &[String], kind: RejectKind, out: &mut Vec<u8>) {
+pub(crate) fn write_for_resource(
+    resource: &str,
+    scopes: &[String],
+    kind: RejectKind,
+    out: &mut Vec<u8>,
+) {
     let Ok(url) = meta::prm_url(resource) else {
         return;
     };
@@ -85,7 +90,7 @@ pub fn write_for_resource(resource: &str, scopes: &[String], kind: RejectKind, o
 }
 
 /// The authorization-server metadata the gateway serves is not fetched yet.
-pub static METADATA_UNAVAILABLE: LazyLock<Prebuilt> = LazyLock::new(|| {
+pub(crate) static METADATA_UNAVAILABLE: LazyLock<Prebuilt> = LazyLock::new(|| {
     Prebuilt::new(
         503,
         Some("application/json"),

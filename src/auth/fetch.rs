@@ -15,7 +15,7 @@ use crate::net::url::parse_url;
 const MAX_BODY: usize = 1024 * 1024;
 
 #[derive(Debug)]
-pub struct Fetched {
+pub(crate) struct Fetched {
     pub status: u16,
     pub body: Vec<u8>,
     /// Freshness from `Cache-Control: max-age` or `Expires`, if the server gave one.
@@ -39,7 +39,7 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
 }
 
 /// GET `url` with an overall deadline. Redirects are not followed (an IdP's JWKS URL is exact).
-pub fn get(url: &str, timeout: Duration) -> Result<Fetched, String> {
+pub(crate) fn get(url: &str, timeout: Duration) -> Result<Fetched, String> {
     let u = parse_url(url)?;
     let deadline = Instant::now() + timeout;
     let addr = (u.host.as_str(), u.port)

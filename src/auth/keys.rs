@@ -27,7 +27,7 @@ use crate::policy::mcp_auth_meta as meta;
 
 /// What the key manager publishes to every worker's key-update inbox (applied by
 /// [`AuthState::apply`](crate::auth::request::AuthState::apply)).
-pub enum KeyUpdate {
+pub(crate) enum KeyUpdate {
     /// A new key set for a JWKS source.
     Keys {
         source: Arc<str>,
@@ -43,12 +43,11 @@ pub enum KeyUpdate {
 }
 
 /// What the control loop and the workers ask of the key manager.
-pub enum KeysMsg {
+pub(crate) enum KeysMsg {
     /// The sources of a newly loaded config (replaces the previous list).
     Sources(Vec<Source>),
     /// A worker saw a `kid` the published set does not have.
     UnknownKid(Arc<str>),
-    Stop,
 }
 
 const MIN_REFRESH: Duration = Duration::from_secs(60);
@@ -73,7 +72,7 @@ struct State {
 /// Starts the key manager thread; the returned sender is how the control loop and the workers
 /// reach it.
 /// It reports to `ready` which key sets have never loaded (readiness is 503 until they have).
-pub fn spawn(
+pub(crate) fn spawn(
     workers: Arc<Vec<UnboundedSender<KeyUpdate>>>,
     rx: mpsc::Receiver<KeysMsg>,
     ready: Arc<crate::readiness::Readiness>,
@@ -104,7 +103,7 @@ fn run(
             .min()
             .unwrap_or(Duration::from_secs(3600));
         match rx.recv_timeout(wait) {
-            Ok(KeysMsg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Disconnected) => return,
             Ok(KeysMsg::Sources(list)) => {
                 configured = true;
                 states.retain(|id, _| list.iter().any(|s| &s.id == id));

@@ -43,7 +43,7 @@ pub enum AsRewrite {
 
 /// Stands for the requesting origin (`scheme://host`) in documents whose origin is only known
 /// per request.
-pub const ORIGIN_PLACEHOLDER: &str = "{{portcullis-origin}}";
+pub(crate) const ORIGIN_PLACEHOLDER: &str = "{{portcullis-origin}}";
 
 /// An authentication policy compiled for one route.
 #[derive(Debug)]

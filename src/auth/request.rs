@@ -28,7 +28,7 @@ const CACHE_CAPACITY: usize = 10_000;
 /// manager itself allows one per 10 s).
 const ASK_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a request waits for a refetch after an unknown `kid`.
-pub const KID_WAIT: Duration = Duration::from_secs(2);
+pub(crate) const KID_WAIT: Duration = Duration::from_secs(2);
 
 /// Maps read on every protected request: foldhash (keys are config names and ids, not chosen
 /// by clients).
@@ -117,12 +117,12 @@ impl FailureBudget {
 /// is served (a benchmark of fresh tokens, a cold start) checks are not held back.
 /// `PORTCULLIS_VERIFY_SHARE` (0 < share ≤ 1; 1 = no bound).
 const DEFAULT_VERIFY_SHARE: f64 = 0.5;
-pub const VERIFY_WINDOW: Duration = Duration::from_millis(10);
+pub(crate) const VERIFY_WINDOW: Duration = Duration::from_millis(10);
 const VERIFY_QUEUE: usize = 512;
 
 /// The per-worker bound on signature-check time; see `DEFAULT_VERIFY_SHARE`.
 #[derive(Debug)]
-pub struct VerifyBudget {
+pub(crate) struct VerifyBudget {
     allowed: Duration,
     window: Instant,
     spent: Duration,
@@ -136,7 +136,7 @@ pub struct VerifyBudget {
 
 /// What [`VerifyBudget::admit`] decided.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Admit {
+pub(crate) enum Admit {
     Now,
     /// Wait until then, then decide again.
     Later(Instant),
@@ -145,7 +145,7 @@ pub enum Admit {
 }
 
 impl VerifyBudget {
-    pub fn new(share: f64) -> VerifyBudget {
+    pub(crate) fn new(share: f64) -> VerifyBudget {
         let share = if share.is_finite() && share > 0.0 {
             share.min(1.0)
         } else {
@@ -179,7 +179,7 @@ impl VerifyBudget {
     }
 
     /// Whether a signature check may run at `now`.
-    pub fn admit(&mut self, now: Instant) -> Admit {
+    pub(crate) fn admit(&mut self, now: Instant) -> Admit {
         self.roll(now);
         if self.spent < self.allowed || self.allowed >= VERIFY_WINDOW {
             return Admit::Now;
@@ -195,7 +195,7 @@ impl VerifyBudget {
     }
 
     /// A request deferred by [`VerifyBudget::admit`] is deciding again.
-    pub fn resumed(&mut self) {
+    pub(crate) fn resumed(&mut self) {
         self.queued = self.queued.saturating_sub(1);
     }
 
@@ -208,7 +208,7 @@ impl VerifyBudget {
     }
 }
 
-pub struct AuthState {
+pub(crate) struct AuthState {
     failures: FailureBudget,
     pub verify: VerifyBudget,
     keys: HashMap<Arc<str>, Arc<KeySet>, Fold>,
@@ -223,7 +223,7 @@ pub struct AuthState {
 }
 
 impl AuthState {
-    pub fn new(to_keys: Option<mpsc::Sender<KeysMsg>>) -> Self {
+    pub(crate) fn new(to_keys: Option<mpsc::Sender<KeysMsg>>) -> Self {
         Self {
             failures: FailureBudget::from_env(),
             verify: VerifyBudget::from_env(),
@@ -239,14 +239,14 @@ impl AuthState {
     }
 
     /// A new key set for `source`: verified tokens are re-checked against it from now on.
-    pub fn set_keys(&mut self, source: Arc<str>, keys: Arc<KeySet>) {
+    pub(crate) fn set_keys(&mut self, source: Arc<str>, keys: Arc<KeySet>) {
         self.keys.insert(source.clone(), keys);
         self.caches.clear();
         self.wake(&source);
     }
 
     /// The key manager finished a fetch of `source` (changed or not).
-    pub fn wake(&mut self, source: &Arc<str>) {
+    pub(crate) fn wake(&mut self, source: &Arc<str>) {
         self.outstanding.remove(source);
         let mut i = 0;
         while i < self.waiters.len() {
@@ -259,12 +259,12 @@ impl AuthState {
         }
     }
 
-    pub fn set_document(&mut self, source: Arc<str>, doc: Arc<Prebuilt>) {
+    pub(crate) fn set_document(&mut self, source: Arc<str>, doc: Arc<Prebuilt>) {
         self.docs.insert(source, doc);
     }
 
     /// Applies what the key manager published.
-    pub fn apply(&mut self, update: KeyUpdate) {
+    pub(crate) fn apply(&mut self, update: KeyUpdate) {
         match update {
             KeyUpdate::Keys { source, keys } => self.set_keys(source, keys),
             KeyUpdate::Checked { source } => self.wake(&source),
@@ -272,19 +272,19 @@ impl AuthState {
         }
     }
 
-    pub fn document(&self, source: &str) -> Option<&Prebuilt> {
+    pub(crate) fn document(&self, source: &str) -> Option<&Prebuilt> {
         self.docs.get(source).map(|d| &**d)
     }
 
     /// Registers a request waiting for `source` to be refetched.
-    pub fn wait_for(&mut self, source: Arc<str>) -> oneshot::Receiver<()> {
+    pub(crate) fn wait_for(&mut self, source: Arc<str>) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
         self.waiters.push((source, tx));
         rx
     }
 
     /// Drops the cache of providers that are gone after a reload.
-    pub fn retain_providers(&mut self, ids: &[u64]) {
+    pub(crate) fn retain_providers(&mut self, ids: &[u64]) {
         self.caches.retain(|id, _| ids.contains(id));
     }
 
@@ -321,7 +321,7 @@ impl AuthState {
 }
 
 /// The outcome of [`authenticate`].
-pub enum AuthDecision<'p> {
+pub(crate) enum AuthDecision<'p> {
     /// Go on; the principal is set when a token was verified.
     Pass(Option<Rc<Principal>>),
     /// Answer with this prebuilt response (401 missing/invalid, or 503 keys not loaded).
@@ -333,7 +333,7 @@ pub enum AuthDecision<'p> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RejectKind {
+pub(crate) enum RejectKind {
     Missing,
     Invalid(AuthReject),
     Unavailable,
@@ -342,7 +342,7 @@ pub enum RejectKind {
 }
 
 /// Decides one request. `may_wait` is false on the second attempt after a refetch.
-pub fn authenticate<'p>(
+pub(crate) fn authenticate<'p>(
     policy: &'p AuthPolicy,
     authorization: Option<&[u8]>,
     client: std::net::IpAddr,

@@ -12,7 +12,7 @@ use super::error::ConfigError;
 const ENV_PATH: &str = "(env)";
 
 /// Expands environment references in `text`; an undefined variable is an error naming it.
-pub fn expand_env(
+pub(crate) fn expand_env(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, ConfigError> {

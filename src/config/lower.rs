@@ -28,7 +28,10 @@ use crate::snapshot::{
 };
 
 /// Lowers a validated config. `base_dir` resolves relative file paths (TLS certificates).
-pub fn lower(cfg: &model::LocalConfig, base_dir: Option<&Path>) -> Result<Snapshot, ConfigErrors> {
+pub(crate) fn lower(
+    cfg: &model::LocalConfig,
+    base_dir: Option<&Path>,
+) -> Result<Snapshot, ConfigErrors> {
     let mut errs = Vec::new();
     let mut sources: Vec<Source> = Vec::new();
     let mut cert_files = Vec::new();

@@ -25,7 +25,7 @@ const LEEWAY_SECS: u64 = 60;
 
 /// What lowering one route's auth policy produced besides the policy itself.
 #[derive(Default)]
-pub struct AuthExtras {
+pub(super) struct AuthExtras {
     pub sources: Vec<Source>,
     pub well_known: Vec<(String, WellKnown)>,
     pub warnings: Vec<String>,
@@ -151,7 +151,7 @@ fn validation(
 }
 
 /// `mcpAuthentication` on the route at `path`.
-pub fn lower_mcp_auth(
+pub(super) fn lower_mcp_auth(
     a: &model::McpAuthentication,
     route_paths: &[String],
     passthrough: bool,
@@ -261,10 +261,7 @@ pub fn lower_mcp_auth(
             };
             let id = src.id.clone();
             extras.sources.push(src);
-            let upstream = format!(
-                "{}/clients-registrations/openid-connect",
-                a.issuer.trim_end_matches('/')
-            );
+            let upstream = meta::keycloak_registration_target(&a.issuer);
             (Some(id), registration_target(&upstream, path, extras))
         }
         meta::Provider::Auth0 => {
@@ -364,7 +361,7 @@ fn registration_target(
 }
 
 /// Route-level `jwtAuth` (single or multi-provider).
-pub fn lower_jwt_auth(
+pub(super) fn lower_jwt_auth(
     j: &model::JwtAuth,
     passthrough: bool,
     base_dir: Option<&Path>,
@@ -438,7 +435,7 @@ pub fn lower_jwt_auth(
 }
 
 /// Root discovery paths, added when a listener has exactly one protected MCP route.
-pub fn root_well_known(entries: &[(String, WellKnown)]) -> Vec<(String, WellKnown)> {
+pub(super) fn root_well_known(entries: &[(String, WellKnown)]) -> Vec<(String, WellKnown)> {
     let prms: Vec<_> = entries
         .iter()
         .filter(|(_, w)| matches!(w, WellKnown::Prm(_)))

@@ -21,29 +21,27 @@ mod serde_util;
 
 use serde::Deserialize;
 
-pub use auth::{
+pub(crate) use auth::{
     AuthMode, Jwks, JwtAuth, JwtProvider, JwtValidationOptions, McpAuthentication, McpProvider,
 };
-pub use backend::{
+pub(crate) use backend::{
     Backend, BackendKind, HttpTarget, McpBackend, McpTarget, McpTargetKind, PrefixMode,
-    StatefulMode, StdioTarget,
+    StatefulMode,
 };
-pub use bind::{Bind, Listener, ListenerTls, Protocol};
-pub use policy::{
-    BackendAuth, Cors, DirectResponse, HeaderModifier, HostRedirect, Passthrough, PathRedirect,
-    Policies, RequestRedirect, Timeout, UrlRewrite,
-};
-pub use process::{
-    BackendConfig, Config, Keepalives, ListenerConfig, LogFormat, Logging, LoggingFields,
-    McpSettings,
-};
-pub use route::{HeaderMatch, Match, PathMatch, PathRegex, QueryMatch, Route, ValueMatch};
-pub use serde_util::{Body, Ignored, StringOrList, Unsupported, WorkerThreads};
+pub(crate) use bind::{Bind, Listener, ListenerTls, Protocol};
+pub(crate) use policy::{BackendAuth, Cors, HeaderModifier, HostRedirect, PathRedirect, Policies};
+pub(crate) use process::{Config, LogFormat};
+#[cfg(test)]
+pub(crate) use route::PathRegex;
+pub(crate) use route::{Match, PathMatch, Route, ValueMatch};
+#[cfg(test)]
+pub(crate) use serde_util::Body;
+pub(crate) use serde_util::{StringOrList, Unsupported, WorkerThreads};
 
 /// The whole file (agentgateway `LocalConfig`).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct LocalConfig {
+pub(crate) struct LocalConfig {
     /// Process settings, read at startup only.
     pub config: Option<Config>,
     #[serde(default)]

@@ -23,7 +23,7 @@ fn resolve(p: &str, base: Option<&Path>) -> PathBuf {
 }
 
 /// The files a listener's `tls` names, resolved like [`load_certified_key`] resolves them.
-pub fn files(t: &model::ListenerTls, base: Option<&Path>) -> Vec<PathBuf> {
+pub(super) fn files(t: &model::ListenerTls, base: Option<&Path>) -> Vec<PathBuf> {
     [t.cert.as_deref(), t.key.as_deref()]
         .into_iter()
         .flatten()
@@ -32,7 +32,7 @@ pub fn files(t: &model::ListenerTls, base: Option<&Path>) -> Vec<PathBuf> {
 }
 
 /// Reads `tls.cert` (PEM chain) and `tls.key` (PEM PKCS#8, PKCS#1 or SEC1).
-pub fn load_certified_key(
+pub(super) fn load_certified_key(
     t: &model::ListenerTls,
     base: Option<&Path>,
 ) -> Result<Arc<CertifiedKey>, String> {
@@ -62,7 +62,9 @@ pub fn load_certified_key(
 
 /// One server config for a port. With several listeners the certificate is chosen by SNI
 /// (exact or `*.` wildcard hostname); a listener without hostname is the default.
-pub fn server_config(certs: Vec<(Option<String>, Arc<CertifiedKey>)>) -> Arc<rustls::ServerConfig> {
+pub(super) fn server_config(
+    certs: Vec<(Option<String>, Arc<CertifiedKey>)>,
+) -> Arc<rustls::ServerConfig> {
     let resolver = SniResolver {
         named: certs
             .iter()

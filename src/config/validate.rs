@@ -64,7 +64,7 @@ pub(crate) fn is_token(s: &str) -> bool {
 }
 
 /// Validates the whole config; `Ok` means lowering may assume every documented invariant.
-pub fn validate(cfg: &LocalConfig) -> Result<(), Vec<ConfigError>> {
+pub(crate) fn validate(cfg: &LocalConfig) -> Result<(), Vec<ConfigError>> {
     let mut e = Errors::default();
     e.unsupported(
         "",

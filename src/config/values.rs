@@ -10,7 +10,7 @@ use super::model::WorkerThreads;
 /// Parses a Go `time.ParseDuration` string: `"10s"`, `"1m30s"`, `"1.5h"`, `"100ms"`, `"500us"`,
 /// `"500µs"`, `"0"`. Units: `ns`, `us`/`µs`/`μs`, `ms`, `s`, `m`, `h`. Negative durations are
 /// rejected (a std `Duration` cannot hold them and no agentgateway setting needs them).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let err = |why: &str| {
         format!("invalid duration {s:?}: {why} (expected e.g. \"10s\", \"1m30s\", \"100ms\")")
     };
@@ -79,14 +79,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// How many worker threads `config.workerThreads` asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ThreadCount {
+pub(crate) enum ThreadCount {
     Fixed(usize),
     /// Percentage (1..=100) of available cores.
     PercentOfCores(u8),
 }
 
 /// Interprets `workerThreads`: an integer > 0, the same as a string, or `"NN%"` with 1 ≤ NN ≤ 100.
-pub fn parse_worker_threads(w: &WorkerThreads) -> Result<ThreadCount, String> {
+pub(crate) fn parse_worker_threads(w: &WorkerThreads) -> Result<ThreadCount, String> {
     let bad = || "workerThreads must be an integer > 0 or a percentage like \"50%\"".to_owned();
     match w {
         WorkerThreads::Number(n) if *n > 0 => usize::try_from(*n)

@@ -20,27 +20,27 @@ mod response;
 mod syntax;
 mod target;
 
-pub use chunked::{Chunk, ChunkedDecoder, MAX_CHUNK_LINE, MAX_TRAILER_BYTES};
-pub use encode::{reason_phrase, write_chunk, write_header, write_last_chunk, write_status_line};
-pub use error::H1Error;
-pub use fields::{
-    connection_tokens, find_header, is_connection_listed, is_hop_by_hop, list_elements,
-};
-pub use path::normalize_path;
+pub use chunked::ChunkedDecoder;
+pub use encode::{write_chunk, write_last_chunk};
+pub(crate) use encode::{write_header, write_status_line};
+pub(crate) use error::H1Error;
+pub(crate) use fields::{find_header, is_connection_listed, is_hop_by_hop};
 #[doc(hidden)]
-pub use path::{fuzz_path, reference_normalize};
-pub use request::{parse_request, BodyKind, RequestHead};
-pub use response::{parse_response, RespBody, ResponseHead};
+pub(crate) use path::fuzz_path;
+pub use path::normalize_path;
+pub use request::parse_request;
+pub(crate) use request::{BodyKind, RequestHead};
+pub(crate) use response::{parse_response, RespBody};
 
 /// Largest accepted head (request or response line, headers, final CRLFCRLF).
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Most header lines accepted; callers pass `MAX_HEADERS + 1` slots to detect excess.
 pub const MAX_HEADERS: usize = 100;
 
 /// Fuzz entry point: parses `data` as a request head and, for a chunked body, decodes the bytes
 /// after it. Must never panic; checks the invariants the proxy relies on.
 #[doc(hidden)]
-pub fn fuzz_request(data: &[u8]) {
+pub(crate) fn fuzz_request(data: &[u8]) {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS + 1];
     match parse_request(data, &mut headers) {
         Ok(Some((head, hdrs))) => {
@@ -65,7 +65,7 @@ pub fn fuzz_request(data: &[u8]) {
 /// Fuzz entry point: decodes `data[1..]` as a chunked body in one piece and again split at a
 /// position derived from `data[0]`, and asserts both give the same body, length and outcome.
 #[doc(hidden)]
-pub fn fuzz_chunked(data: &[u8]) {
+pub(crate) fn fuzz_chunked(data: &[u8]) {
     let Some((&sel, body)) = data.split_first() else {
         return;
     };
@@ -82,7 +82,7 @@ pub fn fuzz_chunked(data: &[u8]) {
 /// Decodes `input` fed in pieces cut at `cuts` (ascending). Returns the body and either the
 /// number of bytes consumed through the end of the message or the error. Test and fuzz helper.
 #[doc(hidden)]
-pub fn decode_all(
+pub(crate) fn decode_all(
     input: &[u8],
     max_body: u64,
     cuts: &[usize],

@@ -77,18 +77,18 @@ fn no_body_status(status: u16) -> bool {
 }
 
 /// Small stack buffer for formatting integers without allocating.
-pub struct ItoaBuf {
+pub(crate) struct ItoaBuf {
     buf: [u8; 20],
     start: usize,
 }
 
 impl ItoaBuf {
-    pub fn as_bytes(&self) -> &[u8] {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.buf[self.start..]
     }
 }
 
-pub fn itoa_buf(mut n: u64) -> ItoaBuf {
+pub(crate) fn itoa_buf(mut n: u64) -> ItoaBuf {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     loop {
@@ -104,7 +104,7 @@ pub fn itoa_buf(mut n: u64) -> ItoaBuf {
 
 /// CORS headers of discovery documents (protected-resource and AS metadata): any origin may
 /// read them.
-pub const DISCOVERY_CORS: [(&str, &str); 3] = [
+pub(crate) const DISCOVERY_CORS: [(&str, &str); 3] = [
     ("access-control-allow-origin", "*"),
     ("access-control-allow-methods", "GET, HEAD, OPTIONS"),
     (
@@ -116,7 +116,7 @@ pub const DISCOVERY_CORS: [(&str, &str); 3] = [
 /// Every failure the proxy answers itself. The status, body and connection handling of each are
 /// decided here and nowhere else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LocalError {
+pub(crate) enum LocalError {
     /// The request head could not be accepted (syntax, limits, smuggling, HTTP/2 preface).
     Head(H1Error),
     /// The request body was malformed or too large.
@@ -134,8 +134,6 @@ pub enum LocalError {
     UpstreamProtocol,
     /// The upstream closed the connection before a complete response head.
     UpstreamClosed,
-    /// The route carries an authentication policy this build cannot enforce: fail closed.
-    AuthNotEnforced,
     /// The route has neither a backend nor a local response.
     NoBackend,
     /// The worker already buffers its maximum of request bodies (`config.mcp.maxBufferedBytes`).
@@ -143,18 +141,18 @@ pub enum LocalError {
 }
 
 impl LocalError {
-    pub fn status(self) -> u16 {
+    pub(crate) fn status(self) -> u16 {
         match self {
             Self::Head(e) | Self::Body(e) => e.status(),
             Self::HeaderTimeout => 408,
             Self::RouteNotFound | Self::NoListener => 404,
             Self::UpstreamConnect | Self::UpstreamProtocol | Self::UpstreamClosed => 502,
             Self::UpstreamConnectTimeout | Self::UpstreamTimeout | Self::RequestTimeout => 504,
-            Self::AuthNotEnforced | Self::NoBackend | Self::BodiesBuffered => 503,
+            Self::NoBackend | Self::BodiesBuffered => 503,
         }
     }
 
-    pub fn body(self) -> &'static str {
+    pub(crate) fn body(self) -> &'static str {
         match self {
             Self::Head(e) | Self::Body(e) => e.reason(),
             Self::HeaderTimeout => "request head not received within the header timeout",
@@ -165,9 +163,6 @@ impl LocalError {
             Self::RequestTimeout => "request timeout",
             Self::UpstreamProtocol => "upstream sent an invalid HTTP/1.1 response",
             Self::UpstreamClosed => "upstream closed the connection before responding",
-            Self::AuthNotEnforced => {
-                "this route requires authentication that this build of portcullis cannot enforce yet; refusing to serve it unauthenticated"
-            }
             Self::NoBackend => "route has no backend",
             Self::BodiesBuffered => {
                 "the proxy buffers its maximum of request bodies (config.mcp.maxBufferedBytes); retry later"
@@ -177,7 +172,7 @@ impl LocalError {
 
     /// Whether the connection must close after this answer (its byte stream can no longer be
     /// trusted, or the peer is too slow).
-    pub fn must_close(self) -> bool {
+    pub(crate) fn must_close(self) -> bool {
         match self {
             Self::Head(e) | Self::Body(e) => e.must_close(),
             Self::HeaderTimeout => true,
@@ -186,7 +181,7 @@ impl LocalError {
     }
 
     /// The response for this error, rendered once per process for the fixed cases.
-    pub fn prebuilt(self) -> Prebuilt {
+    pub(crate) fn prebuilt(self) -> Prebuilt {
         match self {
             Self::RouteNotFound | Self::NoListener => ROUTE_NOT_FOUND.clone(),
             Self::BodiesBuffered => Prebuilt::new(
@@ -201,7 +196,7 @@ impl LocalError {
 }
 
 /// The most common local answer (scanners, typos), kept ready.
-pub static ROUTE_NOT_FOUND: LazyLock<Prebuilt> =
+pub(crate) static ROUTE_NOT_FOUND: LazyLock<Prebuilt> =
     LazyLock::new(|| Prebuilt::text(404, "route not found"));
 
 #[cfg(test)]

@@ -27,15 +27,13 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-pub const PARSE_ERROR: i64 = -32700;
-pub const INVALID_REQUEST: i64 = -32600;
-pub const METHOD_NOT_FOUND: i64 = -32601;
-pub const INVALID_PARAMS: i64 = -32602;
-pub const INTERNAL_ERROR: i64 = -32603;
+pub(crate) const PARSE_ERROR: i64 = -32700;
+pub(crate) const INVALID_REQUEST: i64 = -32600;
+pub(crate) const METHOD_NOT_FOUND: i64 = -32601;
+pub(crate) const INVALID_PARAMS: i64 = -32602;
+pub(crate) const INTERNAL_ERROR: i64 = -32603;
 /// MCP 2026-07-28 `UnsupportedProtocolVersionError`.
-pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
-/// MCP 2026-07-28 `HeaderMismatch` (mirrored header disagrees with the body).
-pub const HEADER_MISMATCH: i64 = -32020;
+pub(crate) const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 
 /// What a message is, by the JSON-RPC 2.0 rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -265,12 +263,12 @@ pub fn peek(msg: &[u8]) -> Result<Envelope<'_>, PeekError> {
 }
 
 /// First non-whitespace byte is `[`.
-pub fn is_batch(msg: &[u8]) -> bool {
+pub(crate) fn is_batch(msg: &[u8]) -> bool {
     first_byte(msg) == Some(b'[')
 }
 
 /// Raw slices of each element of a batch (2025-03-26 sessions only); elements are not checked.
-pub fn split_batch(msg: &[u8]) -> Result<Vec<&[u8]>, PeekError> {
+pub(crate) fn split_batch(msg: &[u8]) -> Result<Vec<&[u8]>, PeekError> {
     if !is_batch(msg) {
         return Err(not_json_or(msg, "expected a JSON array (batch)"));
     }
@@ -463,8 +461,10 @@ fn version_str(raw: &RawValue) -> Option<&str> {
 
 mod build;
 
+#[cfg(test)]
+pub(crate) use build::notification;
 pub(crate) use build::write_json_str;
-pub use build::{error_object, notification, request, result_object};
+pub(crate) use build::{error_object, request, result_object};
 
 #[cfg(test)]
 mod tests;

@@ -17,9 +17,9 @@ use serde_json::Value;
 use super::jsonrpc::{span_of, str_of, write_json_str};
 
 /// The delimiter between target and name.
-pub const DELIMITER: char = '_';
+pub(crate) const DELIMITER: char = '_';
 
-pub fn prefix(target: &str, name: &str) -> String {
+pub(crate) fn prefix(target: &str, name: &str) -> String {
     let mut s = String::with_capacity(target.len() + 1 + name.len());
     s.push_str(target);
     s.push(DELIMITER);
@@ -28,7 +28,7 @@ pub fn prefix(target: &str, name: &str) -> String {
 }
 
 /// `(target, name)` for the first `_` whose left part is one of `targets`.
-pub fn split<'a>(prefixed: &'a str, targets: &[&str]) -> Option<(&'a str, &'a str)> {
+pub(crate) fn split<'a>(prefixed: &'a str, targets: &[&str]) -> Option<(&'a str, &'a str)> {
     prefixed
         .match_indices(DELIMITER)
         .map(|(at, _)| (&prefixed[..at], &prefixed[at + 1..]))
@@ -38,7 +38,7 @@ pub fn split<'a>(prefixed: &'a str, targets: &[&str]) -> Option<(&'a str, &'a st
 /// Concatenates the `list_key` arrays of each target's result into `{"<list_key>":[...]}`,
 /// prefixing `name` of tools and prompts when `prefix_names`. A malformed result fails the
 /// merge naming its target (callers drop that target and note it, see [`prefix_failure_note`]).
-pub fn merge_list(
+pub(crate) fn merge_list(
     list_key: &str,
     results: &[(&str, &[u8])],
     prefix_names: bool,
@@ -99,7 +99,7 @@ fn flag(cap: &Value, key: &str) -> bool {
 /// One `InitializeResult` for several targets: `protocol_version` as given, the union of the
 /// tools / prompts / resources / logging capabilities (`listChanged`, `subscribe` ORed),
 /// `serverInfo {server_name, crate version}`, and instructions in `[target]` sections.
-pub fn merge_initialize(
+pub(crate) fn merge_initialize(
     results: &[(&str, &[u8])],
     protocol_version: &str,
     server_name: &str,
@@ -176,7 +176,7 @@ pub fn merge_initialize(
 
 /// Rewrites `params.name` of a `tools/call` or `prompts/get` request to `new_name`; every
 /// other byte is kept.
-pub fn rename_param_name(msg: &[u8], new_name: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn rename_param_name(msg: &[u8], new_name: &str) -> Result<Vec<u8>, String> {
     let params = find_member(msg, "params")?.ok_or("request has no params")?;
     let name = find_member(params.get().as_bytes(), "name")?.ok_or("params has no name")?;
     if str_of(name).is_none() {
@@ -188,11 +188,6 @@ pub fn rename_param_name(msg: &[u8], new_name: &str) -> Result<Vec<u8>, String> 
     write_json_str(&mut out, new_name);
     out.extend_from_slice(&msg[span.end..]);
     Ok(out)
-}
-
-/// The note reported for a target that failed during a fan-out (the others still answer).
-pub fn prefix_failure_note(target: &str, err: &str) -> String {
-    format!("target {target} failed: {err}")
 }
 
 /// The raw value of top-level member `key` of the JSON object `obj` (which is validated

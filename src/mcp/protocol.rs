@@ -12,18 +12,14 @@
 use super::jsonrpc;
 
 /// Protocol versions served, newest first.
-pub const SUPPORTED: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26"];
-/// Versions known to exist but not served (a POST at one gets 400 + -32022, spec notes §2.3).
-pub const MODERN_UNSUPPORTED: &[&str] = &["2026-07-28"];
-/// The version assumed when `MCP-Protocol-Version` is absent (T15).
-pub const DEFAULT_VERSION: &str = "2025-03-26";
+pub(crate) const SUPPORTED: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26"];
 
 fn trim(b: &[u8]) -> &[u8] {
     b.trim_ascii()
 }
 
 /// POST: the client accepts both `application/json` and `text/event-stream`.
-pub fn accepts_post(accept: Option<&[u8]>) -> bool {
+pub(crate) fn accepts_post(accept: Option<&[u8]>) -> bool {
     // What the SDK clients send, byte for byte, skips the q-value parse (~2k instructions).
     const COMMON: [&[u8]; 2] = [
         b"application/json, text/event-stream",
@@ -36,7 +32,7 @@ pub fn accepts_post(accept: Option<&[u8]>) -> bool {
 }
 
 /// GET: the client accepts `text/event-stream`.
-pub fn accepts_sse(accept: Option<&[u8]>) -> bool {
+pub(crate) fn accepts_sse(accept: Option<&[u8]>) -> bool {
     accept.is_some_and(|a| accepts(a, b"text", b"event-stream"))
 }
 
@@ -82,7 +78,7 @@ fn is_q_zero(param: &[u8]) -> bool {
 }
 
 /// `application/json`, optionally with parameters (`; charset=utf-8`), case-insensitive.
-pub fn is_json_content_type(ct: Option<&[u8]>) -> bool {
+pub(crate) fn is_json_content_type(ct: Option<&[u8]>) -> bool {
     ct.is_some_and(|ct| {
         let essence = ct.split(|&b| b == b';').next().unwrap_or_default();
         trim(essence).eq_ignore_ascii_case(b"application/json")
@@ -91,7 +87,7 @@ pub fn is_json_content_type(ct: Option<&[u8]>) -> bool {
 
 /// The outcome of reading `MCP-Protocol-Version`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum VersionCheck {
+pub(crate) enum VersionCheck {
     /// A supported version.
     Ok(&'static str),
     /// No header: assume [`DEFAULT_VERSION`] (T15).
@@ -100,7 +96,7 @@ pub enum VersionCheck {
     Unsupported,
 }
 
-pub fn check_version(header: Option<&[u8]>) -> VersionCheck {
+pub(crate) fn check_version(header: Option<&[u8]>) -> VersionCheck {
     let Some(h) = header else {
         return VersionCheck::Missing;
     };
@@ -113,7 +109,7 @@ pub fn check_version(header: Option<&[u8]>) -> VersionCheck {
 
 /// JSON-RPC error -32022 with `data: {supported, requested}`; the supported list holds only
 /// 2025-era versions, so 2026-07-28 clients fall back to `initialize` (spec notes §2.3).
-pub fn unsupported_version_error(requested: &str, id: Option<&str>) -> Vec<u8> {
+pub(crate) fn unsupported_version_error(requested: &str, id: Option<&str>) -> Vec<u8> {
     let data = serde_json::json!({ "supported": SUPPORTED, "requested": requested });
     jsonrpc::error_object(
         id,
@@ -124,17 +120,12 @@ pub fn unsupported_version_error(requested: &str, id: Option<&str>) -> Vec<u8> {
 }
 
 /// The version to answer `initialize` with: the requested one if served, else the newest.
-pub fn negotiate(requested: &str) -> &'static str {
+pub(crate) fn negotiate(requested: &str) -> &'static str {
     SUPPORTED
         .iter()
         .find(|v| **v == requested)
         .copied()
         .unwrap_or(SUPPORTED[0])
-}
-
-/// Visible ASCII (0x21..=0x7E), 1..=128 bytes (T11).
-pub fn valid_session_id(s: &[u8]) -> bool {
-    (1..=128).contains(&s.len()) && s.iter().all(|b| (0x21..=0x7e).contains(b))
 }
 
 /// An `Origin` (`scheme://host[:port]`) or `Host` (`host[:port]`) split into its parts.
@@ -189,7 +180,7 @@ impl<'a> Authority<'a> {
 /// its scheme's default port), an exact (case-insensitive) entry of `allow_list`, `*`, or a
 /// pattern `scheme://*.example.com[:port]` (one or more labels). Same-host alone does not stop
 /// DNS rebinding (the attacker controls both headers): pair it with [`host_allowed`].
-pub fn origin_allowed(origin: &[u8], host: &[u8], allow_list: &[String]) -> bool {
+pub(crate) fn origin_allowed(origin: &[u8], host: &[u8], allow_list: &[String]) -> bool {
     let origin = trim(origin);
     for entry in allow_list {
         let e = entry.as_bytes();
@@ -232,7 +223,7 @@ fn wildcard_origin(pattern: &[u8], origin: &[u8]) -> bool {
 }
 
 /// `localhost`, `127.0.0.1` (any 127/8 address) or `[::1]`, with or without a port.
-pub fn is_loopback_host(host: &[u8]) -> bool {
+pub(crate) fn is_loopback_host(host: &[u8]) -> bool {
     let Some(a) = Authority::parse_host(trim(host)) else {
         return false;
     };
@@ -249,7 +240,7 @@ pub fn is_loopback_host(host: &[u8]) -> bool {
 /// scenario): `host`'s name, port ignored, is listed exactly (case-insensitive) or matches a
 /// `*.example.com` entry. For a loopback listener call it as
 /// `is_loopback_host(host) || host_allowed(host, extra)`.
-pub fn host_allowed(host: &[u8], allowed: &[String]) -> bool {
+pub(crate) fn host_allowed(host: &[u8], allowed: &[String]) -> bool {
     let Some(a) = Authority::parse_host(trim(host)) else {
         return false;
     };

@@ -11,13 +11,15 @@
 //!
 //! Not here: any I/O, reconnection, JSON-RPC parsing of `data`.
 
+#[cfg(test)]
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
 
-/// One event, borrowed (see [`OwnedEvent::as_event`]).
+/// One event, borrowed (see [`OwnedEvent::as_event`]); the parser's tests compare with it.
+#[cfg(test)]
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Event<'a> {
+pub(crate) struct Event<'a> {
     pub id: Option<&'a str>,
     pub event: Option<&'a str>,
     /// Multi-line data joined with `\n`.
@@ -27,7 +29,7 @@ pub struct Event<'a> {
 
 /// One event as the parser yields it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct OwnedEvent {
+pub(crate) struct OwnedEvent {
     /// This event's own `id` field, if it had one (`Some("")` resets the last event id).
     pub id: Option<String>,
     pub event: Option<String>,
@@ -36,7 +38,8 @@ pub struct OwnedEvent {
 }
 
 impl OwnedEvent {
-    pub fn as_event(&self) -> Event<'_> {
+    #[cfg(test)]
+    pub(crate) fn as_event(&self) -> Event<'_> {
         Event {
             id: self.id.as_deref(),
             event: self.event.as_deref(),
@@ -47,7 +50,7 @@ impl OwnedEvent {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SseError {
+pub(crate) enum SseError {
     /// An event (or one line) grew past the parser's `max_event`; it was dropped and parsing
     /// resumed after the blank line ending it. Events before and after it are kept.
     EventTooLarge,
@@ -66,7 +69,7 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// Streaming SSE parser: [`feed`](Self::feed) bytes as they arrive, then drain
 /// [`next_event`](Self::next_event).
 #[derive(Debug)]
-pub struct SseParser {
+pub(crate) struct SseParser {
     max_event: usize,
     /// Up to three leading bytes held until the BOM question is settled.
     head: Vec<u8>,
@@ -87,7 +90,7 @@ pub struct SseParser {
 
 impl SseParser {
     /// `max_event` bounds the bytes buffered for one event (data, id, event, pending line).
-    pub fn new(max_event: usize) -> Self {
+    pub(crate) fn new(max_event: usize) -> Self {
         Self {
             max_event,
             head: Vec::new(),
@@ -107,7 +110,7 @@ impl SseParser {
 
     /// Consumes all of `input`. An error reports that an event in it was too large (and
     /// dropped); the parser stays usable and events completed in `input` are queued.
-    pub fn feed(&mut self, mut input: &[u8]) -> Result<(), SseError> {
+    pub(crate) fn feed(&mut self, mut input: &[u8]) -> Result<(), SseError> {
         let mut too_large = false;
         if !self.head_done {
             let take = (BOM.len() - self.head.len()).min(input.len());
@@ -129,12 +132,13 @@ impl SseParser {
     }
 
     /// The next complete event, oldest first.
-    pub fn next_event(&mut self) -> Option<OwnedEvent> {
+    pub(crate) fn next_event(&mut self) -> Option<OwnedEvent> {
         self.ready.pop_front()
     }
 
     /// The last event id seen (WHATWG semantics: persists across events), for `Last-Event-ID`.
-    pub fn last_event_id(&self) -> &str {
+    #[cfg(test)]
+    pub(crate) fn last_event_id(&self) -> &str {
         &self.last_event_id
     }
 
@@ -284,7 +288,7 @@ impl SseParser {
 
 /// Appends one event. `data` lines are split at CRLF, LF and CR into several `data:` lines;
 /// CR and LF in `id` or `event` are dropped (they would start a new field).
-pub fn write_event(out: &mut Vec<u8>, id: Option<&str>, event: Option<&str>, data: &[u8]) {
+pub(crate) fn write_event(out: &mut Vec<u8>, id: Option<&str>, event: Option<&str>, data: &[u8]) {
     if let Some(id) = id {
         write_field(out, b"id", id.as_bytes());
     }
@@ -321,7 +325,7 @@ fn write_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 }
 
 /// Appends a comment block, e.g. `:keep-alive\n\n`; lines of `text` become separate comments.
-pub fn write_comment(out: &mut Vec<u8>, text: &str) {
+pub(crate) fn write_comment(out: &mut Vec<u8>, text: &str) {
     for line in text.split(['\r', '\n']) {
         out.push(b':');
         out.extend_from_slice(line.as_bytes());
@@ -331,7 +335,8 @@ pub fn write_comment(out: &mut Vec<u8>, text: &str) {
 }
 
 /// Appends `retry: <ms>` followed by a blank line.
-pub fn write_retry(out: &mut Vec<u8>, ms: u64) {
+#[cfg(test)]
+pub(crate) fn write_retry(out: &mut Vec<u8>, ms: u64) {
     out.extend_from_slice(b"retry: ");
     out.extend_from_slice(ms.to_string().as_bytes());
     out.extend_from_slice(b"\n\n");

@@ -24,7 +24,7 @@ const FIRST_READ: usize = 2048;
 
 /// Facts about the downstream connection that requests on it share.
 #[derive(Debug, Clone, Copy)]
-pub struct ConnInfo {
+pub(crate) struct ConnInfo {
     pub peer: SocketAddr,
     pub port: u16,
     pub https: bool,
@@ -33,7 +33,7 @@ pub struct ConnInfo {
 }
 
 /// A downstream byte stream: plain TCP, or TLS on top of it ([`TlsConn`]).
-pub trait ConnIo {
+pub(crate) trait ConnIo {
     /// Appends received bytes to `buf`, within its spare capacity; `Ok(0)` is the end of the
     /// stream. With `cancel`, the read ends early (with an error) when it fires, losing
     /// nothing: what it received is in `buf`, or stays buffered for the next read. Cancelled
@@ -115,7 +115,7 @@ impl ConnIo for TlsConn {
 }
 
 /// Buffers of one connection, reused across its requests.
-pub struct Bufs {
+pub(crate) struct Bufs {
     /// Bytes read from the client; `buf[start..]` is not consumed yet.
     pub buf: Vec<u8>,
     pub start: usize,
@@ -132,11 +132,11 @@ pub struct Bufs {
 }
 
 impl Bufs {
-    pub fn pending(&self) -> &[u8] {
+    pub(crate) fn pending(&self) -> &[u8] {
         &self.buf[self.start..]
     }
 
-    pub fn consume(&mut self, n: usize) {
+    pub(crate) fn consume(&mut self, n: usize) {
         self.start += n;
         if self.start >= self.buf.len() {
             self.buf.clear();
@@ -145,7 +145,7 @@ impl Bufs {
     }
 
     /// Reads more client bytes after the pending ones. `Ok(0)` is end of stream.
-    pub async fn read_more<S: ConnIo>(
+    pub(crate) async fn read_more<S: ConnIo>(
         &mut self,
         io: &mut S,
         cancel: Option<CancelHandle>,
@@ -168,7 +168,7 @@ impl Bufs {
         res
     }
 
-    pub async fn flush<S: ConnIo>(&mut self, io: &mut S) -> std::io::Result<()> {
+    pub(crate) async fn flush<S: ConnIo>(&mut self, io: &mut S) -> std::io::Result<()> {
         if self.out.is_empty() {
             return Ok(());
         }
@@ -187,7 +187,7 @@ impl Bufs {
     }
 }
 
-pub async fn read_or_fail<S: ConnIo>(
+pub(crate) async fn read_or_fail<S: ConnIo>(
     io: &mut S,
     bufs: &mut Bufs,
     pace: &mut BodyPace,

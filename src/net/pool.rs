@@ -12,17 +12,21 @@ use monoio::net::TcpStream;
 
 /// A pooled connection idle this long that fails before answering was closed while idle (by
 /// the server's keep-alive timeout, not a crash): the request may be sent again.
-pub const STALE_AFTER: Duration = Duration::from_secs(1);
+pub(crate) const STALE_AFTER: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
-pub struct Pool {
+pub(crate) struct Pool {
     idle: RefCell<HashMap<SocketAddr, Vec<(TcpStream, Instant)>>>,
 }
 
 impl Pool {
     /// The most recently used idle connection to `addr` that is younger than `max_idle`, with
     /// how long it has been idle.
-    pub fn take(&self, addr: SocketAddr, max_idle: Duration) -> Option<(TcpStream, Duration)> {
+    pub(crate) fn take(
+        &self,
+        addr: SocketAddr,
+        max_idle: Duration,
+    ) -> Option<(TcpStream, Duration)> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&addr)?;
         let now = Instant::now();
@@ -36,7 +40,7 @@ impl Pool {
     }
 
     /// Keeps `stream` for reuse unless `max` idle connections to `addr` are already kept.
-    pub fn put(&self, addr: SocketAddr, stream: TcpStream, max: usize) {
+    pub(crate) fn put(&self, addr: SocketAddr, stream: TcpStream, max: usize) {
         let mut idle = self.idle.borrow_mut();
         let list = idle.entry(addr).or_default();
         if list.len() < max {
@@ -45,16 +49,12 @@ impl Pool {
     }
 
     /// Drops connections idle for longer than `max_idle` (called from the worker's tick).
-    pub fn expire(&self, max_idle: Duration) {
+    pub(crate) fn expire(&self, max_idle: Duration) {
         let now = Instant::now();
         let mut idle = self.idle.borrow_mut();
         for list in idle.values_mut() {
             list.retain(|(_, since)| now.duration_since(*since) < max_idle);
         }
         idle.retain(|_, l| !l.is_empty());
-    }
-
-    pub fn idle_count(&self) -> usize {
-        self.idle.borrow().values().map(Vec::len).sum()
     }
 }

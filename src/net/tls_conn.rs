@@ -19,7 +19,7 @@ use rustls::{ServerConfig, ServerConnection};
 /// Ciphertext read from the socket at once: one full TLS record with its header and overhead.
 const READ_CHUNK: usize = 16 * 1024 + 512;
 
-pub struct TlsConn {
+pub(crate) struct TlsConn {
     io: TcpStream,
     tls: ServerConnection,
     /// Ciphertext read from the socket that rustls has not taken yet: `rbuf[rpos..]`.
@@ -33,7 +33,7 @@ pub struct TlsConn {
 
 impl TlsConn {
     /// Runs the server handshake on `io` (the caller bounds it in time).
-    pub async fn accept(io: TcpStream, cfg: Arc<ServerConfig>) -> io::Result<TlsConn> {
+    pub(crate) async fn accept(io: TcpStream, cfg: Arc<ServerConfig>) -> io::Result<TlsConn> {
         let tls = ServerConnection::new(cfg).map_err(io::Error::other)?;
         let mut c = TlsConn {
             io,
@@ -63,7 +63,7 @@ impl TlsConn {
     }
 
     /// Gives back the ciphertext buffers when they hold nothing (an idle connection).
-    pub fn release_buffers(&mut self) {
+    pub(crate) fn release_buffers(&mut self) {
         if self.rpos >= self.rbuf.len() {
             self.rbuf = Vec::new();
             self.rpos = 0;
@@ -164,7 +164,7 @@ impl TlsConn {
 
     /// Appends decrypted bytes to `buf` (within its capacity); with `cancel`, ends early with an
     /// error when cancelled, keeping what was received for the next read.
-    pub async fn read_append(
+    pub(crate) async fn read_append(
         &mut self,
         mut buf: Vec<u8>,
         cancel: Option<CancelHandle>,
@@ -174,7 +174,7 @@ impl TlsConn {
     }
 
     /// Encrypts all of `buf` and writes it out.
-    pub async fn send_all(&mut self, buf: Vec<u8>) -> BufResult<usize, Vec<u8>> {
+    pub(crate) async fn send_all(&mut self, buf: Vec<u8>) -> BufResult<usize, Vec<u8>> {
         let mut off = 0;
         while off < buf.len() {
             let n = match self.tls.writer().write(&buf[off..]) {
@@ -193,7 +193,7 @@ impl TlsConn {
     }
 
     /// Sends `close_notify` and shuts the socket's write side.
-    pub async fn close(&mut self) -> io::Result<()> {
+    pub(crate) async fn close(&mut self) -> io::Result<()> {
         self.tls.send_close_notify();
         let _ = self.write_pending().await;
         self.io.shutdown().await
@@ -201,7 +201,7 @@ impl TlsConn {
 
     /// Waits until a read would make progress: at once when plaintext, ciphertext or the end
     /// is already buffered, else when the socket is readable.
-    pub async fn wait_readable(&mut self) -> io::Result<()> {
+    pub(crate) async fn wait_readable(&mut self) -> io::Result<()> {
         if self.has_buffered() {
             return Ok(());
         }

@@ -3,7 +3,7 @@
 
 /// A parsed `http://` or `https://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Url {
+pub(crate) struct Url {
     pub https: bool,
     pub host: String,
     pub port: u16,
@@ -11,7 +11,7 @@ pub struct Url {
     pub path: String,
 }
 
-pub fn parse_url(url: &str) -> Result<Url, String> {
+pub(crate) fn parse_url(url: &str) -> Result<Url, String> {
     let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
         (true, r)
     } else if let Some(r) = url.strip_prefix("http://") {

@@ -36,15 +36,21 @@ mod tests;
 
 use std::rc::Rc;
 
-pub use cache::{Principal, TokenCache, MAX_CACHED_TOKEN_LEN, MAX_TTL_SECS};
-pub use claims::{Validation, SUPPORTED_REQUIRED_CLAIMS};
-pub use jwks::{parse_jwks, verify_signature, Key, KeySet};
-pub use jwt::{parse, AudList, Audience, Claims, Header, ParsedJwt, Scratch, MAX_TOKEN_LEN};
-pub use reject::AuthReject;
+pub(crate) use cache::Principal;
+pub use cache::TokenCache;
+pub use claims::Validation;
+#[cfg(test)]
+pub(crate) use jwks::Key;
+pub use jwks::{parse_jwks, verify_signature, KeySet};
+#[cfg(test)]
+pub(crate) use jwt::Audience;
+pub use jwt::{parse, Scratch};
+pub(crate) use jwt::{Claims, Header, MAX_TOKEN_LEN};
+pub(crate) use reject::AuthReject;
 pub use verify::Alg;
 
 #[doc(hidden)]
-pub use b64::{decode_into as b64url_decode, encode as b64url_encode};
+pub use b64::decode_into as b64url_decode;
 #[doc(hidden)]
 pub use jwt::{scan_claims_json, scan_header_json};
 
@@ -118,7 +124,7 @@ fn verify_fresh(
 /// case-insensitive, one or more spaces, then a non-empty `b64token`
 /// (`ALPHA / DIGIT / - . _ ~ + /`, then `=` padding only at the end); trailing spaces and
 /// tabs are ignored. Borrowed, never copied; `None` for anything else.
-pub fn bearer_token(authorization: &[u8]) -> Option<&[u8]> {
+pub(crate) fn bearer_token(authorization: &[u8]) -> Option<&[u8]> {
     let rest = authorization.get(..6)?;
     if !rest.eq_ignore_ascii_case(b"bearer") {
         return None;
@@ -149,7 +155,7 @@ pub fn bearer_token(authorization: &[u8]) -> Option<&[u8]> {
 
 /// What an `Authorization` header offers as a bearer credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Bearer<'a> {
+pub(crate) enum Bearer<'a> {
     /// No header, or another scheme: no credential (a 401 that asks for one).
     Absent,
     /// The `Bearer` scheme with something that is not a `b64token` (spaces, `%`, tabs, empty):
@@ -159,7 +165,7 @@ pub enum Bearer<'a> {
 }
 
 /// Classifies an `Authorization` value; see [`bearer_token`] for the accepted syntax.
-pub fn bearer(authorization: Option<&[u8]>) -> Bearer<'_> {
+pub(crate) fn bearer(authorization: Option<&[u8]>) -> Bearer<'_> {
     let Some(value) = authorization else {
         return Bearer::Absent;
     };
@@ -179,7 +185,7 @@ pub fn bearer(authorization: Option<&[u8]>) -> Bearer<'_> {
 /// Fuzz entry point (`fuzz/fuzz_targets/jwt_compact.rs`): parsing must never panic, and
 /// whatever it accepts must be consistent. Not API.
 #[doc(hidden)]
-pub fn fuzz_jwt(data: &[u8]) {
+pub(crate) fn fuzz_jwt(data: &[u8]) {
     let mut scratch = Scratch::new();
     if let Ok(jwt) = parse(data, &mut scratch) {
         assert!(jwt.signing_input.len() < data.len());
@@ -223,7 +229,7 @@ pub fn fuzz_jwt(data: &[u8]) {
 /// Fuzz entry point (`fuzz/fuzz_targets/jwks_json.rs`): JWKS parsing must never panic, and
 /// every accepted key must be usable. Not API.
 #[doc(hidden)]
-pub fn fuzz_jwks(data: &[u8]) {
+pub(crate) fn fuzz_jwks(data: &[u8]) {
     if let Ok((set, _warnings)) = parse_jwks(data) {
         for key in set.keys() {
             for alg in key.algs() {

@@ -44,16 +44,17 @@ mod url;
 #[cfg(test)]
 mod tests;
 
-pub use challenge::{
-    body_insufficient_scope, body_invalid, challenge_insufficient_scope, challenge_invalid,
-    challenge_missing, is_scope_token, BODY_MISSING,
-};
-pub use prm::{camel_to_snake, render_prm, PRM_MCP_PROTOCOL_VERSION, PRM_RESOURCE_TYPE};
-pub use provider::{
+#[cfg(test)]
+pub(crate) use challenge::{body_insufficient_scope, challenge_insufficient_scope, is_scope_token};
+pub(crate) use challenge::{body_invalid, challenge_invalid, challenge_missing, BODY_MISSING};
+#[cfg(test)]
+pub(crate) use prm::camel_to_snake;
+pub(crate) use prm::render_prm;
+pub(crate) use provider::{
     auth0_as_metadata, default_jwks_url, discovery_url, generic_as_metadata, keycloak_as_metadata,
     keycloak_registration_target, Provider,
 };
-pub use sanity::sanity_warnings;
-pub use url::{
-    as_metadata_url, parse_resource_url, prm_url, ResourceUrl, AS_WELL_KNOWN, PRM_WELL_KNOWN,
-};
+pub(crate) use sanity::sanity_warnings;
+pub(crate) use url::{parse_resource_url, prm_url};
+#[cfg(test)]
+pub(crate) use url::{ResourceUrl, PRM_WELL_KNOWN};

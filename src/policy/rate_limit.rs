@@ -28,7 +28,7 @@ pub struct RateLimit {
 
 /// What a request learns from its route's buckets (of the last bucket checked).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Status {
+pub(crate) struct Status {
     /// This worker's share of `maxTokens`.
     pub limit: u64,
     pub remaining: u64,
@@ -92,7 +92,7 @@ impl Bucket {
 
 /// A worker's buckets, by [`RateLimit::key`].
 #[derive(Debug, Default)]
-pub struct Buckets {
+pub(crate) struct Buckets {
     map: HashMap<u64, Bucket, foldhash::fast::RandomState>,
     checks: u64,
 }
@@ -104,7 +104,7 @@ impl Buckets {
     /// Takes a token from every limit of a route (in order, as agentgateway does: earlier
     /// buckets are charged even when a later one is empty). `Err` with the empty bucket's
     /// status when the request must be refused.
-    pub fn check(
+    pub(crate) fn check(
         &mut self,
         limits: &[RateLimit],
         workers: usize,

@@ -30,7 +30,7 @@ fn error(status: u16, id: Option<&str>, code: i64, msg: &str) -> ReplyPart {
 }
 
 /// Runs a call for a session this worker owns.
-pub async fn run(ctx: Rc<Relay>, call: McpCall) {
+pub(crate) async fn run(ctx: Rc<Relay>, call: McpCall) {
     let McpCall {
         session,
         op,
@@ -70,7 +70,7 @@ pub async fn run(ctx: Rc<Relay>, call: McpCall) {
 }
 
 /// `initialize` on a stateful route: a new session owned by this worker.
-pub async fn initialize(
+pub(crate) async fn initialize(
     ctx: Rc<Relay>,
     route: Arc<McpRoute>,
     body: Vec<u8>,
@@ -164,7 +164,7 @@ fn close_later(s: Rc<Session>) {
 }
 
 /// A POST on a stateless route: fresh targets for this one message, torn down afterwards.
-pub async fn stateless(
+pub(crate) async fn stateless(
     ctx: &Relay,
     route: Arc<McpRoute>,
     body: Vec<u8>,

@@ -31,14 +31,14 @@ static STDIO_PROCESSES: std::sync::atomic::AtomicUsize = std::sync::atomic::Atom
 /// What a session counts against the caps ([`McpLimits`](crate::snapshot::McpLimits)); given
 /// back on drop.
 #[derive(Default)]
-pub struct Slots {
+pub(crate) struct Slots {
     subject: Option<(String, String)>,
     stdio: usize,
 }
 
 /// Why a session could not start within the caps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OverCap {
+pub(crate) enum OverCap {
     /// The subject holds `n` sessions already.
     Subject(usize),
     /// `n` stdio server processes run already.
@@ -47,7 +47,7 @@ pub enum OverCap {
 
 impl Slots {
     /// Counts a new session of `subject` on `route` against the caps.
-    pub fn take(
+    pub(crate) fn take(
         subject: &Subject,
         route: &McpRoute,
         limits: &crate::snapshot::McpLimits,
@@ -102,7 +102,7 @@ impl Drop for Slots {
     }
 }
 
-pub struct Session {
+pub(crate) struct Session {
     pub id: String,
     pub route: Arc<McpRoute>,
     pub subject: Subject,
@@ -123,7 +123,7 @@ pub struct Session {
 
 impl Session {
     /// Starts the targets of `route`. The session is not registered anywhere yet.
-    pub fn open(
+    pub(crate) fn open(
         id: String,
         route: &Arc<McpRoute>,
         subject: Subject,
@@ -155,11 +155,11 @@ impl Session {
         Ok(s)
     }
 
-    pub fn touch(&self) {
+    pub(crate) fn touch(&self) {
         self.last_used.set(Instant::now());
     }
 
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.closed.get() || self.targets.iter().any(|t| !t.alive())
     }
 
@@ -167,19 +167,19 @@ impl Session {
     /// A fresh id for a request sent upstream. Clients' ids are never sent as they are: they may
     /// repeat, collide across a client's calls, or belong to a call that was abandoned, and the
     /// answer must still reach the right request.
-    pub fn upstream_id(&self) -> String {
+    pub(crate) fn upstream_id(&self) -> String {
         let n = self.upstream_ids.get() + 1;
         self.upstream_ids.set(n);
         n.to_string()
     }
 
-    pub fn track_call(&self, client: &str, target: usize, upstream: &str) {
+    pub(crate) fn track_call(&self, client: &str, target: usize, upstream: &str) {
         self.in_flight
             .borrow_mut()
             .push((client.to_owned(), target, upstream.to_owned()));
     }
 
-    pub fn untrack_call(&self, upstream: &str) {
+    pub(crate) fn untrack_call(&self, upstream: &str) {
         self.in_flight
             .borrow_mut()
             .retain(|(_, _, u)| u != upstream);
@@ -187,7 +187,7 @@ impl Session {
 
     /// The calls in flight whose client id is `client` (as a JSON value): (target index, id
     /// sent upstream).
-    pub fn calls_of_value(&self, client: &serde_json::Value) -> Vec<(usize, String)> {
+    pub(crate) fn calls_of_value(&self, client: &serde_json::Value) -> Vec<(usize, String)> {
         self.in_flight
             .borrow()
             .iter()
@@ -198,14 +198,18 @@ impl Session {
             .collect()
     }
 
-    pub fn next_event_id(&self) -> u64 {
+    pub(crate) fn next_event_id(&self) -> u64 {
         let n = self.next_event.get();
         self.next_event.set(n + 1);
         n
     }
 
     /// Attaches the server-to-client stream, replaying kept events after `last_event_id`.
-    pub fn attach_stream(&self, reply: UnboundedSender<ReplyPart>, last_event_id: Option<u64>) {
+    pub(crate) fn attach_stream(
+        &self,
+        reply: UnboundedSender<ReplyPart>,
+        last_event_id: Option<u64>,
+    ) {
         let _ = reply.unbounded_send(ReplyPart::SseStart { session: None });
         if let Some(after) = last_event_id {
             for (id, ev) in self.backlog.borrow().iter() {
@@ -221,7 +225,7 @@ impl Session {
     }
 
     /// Sends a server-initiated message on the server-to-client stream (kept for replay).
-    pub fn forward_unsolicited(&self, msg: &[u8]) {
+    pub(crate) fn forward_unsolicited(&self, msg: &[u8]) {
         self.push_unsolicited(msg)
     }
 
@@ -242,7 +246,7 @@ impl Session {
         }
     }
 
-    pub async fn close(&self) {
+    pub(crate) async fn close(&self) {
         if self.closed.replace(true) {
             return;
         }
@@ -266,12 +270,12 @@ async fn unsolicited_loop(s: Weak<Session>, mut rx: UnboundedReceiver<Vec<u8>>) 
 
 /// Sessions owned by one worker.
 #[derive(Default)]
-pub struct Sessions {
+pub(crate) struct Sessions {
     map: RefCell<HashMap<String, Rc<Session>, foldhash::fast::RandomState>>,
 }
 
 /// `<worker as 2 hex digits><32 hex digits of CSPRNG output>`: 128 random bits, visible ASCII.
-pub fn mint_id(worker: usize) -> String {
+pub(crate) fn mint_id(worker: usize) -> String {
     let mut bytes = [0u8; 16];
     ring::rand::SystemRandom::new()
         .fill(&mut bytes)
@@ -284,7 +288,7 @@ pub fn mint_id(worker: usize) -> String {
 }
 
 /// The worker that owns session `id`, if the id is well formed.
-pub fn owner_of(id: &str) -> Option<usize> {
+pub(crate) fn owner_of(id: &str) -> Option<usize> {
     if id.len() != 34 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
@@ -292,26 +296,26 @@ pub fn owner_of(id: &str) -> Option<usize> {
 }
 
 impl Sessions {
-    pub fn insert(&self, s: Rc<Session>) {
+    pub(crate) fn insert(&self, s: Rc<Session>) {
         self.map.borrow_mut().insert(s.id.clone(), s);
     }
 
     /// A live session, touched.
-    pub fn get(&self, id: &str) -> Option<Rc<Session>> {
+    pub(crate) fn get(&self, id: &str) -> Option<Rc<Session>> {
         let s = self.map.borrow().get(id).cloned()?;
         s.touch();
         Some(s)
     }
 
-    pub fn remove(&self, id: &str) -> Option<Rc<Session>> {
+    pub(crate) fn remove(&self, id: &str) -> Option<Rc<Session>> {
         self.map.borrow_mut().remove(id)
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.map.borrow().len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
@@ -321,7 +325,7 @@ impl Sessions {
     /// worker's tick, which also keeps the clock that token expiry is checked against).
     /// `ttl` is the current config's `config.mcp.sessionTtl`: a reload that lowers it applies
     /// to the sessions already open too.
-    pub fn expire(&self, ttl: Duration) {
+    pub(crate) fn expire(&self, ttl: Duration) {
         let now = Instant::now();
         let gone: Vec<Rc<Session>> = {
             let mut map = self.map.borrow_mut();
@@ -342,7 +346,7 @@ impl Sessions {
     }
 
     /// Ends every session (shutdown), all at once: their grace periods overlap.
-    pub async fn close_all(&self) {
+    pub(crate) async fn close_all(&self) {
         let all: Vec<Rc<Session>> = self.map.borrow_mut().drain().map(|(_, s)| s).collect();
         futures_util::future::join_all(all.iter().map(|s| s.close())).await;
     }

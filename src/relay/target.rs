@@ -11,10 +11,10 @@
 //!
 //! Not here: sessions (`relay::session`), routing calls across targets (`relay::call`).
 
-pub mod http;
-pub mod shared_stream;
-pub mod sse;
-pub mod stdio;
+pub(crate) mod http;
+pub(crate) mod shared_stream;
+pub(crate) mod sse;
+pub(crate) mod stdio;
 
 use std::rc::Rc;
 
@@ -27,14 +27,14 @@ use crate::relay::target::stdio::Proc;
 use crate::snapshot::{McpTarget, McpTargetKind};
 
 /// One MCP server behind a session.
-pub enum Target {
+pub(crate) enum Target {
     Stdio(Rc<Proc>),
     Http(Rc<HttpTarget>),
     Sse(Rc<SseTarget>),
 }
 
 impl Target {
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         match self {
             Target::Stdio(p) => &p.target,
             Target::Http(h) => &h.target,
@@ -42,7 +42,7 @@ impl Target {
         }
     }
 
-    pub fn alive(&self) -> bool {
+    pub(crate) fn alive(&self) -> bool {
         match self {
             Target::Stdio(p) => p.alive(),
             Target::Http(h) => h.alive(),
@@ -50,7 +50,7 @@ impl Target {
         }
     }
 
-    pub fn request(&self, id: &str, msg: Vec<u8>) -> UnboundedReceiver<TargetMsg> {
+    pub(crate) fn request(&self, id: &str, msg: Vec<u8>) -> UnboundedReceiver<TargetMsg> {
         match self {
             Target::Stdio(p) => p.request(id, msg),
             Target::Http(h) => h.request(id, msg),
@@ -58,7 +58,7 @@ impl Target {
         }
     }
 
-    pub async fn send(&self, msg: Vec<u8>) {
+    pub(crate) async fn send(&self, msg: Vec<u8>) {
         match self {
             Target::Stdio(p) => p.send(msg),
             Target::Http(h) => {
@@ -70,7 +70,7 @@ impl Target {
         }
     }
 
-    pub async fn terminate(&self) {
+    pub(crate) async fn terminate(&self) {
         match self {
             Target::Stdio(p) => p.terminate().await,
             Target::Http(h) => h.terminate().await,
@@ -80,7 +80,7 @@ impl Target {
 
     /// Gives up on request `id` (as sent upstream): the server is told with
     /// `notifications/cancelled`, and a late answer is dropped.
-    pub fn cancel(&self, id: &str, reason: &str) {
+    pub(crate) fn cancel(&self, id: &str, reason: &str) {
         let note = cancelled_notification(id, reason);
         match self {
             Target::Stdio(p) => {
@@ -106,7 +106,7 @@ impl Target {
     /// Starts target `t` of a new session: spawns a stdio server, opens a legacy SSE stream, or
     /// just records where a streamable-HTTP server is. `unsolicited` receives what a server on
     /// one shared stream sends outside any request.
-    pub fn open(
+    pub(crate) fn open(
         t: &McpTarget,
         authorization: Option<&str>,
         unsolicited: &UnboundedSender<Vec<u8>>,
@@ -141,7 +141,7 @@ impl Target {
         })
     }
 
-    pub fn set_version(&self, v: &'static str) {
+    pub(crate) fn set_version(&self, v: &'static str) {
         if let Target::Http(h) = self {
             h.version.set(v);
         }
@@ -149,7 +149,7 @@ impl Target {
 }
 
 /// `notifications/cancelled` for request `id` (raw JSON id text).
-pub fn cancelled_notification(id: &str, reason: &str) -> Vec<u8> {
+pub(crate) fn cancelled_notification(id: &str, reason: &str) -> Vec<u8> {
     let reason = serde_json::to_string(reason).unwrap_or_else(|_| "\"\"".into());
     format!(
         r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{id},"reason":{reason}}}}}"#

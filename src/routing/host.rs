@@ -8,7 +8,7 @@ use std::cmp::Ordering;
 
 /// A compiled route hostname pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostnameMatch {
+pub(crate) enum HostnameMatch {
     /// Whole host, stored lowercase.
     Exact(String),
     /// `*.example.com`, stored as the lowercase suffix `.example.com`. Matches any subdomain
@@ -20,7 +20,7 @@ pub enum HostnameMatch {
 }
 
 impl HostnameMatch {
-    pub fn parse(pattern: &str) -> Self {
+    pub(crate) fn parse(pattern: &str) -> Self {
         let p = pattern.to_ascii_lowercase();
         if p == "*" {
             HostnameMatch::Wildcard(String::new())
@@ -31,7 +31,7 @@ impl HostnameMatch {
         }
     }
 
-    pub fn matches(&self, host: &str) -> bool {
+    pub(crate) fn matches(&self, host: &str) -> bool {
         match self {
             HostnameMatch::Exact(h) => h.eq_ignore_ascii_case(host),
             HostnameMatch::Wildcard(suffix) => wildcard_matches(suffix, host),
@@ -42,7 +42,7 @@ impl HostnameMatch {
     /// Precedence order: `Less` means `self` is more specific. Exact < longer wildcard <
     /// shorter wildcard < Any. For a given host only one exact pattern can match, so exact
     /// patterns compare equal among themselves.
-    pub fn cmp_specificity(&self, other: &Self) -> Ordering {
+    pub(crate) fn cmp_specificity(&self, other: &Self) -> Ordering {
         fn rank(h: &HostnameMatch) -> (u8, std::cmp::Reverse<usize>) {
             match h {
                 HostnameMatch::Exact(_) => (0, std::cmp::Reverse(0)),
@@ -61,7 +61,7 @@ fn wildcard_matches(suffix: &str, host: &str) -> bool {
 
 /// Matches `host` against a route hostname pattern without allocating: exact (ASCII
 /// case-insensitive) or `*.example.com` (any subdomain depth, not the apex).
-pub fn hostname_matches(pattern: &str, host: &str) -> bool {
+pub(crate) fn hostname_matches(pattern: &str, host: &str) -> bool {
     if pattern == "*" {
         !host.is_empty()
     } else if let Some(suffix) = pattern.strip_prefix('*') {
@@ -74,7 +74,7 @@ pub fn hostname_matches(pattern: &str, host: &str) -> bool {
 /// Removes a `:port` suffix from a `Host` value. `[::1]:8080` → `[::1]` (brackets kept),
 /// `example.com:443` → `example.com`, `example.com` unchanged. A colon not followed only by
 /// digits (e.g. an unbracketed IPv6 literal) is left alone.
-pub fn strip_port(host: &[u8]) -> &[u8] {
+pub(crate) fn strip_port(host: &[u8]) -> &[u8] {
     if host.first() == Some(&b'[') {
         return match memchr::memchr(b']', host) {
             Some(end) => &host[..=end],

@@ -140,7 +140,7 @@ impl QueryMatch {
 
 /// Iterates `a=1&b=2` as `(name, value)` pairs without allocating. A pair without `=` has an
 /// empty value; empty pairs (`a=1&&b=2`) are skipped. No percent- or `+`-decoding.
-pub fn query_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
+pub(crate) fn query_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
     query
         .split('&')
         .filter(|p| !p.is_empty())

@@ -20,13 +20,13 @@ use crate::snapshot::Settings;
 
 /// The admin listeners, bound before anything is served so that a taken port is an error at
 /// start, next to the proxy ports' errors.
-pub struct Bound(Vec<(std::net::TcpListener, bool, bool)>);
+pub(crate) struct Bound(Vec<(std::net::TcpListener, bool, bool)>);
 
 /// Binds `config.statsAddr` and `config.readinessAddr` (one listener when they are equal).
 /// With `--reuse-port` they are bound with SO_REUSEPORT, so that two instances both started
 /// with it can share them during an upgrade; without it they are exclusive (a plain bind), so
 /// nothing can join them, not even this instance's own proxy ports. Returns every error.
-pub fn bind(settings: &Settings, reuse_port: bool) -> Result<Bound, Vec<String>> {
+pub(crate) fn bind(settings: &Settings, reuse_port: bool) -> Result<Bound, Vec<String>> {
     let mut addrs = vec![(settings.stats_addr, true, false)];
     if settings.readiness_addr == settings.stats_addr {
         addrs[0].2 = true;
@@ -69,7 +69,7 @@ fn listen(addr: std::net::SocketAddr, reuse_port: bool) -> std::io::Result<std::
 }
 
 /// Serves the bound admin listeners on a thread of their own.
-pub fn start(
+pub(crate) fn start(
     bound: Bound,
     workers: Arc<Vec<UnboundedSender<WorkerMsg>>>,
     ready: Arc<Readiness>,

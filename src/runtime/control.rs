@@ -470,6 +470,11 @@ fn forward_signals(tx: mpsc::Sender<Event>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// `n` unbounded channels: the senders, and the receivers in the same order.
+fn channels<T>(n: usize) -> (Vec<UnboundedSender<T>>, Vec<UnboundedReceiver<T>>) {
+    (0..n).map(|_| unbounded()).unzip()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -485,9 +490,4 @@ mod tests {
         assert_eq!(worker_count(None, Some(WorkerThreads::Percent(1))), 1);
         assert_eq!(worker_count(None, None), cpus);
     }
-}
-
-/// `n` unbounded channels: the senders, and the receivers in the same order.
-fn channels<T>(n: usize) -> (Vec<UnboundedSender<T>>, Vec<UnboundedReceiver<T>>) {
-    (0..n).map(|_| unbounded()).unzip()
 }

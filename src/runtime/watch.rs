@@ -20,20 +20,20 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// How long a changed content must stay the same before it is loaded.
-pub const SETTLE: Duration = Duration::from_millis(500);
+pub(crate) const SETTLE: Duration = Duration::from_millis(500);
 /// After this long waiting for a writer to close the file, say so in the log (once).
 const WRITER_WARN: Duration = Duration::from_secs(10);
 
 /// The pure part: what was last handed over, and the change waiting to settle.
 #[derive(Debug, Default)]
-pub struct Settle {
+pub(crate) struct Settle {
     last: Option<Vec<u8>>,
     pending: Option<(Vec<u8>, Instant)>,
 }
 
 /// What [`Settle::observe`] concluded.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Unchanged,
     /// Changed, but not settled yet (still changing, or too recent).
     Settling,
@@ -44,7 +44,7 @@ pub enum Verdict {
 }
 
 impl Settle {
-    pub fn new(current: Option<Vec<u8>>) -> Self {
+    pub(crate) fn new(current: Option<Vec<u8>>) -> Self {
         Settle {
             last: current,
             pending: None,
@@ -53,7 +53,7 @@ impl Settle {
 
     /// Feeds one reading of the file at `now`; `writer_open` is whether a writer is known to
     /// have the file open.
-    pub fn observe(&mut self, text: Vec<u8>, now: Instant, writer_open: bool) -> Verdict {
+    pub(crate) fn observe(&mut self, text: Vec<u8>, now: Instant, writer_open: bool) -> Verdict {
         if self.last.as_deref() == Some(&text[..]) {
             self.pending = None;
             return Verdict::Unchanged;
@@ -79,7 +79,7 @@ impl Settle {
 }
 
 /// Watches one config file: [`Watcher::poll`] returns a complete, settled change to load.
-pub struct Watcher {
+pub(crate) struct Watcher {
     path: PathBuf,
     settle: Settle,
     notify: Option<Notify>,
@@ -94,7 +94,7 @@ struct Notify {
 
 impl Watcher {
     /// Watches `path`, whose content `loaded` is running now.
-    pub fn new(path: &Path, loaded: Vec<u8>) -> Watcher {
+    pub(crate) fn new(path: &Path, loaded: Vec<u8>) -> Watcher {
         let notify = Notify::start(path)
             .map_err(|e| {
                 tracing::info!(error = %e, "inotify is unavailable: config changes are loaded once their content is stable")
@@ -109,7 +109,7 @@ impl Watcher {
     }
 
     /// Checks the file once; `Some` is a change to load now.
-    pub fn poll(&mut self) -> Option<Vec<u8>> {
+    pub(crate) fn poll(&mut self) -> Option<Vec<u8>> {
         let writer_open = match &mut self.notify {
             Some(n) => n.drain(),
             None => false,
@@ -135,7 +135,7 @@ impl Watcher {
 impl Watcher {
     /// `text` was just loaded outside [`Watcher::poll`] (a reload on SIGHUP): it is the new
     /// baseline.
-    pub fn loaded(&mut self, text: &[u8]) {
+    pub(crate) fn loaded(&mut self, text: &[u8]) {
         self.settle = Settle::new(Some(text.to_vec()));
     }
 }
@@ -146,7 +146,7 @@ impl Watcher {
 /// have stayed the same for [`SETTLE`] (certbot writes the certificate and the key one after
 /// the other).
 #[derive(Debug, Default)]
-pub struct CertWatch {
+pub(crate) struct CertWatch {
     files: Vec<(PathBuf, Option<Stamp>)>,
     changed_at: Option<Instant>,
 }
@@ -161,7 +161,7 @@ fn stamp(p: &Path) -> Option<Stamp> {
 }
 
 impl CertWatch {
-    pub fn new(files: &[PathBuf]) -> CertWatch {
+    pub(crate) fn new(files: &[PathBuf]) -> CertWatch {
         CertWatch {
             files: files.iter().map(|p| (p.clone(), stamp(p))).collect(),
             changed_at: None,
@@ -170,7 +170,7 @@ impl CertWatch {
 
     /// Watches `files` from now on. Files already watched keep what was last seen of them, so a
     /// change made while a reload was being loaded is still noticed afterwards.
-    pub fn retarget(&mut self, files: &[PathBuf]) {
+    pub(crate) fn retarget(&mut self, files: &[PathBuf]) {
         let mut old = std::mem::take(&mut self.files);
         self.files = files
             .iter()
@@ -182,7 +182,7 @@ impl CertWatch {
     }
 
     /// True once the files have changed and then stayed the same for [`SETTLE`].
-    pub fn settled_change(&mut self, now: Instant) -> bool {
+    pub(crate) fn settled_change(&mut self, now: Instant) -> bool {
         let mut moved = false;
         for (p, st) in &mut self.files {
             let s = stamp(p);

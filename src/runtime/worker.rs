@@ -30,7 +30,7 @@ use crate::shard::Shard;
 use crate::snapshot::Snapshot;
 
 /// Messages from the control loop and the admin thread to one worker.
-pub enum WorkerMsg {
+pub(crate) enum WorkerMsg {
     Snapshot(Arc<Snapshot>),
     Scrape(oneshot::Sender<WorkerMetrics>),
     /// Stop accepting, let in-flight requests finish until the deadline, then return.
@@ -41,7 +41,7 @@ pub enum WorkerMsg {
 
 /// Reports from workers to the control loop.
 #[derive(Debug)]
-pub enum WorkerEvent {
+pub(crate) enum WorkerEvent {
     /// The worker bound its listeners (or failed to, with the errors).
     Started {
         id: usize,
@@ -54,13 +54,12 @@ pub enum WorkerEvent {
         errors: Vec<String>,
     },
     Stopped {
-        id: usize,
         unfinished: u64,
     },
 }
 
 /// One worker's ends of the channels that connect it to the rest of the process.
-pub struct Wiring {
+pub(crate) struct Wiring {
     pub id: usize,
     /// Snapshots, scrapes and shutdown from the control loop and the admin thread.
     pub control: UnboundedReceiver<WorkerMsg>,
@@ -75,7 +74,7 @@ pub struct Wiring {
 }
 
 /// Runs a worker on the current thread until it is shut down.
-pub fn run_worker(snap: Arc<Snapshot>, wiring: Wiring, pin_cpu: Option<usize>) {
+pub(crate) fn run_worker(snap: Arc<Snapshot>, wiring: Wiring, pin_cpu: Option<usize>) {
     let (id, events) = (wiring.id, wiring.events.clone());
     if let Some(cpu) = pin_cpu {
         if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
@@ -189,7 +188,7 @@ async fn worker_main(snap: Arc<Snapshot>, wiring: Wiring, driver: &'static str) 
                 // No MCP server process outlives the proxy.
                 relay.sessions.close_all().await;
                 let unfinished = shard.metrics.borrow().open_connections;
-                let _ = events.send(WorkerEvent::Stopped { id, unfinished });
+                let _ = events.send(WorkerEvent::Stopped { unfinished });
                 return;
             }
         }
@@ -356,7 +355,7 @@ fn listen_addrs(port: u16) -> std::io::Result<(SocketAddr, Option<SocketAddr>)> 
 /// that any other socket listens on, whoever owns it (the workers' SO_REUSEPORT sockets would
 /// otherwise join another process's group and silently share its traffic). The probe is closed
 /// at once; the workers bind right after.
-pub fn check_port_free(port: u16) -> Result<(), String> {
+pub(crate) fn check_port_free(port: u16) -> Result<(), String> {
     let (first, fallback) = listen_addrs(port).map_err(|e| e.to_string())?;
     let probe = |addr| std::net::TcpListener::bind(addr).map(drop);
     let res = match probe(first) {

@@ -79,7 +79,7 @@ async fn wait_while_idle<S: ConnIo>(
 /// `SHRINK_AFTER`, that state and the buffers are given back, and the wait for the next
 /// request goes on here, in a task of a few hundred bytes that waits for readability (no
 /// buffer; the next request's first read allocates one).
-pub async fn serve<S: ConnIo>(mut io: S, conn: ConnInfo, ctx: Rc<WorkerCtx>) {
+pub(crate) async fn serve<S: ConnIo>(mut io: S, conn: ConnInfo, ctx: Rc<WorkerCtx>) {
     {
         let mut m = ctx.shard.metrics.borrow_mut();
         m.open_connections += 1;
@@ -584,7 +584,7 @@ async fn read_body<S: ConnIo>(
 
 /// Method and path (never the query, which may carry credentials) for the access log, copied
 /// only when the access log is enabled.
-pub struct LogFields {
+pub(crate) struct LogFields {
     method: String,
     path: String,
     /// The verified token's subject (never the token).

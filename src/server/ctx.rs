@@ -15,7 +15,7 @@ use crate::policy::rate_limit::Buckets;
 use crate::relay::Relay;
 use crate::shard::Shard;
 
-pub struct WorkerCtx {
+pub(crate) struct WorkerCtx {
     pub shard: Rc<Shard>,
     /// Key sets, documents, verified-token caches and waiters for authentication.
     pub auth: RefCell<AuthState>,
@@ -28,7 +28,7 @@ pub struct WorkerCtx {
 }
 
 impl WorkerCtx {
-    pub fn new(shard: Rc<Shard>, auth: AuthState, relay: Rc<Relay>) -> Self {
+    pub(crate) fn new(shard: Rc<Shard>, auth: AuthState, relay: Rc<Relay>) -> Self {
         WorkerCtx {
             shard,
             auth: RefCell::new(auth),

@@ -13,7 +13,7 @@ use crate::server::mcp::McpHead;
 use crate::snapshot::{McpRoute, Route, Timeouts};
 
 /// The outcome of [`decide`](crate::server::dispatch::decide).
-pub enum Decision<'s> {
+pub(crate) enum Decision<'s> {
     /// A response was written to `out`; the status is returned for metrics and the access log.
     Local {
         status: u16,
@@ -32,7 +32,7 @@ pub enum Decision<'s> {
 }
 
 /// An MCP request, once its head is no longer borrowed.
-pub struct McpPlan<'s> {
+pub(crate) struct McpPlan<'s> {
     pub route: &'s Route,
     pub mcp: &'s Arc<McpRoute>,
     pub head: McpHead,
@@ -41,7 +41,7 @@ pub struct McpPlan<'s> {
 }
 
 /// Everything the proxy needs once the request head is no longer borrowed.
-pub struct ProxyPlan<'s> {
+pub(crate) struct ProxyPlan<'s> {
     /// For metrics and logs.
     pub name: &'s str,
     pub target: &'s HostTarget,
@@ -59,7 +59,7 @@ pub struct ProxyPlan<'s> {
 }
 
 /// Writes the answer for `err` (with the route's CORS lines, if any) and returns the decision.
-pub fn local_error<'s>(
+pub(crate) fn local_error<'s>(
     err: LocalError,
     route: Option<&'s Route>,
     added_headers: Option<&[u8]>,

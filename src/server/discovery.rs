@@ -79,7 +79,7 @@ fn document_method<'s>(
 }
 
 /// Serves a well-known path of a protected route.
-pub fn serve<'s>(
+pub(crate) fn serve<'s>(
     wk: &'s WellKnown,
     conn: ConnInfo,
     head: &RequestHead<'_>,
@@ -220,7 +220,7 @@ fn registration<'s>(
 
 /// Discovery paths that an explicit route match sent to a protected route (agentgateway users
 /// add such matches): served by this route's documents.
-pub fn route_level<'s>(
+pub(crate) fn route_level<'s>(
     a: &'s AuthPolicy,
     conn: ConnInfo,
     head: &RequestHead<'_>,
@@ -244,7 +244,7 @@ pub fn route_level<'s>(
 }
 
 /// Adds the `WWW-Authenticate` line for a route whose resource URL is derived per request.
-pub fn dynamic_challenge(
+pub(crate) fn dynamic_challenge(
     m: &McpAuthMeta,
     conn: ConnInfo,
     host: &[u8],

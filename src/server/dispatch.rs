@@ -28,7 +28,7 @@ use crate::routing::{self, RequestView};
 use crate::snapshot::{Backend, Bind, Snapshot};
 
 /// Per-request facts `decide` needs besides the request itself.
-pub struct RequestFacts<'a> {
+pub(crate) struct RequestFacts<'a> {
     pub date: &'a [u8],
     /// The answer must carry `Connection: close`.
     pub close_after: bool,
@@ -50,14 +50,14 @@ pub struct RequestFacts<'a> {
 static RATE_LIMITED: std::sync::LazyLock<Prebuilt> =
     std::sync::LazyLock::new(|| Prebuilt::text(429, "rate limit exceeded"));
 
-pub fn find_bind(snap: &Snapshot, port: u16) -> Option<&Bind> {
+pub(crate) fn find_bind(snap: &Snapshot, port: u16) -> Option<&Bind> {
     snap.binds.iter().find(|b| b.port == port)
 }
 
 /// Decides the fate of one request. Local responses are appended to `out`; the verified token's
 /// principal, if any, is left in `principal`.
 #[allow(clippy::too_many_arguments)]
-pub fn decide<'s>(
+pub(crate) fn decide<'s>(
     snap: &'s Snapshot,
     conn: ConnInfo,
     head: &RequestHead<'_>,
@@ -274,7 +274,7 @@ pub fn decide<'s>(
                     keep_auth,
                     conn.local_loopback,
                 ),
-                added_headers: added_headers,
+                added_headers,
             });
         }
         _ => {
@@ -297,7 +297,7 @@ pub fn decide<'s>(
         timeouts: p.timeouts,
         response_headers: p.response_headers.as_ref(),
         head: up_head,
-        added_headers: added_headers,
+        added_headers,
         head_request: head_only,
         idempotent: matches!(
             head.method,

@@ -27,7 +27,7 @@ fn proxy_owned(name: &str) -> bool {
     OWNED.iter().any(|o| o.eq_ignore_ascii_case(name))
 }
 
-pub fn upstream_head(
+pub(crate) fn upstream_head(
     route: &Route,
     target: &HostTarget,
     conn: ConnInfo,
@@ -140,7 +140,7 @@ fn split_host_port(authority: &str) -> (&str, Option<&str>) {
     (host, rest.strip_prefix(':'))
 }
 
-pub fn redirect_location(
+pub(crate) fn redirect_location(
     r: &Redirect,
     https: bool,
     client_host: &[u8],

@@ -25,7 +25,7 @@ use crate::snapshot::McpRoute;
 /// What the relay needs from the request head, copied while the head is borrowed: the values
 /// back to back in one buffer (one allocation per request), found in one pass over the headers.
 #[derive(Debug, Default)]
-pub struct McpHead {
+pub(crate) struct McpHead {
     bytes: Vec<u8>,
     method: Span,
     host: Span,
@@ -58,7 +58,7 @@ const LAST_EVENT_ID: usize = 5;
 const AUTHORIZATION: usize = 6;
 
 impl McpHead {
-    pub fn from_request(
+    pub(crate) fn from_request(
         method: &str,
         host: &[u8],
         headers: &[httparse::Header<'_>],
@@ -107,40 +107,40 @@ impl McpHead {
             .map(|v| String::from_utf8_lossy(v).into_owned())
     }
 
-    pub fn method(&self) -> &[u8] {
+    pub(crate) fn method(&self) -> &[u8] {
         self.span(self.method)
     }
 
-    pub fn host(&self) -> &[u8] {
+    pub(crate) fn host(&self) -> &[u8] {
         self.span(self.host)
     }
 
-    pub fn accept(&self) -> Option<&[u8]> {
+    pub(crate) fn accept(&self) -> Option<&[u8]> {
         self.field(ACCEPT)
     }
 
-    pub fn content_type(&self) -> Option<&[u8]> {
+    pub(crate) fn content_type(&self) -> Option<&[u8]> {
         self.field(CONTENT_TYPE)
     }
 
-    pub fn version(&self) -> Option<&[u8]> {
+    pub(crate) fn version(&self) -> Option<&[u8]> {
         self.field(VERSION)
     }
 
-    pub fn session(&self) -> Option<String> {
+    pub(crate) fn session(&self) -> Option<String> {
         self.text(SESSION)
     }
 
-    pub fn origin(&self) -> Option<&[u8]> {
+    pub(crate) fn origin(&self) -> Option<&[u8]> {
         self.field(ORIGIN)
     }
 
-    pub fn last_event_id(&self) -> Option<String> {
+    pub(crate) fn last_event_id(&self) -> Option<String> {
         self.text(LAST_EVENT_ID)
     }
 
     /// The client's `Authorization` value, when the route passes it through.
-    pub fn authorization(&self) -> Option<String> {
+    pub(crate) fn authorization(&self) -> Option<String> {
         self.text(AUTHORIZATION)
     }
 }
@@ -164,7 +164,7 @@ fn reject(status: u16, code: i64, msg: &str) -> ReplyPart {
 /// see `upstream::drain_tail`). A job is never moved to another task once polled: monoio's
 /// timers keep the waker of their first poll and would not wake the new task.
 #[allow(clippy::too_many_arguments)]
-pub async fn handle<S: ConnIo>(
+pub(crate) async fn handle<S: ConnIo>(
     io: &mut S,
     ctx: &Rc<Relay>,
     bufs: &mut Bufs,

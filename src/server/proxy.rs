@@ -22,7 +22,7 @@ use crate::server::ctx::WorkerCtx;
 use crate::server::decision::ProxyPlan;
 use crate::snapshot::Snapshot;
 
-pub enum ProxyOutcome {
+pub(crate) enum ProxyOutcome {
     /// The response was relayed; `reusable` says whether the client connection can carry more.
     Done { status: u16, reusable: bool },
     /// The request failed; a local error response may have been written.
@@ -31,7 +31,7 @@ pub enum ProxyOutcome {
 
 const UP_CHUNK: usize = 16 * 1024;
 
-pub async fn forward<S: ConnIo>(
+pub(crate) async fn forward<S: ConnIo>(
     io: &mut S,
     ctx: &WorkerCtx,
     snap: &Snapshot,

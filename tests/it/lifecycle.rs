@@ -196,7 +196,7 @@ both_drivers!(reload_never_publishes_a_half_written_file, |d| {
     let cut = full.find("        jwtAuth:").unwrap();
     // The half alone is a valid config that leaves /api open.
     assert!(
-        portcullis::config::load_bytes(&full.as_bytes()[..cut], None).is_ok(),
+        portcullis::load_bytes(&full.as_bytes()[..cut], None).is_ok(),
         "the half must be a valid config for this test to mean anything"
     );
     // A writer that truncates the file, writes the first half, pauses well beyond the settle

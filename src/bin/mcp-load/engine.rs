@@ -165,7 +165,7 @@ fn thread_main(
             return Err(anyhow!("pinning failed"));
         }
     }
-    let mut rt = match portcullis::runtime::build_runtime(monoio::utils::detect_uring(), 1024) {
+    let mut rt = match portcullis::build_runtime(monoio::utils::detect_uring(), 1024) {
         Ok(rt) => rt,
         Err(e) => {
             let _ = ready.send(Err(format!("cannot build the runtime: {e}")));
@@ -516,7 +516,7 @@ mod tests {
     #[test]
     fn pacer_wakes_at_the_slot_not_before() {
         let uring = monoio::utils::detect_uring();
-        let mut rt = portcullis::runtime::build_runtime(uring, 64).unwrap();
+        let mut rt = portcullis::build_runtime(uring, 64).unwrap();
         rt.block_on(async move {
             let Some(mut p) = super::Pacer::new() else {
                 // Only on io_uring: on epoll a timerfd read would block the thread.

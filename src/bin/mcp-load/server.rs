@@ -54,7 +54,7 @@ pub fn serve<H: Handler>(
             if let Some(c) = &cpus {
                 let _ = monoio::utils::bind_to_cpu_set([c[t % c.len()]]);
             }
-            let rt = portcullis::runtime::build_runtime(monoio::utils::detect_uring(), 1024);
+            let rt = portcullis::build_runtime(monoio::utils::detect_uring(), 1024);
             let mut rt = match rt {
                 Ok(rt) => rt,
                 Err(e) => {

@@ -17,7 +17,7 @@ use super::serde_util::Unsupported;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct McpAuthentication {
+pub(crate) struct McpAuthentication {
     /// Compared with the token's `iss`; base for authorization-server metadata.
     pub issuer: String,
     /// v0.10.5: the single accepted `aud`.
@@ -46,7 +46,7 @@ pub struct McpAuthentication {
 /// v0.10.5 knows `auth0` and `keycloak`; the others are current only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub enum McpProvider {
+pub(crate) enum McpProvider {
     Auth0 {},
     Keycloak {},
     Okta {},
@@ -58,7 +58,7 @@ pub enum McpProvider {
 /// `strict` | `optional` | `permissive` for both `mcpAuthentication.mode` and `jwtAuth.mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub enum AuthMode {
+pub(crate) enum AuthMode {
     Strict,
     Optional,
     Permissive,
@@ -66,14 +66,14 @@ pub enum AuthMode {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct JwtValidationOptions {
+pub(crate) struct JwtValidationOptions {
     /// Default `["exp"]`.
     pub required_claims: Option<Vec<String>>,
 }
 
 /// JWKS source: `{url: ..}`, `{file: ..}` or an inline JSON string.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Jwks {
+pub(crate) enum Jwks {
     Url(String),
     File(String),
     Inline(String),
@@ -115,7 +115,7 @@ impl<'de> Deserialize<'de> for Jwks {
 /// (`providers: [..]`). Exactly one form is enforced by validation.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct JwtAuth {
+pub(crate) struct JwtAuth {
     /// Default `optional`.
     pub mode: Option<AuthMode>,
     pub location: Option<Unsupported>,
@@ -128,7 +128,7 @@ pub struct JwtAuth {
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct JwtProvider {
+pub(crate) struct JwtProvider {
     pub issuer: String,
     pub audiences: Option<Vec<String>>,
     pub jwks: Jwks,

@@ -14,7 +14,7 @@ use super::serde_util::Unsupported;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Backend {
+pub(crate) struct Backend {
     /// Relative load-balancing weight, default 1.
     #[serde(default = "default_weight")]
     pub weight: u32,
@@ -40,14 +40,14 @@ fn default_weight() -> u32 {
 
 /// Which supported kind a validated [`Backend`] is.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum BackendKind<'a> {
+pub(crate) enum BackendKind<'a> {
     Host(&'a str),
     Mcp(&'a McpBackend),
 }
 
 impl Backend {
     /// The backend's kind; `None` only for configs that failed validation.
-    pub fn kind(&self) -> Option<BackendKind<'_>> {
+    pub(crate) fn kind(&self) -> Option<BackendKind<'_>> {
         match (&self.host, &self.mcp) {
             (Some(h), None) => Some(BackendKind::Host(h)),
             (None, Some(m)) => Some(BackendKind::Mcp(m)),
@@ -58,7 +58,7 @@ impl Backend {
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct McpBackend {
+pub(crate) struct McpBackend {
     pub targets: Vec<McpTarget>,
     /// Default `stateful`.
     pub stateful_mode: Option<StatefulMode>,
@@ -70,14 +70,14 @@ pub struct McpBackend {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub enum StatefulMode {
+pub(crate) enum StatefulMode {
     Stateful,
     Stateless,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub enum PrefixMode {
+pub(crate) enum PrefixMode {
     /// Prefix tool names only when there are several targets.
     Conditional,
     Always,
@@ -88,7 +88,7 @@ pub enum PrefixMode {
 /// One upstream MCP server: `name` plus exactly one of `stdio`, `mcp` (streamable HTTP), `sse`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct McpTarget {
+pub(crate) struct McpTarget {
     pub name: String,
     pub stdio: Option<StdioTarget>,
     /// Streamable HTTP.
@@ -101,7 +101,7 @@ pub struct McpTarget {
 
 /// Which supported kind a validated [`McpTarget`] is.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum McpTargetKind<'a> {
+pub(crate) enum McpTargetKind<'a> {
     Stdio(&'a StdioTarget),
     StreamableHttp(&'a HttpTarget),
     Sse(&'a HttpTarget),
@@ -109,7 +109,7 @@ pub enum McpTargetKind<'a> {
 
 impl McpTarget {
     /// The target's kind; `None` only for configs that failed validation.
-    pub fn kind(&self) -> Option<McpTargetKind<'_>> {
+    pub(crate) fn kind(&self) -> Option<McpTargetKind<'_>> {
         match (&self.stdio, &self.mcp, &self.sse) {
             (Some(s), None, None) => Some(McpTargetKind::Stdio(s)),
             (None, Some(h), None) => Some(McpTargetKind::StreamableHttp(h)),
@@ -121,7 +121,7 @@ impl McpTarget {
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct StdioTarget {
+pub(crate) struct StdioTarget {
     pub cmd: String,
     #[serde(default)]
     pub args: Vec<String>,
@@ -135,7 +135,7 @@ pub struct StdioTarget {
 /// Either `host` + `port` + `path`, or only `host` as an `http(s)://` URL.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct HttpTarget {
+pub(crate) struct HttpTarget {
     pub host: Option<String>,
     pub port: Option<u16>,
     pub path: Option<String>,

@@ -10,7 +10,7 @@ use super::serde_util::Unsupported;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Bind {
+pub(crate) struct Bind {
     /// Listens on `[::]:port`. Required (current agentgateway's internal port-less binds are not
     /// supported).
     pub port: u16,
@@ -24,7 +24,7 @@ pub struct Bind {
 /// Listener protocol; agentgateway spells it UPPERCASE. Default `HTTP`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
-pub enum Protocol {
+pub(crate) enum Protocol {
     #[default]
     Http,
     Https,
@@ -35,7 +35,7 @@ pub enum Protocol {
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Listener {
+pub(crate) struct Listener {
     /// Default `listener<idx>`.
     pub name: Option<String>,
     /// Default `bind/<port>`.
@@ -57,7 +57,7 @@ pub struct Listener {
 /// Server TLS for an HTTPS listener: PEM file paths.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ListenerTls {
+pub(crate) struct ListenerTls {
     /// Path to the certificate chain (PEM). Required.
     pub cert: Option<String>,
     /// Path to the private key (PEM). Required.

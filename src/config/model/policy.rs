@@ -14,7 +14,7 @@ use super::serde_util::{Body, Unsupported};
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Policies {
+pub(crate) struct Policies {
     pub request_header_modifier: Option<HeaderModifier>,
     pub response_header_modifier: Option<HeaderModifier>,
     pub request_redirect: Option<RequestRedirect>,
@@ -56,7 +56,7 @@ pub struct Policies {
 /// `requestHeaderModifier` / `responseHeaderModifier`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct HeaderModifier {
+pub(crate) struct HeaderModifier {
     /// Appended without replacing existing values.
     #[serde(default)]
     pub add: BTreeMap<String, String>,
@@ -70,7 +70,7 @@ pub struct HeaderModifier {
 /// Authority rewrite for `urlRewrite` / `requestRedirect`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub enum HostRedirect {
+pub(crate) enum HostRedirect {
     /// Replace host and port.
     Full(String),
     /// Replace the host, keep the port.
@@ -86,7 +86,7 @@ pub enum HostRedirect {
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub enum PathRedirect {
+pub(crate) enum PathRedirect {
     Full(String),
     /// Replace the matched prefix.
     Prefix(String),
@@ -94,14 +94,14 @@ pub enum PathRedirect {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct UrlRewrite {
+pub(crate) struct UrlRewrite {
     pub authority: Option<HostRedirect>,
     pub path: Option<PathRedirect>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RequestRedirect {
+pub(crate) struct RequestRedirect {
     pub scheme: Option<String>,
     pub authority: Option<HostRedirect>,
     pub path: Option<PathRedirect>,
@@ -111,7 +111,7 @@ pub struct RequestRedirect {
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct DirectResponse {
+pub(crate) struct DirectResponse {
     #[serde(default)]
     pub body: Body,
     /// Required (validated so that current's `conditional` form gets a precise error).
@@ -124,7 +124,7 @@ pub struct DirectResponse {
 /// CORS, agentgateway `CorsSerde`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Cors {
+pub(crate) struct Cors {
     #[serde(default)]
     pub allow_credentials: bool,
     #[serde(default)]
@@ -142,7 +142,7 @@ pub struct Cors {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Timeout {
+pub(crate) struct Timeout {
     /// Whole downstream request (Go duration).
     pub request_timeout: Option<String>,
     /// Each upstream request (Go duration).
@@ -153,7 +153,7 @@ pub struct Timeout {
 /// reject them by name.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct BackendAuth {
+pub(crate) struct BackendAuth {
     /// Re-send the validated client token as `Authorization: Bearer` to HTTP targets.
     pub passthrough: Option<Passthrough>,
     pub key: Option<Unsupported>,
@@ -168,7 +168,7 @@ pub struct BackendAuth {
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Passthrough {
+pub(crate) struct Passthrough {
     /// Current only.
     pub location: Option<Unsupported>,
 }

@@ -19,7 +19,7 @@ use super::serde_util::{Ignored, StringOrList, Unsupported, WorkerThreads};
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Config {
+pub(crate) struct Config {
     /// Admin UI address, `ip:port` (agentgateway default `localhost:15000`).
     pub admin_addr: Option<String>,
     /// Prometheus metrics address (agentgateway default `[::]:15020`).
@@ -70,14 +70,14 @@ pub struct Config {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     Text,
     Json,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Logging {
+pub(crate) struct Logging {
     /// CEL expression selecting which requests are logged.
     pub filter: Option<String>,
     pub fields: Option<LoggingFields>,
@@ -89,7 +89,7 @@ pub struct Logging {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct LoggingFields {
+pub(crate) struct LoggingFields {
     #[serde(default)]
     pub remove: Vec<String>,
     /// Field name → CEL expression.
@@ -99,7 +99,7 @@ pub struct LoggingFields {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct BackendConfig {
+pub(crate) struct BackendConfig {
     pub keepalives: Option<Keepalives>,
     /// Default `10s`.
     pub connect_timeout: Option<String>,
@@ -110,7 +110,7 @@ pub struct BackendConfig {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Keepalives {
+pub(crate) struct Keepalives {
     /// Default `true`.
     pub enabled: Option<bool>,
     /// Default `3m0s`.
@@ -123,7 +123,7 @@ pub struct Keepalives {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ListenerConfig {
+pub(crate) struct ListenerConfig {
     /// Default 2097152.
     pub max_buffer_size: Option<u64>,
     /// Default `15s`.
@@ -141,7 +141,7 @@ pub struct ListenerConfig {
 /// `config.mcp`: MCP session settings.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct McpSettings {
+pub(crate) struct McpSettings {
     /// Idle MCP sessions end after this long (Go duration; default 30m).
     pub session_ttl: Option<String>,
     /// Portcullis: sessions one subject (or client) may hold at once (default 64) → 429.

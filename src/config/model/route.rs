@@ -14,7 +14,7 @@ use super::policy::Policies;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Route {
+pub(crate) struct Route {
     /// Default `route<idx>`.
     pub name: Option<String>,
     /// Current only.
@@ -39,7 +39,7 @@ fn default_matches() -> Vec<Match> {
 /// One match entry; all its conditions are AND-ed.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Match {
+pub(crate) struct Match {
     /// Required in v0.10.5; defaults to `pathPrefix: /` in current.
     #[serde(default)]
     pub path: PathMatch,
@@ -52,7 +52,7 @@ pub struct Match {
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub enum PathMatch {
+pub(crate) enum PathMatch {
     /// Compared to the raw path.
     Exact(String),
     /// Segment-aware prefix (`/a` matches `/a` and `/a/b`, not `/ab`).
@@ -69,7 +69,7 @@ impl Default for PathMatch {
 
 /// A path regex: current `"re"` or v0.10.5 `["re", n]` where `n` is a precedence length.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PathRegex {
+pub(crate) struct PathRegex {
     pub pattern: String,
     /// The v0.10.5 tuple's second element; `None` in the current dialect.
     pub length: Option<usize>,
@@ -111,7 +111,7 @@ impl<'de> Deserialize<'de> for PathRegex {
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct HeaderMatch {
+pub(crate) struct HeaderMatch {
     /// Header name; current also allows pseudo headers (`:authority`, `:method`, …).
     pub name: String,
     pub value: ValueMatch,
@@ -119,7 +119,7 @@ pub struct HeaderMatch {
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct QueryMatch {
+pub(crate) struct QueryMatch {
     pub name: String,
     pub value: ValueMatch,
 }
@@ -127,7 +127,7 @@ pub struct QueryMatch {
 /// Header or query value match; a regex must match the whole value.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub enum ValueMatch {
+pub(crate) enum ValueMatch {
     Exact(String),
     Regex(String),
 }

@@ -15,11 +15,11 @@ use serde::Deserialize;
 /// supported by Portcullis`) with its path instead of silently dropping it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(transparent)]
-pub struct Unsupported(pub serde_json::Value);
+pub(crate) struct Unsupported(pub serde_json::Value);
 
 impl Unsupported {
     /// `false`, `[]` and `null` are agentgateway's "feature off" values and are tolerated.
-    pub fn is_set(&self) -> bool {
+    pub(crate) fn is_set(&self) -> bool {
         use serde_json::Value;
         match &self.0 {
             Value::Null | Value::Bool(false) => false,
@@ -30,11 +30,11 @@ impl Unsupported {
 }
 
 /// A key that is pure process tuning with no security meaning; accepted and ignored.
-pub type Ignored = de::IgnoredAny;
+pub(crate) type Ignored = de::IgnoredAny;
 
 /// `string` or `[string, ...]` (e.g. `config.logging.level`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StringOrList {
+pub(crate) enum StringOrList {
     One(String),
     Many(Vec<String>),
 }
@@ -64,7 +64,7 @@ impl<'de> Deserialize<'de> for StringOrList {
 
 /// A response body given as a UTF-8 string or as an array of bytes (`directResponse.body`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Body(pub Vec<u8>);
+pub(crate) struct Body(pub Vec<u8>);
 
 impl<'de> Deserialize<'de> for Body {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -92,7 +92,7 @@ impl<'de> Deserialize<'de> for Body {
 /// `config.workerThreads`: a number, or a string holding a number or a percentage of cores
 /// (`"50%"`). Interpreted by [`crate::config::parse_worker_threads`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WorkerThreads {
+pub(crate) enum WorkerThreads {
     Number(i64),
     Text(String),
 }

@@ -9,9 +9,9 @@ use super::syntax::is_tchar;
 use super::H1Error;
 
 /// Longest accepted chunk-size line (size, whitespace and extensions, without CRLF).
-pub const MAX_CHUNK_LINE: usize = 4 * 1024;
+pub(crate) const MAX_CHUNK_LINE: usize = 4 * 1024;
 /// Largest accepted trailer section, including its line endings and the final CRLF.
-pub const MAX_TRAILER_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_TRAILER_BYTES: usize = 16 * 1024;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 enum State {

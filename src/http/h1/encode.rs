@@ -32,7 +32,7 @@ pub fn write_last_chunk(out: &mut Vec<u8>) {
 
 /// Appends `HTTP/1.1 <status> <reason>\r\n` with the canonical reason phrase (empty for codes
 /// without one). `status` must be a three-digit code; others are written as 500.
-pub fn write_status_line(out: &mut Vec<u8>, status: u16) {
+pub(crate) fn write_status_line(out: &mut Vec<u8>, status: u16) {
     debug_assert!(
         (100..=999).contains(&status),
         "status {status} is not three digits"
@@ -57,7 +57,7 @@ pub fn write_status_line(out: &mut Vec<u8>, status: u16) {
 /// Values parsed by httparse never contain CR, LF or NUL. Should a caller pass one anyway
 /// (config, computed values), each such byte is written as SP rather than letting it split the
 /// header: response splitting is not reachable through this function.
-pub fn write_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+pub(crate) fn write_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.reserve(name.len() + value.len() + 4);
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
@@ -76,7 +76,7 @@ pub fn write_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
 }
 
 /// Canonical reason phrase (RFC 9110 §15), or "" for unregistered codes.
-pub fn reason_phrase(status: u16) -> &'static str {
+pub(crate) fn reason_phrase(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         101 => "Switching Protocols",

@@ -10,7 +10,7 @@ use super::H1Error;
 
 /// Value of the first header named `lowercase_name` (compared case-insensitively).
 #[inline]
-pub fn find_header<'b>(headers: &[Header<'b>], lowercase_name: &str) -> Option<&'b [u8]> {
+pub(crate) fn find_header<'b>(headers: &[Header<'b>], lowercase_name: &str) -> Option<&'b [u8]> {
     headers
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case(lowercase_name))
@@ -20,7 +20,7 @@ pub fn find_header<'b>(headers: &[Header<'b>], lowercase_name: &str) -> Option<&
 /// Whether `name` is a hop-by-hop header that a proxy must not forward (RFC 9110 §7.6.1),
 /// case-insensitively. Headers listed in `Connection` are hop-by-hop too: see
 /// [`connection_tokens`] and [`is_connection_listed`].
-pub fn is_hop_by_hop(name: &str) -> bool {
+pub(crate) fn is_hop_by_hop(name: &str) -> bool {
     const HOP: [&str; 9] = [
         "connection",
         "keep-alive",
@@ -38,7 +38,7 @@ pub fn is_hop_by_hop(name: &str) -> bool {
 
 /// Comma-separated list elements of a field value, with surrounding SP/HTAB trimmed and empty
 /// elements skipped (RFC 9110 §5.6.1).
-pub fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(crate) fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
         .split(|&b| b == b',')
         .map(trim_ows)
@@ -46,7 +46,7 @@ pub fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// Every token listed in every `Connection` header, in order (not lowercased).
-pub fn connection_tokens<'a, 'b: 'a>(
+pub(crate) fn connection_tokens<'a, 'b: 'a>(
     headers: &'a [Header<'b>],
 ) -> impl Iterator<Item = &'b [u8]> + 'a {
     headers
@@ -56,7 +56,7 @@ pub fn connection_tokens<'a, 'b: 'a>(
 }
 
 /// Whether `name` is listed in a `Connection` header (so must not be forwarded).
-pub fn is_connection_listed(headers: &[Header<'_>], name: &str) -> bool {
+pub(crate) fn is_connection_listed(headers: &[Header<'_>], name: &str) -> bool {
     connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
 }
 

@@ -153,7 +153,7 @@ fn is_unreserved(c: u8) -> bool {
 /// decoding unreserved escapes over the whole path: the oracle the tests and the fuzz target
 /// compare [`normalize_path`] with. Slow on purpose.
 #[doc(hidden)]
-pub fn reference_normalize(path: &str) -> Result<String, H1Error> {
+pub(crate) fn reference_normalize(path: &str) -> Result<String, H1Error> {
     if !path.starts_with('/') {
         return Err(H1Error::InvalidTarget);
     }
@@ -197,7 +197,7 @@ pub fn reference_normalize(path: &str) -> Result<String, H1Error> {
 
 /// Fuzz entry point: normalises `data` (as UTF-8) and checks the invariants routing relies on.
 #[doc(hidden)]
-pub fn fuzz_path(data: &[u8]) {
+pub(crate) fn fuzz_path(data: &[u8]) {
     let Ok(path) = std::str::from_utf8(data) else {
         return;
     };

@@ -11,7 +11,7 @@ use super::{H1Error, MAX_HEADERS, MAX_HEAD_BYTES};
 
 /// How the response body is delimited (RFC 9112 §6.3).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum RespBody {
+pub(crate) enum RespBody {
     /// 1xx, 204, 304, or the answer to HEAD.
     None,
     Length(u64),
@@ -23,7 +23,7 @@ pub enum RespBody {
 
 /// A validated response head, borrowed from the read buffer.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct ResponseHead<'b> {
+pub(crate) struct ResponseHead<'b> {
     pub status: u16,
     /// Reason phrase; empty if absent or not ASCII.
     pub reason: &'b str,
@@ -39,7 +39,7 @@ pub struct ResponseHead<'b> {
 ///
 /// `Ok(None)`: incomplete. A 1xx head is returned like any other (body `None`); the caller
 /// reads the next head after it.
-pub fn parse_response<'h, 'b>(
+pub(crate) fn parse_response<'h, 'b>(
     buf: &'b [u8],
     headers: &'h mut [Header<'b>],
     request_was_head: bool,

@@ -32,7 +32,7 @@ pub(crate) fn write_json_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// `{"jsonrpc":"2.0","id":<raw id or null>,"error":{"code":..,"message":..[,"data":..]}}`.
-pub fn error_object(
+pub(crate) fn error_object(
     id: Option<&str>,
     code: i64,
     message: &str,
@@ -54,7 +54,7 @@ pub fn error_object(
 }
 
 /// `{"jsonrpc":"2.0","id":<id>,"result":<result_json>}`; `result_json` is inserted as is.
-pub fn result_object(id: &str, result_json: &[u8]) -> Vec<u8> {
+pub(crate) fn result_object(id: &str, result_json: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(40 + id.len() + result_json.len());
     out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
     out.extend_from_slice(id.as_bytes());
@@ -65,12 +65,13 @@ pub fn result_object(id: &str, result_json: &[u8]) -> Vec<u8> {
 }
 
 /// A request with raw `id`; `params_json` is inserted as is.
-pub fn request(id: &str, method: &str, params_json: Option<&[u8]>) -> Vec<u8> {
+pub(crate) fn request(id: &str, method: &str, params_json: Option<&[u8]>) -> Vec<u8> {
     build(Some(id), method, params_json)
 }
 
 /// A notification (no id); `params_json` is inserted as is.
-pub fn notification(method: &str, params_json: Option<&[u8]>) -> Vec<u8> {
+#[cfg(test)]
+pub(crate) fn notification(method: &str, params_json: Option<&[u8]>) -> Vec<u8> {
     build(None, method, params_json)
 }
 

@@ -72,10 +72,6 @@ fn malformed_target_results_name_the_target() {
         true,
     );
     assert!(e.unwrap_err().contains("duplicate"));
-    assert_eq!(
-        prefix_failure_note("bad", "timeout"),
-        "target bad failed: timeout"
-    );
 }
 
 #[test]

@@ -96,7 +96,7 @@ pub(crate) fn decode(input: &[u8]) -> Result<Vec<u8>, AuthReject> {
 }
 
 /// Encodes without padding (tests, corpus generator, benches).
-pub fn encode(input: &[u8]) -> String {
+pub(crate) fn encode(input: &[u8]) -> String {
     let mut s = String::with_capacity(input.len().div_ceil(3) * 4);
     for c in input.chunks(3) {
         let n = (u32::from(c[0]) << 16)

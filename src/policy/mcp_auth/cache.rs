@@ -33,16 +33,16 @@ use super::AuthReject;
 
 /// Longest cached entry lifetime, seconds: key removal from the JWKS and config changes
 /// take effect within this even without a `clear()`.
-pub const MAX_TTL_SECS: i64 = 300;
+pub(crate) const MAX_TTL_SECS: i64 = 300;
 
 /// Tokens longer than this are verified every time rather than cached.
-pub const MAX_CACHED_TOKEN_LEN: usize = 8 * 1024;
+pub(crate) const MAX_CACHED_TOKEN_LEN: usize = 8 * 1024;
 
 /// Refused tokens remembered per cache (one per provider and worker): 32 bytes each.
-pub const REJECT_CAPACITY: usize = 4096;
+pub(super) const REJECT_CAPACITY: usize = 4096;
 
 /// How long a refusal is remembered, seconds.
-pub const REJECT_TTL_SECS: i64 = 60;
+pub(super) const REJECT_TTL_SECS: i64 = 60;
 
 /// The identity and grants of a verified token, shared with the request by `Rc`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,7 +17,8 @@ use super::{AuthReject, Claims, Header};
 
 /// Claim names `required_claims` may list; [`Validation::check`] treats any other name as
 /// absent (fail closed), so config lowering should reject it up front.
-pub const SUPPORTED_REQUIRED_CLAIMS: &[&str] = &[
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) const SUPPORTED_REQUIRED_CLAIMS: &[&str] = &[
     "iss",
     "sub",
     "aud",

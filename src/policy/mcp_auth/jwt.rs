@@ -25,7 +25,7 @@ use super::verify::Alg;
 use super::AuthReject;
 
 /// Tokens longer than this are [`AuthReject::TooLarge`] before any decoding.
-pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+pub(crate) const MAX_TOKEN_LEN: usize = 16 * 1024;
 
 /// Per-worker reusable decode buffers. One per worker thread; reusing it makes `parse`
 /// allocation-free in the steady state. Its `Debug` shows capacities only: the buffers hold

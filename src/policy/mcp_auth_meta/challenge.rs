@@ -8,7 +8,7 @@
 //! (use [`is_scope_token`] when lowering config).
 
 /// agentgateway's 401 body for a missing token, byte for byte.
-pub const BODY_MISSING: &[u8] =
+pub(crate) const BODY_MISSING: &[u8] =
     br#"{"error":"unauthorized","error_description":"JWT token required"}"#;
 
 /// Never put in a challenge (MCP 2026-07-28 "Refresh Tokens": the RS SHOULD NOT ask for it).
@@ -16,12 +16,12 @@ const OFFLINE_ACCESS: &str = "offline_access";
 
 /// `Bearer resource_metadata="…"[, scope="a b"]`; no `error` (RFC 6750 §3: none when the
 /// request carried no credentials).
-pub fn challenge_missing(resource_metadata_url: &str, scopes: &[String]) -> String {
+pub(crate) fn challenge_missing(resource_metadata_url: &str, scopes: &[String]) -> String {
     challenge(resource_metadata_url, scopes, None, "")
 }
 
 /// Adds `error="invalid_token"` and, when `description` is non-empty, `error_description`.
-pub fn challenge_invalid(
+pub(crate) fn challenge_invalid(
     resource_metadata_url: &str,
     scopes: &[String],
     description: &str,
@@ -35,7 +35,8 @@ pub fn challenge_invalid(
 }
 
 /// For a 403: `scope` lists every scope the operation needs (all at once, not incrementally).
-pub fn challenge_insufficient_scope(
+#[cfg_attr(not(test), allow(dead_code))] // the 403 of mcpAuthorization (issue 12)
+pub(crate) fn challenge_insufficient_scope(
     resource_metadata_url: &str,
     needed: &[String],
     description: &str,
@@ -49,17 +50,19 @@ pub fn challenge_insufficient_scope(
 }
 
 /// `{"error":"invalid_token","error_description":"…"}`.
-pub fn body_invalid(description: &str) -> Vec<u8> {
+pub(crate) fn body_invalid(description: &str) -> Vec<u8> {
     error_body("invalid_token", description)
 }
 
 /// `{"error":"insufficient_scope","error_description":"…"}` (addition to the brief).
-pub fn body_insufficient_scope(description: &str) -> Vec<u8> {
+#[cfg_attr(not(test), allow(dead_code))] // the 403 of mcpAuthorization (issue 12)
+pub(crate) fn body_insufficient_scope(description: &str) -> Vec<u8> {
     error_body("insufficient_scope", description)
 }
 
 /// RFC 6749 §3.3 `scope-token`: 1*( %x21 / %x23-5B / %x5D-7E ).
-pub fn is_scope_token(s: &str) -> bool {
+#[cfg_attr(not(test), allow(dead_code))] // the 403 of mcpAuthorization (issue 12)
+pub(crate) fn is_scope_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))

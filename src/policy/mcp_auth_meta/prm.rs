@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 /// MCP revision advertised in `mcp_protocol_version` (agentgateway emits this constant).
-pub const PRM_MCP_PROTOCOL_VERSION: &str = "2025-06-18";
+pub(crate) const PRM_MCP_PROTOCOL_VERSION: &str = "2025-06-18";
 /// Value of `resource_type` (agentgateway extension field).
-pub const PRM_RESOURCE_TYPE: &str = "mcp-server";
+pub(crate) const PRM_RESOURCE_TYPE: &str = "mcp-server";
 
 /// Compact JSON bytes, key order: `resource`, `authorization_servers`,
 /// `mcp_protocol_version`, `resource_type`, then the configured keys in the map's (sorted,
@@ -20,7 +20,7 @@ pub const PRM_RESOURCE_TYPE: &str = "mcp-server";
 /// replaces that value at the computed position. When two configured keys convert to the
 /// same name (`scopesSupported` and `scopes_supported`), the later one in map order wins.
 /// Nested objects are serialised by serde_json (sorted keys without `preserve_order`).
-pub fn render_prm(
+pub(crate) fn render_prm(
     resource: &str,
     authorization_servers: &[String],
     resource_metadata: &BTreeMap<String, Value>,
@@ -64,7 +64,7 @@ pub fn render_prm(
 /// lower→upper transitions and before the last capital of an acronym (`JWKSUri` → `jwks_uri`);
 /// digits stick to the preceding word; words lowercased and joined by `_`. Already-snake
 /// keys come out unchanged.
-pub fn camel_to_snake(s: &str) -> String {
+pub(crate) fn camel_to_snake(s: &str) -> String {
     #[derive(Clone, Copy, PartialEq)]
     enum Mode {
         Boundary,

@@ -12,7 +12,7 @@ use super::url::percent_encode;
 
 /// `mcpAuthentication.provider`; absent means [`Provider::Generic`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Provider {
+pub(crate) enum Provider {
     #[default]
     Generic,
     Keycloak,
@@ -20,7 +20,7 @@ pub enum Provider {
 }
 
 /// Keycloak: `<issuer>/protocol/openid-connect/certs`; others `<issuer>/.well-known/jwks.json`.
-pub fn default_jwks_url(issuer: &str, provider: Provider) -> String {
+pub(crate) fn default_jwks_url(issuer: &str, provider: Provider) -> String {
     let base = trim_one_slash(issuer);
     match provider {
         Provider::Keycloak => format!("{base}/protocol/openid-connect/certs"),
@@ -29,7 +29,7 @@ pub fn default_jwks_url(issuer: &str, provider: Provider) -> String {
 }
 
 /// OIDC Discovery 1.0 §4 path-append form, the only one Keycloak ≤ 26.3 serves.
-pub fn discovery_url(issuer: &str) -> String {
+pub(crate) fn discovery_url(issuer: &str) -> String {
     format!(
         "{}/.well-known/openid-configuration",
         trim_one_slash(issuer)
@@ -37,7 +37,7 @@ pub fn discovery_url(issuer: &str) -> String {
 }
 
 /// Where the gateway's DCR proxy (`…/client-registration`) forwards for Keycloak.
-pub fn keycloak_registration_target(issuer: &str) -> String {
+pub(crate) fn keycloak_registration_target(issuer: &str) -> String {
     format!(
         "{}/clients-registrations/openid-connect",
         trim_one_slash(issuer)
@@ -49,7 +49,10 @@ pub fn keycloak_registration_target(issuer: &str) -> String {
 /// advertisement). `code_challenge_methods_supported` is kept when present and set to
 /// `["S256"]` when absent: Keycloak has supported S256 for years, and MCP clients MUST refuse
 /// an AS that does not advertise it. Everything else, `issuer` included, is unchanged.
-pub fn keycloak_as_metadata(oidc_config: &[u8], registration_url: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn keycloak_as_metadata(
+    oidc_config: &[u8],
+    registration_url: &str,
+) -> Result<Vec<u8>, String> {
     let mut doc = parse_as_doc(oidc_config)?;
     doc.insert(
         "registration_endpoint".into(),
@@ -64,7 +67,7 @@ pub fn keycloak_as_metadata(oidc_config: &[u8], registration_url: &str) -> Resul
 /// before any fragment; unchanged if the query already has an `audience` parameter.
 /// Auth0 ignores RFC 8707 `resource` unless a tenant profile is enabled, so without this the
 /// token is not issued for the API. Errors if `authorization_endpoint` is missing.
-pub fn auth0_as_metadata(oidc_config: &[u8], audience: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn auth0_as_metadata(oidc_config: &[u8], audience: &str) -> Result<Vec<u8>, String> {
     let mut doc = parse_as_doc(oidc_config)?;
     let endpoint = match doc.get("authorization_endpoint") {
         Some(Value::String(s)) => s.as_str(),
@@ -76,7 +79,7 @@ pub fn auth0_as_metadata(oidc_config: &[u8], audience: &str) -> Result<Vec<u8>, 
 }
 
 /// Validates (a JSON object with a non-empty string `issuer`) and returns the bytes as fetched.
-pub fn generic_as_metadata(oidc_config: &[u8]) -> Result<Vec<u8>, String> {
+pub(crate) fn generic_as_metadata(oidc_config: &[u8]) -> Result<Vec<u8>, String> {
     parse_as_doc(oidc_config)?;
     Ok(oidc_config.to_vec())
 }

@@ -8,7 +8,7 @@ use super::url::parse_resource_url;
 
 /// See the module doc. `route_public_url` is the URL clients use for the MCP route;
 /// `fetched_issuer` is `issuer` from the IdP's discovery document, if fetched.
-pub fn sanity_warnings(
+pub(crate) fn sanity_warnings(
     route_public_url: Option<&str>,
     resource: Option<&str>,
     issuer: &str,

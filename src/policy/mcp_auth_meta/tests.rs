@@ -84,18 +84,6 @@ fn prm_url_spec_examples() {
 }
 
 #[test]
-fn as_metadata_url_inserts_rfc8414_suffix() {
-    assert_eq!(
-        as_metadata_url(SEED_RESOURCE).unwrap(),
-        "http://localhost:3000/.well-known/oauth-authorization-server/hello/mcp"
-    );
-    assert_eq!(
-        as_metadata_url("https://gw.example.com/").unwrap(),
-        "https://gw.example.com/.well-known/oauth-authorization-server"
-    );
-}
-
-#[test]
 fn parse_rejects_non_resource_urls() {
     for bad in [
         "",

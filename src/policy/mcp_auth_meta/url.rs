@@ -10,16 +10,14 @@
 use std::fmt;
 
 /// Well-known suffix for RFC 9728 Protected Resource Metadata.
-pub const PRM_WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
-/// Well-known suffix for RFC 8414 Authorization Server Metadata.
-pub const AS_WELL_KNOWN: &str = "/.well-known/oauth-authorization-server";
+pub(crate) const PRM_WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
 
 /// An absolute `http(s)` URL split as written. `scheme` and `authority` keep their original
 /// case (byte identity matters for `resource`); the comparison helpers fold case.
 /// `path` is empty or starts with `/`; `query` excludes the `?`. Fragments are rejected
 /// (RFC 9728 §1.2 / RFC 8707 §2: a resource identifier has none).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResourceUrl {
+pub(crate) struct ResourceUrl {
     pub scheme: String,
     pub authority: String,
     pub path: String,
@@ -31,7 +29,7 @@ pub struct ResourceUrl {
 /// Splits `scheme://authority[/path][?query]`. Rejects: other schemes, userinfo, empty host,
 /// non-numeric or empty port, fragments, and bytes that cannot appear in a URI (spaces,
 /// controls, non-ASCII, `"`, `\`, `<`, `>`, …).
-pub fn parse_resource_url(s: &str) -> Result<ResourceUrl, String> {
+pub(crate) fn parse_resource_url(s: &str) -> Result<ResourceUrl, String> {
     if let Some(bad) = s.bytes().find(|&b| !is_uri_byte(b)) {
         return Err(format!(
             "URL {s:?} contains a byte not allowed in a URI (0x{bad:02x})"
@@ -64,39 +62,33 @@ pub fn parse_resource_url(s: &str) -> Result<ResourceUrl, String> {
 
 /// RFC 9728 §3.1: `https://h/a/b?q` → `https://h/.well-known/oauth-protected-resource/a/b?q`.
 /// A path of exactly `/` is dropped first; any other trailing slash is kept.
-pub fn prm_url(resource: &str) -> Result<String, String> {
+pub(crate) fn prm_url(resource: &str) -> Result<String, String> {
     Ok(parse_resource_url(resource)?.well_known_url(PRM_WELL_KNOWN))
-}
-
-/// RFC 8414 §3.1 path insertion of `/.well-known/oauth-authorization-server` into a URL on the
-/// gateway's origin (the AS-metadata copy served for path-insertion-only clients).
-pub fn as_metadata_url(resource: &str) -> Result<String, String> {
-    Ok(parse_resource_url(resource)?.well_known_url(AS_WELL_KNOWN))
 }
 
 impl ResourceUrl {
     /// Host without port; IPv6 literals keep their brackets.
-    pub fn host(&self) -> &str {
+    pub(crate) fn host(&self) -> &str {
         split_host_port(&self.authority).0
     }
 
     /// Explicit port, if any.
-    pub fn port(&self) -> Option<u16> {
+    pub(crate) fn port(&self) -> Option<u16> {
         split_host_port(&self.authority).1
     }
 
     /// Explicit port, or 80/443 from the scheme.
-    pub fn effective_port(&self) -> u16 {
+    pub(crate) fn effective_port(&self) -> u16 {
         self.port()
             .unwrap_or(if self.is_https() { 443 } else { 80 })
     }
 
-    pub fn is_https(&self) -> bool {
+    pub(crate) fn is_https(&self) -> bool {
         self.scheme.eq_ignore_ascii_case("https")
     }
 
     /// Same scheme, host (ASCII case-insensitive) and effective port.
-    pub fn same_origin(&self, other: &Self) -> bool {
+    pub(crate) fn same_origin(&self, other: &Self) -> bool {
         self.scheme.eq_ignore_ascii_case(&other.scheme)
             && self.host().eq_ignore_ascii_case(other.host())
             && self.effective_port() == other.effective_port()
@@ -104,18 +96,18 @@ impl ResourceUrl {
 
     /// Same origin (case-folded, default ports normalised) and byte-identical path and query:
     /// the comparison MCP's "Canonical Server URI" section asks servers to accept (A16).
-    pub fn canonical_eq(&self, other: &Self) -> bool {
+    pub(crate) fn canonical_eq(&self, other: &Self) -> bool {
         self.same_origin(other) && self.path == other.path && self.query == other.query
     }
 
     /// `scheme://authority` as written.
-    pub fn origin(&self) -> String {
+    pub(crate) fn origin(&self) -> String {
         format!("{}://{}", self.scheme, self.authority)
     }
 
     /// Path (a lone `/` dropped) plus `?query`, prefixed by `well_known`; e.g. the request
     /// path a gateway must answer for the PRM of this resource.
-    pub fn well_known_path(&self, well_known: &str) -> String {
+    pub(crate) fn well_known_path(&self, well_known: &str) -> String {
         let path = if self.path == "/" { "" } else { &self.path };
         let mut out = String::with_capacity(well_known.len() + path.len() + 1);
         out.push_str(well_known);
@@ -128,7 +120,7 @@ impl ResourceUrl {
     }
 
     /// Origin + [`Self::well_known_path`].
-    pub fn well_known_url(&self, well_known: &str) -> String {
+    pub(crate) fn well_known_url(&self, well_known: &str) -> String {
         self.origin() + &self.well_known_path(well_known)
     }
 }

@@ -181,7 +181,7 @@ pub(crate) async fn connect(upstream: &HostTarget, https: bool) -> Result<Conn, 
 }
 
 /// One streamable-HTTP target of one session.
-pub struct HttpTarget {
+pub(crate) struct HttpTarget {
     pub target: String,
     upstream: HostTarget,
     path: String,
@@ -202,7 +202,7 @@ pub struct HttpTarget {
 }
 
 impl HttpTarget {
-    pub fn new(
+    pub(crate) fn new(
         target: &str,
         upstream: &HostTarget,
         path: &str,
@@ -224,7 +224,7 @@ impl HttpTarget {
         })
     }
 
-    pub fn alive(&self) -> bool {
+    pub(crate) fn alive(&self) -> bool {
         self.alive.get()
     }
 
@@ -285,7 +285,7 @@ impl HttpTarget {
     }
 
     /// POSTs a request; events and the response arrive on the receiver as they come.
-    pub fn request(self: &Rc<Self>, id: &str, msg: Vec<u8>) -> UnboundedReceiver<TargetMsg> {
+    pub(crate) fn request(self: &Rc<Self>, id: &str, msg: Vec<u8>) -> UnboundedReceiver<TargetMsg> {
         let (tx, rx) = unbounded();
         let me = self.clone();
         let id = id.to_owned();
@@ -295,20 +295,25 @@ impl HttpTarget {
 
     /// [`Self::request`] without a task of its own: the caller polls this future next to the
     /// one that reads `tx`'s receiver (the single-target hot path).
-    pub async fn request_into(&self, id: &str, msg: Vec<u8>, tx: UnboundedSender<TargetMsg>) {
+    pub(crate) async fn request_into(
+        &self,
+        id: &str,
+        msg: Vec<u8>,
+        tx: UnboundedSender<TargetMsg>,
+    ) {
         if let Err(e) = self.post(msg, Some(id), &tx).await {
             let _ = tx.unbounded_send(TargetMsg::Failed(e));
         }
     }
 
     /// POSTs a notification or response; the upstream answers 202.
-    pub async fn send(self: &Rc<Self>, msg: Vec<u8>) -> Result<(), String> {
+    pub(crate) async fn send(self: &Rc<Self>, msg: Vec<u8>) -> Result<(), String> {
         let (tx, _rx) = unbounded();
         self.post(msg, None, &tx).await
     }
 
     /// Ends the upstream session (DELETE), best effort.
-    pub async fn terminate(&self) {
+    pub(crate) async fn terminate(&self) {
         self.alive.set(false);
         if self.session.borrow().is_none() {
             return;

@@ -14,7 +14,7 @@ use crate::mcp::jsonrpc::{self, Kind};
 
 /// What a target sends back for one request.
 #[derive(Debug)]
-pub enum TargetMsg {
+pub(crate) enum TargetMsg {
     /// A notification or server request that belongs to the request's stream.
     Event(Vec<u8>),
     /// The JSON-RPC response: the request is complete.
@@ -23,7 +23,7 @@ pub enum TargetMsg {
     Failed(String),
 }
 
-pub struct Pending {
+pub(crate) struct Pending {
     /// (JSON-RPC id as raw JSON text, sink) of requests waiting for their response.
     waiting: RefCell<Vec<(String, UnboundedSender<TargetMsg>)>>,
     /// Messages no pending request claims (server-initiated).
@@ -31,7 +31,7 @@ pub struct Pending {
 }
 
 impl Pending {
-    pub fn new(unsolicited: UnboundedSender<Vec<u8>>) -> Self {
+    pub(crate) fn new(unsolicited: UnboundedSender<Vec<u8>>) -> Self {
         Self {
             waiting: RefCell::new(Vec::new()),
             unsolicited,
@@ -39,14 +39,17 @@ impl Pending {
     }
 
     /// Registers request `id`; its events and response arrive on the returned receiver.
-    pub fn add(&self, id: &str) -> (UnboundedSender<TargetMsg>, UnboundedReceiver<TargetMsg>) {
+    pub(crate) fn add(
+        &self,
+        id: &str,
+    ) -> (UnboundedSender<TargetMsg>, UnboundedReceiver<TargetMsg>) {
         let (tx, rx) = unbounded();
         self.waiting.borrow_mut().push((id.to_owned(), tx.clone()));
         (tx, rx)
     }
 
     /// Routes one message from the server named `target`.
-    pub fn dispatch(&self, target: &str, msg: Vec<u8>) {
+    pub(crate) fn dispatch(&self, target: &str, msg: Vec<u8>) {
         let Ok(env) = jsonrpc::peek(&msg) else {
             tracing::warn!(target_name = %target, "mcp server sent something that is not JSON-RPC; ignored");
             return;
@@ -78,7 +81,7 @@ impl Pending {
 
     /// Stops waiting for request `id` (the call timed out or its client went away); whether it
     /// was still waiting. A late answer to it is then dropped.
-    pub fn forget(&self, id: &str) -> bool {
+    pub(crate) fn forget(&self, id: &str) -> bool {
         let mut waiting = self.waiting.borrow_mut();
         match waiting.iter().position(|(p, _)| p == id) {
             Some(pos) => {
@@ -90,12 +93,12 @@ impl Pending {
     }
 
     /// The newest waiting request, removed (it gets an error instead of an answer).
-    pub fn pop_newest(&self) -> Option<(String, UnboundedSender<TargetMsg>)> {
+    pub(crate) fn pop_newest(&self) -> Option<(String, UnboundedSender<TargetMsg>)> {
         self.waiting.borrow_mut().pop()
     }
 
     /// Every waiting request gets `why` as a failure.
-    pub fn fail_all(&self, why: &str) {
+    pub(crate) fn fail_all(&self, why: &str) {
         for (_, tx) in self.waiting.borrow_mut().drain(..) {
             let _ = tx.unbounded_send(TargetMsg::Failed(why.to_owned()));
         }

@@ -23,7 +23,7 @@ use crate::relay::MAX_MESSAGE;
 /// How long a message waits for the server's `endpoint` event.
 const ENDPOINT_WAIT: Duration = Duration::from_secs(10);
 
-pub struct SseTarget {
+pub(crate) struct SseTarget {
     pub target: String,
     upstream: HostTarget,
     https: bool,
@@ -36,7 +36,7 @@ pub struct SseTarget {
 }
 
 impl SseTarget {
-    pub fn open(
+    pub(crate) fn open(
         target: &str,
         upstream: &HostTarget,
         path: &str,
@@ -58,11 +58,11 @@ impl SseTarget {
         t
     }
 
-    pub fn alive(&self) -> bool {
+    pub(crate) fn alive(&self) -> bool {
         self.alive.get()
     }
 
-    pub fn request(self: &Rc<Self>, id: &str, msg: Vec<u8>) -> UnboundedReceiver<TargetMsg> {
+    pub(crate) fn request(self: &Rc<Self>, id: &str, msg: Vec<u8>) -> UnboundedReceiver<TargetMsg> {
         let (tx, rx) = self.pending.add(id);
         let me = self.clone();
         monoio::spawn(async move {
@@ -74,17 +74,17 @@ impl SseTarget {
     }
 
     /// Stops waiting for request `id`; whether it was waiting.
-    pub fn forget(&self, id: &str) -> bool {
+    pub(crate) fn forget(&self, id: &str) -> bool {
         self.pending.forget(id)
     }
 
-    pub async fn send(self: &Rc<Self>, msg: Vec<u8>) {
+    pub(crate) async fn send(self: &Rc<Self>, msg: Vec<u8>) {
         if let Err(e) = self.post(msg).await {
             tracing::warn!(target_name = %self.target, error = %e, "message to the SSE server not delivered");
         }
     }
 
-    pub fn terminate(&self) {
+    pub(crate) fn terminate(&self) {
         self.alive.set(false);
         self.fail_all("the session ended");
     }

@@ -29,7 +29,7 @@ use crate::relay::MAX_MESSAGE;
 /// How long a child gets between SIGTERM and SIGKILL.
 const GRACE: Duration = Duration::from_secs(2);
 
-pub struct Proc {
+pub(crate) struct Proc {
     pub target: String,
     child: RefCell<Option<Child>>,
     to_stdin: UnboundedSender<Vec<u8>>,
@@ -56,7 +56,7 @@ fn pair() -> std::io::Result<(UnixStream, OwnedFd)> {
 
 impl Proc {
     /// Starts the child. `unsolicited` receives server-initiated messages.
-    pub fn spawn(
+    pub(crate) fn spawn(
         target: &str,
         cmd: &str,
         args: &[String],
@@ -96,12 +96,12 @@ impl Proc {
         Ok(proc)
     }
 
-    pub fn alive(&self) -> bool {
+    pub(crate) fn alive(&self) -> bool {
         self.alive.get()
     }
 
     /// Sends a request; its events and response arrive on the returned receiver.
-    pub fn request(&self, id: &str, msg: Vec<u8>) -> UnboundedReceiver<TargetMsg> {
+    pub(crate) fn request(&self, id: &str, msg: Vec<u8>) -> UnboundedReceiver<TargetMsg> {
         if !self.alive.get() {
             let (tx, rx) = unbounded();
             let why = format!("the MCP server {} has exited", self.target);
@@ -114,12 +114,12 @@ impl Proc {
     }
 
     /// Stops waiting for request `id`; whether it was waiting.
-    pub fn forget(&self, id: &str) -> bool {
+    pub(crate) fn forget(&self, id: &str) -> bool {
         self.pending.forget(id)
     }
 
     /// Sends a notification or a response (no answer expected).
-    pub fn send(&self, mut msg: Vec<u8>) {
+    pub(crate) fn send(&self, mut msg: Vec<u8>) {
         // One message per line: JSON may not contain raw newlines outside strings anyway.
         msg.retain(|b| *b != b'\n' && *b != b'\r');
         msg.push(b'\n');
@@ -132,7 +132,7 @@ impl Proc {
     }
 
     /// Ends the child: close stdin, SIGTERM, SIGKILL after the grace period; always reaped.
-    pub async fn terminate(&self) {
+    pub(crate) async fn terminate(&self) {
         self.alive.set(false);
         self.to_stdin.close_channel();
         let Some(mut child) = self.child.borrow_mut().take() else {
