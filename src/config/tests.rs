@@ -628,3 +628,32 @@ fn local_rate_limit_in_both_dialects_and_its_errors() {
         assert!(errs.contains(&want), "{rl}: want {want:?} in:\n{errs}");
     }
 }
+
+/// A `requiredClaims` entry that token validation does not know would make every token fail
+/// (it is treated as absent): the config is refused at load, naming the entry.
+#[test]
+fn unknown_required_claims_are_refused_at_load() {
+    let yaml = |opts: &str| {
+        format!(
+            r#"
+binds:
+- port: 3000
+  listeners:
+  - routes:
+    - policies:
+        jwtAuth:
+          issuer: https://issuer.example
+          audiences: [api]
+          jwks: {{url: https://issuer.example/jwks}}
+          jwtValidationOptions: {{requiredClaims: {opts}}}
+      backends: [{{host: 127.0.0.1:9}}]
+"#
+        )
+    };
+    let errs = load(&yaml("[exp, emial]")).unwrap_err().to_string();
+    assert!(
+        errs.contains("jwtAuth.jwtValidationOptions.requiredClaims[1]") && errs.contains("emial"),
+        "{errs}"
+    );
+    load(&yaml("[exp, sub, aud]")).unwrap();
+}

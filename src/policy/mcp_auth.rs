@@ -39,6 +39,7 @@ use std::rc::Rc;
 pub(crate) use cache::Principal;
 pub use cache::TokenCache;
 pub use claims::Validation;
+pub(crate) use claims::SUPPORTED_REQUIRED_CLAIMS;
 #[cfg(test)]
 pub(crate) use jwks::Key;
 pub use jwks::{parse_jwks, verify_signature, KeySet};

@@ -5,8 +5,10 @@
 
 use super::{index, is_token, join, unsupported_msg, Errors};
 use crate::config::model::{
-    BackendAuth, Cors, HeaderModifier, Jwks, JwtAuth, JwtProvider, McpAuthentication, Policies,
+    BackendAuth, Cors, HeaderModifier, Jwks, JwtAuth, JwtProvider, JwtValidationOptions,
+    McpAuthentication, Policies,
 };
+use crate::policy::mcp_auth::SUPPORTED_REQUIRED_CLAIMS;
 
 pub(super) fn policies(e: &mut Errors, path: &str, p: &Policies, backends: usize) {
     e.unsupported(
@@ -220,6 +222,7 @@ fn mcp_authentication(e: &mut Errors, path: &str, m: &McpAuthentication) {
         ),
         _ => {}
     }
+    validation_options(e, path, m.jwt_validation_options.as_ref());
 }
 
 fn jwt_auth(e: &mut Errors, path: &str, j: &JwtAuth) {
@@ -254,6 +257,27 @@ fn jwt_auth(e: &mut Errors, path: &str, j: &JwtAuth) {
             if let Some(a) = &j.audiences {
                 audiences(e, &join(path, "audiences"), a);
             }
+            validation_options(e, path, j.jwt_validation_options.as_ref());
+        }
+    }
+}
+
+/// `requiredClaims` may only name claims token validation checks: any other name would be
+/// treated as absent and every token refused.
+fn validation_options(e: &mut Errors, path: &str, o: Option<&JwtValidationOptions>) {
+    let Some(list) = o.and_then(|o| o.required_claims.as_ref()) else {
+        return;
+    };
+    let at = join(&join(path, "jwtValidationOptions"), "requiredClaims");
+    for (i, c) in list.iter().enumerate() {
+        if !SUPPORTED_REQUIRED_CLAIMS.contains(&c.as_str()) {
+            e.push(
+                index(&at, i),
+                format!(
+                    "unknown claim {c:?}: requiredClaims may list {}",
+                    SUPPORTED_REQUIRED_CLAIMS.join(", ")
+                ),
+            );
         }
     }
 }
@@ -266,6 +290,7 @@ fn provider(e: &mut Errors, path: &str, p: &JwtProvider) {
     if let Some(a) = &p.audiences {
         audiences(e, &join(path, "audiences"), a);
     }
+    validation_options(e, path, p.jwt_validation_options.as_ref());
 }
 
 fn backend_auth(e: &mut Errors, path: &str, b: &BackendAuth) {

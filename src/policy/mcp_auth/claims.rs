@@ -16,8 +16,7 @@ mod tests;
 use super::{AuthReject, Claims, Header};
 
 /// Claim names `required_claims` may list; [`Validation::check`] treats any other name as
-/// absent (fail closed), so config lowering should reject it up front.
-#[cfg_attr(not(test), allow(dead_code))]
+/// absent (fail closed), so config validation rejects it up front.
 pub(crate) const SUPPORTED_REQUIRED_CLAIMS: &[&str] = &[
     "iss",
     "sub",
