@@ -181,106 +181,32 @@ pub(super) fn lower_mcp_auth(
         .get("resource")
         .and_then(|v| v.as_str())
         .map(str::to_owned);
-    let route_path = match &resource {
-        Some(r) => match meta::parse_resource_url(r) {
-            Ok(u) => u.path,
-            Err(e) => {
-                errs.push(ConfigError::new(
-                    format!("{path}.resourceMetadata.resource"),
-                    e,
-                ));
-                String::new()
-            }
-        },
-        None => route_paths.first().cloned().unwrap_or_default(),
-    };
-    let scopes: Vec<String> = rm
-        .get("scopesSupported")
-        .or_else(|| rm.get("scopes_supported"))
-        .and_then(|v| v.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str())
-                .filter(|s| *s != "offline_access")
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
-    let authorization_servers = vec![a.issuer.clone()];
-    let bearer_methods: Vec<String> = rm
-        .get("bearerMethodsSupported")
-        .and_then(|v| v.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    let public_url = resource.clone();
-    // The sanity sentences start with the field they are about (`mcpAuthentication.…`).
-    let policies = path.strip_suffix(".mcpAuthentication").unwrap_or(path);
-    for w in meta::sanity_warnings(
-        public_url.as_deref(),
+    let route_path = public_path(resource.as_deref(), route_paths, path, errs);
+    let scopes: Vec<String> = strings(rm, &["scopesSupported", "scopes_supported"])
+        .into_iter()
+        .filter(|s| s != "offline_access")
+        .collect();
+    warn_about_resource(
+        a,
         resource.as_deref(),
-        &a.issuer,
-        None,
-        &bearer_methods,
-    ) {
-        extras.warnings.push(format!("{policies}.{w}"));
-    }
-    if route_paths.iter().all(|p| p != &route_path)
-        && !route_path.is_empty()
-        && !route_paths.is_empty()
-    {
-        extras.warnings.push(format!(
-            "{path}.resourceMetadata.resource: its path {route_path:?} is not one of the route's paths {route_paths:?}; clients will compare it with the URL they call"
-        ));
-    }
+        &route_path,
+        route_paths,
+        path,
+        extras,
+    );
     if errs.len() > before {
         return None;
     }
-
-    let (as_metadata, registration_upstream) = match provider {
-        meta::Provider::Generic => (None, None),
-        meta::Provider::Keycloak => {
-            let registration_path =
-                format!("/.well-known/oauth-authorization-server{route_path}/client-registration");
-            let origin = match resource.as_deref().map(meta::parse_resource_url) {
-                Some(Ok(u)) => format!("{}://{}", u.scheme, u.authority),
-                _ => crate::auth::policy::ORIGIN_PLACEHOLDER.to_owned(),
-            };
-            let src = Source {
-                id: format!("as-metadata:{route_path}:{}", a.issuer).into(),
-                kind: SourceKind::AsMetadata {
-                    issuer: a.issuer.clone(),
-                    url: meta::discovery_url(&a.issuer),
-                    rewrite: AsRewrite::Keycloak {
-                        registration_url: format!("{origin}{registration_path}"),
-                    },
-                },
-            };
-            let id = src.id.clone();
-            extras.sources.push(src);
-            let upstream = meta::keycloak_registration_target(&a.issuer);
-            (Some(id), registration_target(&upstream, path, extras))
-        }
-        meta::Provider::Auth0 => {
-            let src = Source {
-                id: format!("as-metadata:{route_path}:{}", a.issuer).into(),
-                kind: SourceKind::AsMetadata {
-                    issuer: a.issuer.clone(),
-                    url: meta::discovery_url(&a.issuer),
-                    rewrite: AsRewrite::Auth0 {
-                        audience: audiences.first().cloned().unwrap_or_default(),
-                    },
-                },
-            };
-            let id = src.id.clone();
-            extras.sources.push(src);
-            (Some(id), None)
-        }
-    };
-
+    let (as_metadata, registration_upstream) = as_metadata_source(
+        a,
+        provider,
+        &audiences,
+        resource.as_deref(),
+        &route_path,
+        path,
+        extras,
+    );
+    let authorization_servers = vec![a.issuer.clone()];
     let prm = resource.as_ref().map(|r| {
         let body = meta::render_prm(r, &authorization_servers, rm);
         let cors = crate::http::response::DISCOVERY_CORS;
@@ -289,33 +215,16 @@ pub(super) fn lower_mcp_auth(
     let challenge_url = resource.as_ref().and_then(|r| meta::prm_url(r).ok());
     let answers = challenge::mcp_answers(challenge_url.as_deref(), &scopes);
     let mcp = Arc::new(McpAuthMeta {
-        route_path: route_path.clone(),
+        route_path,
         resource,
         authorization_servers,
         resource_metadata: rm.clone(),
         scopes,
         prm,
-        as_metadata: as_metadata.clone(),
-        registration_upstream: registration_upstream.clone(),
+        as_metadata,
+        registration_upstream,
     });
-    if !route_path.is_empty() {
-        extras.well_known.push((
-            format!("/.well-known/oauth-protected-resource{route_path}"),
-            WellKnown::Prm(mcp.clone()),
-        ));
-        if as_metadata.is_some() {
-            extras.well_known.push((
-                format!("/.well-known/oauth-authorization-server{route_path}"),
-                WellKnown::AsMetadata(mcp.clone()),
-            ));
-        }
-        if registration_upstream.is_some() {
-            extras.well_known.push((
-                format!("/.well-known/oauth-authorization-server{route_path}/client-registration"),
-                WellKnown::Registration(mcp.clone()),
-            ));
-        }
-    }
+    add_well_known(&mcp, extras);
     let keys_id = keys.id.clone();
     extras.sources.push(keys);
     Some(Arc::new(AuthPolicy {
@@ -331,6 +240,142 @@ pub(super) fn lower_mcp_auth(
         invalid: answers.invalid,
         unavailable: answers.unavailable,
     }))
+}
+
+/// The public path of the MCP endpoint: from `resourceMetadata.resource`, else the route's first
+/// path.
+fn public_path(
+    resource: Option<&str>,
+    route_paths: &[String],
+    path: &str,
+    errs: &mut Vec<ConfigError>,
+) -> String {
+    match resource {
+        Some(r) => match meta::parse_resource_url(r) {
+            Ok(u) => u.path,
+            Err(e) => {
+                errs.push(ConfigError::new(
+                    format!("{path}.resourceMetadata.resource"),
+                    e,
+                ));
+                String::new()
+            }
+        },
+        None => route_paths.first().cloned().unwrap_or_default(),
+    }
+}
+
+/// The strings of the first of `keys` that `rm` has as an array.
+fn strings(
+    rm: &std::collections::BTreeMap<String, serde_json::Value>,
+    keys: &[&str],
+) -> Vec<String> {
+    keys.iter()
+        .find_map(|k| rm.get(*k))
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Warnings about a resource that loads but probably does not do what the author meant.
+fn warn_about_resource(
+    a: &model::McpAuthentication,
+    resource: Option<&str>,
+    route_path: &str,
+    route_paths: &[String],
+    path: &str,
+    extras: &mut AuthExtras,
+) {
+    let bearer_methods = strings(&a.resource_metadata, &["bearerMethodsSupported"]);
+    // The sanity sentences start with the field they are about (`mcpAuthentication.…`).
+    let policies = path.strip_suffix(".mcpAuthentication").unwrap_or(path);
+    for w in meta::sanity_warnings(resource, resource, &a.issuer, None, &bearer_methods) {
+        extras.warnings.push(format!("{policies}.{w}"));
+    }
+    if route_paths.iter().all(|p| p != route_path)
+        && !route_path.is_empty()
+        && !route_paths.is_empty()
+    {
+        extras.warnings.push(format!(
+            "{path}.resourceMetadata.resource: its path {route_path:?} is not one of the route's paths {route_paths:?}; clients will compare it with the URL they call"
+        ));
+    }
+}
+
+/// For providers whose metadata the gateway serves (Keycloak, Auth0): the `Source` of the
+/// rewritten AS metadata, and (Keycloak) where the registration proxy forwards.
+fn as_metadata_source(
+    a: &model::McpAuthentication,
+    provider: meta::Provider,
+    audiences: &[String],
+    resource: Option<&str>,
+    route_path: &str,
+    path: &str,
+    extras: &mut AuthExtras,
+) -> (Option<Arc<str>>, Option<(HostTarget, String)>) {
+    let rewrite = match provider {
+        meta::Provider::Generic => return (None, None),
+        meta::Provider::Keycloak => {
+            let registration_path =
+                format!("/.well-known/oauth-authorization-server{route_path}/client-registration");
+            let origin = match resource.map(meta::parse_resource_url) {
+                Some(Ok(u)) => format!("{}://{}", u.scheme, u.authority),
+                _ => crate::auth::policy::ORIGIN_PLACEHOLDER.to_owned(),
+            };
+            AsRewrite::Keycloak {
+                registration_url: format!("{origin}{registration_path}"),
+            }
+        }
+        meta::Provider::Auth0 => AsRewrite::Auth0 {
+            audience: audiences.first().cloned().unwrap_or_default(),
+        },
+    };
+    let src = Source {
+        id: format!("as-metadata:{route_path}:{}", a.issuer).into(),
+        kind: SourceKind::AsMetadata {
+            issuer: a.issuer.clone(),
+            url: meta::discovery_url(&a.issuer),
+            rewrite,
+        },
+    };
+    let id = src.id.clone();
+    extras.sources.push(src);
+    let registration = match provider {
+        meta::Provider::Keycloak => {
+            let upstream = meta::keycloak_registration_target(&a.issuer);
+            registration_target(&upstream, path, extras)
+        }
+        _ => None,
+    };
+    (Some(id), registration)
+}
+
+/// The well-known paths the protected route adds to its listener.
+fn add_well_known(mcp: &Arc<McpAuthMeta>, extras: &mut AuthExtras) {
+    let route_path = &mcp.route_path;
+    if route_path.is_empty() {
+        return;
+    }
+    extras.well_known.push((
+        format!("/.well-known/oauth-protected-resource{route_path}"),
+        WellKnown::Prm(mcp.clone()),
+    ));
+    if mcp.as_metadata.is_some() {
+        extras.well_known.push((
+            format!("/.well-known/oauth-authorization-server{route_path}"),
+            WellKnown::AsMetadata(mcp.clone()),
+        ));
+    }
+    if mcp.registration_upstream.is_some() {
+        extras.well_known.push((
+            format!("/.well-known/oauth-authorization-server{route_path}/client-registration"),
+            WellKnown::Registration(mcp.clone()),
+        ));
+    }
 }
 
 /// The DCR proxy's upstream, as a host target and path. Only plain-HTTP issuers can be proxied

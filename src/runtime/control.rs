@@ -51,16 +51,97 @@ enum Event {
 /// Runs the proxy until a termination signal; returns the process exit code.
 pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
     let snapshot = Arc::new(snapshot);
+    let admin = match preflight(&snapshot, opts.reuse_port) {
+        Ok(admin) => admin,
+        Err(failures) => {
+            report(&failures);
+            return 1;
+        }
+    };
+    let (ev_tx, ev_rx) = mpsc::channel::<Event>();
     let n = worker_count(opts.workers, snapshot.settings.worker_threads);
-    let cpus = std::thread::available_parallelism()
-        .map(|c| c.get())
-        .unwrap_or(1);
-    // Every port this instance would listen on is checked before anything is served, and all
-    // the errors are reported together.
-    let mut failures = if opts.reuse_port {
+    let Some(workers) = start_workers(&snapshot, &opts, n, &ev_tx) else {
+        return 1;
+    };
+    let failures = wait_started(&ev_rx, n);
+    if !failures.is_empty() {
+        report(&failures);
+        stop_workers(&workers.senders, Instant::now());
+        return 1;
+    }
+    let ready = Arc::new(crate::readiness::Readiness::default());
+    // Until the key manager has loaded them, the key sets of the config are missing.
+    ready.set_keys_missing(jwks_sources(&snapshot));
+    let senders = Arc::new(workers.senders);
+    if let Err(e) = crate::runtime::admin::start(admin, senders.clone(), ready.clone()) {
+        tracing::error!(error = %e, "cannot start the admin endpoints");
+        eprintln!("error: {e}");
+        stop_workers(&senders, Instant::now());
+        return 1;
+    }
+    let ports: Vec<u16> = snapshot.binds.iter().map(|b| b.port).collect();
+    tracing::info!(?ports, generation = snapshot.generation, "serving");
+    for w in &snapshot.warnings {
+        tracing::warn!("{w}");
+    }
+    // Key sets and discovery documents are fetched off the workers; a failure is not fatal.
+    let keys = Arc::new(workers.key_senders);
+    if let Err(e) = crate::auth::keys::spawn(keys, workers.keys_rx, ready.clone()) {
+        tracing::error!(error = %e, "cannot start the key manager");
+        stop_workers(&senders, Instant::now());
+        return 1;
+    }
+    let _ = workers
+        .keys_tx
+        .send(KeysMsg::Sources(snapshot.sources.clone()));
+    if let Err(e) = forward_signals(ev_tx) {
+        tracing::warn!(error = %e, "cannot install signal handlers");
+    }
+    let mut control = Control {
+        reloads: Reloads::new(snapshot, &opts.source),
+        senders,
+        keys_tx: workers.keys_tx,
+        ready,
+        workers: n,
+        reuse_port: opts.reuse_port,
+    };
+    loop {
+        match ev_rx.recv_timeout(opts.watch_interval) {
+            Ok(Event::Signal(sig)) => return control.drain(sig, &ev_rx, workers.threads),
+            Ok(Event::Worker(WorkerEvent::Applied {
+                id,
+                generation,
+                errors,
+            })) => control.applied(id, generation, errors),
+            Ok(Event::Reload) => control.reloads.sighup(),
+            Ok(Event::Worker(_)) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return 1,
+        }
+        control.poll();
+    }
+}
+
+/// Logs and prints start-up errors (sorted, each once).
+fn report(failures: &[String]) {
+    let mut failures = failures.to_vec();
+    failures.sort();
+    failures.dedup();
+    for f in &failures {
+        tracing::error!("{f}");
+        eprintln!("error: {f}");
+    }
+}
+
+/// Checks every port this instance would listen on before anything is served (all the errors
+/// together), and binds the admin endpoints.
+fn preflight(
+    snapshot: &Snapshot,
+    reuse_port: bool,
+) -> Result<crate::runtime::admin::Bound, Vec<String>> {
+    let mut failures: Vec<String> = if reuse_port {
         Vec::new()
     } else {
-        ports_in_use(&snapshot, &[])
+        ports_in_use(snapshot, &[])
             .iter()
             .map(ToString::to_string)
             .collect()
@@ -76,26 +157,39 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
             ));
         }
     }
-    let admin = match crate::runtime::admin::bind(&snapshot.settings, opts.reuse_port) {
-        Ok(bound) => Some(bound),
+    match crate::runtime::admin::bind(&snapshot.settings, reuse_port) {
+        Ok(bound) if failures.is_empty() => Ok(bound),
+        Ok(_) => Err(failures),
         Err(errors) => {
             failures.extend(errors);
-            None
+            Err(failures)
         }
-    };
-    let Some(admin) = admin.filter(|_| failures.is_empty()) else {
-        for f in &failures {
-            tracing::error!("{f}");
-            eprintln!("error: {f}");
-        }
-        return 1;
-    };
-    let (ev_tx, ev_rx) = mpsc::channel::<Event>();
+    }
+}
 
+/// The worker threads and the ends of their channels the control loop keeps.
+struct Workers {
+    senders: Vec<UnboundedSender<WorkerMsg>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    key_senders: Vec<UnboundedSender<KeyUpdate>>,
+    keys_tx: mpsc::Sender<KeysMsg>,
+    keys_rx: mpsc::Receiver<KeysMsg>,
+}
+
+/// Starts `n` workers, each with three inboxes: control (snapshots, scrapes, shutdown), key
+/// updates from the key manager, and MCP calls for its sessions from the other workers. Their
+/// events are forwarded into `events`.
+fn start_workers(
+    snapshot: &Arc<Snapshot>,
+    opts: &RunOptions,
+    n: usize,
+    events: &mpsc::Sender<Event>,
+) -> Option<Workers> {
+    let cpus = std::thread::available_parallelism()
+        .map(|c| c.get())
+        .unwrap_or(1);
     let (wev_tx, wev_rx) = mpsc::channel::<WorkerEvent>();
     let (keys_tx, keys_rx) = mpsc::channel::<KeysMsg>();
-    // Each worker has three inboxes: control (snapshots, scrapes, shutdown), key updates from
-    // the key manager, and MCP calls for its sessions from the other workers.
     let (senders, controls) = channels::<WorkerMsg>(n);
     let (key_senders, key_updates) = channels::<KeyUpdate>(n);
     let (call_senders, calls) = channels::<crate::relay::McpCall>(n);
@@ -121,29 +215,38 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
             Ok(t) => threads.push(t),
             Err(e) => {
                 tracing::error!(error = %e, "cannot start worker thread");
-                return 1;
+                return None;
             }
         }
     }
-    drop(wev_tx);
     // Forward worker events into the one control queue.
-    {
-        let ev_tx = ev_tx.clone();
-        std::thread::Builder::new()
-            .name("portcullis-events".into())
-            .spawn(move || {
-                for e in wev_rx {
-                    if ev_tx.send(Event::Worker(e)).is_err() {
-                        break;
-                    }
+    let ev_tx = events.clone();
+    std::thread::Builder::new()
+        .name("portcullis-events".into())
+        .spawn(move || {
+            for e in wev_rx {
+                if ev_tx.send(Event::Worker(e)).is_err() {
+                    break;
                 }
-            })
-            .ok();
-    }
-    // Wait until every worker has bound its listeners; a bind failure at start is fatal.
+            }
+        })
+        .ok();
+    Some(Workers {
+        senders,
+        threads,
+        key_senders,
+        keys_tx,
+        keys_rx,
+    })
+}
+
+/// Waits until every worker has bound its listeners: the errors (a bind failure at start is
+/// fatal).
+fn wait_started(events: &mpsc::Receiver<Event>, n: usize) -> Vec<String> {
+    let mut failures = Vec::new();
     let mut started = 0;
     while started < n {
-        match ev_rx.recv_timeout(Duration::from_secs(30)) {
+        match events.recv_timeout(Duration::from_secs(30)) {
             Ok(Event::Worker(WorkerEvent::Started { id, driver, errors })) => {
                 started += 1;
                 if id == 0 {
@@ -158,158 +261,103 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
             }
         }
     }
-    if !failures.is_empty() {
-        failures.sort();
-        failures.dedup();
-        for f in &failures {
-            tracing::error!("{f}");
-            eprintln!("error: {f}");
-        }
-        stop_workers(&senders, Instant::now());
-        return 1;
-    }
-    let ready = Arc::new(crate::readiness::Readiness::default());
-    // Until the key manager has loaded them, the key sets of the config are missing.
-    ready.set_keys_missing(jwks_sources(&snapshot));
-    let senders = Arc::new(senders);
-    if let Err(e) = crate::runtime::admin::start(admin, senders.clone(), ready.clone()) {
-        tracing::error!(error = %e, "cannot start the admin endpoints");
-        eprintln!("error: {e}");
-        stop_workers(&senders, Instant::now());
-        return 1;
-    }
-    let ports: Vec<u16> = snapshot.binds.iter().map(|b| b.port).collect();
-    tracing::info!(?ports, generation = snapshot.generation, "serving");
+    failures
+}
 
-    for w in &snapshot.warnings {
-        tracing::warn!("{w}");
-    }
-    // Key sets and discovery documents are fetched off the workers; a failure is not fatal.
-    if let Err(e) = crate::auth::keys::spawn(Arc::new(key_senders), keys_rx, ready.clone()) {
-        tracing::error!(error = %e, "cannot start the key manager");
-        stop_workers(&senders, Instant::now());
-        return 1;
-    }
-    let _ = keys_tx.send(KeysMsg::Sources(snapshot.sources.clone()));
+/// The control loop's state once serving.
+struct Control {
+    reloads: Reloads,
+    senders: Arc<Vec<UnboundedSender<WorkerMsg>>>,
+    keys_tx: mpsc::Sender<KeysMsg>,
+    ready: Arc<crate::readiness::Readiness>,
+    workers: usize,
+    reuse_port: bool,
+}
 
-    if let Err(e) = forward_signals(ev_tx) {
-        tracing::warn!(error = %e, "cannot install signal handlers");
-    }
-
-    let mut current = snapshot;
-    let mut certs = crate::runtime::watch::CertWatch::new(&current.cert_files);
-    // SIGHUP or a renewed certificate: load the file now, even if its text did not change.
-    let mut reload_now = false;
-    let mut watcher = match &opts.source {
-        ConfigSource::File(p, loaded) => {
-            Some(crate::runtime::watch::Watcher::new(p, loaded.clone()))
-        }
-        ConfigSource::Inline(_) => None,
-    };
-    // A published generation whose workers have not all reported yet.
-    let mut applying: Option<Applying> = None;
-    loop {
-        match ev_rx.recv_timeout(opts.watch_interval) {
-            Ok(Event::Signal(sig)) => {
-                let deadline = Instant::now() + current.settings.termination_deadline;
-                tracing::info!(
-                    signal = sig,
-                    deadline_ms = current.settings.termination_deadline.as_millis() as u64,
-                    "draining"
-                );
-                ready.set_draining();
-                stop_workers(&senders, deadline);
-                let mut unfinished = 0;
-                let mut stopped = 0;
-                while stopped < threads.len() {
-                    let wait =
-                        deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(2);
-                    match ev_rx.recv_timeout(wait) {
-                        Ok(Event::Worker(WorkerEvent::Stopped { unfinished: u, .. })) => {
-                            stopped += 1;
-                            unfinished += u;
-                        }
-                        Ok(_) => {}
-                        Err(_) => break,
-                    }
+impl Control {
+    /// SIGTERM/SIGINT: stop accepting, let the workers drain until the termination deadline,
+    /// then return the exit code.
+    fn drain(
+        &self,
+        sig: i32,
+        events: &mpsc::Receiver<Event>,
+        threads: Vec<std::thread::JoinHandle<()>>,
+    ) -> i32 {
+        let grace = self.reloads.current.settings.termination_deadline;
+        let deadline = Instant::now() + grace;
+        tracing::info!(
+            signal = sig,
+            deadline_ms = grace.as_millis() as u64,
+            "draining"
+        );
+        self.ready.set_draining();
+        stop_workers(&self.senders, deadline);
+        let mut unfinished = 0;
+        let mut stopped = 0;
+        while stopped < threads.len() {
+            let wait = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(2);
+            match events.recv_timeout(wait) {
+                Ok(Event::Worker(WorkerEvent::Stopped { unfinished: u })) => {
+                    stopped += 1;
+                    unfinished += u;
                 }
-                for t in threads {
-                    let _ = t.join();
-                }
-                tracing::info!(unfinished, "stopped");
-                return 0;
+                Ok(_) => {}
+                Err(_) => break,
             }
-            Ok(Event::Worker(WorkerEvent::Applied {
-                id,
-                generation,
-                errors,
-            })) => {
-                for e in &errors {
-                    tracing::error!(worker = id, generation, "{e}");
-                }
-                if let Some(a) = applying.as_mut().filter(|a| a.generation == generation) {
-                    a.remaining -= 1;
-                    a.errors.extend(errors);
-                    if a.remaining == 0 {
-                        let a = applying.take().expect("checked above");
-                        current = finish_reload(a, &senders, &keys_tx, &ready);
-                        if current.generation != generation {
-                            // Rolled back: the previous generation is being applied again.
-                            applying = Some(Applying::new(&current, None, n));
-                        }
-                    }
-                }
-            }
-            Ok(Event::Reload) => match &opts.source {
-                ConfigSource::File(path, _) => {
-                    tracing::info!(path = %path.display(), "SIGHUP: reloading the config");
-                    reload_now = true;
-                }
-                ConfigSource::Inline(_) => {
-                    tracing::info!("SIGHUP: the config was given inline; nothing to reload")
-                }
-            },
-            Ok(Event::Worker(_)) => {}
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => return 1,
         }
-        if let Some(a) = &applying {
+        for t in threads {
+            let _ = t.join();
+        }
+        tracing::info!(unfinished, "stopped");
+        0
+    }
+
+    /// Worker `id` reported on `generation`.
+    fn applied(&mut self, id: usize, generation: u64, errors: Vec<String>) {
+        for e in &errors {
+            tracing::error!(worker = id, generation, "{e}");
+        }
+        let r = &mut self.reloads;
+        let Some(a) = r.applying.as_mut().filter(|a| a.generation == generation) else {
+            return;
+        };
+        a.remaining -= 1;
+        a.errors.extend(errors);
+        if a.remaining == 0 {
+            let a = r.applying.take().expect("checked above");
+            r.current = finish_reload(a, &self.senders, &self.keys_tx, &self.ready);
+            if r.current.generation != generation {
+                // Rolled back: the previous generation is being applied again.
+                r.applying = Some(Applying::new(&r.current, None, self.workers));
+            }
+        }
+    }
+
+    /// Between events: gives up on a generation the workers never confirmed, else loads a
+    /// changed config file (or one a signal or a certificate renewal asked for) and publishes it.
+    fn poll(&mut self) {
+        let r = &mut self.reloads;
+        if let Some(a) = &r.applying {
             if a.started.elapsed() > Duration::from_secs(30) {
                 tracing::error!(
                     generation = a.generation,
                     "workers did not report applying the config within 30s"
                 );
-                applying = None;
+                r.applying = None;
             }
-            continue;
+            return;
         }
-        let (Some(w), ConfigSource::File(path, _)) = (watcher.as_mut(), &opts.source) else {
-            continue;
+        let Some(text) = r.changed_text() else {
+            return;
         };
-        if certs.settled_change(Instant::now()) {
-            tracing::info!("a certificate or key file changed: reloading the config");
-            reload_now = true;
-        }
-        let text = if std::mem::take(&mut reload_now) {
-            match std::fs::read(path) {
-                Ok(t) => {
-                    w.loaded(&t);
-                    t
-                }
-                Err(e) => {
-                    tracing::error!(path = %path.display(), error = %e, "cannot read the config file; still serving the previous config");
-                    continue;
-                }
-            }
-        } else {
-            let Some(text) = w.poll() else {
-                continue;
-            };
-            text
+        let Some(path) = r.path.clone() else {
+            return;
         };
+        let current = r.current.clone();
+        let reuse_port = self.reuse_port;
         let loaded = crate::config::load_bytes(&text, path.parent()).and_then(|snap| {
             // A port added by the reload must be free, as at start.
-            let taken = if opts.reuse_port {
+            let taken = if reuse_port {
                 Vec::new()
             } else {
                 let serving: Vec<u16> = current.binds.iter().map(|b| b.port).collect();
@@ -324,16 +372,84 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
         match loaded {
             Ok(mut snap) => {
                 snap.generation = current.generation + 1;
-                certs.retarget(&snap.cert_files);
+                r.certs.retarget(&snap.cert_files);
                 let snap = Arc::new(snap);
-                for s in senders.iter() {
+                for s in self.senders.iter() {
                     let _ = s.unbounded_send(WorkerMsg::Snapshot(snap.clone()));
                 }
                 // Until every worker has it, the new config is not the current one.
-                applying = Some(Applying::new(&snap, Some(current.clone()), n));
+                r.applying = Some(Applying::new(&snap, Some(current), self.workers));
             }
             Err(errors) => {
                 tracing::error!(path = %path.display(), errors = %errors, "config reload rejected; still serving the previous config");
+            }
+        }
+    }
+}
+
+/// What reloading needs to remember: the config being served, the file and certificate
+/// watches, and the generation being applied.
+struct Reloads {
+    current: Arc<Snapshot>,
+    /// The config file (`None` for an inline config: nothing to watch).
+    path: Option<PathBuf>,
+    watcher: Option<crate::runtime::watch::Watcher>,
+    certs: crate::runtime::watch::CertWatch,
+    /// SIGHUP or a renewed certificate: load the file now, even if its text did not change.
+    reload_now: bool,
+    /// A published generation whose workers have not all reported yet.
+    applying: Option<Applying>,
+}
+
+impl Reloads {
+    fn new(current: Arc<Snapshot>, source: &ConfigSource) -> Reloads {
+        let (path, watcher) = match source {
+            ConfigSource::File(p, loaded) => (
+                Some(p.clone()),
+                Some(crate::runtime::watch::Watcher::new(p, loaded.clone())),
+            ),
+            ConfigSource::Inline(_) => (None, None),
+        };
+        Reloads {
+            certs: crate::runtime::watch::CertWatch::new(&current.cert_files),
+            current,
+            path,
+            watcher,
+            reload_now: false,
+            applying: None,
+        }
+    }
+
+    fn sighup(&mut self) {
+        match &self.path {
+            Some(path) => {
+                tracing::info!(path = %path.display(), "SIGHUP: reloading the config");
+                self.reload_now = true;
+            }
+            None => tracing::info!("SIGHUP: the config was given inline; nothing to reload"),
+        }
+    }
+
+    /// The config file's bytes if they should be loaded now: changed and settled, or asked for.
+    fn changed_text(&mut self) -> Option<Vec<u8>> {
+        let (Some(w), Some(path)) = (self.watcher.as_mut(), &self.path) else {
+            return None;
+        };
+        if self.certs.settled_change(Instant::now()) {
+            tracing::info!("a certificate or key file changed: reloading the config");
+            self.reload_now = true;
+        }
+        if !std::mem::take(&mut self.reload_now) {
+            return w.poll();
+        }
+        match std::fs::read(path) {
+            Ok(t) => {
+                w.loaded(&t);
+                Some(t)
+            }
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "cannot read the config file; still serving the previous config");
+                None
             }
         }
     }

@@ -12,11 +12,13 @@ use std::time::{Duration, Instant};
 use crate::http::h1::{self, BodyKind, ChunkedDecoder, H1Error, MAX_HEADERS};
 use crate::http::response::LocalError;
 use crate::net::io::{read_or_fail, Bufs, ConnInfo, ConnIo};
+use crate::policy::mcp_auth::Principal;
 use crate::server::ctx::WorkerCtx;
-use crate::server::decision::{self, Decision};
+use crate::server::decision::{self, Decision, McpPlan};
 use crate::server::dispatch::{self, RequestFacts};
 use crate::server::proxy::{self, ProxyOutcome};
 use crate::shard::BodyBytes;
+use crate::snapshot::Snapshot;
 
 /// A keep-alive connection that stays idle this long gives its buffers back.
 const SHRINK_AFTER: Duration = Duration::from_secs(1);
@@ -177,83 +179,11 @@ async fn run<S: ConnIo>(
         }
         let snap = ctx.shard.snapshot();
         let started = Instant::now();
-        let date = ctx.shard.date();
-        let draining = ctx.shard.draining();
-        let pick = ctx.shard.next_random();
-        // Phase 1: the head is borrowed from the read buffer; decide, and render what can be.
         let mark = bufs.out.len();
         let mut principal = None;
-        let req = {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS + 1];
-            let (out, pending) = (&mut bufs.out, &bufs.buf[bufs.start..]);
-            match h1::parse_request(pending, &mut headers) {
-                Ok(Some((head, hdrs))) => {
-                    let limits = &snap.settings.limits;
-                    let too_large = matches!(head.body, BodyKind::Length(n) if n > limits.max_body);
-                    let close_after = !head.keep_alive || draining || too_large;
-                    let decision = if too_large {
-                        let err = LocalError::Body(H1Error::BodyTooLarge);
-                        decision::local_error(
-                            err,
-                            None,
-                            None,
-                            &date,
-                            true,
-                            head.method == "HEAD",
-                            out,
-                        )
-                    } else {
-                        let env = RequestFacts {
-                            date: &date,
-                            close_after,
-                            pick,
-                            now: ctx.shard.unix_secs(),
-                            may_wait,
-                            rate_limits: &ctx.rate_limits,
-                            workers: ctx.shard.workers(),
-                            metrics: &ctx.shard.metrics,
-                        };
-                        let mut auth = ctx.auth.borrow_mut();
-                        dispatch::decide(
-                            &snap,
-                            conn,
-                            &head,
-                            hdrs,
-                            &env,
-                            &mut auth,
-                            &mut principal,
-                            out,
-                        )
-                    };
-                    Parsed {
-                        decision,
-                        log: access_log_fields(&head),
-                        head_len: head.head_len,
-                        body: head.body,
-                        keep_alive: head.keep_alive && !draining,
-                        expect_continue: head.expect_continue,
-                    }
-                }
-                res @ (Ok(None) | Err(_)) => {
-                    // wait_for_head saw a terminator (or a limit), so incomplete means malformed.
-                    let e = res.err().unwrap_or(H1Error::MalformedRequestLine);
-                    let _ = decision::local_error(
-                        LocalError::Head(e),
-                        None,
-                        None,
-                        &date,
-                        true,
-                        false,
-                        out,
-                    );
-                    ctx.shard
-                        .metrics
-                        .borrow_mut()
-                        .record("", e.status(), started.elapsed());
-                    tracing::debug!(client = %conn.peer, status = e.status(), reason = e.reason(), "rejected request head");
-                    return RunEnd::Closed;
-                }
-            }
+        let Some(req) = decide_head(ctx, &snap, conn, bufs, may_wait, &mut principal, started)
+        else {
+            return RunEnd::Closed;
         };
         if let Decision::WaitToVerify(at) = req.decision {
             // The head stays in the buffer; the check runs in a later window.
@@ -276,7 +206,13 @@ async fn run<S: ConnIo>(
         });
         let req = Parsed { log, ..req };
         bufs.consume(req.head_len);
-        match req.decision {
+        let done = Done {
+            conn,
+            started,
+            log: &req.log,
+        };
+        let (body, keep_alive) = (req.body, req.keep_alive);
+        let reusable = match req.decision {
             Decision::Local {
                 status,
                 route,
@@ -284,104 +220,192 @@ async fn run<S: ConnIo>(
             } => {
                 let route_name = route.map(|r| &*r.name).unwrap_or("");
                 // A client waiting for `100 Continue` will not send its body: close instead.
-                if close || (req.expect_continue && req.body.has_body()) {
-                    record(ctx, route_name, status, started, &req.log, conn);
+                if close || (req.expect_continue && body.has_body()) {
+                    done.record(ctx, route_name, status);
                     if !close {
                         force_close(&mut bufs.out, mark);
                     }
                     return RunEnd::Closed;
                 }
-                // Keep the stream in sync: read the body of a request we answered ourselves
-                // before the answer leaves, so that a bad body replaces it with a 4xx.
-                if let Err(e) =
-                    discard_body(io, ctx, bufs, req.body, snap.settings.limits.max_body).await
-                {
-                    bufs.out.truncate(mark);
-                    if let Some(e) = e {
-                        ctx.shard.count_refusal(&LocalError::Body(e));
-                        let date = ctx.shard.date();
-                        let _ = decision::local_error(
-                            LocalError::Body(e),
-                            None,
-                            None,
-                            &date,
-                            true,
-                            false,
-                            &mut bufs.out,
-                        );
-                        record(ctx, route_name, e.status(), started, &req.log, conn);
-                    }
-                    return RunEnd::Closed;
-                }
-                record(ctx, route_name, status, started, &req.log, conn);
-                if !req.keep_alive {
-                    return RunEnd::Closed;
-                }
+                let max_body = snap.settings.limits.max_body;
+                finish_local(
+                    io, ctx, bufs, body, max_body, mark, route_name, status, &done,
+                )
+                .await
             }
             Decision::WaitForKeys(_) | Decision::WaitToVerify(_) => unreachable!("handled above"),
             Decision::Mcp(plan) => {
-                let limit = snap
-                    .settings
-                    .limits
-                    .max_body
-                    .min(crate::relay::MAX_MESSAGE as u64);
-                // Held until the call is answered: the body lives on in the relay.
-                let mut held = BodyBytes::new(&ctx.shard);
-                let body = match read_body(io, ctx, bufs, req.body, limit, &mut held).await {
-                    Ok(b) => b,
-                    Err(e) => {
-                        if let Some(e) = e {
-                            ctx.shard.count_refusal(&e);
-                            let date = ctx.shard.date();
-                            let _ = decision::local_error(
-                                e,
-                                None,
-                                Some(&plan.added_headers),
-                                &date,
-                                true,
-                                false,
-                                &mut bufs.out,
-                            );
-                            record(ctx, &plan.route.name, e.status(), started, &req.log, conn);
-                        }
-                        return RunEnd::Closed;
-                    }
-                };
                 let subject = crate::relay::binding(principal.as_deref());
-                let (status, reusable) = crate::server::mcp::handle(
-                    io,
-                    &ctx.relay,
-                    bufs,
-                    plan.mcp,
-                    plan.head,
-                    body,
-                    subject,
-                    &plan.added_headers,
-                )
-                .await;
-                record(ctx, &plan.route.name, status, started, &req.log, conn);
-                if !reusable || !req.keep_alive {
-                    return RunEnd::Closed;
-                }
+                serve_mcp(io, ctx, bufs, &snap, plan, body, subject, &done).await
             }
             Decision::Proxy(plan) => {
                 if bufs.flush(io).await.is_err() {
                     return RunEnd::Closed;
                 }
                 let route_name = plan.name;
-                let outcome =
-                    proxy::forward(io, ctx, &snap, bufs, plan, req.body, req.keep_alive).await;
+                let outcome = proxy::forward(io, ctx, &snap, bufs, plan, body, keep_alive).await;
                 let (status, reusable) = match outcome {
                     ProxyOutcome::Done { status, reusable } => (status, reusable),
                     ProxyOutcome::Failed { status } => (status, false),
                 };
-                record(ctx, route_name, status, started, &req.log, conn);
-                if !reusable || !req.keep_alive {
-                    return RunEnd::Closed;
-                }
+                done.record(ctx, route_name, status);
+                reusable
             }
+        };
+        if !reusable || !keep_alive {
+            return RunEnd::Closed;
         }
     }
+}
+
+/// Phase 1 of a request: the head is borrowed from the read buffer; decide, and render what
+/// can be. `None`: the head was malformed (answered, the connection closes).
+fn decide_head<'s>(
+    ctx: &WorkerCtx,
+    snap: &'s Snapshot,
+    conn: ConnInfo,
+    bufs: &mut Bufs,
+    may_wait: bool,
+    principal: &mut Option<Rc<Principal>>,
+    started: Instant,
+) -> Option<Parsed<'s>> {
+    let date = ctx.shard.date();
+    let draining = ctx.shard.draining();
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS + 1];
+    let (out, pending) = (&mut bufs.out, &bufs.buf[bufs.start..]);
+    match h1::parse_request(pending, &mut headers) {
+        Ok(Some((head, hdrs))) => {
+            let limits = &snap.settings.limits;
+            let too_large = matches!(head.body, BodyKind::Length(n) if n > limits.max_body);
+            let close_after = !head.keep_alive || draining || too_large;
+            let decision = if too_large {
+                let err = LocalError::Body(H1Error::BodyTooLarge);
+                let head_only = head.method == "HEAD";
+                decision::local_error(err, None, None, &date, true, head_only, out)
+            } else {
+                let env = RequestFacts {
+                    date: &date,
+                    close_after,
+                    pick: ctx.shard.next_random(),
+                    now: ctx.shard.unix_secs(),
+                    may_wait,
+                    rate_limits: &ctx.rate_limits,
+                    workers: ctx.shard.workers(),
+                    metrics: &ctx.shard.metrics,
+                };
+                let mut auth = ctx.auth.borrow_mut();
+                dispatch::decide(snap, conn, &head, hdrs, &env, &mut auth, principal, out)
+            };
+            Some(Parsed {
+                decision,
+                log: access_log_fields(&head),
+                head_len: head.head_len,
+                body: head.body,
+                keep_alive: head.keep_alive && !draining,
+                expect_continue: head.expect_continue,
+            })
+        }
+        res @ (Ok(None) | Err(_)) => {
+            // wait_for_head saw a terminator (or a limit), so incomplete means malformed.
+            let e = res.err().unwrap_or(H1Error::MalformedRequestLine);
+            let _ = decision::local_error(LocalError::Head(e), None, None, &date, true, false, out);
+            let mut m = ctx.shard.metrics.borrow_mut();
+            m.record("", e.status(), started.elapsed());
+            tracing::debug!(client = %conn.peer, status = e.status(), reason = e.reason(), "rejected request head");
+            None
+        }
+    }
+}
+
+/// What recording a finished request needs.
+struct Done<'a> {
+    conn: ConnInfo,
+    started: Instant,
+    log: &'a Option<LogFields>,
+}
+
+impl Done<'_> {
+    fn record(&self, ctx: &WorkerCtx, route: &str, status: u16) {
+        record(ctx, route, status, self.started, self.log, self.conn);
+    }
+}
+
+/// A request answered here: its body is read and dropped before the answer leaves (keeping
+/// the stream in sync; a bad body replaces the answer with a 4xx). Whether the connection may
+/// carry another request.
+#[allow(clippy::too_many_arguments)]
+async fn finish_local<S: ConnIo>(
+    io: &mut S,
+    ctx: &WorkerCtx,
+    bufs: &mut Bufs,
+    body: BodyKind,
+    max_body: u64,
+    mark: usize,
+    route_name: &str,
+    status: u16,
+    done: &Done<'_>,
+) -> bool {
+    if let Err(e) = discard_body(io, ctx, bufs, body, max_body).await {
+        bufs.out.truncate(mark);
+        if let Some(e) = e {
+            ctx.shard.count_refusal(&LocalError::Body(e));
+            let date = ctx.shard.date();
+            let err = LocalError::Body(e);
+            let _ = decision::local_error(err, None, None, &date, true, false, &mut bufs.out);
+            done.record(ctx, route_name, e.status());
+        }
+        return false;
+    }
+    done.record(ctx, route_name, status);
+    true
+}
+
+/// An MCP request: its body is read (counted against the worker's budget until the call is
+/// answered) and handed to the MCP transport. Whether the connection may carry another request.
+#[allow(clippy::too_many_arguments)]
+async fn serve_mcp<S: ConnIo>(
+    io: &mut S,
+    ctx: &Rc<WorkerCtx>,
+    bufs: &mut Bufs,
+    snap: &Snapshot,
+    plan: McpPlan<'_>,
+    body: BodyKind,
+    subject: Result<crate::relay::Subject, crate::relay::NoIdentity>,
+    done: &Done<'_>,
+) -> bool {
+    let limit = snap
+        .settings
+        .limits
+        .max_body
+        .min(crate::relay::MAX_MESSAGE as u64);
+    // Held until the call is answered: the body lives on in the relay.
+    let mut held = BodyBytes::new(&ctx.shard);
+    let body = match read_body(io, ctx, bufs, body, limit, &mut held).await {
+        Ok(b) => b,
+        Err(e) => {
+            if let Some(e) = e {
+                ctx.shard.count_refusal(&e);
+                let date = ctx.shard.date();
+                let extra = Some(&plan.added_headers[..]);
+                let _ = decision::local_error(e, None, extra, &date, true, false, &mut bufs.out);
+                done.record(ctx, &plan.route.name, e.status());
+            }
+            return false;
+        }
+    };
+    let (status, reusable) = crate::server::mcp::handle(
+        io,
+        &ctx.relay,
+        bufs,
+        plan.mcp,
+        plan.head,
+        body,
+        subject,
+        &plan.added_headers,
+    )
+    .await;
+    done.record(ctx, &plan.route.name, status);
+    reusable
 }
 
 /// Reads until the pending bytes hold a complete head (or something the parser will reject).

@@ -14,7 +14,7 @@ use httparse::Header;
 
 use crate::auth::request::{self as auth, AuthDecision, AuthState};
 use crate::http::h1::{self, RequestHead};
-use crate::http::response::{LocalError, Prebuilt};
+use crate::http::response::{itoa_buf, LocalError, Prebuilt};
 use crate::net::io::ConnInfo;
 use crate::policy::cors::Cors;
 use crate::server::decision::{local_error, Decision, McpPlan, ProxyPlan};
@@ -25,7 +25,7 @@ use crate::server::mcp::McpHead;
 use crate::net::addr::HostTarget;
 use crate::policy::mcp_auth::Principal;
 use crate::routing::{self, RequestView};
-use crate::snapshot::{Backend, Bind, Snapshot};
+use crate::snapshot::{Backend, Bind, Route, Snapshot};
 
 /// Per-request facts `decide` needs besides the request itself.
 pub(crate) struct RequestFacts<'a> {
@@ -149,39 +149,8 @@ pub(crate) fn decide<'s>(
         cors.write_actual(origin, &mut added_headers);
     }
     if !p.rate_limits.is_empty() {
-        let checked = env.rate_limits.borrow_mut().check(
-            &p.rate_limits,
-            env.workers,
-            std::time::Instant::now(),
-        );
-        // agentgateway's headers, on every answer of a limited route.
-        let st = match checked {
-            Ok(st) | Err(st) => st,
-        };
-        for (name, v) in [
-            ("x-ratelimit-limit", st.limit),
-            ("x-ratelimit-remaining", st.remaining),
-            ("x-ratelimit-reset", st.reset_secs),
-        ] {
-            h1::write_header(
-                &mut added_headers,
-                name,
-                crate::http::response::itoa_buf(v).as_bytes(),
-            );
-        }
-        if checked.is_err() {
-            h1::write_header(
-                &mut added_headers,
-                "retry-after",
-                crate::http::response::itoa_buf(st.reset_secs.max(1)).as_bytes(),
-            );
-            RATE_LIMITED.write(out, date, &added_headers, close_after, head_only);
-            env.metrics.borrow_mut().rate_limited(&route.name);
-            return Decision::Local {
-                status: 429,
-                route: Some(route),
-                close: close_after,
-            };
+        if let Some(limited) = rate_limit(route, env, &mut added_headers, head_only, out) {
+            return limited;
         }
     }
     if let Some(a) = &p.auth {
@@ -189,30 +158,14 @@ pub(crate) fn decide<'s>(
         if let Some(d) = discovery::route_level(a, conn, head, auth_state, date, close_after, out) {
             return d;
         }
-        match auth::authenticate(
-            a,
-            h1::find_header(headers, "authorization"),
-            conn.peer.ip(),
-            auth_state,
-            env.now,
-            env.may_wait,
-        ) {
+        let found = h1::find_header(headers, "authorization");
+        let ip = conn.peer.ip();
+        match auth::authenticate(a, found, ip, auth_state, env.now, env.may_wait) {
             AuthDecision::Pass(pr) => *principal = pr,
             AuthDecision::WaitForKeys(src) => return Decision::WaitForKeys(src),
             AuthDecision::WaitToVerify(at) => return Decision::WaitToVerify(at),
             AuthDecision::Reject(pre, kind) => {
-                use crate::metrics::Refused;
-                match kind {
-                    auth::RejectKind::Invalid(crate::policy::mcp_auth::AuthReject::Throttled) => {
-                        env.metrics
-                            .borrow_mut()
-                            .refuse(Refused::FailedVerifications)
-                    }
-                    auth::RejectKind::Busy => {
-                        env.metrics.borrow_mut().refuse(Refused::VerifyQueueFull)
-                    }
-                    _ => {}
-                }
+                count_rejection(env, kind);
                 if pre.status == 401 {
                     if let Some(m) = a.mcp.as_ref().filter(|m| m.resource.is_none()) {
                         // No configured resource: name the metadata URL of this request's origin.
@@ -228,42 +181,121 @@ pub(crate) fn decide<'s>(
             }
         }
     }
-    if let Some(r) = &p.redirect {
-        let status = r.status;
+    if let Some(answered) = answer_locally(route, conn, head, matched, env, &added_headers, out) {
+        return answered;
+    }
+    plan_backend(route, conn, head, headers, matched, env, added_headers, out)
+}
+
+/// The route's `localRateLimit`: adds agentgateway's headers; `Some` (429, written) when over.
+fn rate_limit<'s>(
+    route: &'s Route,
+    env: &RequestFacts<'_>,
+    added_headers: &mut Vec<u8>,
+    head_only: bool,
+    out: &mut Vec<u8>,
+) -> Option<Decision<'s>> {
+    let limits = &route.policies.rate_limits;
+    let checked =
+        env.rate_limits
+            .borrow_mut()
+            .check(limits, env.workers, std::time::Instant::now());
+    // agentgateway's headers, on every answer of a limited route.
+    let st = match checked {
+        Ok(st) | Err(st) => st,
+    };
+    for (name, v) in [
+        ("x-ratelimit-limit", st.limit),
+        ("x-ratelimit-remaining", st.remaining),
+        ("x-ratelimit-reset", st.reset_secs),
+    ] {
+        h1::write_header(added_headers, name, itoa_buf(v).as_bytes());
+    }
+    checked.err()?;
+    let retry = itoa_buf(st.reset_secs.max(1));
+    h1::write_header(added_headers, "retry-after", retry.as_bytes());
+    RATE_LIMITED.write(out, env.date, added_headers, env.close_after, head_only);
+    env.metrics.borrow_mut().rate_limited(&route.name);
+    Some(Decision::Local {
+        status: 429,
+        route: Some(route),
+        close: env.close_after,
+    })
+}
+
+/// Counts refusals by a protection limit of authentication (`portcullis_refused_total`).
+fn count_rejection(env: &RequestFacts<'_>, kind: auth::RejectKind) {
+    use crate::metrics::Refused;
+    let why = match kind {
+        auth::RejectKind::Invalid(crate::policy::mcp_auth::AuthReject::Throttled) => {
+            Refused::FailedVerifications
+        }
+        auth::RejectKind::Busy => Refused::VerifyQueueFull,
+        _ => return,
+    };
+    env.metrics.borrow_mut().refuse(why);
+}
+
+/// A route that answers by itself: a redirect or a direct response (written to `out`).
+fn answer_locally<'s>(
+    route: &'s Route,
+    conn: ConnInfo,
+    head: &RequestHead<'_>,
+    matched: &routing::RouteMatch,
+    env: &RequestFacts<'_>,
+    added_headers: &[u8],
+    out: &mut Vec<u8>,
+) -> Option<Decision<'s>> {
+    let p = &route.policies;
+    let (date, close_after, head_only) = (env.date, env.close_after, head.method == "HEAD");
+    let status = if let Some(r) = &p.redirect {
+        let host_raw = head.authority.unwrap_or(b"");
         let location = forward_head::redirect_location(r, conn.https, host_raw, head, matched);
-        let mut hdrs = added_headers;
+        let mut hdrs = added_headers.to_vec();
         h1::write_header(&mut hdrs, "location", location.as_bytes());
         if let Some(m) = &p.response_headers {
             m.write_extra(&mut hdrs);
         }
-        Prebuilt::new(status, None, &[], Vec::new()).write(
-            out,
-            date,
-            &hdrs,
-            close_after,
-            head_only,
-        );
-        return Decision::Local {
-            status,
-            route: Some(route),
-            close: close_after,
-        };
-    }
-    if let Some(direct) = &p.direct {
+        let pre = Prebuilt::new(r.status, None, &[], Vec::new());
+        pre.write(out, date, &hdrs, close_after, head_only);
+        r.status
+    } else if let Some(direct) = &p.direct {
+        let mut hdrs = added_headers.to_vec();
         if let Some(m) = &p.response_headers {
-            m.write_extra(&mut added_headers);
+            m.write_extra(&mut hdrs);
         }
-        direct.write(out, date, &added_headers, close_after, head_only);
-        return Decision::Local {
-            status: direct.status,
-            route: Some(route),
-            close: close_after,
-        };
-    }
+        direct.write(out, date, &hdrs, close_after, head_only);
+        direct.status
+    } else {
+        return None;
+    };
+    Some(Decision::Local {
+        status,
+        route: Some(route),
+        close: close_after,
+    })
+}
+
+/// Where the request goes: an MCP plan for the relay, a proxy plan for a `host` backend, or a
+/// 503 when the route has no backend.
+#[allow(clippy::too_many_arguments)]
+fn plan_backend<'s>(
+    route: &'s Route,
+    conn: ConnInfo,
+    head: &RequestHead<'_>,
+    headers: &[Header<'_>],
+    matched: &routing::RouteMatch,
+    env: &RequestFacts<'_>,
+    added_headers: Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Decision<'s> {
+    let p = &route.policies;
+    let head_only = head.method == "HEAD";
     let targets = match &route.backend {
         Backend::Hosts(t) if !t.is_empty() => t,
         Backend::Mcp(mcp) => {
             let keep_auth = p.auth.as_ref().is_none_or(|a| a.passthrough) && mcp.passthrough_auth;
+            let host_raw = head.authority.unwrap_or(b"");
             return Decision::Mcp(McpPlan {
                 route,
                 mcp,
@@ -282,8 +314,8 @@ pub(crate) fn decide<'s>(
                 LocalError::NoBackend,
                 Some(route),
                 Some(&added_headers),
-                date,
-                close_after,
+                env.date,
+                env.close_after,
                 head_only,
                 out,
             )

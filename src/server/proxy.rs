@@ -42,13 +42,6 @@ pub(crate) async fn forward<S: ConnIo>(
 ) -> ProxyOutcome {
     // Owned here and handed back by each write: no copy per request, yet available for a retry.
     let mut up_head = std::mem::take(&mut plan.head);
-    let limits = &snap.settings.limits;
-    let up_settings = &snap.settings.upstream;
-    let timeouts = plan.timeouts;
-    let head_timeout = match (timeouts.request, timeouts.backend) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
     let fail = |bufs: &mut Bufs, err: LocalError| {
         ctx.shard.count_refusal(&err);
         let date = ctx.shard.date();
@@ -65,7 +58,6 @@ pub(crate) async fn forward<S: ConnIo>(
             status: err.status(),
         }
     };
-
     let addr = match resolve(&plan.target.addr) {
         Some(a) => a,
         None => return fail(bufs, LocalError::UpstreamConnect),
@@ -81,25 +73,76 @@ pub(crate) async fn forward<S: ConnIo>(
             body = BodyKind::None;
         }
     }
-    // Servers close idle keep-alive connections (uvicorn and Node after 5 s), and a request
-    // written into such a connection fails before any answer byte. Sent once more on a fresh
-    // connection when nothing would be lost (no body, or all of it in `up_head`) and nothing can
-    // run twice: the write itself failed, or no answer byte came back and the method is
-    // idempotent or the connection had been idle for `STALE_AFTER` (an idle close, not a crash).
+    let exchanged = exchange(io, ctx, snap, bufs, &plan, addr, up_head, body).await;
+    let (mut up, parsed) = match exchanged {
+        Ok(x) => x,
+        Err(Failure::Answer(e)) => return fail(bufs, e),
+        Err(Failure::ClientGone) => return ProxyOutcome::Failed { status: 499 },
+    };
+    let (raw, close_client) = write_response_head(bufs, &parsed, &plan, client_keep_alive);
+    let status = parsed.status;
+    // Response body, relayed as it arrives.
+    match relay_body(io, &mut up, bufs, parsed.body, parsed.head_len, raw).await {
+        Ok(upstream_reusable) => {
+            if upstream_reusable && parsed.upstream_keep_alive {
+                ctx.pool.put(addr, up, snap.settings.upstream.pool_max_idle);
+            }
+            ProxyOutcome::Done {
+                status,
+                reusable: !close_client,
+            }
+        }
+        Err(()) => ProxyOutcome::Failed { status },
+    }
+}
+
+/// Why a forward ended before a response head: answered locally with an error, or the client
+/// went away (499).
+enum Failure {
+    Answer(LocalError),
+    ClientGone,
+}
+
+/// Sends the request (head, then the body still to come) on a pooled or new connection and
+/// reads the response head, skipping interim 1xx answers.
+///
+/// Servers close idle keep-alive connections (uvicorn and Node after 5 s), and a request
+/// written into such a connection fails before any answer byte. It is sent once more on a fresh
+/// connection when nothing would be lost (no body, or all of it in `up_head`) and nothing can
+/// run twice: the write itself failed, or no answer byte came back and the method is idempotent
+/// or the connection had been idle for `STALE_AFTER` (an idle close, not a crash).
+#[allow(clippy::too_many_arguments)]
+async fn exchange<S: ConnIo>(
+    io: &mut S,
+    ctx: &WorkerCtx,
+    snap: &Snapshot,
+    bufs: &mut Bufs,
+    plan: &ProxyPlan<'_>,
+    addr: SocketAddr,
+    mut up_head: Vec<u8>,
+    body: BodyKind,
+) -> Result<(TcpStream, ParsedHead), Failure> {
+    let limits = &snap.settings.limits;
+    let up_settings = &snap.settings.upstream;
+    let timeouts = plan.timeouts;
+    let head_timeout = match (timeouts.request, timeouts.backend) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     let replayable = matches!(body, BodyKind::None);
     let mut pooled = ctx.pool.take(addr, up_settings.pool_idle_timeout);
-    let (mut up, parsed) = loop {
+    loop {
         let (mut stream, reused_after) = match pooled.take() {
             Some((s, idle)) => (s, Some(idle)),
             None => match connect(addr, up_settings.connect_timeout).await {
                 Ok(s) => (s, None),
-                Err(e) => return fail(bufs, e),
+                Err(e) => return Err(Failure::Answer(e)),
             },
         };
         if plan.expect_continue && !matches!(body, BodyKind::None) {
             bufs.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
             if bufs.flush(io).await.is_err() {
-                return ProxyOutcome::Failed { status: 499 };
+                return Err(Failure::ClientGone);
             }
         }
         let (res, h) = stream.write_all(up_head).await;
@@ -108,28 +151,16 @@ pub(crate) async fn forward<S: ConnIo>(
             if reused_after.is_some() && replayable {
                 continue;
             }
-            return fail(bufs, LocalError::UpstreamConnect);
+            return Err(Failure::Answer(LocalError::UpstreamConnect));
         }
-
-        // Request body.
-        if let Err(e) = send_body(
-            io,
-            &mut stream,
-            bufs,
-            body,
-            limits.max_body,
-            limits.body_pace(),
-        )
-        .await
-        {
-            return match e {
-                BodyError::Client(Some(h)) => fail(bufs, LocalError::Body(h)),
-                BodyError::Client(None) => ProxyOutcome::Failed { status: 499 },
-                BodyError::Upstream => fail(bufs, LocalError::UpstreamClosed),
-            };
+        let pace = limits.body_pace();
+        if let Err(e) = send_body(io, &mut stream, bufs, body, limits.max_body, pace).await {
+            return Err(match e {
+                BodyError::Client(Some(h)) => Failure::Answer(LocalError::Body(h)),
+                BodyError::Client(None) => Failure::ClientGone,
+                BodyError::Upstream => Failure::Answer(LocalError::UpstreamClosed),
+            });
         }
-
-        // Response head (skipping interim 1xx answers).
         bufs.up.clear();
         if bufs.up.capacity() < UP_CHUNK {
             bufs.up.reserve(UP_CHUNK);
@@ -138,19 +169,15 @@ pub(crate) async fn forward<S: ConnIo>(
         let head = match head_timeout {
             Some(t) => match monoio::time::timeout(t, read_head).await {
                 Ok(r) => r,
-                Err(_) => {
-                    let err = if timeouts.request.is_some() && timeouts.request == head_timeout {
-                        LocalError::RequestTimeout
-                    } else {
-                        LocalError::UpstreamTimeout
-                    };
-                    return fail(bufs, err);
+                Err(_) if timeouts.request.is_some() && timeouts.request == head_timeout => {
+                    return Err(Failure::Answer(LocalError::RequestTimeout))
                 }
+                Err(_) => return Err(Failure::Answer(LocalError::UpstreamTimeout)),
             },
             None => read_head.await,
         };
         match head {
-            Ok(p) => break (stream, p),
+            Ok(p) => return Ok((stream, p)),
             Err(LocalError::UpstreamClosed)
                 if replayable
                     && bufs.up.is_empty()
@@ -158,12 +185,20 @@ pub(crate) async fn forward<S: ConnIo>(
             {
                 tracing::debug!(upstream = %addr, "reused upstream connection was closed; sending again");
             }
-            Err(e) => return fail(bufs, e),
+            Err(e) => return Err(Failure::Answer(e)),
         }
-    };
+    }
+}
 
-    // Downstream response head.
-    // HTTP/1.0 clients cannot take chunked framing: they get the raw body, ended by close.
+/// Writes the downstream response head: the upstream's (hop-by-hop fields removed), the route's
+/// added lines, and the framing for the client. HTTP/1.0 clients cannot take chunked framing:
+/// they get the raw body, ended by close. Returns (raw body, close the client connection).
+fn write_response_head(
+    bufs: &mut Bufs,
+    parsed: &ParsedHead,
+    plan: &ProxyPlan<'_>,
+    client_keep_alive: bool,
+) -> (bool, bool) {
     let chunk_to_client = matches!(parsed.body, RespBody::Chunked | RespBody::UntilClose);
     let raw = chunk_to_client && plan.client_http10;
     let close_client = !client_keep_alive || raw;
@@ -186,23 +221,7 @@ pub(crate) async fn forward<S: ConnIo>(
         bufs.out.extend_from_slice(b"connection: close\r\n");
     }
     bufs.out.extend_from_slice(b"\r\n");
-    let status = parsed.status;
-    let leftover_start = parsed.head_len;
-
-    // Response body, relayed as it arrives.
-    let relayed = relay_body(io, &mut up, bufs, parsed.body, leftover_start, raw).await;
-    match relayed {
-        Ok(upstream_reusable) => {
-            if upstream_reusable && parsed.upstream_keep_alive {
-                ctx.pool.put(addr, up, up_settings.pool_max_idle);
-            }
-            ProxyOutcome::Done {
-                status,
-                reusable: !close_client,
-            }
-        }
-        Err(()) => ProxyOutcome::Failed { status },
-    }
+    (raw, close_client)
 }
 
 fn resolve(addr: &HostAddr) -> Option<SocketAddr> {
