@@ -1,6 +1,9 @@
 //! Readiness (`/healthz/ready`): what the control loop and the key manager report, and what
 //! the admin thread answers from. Control-plane only: never touched on the request path.
 
+// Its locks are the control plane's: never taken by a worker.
+#![allow(clippy::disallowed_types)]
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 

@@ -39,6 +39,7 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
 }
 
 /// GET `url` with an overall deadline. Redirects are not followed (an IdP's JWKS URL is exact).
+#[allow(clippy::disallowed_methods)] // the key manager's thread, never a worker
 pub(crate) fn get(url: &str, timeout: Duration) -> Result<Fetched, String> {
     let u = parse_url(url)?;
     let deadline = Instant::now() + timeout;
@@ -216,6 +217,7 @@ fn parse_response(raw: &[u8]) -> Result<Fetched, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
 

@@ -138,6 +138,7 @@ fn dur(v: &Option<String>, path: &str, errs: &mut Vec<ConfigError>) -> Option<Du
     }
 }
 
+#[allow(clippy::disallowed_methods)] // loading runs on the control thread, never a worker
 fn addr(
     v: &Option<String>,
     path: &str,
@@ -833,6 +834,7 @@ fn mcp_http_target(
 
 /// `host:port`, `[v6]:port` or `name:port`. Names are resolved now (off the workers); one that
 /// does not resolve yet is kept by name and resolved when a connection is opened.
+#[allow(clippy::disallowed_methods)] // loading runs on the control thread, never a worker
 pub(super) fn parse_host(h: &str) -> Result<HostAddr, String> {
     if let Ok(a) = h.parse::<SocketAddr>() {
         return Ok(HostAddr::Resolved(a));

@@ -24,6 +24,7 @@ const BACKLOG: usize = 256;
 
 /// Process-wide counts of what sessions hold: taken when a session starts and given back when
 /// it is dropped, never touched per call (so the lock is off the request path).
+#[allow(clippy::disallowed_types)] // once per session start and end, never per call
 static SUBJECTS: std::sync::OnceLock<std::sync::Mutex<HashMap<(String, String), usize>>> =
     std::sync::OnceLock::new();
 static STDIO_PROCESSES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

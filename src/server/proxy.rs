@@ -6,7 +6,7 @@
 //! read from the upstream is written to the client at once, so `text/event-stream` events reach
 //! the client as they are produced. Not here: routing or policy decisions (`dispatch`).
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use monoio::buf::SliceMut;
@@ -58,7 +58,7 @@ pub(crate) async fn forward<S: ConnIo>(
             status: err.status(),
         }
     };
-    let addr = match resolve(&plan.target.addr) {
+    let addr = match resolve(&plan.target.addr).await {
         Some(a) => a,
         None => return fail(bufs, LocalError::UpstreamConnect),
     };
@@ -224,12 +224,10 @@ fn write_response_head(
     (raw, close_client)
 }
 
-fn resolve(addr: &HostAddr) -> Option<SocketAddr> {
+async fn resolve(addr: &HostAddr) -> Option<SocketAddr> {
     match addr {
         HostAddr::Resolved(a) => Some(*a),
-        // Blocking lookup on the worker: acceptable for names in /etc/hosts; a resolver off the
-        // workers is future work (noted in the README).
-        HostAddr::Name(host, port) => (host.as_str(), *port).to_socket_addrs().ok()?.next(),
+        HostAddr::Name(host, port) => crate::net::dns::resolve(host, *port).await,
     }
 }
 

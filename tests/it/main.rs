@@ -1,6 +1,9 @@
 //! Integration tests: each starts the real `portcullis` binary on ephemeral loopback ports and
 //! talks HTTP/1.1 to it; I/O tests run on both monoio drivers (io_uring and epoll).
 
+// clippy.toml's rules are for the proxy's workers; tests block and sleep on purpose.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 mod harness;
 
 mod auth; // mcpAuthentication/jwtAuth: challenges, validation, discovery, JWKS lifecycle

@@ -153,9 +153,8 @@ fn tls() -> monoio_rustls::TlsConnector {
 pub(crate) async fn connect(upstream: &HostTarget, https: bool) -> Result<Conn, String> {
     let addr: SocketAddr = match &upstream.addr {
         HostAddr::Resolved(a) => *a,
-        HostAddr::Name(h, p) => std::net::ToSocketAddrs::to_socket_addrs(&(h.as_str(), *p))
-            .ok()
-            .and_then(|mut a| a.next())
+        HostAddr::Name(h, p) => crate::net::dns::resolve(h, *p)
+            .await
             .ok_or_else(|| format!("cannot resolve {h}"))?,
     };
     let tcp = match monoio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect_addr(addr)).await {
