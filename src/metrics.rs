@@ -114,14 +114,26 @@ impl WorkerMetrics {
         }
     }
 
+    /// Adds `other`'s counts. Destructured so that a field added to [`WorkerMetrics`] does not
+    /// compile until it is merged here (a forgotten field would read 0 at every scrape).
     pub(crate) fn merge(&mut self, other: &WorkerMetrics) {
-        for (a, b) in self.refused.iter_mut().zip(other.refused.iter()) {
+        let WorkerMetrics {
+            refused,
+            rate_limited,
+            requests,
+            latency,
+            latency_sum,
+            latency_count,
+            open_connections,
+            accepted_connections,
+        } = other;
+        for (a, b) in self.refused.iter_mut().zip(refused.iter()) {
             *a += b;
         }
-        for (route, n) in &other.rate_limited {
+        for (route, n) in rate_limited {
             *self.rate_limited.entry(route.clone()).or_default() += n;
         }
-        for (route, counts) in &other.requests {
+        for (route, counts) in requests {
             let mine = self.requests.entry(route.clone()).or_default();
             for (status, n) in counts {
                 match mine.iter_mut().find(|(s, _)| s == status) {
@@ -130,13 +142,13 @@ impl WorkerMetrics {
                 }
             }
         }
-        for (a, b) in self.latency.iter_mut().zip(other.latency.iter()) {
+        for (a, b) in self.latency.iter_mut().zip(latency.iter()) {
             *a += b;
         }
-        self.latency_sum += other.latency_sum;
-        self.latency_count += other.latency_count;
-        self.open_connections += other.open_connections;
-        self.accepted_connections += other.accepted_connections;
+        self.latency_sum += *latency_sum;
+        self.latency_count += latency_count;
+        self.open_connections += open_connections;
+        self.accepted_connections += accepted_connections;
     }
 }
 

@@ -19,6 +19,7 @@
 //! (`server::mcp`) or authentication (`auth`).
 
 pub(crate) mod call;
+pub(crate) mod reject;
 pub(crate) mod session;
 pub(crate) mod target;
 

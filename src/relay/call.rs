@@ -16,18 +16,12 @@ use futures_util::StreamExt;
 
 use crate::mcp::jsonrpc::{self, Kind};
 use crate::mcp::{merge, protocol, sse};
+use crate::relay::reject::{self, Reject};
 use crate::relay::session::{self, Session};
 use crate::relay::target::shared_stream::TargetMsg;
 use crate::relay::target::Target;
 use crate::relay::{CallOp, McpCall, Relay, ReplyPart, Subject};
 use crate::snapshot::McpRoute;
-
-fn error(status: u16, id: Option<&str>, code: i64, msg: &str) -> ReplyPart {
-    ReplyPart::Error {
-        status,
-        body: jsonrpc::error_object(id, code, msg, None),
-    }
-}
 
 /// Runs a call for a session this worker owns.
 pub(crate) async fn run(ctx: Rc<Relay>, call: McpCall) {
@@ -38,18 +32,18 @@ pub(crate) async fn run(ctx: Rc<Relay>, call: McpCall) {
         reply,
     } = call;
     let Some(s) = ctx.sessions.get(&session) else {
-        let _ = reply.unbounded_send(error(404, None, -32001, "session not found"));
+        let _ = reply.unbounded_send(Reject::SessionNotFound.reply(None));
         return;
     };
     // Sessions are bound to their subject: another one sees the same as an unknown id (A14).
     if s.subject != subject {
-        let _ = reply.unbounded_send(error(404, None, -32001, "session not found"));
+        let _ = reply.unbounded_send(Reject::SessionNotFound.reply(None));
         return;
     }
     if s.is_closed() {
         ctx.sessions.remove(&session);
         s.close().await;
-        let _ = reply.unbounded_send(error(404, None, -32001, "session not found (it has ended)"));
+        let _ = reply.unbounded_send(Reject::SessionEnded.reply(None));
         return;
     }
     match op {
@@ -89,16 +83,9 @@ pub(crate) async fn initialize(
             .metrics
             .borrow_mut()
             .refuse(crate::metrics::Refused::SessionsPerWorker);
-        let msg = format!(
-            "the proxy holds its maximum of {} MCP sessions on this worker; retry later",
-            limits.sessions_per_worker
-        );
-        let _ = reply.unbounded_send(error(
-            503,
-            env_id().as_deref(),
-            jsonrpc::INTERNAL_ERROR,
-            &msg,
-        ));
+        let max = limits.sessions_per_worker;
+        let reject = Reject::SessionsPerWorker { max };
+        let _ = reply.unbounded_send(reject.reply(env_id().as_deref()));
         return;
     }
     let slots = match session::Slots::take(&subject, &route, &limits) {
@@ -108,13 +95,8 @@ pub(crate) async fn initialize(
                 session::OverCap::Subject(_) => crate::metrics::Refused::SessionsPerSubject,
                 session::OverCap::Processes(_) => crate::metrics::Refused::StdioProcesses,
             });
-            let (status, msg) = over_cap(over, &limits);
-            let _ = reply.unbounded_send(error(
-                status,
-                env_id().as_deref(),
-                jsonrpc::INTERNAL_ERROR,
-                &msg,
-            ));
+            let reject = over_cap(over, &limits);
+            let _ = reply.unbounded_send(reject.reply(env_id().as_deref()));
             return;
         }
     };
@@ -123,12 +105,8 @@ pub(crate) async fn initialize(
         Ok(s) => s,
         Err(e) => {
             tracing::error!(route = %route.name, error = %e, "cannot start the MCP session");
-            let _ = reply.unbounded_send(error(
-                502,
-                env_id().as_deref(),
-                jsonrpc::INTERNAL_ERROR,
-                "the MCP server could not be started",
-            ));
+            let reject = Reject::ServerNotStarted;
+            let _ = reply.unbounded_send(reject.reply(env_id().as_deref()));
             return;
         }
     };
@@ -143,16 +121,16 @@ pub(crate) async fn initialize(
 
 /// The status and message for a session refused by a cap: 429 for the client's own sessions,
 /// 503 when the proxy as a whole is full.
-fn over_cap(over: session::OverCap, limits: &crate::snapshot::McpLimits) -> (u16, String) {
+fn over_cap(over: session::OverCap, limits: &crate::snapshot::McpLimits) -> Reject {
     match over {
-        session::OverCap::Subject(n) => (
-            429,
-            format!("this client holds {n} MCP sessions, the most allowed (config.mcp.maxSessionsPerSubject = {}): end one with DELETE or let one expire", limits.sessions_per_subject),
-        ),
-        session::OverCap::Processes(n) => (
-            503,
-            format!("the proxy runs {n} MCP server processes, the most allowed (config.mcp.maxStdioProcesses = {}); retry later", limits.stdio_processes),
-        ),
+        session::OverCap::Subject(held) => Reject::SessionsPerSubject {
+            held,
+            max: limits.sessions_per_subject,
+        },
+        session::OverCap::Processes(running) => Reject::StdioProcesses {
+            running,
+            max: limits.stdio_processes,
+        },
     }
 }
 
@@ -179,8 +157,7 @@ pub(crate) async fn stateless(
                 session::OverCap::Subject(_) => crate::metrics::Refused::SessionsPerSubject,
                 session::OverCap::Processes(_) => crate::metrics::Refused::StdioProcesses,
             });
-            let (status, msg) = over_cap(over, &limits);
-            let _ = reply.unbounded_send(error(status, None, jsonrpc::INTERNAL_ERROR, &msg));
+            let _ = reply.unbounded_send(over_cap(over, &limits).reply(None));
             return;
         }
     };
@@ -188,12 +165,7 @@ pub(crate) async fn stateless(
         Ok(s) => s,
         Err(e) => {
             tracing::error!(route = %route.name, error = %e, "cannot start the MCP server");
-            let _ = reply.unbounded_send(error(
-                502,
-                None,
-                jsonrpc::INTERNAL_ERROR,
-                "the MCP server could not be started",
-            ));
+            let _ = reply.unbounded_send(Reject::ServerNotStarted.reply(None));
             return;
         }
     };
@@ -238,12 +210,7 @@ async fn post(
     if jsonrpc::is_batch(&body) {
         // Batches exist only in 2025-03-26 (T4).
         if s.version.get() != "2025-03-26" {
-            let _ = reply.unbounded_send(error(
-                400,
-                None,
-                jsonrpc::INVALID_REQUEST,
-                "JSON-RPC batches are not allowed in this protocol version",
-            ));
+            let _ = reply.unbounded_send(Reject::BatchNotAllowed.reply(None));
             return;
         }
         return batch(s, body, reply).await;
@@ -251,7 +218,7 @@ async fn post(
     let env = match jsonrpc::peek(&body) {
         Ok(e) => e,
         Err(e) => {
-            let _ = reply.unbounded_send(error(400, None, e.code(), e.message()));
+            let _ = reply.unbounded_send(Reject::NotJsonRpc(e).reply(None));
             return;
         }
     };
@@ -288,7 +255,7 @@ async fn batch(s: &Rc<Session>, body: Vec<u8>, reply: &UnboundedSender<ReplyPart
     let parts: Vec<Vec<u8>> = match jsonrpc::split_batch(&body) {
         Ok(p) => p.into_iter().map(<[u8]>::to_vec).collect(),
         Err(e) => {
-            let _ = reply.unbounded_send(error(400, None, e.code(), e.message()));
+            let _ = reply.unbounded_send(Reject::NotJsonRpc(e).reply(None));
             return;
         }
     };
@@ -428,7 +395,7 @@ async fn request(
             let body = match merge::rename_param_name(&body, inner) {
                 Ok(b) => b,
                 Err(e) => {
-                    let _ = reply.unbounded_send(error(400, Some(id), jsonrpc::INVALID_PARAMS, &e));
+                    let _ = reply.unbounded_send(reject::invalid_params(id, &e));
                     return;
                 }
             };

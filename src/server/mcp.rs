@@ -19,6 +19,7 @@ use crate::http::response::itoa_buf;
 use crate::mcp::{jsonrpc, protocol, sse};
 use crate::net::io::{Bufs, ConnIo};
 use crate::relay::call as relay_call;
+use crate::relay::reject::Reject;
 use crate::relay::{session, CallOp, McpCall, NoIdentity, Relay, ReplyPart, Subject};
 use crate::snapshot::McpRoute;
 
@@ -148,13 +149,6 @@ impl McpHead {
 /// Keep-alive comments on an idle server-to-client stream.
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
-fn reject(status: u16, code: i64, msg: &str) -> ReplyPart {
-    ReplyPart::Error {
-        status,
-        body: jsonrpc::error_object(None, code, msg, None),
-    }
-}
-
 /// Handles one MCP request whose body (if any) is already read. Returns the status sent and
 /// whether the connection can carry another request.
 ///
@@ -260,26 +254,18 @@ fn start(
         && !protocol::is_loopback_host(head.host())
         && !protocol::host_allowed(head.host(), &route.allowed_origins)
     {
-        return Err(reject(
-            403,
-            jsonrpc::INVALID_REQUEST,
-            "Host not allowed (DNS rebinding protection)",
-        ));
+        return Err(Reject::HostNotAllowed.reply(None));
     }
     if let Some(origin) = head.origin() {
         if !protocol::origin_allowed(origin, head.host(), &route.allowed_origins) {
-            return Err(reject(403, jsonrpc::INVALID_REQUEST, "Origin not allowed"));
+            return Err(Reject::OriginNotAllowed.reply(None));
         }
     }
     // Sessions are bound to who the token names; stateless routes keep no session.
     let subject = match subject {
         Ok(s) => s,
         Err(NoIdentity) if !route.stateful => None,
-        Err(NoIdentity) => return Err(reject(
-            403,
-            jsonrpc::INVALID_REQUEST,
-            "the token names no subject (sub) or client (client_id, azp) to bind an MCP session to",
-        )),
+        Err(NoIdentity) => return Err(Reject::NoIdentity.reply(None)),
     };
     if let protocol::VersionCheck::Unsupported = protocol::check_version(head.version()) {
         let requested = String::from_utf8_lossy(head.version().unwrap_or_default()).into_owned();
@@ -292,14 +278,10 @@ fn start(
     match head.method() {
         b"POST" => {
             if !protocol::accepts_post(head.accept()) {
-                return Err(reject(406, jsonrpc::INVALID_REQUEST, "Not Acceptable: the client must accept both application/json and text/event-stream"));
+                return Err(Reject::NotAcceptablePost.reply(None));
             }
             if !protocol::is_json_content_type(head.content_type()) {
-                return Err(reject(
-                    415,
-                    jsonrpc::INVALID_REQUEST,
-                    "Unsupported Media Type: Content-Type must be application/json",
-                ));
+                return Err(Reject::UnsupportedMediaType.reply(None));
             }
             if !route.stateful {
                 let job = Job::Stateless {
@@ -325,35 +307,22 @@ fn start(
         }
         b"GET" => {
             if !route.stateful {
-                return Err(ReplyPart::Error {
-                    status: 405,
-                    body: Vec::new(),
-                });
+                return Err(Reject::MethodNotAllowed.reply(None));
             }
             if !protocol::accepts_sse(head.accept()) {
-                return Err(reject(
-                    406,
-                    jsonrpc::INVALID_REQUEST,
-                    "Not Acceptable: the client must accept text/event-stream",
-                ));
+                return Err(Reject::NotAcceptableStream.reply(None));
             }
             let job = hand_off(ctx, head, CallOp::Get(head.last_event_id()), subject, tx)?;
             Ok((rx, job))
         }
         b"DELETE" => {
             if !route.stateful {
-                return Err(ReplyPart::Error {
-                    status: 405,
-                    body: Vec::new(),
-                });
+                return Err(Reject::MethodNotAllowed.reply(None));
             }
             let job = hand_off(ctx, head, CallOp::Delete, subject, tx)?;
             Ok((rx, job))
         }
-        _ => Err(ReplyPart::Error {
-            status: 405,
-            body: Vec::new(),
-        }),
+        _ => Err(Reject::MethodNotAllowed.reply(None)),
     }
 }
 
@@ -367,11 +336,7 @@ fn hand_off(
     reply: UnboundedSender<ReplyPart>,
 ) -> Result<Option<Job>, ReplyPart> {
     let Some(session) = head.session() else {
-        return Err(reject(
-            400,
-            jsonrpc::INVALID_REQUEST,
-            "Bad Request: Mcp-Session-Id header is required",
-        ));
+        return Err(Reject::SessionIdRequired.reply(None));
     };
     let call = McpCall {
         session,
@@ -379,7 +344,7 @@ fn hand_off(
         subject,
         reply,
     };
-    let not_found = || reject(404, -32001, "session not found");
+    let not_found = || Reject::SessionNotFound.reply(None);
     let Some(owner) = session::owner_of(&call.session) else {
         return Err(not_found());
     };
