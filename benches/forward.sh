@@ -9,6 +9,8 @@
 #   forward           Portcullis `host` route -> backend (no auth)
 #   relay             Portcullis `mcp` backend (streamable-HTTP target) -> backend
 #   relay-auth        the same with mcpAuthentication, one RS256 token (verified-token cache hits)
+# With MORE=1, also overhead.sh's auth cases on a `host` route: auth-hit (one RS256 token), 401
+# (no token: the challenge) and metadata (the protected-resource metadata document).
 # With BASE=<dir with an older portcullis binary>, every Portcullis case also runs against that
 # binary (`base-forward`, `base-relay`, `base-relay-auth`), alternating with the current one.
 #
@@ -69,6 +71,15 @@ binds:
     - name: relay
       matches: [{path: {exact: /relay/mcp}}]
       backends: [{mcp: {targets: [{name: be, mcp: {host: 127.0.0.1, port: $BP, path: /mcp}}]}}]
+    - name: host-auth
+      matches: [{path: {exact: /host-auth/mcp}}]
+      policies:
+        mcpAuthentication:
+          issuer: $ISS
+          audiences: ['$AUD']
+          jwks: {url: 'http://127.0.0.1:$JP/jwks.json'}
+          resourceMetadata: {resource: 'http://localhost:$port/host-auth/mcp'}
+      backends: [{host: '127.0.0.1:$BP'}]
     - name: relay-auth
       matches: [{path: {exact: /auth/mcp}}]
       policies:
@@ -88,6 +99,11 @@ YAML
   add "${p}forward" "$pid" "http://127.0.0.1:$port/forward/mcp" -s call
   add "${p}relay" "$pid" "http://127.0.0.1:$port/relay/mcp" -s call
   add "${p}relay-auth" "$pid" "http://127.0.0.1:$port/auth/mcp" -s call --token-file "$tmp/tok.txt"
+  if [ -n "${MORE:-}" ]; then
+    add "${p}auth-hit" "$pid" "http://127.0.0.1:$port/host-auth/mcp" -s call --token-file "$tmp/tok.txt"
+    add "${p}401" "$pid" "http://127.0.0.1:$port/host-auth/mcp" -s unauth
+    add "${p}metadata" "$pid" "http://127.0.0.1:$port/host-auth/mcp" -s metadata
+  fi
 }
 start_portcullis cur "$BIN_DIR/portcullis"
 if [ -n "${BASE:-}" ]; then start_portcullis base "$BASE/portcullis"; fi
@@ -157,6 +173,6 @@ def ratio(a, b):
         print(f"{a} / {b}: {res[a][0] / res[b][0]:.2f}x (per-core CPU per request)")
 for a in ["forward", "base-forward", "relay", "base-relay"]:
     ratio(a, "haproxy-forward")
-for c in ["forward", "relay", "relay-auth"]:
+for c in ["forward", "relay", "relay-auth", "auth-hit", "401", "metadata"]:
     ratio(c, "base-" + c)
 PY

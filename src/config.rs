@@ -20,7 +20,7 @@ pub(crate) use env::expand_env;
 pub(crate) use error::ConfigError;
 pub use error::ConfigErrors;
 pub(crate) use validate::validate;
-pub(crate) use values::{parse_duration, parse_worker_threads, ThreadCount};
+pub(crate) use values::{parse_duration, parse_worker_threads};
 
 /// [`load_str`] with an explicit environment (tests, fuzzing, `--validate-only` dry runs).
 pub(crate) fn load_str_with_env(

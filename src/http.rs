@@ -4,5 +4,6 @@
 //! Not here: anything that reads or writes a socket (`net`, `server`), HTTP/2 (a
 //! prior-knowledge preface is refused with a clear error), WebSocket upgrades.
 
+pub(crate) mod authority;
 pub(crate) mod h1;
 pub(crate) mod response;

@@ -13,7 +13,7 @@ mod table;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use host::{hostname_matches, strip_port, HostnameMatch};
+pub(crate) use host::{hostname_matches, HostnameMatch};
 #[cfg(test)]
 pub(crate) use matcher::query_pairs;
 pub(crate) use matcher::QueryMatch;
@@ -23,7 +23,7 @@ pub use table::{RouteSpec, RouteTable};
 /// The parts of a request that routing looks at, borrowed from the parsed head.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestView<'a> {
-    /// Port already stripped (see [`strip_port`]); compared ASCII case-insensitively.
+    /// Port already stripped (see `http::authority::strip_port`); compared ASCII case-insensitively.
     pub host: &'a str,
     pub method: &'a str,
     /// Path without the query string.

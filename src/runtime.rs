@@ -6,10 +6,12 @@
 
 pub(crate) mod admin;
 pub(crate) mod control;
+pub(crate) mod reload;
 pub(crate) mod watch;
 pub(crate) mod worker;
 
-pub use control::{run, ConfigSource, RunOptions};
+pub use control::{run, RunOptions};
+pub use reload::ConfigSource;
 
 pub type Runtime = monoio::FusionRuntime<
     monoio::time::TimeDriver<monoio::IoUringDriver>,

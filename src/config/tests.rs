@@ -116,7 +116,7 @@ fn kitchen_sink_values() {
     let c = cfg.config.as_ref().unwrap();
     assert_eq!(
         parse_worker_threads(c.worker_threads.as_ref().unwrap()),
-        Ok(ThreadCount::PercentOfCores(50))
+        Ok(crate::snapshot::WorkerThreads::Percent(50))
     );
     let routes = cfg.binds[0].listeners[0].routes.as_ref().unwrap();
     assert_eq!(
@@ -272,14 +272,17 @@ fn durations() {
 #[test]
 fn worker_threads() {
     use WorkerThreads::*;
-    assert_eq!(parse_worker_threads(&Number(4)), Ok(ThreadCount::Fixed(4)));
+    assert_eq!(
+        parse_worker_threads(&Number(4)),
+        Ok(crate::snapshot::WorkerThreads::Count(4))
+    );
     assert_eq!(
         parse_worker_threads(&Text("8".into())),
-        Ok(ThreadCount::Fixed(8))
+        Ok(crate::snapshot::WorkerThreads::Count(8))
     );
     assert_eq!(
         parse_worker_threads(&Text("100%".into())),
-        Ok(ThreadCount::PercentOfCores(100))
+        Ok(crate::snapshot::WorkerThreads::Percent(100))
     );
     for bad in [
         Number(0),

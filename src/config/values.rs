@@ -77,32 +77,27 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::new(secs, (total % 1_000_000_000) as u32))
 }
 
-/// How many worker threads `config.workerThreads` asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ThreadCount {
-    Fixed(usize),
-    /// Percentage (1..=100) of available cores.
-    PercentOfCores(u8),
-}
-
 /// Interprets `workerThreads`: an integer > 0, the same as a string, or `"NN%"` with 1 ≤ NN ≤ 100.
-pub(crate) fn parse_worker_threads(w: &WorkerThreads) -> Result<ThreadCount, String> {
+pub(crate) fn parse_worker_threads(
+    w: &WorkerThreads,
+) -> Result<crate::snapshot::WorkerThreads, String> {
+    use crate::snapshot::WorkerThreads as Count;
     let bad = || "workerThreads must be an integer > 0 or a percentage like \"50%\"".to_owned();
     match w {
-        WorkerThreads::Number(n) if *n > 0 => usize::try_from(*n)
-            .map(ThreadCount::Fixed)
-            .map_err(|_| bad()),
+        WorkerThreads::Number(n) if *n > 0 => {
+            usize::try_from(*n).map(Count::Count).map_err(|_| bad())
+        }
         WorkerThreads::Number(_) => Err(bad()),
         WorkerThreads::Text(t) => {
             let t = t.trim();
             if let Some(p) = t.strip_suffix('%') {
                 match p.trim().parse::<u8>() {
-                    Ok(p @ 1..=100) => Ok(ThreadCount::PercentOfCores(p)),
+                    Ok(p @ 1..=100) => Ok(Count::Percent(u32::from(p))),
                     _ => Err(bad()),
                 }
             } else {
                 match t.parse::<usize>() {
-                    Ok(n) if n > 0 => Ok(ThreadCount::Fixed(n)),
+                    Ok(n) if n > 0 => Ok(Count::Count(n)),
                     _ => Err(bad()),
                 }
             }

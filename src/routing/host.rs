@@ -70,24 +70,3 @@ pub(crate) fn hostname_matches(pattern: &str, host: &str) -> bool {
         pattern.eq_ignore_ascii_case(host)
     }
 }
-
-/// Removes a `:port` suffix from a `Host` value. `[::1]:8080` → `[::1]` (brackets kept),
-/// `example.com:443` → `example.com`, `example.com` unchanged. A colon not followed only by
-/// digits (e.g. an unbracketed IPv6 literal) is left alone.
-pub(crate) fn strip_port(host: &[u8]) -> &[u8] {
-    if host.first() == Some(&b'[') {
-        return match memchr::memchr(b']', host) {
-            Some(end) => &host[..=end],
-            None => host,
-        };
-    }
-    match memchr::memrchr(b':', host) {
-        Some(colon)
-            if host[colon + 1..].iter().all(u8::is_ascii_digit)
-                && !host[..colon].contains(&b':') =>
-        {
-            &host[..colon]
-        }
-        _ => host,
-    }
-}

@@ -420,17 +420,6 @@ fn query_parsing() {
 }
 
 #[test]
-fn strip_port_forms() {
-    assert_eq!(strip_port(b"[::1]:8080"), b"[::1]");
-    assert_eq!(strip_port(b"[::1]"), b"[::1]");
-    assert_eq!(strip_port(b"example.com:443"), b"example.com");
-    assert_eq!(strip_port(b"example.com"), b"example.com");
-    assert_eq!(strip_port(b"example.com:"), b"example.com");
-    assert_eq!(strip_port(b"::1"), b"::1");
-    assert_eq!(strip_port(b""), b"");
-}
-
-#[test]
 fn hostname_patterns() {
     assert!(hostname_matches("example.com", "EXAMPLE.com"));
     assert!(!hostname_matches("example.com", "a.example.com"));

@@ -93,7 +93,7 @@ pub(crate) fn decide<'s>(
         ..*head
     };
     let host_raw = head.authority.unwrap_or(b"");
-    let host = std::str::from_utf8(routing::strip_port(host_raw)).unwrap_or("");
+    let host = std::str::from_utf8(crate::http::authority::strip_port(host_raw)).unwrap_or("");
     let Some(listener) = find_bind(snap, conn.port).and_then(|b| b.listener_for(host)) else {
         return local_error(
             LocalError::NoListener,

@@ -123,7 +123,7 @@ pub(crate) fn upstream_head(
 
 fn rewrite_authority(a: &AuthorityRewrite, client_host: &[u8]) -> String {
     let client = String::from_utf8_lossy(client_host);
-    let (h, port) = split_host_port(&client);
+    let (h, port) = crate::http::authority::split_host_port(&client);
     match a {
         AuthorityRewrite::Full(f) => f.clone(),
         AuthorityRewrite::Host(new) => match port {
@@ -132,12 +132,6 @@ fn rewrite_authority(a: &AuthorityRewrite, client_host: &[u8]) -> String {
         },
         AuthorityRewrite::Port(p) => format!("{h}:{p}"),
     }
-}
-
-fn split_host_port(authority: &str) -> (&str, Option<&str>) {
-    let host = std::str::from_utf8(routing::strip_port(authority.as_bytes())).unwrap_or(authority);
-    let rest = &authority[host.len()..];
-    (host, rest.strip_prefix(':'))
 }
 
 pub(crate) fn redirect_location(

@@ -168,13 +168,8 @@ fn check_authority(a: &str) -> Result<(), &'static str> {
 
 /// Only called on authorities that passed [`check_authority`].
 fn split_host_port(a: &str) -> (&str, Option<u16>) {
-    let host_end = if a.starts_with('[') {
-        a.find(']').map_or(a.len(), |i| i + 1)
-    } else {
-        a.find(':').unwrap_or(a.len())
-    };
-    let (host, port) = a.split_at(host_end);
-    (host, port.strip_prefix(':').and_then(|p| p.parse().ok()))
+    let (host, port) = crate::http::authority::split_host_port(a);
+    (host, port.and_then(|p| p.parse().ok()))
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters (query-component safe).

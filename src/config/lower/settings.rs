@@ -1,0 +1,155 @@
+//! Lowering of the top-level `config` block: process settings, limits, admin addresses.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use crate::config::model;
+use crate::config::{parse_duration, parse_worker_threads, ConfigError};
+use crate::snapshot::{LogSettings, Settings};
+
+use super::*;
+
+#[allow(clippy::disallowed_methods)] // loading runs on the control thread, never a worker
+fn addr(
+    v: &Option<String>,
+    path: &str,
+    default: SocketAddr,
+    errs: &mut Vec<ConfigError>,
+) -> SocketAddr {
+    let Some(s) = v.as_deref() else {
+        return default;
+    };
+    match s.to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(a)) => a,
+        _ => {
+            errs.push(ConfigError::new(
+                path,
+                format!("invalid address {s:?} (expected host:port)"),
+            ));
+            default
+        }
+    }
+}
+
+pub(super) fn lower_settings(cfg: Option<&model::Config>, errs: &mut Vec<ConfigError>) -> Settings {
+    let mut s = Settings::default();
+    if let Some(c) = cfg {
+        s.stats_addr = addr(&c.stats_addr, "config.statsAddr", s.stats_addr, errs);
+        s.readiness_addr = addr(
+            &c.readiness_addr,
+            "config.readinessAddr",
+            s.readiness_addr,
+            errs,
+        );
+        if let Some(d) = dur(
+            &c.connection_termination_deadline,
+            "config.connectionTerminationDeadline",
+            errs,
+        ) {
+            s.termination_deadline = d;
+        }
+        if let Some(w) = &c.worker_threads {
+            match parse_worker_threads(w) {
+                Ok(n) => s.worker_threads = Some(n),
+                Err(e) => errs.push(ConfigError::new("config.workerThreads", e)),
+            }
+        }
+        if let Some(l) = &c.listener {
+            if let Some(m) = l.max_buffer_size {
+                s.limits.max_body = m;
+            }
+            if let Some(d) = dur(
+                &l.http1_idle_timeout,
+                "config.listener.http1IdleTimeout",
+                errs,
+            ) {
+                s.limits.idle_timeout = d;
+            }
+            if let Some(d) = dur(
+                &l.tls_handshake_timeout,
+                "config.listener.tlsHandshakeTimeout",
+                errs,
+            ) {
+                s.limits.tls_handshake_timeout = d;
+            }
+        }
+        if let Some(b) = &c.backend {
+            if let Some(d) = dur(&b.connect_timeout, "config.backend.connectTimeout", errs) {
+                s.upstream.connect_timeout = d;
+            }
+            if let Some(d) = dur(&b.pool_idle_timeout, "config.backend.poolIdleTimeout", errs) {
+                s.upstream.pool_idle_timeout = d;
+            }
+            if let Some(n) = b.pool_max_size {
+                s.upstream.pool_max_idle = n as usize;
+            }
+        }
+        if let Some(m) = &c.mcp {
+            if let Some(d) = dur(&m.session_ttl, "config.mcp.sessionTtl", errs) {
+                s.mcp_session_ttl = d;
+            }
+            for (v, field, path) in [
+                (
+                    m.max_sessions_per_subject,
+                    &mut s.mcp_limits.sessions_per_subject,
+                    "config.mcp.maxSessionsPerSubject",
+                ),
+                (
+                    m.max_sessions_per_worker,
+                    &mut s.mcp_limits.sessions_per_worker,
+                    "config.mcp.maxSessionsPerWorker",
+                ),
+                (
+                    m.max_stdio_processes,
+                    &mut s.mcp_limits.stdio_processes,
+                    "config.mcp.maxStdioProcesses",
+                ),
+            ] {
+                match v {
+                    Some(0) => errs.push(ConfigError::new(path, "must be at least 1")),
+                    Some(n) => *field = n as usize,
+                    None => {}
+                }
+            }
+            match m.max_buffered_bytes {
+                Some(n) if n < 65536 => errs.push(ConfigError::new(
+                    "config.mcp.maxBufferedBytes",
+                    "must be at least 65536 (64 KiB)",
+                )),
+                Some(n) => s.mcp_limits.buffered_bytes = n,
+                None => {}
+            }
+        }
+        if let Some(l) = &c.logging {
+            let level = match &l.level {
+                Some(model::StringOrList::One(v)) => Some(v.clone()),
+                Some(model::StringOrList::Many(v)) => Some(v.join(",")),
+                None => None,
+            };
+            s.log = LogSettings {
+                json: matches!(l.format, Some(model::LogFormat::Json)),
+                filter: level.or_else(|| l.filter.clone()),
+            };
+        }
+    }
+    // Not an agentgateway key: the slowloris guard, overridable for tests and tight deployments.
+    if let Ok(v) = std::env::var("PORTCULLIS_HEADER_TIMEOUT") {
+        match parse_duration(&v) {
+            Ok(d) if !d.is_zero() => s.limits.header_timeout = d,
+            _ => errs.push(ConfigError::new(
+                "env PORTCULLIS_HEADER_TIMEOUT",
+                format!("invalid duration {v:?}"),
+            )),
+        }
+    }
+    // Not an agentgateway key either: the slow-body guard (bytes/s, 0 = off).
+    if let Ok(v) = std::env::var("PORTCULLIS_BODY_MIN_RATE") {
+        match v.trim().parse::<u64>() {
+            Ok(n) => s.limits.body_min_rate = n,
+            Err(_) => errs.push(ConfigError::new(
+                "env PORTCULLIS_BODY_MIN_RATE",
+                format!("{v:?} is not a number of bytes per second"),
+            )),
+        }
+    }
+    s
+}
