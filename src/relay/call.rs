@@ -312,23 +312,7 @@ async fn request(
 ) {
     let route = &s.route;
     if s.targets.len() == 1 && !route.prefix {
-        let (call, body) = InFlight::start(s, 0, id, &body);
-        if let Target::Http(h) = &s.targets[0] {
-            // The upstream exchange runs in this task, next to the relaying (no spawn); when
-            // the relaying ends first (timeout, client gone), the exchange is dropped with it.
-            let (tx, rx) = futures_channel::mpsc::unbounded();
-            let up_id = call.upstream.clone();
-            let up = std::pin::pin!(h.request_into(&up_id, body, tx));
-            let rel = std::pin::pin!(relay(s, call, id, rx, reply, new_session));
-            if let futures_util::future::Either::Left((_, rel)) =
-                futures_util::future::select(up, rel).await
-            {
-                rel.await;
-            }
-            return;
-        }
-        let rx = s.targets[0].request(&call.upstream, body);
-        return relay(s, call, id, rx, reply, new_session).await;
+        return single_target(s, id, body, reply, new_session).await;
     }
     if method == "initialize" {
         let finals = fan_out(s, id, &body).await;
@@ -372,41 +356,7 @@ async fn request(
         return;
     }
     match method {
-        "tools/call" | "prompts/get" => {
-            let names: Vec<&str> = s.targets.iter().map(Target::name).collect();
-            let Some((target, inner)) = name.and_then(|n| merge::split(n, &names)) else {
-                let msg = format!(
-                    "unknown {}: {}",
-                    if method == "tools/call" {
-                        "tool"
-                    } else {
-                        "prompt"
-                    },
-                    name.unwrap_or("")
-                );
-                let _ = reply.unbounded_send(ReplyPart::Json {
-                    status: 200,
-                    body: jsonrpc::error_object(Some(id), jsonrpc::INVALID_PARAMS, &msg, None),
-                    session: None,
-                });
-                return;
-            };
-            let ti = s
-                .targets
-                .iter()
-                .position(|t| t.name() == target)
-                .expect("split returns a known target");
-            let body = match merge::rename_param_name(&body, inner) {
-                Ok(b) => b,
-                Err(e) => {
-                    let _ = reply.unbounded_send(reject::invalid_params(id, &e));
-                    return;
-                }
-            };
-            let (call, body) = InFlight::start(s, ti, id, &body);
-            let rx = s.targets[ti].request(&call.upstream, body);
-            relay(s, call, id, rx, reply, None).await
-        }
+        "tools/call" | "prompts/get" => call_by_name(s, id, method, name, body, reply).await,
         "ping" => {
             let _ = reply.unbounded_send(ReplyPart::Json {
                 status: 200,
@@ -432,4 +382,76 @@ async fn request(
             });
         }
     }
+}
+
+/// A route with one target and no prefixes: the message goes through as it is.
+async fn single_target(
+    s: &Rc<Session>,
+    id: &str,
+    body: Vec<u8>,
+    reply: &UnboundedSender<ReplyPart>,
+    new_session: Option<String>,
+) {
+    let (call, body) = InFlight::start(s, 0, id, &body);
+    if let Target::Http(h) = &s.targets[0] {
+        // The upstream exchange runs in this task, next to the relaying (no spawn); when
+        // the relaying ends first (timeout, client gone), the exchange is dropped with it.
+        let (tx, rx) = futures_channel::mpsc::unbounded();
+        let up_id = call.upstream.clone();
+        let up = std::pin::pin!(h.request_into(&up_id, body, tx));
+        let rel = std::pin::pin!(relay(s, call, id, rx, reply, new_session));
+        if let futures_util::future::Either::Left((_, rel)) =
+            futures_util::future::select(up, rel).await
+        {
+            rel.await;
+        }
+        return;
+    }
+    let rx = s.targets[0].request(&call.upstream, body);
+    relay(s, call, id, rx, reply, new_session).await
+}
+
+/// `tools/call` or `prompts/get` on a route with several targets (or prefixes): sent to the
+/// target the prefixed name names, with the name it has there.
+async fn call_by_name(
+    s: &Rc<Session>,
+    id: &str,
+    method: &str,
+    name: Option<&str>,
+    body: Vec<u8>,
+    reply: &UnboundedSender<ReplyPart>,
+) {
+    let names: Vec<&str> = s.targets.iter().map(Target::name).collect();
+    let Some((target, inner)) = name.and_then(|n| merge::split(n, &names)) else {
+        let msg = format!(
+            "unknown {}: {}",
+            if method == "tools/call" {
+                "tool"
+            } else {
+                "prompt"
+            },
+            name.unwrap_or("")
+        );
+        let _ = reply.unbounded_send(ReplyPart::Json {
+            status: 200,
+            body: jsonrpc::error_object(Some(id), jsonrpc::INVALID_PARAMS, &msg, None),
+            session: None,
+        });
+        return;
+    };
+    let ti = s
+        .targets
+        .iter()
+        .position(|t| t.name() == target)
+        .expect("split returns a known target");
+    let body = match merge::rename_param_name(&body, inner) {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = reply.unbounded_send(reject::invalid_params(id, &e));
+            return;
+        }
+    };
+    let (call, body) = InFlight::start(s, ti, id, &body);
+    let rx = s.targets[ti].request(&call.upstream, body);
+    relay(s, call, id, rx, reply, None).await
 }

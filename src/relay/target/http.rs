@@ -7,177 +7,23 @@
 //! Not here: downstream HTTP (`server::mcp`), routing between targets (`relay::call`).
 
 use std::cell::{Cell, RefCell};
-use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
-use monoio::buf::SliceMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
 
 use crate::http::h1::{self, ChunkedDecoder, RespBody};
 use crate::mcp::jsonrpc::{self, Kind};
 use crate::mcp::sse::SseParser;
-use crate::net::addr::{HostAddr, HostTarget};
+use crate::net::addr::HostTarget;
 use crate::net::pool::STALE_AFTER;
 use crate::relay::target::shared_stream::TargetMsg;
 use crate::relay::MAX_MESSAGE;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+mod conn;
 
-/// How long the rest of an SSE answer may take once its response event has arrived. Servers
-/// SHOULD end the stream then; one that keeps it open loses the connection (it is closed, not
-/// pooled) instead of holding a socket and a task for as long as it likes.
-const FINAL_DRAIN: Duration = Duration::from_secs(1);
-
-type Pool = RefCell<Vec<(Conn, Vec<u8>, Instant)>>;
-
-/// Puts a connection whose answer was read to the end back into `pool`, with its (empty) read
-/// buffer; a buffer that grew for a large message is not kept for the next one.
-fn pool_put(pool: &Pool, conn: Conn, mut buf: Vec<u8>) {
-    if buf.capacity() > 64 * 1024 {
-        buf = Vec::with_capacity(16 * 1024);
-    }
-    pool.borrow_mut().push((conn, buf, Instant::now()));
-}
-
-/// What is left of an answer body when its response event has been handed on.
-enum Tail {
-    Chunked(ChunkedDecoder),
-    /// Bytes left of a `content-length` body.
-    Length(usize),
-}
-
-/// Decodes the chunked body bytes in `input`, handing the data to `sink`; returns how many bytes
-/// were used and whether the body ended.
-fn dechunk(
-    dec: &mut ChunkedDecoder,
-    input: &[u8],
-    mut sink: impl FnMut(&[u8]),
-) -> Result<(usize, bool), h1::H1Error> {
-    let mut consumed = 0;
-    while consumed < input.len() {
-        let c = dec.decode(&input[consumed..])?;
-        sink(c.data);
-        consumed += c.consumed;
-        if c.done {
-            return Ok((consumed, true));
-        }
-        if c.consumed == 0 {
-            break;
-        }
-    }
-    Ok((consumed, false))
-}
-
-/// Reads what is left of an answer (discarding it) for at most [`FINAL_DRAIN`], then returns
-/// the connection to `pool`, unless the target is gone or the server did not end the body in
-/// time: then the connection is closed.
-async fn drain_tail(mut conn: Conn, mut buf: Vec<u8>, mut tail: Tail, pool: Rc<Pool>) {
-    let deadline = monoio::time::Instant::now() + FINAL_DRAIN;
-    loop {
-        let (consumed, done) = match &mut tail {
-            Tail::Chunked(dec) => match dechunk(dec, &buf, |_| {}) {
-                Ok(r) => r,
-                Err(_) => return,
-            },
-            Tail::Length(left) => {
-                let n = (*left).min(buf.len());
-                *left -= n;
-                (n, *left == 0)
-            }
-        };
-        buf.drain(..consumed);
-        if done {
-            // The target holds the other reference; without it nobody would take the connection.
-            if buf.is_empty() && Rc::strong_count(&pool) > 1 {
-                pool_put(&pool, conn, buf);
-            }
-            return;
-        }
-        match monoio::time::timeout_at(deadline, conn.read_more(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => {}
-            _ => return,
-        }
-    }
-}
-
-pub(crate) enum Conn {
-    Plain(TcpStream),
-    Tls(Box<monoio_rustls::ClientTlsStream<TcpStream>>),
-}
-
-impl Conn {
-    pub(crate) async fn write_all(&mut self, data: Vec<u8>) -> std::io::Result<()> {
-        match self {
-            Conn::Plain(s) => s.write_all(data).await.0.map(|_| ()),
-            Conn::Tls(s) => s.write_all(data).await.0.map(|_| ()),
-        }
-    }
-
-    pub(crate) async fn read_more(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-        if buf.capacity() - buf.len() < 8192 {
-            buf.reserve(32 * 1024);
-        }
-        let b = std::mem::take(buf);
-        let (len, cap) = (b.len(), b.capacity());
-        let (res, slice) = match self {
-            Conn::Plain(s) => s.read(SliceMut::new(b, len, cap)).await,
-            Conn::Tls(s) => s.read(SliceMut::new(b, len, cap)).await,
-        };
-        *buf = slice.into_inner();
-        res
-    }
-}
-
-fn tls() -> monoio_rustls::TlsConnector {
-    static CFG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    let cfg = CFG.get_or_init(|| {
-        let roots =
-            rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        Arc::new(
-            rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default TLS versions")
-                .with_root_certificates(roots)
-                .with_no_client_auth(),
-        )
-    });
-    monoio_rustls::TlsConnector::from(cfg.clone())
-}
-
-/// A new connection to `upstream`, with TLS when `https`.
-pub(crate) async fn connect(upstream: &HostTarget, https: bool) -> Result<Conn, String> {
-    let addr: SocketAddr = match &upstream.addr {
-        HostAddr::Resolved(a) => *a,
-        HostAddr::Name(h, p) => crate::net::dns::resolve(h, *p)
-            .await
-            .ok_or_else(|| format!("cannot resolve {h}"))?,
-    };
-    let tcp = match monoio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect_addr(addr)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(format!("connect to {addr}: {e}")),
-        Err(_) => return Err(format!("connect to {addr}: timed out")),
-    };
-    let _ = tcp.set_nodelay(true);
-    if !https {
-        return Ok(Conn::Plain(tcp));
-    }
-    let host = upstream
-        .authority
-        .rsplit_once(':')
-        .map_or(upstream.authority.as_str(), |(h, _)| h);
-    let name =
-        rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
-    let s = tls()
-        .connect(name, tcp)
-        .await
-        .map_err(|e| format!("TLS to {host}: {e}"))?;
-    Ok(Conn::Tls(Box::new(s)))
-}
+pub(crate) use conn::{connect, Conn};
+use conn::{dechunk, drain_tail, pool_put, Pool, Tail};
 
 /// One streamable-HTTP target of one session.
 pub(crate) struct HttpTarget {
@@ -329,11 +175,7 @@ impl HttpTarget {
 
     /// Reads an answer head (skipping 1xx), learning the upstream's session id. `Err(None)`: the
     /// connection closed first; `Err(Some(_))`: the answer is not HTTP.
-    async fn read_head(
-        &self,
-        conn: &mut Conn,
-        buf: &mut Vec<u8>,
-    ) -> Result<(u16, RespBody, bool, usize, bool), Option<String>> {
+    async fn read_head(&self, conn: &mut Conn, buf: &mut Vec<u8>) -> Result<Head, Option<String>> {
         loop {
             {
                 let mut headers = [httparse::EMPTY_HEADER; 64];
@@ -377,34 +219,8 @@ impl HttpTarget {
         id: Option<&str>,
         tx: &UnboundedSender<TargetMsg>,
     ) -> Result<(), String> {
-        // A reused connection the upstream closed while idle (uvicorn does after 5 s) fails at
-        // the write, or before any answer byte: the message goes once more on a fresh
-        // connection — after a read failure only when the connection had been idle for
-        // `STALE_AFTER`, so that a server that died while handling it does not run it twice.
-        let mut attempt = 0;
-        let (mut conn, mut buf, (status, body_kind, sse, head_len, keep_alive)) = loop {
-            attempt += 1;
-            let (mut conn, mut buf, reused_after) = self.connect().await?;
-            let may_retry = |write_failed: bool| {
-                attempt == 1 && reused_after.is_some_and(|idle| write_failed || idle >= STALE_AFTER)
-            };
-            let out = self.post_message(&msg);
-            if let Err(e) = conn.write_all(out).await {
-                if may_retry(true) {
-                    self.idle.borrow_mut().clear();
-                    continue;
-                }
-                return Err(format!("send to {}: {e}", self.target));
-            }
-            match self.read_head(&mut conn, &mut buf).await {
-                Ok(h) => break (conn, buf, h),
-                Err(None) if buf.is_empty() && may_retry(false) => {
-                    self.idle.borrow_mut().clear();
-                }
-                Err(None) => return Err(format!("{} closed the connection", self.target)),
-                Err(Some(e)) => return Err(e),
-            }
-        };
+        let (mut conn, mut buf, (status, body_kind, sse, head_len, keep_alive)) =
+            self.write_and_read_head(&msg).await?;
         buf.drain(..head_len);
         if status == 404 && self.session.borrow().is_some() {
             self.alive.set(false);
@@ -445,24 +261,7 @@ impl HttpTarget {
                     .feed(&body)
                     .map_err(|e| format!("{}: {e:?}", self.target))?;
                 body.clear();
-                while let Some(ev) = parser.next_event() {
-                    if ev.data.is_empty() {
-                        continue;
-                    }
-                    let data = ev.data.into_bytes();
-                    match (
-                        jsonrpc::peek(&data).map(|e| (e.kind, e.id.map(str::to_owned))),
-                        id,
-                    ) {
-                        (Ok((Kind::Response, Some(rid))), Some(want)) if rid == want => {
-                            answered = true;
-                            let _ = tx.unbounded_send(TargetMsg::Final(data));
-                        }
-                        _ => {
-                            let _ = tx.unbounded_send(TargetMsg::Event(data));
-                        }
-                    }
-                }
+                answered |= hand_on_events(&mut parser, id, tx);
             }
             if done {
                 break;
@@ -491,31 +290,109 @@ impl HttpTarget {
             pool_put(&self.idle, conn, buf);
         }
         if !sse {
-            if !(200..300).contains(&status) {
-                if id.is_some() && !body.is_empty() && jsonrpc::peek(&body).is_ok() {
-                    let _ = tx.unbounded_send(TargetMsg::Final(body));
-                    return Ok(());
-                }
-                return Err(format!("{} answered HTTP {status}", self.target));
-            }
-            if let Some(want) = id {
-                if body.is_empty() {
-                    return Err(format!("{} answered without a body", self.target));
-                }
-                // Only the JSON-RPC response to this request is relayed as its answer.
-                let answers = matches!(
-                    jsonrpc::peek(&body).map(|e| (e.kind, e.id)),
-                    Ok((Kind::Response, Some(rid))) if rid == want
-                );
-                if !answers {
-                    return Err(format!(
-                        "{} answered with something other than the JSON-RPC response to this request",
-                        self.target
-                    ));
-                }
-                let _ = tx.unbounded_send(TargetMsg::Final(body));
-            }
+            return self.json_answer(status, body, id, tx);
         }
         Ok(())
     }
+
+    /// Writes the message and reads the response head. A reused connection the upstream closed
+    /// while idle (uvicorn does after 5 s) fails at the write, or before any answer byte: the
+    /// message goes once more on a fresh connection — after a read failure only when the
+    /// connection had been idle for `STALE_AFTER`, so that a server that died while handling it
+    /// does not run it twice.
+    async fn write_and_read_head(&self, msg: &[u8]) -> Result<(Conn, Vec<u8>, Head), String> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (mut conn, mut buf, reused_after) = self.connect().await?;
+            let may_retry = |write_failed: bool| {
+                attempt == 1 && reused_after.is_some_and(|idle| write_failed || idle >= STALE_AFTER)
+            };
+            let out = self.post_message(msg);
+            if let Err(e) = conn.write_all(out).await {
+                if may_retry(true) {
+                    self.idle.borrow_mut().clear();
+                    continue;
+                }
+                return Err(format!("send to {}: {e}", self.target));
+            }
+            match self.read_head(&mut conn, &mut buf).await {
+                Ok(h) => return Ok((conn, buf, h)),
+                Err(None) if buf.is_empty() && may_retry(false) => {
+                    self.idle.borrow_mut().clear();
+                }
+                Err(None) => return Err(format!("{} closed the connection", self.target)),
+                Err(Some(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// A JSON answer (not SSE): relayed as the request's answer when it is the JSON-RPC
+    /// response to request `id` (an error status with a JSON-RPC body too); otherwise an error.
+    fn json_answer(
+        &self,
+        status: u16,
+        body: Vec<u8>,
+        id: Option<&str>,
+        tx: &UnboundedSender<TargetMsg>,
+    ) -> Result<(), String> {
+        if !(200..300).contains(&status) {
+            if id.is_some() && !body.is_empty() && jsonrpc::peek(&body).is_ok() {
+                let _ = tx.unbounded_send(TargetMsg::Final(body));
+                return Ok(());
+            }
+            return Err(format!("{} answered HTTP {status}", self.target));
+        }
+        let Some(want) = id else {
+            return Ok(());
+        };
+        if body.is_empty() {
+            return Err(format!("{} answered without a body", self.target));
+        }
+        // Only the JSON-RPC response to this request is relayed as its answer.
+        let answers = matches!(
+            jsonrpc::peek(&body).map(|e| (e.kind, e.id)),
+            Ok((Kind::Response, Some(rid))) if rid == want
+        );
+        if !answers {
+            return Err(format!(
+                "{} answered with something other than the JSON-RPC response to this request",
+                self.target
+            ));
+        }
+        let _ = tx.unbounded_send(TargetMsg::Final(body));
+        Ok(())
+    }
+}
+
+/// A response head: status, body framing, SSE or not, head length, keep-alive.
+type Head = (u16, RespBody, bool, usize, bool);
+
+/// Hands the complete events of an SSE answer on: the JSON-RPC response to request `id` as the
+/// answer (true when it came), everything else as events of the request's stream.
+fn hand_on_events(
+    parser: &mut SseParser,
+    id: Option<&str>,
+    tx: &UnboundedSender<TargetMsg>,
+) -> bool {
+    let mut answered = false;
+    while let Some(ev) = parser.next_event() {
+        if ev.data.is_empty() {
+            continue;
+        }
+        let data = ev.data.into_bytes();
+        match (
+            jsonrpc::peek(&data).map(|e| (e.kind, e.id.map(str::to_owned))),
+            id,
+        ) {
+            (Ok((Kind::Response, Some(rid))), Some(want)) if rid == want => {
+                answered = true;
+                let _ = tx.unbounded_send(TargetMsg::Final(data));
+            }
+            _ => {
+                let _ = tx.unbounded_send(TargetMsg::Event(data));
+            }
+        }
+    }
+    answered
 }
