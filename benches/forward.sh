@@ -22,7 +22,8 @@
 #   benches/forward.sh                                   # ROUNDS=5 DURATION=5: about 4 minutes
 #   BASE=/path/to/old/release benches/forward.sh         # before/after, same run
 #   ROUNDS=1 DURATION=2 benches/forward.sh               # smoke
-# Knobs: CONNS (32), WARMUP (1), NO_BUILD=1, BIN_DIR (this build's binaries).
+# Knobs: CONNS (32), WARMUP (1), ONLY (a list of case names), NO_BUILD=1, BIN_DIR (this build's
+# binaries).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-5}
@@ -48,7 +49,11 @@ wait_port "$BP"; wait_port "$JP"
 
 declare -A URL ARGS SERVER
 cases=()
-add() { cases+=("$1"); SERVER[$1]=$2; URL[$1]=$3; shift 3; ARGS[${cases[-1]}]="$*"; }
+add() {
+  # ONLY="case …": measure just those cases.
+  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $1 "* ]]; then return 0; fi
+  cases+=("$1"); SERVER[$1]=$2; URL[$1]=$3; shift 3; ARGS[${cases[-1]}]="$*"
+}
 "$LOAD" token --sign-key "$KEYS/rsa-2048.pem" --iss "$ISS" --aud "$AUD" --count 1 >"$tmp/tok.txt"
 add direct "$BACKEND_PID" "http://127.0.0.1:$BP/mcp" -s call
 
@@ -109,23 +114,14 @@ start_portcullis cur "$BIN_DIR/portcullis"
 if [ -n "${BASE:-}" ]; then start_portcullis base "$BASE/portcullis"; fi
 
 if command -v haproxy >/dev/null; then
-  cat >"$tmp/haproxy.cfg" <<CFG
-global
-  nbthread 1
-  cpu-map 1/1 $PROXY_CPU
-  log stderr format raw local0 emerg
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-  http-reuse always
+  { haproxy_global "$PROXY_CPU"; cat <<CFG
 frontend fe
   bind 127.0.0.1:$HP
   default_backend be
 backend be
   server b1 127.0.0.1:$BP
 CFG
+  } >"$tmp/haproxy.cfg"
   taskset -c "$PROXY_CPU" haproxy -db -f "$tmp/haproxy.cfg" >"$tmp/haproxy.log" 2>&1 &
   pids+=($!)
   HAPROXY_PID=$!

@@ -154,17 +154,7 @@ HAVE_HAPROXY=0
 if [ "${HAPROXY:-1}" != 0 ] && command -v haproxy >/dev/null && command -v openssl >/dev/null; then
   HAVE_HAPROXY=1
   openssl pkey -in "$KEYS/rsa-2048.pem" -pubout -out "$tmp/rsa-pub.pem" 2>/dev/null
-  cat >"$tmp/haproxy.cfg" <<CFG
-global
-  nbthread 1
-  cpu-map 1/1 $PROXY_CPU
-  log stderr format raw local0 emerg
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-  http-reuse always
+  { haproxy_global "$PROXY_CPU"; cat <<CFG
 frontend mcp
   bind 127.0.0.1:$HP
   http-request return status 401 content-type application/json string '{"error":"unauthorized"}' hdr www-authenticate 'Bearer resource_metadata="http://localhost:$HP/.well-known/oauth-protected-resource/mcp"' unless { req.hdr(authorization) -m beg "Bearer " }
@@ -184,6 +174,7 @@ frontend mcp
 backend be
   server b1 127.0.0.1:$BP
 CFG
+  } >"$tmp/haproxy.cfg"
   taskset -c "$PROXY_CPU" haproxy -db -f "$tmp/haproxy.cfg" >"$tmp/haproxy.log" 2>&1 &
   pids+=($!)
   HAPROXY_PID=$!
