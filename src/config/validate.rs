@@ -176,26 +176,40 @@ fn process(e: &mut Errors, c: &Config) {
 }
 
 fn bind(e: &mut Errors, path: &str, b: &Bind) {
-    e.unsupported(
-        path,
-        &[("tunnelProtocol", &b.tunnel_protocol), ("mode", &b.mode)],
-    );
+    // Every field, named: a new one does not compile until it is handled or refused here.
+    let Bind {
+        port: _,
+        listeners: _,
+        tunnel_protocol,
+        mode,
+    } = b;
+    e.unsupported(path, &[("tunnelProtocol", tunnel_protocol), ("mode", mode)]);
     for (i, l) in b.listeners.iter().enumerate() {
         listener(e, &index(&join(path, "listeners"), i), l);
     }
 }
 
 fn listener(e: &mut Errors, path: &str, l: &Listener) {
+    // Every field, named: a new one does not compile until it is handled or refused here.
+    // `name`, `gatewayName` and `namespace` only name the listener (logs, agentgateway's keys).
+    let Listener {
+        name: _,
+        gateway_name: _,
+        namespace: _,
+        hostname: _,
+        protocol: _,
+        tls: _,
+        routes: _,
+        tcp_routes,
+        policies,
+    } = l;
     match l.protocol {
         Protocol::Http | Protocol::Https => {}
         Protocol::Tls => e.push(join(path, "protocol"), unsupported_msg("TLS listeners")),
         Protocol::Tcp => e.push(join(path, "protocol"), unsupported_msg("TCP listeners")),
         Protocol::Hbone => e.push(join(path, "protocol"), unsupported_msg("HBONE listeners")),
     }
-    e.unsupported(
-        path,
-        &[("tcpRoutes", &l.tcp_routes), ("policies", &l.policies)],
-    );
+    e.unsupported(path, &[("tcpRoutes", tcp_routes), ("policies", policies)]);
     match (&l.tls, l.protocol) {
         (None, Protocol::Https) => e.push(
             path,

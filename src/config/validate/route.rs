@@ -11,6 +11,18 @@ use crate::config::model::{
 const PSEUDO_HEADERS: [&str; 4] = [":authority", ":method", ":path", ":scheme"];
 
 pub(super) fn route(e: &mut Errors, path: &str, r: &Route) {
+    // Every field, named: a new one does not compile until it is handled or refused here.
+    // `namespace` and `ruleName` only name the route in agentgateway (its route key); Portcullis
+    // names a route by `name` (else `route<i>`) in metrics and logs.
+    let Route {
+        name: _,
+        namespace: _,
+        rule_name: _,
+        hostnames: _,
+        matches: _,
+        policies: _,
+        backends: _,
+    } = r;
     for (i, h) in r.hostnames.iter().enumerate() {
         if h.is_empty() || h.contains(['/', ' ', ':']) {
             e.push(
