@@ -659,4 +659,41 @@ binds:
         "{errs}"
     );
     load(&yaml("[exp, sub, aud]")).unwrap();
+    // The same rule for each provider of a multi-provider jwtAuth, and for mcpAuthentication.
+    let providers = r#"
+binds:
+- port: 3000
+  listeners:
+  - routes:
+    - policies:
+        jwtAuth:
+          providers:
+          - issuer: https://issuer.example
+            jwks: {url: https://issuer.example/jwks}
+            jwtValidationOptions: {requiredClaims: [nbf, groups]}
+      backends: [{host: 127.0.0.1:9}]
+"#;
+    let errs = load(providers).unwrap_err().to_string();
+    assert!(
+        errs.contains("providers[0].jwtValidationOptions.requiredClaims[1]"),
+        "{errs}"
+    );
+    let mcp = r#"
+binds:
+- port: 3000
+  listeners:
+  - routes:
+    - policies:
+        mcpAuthentication:
+          issuer: https://issuer.example
+          audiences: [api]
+          jwks: {url: https://issuer.example/jwks}
+          jwtValidationOptions: {requiredClaims: [role]}
+      backends: [{host: 127.0.0.1:9}]
+"#;
+    let errs = load(mcp).unwrap_err().to_string();
+    assert!(
+        errs.contains("mcpAuthentication.jwtValidationOptions.requiredClaims[0]"),
+        "{errs}"
+    );
 }

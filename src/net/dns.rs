@@ -8,7 +8,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::mpsc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -50,8 +50,10 @@ fn lookup(host: &str, port: u16) -> Option<SocketAddr> {
     (host, port).to_socket_addrs().ok()?.next()
 }
 
-/// This worker's answers: (host, port) → (address, when it expires).
-type Answers = HashMap<(String, u16), (Option<SocketAddr>, Instant)>;
+/// This worker's answers: host → (address, when it expires). Keyed by the host alone (the
+/// address does not depend on the port), so that a hit is looked up by `&str`, allocating
+/// nothing.
+type Answers = HashMap<String, (Option<IpAddr>, Instant)>;
 
 thread_local! {
     static CACHE: RefCell<Answers> = RefCell::new(HashMap::new());
@@ -60,11 +62,10 @@ thread_local! {
 /// The first address of `host:port`, from this worker's cache or the resolver thread.
 pub(crate) async fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
     let now = Instant::now();
-    let key = (host.to_owned(), port);
-    let cached = CACHE.with(|c| c.borrow().get(&key).copied());
-    if let Some((addr, until)) = cached {
+    let cached = CACHE.with(|c| c.borrow().get(host).copied());
+    if let Some((ip, until)) = cached {
         if until > now {
-            return addr;
+            return ip.map(|ip| SocketAddr::new(ip, port));
         }
     }
     let (tx, rx) = oneshot::channel();
@@ -83,7 +84,10 @@ pub(crate) async fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
         if c.len() >= 4096 {
             c.retain(|_, (_, until)| *until > now);
         }
-        c.insert(key, (answer, Instant::now() + ttl));
+        c.insert(
+            host.to_owned(),
+            (answer.map(|a| a.ip()), Instant::now() + ttl),
+        );
     });
     answer
 }
@@ -103,8 +107,10 @@ mod tests {
                 resolve("localhost", 8080).await.map(|a| a.port()),
                 Some(8080)
             );
-            let cached = CACHE.with(|c| c.borrow().get(&("localhost".to_owned(), 8080)).copied());
+            let cached = CACHE.with(|c| c.borrow().get("localhost").copied());
             assert!(cached.is_some_and(|(a, _)| a.is_some()));
+            // The cached address serves any port of the name.
+            assert_eq!(resolve("localhost", 81).await.map(|a| a.port()), Some(81));
             assert_eq!(resolve("no-such-host.invalid", 80).await, None);
         });
     }

@@ -321,16 +321,8 @@ async fn request(
             .filter_map(|(t, r)| result_of(r).map(|x| (*t, x)))
             .collect();
         let refs: Vec<(&str, &[u8])> = results.iter().map(|(t, r)| (*t, r.as_slice())).collect();
-        let merged = match merge::merge_initialize(&refs, s.version.get(), "portcullis") {
-            Ok(m) => jsonrpc::result_object(id, &m),
-            Err(e) => jsonrpc::error_object(Some(id), jsonrpc::INTERNAL_ERROR, &e, None),
-        };
-        let _ = reply.unbounded_send(ReplyPart::Json {
-            status: 200,
-            body: merged,
-            session: new_session,
-        });
-        return;
+        let merged = merge::merge_initialize(&refs, s.version.get(), "portcullis");
+        return send_merged(reply, id, merged, new_session);
     }
     if let Some((_, key)) = LIST_METHODS.iter().find(|(m, _)| *m == method) {
         let finals = fan_out(s, id, &body).await;
@@ -344,16 +336,8 @@ async fn request(
             }
         }
         let refs: Vec<(&str, &[u8])> = results.iter().map(|(t, r)| (*t, r.as_slice())).collect();
-        let merged = match merge::merge_list(key, &refs, route.prefix) {
-            Ok(m) => jsonrpc::result_object(id, &m),
-            Err(e) => jsonrpc::error_object(Some(id), jsonrpc::INTERNAL_ERROR, &e, None),
-        };
-        let _ = reply.unbounded_send(ReplyPart::Json {
-            status: 200,
-            body: merged,
-            session: None,
-        });
-        return;
+        let merged = merge::merge_list(key, &refs, route.prefix);
+        return send_merged(reply, id, merged, None);
     }
     match method {
         "tools/call" | "prompts/get" => call_by_name(s, id, method, name, body, reply).await,
@@ -382,6 +366,24 @@ async fn request(
             });
         }
     }
+}
+
+/// The answer to request `id` merged from every target's (or why they could not be merged).
+fn send_merged(
+    reply: &UnboundedSender<ReplyPart>,
+    id: &str,
+    merged: Result<Vec<u8>, String>,
+    session: Option<String>,
+) {
+    let body = match merged {
+        Ok(m) => jsonrpc::result_object(id, &m),
+        Err(e) => jsonrpc::error_object(Some(id), jsonrpc::INTERNAL_ERROR, &e, None),
+    };
+    let _ = reply.unbounded_send(ReplyPart::Json {
+        status: 200,
+        body,
+        session,
+    });
 }
 
 /// A route with one target and no prefixes: the message goes through as it is.

@@ -181,7 +181,8 @@ pub(crate) fn decide<'s>(
             }
         }
     }
-    if let Some(answered) = answer_locally(route, conn, head, matched, env, &added_headers, out) {
+    if let Some(answered) = answer_locally(route, conn, head, matched, env, &mut added_headers, out)
+    {
         return answered;
     }
     plan_backend(route, conn, head, headers, matched, env, added_headers, out)
@@ -243,28 +244,27 @@ fn answer_locally<'s>(
     head: &RequestHead<'_>,
     matched: &routing::RouteMatch,
     env: &RequestFacts<'_>,
-    added_headers: &[u8],
+    added_headers: &mut Vec<u8>,
     out: &mut Vec<u8>,
 ) -> Option<Decision<'s>> {
     let p = &route.policies;
     let (date, close_after, head_only) = (env.date, env.close_after, head.method == "HEAD");
+    // The answer is written here and now: the route's lines are appended in place.
     let status = if let Some(r) = &p.redirect {
         let host_raw = head.authority.unwrap_or(b"");
         let location = forward_head::redirect_location(r, conn.https, host_raw, head, matched);
-        let mut hdrs = added_headers.to_vec();
-        h1::write_header(&mut hdrs, "location", location.as_bytes());
+        h1::write_header(added_headers, "location", location.as_bytes());
         if let Some(m) = &p.response_headers {
-            m.write_extra(&mut hdrs);
+            m.write_extra(added_headers);
         }
         let pre = Prebuilt::new(r.status, None, &[], Vec::new());
-        pre.write(out, date, &hdrs, close_after, head_only);
+        pre.write(out, date, added_headers, close_after, head_only);
         r.status
     } else if let Some(direct) = &p.direct {
-        let mut hdrs = added_headers.to_vec();
         if let Some(m) = &p.response_headers {
-            m.write_extra(&mut hdrs);
+            m.write_extra(added_headers);
         }
-        direct.write(out, date, &hdrs, close_after, head_only);
+        direct.write(out, date, added_headers, close_after, head_only);
         direct.status
     } else {
         return None;
