@@ -104,7 +104,7 @@ impl Limits {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct UpstreamSettings {
     pub connect_timeout: Duration,
     pub pool_idle_timeout: Duration,
@@ -284,6 +284,8 @@ pub struct McpRoute {
     pub allowed_origins: Vec<String>,
     /// Keep the client's `Authorization` for HTTP targets (`backendAuth: passthrough`).
     pub passthrough_auth: bool,
+    /// Connect timeout and keep-alive pool bounds for HTTP and SSE targets (`config.backend`).
+    pub upstream: UpstreamSettings,
 }
 
 /// The bound on one MCP call when the route sets no `timeout`: long enough for slow tools,

@@ -16,7 +16,7 @@ use crate::auth::policy::Source;
 use crate::routing::{
     self, HeaderMatch, QueryMatch, RouteMatch, RouteSpec, RouteTable, ValueMatch,
 };
-use crate::snapshot::{Bind, Listener, Policies, Route, Snapshot};
+use crate::snapshot::{Bind, Listener, Policies, Route, Settings, Snapshot};
 
 mod backends;
 mod policies;
@@ -65,15 +65,9 @@ pub(crate) fn lower(
             let mut extras = AuthExtras::default();
             for (ri, r) in l.routes.iter().flatten().enumerate() {
                 let rpath = format!("{lpath}.routes[{ri}]");
-                if let Some(spec) = lower_route(
-                    r,
-                    ri,
-                    &rpath,
-                    base_dir,
-                    settings.mcp_session_ttl,
-                    &mut errs,
-                    &mut extras,
-                ) {
+                if let Some(spec) =
+                    lower_route(r, ri, &rpath, base_dir, &settings, &mut errs, &mut extras)
+                {
                     specs.push(spec);
                 }
             }
@@ -133,7 +127,7 @@ fn lower_route(
     idx: usize,
     path: &str,
     base_dir: Option<&Path>,
-    mcp_ttl: Duration,
+    settings: &Settings,
     errs: &mut Vec<ConfigError>,
     extras: &mut AuthExtras,
 ) -> Option<RouteSpec<Route>> {
@@ -175,7 +169,8 @@ fn lower_route(
             .map(|c| c.allow_origins.clone())
             .unwrap_or_default(),
         passthrough: policies.auth_passthrough,
-        session_ttl: mcp_ttl,
+        session_ttl: settings.mcp_session_ttl,
+        upstream: settings.upstream,
         // On an MCP route, `timeout` bounds each JSON-RPC call (the shorter of the two).
         call_timeout: [policies.timeouts.request, policies.timeouts.backend]
             .into_iter()

@@ -1,60 +1,81 @@
-//! Per-worker keep-alive pool of upstream HTTP/1.1 connections, keyed by socket address.
+//! The worker's keep-alive pool of idle upstream HTTP/1.1 connections, keyed by socket address
+//! and TLS server name, shared by `host` backends and MCP targets on that worker.
 //!
-//! Owns: idle connections and their expiry. Not here: connecting (see `http::proxy`) or any
-//! sharing between workers; each worker has its own pool, so there is nothing to lock.
+//! Each worker is one thread and has its own pool (a thread-local), so there is nothing to lock.
+//! Owns: idle connections, their read buffers and their expiry. Not here: connecting or the
+//! resend rule (`net::client`).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use monoio::net::TcpStream;
+use crate::net::client::conn::Conn;
 
-/// A pooled connection idle this long that fails before answering was closed while idle (by
-/// the server's keep-alive timeout, not a crash): the request may be sent again.
-pub(crate) const STALE_AFTER: Duration = Duration::from_secs(1);
-
-#[derive(Default)]
-pub(crate) struct Pool {
-    idle: RefCell<HashMap<SocketAddr, Vec<(TcpStream, Instant)>>>,
+struct Idle {
+    conn: Conn,
+    buf: Vec<u8>,
+    /// The name the server's certificate was checked against; `None` for plain TCP.
+    tls_name: Option<Rc<str>>,
+    since: Instant,
 }
 
-impl Pool {
-    /// The most recently used idle connection to `addr` that is younger than `max_idle`, with
-    /// how long it has been idle.
-    pub(crate) fn take(
-        &self,
-        addr: SocketAddr,
-        max_idle: Duration,
-    ) -> Option<(TcpStream, Duration)> {
-        let mut idle = self.idle.borrow_mut();
+thread_local! {
+    static IDLE: RefCell<HashMap<SocketAddr, Vec<Idle>>> = RefCell::new(HashMap::new());
+}
+
+/// The most recently used idle connection to `addr` (with TLS to `tls_name`, or plain) that is
+/// younger than `max_idle`, with its read buffer and how long it has been idle.
+pub(crate) fn take(
+    addr: SocketAddr,
+    tls_name: Option<&str>,
+    max_idle: Duration,
+) -> Option<(Conn, Vec<u8>, Duration)> {
+    IDLE.with(|idle| {
+        let mut idle = idle.borrow_mut();
         let list = idle.get_mut(&addr)?;
         let now = Instant::now();
-        while let Some((stream, since)) = list.pop() {
-            let idle_for = now.duration_since(since);
-            if idle_for < max_idle {
-                return Some((stream, idle_for));
-            }
-        }
-        None
-    }
+        // Connections older than `max_idle` are dropped on the way (they are at the front).
+        list.retain(|i| now.duration_since(i.since) < max_idle);
+        let at = list
+            .iter()
+            .rposition(|i| i.tls_name.as_deref() == tls_name)?;
+        let i = list.remove(at);
+        Some((i.conn, i.buf, now.duration_since(i.since)))
+    })
+}
 
-    /// Keeps `stream` for reuse unless `max` idle connections to `addr` are already kept.
-    pub(crate) fn put(&self, addr: SocketAddr, stream: TcpStream, max: usize) {
-        let mut idle = self.idle.borrow_mut();
+/// Keeps `conn` for reuse unless `max` idle connections to `addr` are already kept.
+pub(crate) fn put(
+    addr: SocketAddr,
+    tls_name: Option<Rc<str>>,
+    conn: Conn,
+    buf: Vec<u8>,
+    max: usize,
+) {
+    IDLE.with(|idle| {
+        let mut idle = idle.borrow_mut();
         let list = idle.entry(addr).or_default();
         if list.len() < max {
-            list.push((stream, Instant::now()));
+            list.push(Idle {
+                conn,
+                buf,
+                tls_name,
+                since: Instant::now(),
+            });
         }
-    }
+    })
+}
 
-    /// Drops connections idle for longer than `max_idle` (called from the worker's tick).
-    pub(crate) fn expire(&self, max_idle: Duration) {
-        let now = Instant::now();
-        let mut idle = self.idle.borrow_mut();
+/// Drops connections idle for longer than `max_idle` (called from the worker's tick).
+pub(crate) fn expire(max_idle: Duration) {
+    let now = Instant::now();
+    IDLE.with(|idle| {
+        let mut idle = idle.borrow_mut();
         for list in idle.values_mut() {
-            list.retain(|(_, since)| now.duration_since(*since) < max_idle);
+            list.retain(|i| now.duration_since(i.since) < max_idle);
         }
         idle.retain(|_, l| !l.is_empty());
-    }
+    })
 }

@@ -134,7 +134,7 @@ impl Session {
         let (tx, rx) = unbounded::<Vec<u8>>();
         let mut targets = Vec::with_capacity(route.targets.len());
         for t in &route.targets {
-            let target = Target::open(t, authorization.as_deref(), &tx)?;
+            let target = Target::open(t, authorization.as_deref(), &tx, route.upstream)?;
             targets.push(target);
         }
         let s = Rc::new(Session {

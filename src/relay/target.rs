@@ -1,6 +1,6 @@
 //! The MCP servers behind a session, one module per kind, behind one interface ([`Target`]):
 //! `stdio` (a child process speaking newline-delimited JSON-RPC), `http` (a streamable-HTTP
-//! server, over pooled keep-alive connections) and `sse` (a legacy HTTP+SSE server: one GET
+//! server, over the worker's pooled keep-alive connections, `net::client`) and `sse` (a legacy HTTP+SSE server: one GET
 //! stream, POSTs to the endpoint it announces). It routes what a server on one shared
 //! stream (stdio, SSE) sends back to the request waiting for it (`shared_stream`).
 //!
@@ -24,7 +24,7 @@ use crate::relay::target::http::HttpTarget;
 use crate::relay::target::shared_stream::TargetMsg;
 use crate::relay::target::sse::SseTarget;
 use crate::relay::target::stdio::Proc;
-use crate::snapshot::{McpTarget, McpTargetKind};
+use crate::snapshot::{McpTarget, McpTargetKind, UpstreamSettings};
 
 /// One MCP server behind a session.
 pub(crate) enum Target {
@@ -110,6 +110,7 @@ impl Target {
         t: &McpTarget,
         authorization: Option<&str>,
         unsolicited: &UnboundedSender<Vec<u8>>,
+        upstream: UpstreamSettings,
     ) -> Result<Target, String> {
         Ok(match &t.kind {
             McpTargetKind::Stdio { cmd, args, env } => {
@@ -125,6 +126,7 @@ impl Target {
                 path,
                 *https,
                 authorization.map(str::to_owned),
+                upstream,
             )),
             McpTargetKind::Sse {
                 target,
@@ -137,6 +139,7 @@ impl Target {
                 *https,
                 authorization.map(str::to_owned),
                 unsolicited.clone(),
+                upstream,
             )),
         })
     }

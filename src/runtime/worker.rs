@@ -215,7 +215,7 @@ async fn tick(ctx: Rc<WorkerCtx>) {
         n += 1;
         if n % 8 == 0 {
             let idle = ctx.shard.snapshot().settings.upstream.pool_idle_timeout;
-            ctx.pool.expire(idle);
+            crate::net::pool::expire(idle);
         }
         if n % 20 == 0 && !ctx.relay.sessions.is_empty() {
             let ttl = ctx.shard.snapshot().settings.mcp_session_ttl;

@@ -1,6 +1,6 @@
 //! What a connection on one worker uses: the worker's [`Shard`] (snapshot, clock, metrics,
-//! drain), its authentication state, its MCP relay, its pool of idle upstream connections and
-//! its `localRateLimit` buckets. One [`WorkerCtx`] per worker thread, built by
+//! drain), its authentication state, its MCP relay and its `localRateLimit` buckets
+//! (the pool of idle upstream connections is the worker's too: `net::pool`). One [`WorkerCtx`] per worker thread, built by
 //! `runtime::worker` and shared by the worker's connection tasks through `Rc`.
 //!
 //! Not here: anything shared between workers, or the state itself (each part is owned by its
@@ -10,7 +10,6 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::auth::request::AuthState;
-use crate::net::pool::Pool;
 use crate::policy::rate_limit::Buckets;
 use crate::relay::Relay;
 use crate::shard::Shard;
@@ -21,8 +20,6 @@ pub(crate) struct WorkerCtx {
     pub auth: RefCell<AuthState>,
     /// MCP sessions this worker owns, and the inbox for calls to them.
     pub relay: Rc<Relay>,
-    /// Idle keep-alive connections to `host` backends.
-    pub pool: Pool,
     /// This worker's `localRateLimit` buckets.
     pub rate_limits: RefCell<Buckets>,
 }
@@ -33,7 +30,6 @@ impl WorkerCtx {
             shard,
             auth: RefCell::new(auth),
             relay,
-            pool: Pool::default(),
             rate_limits: RefCell::new(Buckets::default()),
         }
     }

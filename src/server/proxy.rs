@@ -7,17 +7,11 @@
 //! the client as they are produced. Not here: routing or policy decisions (`dispatch`).
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use monoio::buf::SliceMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
-
-use crate::http::h1::{self, BodyKind, ChunkedDecoder, RespBody, MAX_HEADERS};
+use crate::http::h1::{self, BodyKind, ChunkedDecoder, RespBody};
 use crate::http::response::{itoa_buf, LocalError};
-use crate::net::addr::HostAddr;
+use crate::net::client::{self, Conn, ConnectError, Failed, HeadError};
 use crate::net::io::{Bufs, ConnIo};
-use crate::net::pool::STALE_AFTER;
 use crate::server::ctx::WorkerCtx;
 use crate::server::decision::ProxyPlan;
 use crate::snapshot::Snapshot;
@@ -58,9 +52,9 @@ pub(crate) async fn forward<S: ConnIo>(
             status: err.status(),
         }
     };
-    let addr = match resolve(&plan.target.addr).await {
-        Some(a) => a,
-        None => return fail(bufs, LocalError::UpstreamConnect),
+    let addr = match client::resolve(&plan.target.addr).await {
+        Ok(a) => a,
+        Err(_) => return fail(bufs, LocalError::UpstreamConnect),
     };
     // A body that is already buffered whole (the usual small POST) leaves with the head in one
     // write: one syscall and one segment instead of two, and the upstream wakes once.
@@ -73,7 +67,7 @@ pub(crate) async fn forward<S: ConnIo>(
             body = BodyKind::None;
         }
     }
-    let exchanged = exchange(io, ctx, snap, bufs, &plan, addr, up_head, body).await;
+    let exchanged = exchange(io, snap, bufs, &plan, addr, up_head, body).await;
     let (mut up, parsed) = match exchanged {
         Ok(x) => x,
         Err(Failure::Answer(e)) => return fail(bufs, e),
@@ -85,7 +79,8 @@ pub(crate) async fn forward<S: ConnIo>(
     match relay_body(io, &mut up, bufs, parsed.body, parsed.head_len, raw).await {
         Ok(upstream_reusable) => {
             if upstream_reusable && parsed.upstream_keep_alive {
-                ctx.pool.put(addr, up, snap.settings.upstream.pool_max_idle);
+                let max = snap.settings.upstream.pool_max_idle;
+                client::release(addr, None, up, Vec::new(), max);
             }
             ProxyOutcome::Done {
                 status,
@@ -104,24 +99,19 @@ enum Failure {
 }
 
 /// Sends the request (head, then the body still to come) on a pooled or new connection and
-/// reads the response head, skipping interim 1xx answers.
-///
-/// Servers close idle keep-alive connections (uvicorn and Node after 5 s), and a request
-/// written into such a connection fails before any answer byte. It is sent once more on a fresh
-/// connection when nothing would be lost (no body, or all of it in `up_head`) and nothing can
-/// run twice: the write itself failed, or no answer byte came back and the method is idempotent
-/// or the connection had been idle for `STALE_AFTER` (an idle close, not a crash).
+/// reads the response head, skipping interim 1xx answers. A reused connection that fails is
+/// replaced once by a fresh one as [`client::may_resend`] allows (the request is replayable
+/// when no body is left to stream: none, or all of it in `up_head`).
 #[allow(clippy::too_many_arguments)]
 async fn exchange<S: ConnIo>(
     io: &mut S,
-    ctx: &WorkerCtx,
     snap: &Snapshot,
     bufs: &mut Bufs,
     plan: &ProxyPlan<'_>,
     addr: SocketAddr,
     mut up_head: Vec<u8>,
     body: BodyKind,
-) -> Result<(TcpStream, ParsedHead), Failure> {
+) -> Result<(Conn, ParsedHead), Failure> {
     let limits = &snap.settings.limits;
     let up_settings = &snap.settings.upstream;
     let timeouts = plan.timeouts;
@@ -130,14 +120,28 @@ async fn exchange<S: ConnIo>(
         (a, b) => a.or(b),
     };
     let replayable = matches!(body, BodyKind::None);
-    let mut pooled = ctx.pool.take(addr, up_settings.pool_idle_timeout);
+    let mut attempt = client::checkout(
+        addr,
+        None,
+        up_settings.pool_idle_timeout,
+        up_settings.connect_timeout,
+    )
+    .await;
     loop {
-        let (mut stream, reused_after) = match pooled.take() {
-            Some((s, idle)) => (s, Some(idle)),
-            None => match connect(addr, up_settings.connect_timeout).await {
-                Ok(s) => (s, None),
-                Err(e) => return Err(Failure::Answer(e)),
-            },
+        let (mut stream, reused_after) = match attempt {
+            Ok(c) => (c.conn, c.reused_after),
+            Err(e) => return Err(Failure::Answer(connect_failure(e))),
+        };
+        let may_resend =
+            |failed| client::may_resend(reused_after, failed, replayable, plan.idempotent);
+        let fresh = || async {
+            client::connect(addr, None, up_settings.connect_timeout)
+                .await
+                .map(|conn| client::Checkout {
+                    conn,
+                    buf: Vec::new(),
+                    reused_after: None,
+                })
         };
         if plan.expect_continue && !matches!(body, BodyKind::None) {
             bufs.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
@@ -148,7 +152,8 @@ async fn exchange<S: ConnIo>(
         let (res, h) = stream.write_all(up_head).await;
         up_head = h;
         if res.is_err() {
-            if reused_after.is_some() && replayable {
+            if may_resend(Failed::Write) {
+                attempt = fresh().await;
                 continue;
             }
             return Err(Failure::Answer(LocalError::UpstreamConnect));
@@ -165,7 +170,10 @@ async fn exchange<S: ConnIo>(
         if bufs.up.capacity() < UP_CHUNK {
             bufs.up.reserve(UP_CHUNK);
         }
-        let read_head = read_response_head(&mut stream, &mut bufs.up, plan.head_request);
+        let head_request = plan.head_request;
+        let read_head = client::read_head(&mut stream, &mut bufs.up, head_request, |h, hdrs| {
+            downstream_head(h.status, hdrs, head_request)
+        });
         let head = match head_timeout {
             Some(t) => match monoio::time::timeout(t, read_head).await {
                 Ok(r) => r,
@@ -177,17 +185,53 @@ async fn exchange<S: ConnIo>(
             None => read_head.await,
         };
         match head {
-            Ok(p) => return Ok((stream, p)),
-            Err(LocalError::UpstreamClosed)
-                if replayable
-                    && bufs.up.is_empty()
-                    && reused_after.is_some_and(|idle| plan.idempotent || idle >= STALE_AFTER) =>
-            {
-                tracing::debug!(upstream = %addr, "reused upstream connection was closed; sending again");
+            Ok((h, head)) => {
+                let parsed = ParsedHead {
+                    status: h.status,
+                    head,
+                    head_len: h.head_len,
+                    body: h.body,
+                    upstream_keep_alive: h.keep_alive,
+                };
+                return Ok((stream, parsed));
             }
-            Err(e) => return Err(Failure::Answer(e)),
+            Err(HeadError::Closed) if bufs.up.is_empty() && may_resend(Failed::BeforeAnswer) => {
+                tracing::debug!(upstream = %addr, "reused upstream connection was closed; sending again");
+                attempt = fresh().await;
+            }
+            Err(HeadError::Closed) => return Err(Failure::Answer(LocalError::UpstreamClosed)),
+            Err(HeadError::Invalid) => return Err(Failure::Answer(LocalError::UpstreamProtocol)),
         }
     }
+}
+
+fn connect_failure(e: ConnectError) -> LocalError {
+    match e {
+        ConnectError::Timeout(_) => LocalError::UpstreamConnectTimeout,
+        ConnectError::Resolve(_) | ConnectError::Refused(..) | ConnectError::Tls(_) => {
+            LocalError::UpstreamConnect
+        }
+    }
+}
+
+/// The downstream status line and the upstream's headers minus hop-by-hop fields and its
+/// framing (`content-length` stays on answers to HEAD: it describes the GET body).
+fn downstream_head(status: u16, hdrs: &[httparse::Header<'_>], head_request: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    h1::write_status_line(&mut out, status);
+    for hd in hdrs {
+        if h1::is_hop_by_hop(hd.name)
+            || hd.name.eq_ignore_ascii_case("content-length")
+            || h1::is_connection_listed(hdrs, hd.name)
+        {
+            if head_request && hd.name.eq_ignore_ascii_case("content-length") {
+                h1::write_header(&mut out, hd.name, hd.value);
+            }
+            continue;
+        }
+        h1::write_header(&mut out, hd.name, hd.value);
+    }
+    out
 }
 
 /// Writes the downstream response head: the upstream's (hop-by-hop fields removed), the route's
@@ -224,31 +268,13 @@ fn write_response_head(
     (raw, close_client)
 }
 
-async fn resolve(addr: &HostAddr) -> Option<SocketAddr> {
-    match addr {
-        HostAddr::Resolved(a) => Some(*a),
-        HostAddr::Name(host, port) => crate::net::dns::resolve(host, *port).await,
-    }
-}
-
-async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, LocalError> {
-    match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
-        Ok(Ok(s)) => {
-            let _ = s.set_nodelay(true);
-            Ok(s)
-        }
-        Ok(Err(_)) => Err(LocalError::UpstreamConnect),
-        Err(_) => Err(LocalError::UpstreamConnectTimeout),
-    }
-}
-
 enum BodyError {
     /// The client's body was malformed/too large (Some), or the client went away (None).
     Client(Option<h1::H1Error>),
     Upstream,
 }
 
-async fn write_up(up: &mut TcpStream, data: Vec<u8>) -> Result<Vec<u8>, BodyError> {
+async fn write_up(up: &mut Conn, data: Vec<u8>) -> Result<Vec<u8>, BodyError> {
     let (res, mut data) = up.write_all(data).await;
     data.clear();
     res.map(|_| data).map_err(|_| BodyError::Upstream)
@@ -256,7 +282,7 @@ async fn write_up(up: &mut TcpStream, data: Vec<u8>) -> Result<Vec<u8>, BodyErro
 
 async fn send_body<S: ConnIo>(
     io: &mut S,
-    up: &mut TcpStream,
+    up: &mut Conn,
     bufs: &mut Bufs,
     body: BodyKind,
     max_body: u64,
@@ -321,79 +347,11 @@ struct ParsedHead {
     upstream_keep_alive: bool,
 }
 
-async fn read_up(up: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-    if buf.capacity() - buf.len() < UP_CHUNK / 2 {
-        buf.reserve(UP_CHUNK);
-    }
-    let b = std::mem::take(buf);
-    let (len, cap) = (b.len(), b.capacity());
-    let (res, slice) = up.read(SliceMut::new(b, len, cap)).await;
-    *buf = slice.into_inner();
-    res
-}
-
-async fn read_response_head(
-    up: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    head_request: bool,
-) -> Result<ParsedHead, LocalError> {
-    loop {
-        {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS + 1];
-            match h1::parse_response(buf, &mut headers, head_request) {
-                Ok(Some((h, hdrs))) => {
-                    // The proxy never forwards `Upgrade` (hop-by-hop): a 101 was not asked for.
-                    if h.status == 101 {
-                        return Err(LocalError::UpstreamProtocol);
-                    }
-                    if (100..200).contains(&h.status) {
-                        let n = h.head_len;
-                        buf.drain(..n);
-                        continue;
-                    }
-                    let mut out = Vec::with_capacity(h.head_len + 64);
-                    h1::write_status_line(&mut out, h.status);
-                    for hd in hdrs {
-                        if h1::is_hop_by_hop(hd.name)
-                            || hd.name.eq_ignore_ascii_case("content-length")
-                            || h1::is_connection_listed(hdrs, hd.name)
-                        {
-                            // HEAD answers keep the upstream's length: it describes the GET body.
-                            if head_request && hd.name.eq_ignore_ascii_case("content-length") {
-                                h1::write_header(&mut out, hd.name, hd.value);
-                            }
-                            continue;
-                        }
-                        h1::write_header(&mut out, hd.name, hd.value);
-                    }
-                    return Ok(ParsedHead {
-                        status: h.status,
-                        head: out,
-                        head_len: h.head_len,
-                        body: h.body,
-                        upstream_keep_alive: h.keep_alive,
-                    });
-                }
-                Ok(None) => {
-                    if buf.len() > h1::MAX_HEAD_BYTES {
-                        return Err(LocalError::UpstreamProtocol);
-                    }
-                }
-                Err(_) => return Err(LocalError::UpstreamProtocol),
-            }
-        }
-        match read_up(up, buf).await {
-            Ok(0) | Err(_) => return Err(LocalError::UpstreamClosed),
-            Ok(_) => {}
-        }
-    }
-}
-
 /// Streams the upstream body to the client. `Ok(true)` when the upstream connection ended
 /// cleanly at a message boundary and may be pooled.
 async fn relay_body<S: ConnIo>(
     io: &mut S,
-    up: &mut TcpStream,
+    up: &mut Conn,
     bufs: &mut Bufs,
     body: RespBody,
     leftover_start: usize,
@@ -426,7 +384,7 @@ async fn relay_body<S: ConnIo>(
             if left == 0 {
                 return Ok(bufs.up.is_empty());
             }
-            match read_up(up, &mut bufs.up).await {
+            match up.read_more(&mut bufs.up).await {
                 Ok(n) if n > 0 => {}
                 _ => return Err(()),
             }
@@ -457,7 +415,7 @@ async fn relay_body<S: ConnIo>(
                     return Ok(bufs.up.is_empty());
                 }
                 bufs.flush(io).await.map_err(|_| ())?;
-                match read_up(up, &mut bufs.up).await {
+                match up.read_more(&mut bufs.up).await {
                     Ok(n) if n > 0 => {}
                     _ => return Err(()),
                 }
@@ -469,7 +427,7 @@ async fn relay_body<S: ConnIo>(
                 bufs.up.clear();
             }
             bufs.flush(io).await.map_err(|_| ())?;
-            match read_up(up, &mut bufs.up).await {
+            match up.read_more(&mut bufs.up).await {
                 Ok(n) if n > 0 => {}
                 Ok(_) => {
                     end(&mut bufs.out);

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::config::model;
 use crate::config::ConfigError;
 use crate::net::addr::{HostAddr, HostTarget};
-use crate::snapshot::{Backend, McpRoute, McpTarget, McpTargetKind};
+use crate::snapshot::{Backend, McpRoute, McpTarget, McpTargetKind, UpstreamSettings};
 
 /// What an `mcp` backend takes from its route and the process settings.
 pub(super) struct McpCtx {
@@ -16,6 +16,7 @@ pub(super) struct McpCtx {
     pub(super) allowed_origins: Vec<String>,
     pub(super) passthrough: bool,
     pub(super) session_ttl: Duration,
+    pub(super) upstream: UpstreamSettings,
     pub(super) call_timeout: Duration,
 }
 
@@ -134,6 +135,7 @@ fn lower_mcp(
         stateful: !matches!(m.stateful_mode, Some(model::StatefulMode::Stateless)),
         prefix,
         session_ttl: c.session_ttl,
+        upstream: c.upstream,
         call_timeout: c.call_timeout,
         allowed_origins: c.allowed_origins.clone(),
         passthrough_auth: c.passthrough,

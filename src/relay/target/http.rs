@@ -7,6 +7,7 @@
 //! Not here: downstream HTTP (`server::mcp`), routing between targets (`relay::call`).
 
 use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -16,27 +17,24 @@ use crate::http::h1::{self, ChunkedDecoder, RespBody};
 use crate::mcp::jsonrpc::{self, Kind};
 use crate::mcp::sse::SseParser;
 use crate::net::addr::HostTarget;
-use crate::net::pool::STALE_AFTER;
+use crate::net::client::{self, Checkout, Conn, Failed, HeadError, Upstream};
 use crate::relay::target::shared_stream::TargetMsg;
 use crate::relay::MAX_MESSAGE;
+use crate::snapshot::UpstreamSettings;
 
 mod conn;
 
-pub(crate) use conn::{connect, Conn};
-use conn::{dechunk, drain_tail, pool_put, Pool, Tail};
+use conn::{drain_tail, PoolSlot, Tail};
 
 /// One streamable-HTTP target of one session.
 pub(crate) struct HttpTarget {
     pub target: String,
-    upstream: HostTarget,
+    upstream: Upstream,
+    settings: UpstreamSettings,
     path: String,
-    https: bool,
     /// The upstream's own session id, learned from its initialize answer.
     session: RefCell<Option<String>>,
     pub version: Cell<&'static str>,
-    /// Keep-alive connections, each with its (empty) read buffer, reused by the next request
-    /// (shared with the tasks that finish reading answers, see [`drain_tail`]).
-    idle: Rc<Pool>,
     authorization: Option<String>,
     alive: Cell<bool>,
     /// Bumped whenever `session` changes.
@@ -53,15 +51,15 @@ impl HttpTarget {
         path: &str,
         https: bool,
         authorization: Option<String>,
+        settings: UpstreamSettings,
     ) -> Rc<HttpTarget> {
         Rc::new(HttpTarget {
             target: target.to_owned(),
-            upstream: upstream.clone(),
+            upstream: Upstream::new(upstream, https),
+            settings,
             path: path.to_owned(),
-            https,
             session: RefCell::new(None),
             version: Cell::new("2025-06-18"),
-            idle: Rc::new(RefCell::new(Vec::new())),
             authorization,
             alive: Cell::new(true),
             session_gen: Cell::new(0),
@@ -73,13 +71,42 @@ impl HttpTarget {
         self.alive.get()
     }
 
-    /// A pooled connection (with its read buffer and how long it was idle) or a new one.
-    async fn connect(&self) -> Result<(Conn, Vec<u8>, Option<Duration>), String> {
-        if let Some((c, buf, since)) = self.idle.borrow_mut().pop() {
-            return Ok((c, buf, Some(since.elapsed())));
+    /// The server's address and a connection to it from the worker's pool, or a new one.
+    async fn checkout(&self) -> Result<(SocketAddr, Checkout), String> {
+        let addr = client::resolve(&self.upstream.target.addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let c = client::checkout(
+            addr,
+            self.upstream.tls_name.as_ref(),
+            self.settings.pool_idle_timeout,
+            self.settings.connect_timeout,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        Ok((addr, c))
+    }
+
+    /// A new connection to `addr`, for sending again what failed on a reused one.
+    async fn fresh(&self, addr: SocketAddr) -> Result<Checkout, String> {
+        let tls = self.upstream.tls_name.as_ref();
+        let conn = client::connect(addr, tls, self.settings.connect_timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Checkout {
+            conn,
+            buf: Vec::new(),
+            reused_after: None,
+        })
+    }
+
+    /// Where a connection whose answer was read to the end goes back to.
+    fn pool_slot(&self, addr: SocketAddr) -> PoolSlot {
+        PoolSlot {
+            addr,
+            tls_name: self.upstream.tls_name.clone(),
+            max: self.settings.pool_max_idle,
         }
-        let c = connect(&self.upstream, self.https).await?;
-        Ok((c, Vec::with_capacity(16 * 1024), None))
     }
 
     fn head(&self, method: &str, extra: &[(&str, &str)]) -> Vec<u8> {
@@ -88,7 +115,7 @@ impl HttpTarget {
         h.push(b' ');
         h.extend_from_slice(self.path.as_bytes());
         h.extend_from_slice(b" HTTP/1.1\r\n");
-        h1::write_header(&mut h, "host", self.upstream.authority.as_bytes());
+        h1::write_header(&mut h, "host", self.upstream.target.authority.as_bytes());
         h1::write_header(&mut h, "accept", b"application/json, text/event-stream");
         h1::write_header(
             &mut h,
@@ -163,54 +190,25 @@ impl HttpTarget {
         if self.session.borrow().is_none() {
             return;
         }
-        if let Ok((mut c, _, _)) = self.connect().await {
+        if let Ok((_, mut c)) = self.checkout().await {
             let head = self.head("DELETE", &[("content-length", "0")]);
-            if c.write_all(head).await.is_ok() {
-                let mut buf = Vec::new();
-                let _ = monoio::time::timeout(Duration::from_secs(2), c.read_more(&mut buf)).await;
+            if c.conn.write_all(head).await.0.is_ok() {
+                let read = c.conn.read_more(&mut c.buf);
+                let _ = monoio::time::timeout(Duration::from_secs(2), read).await;
             }
         }
-        self.idle.borrow_mut().clear();
     }
 
-    /// Reads an answer head (skipping 1xx), learning the upstream's session id. `Err(None)`: the
-    /// connection closed first; `Err(Some(_))`: the answer is not HTTP.
-    async fn read_head(&self, conn: &mut Conn, buf: &mut Vec<u8>) -> Result<Head, Option<String>> {
-        loop {
-            {
-                let mut headers = [httparse::EMPTY_HEADER; 64];
-                match h1::parse_response(buf, &mut headers, false) {
-                    Ok(Some((h, hdrs))) => {
-                        if (100..200).contains(&h.status) {
-                            let n = h.head_len;
-                            buf.drain(..n);
-                            continue;
-                        }
-                        if let Some(sid) = h1::find_header(hdrs, "mcp-session-id") {
-                            let mut cur = self.session.borrow_mut();
-                            if cur.as_deref().map(str::as_bytes) != Some(sid) {
-                                *cur = Some(String::from_utf8_lossy(sid).into_owned());
-                                self.session_gen.set(self.session_gen.get() + 1);
-                            }
-                        }
-                        let sse = h1::find_header(hdrs, "content-type")
-                            .is_some_and(|c| c.starts_with(b"text/event-stream"));
-                        return Ok((h.status, h.body, sse, h.head_len, h.keep_alive));
-                    }
-                    Ok(None) => {}
-                    Err(_) => {
-                        return Err(Some(format!(
-                            "{} sent an invalid HTTP response",
-                            self.target
-                        )))
-                    }
-                }
-            }
-            match conn.read_more(buf).await {
-                Ok(0) | Err(_) => return Err(None),
-                Ok(_) => {}
+    /// Learns the upstream's session id from an answer head; whether the answer is SSE.
+    fn learn(&self, hdrs: &[httparse::Header<'_>]) -> bool {
+        if let Some(sid) = h1::find_header(hdrs, "mcp-session-id") {
+            let mut cur = self.session.borrow_mut();
+            if cur.as_deref().map(str::as_bytes) != Some(sid) {
+                *cur = Some(String::from_utf8_lossy(sid).into_owned());
+                self.session_gen.set(self.session_gen.get() + 1);
             }
         }
+        h1::find_header(hdrs, "content-type").is_some_and(|c| c.starts_with(b"text/event-stream"))
     }
 
     async fn post(
@@ -219,9 +217,9 @@ impl HttpTarget {
         id: Option<&str>,
         tx: &UnboundedSender<TargetMsg>,
     ) -> Result<(), String> {
-        let (mut conn, mut buf, (status, body_kind, sse, head_len, keep_alive)) =
-            self.write_and_read_head(&msg).await?;
-        buf.drain(..head_len);
+        let (addr, mut conn, mut buf, head, sse) = self.write_and_read_head(&msg).await?;
+        let (status, body_kind, keep_alive) = (head.status, head.body, head.keep_alive);
+        buf.drain(..head.head_len);
         if status == 404 && self.session.borrow().is_some() {
             self.alive.set(false);
             return Err(format!("the MCP server {} ended its session", self.target));
@@ -240,7 +238,7 @@ impl HttpTarget {
             // Move what arrived into `body` (de-chunked), then hand complete events on.
             let consumed = match body_kind {
                 RespBody::Chunked => {
-                    let (n, end) = dechunk(&mut dec, &buf, |d| body.extend_from_slice(d))
+                    let (n, end) = client::dechunk(&mut dec, &buf, |d| body.extend_from_slice(d))
                         .map_err(|e| format!("{}: {e}", self.target))?;
                     done = end;
                     n
@@ -276,7 +274,7 @@ impl HttpTarget {
                     _ => None, // delimited by the close: nothing to reuse
                 };
                 if let Some(tail) = tail.filter(|_| keep_alive) {
-                    monoio::spawn(drain_tail(conn, buf, tail, Rc::clone(&self.idle)));
+                    monoio::spawn(drain_tail(conn, buf, tail, self.pool_slot(addr)));
                 }
                 return Ok(());
             }
@@ -287,7 +285,8 @@ impl HttpTarget {
             }
         }
         if keep_alive && done && buf.is_empty() {
-            pool_put(&self.idle, conn, buf);
+            let slot = self.pool_slot(addr);
+            client::release(addr, slot.tls_name.as_ref(), conn, buf, slot.max);
         }
         if !sse {
             return self.json_answer(status, body, id, tx);
@@ -295,34 +294,37 @@ impl HttpTarget {
         Ok(())
     }
 
-    /// Writes the message and reads the response head. A reused connection the upstream closed
-    /// while idle (uvicorn does after 5 s) fails at the write, or before any answer byte: the
-    /// message goes once more on a fresh connection — after a read failure only when the
-    /// connection had been idle for `STALE_AFTER`, so that a server that died while handling it
-    /// does not run it twice.
-    async fn write_and_read_head(&self, msg: &[u8]) -> Result<(Conn, Vec<u8>, Head), String> {
-        let mut attempt = 0;
+    /// Writes the message and reads the response head (and whether the answer is SSE). A
+    /// reused connection the upstream closed while idle (uvicorn does after 5 s) fails at the
+    /// write, or before any answer byte: the message goes once more on a fresh connection when
+    /// [`client::may_resend`] allows it (a POST is not idempotent: after a read failure only
+    /// when the connection had been idle for a while).
+    async fn write_and_read_head(
+        &self,
+        msg: &[u8],
+    ) -> Result<(SocketAddr, Conn, Vec<u8>, client::Head, bool), String> {
+        let (addr, mut c) = self.checkout().await?;
         loop {
-            attempt += 1;
-            let (mut conn, mut buf, reused_after) = self.connect().await?;
-            let may_retry = |write_failed: bool| {
-                attempt == 1 && reused_after.is_some_and(|idle| write_failed || idle >= STALE_AFTER)
-            };
+            let may_resend = |failed| client::may_resend(c.reused_after, failed, true, false);
             let out = self.post_message(msg);
-            if let Err(e) = conn.write_all(out).await {
-                if may_retry(true) {
-                    self.idle.borrow_mut().clear();
+            if let (Err(e), _) = c.conn.write_all(out).await {
+                if may_resend(Failed::Write) {
+                    c = self.fresh(addr).await?;
                     continue;
                 }
                 return Err(format!("send to {}: {e}", self.target));
             }
-            match self.read_head(&mut conn, &mut buf).await {
-                Ok(h) => return Ok((conn, buf, h)),
-                Err(None) if buf.is_empty() && may_retry(false) => {
-                    self.idle.borrow_mut().clear();
+            match client::read_head(&mut c.conn, &mut c.buf, false, |_, h| self.learn(h)).await {
+                Ok((head, sse)) => return Ok((addr, c.conn, c.buf, head, sse)),
+                Err(HeadError::Closed) if c.buf.is_empty() && may_resend(Failed::BeforeAnswer) => {
+                    c = self.fresh(addr).await?;
                 }
-                Err(None) => return Err(format!("{} closed the connection", self.target)),
-                Err(Some(e)) => return Err(e),
+                Err(HeadError::Closed) => {
+                    return Err(format!("{} closed the connection", self.target))
+                }
+                Err(HeadError::Invalid) => {
+                    return Err(format!("{} sent an invalid HTTP response", self.target))
+                }
             }
         }
     }
@@ -364,9 +366,6 @@ impl HttpTarget {
         Ok(())
     }
 }
-
-/// A response head: status, body framing, SSE or not, head length, keep-alive.
-type Head = (u16, RespBody, bool, usize, bool);
 
 /// Hands the complete events of an SSE answer on: the JSON-RPC response to request `id` as the
 /// answer (true when it came), everything else as events of the request's stream.

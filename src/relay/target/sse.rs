@@ -3,7 +3,7 @@
 //! stream as `message` events and are routed to the waiting request by JSON-RPC id (the same
 //! routing as stdio servers).
 //!
-//! Not here: the streamable-HTTP transport (`upstream`).
+//! Not here: the streamable-HTTP transport (`http`).
 
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
@@ -15,18 +15,19 @@ use futures_channel::oneshot;
 use crate::http::h1::{self, ChunkedDecoder, RespBody};
 use crate::mcp::sse::SseParser;
 use crate::net::addr::HostTarget;
-use crate::relay::target::http::{connect, Conn};
+use crate::net::client::{self, Conn, HeadError, Upstream};
 use crate::relay::target::shared_stream::Pending;
 use crate::relay::target::shared_stream::TargetMsg;
 use crate::relay::MAX_MESSAGE;
+use crate::snapshot::UpstreamSettings;
 
 /// How long a message waits for the server's `endpoint` event.
 const ENDPOINT_WAIT: Duration = Duration::from_secs(10);
 
 pub(crate) struct SseTarget {
     pub target: String,
-    upstream: HostTarget,
-    https: bool,
+    upstream: Upstream,
+    settings: UpstreamSettings,
     /// Path (and query) to POST messages to, from the `endpoint` event.
     endpoint: RefCell<Option<String>>,
     endpoint_waiters: RefCell<Vec<oneshot::Sender<()>>>,
@@ -43,11 +44,12 @@ impl SseTarget {
         https: bool,
         authorization: Option<String>,
         unsolicited: UnboundedSender<Vec<u8>>,
+        settings: UpstreamSettings,
     ) -> Rc<SseTarget> {
         let t = Rc::new(SseTarget {
             target: target.to_owned(),
-            upstream: upstream.clone(),
-            https,
+            upstream: Upstream::new(upstream, https),
+            settings,
             endpoint: RefCell::new(None),
             endpoint_waiters: RefCell::new(Vec::new()),
             pending: Pending::new(unsolicited),
@@ -89,6 +91,17 @@ impl SseTarget {
         self.fail_all("the session ended");
     }
 
+    /// A new connection to the server (a message POST, or the event stream).
+    async fn connect(&self) -> Result<Conn, String> {
+        let addr = client::resolve(&self.upstream.target.addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let tls = self.upstream.tls_name.as_ref();
+        client::connect(addr, tls, self.settings.connect_timeout)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     async fn post(&self, msg: Vec<u8>) -> Result<(), String> {
         if self.endpoint.borrow().is_none() {
             let (tx, rx) = oneshot::channel();
@@ -100,12 +113,12 @@ impl SseTarget {
             .borrow()
             .clone()
             .ok_or_else(|| format!("the SSE server {} sent no endpoint event", self.target))?;
-        let mut conn = connect(&self.upstream, self.https).await?;
+        let mut conn = self.connect().await?;
         let mut head = Vec::with_capacity(256 + msg.len());
         head.extend_from_slice(b"POST ");
         head.extend_from_slice(endpoint.as_bytes());
         head.extend_from_slice(b" HTTP/1.1\r\n");
-        h1::write_header(&mut head, "host", self.upstream.authority.as_bytes());
+        h1::write_header(&mut head, "host", self.upstream.target.authority.as_bytes());
         h1::write_header(&mut head, "content-type", b"application/json");
         h1::write_header(
             &mut head,
@@ -120,24 +133,20 @@ impl SseTarget {
         head.extend_from_slice(&msg);
         conn.write_all(head)
             .await
+            .0
             .map_err(|e| format!("POST to {}: {e}", self.target))?;
         let mut buf = Vec::new();
-        loop {
-            let mut headers = [httparse::EMPTY_HEADER; 32];
-            if let Ok(Some((h, _))) = h1::parse_response(&buf, &mut headers, false) {
-                return if (200..300).contains(&h.status) {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "the SSE server {} answered HTTP {}",
-                        self.target, h.status
-                    ))
-                };
-            }
-            match conn.read_more(&mut buf).await {
-                Ok(0) | Err(_) => return Err(format!("{} closed the connection", self.target)),
-                Ok(_) => {}
-            }
+        match client::read_head(&mut conn, &mut buf, false, |_, _| ()).await {
+            Ok((h, ())) if (200..300).contains(&h.status) => Ok(()),
+            Ok((h, ())) => Err(format!(
+                "the SSE server {} answered HTTP {}",
+                self.target, h.status
+            )),
+            Err(HeadError::Closed) => Err(format!("{} closed the connection", self.target)),
+            Err(HeadError::Invalid) => Err(format!(
+                "the SSE server {} sent an invalid HTTP response",
+                self.target
+            )),
         }
     }
 
@@ -166,7 +175,7 @@ async fn stream_loop(t: Weak<SseTarget>, path: String) {
         me.alive.set(false);
         me.fail_all(&why);
     };
-    let mut conn: Conn = match connect(&me.upstream, me.https).await {
+    let mut conn: Conn = match me.connect().await {
         Ok(c) => c,
         Err(e) => return fail(&me, e),
     };
@@ -174,61 +183,47 @@ async fn stream_loop(t: Weak<SseTarget>, path: String) {
     head.extend_from_slice(b"GET ");
     head.extend_from_slice(path.as_bytes());
     head.extend_from_slice(b" HTTP/1.1\r\n");
-    h1::write_header(&mut head, "host", me.upstream.authority.as_bytes());
+    h1::write_header(&mut head, "host", me.upstream.target.authority.as_bytes());
     h1::write_header(&mut head, "accept", b"text/event-stream");
     if let Some(a) = &me.authorization {
         h1::write_header(&mut head, "authorization", a.as_bytes());
     }
     head.extend_from_slice(b"\r\n");
-    if let Err(e) = conn.write_all(head).await {
+    if let (Err(e), _) = conn.write_all(head).await {
         return fail(&me, e.to_string());
     }
     drop(me);
     let mut buf = Vec::new();
-    let mut body_kind = None;
+    // The head may take as long as the server likes; the session's end stops the wait.
+    let head = client::read_head(&mut conn, &mut buf, false, |_, _| ()).await;
+    let Some(me) = t.upgrade() else { return };
+    let body_kind = match head {
+        Ok((h, ())) if h.status == 200 => {
+            buf.drain(..h.head_len);
+            h.body
+        }
+        Ok((h, ())) => return fail(&me, format!("GET {path} answered HTTP {}", h.status)),
+        Err(HeadError::Closed) => {
+            return fail(&me, "the SSE server closed its event stream".into())
+        }
+        Err(HeadError::Invalid) => return fail(&me, "invalid HTTP response".into()),
+    };
+    drop(me);
     let mut dec = ChunkedDecoder::new(u64::MAX);
     let mut parser = SseParser::new(MAX_MESSAGE);
     loop {
-        let read = conn.read_more(&mut buf).await;
         let Some(me) = t.upgrade() else { return };
         if !me.alive.get() {
             return;
         }
-        match read {
-            Ok(0) | Err(_) => return fail(&me, "the SSE server closed its event stream".into()),
-            Ok(_) => {}
-        }
-        if body_kind.is_none() {
-            let mut headers = [httparse::EMPTY_HEADER; 32];
-            match h1::parse_response(&buf, &mut headers, false) {
-                Ok(Some((h, _))) if h.status == 200 => {
-                    body_kind = Some(h.body);
-                    let n = h.head_len;
-                    buf.drain(..n);
-                }
-                Ok(Some((h, _))) => {
-                    return fail(&me, format!("GET {path} answered HTTP {}", h.status))
-                }
-                Ok(None) => continue,
-                Err(_) => return fail(&me, "invalid HTTP response".into()),
-            }
-        }
-        let data: Vec<u8> = if matches!(body_kind, Some(RespBody::Chunked)) {
+        let data: Vec<u8> = if matches!(body_kind, RespBody::Chunked) {
             let mut out = Vec::new();
-            let mut consumed = 0;
-            while consumed < buf.len() {
-                match dec.decode(&buf[consumed..]) {
-                    Ok(c) => {
-                        out.extend_from_slice(c.data);
-                        consumed += c.consumed;
-                        if c.done || c.consumed == 0 {
-                            break;
-                        }
-                    }
-                    Err(e) => return fail(&me, e.to_string()),
+            match client::dechunk(&mut dec, &buf, |d| out.extend_from_slice(d)) {
+                Ok((consumed, _)) => {
+                    buf.drain(..consumed);
                 }
+                Err(e) => return fail(&me, e.to_string()),
             }
-            buf.drain(..consumed);
             out
         } else {
             std::mem::take(&mut buf)
@@ -247,6 +242,14 @@ async fn stream_loop(t: Weak<SseTarget>, path: String) {
                 _ if !ev.data.is_empty() => me.pending.dispatch(&me.target, ev.data.into_bytes()),
                 _ => {}
             }
+        }
+        drop(me);
+        let read = conn.read_more(&mut buf).await;
+        if let (Ok(0) | Err(_), Some(me)) = (read, t.upgrade()) {
+            if me.alive.get() {
+                fail(&me, "the SSE server closed its event stream".into());
+            }
+            return;
         }
     }
 }

@@ -1,0 +1,214 @@
+//! The upstream HTTP/1.1 client of the workers, used by `host` backends (`server::proxy`) and by
+//! the MCP HTTP and SSE targets (`relay::target`): connecting (name resolution off the worker,
+//! a connect timeout, TLS with rustls), the worker's keep-alive pool, the one rule for sending a
+//! request again after a reused connection failed, reading a response head with the h1 codec
+//! (interim 1xx answers skipped), and de-chunking.
+//!
+//! Each caller writes its own request and reads its own body: the proxy streams both ways, the
+//! relay reads SSE events. Not here: the control plane's fetches (`auth::fetch`, blocking, off
+//! the workers).
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::http::h1::{self, ChunkedDecoder, RespBody, MAX_HEADERS};
+use crate::net::addr::HostAddr;
+use crate::net::pool;
+
+pub(crate) mod conn;
+
+pub(crate) use conn::{connect, Conn, ConnectError, Upstream};
+
+/// The address to connect to: resolved at load, or from the worker's DNS cache.
+pub(crate) async fn resolve(addr: &HostAddr) -> Result<SocketAddr, ConnectError> {
+    match addr {
+        HostAddr::Resolved(a) => Ok(*a),
+        HostAddr::Name(host, port) => crate::net::dns::resolve(host, *port)
+            .await
+            .ok_or_else(|| ConnectError::Resolve(host.clone())),
+    }
+}
+
+/// A connection ready for a request: from the pool (with how long it sat idle there) or new.
+pub(crate) struct Checkout {
+    pub conn: Conn,
+    /// The pooled connection's read buffer (empty; an empty `Vec` for a new connection).
+    pub buf: Vec<u8>,
+    pub reused_after: Option<Duration>,
+}
+
+/// The most recently used idle connection to `addr` (TLS to `tls_name`, or plain) younger than
+/// `max_idle`, or a new one (connect within `connect_timeout`, then the TLS handshake).
+pub(crate) async fn checkout(
+    addr: SocketAddr,
+    tls_name: Option<&Rc<str>>,
+    max_idle: Duration,
+    connect_timeout: Duration,
+) -> Result<Checkout, ConnectError> {
+    if let Some((conn, buf, idle)) = pool::take(addr, tls_name.map(|n| &**n), max_idle) {
+        return Ok(Checkout {
+            conn,
+            buf,
+            reused_after: Some(idle),
+        });
+    }
+    Ok(Checkout {
+        conn: connect(addr, tls_name, connect_timeout).await?,
+        buf: Vec::new(),
+        reused_after: None,
+    })
+}
+
+/// Returns a connection whose last answer was read to its end to the worker's pool, with its
+/// (empty) read buffer; at most `max` idle connections are kept per address.
+pub(crate) fn release(
+    addr: SocketAddr,
+    tls_name: Option<&Rc<str>>,
+    conn: Conn,
+    mut buf: Vec<u8>,
+    max: usize,
+) {
+    debug_assert!(buf.is_empty());
+    buf.clear();
+    // A buffer that grew for one large message is not kept for the next.
+    if buf.capacity() > 64 * 1024 {
+        buf = Vec::new();
+    }
+    pool::put(addr, tls_name.cloned(), conn, buf, max);
+}
+
+/// A pooled connection idle this long that fails before answering was closed while idle (by
+/// the server's keep-alive timeout, not a crash): the request may be sent again.
+pub(crate) const STALE_AFTER: Duration = Duration::from_secs(1);
+
+/// Where a request on a reused connection failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failed {
+    /// Writing the request failed: the server cannot have seen it.
+    Write,
+    /// The connection closed before any byte of an answer.
+    BeforeAnswer,
+}
+
+/// Whether a request that failed on a connection is sent once more on a fresh one.
+///
+/// Servers close idle keep-alive connections (uvicorn and Node after 5 s), and a request
+/// written into such a connection fails before any answer byte. It is sent again only when
+/// the connection was reused (`reused_after`), nothing would be lost (`replayable`: the whole
+/// request is still at hand) and nothing can run twice: the write itself failed, or no answer
+/// byte came back and the request is idempotent or the connection had been idle for
+/// [`STALE_AFTER`] (an idle close, not a server that died while handling it).
+pub(crate) fn may_resend(
+    reused_after: Option<Duration>,
+    failed: Failed,
+    replayable: bool,
+    idempotent: bool,
+) -> bool {
+    replayable
+        && reused_after
+            .is_some_and(|idle| failed == Failed::Write || idempotent || idle >= STALE_AFTER)
+}
+
+/// The final (non-1xx) response head, as the h1 codec parsed it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Head {
+    pub status: u16,
+    pub head_len: usize,
+    pub body: RespBody,
+    pub keep_alive: bool,
+}
+
+/// Why no response head was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HeadError {
+    /// The connection closed (or failed) first; `buf` says whether any byte came.
+    Closed,
+    /// Not an HTTP/1 response, a head over the limits, or a 101 that was never asked for.
+    Invalid,
+}
+
+/// Reads the final response head into `buf` (interim 1xx heads are dropped from it), then
+/// hands its fields to `inspect` while they are borrowed from `buf`. The head stays in `buf`:
+/// its body starts at `Head::head_len`.
+pub(crate) async fn read_head<T>(
+    conn: &mut Conn,
+    buf: &mut Vec<u8>,
+    head_request: bool,
+    inspect: impl FnOnce(&Head, &[httparse::Header<'_>]) -> T,
+) -> Result<(Head, T), HeadError> {
+    loop {
+        {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS + 1];
+            match h1::parse_response(buf, &mut headers, head_request) {
+                Ok(Some((h, hdrs))) => {
+                    // Nobody asks an upstream to switch protocols (`Upgrade` is hop-by-hop).
+                    if h.status == 101 {
+                        return Err(HeadError::Invalid);
+                    }
+                    if (100..200).contains(&h.status) {
+                        let n = h.head_len;
+                        buf.drain(..n);
+                        continue;
+                    }
+                    let head = Head {
+                        status: h.status,
+                        head_len: h.head_len,
+                        body: h.body,
+                        keep_alive: h.keep_alive,
+                    };
+                    let t = inspect(&head, hdrs);
+                    return Ok((head, t));
+                }
+                Ok(None) => {}
+                Err(_) => return Err(HeadError::Invalid),
+            }
+        }
+        match conn.read_more(buf).await {
+            Ok(0) | Err(_) => return Err(HeadError::Closed),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Decodes the chunked body bytes in `input`, handing the data to `sink`; returns how many bytes
+/// were used and whether the body ended.
+pub(crate) fn dechunk(
+    dec: &mut ChunkedDecoder,
+    input: &[u8],
+    mut sink: impl FnMut(&[u8]),
+) -> Result<(usize, bool), h1::H1Error> {
+    let mut consumed = 0;
+    while consumed < input.len() {
+        let c = dec.decode(&input[consumed..])?;
+        sink(c.data);
+        consumed += c.consumed;
+        if c.done {
+            return Ok((consumed, true));
+        }
+        if c.consumed == 0 {
+            break;
+        }
+    }
+    Ok((consumed, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resend_only_what_cannot_run_twice() {
+        let idle = |ms| Some(Duration::from_millis(ms));
+        // A fresh connection is never retried.
+        assert!(!may_resend(None, Failed::Write, true, true));
+        // A failed write on a reused connection: the server never saw the request.
+        assert!(may_resend(idle(5), Failed::Write, true, false));
+        // Nothing to send again.
+        assert!(!may_resend(idle(5000), Failed::Write, false, true));
+        // No answer byte: only idempotent requests, or after an idle-close-sized pause.
+        assert!(may_resend(idle(5), Failed::BeforeAnswer, true, true));
+        assert!(!may_resend(idle(5), Failed::BeforeAnswer, true, false));
+        assert!(may_resend(idle(1500), Failed::BeforeAnswer, true, false));
+    }
+}
