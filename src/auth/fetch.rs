@@ -1,18 +1,18 @@
-//! A small blocking HTTP/1.1 GET client for the control plane (JWKS and OpenID discovery
-//! documents), over plain TCP or TLS (rustls with the Mozilla root set).
+//! The control plane's HTTP GET (JWKS and OpenID discovery documents), with `ureq`: a well-kept
+//! blocking client (rustls with ring and the Mozilla roots, as the workers use) that brings
+//! what a hand-written one lacked: `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` from the environment
+//! (an IdP behind a corporate proxy), and HTTP/1.1 framing, chunked bodies and timeouts handled
+//! by a client that many projects exercise.
 //!
-//! Runs only on control-plane threads, never on a worker. Not here: caching or scheduling
-//! (`auth::keys`), request-path HTTP (`server::proxy`).
+//! Runs only on control-plane threads, never on a worker (it blocks, and resolves names with the
+//! system resolver). Not here: caching or scheduling (`auth::keys`), request-path HTTP
+//! (`net::client`).
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
-
-use crate::net::url::parse_url;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime};
 
 /// Largest document accepted (a JWKS with dozens of RSA keys is far below this).
-const MAX_BODY: usize = 1024 * 1024;
+const MAX_BODY: u64 = 1024 * 1024;
 
 #[derive(Debug)]
 pub(crate) struct Fetched {
@@ -22,193 +22,50 @@ pub(crate) struct Fetched {
     pub max_age: Option<Duration>,
 }
 
-fn tls_config() -> Arc<rustls::ClientConfig> {
-    static CFG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    CFG.get_or_init(|| {
-        let roots =
-            rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let cfg = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default TLS versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Arc::new(cfg)
+fn agent() -> &'static ureq::Agent {
+    static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
+    AGENT.get_or_init(|| {
+        ureq::Agent::config_builder()
+            // Statuses are the caller's to judge (a 404 JWKS is reported as such).
+            .http_status_as_error(false)
+            // An IdP's JWKS URL is exact: a redirect is answered as what it is, not followed.
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into()
     })
-    .clone()
 }
 
-/// GET `url` with an overall deadline. Redirects are not followed (an IdP's JWKS URL is exact).
-#[allow(clippy::disallowed_methods)] // the key manager's thread, never a worker
+/// GET `url` with an overall deadline.
 pub(crate) fn get(url: &str, timeout: Duration) -> Result<Fetched, String> {
-    let u = parse_url(url)?;
-    let deadline = Instant::now() + timeout;
-    let addr = (u.host.as_str(), u.port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {}: {e}", u.host))?
-        .next()
-        .ok_or_else(|| format!("cannot resolve {}", u.host))?;
-    let sock =
-        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
-    sock.set_read_timeout(Some(timeout)).ok();
-    sock.set_write_timeout(Some(timeout)).ok();
-    let host_header = if (u.https && u.port == 443) || (!u.https && u.port == 80) {
-        u.host.clone()
-    } else {
-        format!("{}:{}", u.host, u.port)
+    let resp = agent()
+        .get(url)
+        .config()
+        .timeout_global(Some(timeout))
+        .build()
+        .header("accept", "application/json")
+        .call()
+        .map_err(|e| describe(&e))?;
+    let status = resp.status().as_u16();
+    let header = |name: &str| {
+        resp.headers()
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(", ")
     };
-    let req = format!(
-        "GET {} HTTP/1.1\r\nHost: {host_header}\r\nAccept: application/json\r\nUser-Agent: portcullis/{}\r\nConnection: close\r\n\r\n",
-        u.path,
-        env!("CARGO_PKG_VERSION")
-    );
-    let raw = if u.https {
-        let name = rustls::pki_types::ServerName::try_from(u.host.clone())
-            .map_err(|e| format!("bad TLS name {}: {e}", u.host))?;
-        let conn = rustls::ClientConnection::new(tls_config(), name).map_err(|e| e.to_string())?;
-        let mut tls = rustls::StreamOwned::new(conn, sock);
-        tls.write_all(req.as_bytes())
-            .map_err(|e| format!("send: {e}"))?;
-        read_all(&mut tls, deadline)?
-    } else {
-        let mut s = sock;
-        s.write_all(req.as_bytes())
-            .map_err(|e| format!("send: {e}"))?;
-        read_all(&mut s, deadline)?
-    };
-    parse_response(&raw)
-}
-
-/// Reads until the response is complete (by its framing) or the peer closes.
-fn read_all<R: Read>(r: &mut R, deadline: Instant) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(8192);
-    let mut buf = [0u8; 8192];
-    loop {
-        if Instant::now() > deadline {
-            return Err("timed out".into());
-        }
-        match r.read(&mut buf) {
-            Ok(0) => return Ok(out),
-            Ok(n) => {
-                out.extend_from_slice(&buf[..n]);
-                if out.len() > MAX_BODY + 64 * 1024 {
-                    return Err("response too large".into());
-                }
-                if is_complete(&out) {
-                    return Ok(out);
-                }
-            }
-            // A TLS peer that closes without close_notify still delivered everything we asked.
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !out.is_empty() => {
-                return Ok(out)
-            }
-            // The socket's read timeout (the fetch timeout) expired: say so, not "resource
-            // temporarily unavailable" (EAGAIN is how the kernel reports it).
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(format!(
-                    "timed out waiting for the response ({} bytes received)",
-                    out.len()
-                ))
-            }
-            Err(e) => return Err(format!("read: {e}")),
-        }
-    }
-}
-
-/// Whether `raw` holds a whole response according to its Content-Length or chunked framing.
-fn is_complete(raw: &[u8]) -> bool {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut resp = httparse::Response::new(&mut headers);
-    let Ok(httparse::Status::Complete(head_len)) = resp.parse(raw) else {
-        return false;
-    };
-    let rest = &raw[head_len..];
-    for h in resp.headers.iter() {
-        if h.name.eq_ignore_ascii_case("content-length") {
-            let n: usize = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(usize::MAX);
-            return rest.len() >= n;
-        }
-        if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            return matches!(
-                crate::http::h1::decode_all(rest, MAX_BODY as u64, &[]),
-                (_, Ok(Some(_))) | (_, Err(_))
-            );
-        }
-    }
-    false
-}
-
-fn parse_response(raw: &[u8]) -> Result<Fetched, String> {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut resp = httparse::Response::new(&mut headers);
-    let head_len = match resp.parse(raw) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Err("truncated response head".into()),
-        Err(e) => return Err(format!("invalid response: {e}")),
-    };
-    let status = resp.code.unwrap_or(0);
-    let mut chunked = false;
-    let mut length = None;
-    let mut max_age = None;
-    let mut expires = None;
-    for h in resp.headers.iter() {
-        let v = std::str::from_utf8(h.value).unwrap_or("").trim();
-        if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = v.to_ascii_lowercase().contains("chunked");
-        } else if h.name.eq_ignore_ascii_case("content-length") {
-            length = v.parse::<usize>().ok();
-        } else if h.name.eq_ignore_ascii_case("cache-control") {
-            for d in v.split(',') {
-                let d = d.trim();
-                if let Some(n) = d
-                    .strip_prefix("max-age=")
-                    .or_else(|| d.strip_prefix("s-maxage="))
-                {
-                    if let Ok(s) = n.trim_matches('"').parse::<u64>() {
-                        max_age = Some(Duration::from_secs(s));
-                    }
-                } else if d.eq_ignore_ascii_case("no-cache") || d.eq_ignore_ascii_case("no-store") {
-                    max_age = Some(Duration::ZERO);
-                }
-            }
-        } else if h.name.eq_ignore_ascii_case("expires") {
-            expires = httpdate::parse_http_date(v).ok();
-        }
-    }
-    if max_age.is_none() {
-        if let Some(t) = expires {
-            max_age = Some(
-                t.duration_since(SystemTime::now())
-                    .unwrap_or(Duration::ZERO),
-            );
-        }
-    }
-    let rest = &raw[head_len..];
-    let body = if chunked {
-        match crate::http::h1::decode_all(rest, MAX_BODY as u64, &[]) {
-            (body, Ok(Some(_))) => body,
-            (_, Ok(None)) => return Err("truncated chunked body".into()),
-            (_, Err(e)) => return Err(format!("bad chunked body: {e}")),
-        }
-    } else if let Some(n) = length {
-        if rest.len() < n {
-            return Err("truncated body".into());
-        }
-        rest[..n].to_vec()
-    } else {
-        rest.to_vec()
-    };
-    if body.len() > MAX_BODY {
-        return Err("document too large".into());
-    }
+    let max_age = freshness(&header("cache-control"), &header("expires"));
+    let body = resp
+        .into_body()
+        .with_config()
+        .limit(MAX_BODY)
+        .read_to_vec()
+        .map_err(|e| match e {
+            ureq::Error::BodyExceedsLimit(_) => "document too large".to_owned(),
+            e => describe(&e),
+        })?;
     Ok(Fetched {
         status,
         body,
@@ -216,10 +73,46 @@ fn parse_response(raw: &[u8]) -> Result<Fetched, String> {
     })
 }
 
+/// An error as the key manager's log line and `/ready` show it.
+fn describe(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::Timeout(t) => format!("timed out ({t})"),
+        ureq::Error::HostNotFound => "cannot resolve the host".to_owned(),
+        e => e.to_string(),
+    }
+}
+
+/// How long a document stays fresh: `Cache-Control` `max-age`/`s-maxage` (`no-cache`,
+/// `no-store`: not at all), else `Expires`; `None` when the server said nothing.
+fn freshness(cache_control: &str, expires: &str) -> Option<Duration> {
+    let mut max_age = None;
+    for d in cache_control.split(',') {
+        let d = d.trim();
+        if let Some(n) = d
+            .strip_prefix("max-age=")
+            .or_else(|| d.strip_prefix("s-maxage="))
+        {
+            if let Ok(s) = n.trim_matches('"').parse::<u64>() {
+                max_age = Some(Duration::from_secs(s));
+            }
+        } else if d.eq_ignore_ascii_case("no-cache") || d.eq_ignore_ascii_case("no-store") {
+            max_age = Some(Duration::ZERO);
+        }
+    }
+    max_age.or_else(|| {
+        let t = httpdate::parse_http_date(expires.trim()).ok()?;
+        Some(
+            t.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO),
+        )
+    })
+}
+
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
 
     /// A server that accepts and never answers: the error says it timed out.
     #[test]
@@ -236,27 +129,75 @@ mod tests {
         assert!(e.contains("timed out"), "{e}");
     }
 
+    /// Serves `answer` to one request on a local port; returns the URL.
+    fn serve_once(answer: &'static [u8]) -> (String, std::thread::JoinHandle<String>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/jwks.json", l.local_addr().unwrap());
+        let t = std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.ends_with(b"\r\n\r\n") {
+                match c.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            c.write_all(answer).unwrap();
+            String::from_utf8_lossy(&req).into_owned()
+        });
+        (url, t)
+    }
+
     #[test]
-    fn responses_with_cache_headers() {
-        let r = parse_response(
+    fn documents_with_cache_headers_chunked_and_redirects() {
+        let (url, t) = serve_once(
             b"HTTP/1.1 200 OK\r\nCache-Control: public, max-age=120\r\nContent-Length: 2\r\n\r\n{}",
-        )
-        .unwrap();
+        );
+        let r = get(&url, Duration::from_secs(5)).unwrap();
+        let req = t.join().unwrap();
         assert_eq!(
             (r.status, r.body.as_slice(), r.max_age),
             (200, &b"{}"[..], Some(Duration::from_secs(120)))
         );
-        let r = parse_response(
+        assert!(
+            req.to_ascii_lowercase()
+                .contains("accept: application/json"),
+            "{req}"
+        );
+        let (url, t) = serve_once(
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
-        )
-        .unwrap();
-        assert_eq!(r.body, b"{}");
-        assert_eq!(r.max_age, None);
-        let r = parse_response(
-            b"HTTP/1.1 200 OK\r\nCache-Control: no-store\r\nContent-Length: 0\r\n\r\n",
-        )
-        .unwrap();
-        assert_eq!(r.max_age, Some(Duration::ZERO));
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{}").is_err());
+        );
+        let r = get(&url, Duration::from_secs(5)).unwrap();
+        t.join().unwrap();
+        assert_eq!((r.body.as_slice(), r.max_age), (&b"{}"[..], None));
+        // A redirect is not followed: the caller sees it.
+        let (url, t) = serve_once(
+            b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:1/x\r\nContent-Length: 0\r\n\r\n",
+        );
+        assert_eq!(get(&url, Duration::from_secs(5)).unwrap().status, 302);
+        t.join().unwrap();
+        // A body shorter than its length is an error, not a document.
+        let (url, t) =
+            serve_once(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\n{}");
+        assert!(get(&url, Duration::from_secs(5)).is_err());
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn freshness_from_cache_control_then_expires() {
+        let s = Duration::from_secs;
+        assert_eq!(freshness("public, max-age=120", ""), Some(s(120)));
+        assert_eq!(freshness("s-maxage=\"60\"", ""), Some(s(60)));
+        assert_eq!(freshness("no-store", ""), Some(Duration::ZERO));
+        assert_eq!(freshness("", ""), None);
+        assert_eq!(
+            freshness("", "Thu, 01 Jan 1970 00:00:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        let later = httpdate::fmt_http_date(SystemTime::now() + s(3600));
+        assert!(freshness("", &later).is_some_and(|d| d > s(3500)));
+        assert_eq!(freshness("max-age=5", &later), Some(s(5)));
     }
 }
