@@ -1,4 +1,6 @@
-//! MCP authentication at run time: the per-worker state that decides on one request's bearer
+//! MCP authentication end to end: lowering `mcpAuthentication` and `jwtAuth` from the wire
+//! model (`lower`) into the types the workers read (`policy`), the only builder of the 401 and
+//! 503 answers (`challenge`), and at run time the per-worker state that decides on one request's bearer
 //! token (`request`: key sets, verified-token caches, failure and verification budgets), the key
 //! manager thread that keeps JWKS and authorization-server metadata fresh (`keys`) and its
 //! blocking HTTP fetcher (`fetch`).
@@ -9,5 +11,6 @@
 pub(crate) mod challenge;
 pub(crate) mod fetch;
 pub(crate) mod keys;
+pub(crate) mod lower;
 pub(crate) mod policy;
 pub(crate) mod request;

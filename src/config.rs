@@ -1,24 +1,24 @@
 //! Reading agentgateway's local YAML config (v0.10.5 and current dialects) into the serde wire
 //! model, with every error located by a path such as `binds[0].listeners[0].routes[0].policies`.
 //!
-//! Owns the front half of configuration: env expansion ([`expand_env`]), YAML → JSON → model
-//! ([`model`]), and structural validation (`validate`), plus value parsers shared with lowering
+//! Owns the front half of configuration: env expansion ([`expand_env`]), YAML → JSON → the wire
+//! model (`crate::schema`), and structural validation (`validate`), plus value parsers shared with lowering
 //! ([`parse_duration`], [`parse_worker_threads`]). Does not: read files, watch for changes, or
 //! build the runtime snapshot (lowering does), and never silently drops a key agentgateway
 //! would act on — unimplemented features are reported by name.
 
 mod env;
-mod error;
-pub(crate) mod model;
 mod validate;
 mod values;
 
 #[cfg(test)]
 mod tests;
 
+use crate::schema as model;
+use crate::schema::error;
+pub(crate) use crate::schema::ConfigError;
+pub use crate::schema::ConfigErrors;
 pub(crate) use env::expand_env;
-pub(crate) use error::ConfigError;
-pub use error::ConfigErrors;
 pub(crate) use validate::validate;
 pub(crate) use values::{parse_duration, parse_worker_threads};
 
@@ -151,7 +151,6 @@ pub(crate) fn fuzz_load(data: &[u8]) {
 }
 
 pub(crate) mod lower;
-mod lower_auth;
 
 mod tls;
 

@@ -1,19 +1,13 @@
 //! Portcullis: a thread-per-core, io_uring edge proxy that puts MCP Authorization in front of
 //! MCP servers and reads agentgateway's YAML configuration.
 //!
-//! Architecture in brief:
-//! - `config` turns YAML (agentgateway v0.10.5 or current dialect) into a serde wire model, then
-//!   lowers it into an immutable, validated [`snapshot::Snapshot`]; only lowering validates.
-//! - `runtime` starts one monoio runtime per worker thread, each with its own SO_REUSEPORT
-//!   listener per bind; a control thread watches the config and publishes new snapshots.
-//! - `http` holds the sans-IO HTTP/1.1 codec (`http::h1`) and the per-connection I/O loop.
-//! - `routing` and `policy` are pure: they match requests and decide, they never do I/O;
-//!   `policy::mcp_auth` validates JWTs, `policy::mcp_auth_meta` renders discovery documents.
-//! - `http::auth` decides per request with worker-local key sets and token caches, which the key
-//!   manager (`runtime::keys`, off the workers) keeps fresh.
-//! - `mcp` is the sans-IO MCP vocabulary (JSON-RPC, SSE, transport rules, merging); `relay`
-//!   moves MCP traffic between clients and stdio / HTTP / SSE servers, sessions owned per worker.
-//! - `admin` serves Prometheus metrics and readiness, aggregating per-worker counters at scrape.
+//! The map of the code, its layers and invariants are in `ARCHITECTURE.md`. In brief: `config`
+//! lowers agentgateway YAML (either dialect) into an immutable `Snapshot`; `runtime` runs one
+//! monoio worker per core, each with its own listeners, and the control plane (config watch,
+//! key manager, DNS) off the workers; `server` answers each request (routing, policies, MCP
+//! authentication from `auth`), forwards it with the upstream client in `net`, or hands MCP
+//! calls to `relay`, which owns the sessions and the stdio / HTTP / SSE targets. `http`,
+//! `routing`, `policy` and `mcp` are sans-IO, fuzzed and benchmarked.
 //!
 //! Not here: HTTP/2 (refused with a clear error), TCP/TLS passthrough listeners.
 #![forbid(unsafe_code)]
@@ -30,6 +24,7 @@ mod readiness;
 mod relay;
 mod routing;
 mod runtime;
+mod schema;
 mod server;
 mod shard;
 mod snapshot;
@@ -44,3 +39,6 @@ pub use telemetry::{init as init_logging, LogGuard};
 /// Entry points for `fuzz/` and `benches/` (not an API).
 #[doc(hidden)]
 pub mod fuzzing;
+/// Token minting for `mcp-load` and the integration tests (not an API).
+#[doc(hidden)]
+pub mod mint;

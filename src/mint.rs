@@ -1,7 +1,9 @@
-//! Token minting: loads a private signing key (PKCS#8/PKCS#1 PEM or a private JWK), signs
-//! compact JWS access tokens with ring (RS256, ES256, ES384, EdDSA) and renders the matching public
-//! JWKS. Sans-IO apart from [`SignKey::load`] reading the key file.
-//! Does not: verify tokens, fetch keys, or generate RSA keys (ring cannot; see `keygen`).
+//! Token minting for `mcp-load` and the integration tests (not an API, and not used by the
+//! proxy): loads a private signing key (PKCS#8/PKCS#1 PEM or a private JWK) or generates one,
+//! signs compact JWS access tokens with ring (RS256, ES256, ES384, EdDSA) and renders the
+//! matching public JWKS. Sans-IO apart from [`SignKey::load`] reading the key file.
+//! Does not: verify tokens (`policy::mcp_auth` does), fetch keys, or generate RSA keys (ring
+//! cannot; see `mcp-load keygen`).
 
 use anyhow::{anyhow, bail, Context, Result};
 use ring::rand::SystemRandom;
@@ -9,7 +11,7 @@ use ring::rsa::{KeyPairComponents, PublicKeyComponents};
 use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
 use serde_json::Value;
 
-use crate::b64;
+use crate::policy::mcp_auth::b64;
 
 #[cfg(test)]
 mod tests;
@@ -120,7 +122,9 @@ impl SignKey {
             let s = v[name].as_str().ok_or_else(|| {
                 anyhow!("JWK member {name:?} is missing (a private JWK is needed)")
             })?;
-            b64::decode_url(s).ok_or_else(|| anyhow!("JWK member {name:?} is not base64url"))
+            b64::decode(s.as_bytes())
+                .ok()
+                .ok_or_else(|| anyhow!("JWK member {name:?} is not base64url"))
         };
         let inner = match v["kty"].as_str() {
             Some("RSA") => {
@@ -212,20 +216,20 @@ impl SignKey {
             Inner::Rsa(kp) => {
                 let c = PublicKeyComponents::<Vec<u8>>::from(kp.public());
                 serde_json::json!({"kty":"RSA","kid":kid,"alg":alg,"use":"sig",
-                    "n":b64::encode_url(&c.n),"e":b64::encode_url(&c.e)})
+                    "n":b64::encode(&c.n),"e":b64::encode(&c.e)})
             }
             Inner::Ec(kp) => {
                 let p = kp.public_key().as_ref();
                 serde_json::json!({"kty":"EC","crv":"P-256","kid":kid,"alg":alg,"use":"sig",
-                    "x":b64::encode_url(&p[1..33]),"y":b64::encode_url(&p[33..65])})
+                    "x":b64::encode(&p[1..33]),"y":b64::encode(&p[33..65])})
             }
             Inner::Ec384(kp) => {
                 let p = kp.public_key().as_ref();
                 serde_json::json!({"kty":"EC","crv":"P-384","kid":kid,"alg":alg,"use":"sig",
-                    "x":b64::encode_url(&p[1..49]),"y":b64::encode_url(&p[49..97])})
+                    "x":b64::encode(&p[1..49]),"y":b64::encode(&p[49..97])})
             }
             Inner::Ed(kp) => serde_json::json!({"kty":"OKP","crv":"Ed25519","kid":kid,"alg":alg,
-                "use":"sig","x":b64::encode_url(kp.public_key().as_ref())}),
+                "use":"sig","x":b64::encode(kp.public_key().as_ref())}),
         }
     }
 
@@ -247,13 +251,19 @@ impl SignKey {
         if !c.scope.is_empty() {
             claims["scope"] = Value::String(c.scope.clone());
         }
+        self.sign_compact(&header.to_string(), &claims.to_string())
+    }
+
+    /// A compact JWS of `header` and `claims` (JSON texts, signed as given: tests craft odd
+    /// headers with it).
+    pub fn sign_compact(&self, header: &str, claims: &str) -> Result<String> {
         let input = format!(
             "{}.{}",
-            b64::encode_url(header.to_string().as_bytes()),
-            b64::encode_url(claims.to_string().as_bytes())
+            b64::encode(header.as_bytes()),
+            b64::encode(claims.as_bytes())
         );
         let sig = self.sign(input.as_bytes())?;
-        Ok(format!("{input}.{}", b64::encode_url(&sig)))
+        Ok(format!("{input}.{}", b64::encode(&sig)))
     }
 
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>> {
@@ -338,4 +348,9 @@ fn pem_encode(label: &str, der: &[u8]) -> String {
     }
     out.push_str(&format!("-----END {label}-----\n"));
     out
+}
+
+/// Unpadded base64url, as JWS segments and JWK members use.
+pub fn b64url(data: &[u8]) -> String {
+    b64::encode(data)
 }

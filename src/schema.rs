@@ -3,7 +3,9 @@
 //!
 //! Owns: field names, camelCase renames, `deny_unknown_fields`, defaults agentgateway applies at
 //! parse time. Does not: validate values, resolve defaults that need context (names, JWKS URLs),
-//! or build runtime structures — that is `config::validate` and lowering.
+//! or build runtime structures — that is `config::validate` and lowering. Also the error type
+//! that names a place in this model ([`ConfigError`], `error`). A leaf: it imports nothing of the
+//! crate, so both `config` and `auth` (which lowers its own policies) can build on it.
 //!
 //! Every key agentgateway accepts is a field: implemented ones are typed, process-tuning ones are
 //! [`Ignored`], and the rest are [`Unsupported`] so they are reported by name instead of dropped.
@@ -14,12 +16,16 @@
 mod auth;
 mod backend;
 mod bind;
+pub(crate) mod error;
 mod policy;
 mod process;
 mod route;
 mod serde_util;
 
 use serde::Deserialize;
+
+pub(crate) use error::ConfigError;
+pub use error::ConfigErrors;
 
 pub(crate) use auth::{
     AuthMode, Jwks, JwtAuth, JwtProvider, JwtValidationOptions, McpAuthentication, McpProvider,

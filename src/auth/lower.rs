@@ -9,23 +9,23 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::model;
-use super::ConfigError;
 use crate::auth::challenge;
 use crate::auth::policy::{
     AsRewrite, AuthMode, AuthPolicy, AuthProvider, McpAuthMeta, Source, SourceKind, WellKnown,
 };
 use crate::http::response::Prebuilt;
-use crate::net::addr::HostTarget;
+use crate::net::addr::{HostAddr, HostTarget};
 use crate::policy::mcp_auth::Validation;
 use crate::policy::mcp_auth_meta as meta;
+use crate::schema as model;
+use crate::schema::ConfigError;
 
 /// Default allowance for clock skew on `exp`, `nbf` and `iat`.
 const LEEWAY_SECS: u64 = 60;
 
 /// What lowering one route's auth policy produced besides the policy itself.
 #[derive(Default)]
-pub(super) struct AuthExtras {
+pub(crate) struct AuthExtras {
     pub sources: Vec<Source>,
     pub well_known: Vec<(String, WellKnown)>,
     pub warnings: Vec<String>,
@@ -151,7 +151,7 @@ fn validation(
 }
 
 /// `mcpAuthentication` on the route at `path`.
-pub(super) fn lower_mcp_auth(
+pub(crate) fn lower_mcp_auth(
     a: &model::McpAuthentication,
     route_paths: &[String],
     passthrough: bool,
@@ -394,7 +394,7 @@ fn registration_target(
         return None;
     }
     let authority = format!("{}:{}", u.host, u.port);
-    let addr = super::lower::parse_host(&authority).ok()?;
+    let addr = HostAddr::parse(&authority).ok()?;
     Some((
         HostTarget {
             authority,
@@ -406,7 +406,7 @@ fn registration_target(
 }
 
 /// Route-level `jwtAuth` (single or multi-provider).
-pub(super) fn lower_jwt_auth(
+pub(crate) fn lower_jwt_auth(
     j: &model::JwtAuth,
     passthrough: bool,
     base_dir: Option<&Path>,
@@ -480,7 +480,7 @@ pub(super) fn lower_jwt_auth(
 }
 
 /// Root discovery paths, added when a listener has exactly one protected MCP route.
-pub(super) fn root_well_known(entries: &[(String, WellKnown)]) -> Vec<(String, WellKnown)> {
+pub(crate) fn root_well_known(entries: &[(String, WellKnown)]) -> Vec<(String, WellKnown)> {
     let prms: Vec<_> = entries
         .iter()
         .filter(|(_, w)| matches!(w, WellKnown::Prm(_)))

@@ -1,4 +1,4 @@
-//! MCP authentication as lowered from the config (`config::lower_auth`) and read by the workers
+//! MCP authentication as lowered from the config (`auth::lower`) and read by the workers
 //! and the key manager: per-route policies with their answers pre-rendered, the key sources and
 //! discovery documents the control plane keeps fresh, and what the well-known paths serve.
 

@@ -289,7 +289,7 @@ impl AuthState {
     }
 
     /// Whether a request whose token names an unknown `kid` of `source` should wait for a
-    /// refetch: only a JWKS URL (ids `jwks:<url>`, see `config::lower_auth`; a file or an inline
+    /// refetch: only a JWKS URL (ids `jwks:<url>`, see `auth::lower`; a file or an inline
     /// set has nothing to fetch), and only while a refetch this worker asked for is under way,
     /// or when it asks for one now (at most once per `ASK_INTERVAL`). Right after a refetch came
     /// back without the key, the token is refused at once instead of waiting for nothing.

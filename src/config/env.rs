@@ -6,7 +6,7 @@
 //! (agentgateway only expands a `~` at the very start of the file, which YAML configs never have)
 //! and does not read the process environment itself: the caller passes `lookup`.
 
-use super::error::ConfigError;
+use crate::schema::ConfigError;
 
 /// Path used for expansion errors (they happen before there is a YAML tree).
 const ENV_PATH: &str = "(env)";

@@ -9,13 +9,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::lower_auth::{self, AuthExtras};
-use super::model;
 use super::{parse_duration, ConfigError, ConfigErrors};
+use crate::auth::lower::{self as lower_auth, AuthExtras};
 use crate::auth::policy::Source;
 use crate::routing::{
     self, HeaderMatch, QueryMatch, RouteMatch, RouteSpec, RouteTable, ValueMatch,
 };
+use crate::schema as model;
 use crate::snapshot::{Bind, Listener, Policies, Route, Settings, Snapshot};
 
 mod backends;
@@ -23,7 +23,6 @@ mod policies;
 mod settings;
 
 use backends::lower_backends;
-pub(super) use backends::parse_host;
 use backends::McpCtx;
 use policies::lower_policies;
 use settings::lower_settings;

@@ -12,7 +12,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-use super::model;
+use crate::schema as model;
 
 fn resolve(p: &str, base: Option<&Path>) -> PathBuf {
     let path = Path::new(p);

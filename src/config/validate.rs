@@ -10,9 +10,10 @@ mod route;
 
 use std::collections::HashMap;
 
-use super::error::{index, join, ConfigError};
-use super::model::{Bind, Config, Listener, LocalConfig, Protocol, Unsupported};
 use super::values::{parse_duration, parse_worker_threads};
+use crate::schema::error::{index, join};
+use crate::schema::ConfigError;
+use crate::schema::{Bind, Config, Listener, LocalConfig, Protocol, Unsupported};
 
 /// Accumulates errors during one validation pass.
 #[derive(Default)]
@@ -57,11 +58,7 @@ pub(crate) fn unsupported_msg(feature: &str) -> String {
 }
 
 /// An RFC 9110 token (header names, methods). Pseudo-headers are handled by callers.
-pub(crate) fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
+pub(crate) use crate::http::h1::is_token;
 
 /// Validates the whole config; `Ok` means lowering may assume every documented invariant.
 pub(crate) fn validate(cfg: &LocalConfig) -> Result<(), Vec<ConfigError>> {

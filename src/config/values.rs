@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::model::WorkerThreads;
+use crate::schema::WorkerThreads;
 
 /// Parses a Go `time.ParseDuration` string: `"10s"`, `"1m30s"`, `"1.5h"`, `"100ms"`, `"500us"`,
 /// `"500µs"`, `"0"`. Units: `ns`, `us`/`µs`/`μs`, `ms`, `s`, `m`, `h`. Negative durations are

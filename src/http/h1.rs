@@ -31,6 +31,7 @@ pub use path::normalize_path;
 pub use request::parse_request;
 pub(crate) use request::{BodyKind, RequestHead};
 pub(crate) use response::{parse_response, RespBody};
+pub(crate) use syntax::is_token;
 
 /// Largest accepted head (request or response line, headers, final CRLFCRLF).
 pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;

@@ -27,8 +27,8 @@ fn claims() -> Claims {
 fn verify(key: &SignKey, token: &str) -> Value {
     let jwk = key.public_jwk();
     let (input, sig) = token.rsplit_once('.').unwrap();
-    let sig = b64::decode_url(sig).unwrap();
-    let field = |n: &str| b64::decode_url(jwk[n].as_str().unwrap()).unwrap();
+    let sig = b64::decode(sig.as_bytes()).unwrap();
+    let field = |n: &str| b64::decode(jwk[n].as_str().unwrap().as_bytes()).unwrap();
     match jwk["kty"].as_str().unwrap() {
         "RSA" => PublicKeyComponents {
             n: field("n"),
@@ -54,10 +54,10 @@ fn verify(key: &SignKey, token: &str) -> Value {
             .unwrap(),
     }
     let (header, payload) = input.split_once('.').unwrap();
-    let header: Value = serde_json::from_slice(&b64::decode_url(header).unwrap()).unwrap();
+    let header: Value = serde_json::from_slice(&b64::decode(header.as_bytes()).unwrap()).unwrap();
     assert_eq!(header["alg"], key.alg().as_str());
     assert_eq!(header["kid"], key.kid.as_str());
-    serde_json::from_slice(&b64::decode_url(payload).unwrap()).unwrap()
+    serde_json::from_slice(&b64::decode(payload.as_bytes()).unwrap()).unwrap()
 }
 
 #[test]
@@ -128,7 +128,7 @@ fn rsa_ints(der: &[u8]) -> Vec<Vec<u8>> {
 
 #[test]
 fn private_jwks_load_for_every_kty() {
-    let u = |b: &[u8]| b64::encode_url(b);
+    let u = |b: &[u8]| b64::encode(b);
     // RSA: n e d p q dp dq qi from the PEM's integers.
     let (_, der) = pem_decode(&data("rsa-2048.pem")).unwrap();
     let v = rsa_ints(&der);

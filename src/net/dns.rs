@@ -3,7 +3,7 @@
 //! answers are kept per worker for [`TTL`] (a failure for [`NEGATIVE_TTL`]), so a worker asks
 //! again at most that often per name.
 //!
-//! Not here: names resolved once at load (`config::lower::parse_host`: a name that resolves
+//! Not here: names resolved once at load (`net::addr::HostAddr::parse`: a name that resolves
 //! then is kept as an address).
 
 use std::cell::RefCell;

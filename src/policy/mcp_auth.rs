@@ -22,7 +22,7 @@
 //! 27.6 µs for ring alone (noisy VM: perf-notes measured 21 µs quiet), ES256 73 µs, EdDSA
 //! 61 µs, ES384 0.95 ms (ring's P-384 is generic code, ~12× P-256: prefer ES256 issuers).
 
-mod b64;
+pub(crate) mod b64;
 mod cache;
 mod claims;
 mod json;

@@ -2,12 +2,7 @@
 //! policies, so nothing invalid is ever rendered into a response head.
 //! Does not: normalise or repair values — invalid input is a config error.
 
-/// RFC 9110 `token` (header names, methods).
-pub(crate) fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
+pub(crate) use crate::http::h1::is_token;
 
 /// RFC 9110 `field-value`: visible ASCII, obs-text, SP and HTAB; no CR, LF or NUL.
 pub(crate) fn is_field_value(s: &str) -> bool {

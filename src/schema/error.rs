@@ -56,10 +56,10 @@ impl From<ConfigError> for ConfigErrors {
 }
 
 /// Path shown for errors that are not inside any key (YAML syntax, top-level type).
-pub(super) const ROOT: &str = "(root)";
+pub(crate) const ROOT: &str = "(root)";
 
 /// Joins a parent path and a key: `join("a[0]", "b") == "a[0].b"`, `join("", "b") == "b"`.
-pub(super) fn join(parent: &str, key: &str) -> String {
+pub(crate) fn join(parent: &str, key: &str) -> String {
     if parent.is_empty() {
         key.to_owned()
     } else {
@@ -68,19 +68,19 @@ pub(super) fn join(parent: &str, key: &str) -> String {
 }
 
 /// `index("a", 2) == "a[2]"`.
-pub(super) fn index(parent: &str, i: usize) -> String {
+pub(crate) fn index(parent: &str, i: usize) -> String {
     format!("{parent}[{i}]")
 }
 
 /// Converts a serde_path_to_error failure into a [`ConfigError`].
-pub(super) fn from_serde(err: serde_path_to_error::Error<serde_json::Error>) -> ConfigError {
+pub(crate) fn from_serde(err: serde_path_to_error::Error<serde_json::Error>) -> ConfigError {
     let path = from_serde_path(err.path());
     let message = rewrite_message(&err.inner().to_string());
     ConfigError { path, message }
 }
 
 /// The next error of a document: its path as [`from_serde_path`] renders it, and serde's message.
-pub(super) type NextError<'a> = &'a dyn Fn(&serde_json::Value) -> Option<(String, String)>;
+pub(crate) type NextError<'a> = &'a dyn Fn(&serde_json::Value) -> Option<(String, String)>;
 
 /// Gets `value` past the error at `path` (a serde error's location, `message` serde's text) so
 /// that the next pass finds the next error: an unknown key is taken out; a missing required key
@@ -88,7 +88,7 @@ pub(super) type NextError<'a> = &'a dyn Fn(&serde_json::Value) -> Option<(String
 /// required, in which case a stand-in takes its place. Stand-ins are the first of `0`, `""`,
 /// `false`, `[]`, `{}` that gets past the error. Returns the path of what was changed, or
 /// `None` when there is nothing to change.
-pub(super) fn take_out(
+pub(crate) fn take_out(
     value: &mut serde_json::Value,
     path: &[serde_path_to_error::Segment],
     message: &str,
@@ -162,7 +162,7 @@ fn stand_in(
 }
 
 /// `path` is `ancestor` or below it (`a.b[0]` is within `a.b`; `a.bc` is not).
-pub(super) fn within(path: &str, ancestor: &str) -> bool {
+pub(crate) fn within(path: &str, ancestor: &str) -> bool {
     path.strip_prefix(ancestor)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
 }
@@ -206,7 +206,7 @@ fn walk<'v>(
 }
 
 /// A serde error's location in our path syntax ([`ROOT`] when it is the whole document).
-pub(super) fn from_serde_path(p: &serde_path_to_error::Path) -> String {
+pub(crate) fn from_serde_path(p: &serde_path_to_error::Path) -> String {
     from_path(&p.iter().cloned().collect::<Vec<_>>())
 }
 

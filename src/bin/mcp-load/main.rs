@@ -13,7 +13,6 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 #![forbid(unsafe_code)]
 
-mod b64;
 mod backend;
 mod cli;
 mod client;
@@ -24,7 +23,6 @@ mod report;
 mod scenario;
 mod server;
 mod stats;
-mod tokens;
 mod wire;
 
 use std::io::{IsTerminal, Write};
@@ -37,6 +35,8 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 
 use cli::{Cli, Cmd};
+// Token minting lives in the library, shared with the integration tests.
+use portcullis::mint as tokens;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -1,13 +1,12 @@
 //! Lowering of route `backends`: `host` targets (addresses resolved at load where they can
 //! be) and `mcp` backends with their stdio, streamable-HTTP and SSE targets.
 
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::model;
 use crate::config::ConfigError;
 use crate::net::addr::{HostAddr, HostTarget};
+use crate::schema as model;
 use crate::snapshot::{Backend, McpRoute, McpTarget, McpTargetKind, UpstreamSettings};
 
 /// What an `mcp` backend takes from its route and the process settings.
@@ -30,7 +29,7 @@ pub(super) fn lower_backends(
     let mut mcp = None;
     for (i, b) in backends.iter().enumerate() {
         match b.kind() {
-            Some(model::BackendKind::Host(h)) => match parse_host(h) {
+            Some(model::BackendKind::Host(h)) => match HostAddr::parse(h) {
                 Ok(addr) => hosts.push(HostTarget {
                     authority: h.to_owned(),
                     addr,
@@ -171,7 +170,7 @@ fn mcp_http_target(
             }
         },
     };
-    match parse_host(&authority) {
+    match HostAddr::parse(&authority) {
         Ok(addr) => Some((
             HostTarget {
                 authority,
@@ -185,29 +184,5 @@ fn mcp_http_target(
             errs.push(ConfigError::new(format!("{path}.host"), e));
             None
         }
-    }
-}
-
-/// `host:port`, `[v6]:port` or `name:port`. Names are resolved now (off the workers); one that
-/// does not resolve yet is kept by name and resolved when a connection is opened.
-#[allow(clippy::disallowed_methods)] // loading runs on the control thread, never a worker
-pub(in crate::config) fn parse_host(h: &str) -> Result<HostAddr, String> {
-    if let Ok(a) = h.parse::<SocketAddr>() {
-        return Ok(HostAddr::Resolved(a));
-    }
-    let (name, port) = h
-        .rsplit_once(':')
-        .ok_or_else(|| format!("invalid host {h:?}: expected host:port"))?;
-    let port: u16 = port.parse().map_err(|_| format!("invalid port in {h:?}"))?;
-    if name.is_empty() {
-        return Err(format!("invalid host {h:?}: empty host name"));
-    }
-    match (name, port)
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-    {
-        Some(a) => Ok(HostAddr::Resolved(a)),
-        None => Ok(HostAddr::Name(name.to_owned(), port)),
     }
 }

@@ -1,15 +1,15 @@
 //! Lowering of route `policies`: CORS, header modifiers, redirects and rewrites, timeouts,
-//! `localRateLimit`, direct responses, and the authentication policies (`lower_auth`).
+//! `localRateLimit`, direct responses, and the authentication policies (`auth::lower`).
 
 use std::path::Path;
 
-use crate::config::lower_auth::{self, AuthExtras};
-use crate::config::model;
+use crate::auth::lower::{self as lower_auth, AuthExtras};
 use crate::config::ConfigError;
 use crate::http::response::Prebuilt;
 use crate::policy::cors::{Cors, CorsSpec};
 use crate::policy::headers::HeaderModifier;
 use crate::policy::rewrite::PathRewrite;
+use crate::schema as model;
 use crate::snapshot::{AuthorityRewrite, Policies, Redirect, Rewrite, Timeouts};
 
 use super::*;

@@ -2,8 +2,8 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
-use crate::config::model;
 use crate::config::{parse_duration, parse_worker_threads, ConfigError};
+use crate::schema as model;
 use crate::snapshot::{LogSettings, Settings};
 
 use super::*;

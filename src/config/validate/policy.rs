@@ -4,11 +4,11 @@
 //! Does not decide defaults (e.g. JWKS URL derivation, default `mode`); lowering does.
 
 use super::{index, is_token, join, unsupported_msg, Errors};
-use crate::config::model::{
+use crate::policy::mcp_auth::SUPPORTED_REQUIRED_CLAIMS;
+use crate::schema::{
     BackendAuth, Cors, HeaderModifier, Jwks, JwtAuth, JwtProvider, JwtValidationOptions,
     McpAuthentication, Policies,
 };
-use crate::policy::mcp_auth::SUPPORTED_REQUIRED_CLAIMS;
 
 pub(super) fn policies(e: &mut Errors, path: &str, p: &Policies, backends: usize) {
     // Every field, named: one added to the wire model does not compile until it is either

@@ -4,7 +4,7 @@
 //! Policies are delegated to the sibling `policy` module.
 
 use super::{index, is_token, join, policy, unsupported_msg, Errors};
-use crate::config::model::{
+use crate::schema::{
     Backend, HttpTarget, Match, McpBackend, McpTarget, PathMatch, Route, ValueMatch,
 };
 

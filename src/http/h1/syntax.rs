@@ -89,6 +89,12 @@ fn start_line_plausible(line: &[u8], side: Side) -> bool {
     }
 }
 
+/// An RFC 9110 `token` (methods, header names): one or more `tchar`s. The one check for
+/// the codec, policy compilation and config validation.
+pub(crate) fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_tchar)
+}
+
 pub(super) fn is_tchar(b: u8) -> bool {
     matches!(b,
         b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9'

@@ -2,7 +2,8 @@
 //! padding, no whitespace, and canonical — the unused low bits of a final partial group must be
 //! zero, so every byte string has exactly one accepted encoding.
 //!
-//! Owns: decoding into caller-owned buffers (and encoding, used by tests and the generator).
+//! Owns: decoding into caller-owned buffers (and encoding, used by tests and the generator);
+//! the standard padded alphabet too (RFC 4648 §4), for the PEM key files of `mint`.
 //! Does not: allocate beyond growing the caller's buffer, or know what the bytes mean.
 
 use super::AuthReject;
@@ -108,4 +109,66 @@ pub(crate) fn encode(input: &[u8]) -> String {
         }
     }
     s
+}
+
+const ENCODE_STD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64 with padding (PEM bodies).
+pub(crate) fn encode_std(input: &[u8]) -> String {
+    let mut s = String::with_capacity(input.len().div_ceil(3) * 4);
+    for c in input.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for k in 0..4 {
+            if k <= c.len() {
+                s.push(ENCODE_STD[((n >> (18 - 6 * k)) & 0x3F) as usize] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s
+}
+
+/// Decodes standard base64 (PEM bodies, whitespace already removed; padding optional): mapped
+/// to the URL alphabet, a canonical body is canonical base64url.
+pub(crate) fn decode_std(input: &str) -> Option<Vec<u8>> {
+    let url: Vec<u8> = input
+        .trim_end_matches('=')
+        .bytes()
+        .map(|b| match b {
+            b'+' => b'-',
+            b'/' => b'_',
+            b'-' | b'_' => b'!',
+            b => b,
+        })
+        .collect();
+    decode(&url).ok()
+}
+
+#[cfg(test)]
+mod std_tests {
+    use super::{decode, decode_std, encode, encode_std};
+
+    #[test]
+    fn both_alphabets_round_trip() {
+        for data in [
+            &b""[..],
+            b"f",
+            b"fo",
+            b"foo",
+            b"foob",
+            b"fooba",
+            b"foobar",
+            &[0xfb, 0xff],
+        ] {
+            assert_eq!(decode(encode(data).as_bytes()).unwrap(), data);
+            assert_eq!(decode_std(&encode_std(data)).unwrap(), data);
+        }
+        assert_eq!(encode_std(b"foobar"), "Zm9vYmFy");
+        assert_eq!(encode_std(b"fo"), "Zm8=");
+        assert_eq!(encode(&[0xfb, 0xff]), "-_8");
+        assert_eq!(decode_std("-_8"), None);
+    }
 }
