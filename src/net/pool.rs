@@ -21,8 +21,11 @@ struct Idle {
     since: Instant,
 }
 
+/// Oldest first: connections are pushed as they become idle.
+type Lists = HashMap<SocketAddr, Vec<Idle>, foldhash::fast::RandomState>;
+
 thread_local! {
-    static IDLE: RefCell<HashMap<SocketAddr, Vec<Idle>>> = RefCell::new(HashMap::new());
+    static IDLE: RefCell<Lists> = RefCell::new(HashMap::default());
 }
 
 /// The most recently used idle connection to `addr` (with TLS to `tls_name`, or plain) that is
@@ -36,13 +39,18 @@ pub(crate) fn take(
         let mut idle = idle.borrow_mut();
         let list = idle.get_mut(&addr)?;
         let now = Instant::now();
-        // Connections older than `max_idle` are dropped on the way (they are at the front).
-        list.retain(|i| now.duration_since(i.since) < max_idle);
+        // The newest match; usually the last entry (one kind of connection per address).
         let at = list
             .iter()
             .rposition(|i| i.tls_name.as_deref() == tls_name)?;
+        let idle_for = now.duration_since(list[at].since);
+        if idle_for >= max_idle {
+            // It and everything older has expired.
+            list.drain(..=at);
+            return None;
+        }
         let i = list.remove(at);
-        Some((i.conn, i.buf, now.duration_since(i.since)))
+        Some((i.conn, i.buf, idle_for))
     })
 }
 
