@@ -15,7 +15,9 @@
 # binary (`base-forward`, `base-relay`, `base-relay-auth`), alternating with the current one.
 #
 # "µs/req" is the CPU time (user + kernel, all threads) of the process under test per answered
-# request, read by `mcp-load --watch` from /proc; the median over ROUNDS and the range are shown.
+# request, read by `mcp-load --watch` from /proc; the median over ROUNDS and the range are shown,
+# with the kernel's share of it (on loopback most of a forward is the TCP stack: the floor no
+# user-space change moves).
 # The proxies are pinned to CPU 0 (sharing it with the backend on 2 CPUs), the generator to
 # CPU 1: per-core costs stay comparable even when the throughput is whole-system.
 #
@@ -147,23 +149,26 @@ done
 python3 - "$raw" "$ROUNDS" "${cases[@]}" <<'PY'
 import json, statistics, sys
 raw, rounds, names = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-def cpu(run):
+def cpu(run, key="us_per_request"):
     for c in run.get("cpu", []):
         if c["name"] == "server":
-            return c["us_per_request"] or None
+            return c.get(key) or None
 res = {}
 for n in names:
     runs = [json.load(open(f"{raw}/{n}.{r}.json")) for r in range(1, rounds + 1)]
     errs = sum(x["requests"]["errors"] for x in runs)
     us = [u for u in (cpu(x) for x in runs) if u]
     rps = [x["achieved_rps"] for x in runs if x.get("achieved_rps")]
+    ks = [k for k in (cpu(x, "kernel_share") for x in runs) if k]
     res[n] = (statistics.median(us) if us else None, min(us, default=None), max(us, default=None),
-              statistics.median(rps) if rps else None, errs)
-print("| case | server µs/req (median) | range | req/s (median) | errors |")
-print("|---|---|---|---|---|")
-for n, (m, lo, hi, rps, e) in res.items():
+              statistics.median(rps) if rps else None, errs,
+              statistics.median(ks) * 100 if ks else None)
+print("| case | server µs/req (median) | range | kernel share | req/s (median) | errors |")
+print("|---|---|---|---|---|---|")
+for n, (m, lo, hi, rps, e, k) in res.items():
     f = lambda x: "-" if x is None else f"{x:.2f}"
-    print(f"| {n} | {f(m)} | {f(lo)}–{f(hi)} | {f(rps and round(rps))} | {e} |")
+    kf = "-" if k is None else f"{k:.0f}%"
+    print(f"| {n} | {f(m)} | {f(lo)}–{f(hi)} | {kf} | {f(rps and round(rps))} | {e} |")
 def ratio(a, b):
     if res.get(a) and res.get(b) and res[a][0] and res[b][0]:
         print(f"{a} / {b}: {res[a][0] / res[b][0]:.2f}x (per-core CPU per request)")

@@ -5,6 +5,9 @@
 //! server shares its core with another process (a benchmark backend) and is far steadier than a
 //! rate on a noisy machine.
 //!
+//! The kernel's share of that time comes from the threads' `stat` (user and system clock ticks):
+//! on loopback most of a proxy's cost is the TCP stack, which no user-space change removes.
+//!
 //! Does not: sample during the run (two readings: window start and end), or attribute kernel
 //! work done in interrupt context on behalf of another process (loopback TCP receive work is
 //! charged to whichever task was running, usually the sender).
@@ -39,11 +42,12 @@ pub fn parse_watch(s: &str) -> Result<Watch> {
 
 /// Nanoseconds on CPU of all threads of `pid` (threads that already exited are not counted).
 pub fn total_ns(pid: u32) -> Option<u64> {
-    Some(per_thread_ns(pid)?.values().sum())
+    Some(per_thread_ns(pid)?.values().map(|t| t[0]).sum())
 }
 
-/// Nanoseconds on CPU of each live thread of `pid`, by thread id.
-fn per_thread_ns(pid: u32) -> Option<std::collections::HashMap<u64, u64>> {
+/// For each live thread of `pid`, by thread id: nanoseconds on CPU, then user and system clock
+/// ticks.
+fn per_thread_ns(pid: u32) -> Option<std::collections::HashMap<u64, [u64; 3]>> {
     let dir = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
     let mut by_tid = std::collections::HashMap::new();
     for t in dir.flatten() {
@@ -58,7 +62,16 @@ fn per_thread_ns(pid: u32) -> Option<std::collections::HashMap<u64, u64>> {
                 .next()
                 .and_then(|v| v.parse::<u64>().ok())
                 .unwrap_or(0);
-            by_tid.insert(tid, ns);
+            p.set_file_name("stat");
+            let ticks = std::fs::read_to_string(&p).ok().and_then(|st| {
+                // Fields after the command name (which may hold spaces, in parentheses):
+                // utime and stime are the 12th and 13th.
+                let rest = &st[st.rfind(')')? + 1..];
+                let mut f = rest.split_ascii_whitespace().skip(11);
+                Some([f.next()?.parse().ok()?, f.next()?.parse().ok()?])
+            });
+            let [user, sys] = ticks.unwrap_or([0, 0]);
+            by_tid.insert(tid, [ns, user, sys]);
         }
     }
     Some(by_tid)
@@ -75,7 +88,13 @@ pub struct CpuUse {
     pub cores: f64,
     /// CPU microseconds per answered request (absent when nothing was answered).
     pub us_per_request: Option<f64>,
+    /// The kernel's share of that CPU time, 0–1 (from clock ticks; absent when too few ticks
+    /// passed to tell).
+    pub kernel_share: Option<f64>,
 }
+
+/// One process's use over the window: CPU nanoseconds, user and system ticks.
+pub type Used = [u64; 3];
 
 /// Reads the watched processes at the window start, sleeps until its end, reads again: the CPU
 /// nanoseconds each used in between (None for a process that went away).
@@ -83,7 +102,7 @@ pub fn sample_window(
     watches: &[Watch],
     from: std::time::Instant,
     until: std::time::Instant,
-) -> Vec<(Watch, Option<u64>)> {
+) -> Vec<(Watch, Option<Used>)> {
     std::thread::sleep(from.saturating_duration_since(std::time::Instant::now()));
     let begin: Vec<_> = watches.iter().map(|w| per_thread_ns(w.pid)).collect();
     std::thread::sleep(until.saturating_duration_since(std::time::Instant::now()));
@@ -94,9 +113,14 @@ pub fn sample_window(
             // Per thread: a thread that exited in between (an io_uring kernel worker, say) must
             // not make the total shrink; one that started in between counts from zero.
             let used = per_thread_ns(w.pid).zip(b).map(|(end, b)| {
-                end.iter()
-                    .map(|(tid, e)| e.saturating_sub(b.get(tid).copied().unwrap_or(0)))
-                    .sum()
+                let mut sum = [0u64; 3];
+                for (tid, e) in &end {
+                    let b = b.get(tid).copied().unwrap_or([0; 3]);
+                    for k in 0..3 {
+                        sum[k] += e[k].saturating_sub(b[k]);
+                    }
+                }
+                sum
             });
             (w.clone(), used)
         })
@@ -104,14 +128,15 @@ pub fn sample_window(
 }
 
 /// The report rows for [`sample_window`]'s readings.
-pub fn usage(used: Vec<(Watch, Option<u64>)>, window: Duration, answered: u64) -> Vec<CpuUse> {
+pub fn usage(used: Vec<(Watch, Option<Used>)>, window: Duration, answered: u64) -> Vec<CpuUse> {
     used.into_iter()
         .filter_map(|(w, used)| {
-            let used = used?;
+            let [used, user, sys] = used?;
             let cpu_s = used as f64 / 1e9;
             Some(CpuUse {
                 cores: round3(cpu_s / window.as_secs_f64().max(1e-9)),
                 us_per_request: (answered > 0).then(|| round3(used as f64 / 1e3 / answered as f64)),
+                kernel_share: (user + sys >= 20).then(|| round3(sys as f64 / (user + sys) as f64)),
                 cpu_s: round3(cpu_s),
                 name: w.name,
                 pid: w.pid,
@@ -173,5 +198,29 @@ mod tests {
         // A process that is gone yields no row.
         let gone = vec![(w[0].clone(), None)];
         assert!(usage(gone, Duration::from_secs(1), 1).is_empty());
+    }
+
+    #[test]
+    fn kernel_share_from_ticks() {
+        let w = Watch {
+            name: "p".into(),
+            pid: 1,
+        };
+        let u = usage(
+            vec![(w.clone(), Some([4_000_000, 30, 10]))],
+            Duration::from_secs(1),
+            4,
+        );
+        assert_eq!(
+            (u[0].us_per_request, u[0].kernel_share),
+            (Some(1000.0), Some(0.25))
+        );
+        // Too few ticks to tell.
+        let u = usage(
+            vec![(w, Some([4_000_000, 3, 1]))],
+            Duration::from_secs(1),
+            4,
+        );
+        assert_eq!(u[0].kernel_share, None);
     }
 }

@@ -44,7 +44,7 @@ pub struct RunConfig {
 pub struct RunResult {
     pub stats: Stats,
     /// CPU nanoseconds each watched process used in the measured window.
-    pub cpu: Vec<(crate::cpu::Watch, Option<u64>)>,
+    pub cpu: Vec<(crate::cpu::Watch, Option<crate::cpu::Used>)>,
     pub minted: u64,
     pub wraps: u64,
 }

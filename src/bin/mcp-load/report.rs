@@ -192,9 +192,12 @@ impl Report {
             }
         }
         for c in &self.cpu {
-            let per = c
+            let mut per = c
                 .us_per_request
                 .map_or_else(|| "-".to_owned(), |u| format!("{u:.2} µs/request"));
+            if let Some(k) = c.kernel_share {
+                per.push_str(&format!(" ({:.0}% kernel)", k * 100.0));
+            }
             let _ = writeln!(
                 o,
                 "  cpu       {:<12} {:>8.3} s ({:.2} cores)  {per}",
