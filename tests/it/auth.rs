@@ -460,6 +460,64 @@ both_drivers!(jwks_url_rotation_and_outage, |d| {
     assert!(t0.elapsed() < Duration::from_secs(4));
 });
 
+// The key manager honours `HTTP_PROXY` (as operators behind an egress proxy set it): the JWKS
+// of an IdP whose name only the proxy can reach is fetched through a `CONNECT` tunnel.
+both_drivers!(jwks_fetched_through_the_environment_proxy, |d| {
+    let key = TestKey::es256("k1");
+    let doc = jwks(&[&key]);
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen2 = seen.clone();
+    let egress = Upstream::start(move |s| {
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut w = s;
+        while let Ok(Some(req)) = read_request(&mut r) {
+            seen2
+                .lock()
+                .unwrap()
+                .push(format!("{} {}", req.method, req.target));
+            if req.method == "CONNECT" {
+                // The tunnel is this connection: the next request is the client's own.
+                if w.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .is_err()
+                {
+                    break;
+                }
+                continue;
+            }
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                doc.len()
+            );
+            if w.write_all(head.as_bytes()).is_err() || w.write_all(doc.as_bytes()).is_err() {
+                break;
+            }
+        }
+    });
+    let up = Upstream::echo();
+    // `.test` names never resolve: only the proxy can reach this IdP.
+    let cfg = mcp_config("jwksUrl: http://idp.proxied.test/realms/mcp/certs", "");
+    let proxy_url = format!("http://127.0.0.1:{}", egress.port);
+    let envs = [
+        ("HTTP_PROXY", proxy_url.as_str()),
+        ("http_proxy", proxy_url.as_str()),
+        ("NO_PROXY", ""),
+        ("no_proxy", ""),
+    ];
+    let p = Proxy::start_env(&cfg, d, &[("UP", up.port.to_string())], &[], &envs);
+    let t = key.sign(&claims(ISS, AUD, "ivan"));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while post(&p, Some(&t)).status != 200 {
+        assert!(Instant::now() < deadline, "keys never loaded:\n{}", p.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.iter().any(|l| l == "CONNECT idp.proxied.test:80")
+            && seen.iter().any(|l| l == "GET /realms/mcp/certs"),
+        "the proxy saw {seen:?}"
+    );
+});
+
 both_drivers!(jwt_auth_modes, |d| {
     let key = TestKey::es256("k1");
     let cfg = format!(
