@@ -120,15 +120,17 @@ pub(crate) enum CallOp {
 /// The answer to a call, as it is produced.
 #[derive(Debug)]
 pub(crate) enum ReplyPart {
-    /// A whole JSON answer: status, body, and the session id to announce (after initialize).
+    /// A whole JSON answer, and the session id to announce (after initialize).
     Json {
-        status: u16,
         body: Vec<u8>,
         session: Option<String>,
     },
-    /// A status without a JSON-RPC body (202 Accepted, 200 on DELETE).
-    Empty { status: u16 },
-    /// A failure at the HTTP level (400, 404, 405…), with a JSON-RPC error body.
+    /// Notifications and responses taken (no JSON-RPC body).
+    Accepted,
+    /// The session was ended by the client's DELETE.
+    SessionDeleted,
+    /// A refusal at the HTTP level, with a JSON-RPC error body (or none, for 405); its status
+    /// is chosen in one place, `relay::reject`.
     Error { status: u16, body: Vec<u8> },
     /// Switch to `text/event-stream`; events follow.
     SseStart { session: Option<String> },

@@ -299,8 +299,7 @@ fn refresh(st: &mut State, workers: &[UnboundedSender<KeyUpdate>]) {
 }
 
 fn as_metadata_response(doc: Vec<u8>) -> Prebuilt {
-    let hs: Vec<(&str, &str)> = crate::http::response::DISCOVERY_CORS.to_vec();
-    Prebuilt::new(200, Some("application/json"), &hs, doc)
+    Prebuilt::json(&crate::http::response::DISCOVERY_CORS, doc)
 }
 
 /// Strict MCP clients compare the issuer byte for byte (RFC 8414 §3.3): say so at once when the

@@ -209,8 +209,7 @@ pub(crate) fn lower_mcp_auth(
     let authorization_servers = vec![a.issuer.clone()];
     let prm = resource.as_ref().map(|r| {
         let body = meta::render_prm(r, &authorization_servers, rm);
-        let cors = crate::http::response::DISCOVERY_CORS;
-        Prebuilt::new(200, Some("application/json"), &cors, body)
+        Prebuilt::json(&crate::http::response::DISCOVERY_CORS, body)
     });
     let challenge_url = resource.as_ref().and_then(|r| meta::prm_url(r).ok());
     let answers = challenge::mcp_answers(challenge_url.as_deref(), &scopes);

@@ -1,12 +1,20 @@
 //! Responses the proxy writes itself, and the one place that maps errors to them.
 //!
 //! Owns: [`Prebuilt`] (a response rendered to bytes at config load: status line, fixed headers,
-//! body) and [`LocalError`] (every failure the proxy answers on its own, with its status, body and
-//! whether the connection must close). Not here: CORS decisions (policy::cors) or any I/O.
+//! body) with the kinds of local answer the server writes (`json`, `no_content`, `empty_ok`,
+//! `method_not_allowed`, `RATE_LIMITED`), and [`LocalError`] (every failure the proxy answers on
+//! its own, with its status, body and whether the connection must close). A caller learns the
+//! status it answered from [`Prebuilt::write`], never by repeating it. Not here: the MCP
+//! authentication challenges (`auth::challenge`), MCP refusals (`relay::reject`), CORS decisions
+//! (policy::cors) or any I/O.
 
 use std::sync::LazyLock;
 
 use crate::http::h1::{self, H1Error};
+
+/// The status logs and metrics record for a request whose client went away before its answer
+/// (nginx's 499); never written to a client.
+pub(crate) const CLIENT_CLOSED: u16 = 499;
 
 /// A response rendered once. At write time only `Date`, per-request headers (CORS, response
 /// header modifiers) and `Connection: close` are added.
@@ -44,11 +52,37 @@ impl Prebuilt {
         Self::new(status, Some("text/plain"), &[], body.as_bytes().to_vec())
     }
 
+    /// A JSON document (discovery metadata) with `extra` headers.
+    pub(crate) fn json(extra: &[(&str, &str)], body: Vec<u8>) -> Self {
+        Self::new(200, Some("application/json"), extra, body)
+    }
+
+    /// An answer with nothing to say (a preflight): 204.
+    pub(crate) fn no_content(extra: &[(&str, &str)]) -> Self {
+        Self::new(204, None, extra, Vec::new())
+    }
+
+    /// A successful empty answer (agentgateway answers CORS preflights with 200).
+    pub(crate) fn empty_ok() -> Self {
+        Self::new(200, None, &[], Vec::new())
+    }
+
+    /// 405 with the methods that are allowed.
+    pub(crate) fn method_not_allowed(allow: &str) -> Self {
+        Self::new(
+            405,
+            Some("text/plain"),
+            &[("allow", allow)],
+            b"method not allowed".to_vec(),
+        )
+    }
+
     pub fn body(&self) -> &[u8] {
         &self.body
     }
 
-    /// Appends the whole response to `out`. `extra` holds complete header lines (CRLF-terminated).
+    /// Appends the whole response to `out`; returns its status (for logs and metrics). `extra`
+    /// holds complete header lines (CRLF-terminated).
     pub fn write(
         &self,
         out: &mut Vec<u8>,
@@ -56,7 +90,7 @@ impl Prebuilt {
         extra: &[u8],
         close: bool,
         head_only: bool,
-    ) {
+    ) -> u16 {
         out.extend_from_slice(&self.head);
         out.extend_from_slice(b"date: ");
         out.extend_from_slice(date);
@@ -69,8 +103,14 @@ impl Prebuilt {
         if !head_only {
             out.extend_from_slice(&self.body);
         }
+        self.status
     }
 }
+
+/// agentgateway's answer to a request over a `localRateLimit` (its headers are added per
+/// request).
+pub(crate) static RATE_LIMITED: LazyLock<Prebuilt> =
+    LazyLock::new(|| Prebuilt::text(429, "rate limit exceeded"));
 
 fn no_body_status(status: u16) -> bool {
     (100..200).contains(&status) || status == 204 || status == 304

@@ -54,7 +54,7 @@ pub(crate) async fn run(ctx: Rc<Relay>, call: McpCall) {
         CallOp::Delete => {
             ctx.sessions.remove(&session);
             s.close().await;
-            let _ = reply.unbounded_send(ReplyPart::Empty { status: 200 });
+            let _ = reply.unbounded_send(ReplyPart::SessionDeleted);
         }
         CallOp::Get(last) => s.attach_stream(reply, last.and_then(|l| l.trim().parse().ok())),
         CallOp::Post(body) => {
@@ -230,13 +230,13 @@ async fn post(
         Kind::Notification if env.method == Some("notifications/cancelled") => {
             // The client names its own id; the server knows the call by the one we gave it.
             cancel_from_client(s, &body);
-            let _ = reply.unbounded_send(ReplyPart::Empty { status: 202 });
+            let _ = reply.unbounded_send(ReplyPart::Accepted);
         }
         Kind::Notification | Kind::Response => {
             for t in &s.targets {
                 t.send(body.clone()).await;
             }
-            let _ = reply.unbounded_send(ReplyPart::Empty { status: 202 });
+            let _ = reply.unbounded_send(ReplyPart::Accepted);
         }
         Kind::Request => {
             let id = env.id.unwrap_or("null").to_owned();
@@ -276,7 +276,7 @@ async fn batch(s: &Rc<Session>, body: Vec<u8>, reply: &UnboundedSender<ReplyPart
         }
     }
     if answers.is_empty() {
-        let _ = reply.unbounded_send(ReplyPart::Empty { status: 202 });
+        let _ = reply.unbounded_send(ReplyPart::Accepted);
         return;
     }
     let mut out = b"[".to_vec();
@@ -288,7 +288,6 @@ async fn batch(s: &Rc<Session>, body: Vec<u8>, reply: &UnboundedSender<ReplyPart
     }
     out.push(b']');
     let _ = reply.unbounded_send(ReplyPart::Json {
-        status: 200,
         body: out,
         session: None,
     });
@@ -343,7 +342,6 @@ async fn request(
         "tools/call" | "prompts/get" => call_by_name(s, id, method, name, body, reply).await,
         "ping" => {
             let _ = reply.unbounded_send(ReplyPart::Json {
-                status: 200,
                 body: jsonrpc::result_object(id, b"{}"),
                 session: None,
             });
@@ -351,7 +349,6 @@ async fn request(
         "logging/setLevel" => {
             let _ = fan_out(s, id, &body).await;
             let _ = reply.unbounded_send(ReplyPart::Json {
-                status: 200,
                 body: jsonrpc::result_object(id, b"{}"),
                 session: None,
             });
@@ -360,7 +357,6 @@ async fn request(
             let msg =
                 format!("method {method} is not supported when a route has several MCP targets");
             let _ = reply.unbounded_send(ReplyPart::Json {
-                status: 200,
                 body: jsonrpc::error_object(Some(id), jsonrpc::METHOD_NOT_FOUND, &msg, None),
                 session: None,
             });
@@ -379,11 +375,7 @@ fn send_merged(
         Ok(m) => jsonrpc::result_object(id, &m),
         Err(e) => jsonrpc::error_object(Some(id), jsonrpc::INTERNAL_ERROR, &e, None),
     };
-    let _ = reply.unbounded_send(ReplyPart::Json {
-        status: 200,
-        body,
-        session,
-    });
+    let _ = reply.unbounded_send(ReplyPart::Json { body, session });
 }
 
 /// A route with one target and no prefixes: the message goes through as it is.
@@ -435,7 +427,6 @@ async fn call_by_name(
             name.unwrap_or("")
         );
         let _ = reply.unbounded_send(ReplyPart::Json {
-            status: 200,
             body: jsonrpc::error_object(Some(id), jsonrpc::INVALID_PARAMS, &msg, None),
             session: None,
         });

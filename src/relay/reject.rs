@@ -3,9 +3,12 @@
 //! `server::mcp` and the session rules of `relay::call` choose a [`Reject`]; [`Reject::reply`]
 //! renders it.
 //!
-//! Not here: errors a server sent (relayed as they are), call timeouts (`relay::call`), or a
-//! protocol-version refusal, whose body lists the supported versions
-//! (`mcp::protocol::unsupported_version_error`).
+//! The refusals that carry more than a `Copy` value are rendered here too: an unsupported
+//! protocol version ([`unsupported_version`], whose body lists the versions served) and
+//! parameters the relay cannot route ([`invalid_params`]); so is the header a refusal carries
+//! ([`refusal_header`]).
+//!
+//! Not here: errors a server sent (relayed as they are), call timeouts (`relay::call`).
 
 use std::borrow::Cow;
 
@@ -120,6 +123,26 @@ impl Reject {
             status: self.status(),
             body,
         }
+    }
+}
+
+/// A request for a protocol version this route does not serve: 400 with the versions it does.
+pub(crate) fn unsupported_version(requested: &str) -> ReplyPart {
+    ReplyPart::Error {
+        status: 400,
+        body: crate::mcp::protocol::unsupported_version_error(requested, None),
+    }
+}
+
+/// The header a refusal with `status` carries: `Allow` on a 405 (a stateless route serves POST
+/// only), `Retry-After` when a limit may lift (429: a client's sessions; 503: the worker's).
+pub(crate) fn refusal_header(status: u16, stateful: bool) -> Option<(&'static str, &'static [u8])> {
+    match status {
+        405 if stateful => Some(("allow", b"GET, POST, DELETE")),
+        405 => Some(("allow", b"POST")),
+        429 => Some(("retry-after", b"30")),
+        503 => Some(("retry-after", b"5")),
+        _ => None,
     }
 }
 

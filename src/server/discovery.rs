@@ -40,9 +40,8 @@ fn done<'s>(status: u16, close: bool) -> Decision<'s> {
 }
 
 fn discovery_preflight<'s>(date: &[u8], close: bool, out: &mut Vec<u8>) -> Decision<'s> {
-    let hs: Vec<(&str, &str)> = DISCOVERY_CORS.to_vec();
-    Prebuilt::new(204, None, &hs, Vec::new()).write(out, date, b"", close, false);
-    done(204, close)
+    let status = Prebuilt::no_content(&DISCOVERY_CORS).write(out, date, b"", close, false);
+    done(status, close)
 }
 
 fn method_not_allowed<'s>(
@@ -51,14 +50,8 @@ fn method_not_allowed<'s>(
     close: bool,
     out: &mut Vec<u8>,
 ) -> Decision<'s> {
-    let pre = Prebuilt::new(
-        405,
-        Some("text/plain"),
-        &[("allow", allow)],
-        b"method not allowed".to_vec(),
-    );
-    pre.write(out, date, b"", close, false);
-    done(405, close)
+    let status = Prebuilt::method_not_allowed(allow).write(out, date, b"", close, false);
+    done(status, close)
 }
 
 /// GET and HEAD serve a discovery document (`Ok(head_only)`); OPTIONS and other methods are
@@ -107,7 +100,7 @@ fn prm<'s>(
         Ok(h) => h,
         Err(answered) => return answered,
     };
-    match &m.prm {
+    let status = match &m.prm {
         Some(pre) => pre.write(out, date, b"", close, head_only),
         None => {
             let resource = format!(
@@ -116,12 +109,10 @@ fn prm<'s>(
                 m.route_path
             );
             let body = meta::render_prm(&resource, &m.authorization_servers, &m.resource_metadata);
-            let hs: Vec<(&str, &str)> = DISCOVERY_CORS.to_vec();
-            Prebuilt::new(200, Some("application/json"), &hs, body)
-                .write(out, date, b"", close, head_only);
+            Prebuilt::json(&DISCOVERY_CORS, body).write(out, date, b"", close, head_only)
         }
-    }
-    done(200, close)
+    };
+    done(status, close)
 }
 
 fn as_metadata<'s>(
@@ -138,21 +129,19 @@ fn as_metadata<'s>(
         Err(answered) => return answered,
     };
     let Some(doc) = m.as_metadata.as_deref().and_then(|id| auth.document(id)) else {
-        challenge::METADATA_UNAVAILABLE.write(out, date, b"", close, head_only);
-        return done(503, close);
+        let status = challenge::METADATA_UNAVAILABLE.write(out, date, b"", close, head_only);
+        return done(status, close);
     };
-    if memchr::memmem::find(doc.body(), ORIGIN_PLACEHOLDER.as_bytes()).is_some() {
+    let status = if memchr::memmem::find(doc.body(), ORIGIN_PLACEHOLDER.as_bytes()).is_some() {
         let body = String::from_utf8_lossy(doc.body()).replace(
             ORIGIN_PLACEHOLDER,
             &origin(conn, head.authority.unwrap_or(b"")),
         );
-        let hs: Vec<(&str, &str)> = DISCOVERY_CORS.to_vec();
-        Prebuilt::new(200, Some("application/json"), &hs, body.into_bytes())
-            .write(out, date, b"", close, head_only);
+        Prebuilt::json(&DISCOVERY_CORS, body.into_bytes()).write(out, date, b"", close, head_only)
     } else {
-        doc.write(out, date, b"", close, head_only);
-    }
-    done(200, close)
+        doc.write(out, date, b"", close, head_only)
+    };
+    done(status, close)
 }
 
 fn registration<'s>(
@@ -164,14 +153,9 @@ fn registration<'s>(
 ) -> Decision<'s> {
     match head.method {
         "OPTIONS" => {
-            Prebuilt::new(204, None, &[], Vec::new()).write(
-                out,
-                date,
-                REGISTRATION_CORS,
-                close,
-                false,
-            );
-            done(204, close)
+            let status =
+                Prebuilt::no_content(&[]).write(out, date, REGISTRATION_CORS, close, false);
+            done(status, close)
         }
         "POST" => match &m.registration_upstream {
             Some((target, path)) => {

@@ -14,7 +14,7 @@ use httparse::Header;
 
 use crate::auth::request::{self as auth, AuthDecision, AuthState};
 use crate::http::h1::{self, RequestHead};
-use crate::http::response::{itoa_buf, LocalError, Prebuilt};
+use crate::http::response::{itoa_buf, LocalError, Prebuilt, RATE_LIMITED};
 use crate::net::io::ConnInfo;
 use crate::policy::cors::Cors;
 use crate::server::decision::{local_error, Decision, McpPlan, ProxyPlan};
@@ -44,11 +44,6 @@ pub(crate) struct RequestFacts<'a> {
     /// Where refusals by a protection limit are counted.
     pub metrics: &'a std::cell::RefCell<crate::metrics::WorkerMetrics>,
 }
-
-/// agentgateway's answer to a request over a `localRateLimit` (its headers are added per
-/// request).
-static RATE_LIMITED: std::sync::LazyLock<Prebuilt> =
-    std::sync::LazyLock::new(|| Prebuilt::text(429, "rate limit exceeded"));
 
 pub(crate) fn find_bind(snap: &Snapshot, port: u16) -> Option<&Bind> {
     snap.binds.iter().find(|b| b.port == port)
@@ -136,9 +131,9 @@ pub(crate) fn decide<'s>(
         if Cors::is_preflight(head.method, headers) {
             let mut added_headers = Vec::with_capacity(256);
             cors.write_preflight(headers, &mut added_headers);
-            PREFLIGHT_OK.write(out, date, &added_headers, close_after, false);
+            let status = PREFLIGHT_OK.write(out, date, &added_headers, close_after, false);
             return Decision::Local {
-                status: 200,
+                status,
                 route: Some(route),
                 close: close_after,
             };
@@ -215,10 +210,10 @@ fn rate_limit<'s>(
     checked.err()?;
     let retry = itoa_buf(st.reset_secs.max(1));
     h1::write_header(added_headers, "retry-after", retry.as_bytes());
-    RATE_LIMITED.write(out, env.date, added_headers, env.close_after, head_only);
+    let status = RATE_LIMITED.write(out, env.date, added_headers, env.close_after, head_only);
     env.metrics.borrow_mut().rate_limited(&route.name);
     Some(Decision::Local {
-        status: 429,
+        status,
         route: Some(route),
         close: env.close_after,
     })
@@ -258,14 +253,12 @@ fn answer_locally<'s>(
             m.write_extra(added_headers);
         }
         let pre = Prebuilt::new(r.status, None, &[], Vec::new());
-        pre.write(out, date, added_headers, close_after, head_only);
-        r.status
+        pre.write(out, date, added_headers, close_after, head_only)
     } else if let Some(direct) = &p.direct {
         if let Some(m) = &p.response_headers {
             m.write_extra(added_headers);
         }
-        direct.write(out, date, added_headers, close_after, head_only);
-        direct.status
+        direct.write(out, date, added_headers, close_after, head_only)
     } else {
         return None;
     };
@@ -340,8 +333,7 @@ fn plan_backend<'s>(
     })
 }
 
-static PREFLIGHT_OK: std::sync::LazyLock<Prebuilt> =
-    std::sync::LazyLock::new(|| Prebuilt::new(200, None, &[], Vec::new()));
+static PREFLIGHT_OK: std::sync::LazyLock<Prebuilt> = std::sync::LazyLock::new(Prebuilt::empty_ok);
 
 fn pick_weighted(targets: &[HostTarget], pick: u64) -> &HostTarget {
     if targets.len() == 1 {

@@ -15,11 +15,11 @@ use futures_channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
 use futures_util::StreamExt;
 
 use crate::http::h1;
-use crate::http::response::itoa_buf;
+use crate::http::response::{itoa_buf, LocalError, CLIENT_CLOSED};
 use crate::mcp::{jsonrpc, protocol, sse};
 use crate::net::io::{Bufs, ConnIo};
 use crate::relay::call as relay_call;
-use crate::relay::reject::Reject;
+use crate::relay::reject::{self, Reject};
 use crate::relay::{session, CallOp, McpCall, NoIdentity, Relay, ReplyPart, Subject};
 use crate::snapshot::McpRoute;
 
@@ -149,11 +149,8 @@ fn start(
         Err(NoIdentity) => return Err(Reject::NoIdentity.reply(None)),
     };
     if let protocol::VersionCheck::Unsupported = protocol::check_version(head.version()) {
-        let requested = String::from_utf8_lossy(head.version().unwrap_or_default()).into_owned();
-        return Err(ReplyPart::Error {
-            status: 400,
-            body: protocol::unsupported_version_error(&requested, None),
-        });
+        let requested = String::from_utf8_lossy(head.version().unwrap_or_default());
+        return Err(reject::unsupported_version(&requested));
     }
     let (tx, rx) = unbounded();
     match head.method() {
@@ -329,37 +326,26 @@ async fn write_reply<S: ConnIo>(
     let Some(first) = first_part(io, bufs, &mut rx).await else {
         // The client went away (dropping `rx` tells the call, which cancels it upstream), or
         // the call ended without a word.
-        return (499, false);
+        return (CLIENT_CLOSED, false);
     };
     let out = &mut bufs.out;
     match first {
-        ReplyPart::Json {
-            status,
-            body,
-            session,
-        } => {
-            whole(out, status, &date, cors, session.as_deref(), None, &body);
-            (status, bufs.flush(io).await.is_ok())
+        ReplyPart::Json { body, session } => {
+            whole(out, 200, &date, cors, session.as_deref(), None, &body);
+            (200, bufs.flush(io).await.is_ok())
         }
         ReplyPart::Error { status, body } => {
-            // Stateless routes serve POST only (GET and DELETE are 405 there).
-            let allow: &[u8] = if stateful {
-                b"GET, POST, DELETE"
-            } else {
-                b"POST"
-            };
-            let extra = match status {
-                405 => Some(("allow", allow)),
-                429 => Some(("retry-after", &b"30"[..])),
-                503 => Some(("retry-after", &b"5"[..])),
-                _ => None,
-            };
+            let extra = reject::refusal_header(status, stateful);
             whole(out, status, &date, cors, None, extra, &body);
             (status, bufs.flush(io).await.is_ok())
         }
-        ReplyPart::Empty { status } => {
-            whole(out, status, &date, cors, None, None, b"");
-            (status, bufs.flush(io).await.is_ok())
+        ReplyPart::Accepted => {
+            whole(out, 202, &date, cors, None, None, b"");
+            (202, bufs.flush(io).await.is_ok())
+        }
+        ReplyPart::SessionDeleted => {
+            whole(out, 200, &date, cors, None, None, b"");
+            (200, bufs.flush(io).await.is_ok())
         }
         ReplyPart::SseStart { session } => {
             head(out, 200, &date, cors, session.as_deref());
@@ -392,6 +378,8 @@ async fn write_reply<S: ConnIo>(
                 }
             }
         }
-        ReplyPart::Event(_) | ReplyPart::End => (502, false),
+        // A stream's part before its start: a relay bug, never a client's doing; the connection
+        // closes without an answer.
+        ReplyPart::Event(_) | ReplyPart::End => (LocalError::UpstreamProtocol.status(), false),
     }
 }

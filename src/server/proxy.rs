@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 
 use crate::http::h1::{self, BodyKind, ChunkedDecoder, RespBody};
-use crate::http::response::{itoa_buf, LocalError};
+use crate::http::response::{itoa_buf, LocalError, CLIENT_CLOSED};
 use crate::net::client::{self, Conn, ConnectError, Failed, HeadError};
 use crate::net::io::{Bufs, ConnIo};
 use crate::server::ctx::WorkerCtx;
@@ -71,7 +71,11 @@ pub(crate) async fn forward<S: ConnIo>(
     let (mut up, parsed) = match exchanged {
         Ok(x) => x,
         Err(Failure::Answer(e)) => return fail(bufs, e),
-        Err(Failure::ClientGone) => return ProxyOutcome::Failed { status: 499 },
+        Err(Failure::ClientGone) => {
+            return ProxyOutcome::Failed {
+                status: CLIENT_CLOSED,
+            }
+        }
     };
     let (raw, close_client) = write_response_head(bufs, &parsed, &plan, client_keep_alive);
     let status = parsed.status;

@@ -235,7 +235,6 @@ pub(super) async fn relay(
         };
         if last && !sse_started {
             let _ = reply.unbounded_send(ReplyPart::Json {
-                status: 200,
                 body: data,
                 session,
             });
@@ -266,10 +265,6 @@ pub(super) async fn relay(
         let _ = reply.unbounded_send(ReplyPart::Event(ev));
         let _ = reply.unbounded_send(ReplyPart::End);
     } else {
-        let _ = reply.unbounded_send(ReplyPart::Json {
-            status: 200,
-            body: err,
-            session,
-        });
+        let _ = reply.unbounded_send(ReplyPart::Json { body: err, session });
     }
 }
