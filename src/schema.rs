@@ -32,11 +32,14 @@ pub(crate) use auth::{
 };
 pub(crate) use backend::{
     Backend, BackendKind, HttpTarget, McpBackend, McpTarget, McpTargetKind, PrefixMode,
-    StatefulMode,
+    StatefulMode, StdioTarget,
 };
 pub(crate) use bind::{Bind, Listener, ListenerTls, Protocol};
-pub(crate) use policy::{BackendAuth, Cors, HeaderModifier, HostRedirect, PathRedirect, Policies};
-pub(crate) use process::{Config, LogFormat};
+pub(crate) use policy::{
+    BackendAuth, Cors, DirectResponse, HeaderModifier, HostRedirect, PathRedirect, Policies,
+    RequestRedirect, Timeout, UrlRewrite,
+};
+pub(crate) use process::{BackendConfig, Config, ListenerConfig, LogFormat, Logging, McpSettings};
 #[cfg(test)]
 pub(crate) use route::PathRegex;
 pub(crate) use route::{Match, PathMatch, Route, ValueMatch};

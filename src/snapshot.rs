@@ -306,6 +306,9 @@ pub enum McpTargetKind {
         cmd: String,
         args: Vec<String>,
         env: Vec<(String, String)>,
+        /// Start from an empty environment (`clear_env: true`): the child inherits none of
+        /// Portcullis's variables, only `env`.
+        clear_env: bool,
     },
     /// A streamable-HTTP MCP server.
     Http {

@@ -139,14 +139,16 @@ fn validation(
     audiences: Vec<String>,
     opts: Option<&model::JwtValidationOptions>,
 ) -> Validation {
+    let required_claims = opts.and_then(|o| {
+        let model::JwtValidationOptions { required_claims } = o;
+        required_claims.clone()
+    });
     Validation {
         issuer: issuer.to_owned(),
         audiences,
         leeway_secs: LEEWAY_SECS,
         require_typ: None,
-        required_claims: opts
-            .and_then(|o| o.required_claims.clone())
-            .unwrap_or_else(|| vec!["exp".to_owned()]),
+        required_claims: required_claims.unwrap_or_else(|| vec!["exp".to_owned()]),
     }
 }
 
@@ -160,6 +162,23 @@ pub(crate) fn lower_mcp_auth(
     errs: &mut Vec<ConfigError>,
     extras: &mut AuthExtras,
 ) -> Option<Arc<AuthPolicy>> {
+    // Every field, named: one added to the wire model does not compile until it is lowered
+    // here or refused in `config::validate` (`clientId`, `clientSecret`, `authorizationLocation`
+    // are).
+    let model::McpAuthentication {
+        issuer: _,
+        audience: _,
+        audiences: _,
+        jwks_url: _,
+        jwks: _,
+        provider: _,
+        resource_metadata: _,
+        mode: _,
+        jwt_validation_options: _,
+        client_id: _,
+        client_secret: _,
+        authorization_location: _,
+    } = a;
     let before = errs.len();
     let provider = provider_kind(a.provider.as_ref(), path, errs);
     let audiences = match (&a.audience, &a.audiences) {
@@ -413,6 +432,16 @@ pub(crate) fn lower_jwt_auth(
     errs: &mut Vec<ConfigError>,
     extras: &mut AuthExtras,
 ) -> Option<Arc<AuthPolicy>> {
+    // Every field, named (here and for each provider): see `lower_mcp_auth`.
+    let model::JwtAuth {
+        mode: _,
+        location: _,
+        issuer: _,
+        audiences: _,
+        jwks: _,
+        jwt_validation_options: _,
+        providers: _,
+    } = j;
     let mut providers = Vec::new();
     let mut add = |issuer: &str,
                    audiences: Vec<String>,
@@ -448,11 +477,17 @@ pub(crate) fn lower_jwt_auth(
         (None, None, Some(list)) => {
             for (i, pr) in list.iter().enumerate() {
                 let p = format!("{path}.providers[{i}]");
+                let model::JwtProvider {
+                    issuer,
+                    audiences,
+                    jwks,
+                    jwt_validation_options,
+                } = pr;
                 add(
-                    &pr.issuer,
-                    pr.audiences.clone().unwrap_or_default(),
-                    &pr.jwks,
-                    pr.jwt_validation_options.as_ref(),
+                    issuer,
+                    audiences.clone().unwrap_or_default(),
+                    jwks,
+                    jwt_validation_options.as_ref(),
                     &p,
                     errs,
                 );

@@ -384,6 +384,41 @@ binds:
 }
 
 #[test]
+fn mock_registration_keys_are_refused_by_name() {
+    // Accepted and ignored before: agentgateway acts on both.
+    let text = r#"
+binds:
+- port: 3000
+  listeners:
+  - routes:
+    - policies:
+        mcpAuthentication:
+          issuer: http://idp.test/realms/mcp
+          audiences: [mcp]
+          jwks: {url: http://idp.test/certs}
+          clientId: my-client
+          clientSecret: s3cret
+          resourceMetadata: {resource: http://localhost:3000/mcp}
+      backends:
+      - host: 127.0.0.1:9
+"#;
+    let errs = load(text).unwrap_err();
+    let lines: Vec<String> = errs.0.iter().map(ToString::to_string).collect();
+    let base = "binds[0].listeners[0].routes[0].policies.mcpAuthentication";
+    for want in [
+        format!("{base}.clientId: agentgateway feature 'clientId' (mock client registration) is not supported by Portcullis"),
+        format!("{base}.clientSecret: agentgateway feature 'clientSecret' (Entra token proxy) is not supported by Portcullis"),
+    ] {
+        assert!(lines.contains(&want), "{want}\n{errs}");
+    }
+    let without = text.replace(
+        "          clientId: my-client\n          clientSecret: s3cret\n",
+        "",
+    );
+    load(&without).unwrap();
+}
+
+#[test]
 fn http_filters_on_an_mcp_route_are_refused_by_name() {
     let text = r#"
 binds:

@@ -113,9 +113,19 @@ impl Target {
         upstream: UpstreamSettings,
     ) -> Result<Target, String> {
         Ok(match &t.kind {
-            McpTargetKind::Stdio { cmd, args, env } => {
-                Target::Stdio(Proc::spawn(&t.name, cmd, args, env, unsolicited.clone())?)
-            }
+            McpTargetKind::Stdio {
+                cmd,
+                args,
+                env,
+                clear_env,
+            } => Target::Stdio(Proc::spawn(
+                &t.name,
+                cmd,
+                args,
+                env,
+                *clear_env,
+                unsolicited.clone(),
+            )?),
             McpTargetKind::Http {
                 target,
                 path,

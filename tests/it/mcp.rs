@@ -416,6 +416,28 @@ both_drivers!(several_targets_are_merged_and_prefixed, |d| {
     c.tool("alpha_crash", "{}");
 });
 
+// `clear_env: true` (agentgateway's spelling) starts a stdio server with only its own `env`:
+// a variable set for Portcullis reaches a target without it and not one with it.
+both_drivers!(stdio_clear_env_starts_from_an_empty_environment, |d| {
+    let cfg = format!(
+        "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - name: kept\n      matches: [{{path: {{exact: /kept}}}}]\n      backends:\n      - mcp:\n          targets:\n          - name: t\n            stdio: {{cmd: python3, args: ['{0}']}}\n    - name: cleared\n      matches: [{{path: {{exact: /cleared}}}}]\n      backends:\n      - mcp:\n          targets:\n          - name: t\n            stdio: {{cmd: python3, args: ['{0}'], clear_env: true}}\n",
+        mini_server()
+    );
+    let p = Proxy::start_env(&cfg, d, &[], &[], &[("MINI_MCP_NAME", "inherited")]);
+    let server_name = |path: &str| {
+        let mut c = Mcp::new(p.addr());
+        c.path = path.into();
+        let r = c.initialize();
+        assert_eq!(r.status, 200, "{}", r.text());
+        messages(&r)[0]["result"]["serverInfo"]["name"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(server_name("/kept"), "inherited");
+    assert_eq!(server_name("/cleared"), "mini");
+});
+
 both_drivers!(stateless_mode_leaks_no_process, |d| {
     let p = Proxy::start_with(
         &stdio_route("          statefulMode: stateless\n", ""),

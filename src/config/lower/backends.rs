@@ -66,15 +66,41 @@ fn lower_mcp(
     c: &McpCtx,
     errs: &mut Vec<ConfigError>,
 ) -> Option<Arc<McpRoute>> {
+    // Every field, named (here and for each target): one added to the wire model does not
+    // compile until it is lowered here or refused in `config::validate`.
+    let model::McpBackend {
+        targets: _,
+        stateful_mode: _,
+        prefix_mode: _,
+        failure_mode: _,
+        dns_rebinding_protection: _,
+    } = m;
     let mut targets = Vec::with_capacity(m.targets.len());
     for (i, t) in m.targets.iter().enumerate() {
         let tpath = format!("{path}.targets[{i}]");
+        let model::McpTarget {
+            name: _,
+            stdio: _,
+            mcp: _,
+            sse: _,
+            openapi: _,
+            policies: _,
+        } = t;
         let kind = match t.kind() {
-            Some(model::McpTargetKind::Stdio(s)) => McpTargetKind::Stdio {
-                cmd: s.cmd.clone(),
-                args: s.args.clone(),
-                env: s.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            },
+            Some(model::McpTargetKind::Stdio(s)) => {
+                let model::StdioTarget {
+                    cmd,
+                    args,
+                    env,
+                    clear_env,
+                } = s;
+                McpTargetKind::Stdio {
+                    cmd: cmd.clone(),
+                    args: args.clone(),
+                    env: env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    clear_env: clear_env.unwrap_or(false),
+                }
+            }
             Some(model::McpTargetKind::StreamableHttp(h)) => {
                 let (target, path, https) = mcp_http_target(h, "/mcp", &tpath, errs)?;
                 McpTargetKind::Http {

@@ -23,7 +23,8 @@ pub(super) fn modifier(
     path: &str,
     errs: &mut Vec<ConfigError>,
 ) -> Option<HeaderModifier> {
-    match HeaderModifier::compile(&pairs(&m.add), &pairs(&m.set), &m.remove) {
+    let model::HeaderModifier { add, set, remove } = m;
+    match HeaderModifier::compile(&pairs(add), &pairs(set), remove) {
         Ok(h) => Some(h),
         Err(e) => {
             errs.push(ConfigError::new(path, e));
@@ -70,8 +71,18 @@ pub(super) fn lower_policies(
         out.auth = lower_auth::lower_jwt_auth(j, passthrough, base_dir, &jpath, errs, extras);
     }
     if let Some(c) = &p.cors {
-        let max_age = dur(&c.max_age, &format!("{path}.cors.maxAge"), errs);
-        let mut expose_headers = c.expose_headers.clone();
+        // Every field, named (here and in the policies below): one added to the wire model
+        // does not compile until it is lowered here or refused in `config::validate`.
+        let model::Cors {
+            allow_credentials,
+            allow_headers,
+            allow_methods,
+            allow_origins,
+            expose_headers,
+            max_age,
+        } = c;
+        let max_age = dur(max_age, &format!("{path}.cors.maxAge"), errs);
+        let mut expose_headers = expose_headers.clone();
         // Browser MCP clients must be able to read the challenge of a protected route.
         if out.auth.is_some()
             && !expose_headers
@@ -81,10 +92,10 @@ pub(super) fn lower_policies(
             expose_headers.push("www-authenticate".to_owned());
         }
         let spec = CorsSpec {
-            allow_credentials: c.allow_credentials,
-            allow_headers: c.allow_headers.clone(),
-            allow_methods: c.allow_methods.clone(),
-            allow_origins: c.allow_origins.clone(),
+            allow_credentials: *allow_credentials,
+            allow_headers: allow_headers.clone(),
+            allow_methods: allow_methods.clone(),
+            allow_origins: allow_origins.clone(),
             expose_headers,
             max_age,
         };
@@ -94,19 +105,32 @@ pub(super) fn lower_policies(
         }
     }
     if let Some(r) = &p.request_redirect {
+        let model::RequestRedirect {
+            scheme,
+            authority: to,
+            path: to_path,
+            status,
+        } = r;
         out.redirect = Some(Redirect {
-            scheme: r.scheme.clone(),
-            authority: authority(&r.authority),
-            path: path_rewrite(&r.path),
-            status: r.status.unwrap_or(302),
+            scheme: scheme.clone(),
+            authority: authority(to),
+            path: path_rewrite(to_path),
+            status: status.unwrap_or(302),
         });
     }
     if let Some(d) = &p.direct_response {
+        let model::DirectResponse {
+            body,
+            status,
+            body_expression: _,
+            headers: _,
+            conditional: _,
+        } = d;
         out.direct = Some(Prebuilt::new(
-            d.status.unwrap_or(200),
+            status.unwrap_or(200),
             None,
             &[],
-            d.body.0.clone(),
+            body.0.clone(),
         ));
     }
     if let Some(m) = &p.request_header_modifier {
@@ -116,12 +140,20 @@ pub(super) fn lower_policies(
         out.response_headers = modifier(m, &format!("{path}.responseHeaderModifier"), errs);
     }
     if let Some(u) = &p.url_rewrite {
+        let model::UrlRewrite {
+            authority: to,
+            path: to_path,
+        } = u;
         out.rewrite = Some(Rewrite {
-            path: path_rewrite(&u.path),
-            authority: authority(&u.authority),
+            path: path_rewrite(to_path),
+            authority: authority(to),
         });
     }
     if let Some(t) = &p.timeout {
+        let model::Timeout {
+            request_timeout: _,
+            backend_request_timeout: _,
+        } = t;
         out.timeouts = Timeouts {
             request: dur(
                 &t.request_timeout,

@@ -33,6 +33,47 @@ fn addr(
 pub(super) fn lower_settings(cfg: Option<&model::Config>, errs: &mut Vec<ConfigError>) -> Settings {
     let mut s = Settings::default();
     if let Some(c) = cfg {
+        // Every field, named: one added to the wire model does not compile until it is lowered
+        // here or refused (or declared without effect) in `config::validate`.
+        let model::Config {
+            admin_addr: _,
+            stats_addr: _,
+            readiness_addr: _,
+            connection_termination_deadline: _,
+            connection_min_termination_deadline: _,
+            worker_threads: _,
+            logging: _,
+            backend: _,
+            listener: _,
+            enable_ipv6: _,
+            local_xds_path: _,
+            ca_address: _,
+            ca_auth_token: _,
+            xds_address: _,
+            xds_auth_token: _,
+            namespace: _,
+            gateway: _,
+            trust_domain: _,
+            additional_trust_domains: _,
+            skip_validate_trust_domain: _,
+            service_account: _,
+            cluster_id: _,
+            network: _,
+            tracing: _,
+            metrics: _,
+            hbone: _,
+            dns: _,
+            histograms: _,
+            standard_attributes: _,
+            model_catalog: _,
+            custom_functions: _,
+            database: _,
+            storage: _,
+            spiffe: _,
+            session: _,
+            mcp: _,
+            sensitive_headers: _,
+        } = c;
         s.stats_addr = addr(&c.stats_addr, "config.statsAddr", s.stats_addr, errs);
         s.readiness_addr = addr(
             &c.readiness_addr,
@@ -54,6 +95,17 @@ pub(super) fn lower_settings(cfg: Option<&model::Config>, errs: &mut Vec<ConfigE
             }
         }
         if let Some(l) = &c.listener {
+            let model::ListenerConfig {
+                max_buffer_size: _,
+                tls_handshake_timeout: _,
+                http1_max_headers: _,
+                http1_idle_timeout: _,
+                http2_window_size: _,
+                http2_connection_window_size: _,
+                http2_frame_size: _,
+                http2_keepalive_interval: _,
+                http2_keepalive_timeout: _,
+            } = l;
             if let Some(m) = l.max_buffer_size {
                 s.limits.max_body = m;
             }
@@ -73,6 +125,12 @@ pub(super) fn lower_settings(cfg: Option<&model::Config>, errs: &mut Vec<ConfigE
             }
         }
         if let Some(b) = &c.backend {
+            let model::BackendConfig {
+                keepalives: _,
+                connect_timeout: _,
+                pool_idle_timeout: _,
+                pool_max_size: _,
+            } = b;
             if let Some(d) = dur(&b.connect_timeout, "config.backend.connectTimeout", errs) {
                 s.upstream.connect_timeout = d;
             }
@@ -84,6 +142,13 @@ pub(super) fn lower_settings(cfg: Option<&model::Config>, errs: &mut Vec<ConfigE
             }
         }
         if let Some(m) = &c.mcp {
+            let model::McpSettings {
+                session_ttl: _,
+                max_sessions_per_subject: _,
+                max_sessions_per_worker: _,
+                max_stdio_processes: _,
+                max_buffered_bytes: _,
+            } = m;
             if let Some(d) = dur(&m.session_ttl, "config.mcp.sessionTtl", errs) {
                 s.mcp_session_ttl = d;
             }
@@ -120,6 +185,13 @@ pub(super) fn lower_settings(cfg: Option<&model::Config>, errs: &mut Vec<ConfigE
             }
         }
         if let Some(l) = &c.logging {
+            let model::Logging {
+                filter: _,
+                fields: _,
+                level: _,
+                format: _,
+                database: _,
+            } = l;
             let level = match &l.level {
                 Some(model::StringOrList::One(v)) => Some(v.clone()),
                 Some(model::StringOrList::Many(v)) => Some(v.join(",")),

@@ -226,6 +226,21 @@ fn mcp_authentication(e: &mut Errors, path: &str, m: &McpAuthentication) {
         path,
         &[("authorizationLocation", &m.authorization_location)],
     );
+    // agentgateway answers client registrations itself when `clientId` is set (mock DCR) and
+    // injects `clientSecret` into Entra token requests; Portcullis does neither, so saying
+    // nothing would send clients down a registration path the operator did not configure.
+    if m.client_id.is_some() {
+        e.push(
+            join(path, "clientId"),
+            "agentgateway feature 'clientId' (mock client registration) is not supported by Portcullis",
+        );
+    }
+    if m.client_secret.is_some() {
+        e.push(
+            join(path, "clientSecret"),
+            "agentgateway feature 'clientSecret' (Entra token proxy) is not supported by Portcullis",
+        );
+    }
     if m.issuer.is_empty() {
         e.push(join(path, "issuer"), "must not be empty");
     }

@@ -61,12 +61,19 @@ impl Proc {
         cmd: &str,
         args: &[String],
         env: &[(String, String)],
+        clear_env: bool,
         unsolicited: UnboundedSender<Vec<u8>>,
     ) -> Result<Rc<Proc>, String> {
         let (stdin_ours, stdin_theirs) = pair().map_err(|e| e.to_string())?;
         let (stdout_ours, stdout_theirs) = pair().map_err(|e| e.to_string())?;
         let (stderr_ours, stderr_theirs) = pair().map_err(|e| e.to_string())?;
-        let child = Command::new(cmd)
+        let mut command = Command::new(cmd);
+        if clear_env {
+            // The program is still found on the default search path (`/bin:/usr/bin`) unless
+            // `env` sets `PATH`.
+            command.env_clear();
+        }
+        let child = command
             .args(args)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::from(stdin_theirs))
