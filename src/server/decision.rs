@@ -1,6 +1,6 @@
 //! What the server decided about one request ([`Decision`]) and the plans it hands to the code
 //! that carries it out: the plain forward ([`ProxyPlan`], `server::proxy`) and the MCP relay
-//! ([`McpPlan`], `relay::front`).
+//! ([`McpPlan`], `server::mcp`).
 //!
 //! Not here: how the decision is made (`server::dispatch`, `server::discovery`).
 

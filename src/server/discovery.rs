@@ -4,7 +4,7 @@
 //!
 //! Documents are bytes rendered at load or at fetch; only when `resourceMetadata.resource` is
 //! not configured is the origin filled in per request from the scheme and `Host`.
-//! Not here: the design rationale (see `policy::mcp_auth_meta`), token checks (`http::auth`).
+//! Not here: the design rationale (see `policy::mcp_auth_meta`), token checks (`auth::request`).
 
 use crate::auth::challenge;
 use crate::auth::policy::{AuthPolicy, McpAuthMeta, WellKnown, ORIGIN_PLACEHOLDER};

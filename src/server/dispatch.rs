@@ -4,8 +4,8 @@
 //! Owns: path normalisation before anything looks at the path, policy order — discovery documents of protected routes, CORS preflight, authentication,
 //! redirect, direct response, backend — and the choice of upstream. Pure apart from the
 //! worker-local authentication state it is handed: no I/O, so it is tested without sockets.
-//! Not here: reading bodies or talking to upstreams (`http::conn`, `http::proxy`), the upstream
-//! head (`http::upstream`), discovery documents (`http::discovery`).
+//! Not here: reading bodies or talking to upstreams (`server::conn`, `server::proxy`), the upstream
+//! head (`server::forward_head`), discovery documents (`server::discovery`).
 
 use std::borrow::Cow;
 use std::rc::Rc;

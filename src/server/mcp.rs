@@ -36,7 +36,7 @@ const KEEPALIVE: Duration = Duration::from_secs(15);
 /// Work for a session this worker owns runs inside the connection's task, next to the writing of
 /// its answer (no task spawned per call); work for another worker's session runs there. The
 /// job ends with its answer (what an upstream sends after it is drained by a task of its own,
-/// see `upstream::drain_tail`). A job is never moved to another task once polled: monoio's
+/// see `relay::target::http`). A job is never moved to another task once polled: monoio's
 /// timers keep the waker of their first poll and would not wake the new task.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn handle<S: ConnIo>(

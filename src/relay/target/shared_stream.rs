@@ -4,7 +4,7 @@
 //! notifications and server requests go to the newest pending request (its SSE answer), or to
 //! the session's server-to-client stream when nothing is pending.
 //!
-//! Not here: how the stream is read (`stdio`, `sse_target`).
+//! Not here: how the stream is read (`stdio`, `sse`).
 
 use std::cell::RefCell;
 
