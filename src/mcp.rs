@@ -1,5 +1,6 @@
 //! MCP, the sans-IO core: JSON-RPC envelopes (`jsonrpc`), SSE framing (`sse`), the
-//! streamable-HTTP transport rules (`protocol`) and multi-target merging (`merge`).
+//! streamable-HTTP transport rules (`protocol`), the 2026-07-28 request checks (`modern`) and
+//! multi-target merging (`merge`).
 //!
 //! Everything here is pure functions over bytes, fuzzed through [`fuzz_jsonrpc`] and
 //! [`fuzz_sse`] and benchmarked in `benches/jsonrpc.rs`.
@@ -8,6 +9,7 @@
 
 pub(crate) mod jsonrpc;
 pub(crate) mod merge;
+pub(crate) mod modern;
 pub(crate) mod protocol;
 pub(crate) mod sse;
 
@@ -25,6 +27,12 @@ pub(crate) fn fuzz_jsonrpc(data: &[u8]) {
     } else {
         check_message(data);
     }
+    let mirrored = modern::Mirrored {
+        version: b"2026-07-28",
+        method: Some(b"tools/call"),
+        name: Some(b"=?base64?ZWNobw==?="),
+    };
+    let _ = modern::check(mirrored, data);
     let _ = merge::rename_param_name(data, "t_x");
     let _ = merge::merge_list("tools", &[("a", data), ("b", data)], true);
     let _ = merge::merge_initialize(&[("a", data)], "2025-06-18", "p");

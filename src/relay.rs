@@ -14,11 +14,13 @@
 //! subject (issuer + `sub`); another subject presenting the id gets 404, like an unknown id.
 //!
 //! Modules: `session` (the per-worker table, ids, expiry), `call` (one call on the owner:
-//! routing, fan-out and merging across targets), `target` (one module per kind of MCP server).
+//! routing, fan-out and merging across targets), `target` (one module per kind of MCP server),
+//! `modern` (2026-07-28 requests: no session, relayed on the worker that received them).
 //! Not here: JSON-RPC/SSE/merge parsing (`mcp`, sans-IO), the HTTP transport toward clients
 //! (`server::mcp`) or authentication (`auth`).
 
 pub(crate) mod call;
+pub(crate) mod modern;
 pub(crate) mod reject;
 pub(crate) mod session;
 pub(crate) mod target;
@@ -129,6 +131,9 @@ pub(crate) enum ReplyPart {
     Accepted,
     /// The session was ended by the client's DELETE.
     SessionDeleted,
+    /// A server's whole answer relayed with its own status (2026-07-28 requests: a refusal
+    /// such as -32022 must reach the client as the server sent it).
+    Relayed { status: u16, body: Vec<u8> },
     /// A refusal at the HTTP level, with a JSON-RPC error body (or none, for 405); its status
     /// is chosen in one place, `relay::reject`.
     Error { status: u16, body: Vec<u8> },

@@ -193,6 +193,55 @@ pub(crate) fn dechunk(
     Ok((consumed, false))
 }
 
+/// Reads a whole (small) response body after its head, de-chunked, up to `max` bytes. `buf`
+/// holds what was read past the head. `Ok((body, reusable))`: whether the connection ended the
+/// answer at a message boundary and may go back to the pool.
+pub(crate) async fn read_body(
+    conn: &mut Conn,
+    buf: &mut Vec<u8>,
+    kind: RespBody,
+    max: usize,
+) -> Result<(Vec<u8>, bool), String> {
+    let mut body = Vec::new();
+    let mut dec = ChunkedDecoder::new(max as u64);
+    loop {
+        let done = match kind {
+            RespBody::None => true,
+            RespBody::Length(n) => {
+                let take = (n.saturating_sub(body.len() as u64) as usize).min(buf.len());
+                body.extend_from_slice(&buf[..take]);
+                buf.drain(..take);
+                body.len() as u64 >= n
+            }
+            RespBody::Chunked => {
+                let (used, end) = dechunk(&mut dec, buf, |d| body.extend_from_slice(d))
+                    .map_err(|e| e.to_string())?;
+                buf.drain(..used);
+                end
+            }
+            RespBody::UntilClose => {
+                body.extend_from_slice(buf);
+                buf.clear();
+                false
+            }
+        };
+        if body.len() > max {
+            return Err(format!("an answer over {max} bytes"));
+        }
+        if done {
+            return Ok((
+                body,
+                buf.is_empty() && !matches!(kind, RespBody::UntilClose),
+            ));
+        }
+        match conn.read_more(buf).await {
+            Ok(0) if matches!(kind, RespBody::UntilClose) => return Ok((body, false)),
+            Ok(0) | Err(_) => return Err("the connection closed inside the answer".into()),
+            Ok(_) => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,6 +55,10 @@ pub(crate) enum Reject {
     },
     /// The session's MCP server could not be started.
     ServerNotStarted,
+    /// A 2026-07-28 request's server could not be reached or broke off before answering.
+    ServerUnreachable,
+    /// A 2026-07-28 request's server did not answer within the route's call timeout.
+    ServerTimedOut,
 }
 
 impl Reject {
@@ -68,7 +72,8 @@ impl Reject {
             Self::SessionNotFound | Self::SessionEnded => 404,
             Self::SessionsPerSubject { .. } => 429,
             Self::SessionsPerWorker { .. } | Self::StdioProcesses { .. } => 503,
-            Self::ServerNotStarted => 502,
+            Self::ServerNotStarted | Self::ServerUnreachable => 502,
+            Self::ServerTimedOut => 504,
         }
     }
 
@@ -79,7 +84,9 @@ impl Reject {
             Self::SessionsPerWorker { .. }
             | Self::SessionsPerSubject { .. }
             | Self::StdioProcesses { .. }
-            | Self::ServerNotStarted => jsonrpc::INTERNAL_ERROR,
+            | Self::ServerNotStarted
+            | Self::ServerUnreachable
+            | Self::ServerTimedOut => jsonrpc::INTERNAL_ERROR,
             _ => jsonrpc::INVALID_REQUEST,
         }
     }
@@ -99,6 +106,8 @@ impl Reject {
             Self::BatchNotAllowed => "JSON-RPC batches are not allowed in this protocol version",
             Self::NotJsonRpc(e) => e.message(),
             Self::ServerNotStarted => "the MCP server could not be started",
+            Self::ServerUnreachable => "the MCP server could not be reached, or closed the connection before answering",
+            Self::ServerTimedOut => "the MCP server did not answer in time",
             Self::SessionsPerWorker { max } => {
                 return Cow::Owned(format!(
                     "the proxy holds its maximum of {max} MCP sessions on this worker; retry later"
@@ -123,6 +132,14 @@ impl Reject {
             status: self.status(),
             body,
         }
+    }
+}
+
+/// A 2026-07-28 request whose mirrored headers or body are refused (400).
+pub(crate) fn modern_refused(r: &crate::mcp::modern::Refused) -> ReplyPart {
+    ReplyPart::Error {
+        status: 400,
+        body: r.body(),
     }
 }
 

@@ -1,8 +1,9 @@
 //! The streamable-HTTP rules toward clients, on the worker that received the request: method,
-//! `Accept` (406), `Content-Type` (415), `MCP-Protocol-Version` (400, with -32022 for
-//! 2026-07-28 so new clients fall back), `Origin` (403, DNS-rebinding protection), session id
-//! presence (400) and ownership (hand-off to the owning worker), then writing the answer as JSON
-//! or as an SSE stream flushed event by event.
+//! `Accept` (406), `Content-Type` (415), `MCP-Protocol-Version` (400; a 2026-07-28 request is
+//! relayed natively where the route's server can take it — see `relay::modern` — and refused
+//! with -32022 elsewhere so the client falls back), `Origin` (403, DNS-rebinding protection),
+//! session id presence (400) and ownership (hand-off to the owning worker), then writing the
+//! answer as JSON or as an SSE stream flushed event by event, watching the client meanwhile.
 //!
 //! Not here: what happens on the owner (`relay::call`), reading the request body
 //! (`server::conn`).
@@ -16,9 +17,10 @@ use futures_util::StreamExt;
 
 use crate::http::h1;
 use crate::http::response::{itoa_buf, LocalError, CLIENT_CLOSED};
-use crate::mcp::{jsonrpc, protocol, sse};
+use crate::mcp::{jsonrpc, modern, protocol, sse};
 use crate::net::io::{Bufs, ConnIo};
 use crate::relay::call as relay_call;
+use crate::relay::modern as relay_modern;
 use crate::relay::reject::{self, Reject};
 use crate::relay::{session, CallOp, McpCall, NoIdentity, Relay, ReplyPart, Subject};
 use crate::snapshot::McpRoute;
@@ -60,6 +62,21 @@ pub(crate) async fn handle<S: ConnIo>(
     let reply = write_reply(io, ctx, bufs, rx, cors, route.stateful);
     match job {
         None => reply.await,
+        // A 2026-07-28 request ends with its client: when the answer is written or the client
+        // goes away first, the forward is dropped, and with it the upstream connection — the
+        // revision's cancellation.
+        Some(Job::Modern {
+            route,
+            call,
+            reply: tx,
+        }) => {
+            let forward = std::pin::pin!(relay_modern::forward(route, call, tx));
+            let reply = std::pin::pin!(reply);
+            match futures_util::future::select(forward, reply).await {
+                futures_util::future::Either::Left(((), reply)) => reply.await,
+                futures_util::future::Either::Right((written, _forward)) => written,
+            }
+        }
         Some(job) => {
             futures_util::future::join(job.run(ctx.clone()), reply)
                 .await
@@ -78,6 +95,12 @@ enum Job {
         body: Vec<u8>,
         subject: Subject,
         authorization: Option<String>,
+        reply: UnboundedSender<ReplyPart>,
+    },
+    /// A 2026-07-28 request, relayed on this worker (no session).
+    Modern {
+        route: Arc<McpRoute>,
+        call: relay_modern::ModernCall,
         reply: UnboundedSender<ReplyPart>,
     },
     /// A POST on a stateless route.
@@ -106,6 +129,7 @@ impl Job {
                 authorization,
                 reply,
             } => relay_call::stateless(&ctx, route, body, authorization, reply).await,
+            Job::Modern { route, call, reply } => relay_modern::forward(route, call, reply).await,
         }
     }
 }
@@ -141,6 +165,14 @@ fn start(
         if !protocol::origin_allowed(origin, head.host(), &route.allowed_origins) {
             return Err(Reject::OriginNotAllowed.reply(None));
         }
+    }
+    // 2026-07-28: self-contained POSTs, relayed natively where the route's server can take them;
+    // elsewhere the version is refused below (-32022) and the client falls back to 2025.
+    if head.method() == b"POST"
+        && modern::is_modern(head.version())
+        && relay_modern::serves_modern(route)
+    {
+        return start_modern(route, head, body);
     }
     // Sessions are bound to who the token names; stateless routes keep no session.
     let subject = match subject {
@@ -202,6 +234,55 @@ fn start(
         }
         _ => Err(Reject::MethodNotAllowed.reply(None)),
     }
+}
+
+/// Checks a 2026-07-28 POST (the transport rules, then its mirrored headers against the body)
+/// and starts its relay on this worker.
+fn start_modern(
+    route: &Arc<McpRoute>,
+    head: &McpHead,
+    body: Vec<u8>,
+) -> Result<(UnboundedReceiver<ReplyPart>, Option<Job>), ReplyPart> {
+    if !protocol::accepts_post(head.accept()) {
+        return Err(Reject::NotAcceptablePost.reply(None));
+    }
+    if !protocol::is_json_content_type(head.content_type()) {
+        return Err(Reject::UnsupportedMediaType.reply(None));
+    }
+    let mirrored = modern::Mirrored {
+        version: head.version().unwrap_or_default(),
+        method: head.mcp_method(),
+        name: head.mcp_name(),
+    };
+    let checked = modern::check(mirrored, &body).map_err(|r| reject::modern_refused(&r))?;
+    let mut headers = Vec::with_capacity(128);
+    if let Some(m) = head.mcp_method() {
+        h1::write_header(&mut headers, "mcp-method", m);
+    }
+    if let Some(n) = head.mcp_name() {
+        h1::write_header(&mut headers, "mcp-name", n);
+    }
+    for (name, value) in head.mcp_params() {
+        headers.extend_from_slice(name);
+        headers.extend_from_slice(b": ");
+        headers.extend_from_slice(value);
+        headers.extend_from_slice(b"\r\n");
+    }
+    if let Some(a) = head.authorization() {
+        h1::write_header(&mut headers, "authorization", a.as_bytes());
+    }
+    let (tx, rx) = unbounded();
+    let call = relay_modern::ModernCall {
+        body,
+        id: checked.id,
+        headers,
+    };
+    let job = Job::Modern {
+        route: route.clone(),
+        call,
+        reply: tx,
+    };
+    Ok((rx, Some(job)))
 }
 
 /// The call for the request's session: returned to run here if this worker owns the session,
@@ -275,34 +356,68 @@ fn whole(
     out.extend_from_slice(body);
 }
 
-/// Waits for the first part of the answer while watching the client: a client that closes its
-/// connection meanwhile ends the wait (`None`). Bytes it pipelines meanwhile are kept for the
-/// next request (watching stops once [`WATCH_PIPELINED`] bytes wait).
+/// The first part of a call's answer, or `None`: the call ended without a word, or the client
+/// closed its connection meanwhile (see [`next_part`]).
 async fn first_part<S: ConnIo>(
     io: &mut S,
     bufs: &mut Bufs,
     rx: &mut UnboundedReceiver<ReplyPart>,
 ) -> Option<ReplyPart> {
+    match next_part(io, bufs, rx, None).await {
+        Next::Part(p) => Some(p),
+        Next::Ended | Next::Gone | Next::Idle => None,
+    }
+}
+
+/// What waiting for the next part of an answer gave.
+enum Next {
+    Part(ReplyPart),
+    /// The call sent its last part.
+    Ended,
+    /// The client closed its connection (dropping the receiver tells the call: a 2026-07-28
+    /// request is cancelled upstream; a 2025 call goes on).
+    Gone,
+    /// Nothing for `idle` (an SSE stream then gets a keep-alive comment).
+    Idle,
+}
+
+/// The next part of a call's answer, watching the client's connection once the wait passes
+/// [`WATCH_AFTER`]: a close ends the wait (`Gone`). Bytes the client pipelines meanwhile are
+/// kept for its next request (watching stops once [`WATCH_PIPELINED`] bytes wait). Most parts
+/// come at once, so the watching read (and its cancellation) is paid only by slow ones.
+async fn next_part<S: ConnIo>(
+    io: &mut S,
+    bufs: &mut Bufs,
+    rx: &mut UnboundedReceiver<ReplyPart>,
+    idle: Option<Duration>,
+) -> Next {
     use futures_util::future::{select, Either};
-    // Most answers come at once: the watching read (and its cancellation) is paid only by
-    // calls that take a while.
-    if let Ok(part) = monoio::time::timeout(WATCH_AFTER, rx.next()).await {
-        return part;
+    let got = |p: Option<ReplyPart>| p.map_or(Next::Ended, Next::Part);
+    let deadline = idle.map(|d| monoio::time::Instant::now() + d);
+    let quick = idle.map_or(WATCH_AFTER, |d| d.min(WATCH_AFTER));
+    if let Ok(part) = monoio::time::timeout(quick, rx.next()).await {
+        return got(part);
     }
     loop {
+        let wait = async {
+            match deadline {
+                Some(d) => monoio::time::timeout_at(d, rx.next()).await.ok(),
+                None => Some(rx.next().await),
+            }
+        };
         if bufs.pending().len() >= WATCH_PIPELINED {
-            return rx.next().await;
+            return wait.await.map_or(Next::Idle, got);
         }
         let canceller = monoio::io::Canceller::new();
         let read = std::pin::pin!(bufs.read_more(io, Some(canceller.handle())));
-        match select(rx.next(), read).await {
+        match select(std::pin::pin!(wait), read).await {
             Either::Left((part, read)) => {
                 let _ = canceller.cancel();
                 // The read ends now: cancelled, or with bytes that stay in `bufs`.
                 let _ = read.await;
-                return part;
+                return part.map_or(Next::Idle, got);
             }
-            Either::Right((Ok(0) | Err(_), _)) => return None,
+            Either::Right((Ok(0) | Err(_), _)) => return Next::Gone,
             Either::Right((Ok(_), _)) => continue,
         }
     }
@@ -339,6 +454,10 @@ async fn write_reply<S: ConnIo>(
             whole(out, status, &date, cors, None, extra, &body);
             (status, bufs.flush(io).await.is_ok())
         }
+        ReplyPart::Relayed { status, body } => {
+            whole(out, status, &date, cors, None, None, &body);
+            (status, bufs.flush(io).await.is_ok())
+        }
         ReplyPart::Accepted => {
             whole(out, 202, &date, cors, None, None, b"");
             (202, bufs.flush(io).await.is_ok())
@@ -358,19 +477,21 @@ async fn write_reply<S: ConnIo>(
                 return (200, false);
             }
             loop {
-                let next = monoio::time::timeout(KEEPALIVE, rx.next()).await;
-                match next {
-                    Ok(Some(ReplyPart::Event(ev))) => h1::write_chunk(&mut bufs.out, &ev),
-                    Ok(Some(ReplyPart::End)) | Ok(None) => {
+                match next_part(io, bufs, &mut rx, Some(KEEPALIVE)).await {
+                    Next::Part(ReplyPart::Event(ev)) => h1::write_chunk(&mut bufs.out, &ev),
+                    Next::Part(ReplyPart::End) | Next::Ended => {
                         h1::write_last_chunk(&mut bufs.out);
                         return (200, bufs.flush(io).await.is_ok());
                     }
-                    Ok(Some(_)) => continue,
-                    Err(_) => {
+                    Next::Part(_) => continue,
+                    Next::Idle => {
                         let mut c = Vec::new();
                         sse::write_comment(&mut c, "keep-alive");
                         h1::write_chunk(&mut bufs.out, &c);
                     }
+                    // The client went away; a 2025 call goes on (a disconnect is not a
+                    // cancellation there), a 2026-07-28 one is dropped with `rx`.
+                    Next::Gone => return (200, false),
                 }
                 if bufs.flush(io).await.is_err() {
                     // The client went away; the call goes on (a disconnect is not a cancellation).

@@ -11,12 +11,12 @@ use crate::both_drivers;
 use crate::harness::*;
 use crate::idp::{stdio_server, Idp};
 
-fn fixtures() -> PathBuf {
+pub(crate) fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
 /// (node, python) of the clients' install.
-fn client_runtimes() -> &'static (String, String) {
+pub(crate) fn client_runtimes() -> &'static (String, String) {
     static R: OnceLock<(String, String)> = OnceLock::new();
     R.get_or_init(|| {
         let out = Command::new("bash")
@@ -39,7 +39,7 @@ fn client_runtimes() -> &'static (String, String) {
     })
 }
 
-fn run_client(cmd: &str, script: &str, url: &str, mode: &str) -> serde_json::Value {
+pub(crate) fn run_client(cmd: &str, script: &str, url: &str, mode: &str) -> serde_json::Value {
     let out = Command::new(cmd)
         .arg(fixtures().join("clients").join(script))
         .arg(url)

@@ -16,6 +16,7 @@ mod idp; // the oidc-provider test peer
 mod lifecycle; // hot reload good and bad, SIGTERM drain, metrics and readiness
 mod load; // mcp-load scenarios, tokens, reports
 mod mcp; // the MCP relay: transport rules, sessions, stdio lifecycle, targets, upstreams
+mod modern; // MCP 2026-07-28: SDK clients and servers of both eras, mirrored headers, auth
 mod paths; // dot-segments and encoded separators: normalised before routing, or refused
 mod ports; // a taken port is an error at start and on reload; --reuse-port shares on purpose
 mod proxy; // host backends: headers, bodies, pipelining, SSE streaming, errors, timeouts

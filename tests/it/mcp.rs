@@ -135,7 +135,7 @@ pub fn children(pid: u32) -> Vec<u32> {
     out
 }
 
-fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+pub(crate) fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !f() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");

@@ -8,6 +8,9 @@ pub(crate) struct McpHead {
     method: Span,
     host: Span,
     fields: [Option<Span>; FIELDS.len()],
+    /// Every `Mcp-Param-*` header (name, value), forwarded as they came on 2026-07-28 requests
+    /// (usually none: no allocation then).
+    params: Vec<(Span, Span)>,
     /// The request arrived on a loopback address.
     pub local_loopback: bool,
 }
@@ -17,7 +20,7 @@ type Span = (u32, u32);
 
 /// The request headers the relay reads, by index into [`McpHead::fields`]; the first occurrence
 /// of each counts.
-const FIELDS: [&str; 7] = [
+const FIELDS: [&str; 9] = [
     "accept",
     "content-type",
     "mcp-protocol-version",
@@ -26,6 +29,9 @@ const FIELDS: [&str; 7] = [
     "last-event-id",
     // Only kept when the route passes the client's token through (`backendAuth: passthrough`).
     "authorization",
+    // 2026-07-28's mirrored headers.
+    "mcp-method",
+    "mcp-name",
 ];
 const ACCEPT: usize = 0;
 const CONTENT_TYPE: usize = 1;
@@ -34,6 +40,8 @@ const SESSION: usize = 3;
 const ORIGIN: usize = 4;
 const LAST_EVENT_ID: usize = 5;
 const AUTHORIZATION: usize = 6;
+const MCP_METHOD: usize = 7;
+const MCP_NAME: usize = 8;
 
 impl McpHead {
     pub(crate) fn from_request(
@@ -44,16 +52,24 @@ impl McpHead {
         local_loopback: bool,
     ) -> McpHead {
         let mut found: [Option<&[u8]>; FIELDS.len()] = [None; FIELDS.len()];
+        let mut params: Vec<&httparse::Header<'_>> = Vec::new();
         for h in headers {
             if let Some(i) = FIELDS.iter().position(|f| h.name.eq_ignore_ascii_case(f)) {
                 found[i].get_or_insert(h.value);
+            } else if h.name.len() > 10 && h.name[..10].eq_ignore_ascii_case("mcp-param-") {
+                params.push(h);
             }
         }
         if !keep_authorization {
             found[AUTHORIZATION] = None;
         }
-        let len =
-            method.len() + host.len() + found.iter().flatten().map(|v| v.len()).sum::<usize>();
+        let len = method.len()
+            + host.len()
+            + found.iter().flatten().map(|v| v.len()).sum::<usize>()
+            + params
+                .iter()
+                .map(|h| h.name.len() + h.value.len())
+                .sum::<usize>();
         let mut bytes = Vec::with_capacity(len);
         let mut put = |v: &[u8]| {
             let at = bytes.len() as u32;
@@ -63,11 +79,16 @@ impl McpHead {
         let method = put(method.as_bytes());
         let host = put(host);
         let fields = found.map(|v| v.map(&mut put));
+        let params = params
+            .iter()
+            .map(|h| (put(h.name.as_bytes()), put(h.value)))
+            .collect();
         McpHead {
             bytes,
             method,
             host,
             fields,
+            params,
             local_loopback,
         }
     }
@@ -115,6 +136,23 @@ impl McpHead {
 
     pub(crate) fn last_event_id(&self) -> Option<String> {
         self.text(LAST_EVENT_ID)
+    }
+
+    /// 2026-07-28's `Mcp-Method`.
+    pub(crate) fn mcp_method(&self) -> Option<&[u8]> {
+        self.field(MCP_METHOD)
+    }
+
+    /// 2026-07-28's `Mcp-Name` (possibly `=?base64?…?=`).
+    pub(crate) fn mcp_name(&self) -> Option<&[u8]> {
+        self.field(MCP_NAME)
+    }
+
+    /// The `Mcp-Param-*` headers, as received.
+    pub(crate) fn mcp_params(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.params
+            .iter()
+            .map(|(n, v)| (self.span(*n), self.span(*v)))
     }
 
     /// The client's `Authorization` value, when the route passes it through.

@@ -1,0 +1,272 @@
+//! MCP 2026-07-28 requests over streamable HTTP: which era a request belongs to, and the checks
+//! of its mirrored headers against its body (the revision's "Request Metadata" and "Server
+//! Validation"): `MCP-Protocol-Version` equal to `_meta["io.modelcontextprotocol/protocolVersion"]`,
+//! `Mcp-Method` equal to `method` on every request, `Mcp-Name` equal to `params.name`
+//! (`tools/call`, `prompts/get`) or `params.uri` (`resources/read`), a `=?base64?…?=` value
+//! decoded first. A request that fails is refused with 400 and `HeaderMismatch` (-32020) before
+//! anything reaches a server: an edge that routes or authorizes on the headers must never let a
+//! server act on a body that says something else.
+//!
+//! `Mcp-Param-*` headers are forwarded untouched: which argument each mirrors is declared in the
+//! tool's `inputSchema` (`x-mcp-header`), which the server behind Portcullis checks.
+//!
+//! Sans-IO. Not here: forwarding (`relay::modern`), the HTTP rules shared with the 2025
+//! revisions (`mcp::protocol`).
+
+use serde::Deserialize;
+
+use crate::mcp::jsonrpc;
+use crate::policy::mcp_auth::b64;
+
+/// The revision this module speaks.
+pub(crate) const VERSION: &str = "2026-07-28";
+
+/// `HeaderMismatch`: mirrored headers missing, malformed or different from the body.
+pub(crate) const HEADER_MISMATCH: i64 = -32020;
+
+/// The `_meta` key that carries the protocol version in every 2026-07-28 request.
+const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+
+/// Whether a request's `MCP-Protocol-Version` names the 2026-07-28 revision.
+pub(crate) fn is_modern(version_header: Option<&[u8]>) -> bool {
+    version_header.is_some_and(|v| v.trim_ascii() == VERSION.as_bytes())
+}
+
+/// The mirrored headers of one request, as received.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Mirrored<'a> {
+    pub version: &'a [u8],
+    pub method: Option<&'a [u8]>,
+    pub name: Option<&'a [u8]>,
+}
+
+/// What a checked request is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Checked {
+    pub method: String,
+    /// The raw JSON id; `None` for a notification.
+    pub id: Option<String>,
+}
+
+/// Why a 2026-07-28 request is refused before it is forwarded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// Not one JSON-RPC request or notification (a response, a batch, not JSON-RPC).
+    NotARequest,
+    /// A mirrored header is missing, malformed or disagrees with the body; the id to answer.
+    HeaderMismatch { why: String, id: Option<String> },
+}
+
+impl Refused {
+    /// The JSON-RPC error body of the refusal (its status is 400 either way).
+    pub(crate) fn body(&self) -> Vec<u8> {
+        match self {
+            Refused::NotARequest => jsonrpc::error_object(
+                None,
+                jsonrpc::INVALID_REQUEST,
+                "a 2026-07-28 POST carries one JSON-RPC request or notification",
+                None,
+            ),
+            Refused::HeaderMismatch { why, id } => {
+                jsonrpc::error_object(id.as_deref(), HEADER_MISMATCH, why, None)
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Message<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    params: Option<Params>,
+}
+
+#[derive(Deserialize, Default)]
+struct Params {
+    #[serde(default)]
+    name: Option<serde_json::Value>,
+    #[serde(default)]
+    uri: Option<serde_json::Value>,
+    #[serde(rename = "_meta", default)]
+    meta: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Checks a 2026-07-28 request body against its mirrored headers.
+pub(crate) fn check(h: Mirrored<'_>, body: &[u8]) -> Result<Checked, Refused> {
+    let msg: Message<'_> = match serde_json::from_slice(body) {
+        Ok(m) => m,
+        Err(_) => return Err(Refused::NotARequest),
+    };
+    let Some(method) = msg.method else {
+        return Err(Refused::NotARequest);
+    };
+    let id = msg.id.map(|r| r.get().to_owned());
+    let mismatch = |why: String| Refused::HeaderMismatch {
+        why,
+        id: id.clone(),
+    };
+    let params = msg.params.unwrap_or_default();
+    let body_version = params
+        .meta
+        .as_ref()
+        .and_then(|m| m.get(META_VERSION))
+        .and_then(|v| v.as_str());
+    if body_version.map(str::as_bytes) != Some(h.version.trim_ascii()) {
+        return Err(mismatch(format!(
+            "MCP-Protocol-Version does not match _meta[\"{META_VERSION}\"]"
+        )));
+    }
+    match h.method {
+        None => return Err(mismatch("the Mcp-Method header is missing".into())),
+        Some(m) if m.trim_ascii() != method.as_bytes() => {
+            return Err(mismatch(
+                "Mcp-Method does not match the body's method".into(),
+            ))
+        }
+        Some(_) => {}
+    }
+    let named = match method.as_str() {
+        "tools/call" | "prompts/get" => Some(("params.name", params.name.as_ref())),
+        "resources/read" => Some(("params.uri", params.uri.as_ref())),
+        _ => None,
+    };
+    if let Some((field, value)) = named {
+        let value = value.and_then(|v| v.as_str());
+        match (value, h.name) {
+            (Some(_), None) => {
+                return Err(mismatch(format!(
+                    "the Mcp-Name header is missing ({field} is set)"
+                )))
+            }
+            (Some(v), Some(header)) => match decode_value(header) {
+                Some(decoded) if decoded == v.as_bytes() => {}
+                Some(_) => {
+                    return Err(mismatch(format!("Mcp-Name does not match {field}")));
+                }
+                None => return Err(mismatch("Mcp-Name is not validly encoded".into())),
+            },
+            (None, Some(_)) => {
+                return Err(mismatch(format!("Mcp-Name is set but {field} is not")));
+            }
+            (None, None) => {}
+        }
+    }
+    Ok(Checked { method, id })
+}
+
+/// A mirrored header value: as is, or the UTF-8 inside `=?base64?…?=`. `None`: the sentinel
+/// holds no valid base64.
+pub(crate) fn decode_value(v: &[u8]) -> Option<Vec<u8>> {
+    let v = v.trim_ascii();
+    match v
+        .strip_prefix(b"=?base64?")
+        .and_then(|r| r.strip_suffix(b"?="))
+    {
+        Some(inner) => b64::decode_std(std::str::from_utf8(inner).ok()?),
+        None => Some(v.to_vec()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(method: &str, params: &str) -> Vec<u8> {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":7,"method":"{method}","params":{{{params}"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}}}}"#
+        )
+        .into_bytes()
+    }
+
+    fn h<'a>(method: Option<&'a str>, name: Option<&'a str>) -> Mirrored<'a> {
+        Mirrored {
+            version: b"2026-07-28",
+            method: method.map(str::as_bytes),
+            name: name.map(str::as_bytes),
+        }
+    }
+
+    fn why(r: Result<Checked, Refused>) -> String {
+        match r {
+            Err(Refused::HeaderMismatch { why, id }) => {
+                assert_eq!(id.as_deref(), Some("7"));
+                why
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn matching_headers_pass() {
+        let b = body("tools/call", r#""name":"echo","arguments":{},"#);
+        let c = check(h(Some("tools/call"), Some("echo")), &b).unwrap();
+        assert_eq!(
+            (c.method.as_str(), c.id.as_deref()),
+            ("tools/call", Some("7"))
+        );
+        let b = body("tools/list", "");
+        assert!(check(h(Some("tools/list"), None), &b).is_ok());
+        let b = body("resources/read", r#""uri":"file:///a b","#);
+        assert!(check(h(Some("resources/read"), Some("file:///a b")), &b).is_ok());
+    }
+
+    #[test]
+    fn base64_names_are_decoded_before_comparing() {
+        // "Hello, 世界" and a value that looks like the sentinel itself.
+        let b = body("prompts/get", r#""name":"Hello, 世界","#);
+        assert!(check(
+            h(Some("prompts/get"), Some("=?base64?SGVsbG8sIOS4lueVjA==?=")),
+            &b
+        )
+        .is_ok());
+        let b = body("tools/call", r#""name":"=?base64?literal?=","#);
+        assert!(check(
+            h(
+                Some("tools/call"),
+                Some("=?base64?PT9iYXNlNjQ/bGl0ZXJhbD89?=")
+            ),
+            &b
+        )
+        .is_ok());
+        assert!(why(check(h(Some("tools/call"), Some("=?base64?!!?=")), &b)).contains("encoded"));
+    }
+
+    #[test]
+    fn every_disagreement_is_a_header_mismatch() {
+        let b = body("tools/call", r#""name":"echo","#);
+        assert!(why(check(h(None, Some("echo")), &b)).contains("Mcp-Method header is missing"));
+        assert!(why(check(h(Some("tools/list"), Some("echo")), &b)).contains("Mcp-Method"));
+        assert!(why(check(h(Some("tools/call"), None), &b)).contains("Mcp-Name header is missing"));
+        assert!(why(check(h(Some("tools/call"), Some("rm")), &b)).contains("does not match"));
+        // A name header on a call whose body names nothing.
+        let b = body("tools/call", "");
+        assert!(why(check(h(Some("tools/call"), Some("echo")), &b)).contains("is not"));
+        // The version in `_meta` must be there and equal the header.
+        let b = br#"{"jsonrpc":"2.0","id":7,"method":"tools/list","params":{}}"#;
+        assert!(why(check(h(Some("tools/list"), None), b)).contains("MCP-Protocol-Version"));
+        let mut other = h(Some("tools/list"), None);
+        other.version = b"2025-11-25";
+        assert!(why(check(other, &body("tools/list", ""))).contains("MCP-Protocol-Version"));
+    }
+
+    #[test]
+    fn responses_and_batches_are_not_requests() {
+        let resp = br#"{"jsonrpc":"2.0","id":1,"result":{}}"#;
+        assert_eq!(check(h(None, None), resp), Err(Refused::NotARequest));
+        assert_eq!(check(h(None, None), b"[]"), Err(Refused::NotARequest));
+        assert_eq!(check(h(None, None), b"{"), Err(Refused::NotARequest));
+        let body = String::from_utf8(Refused::NotARequest.body()).unwrap();
+        assert!(body.contains("-32600"), "{body}");
+    }
+
+    #[test]
+    fn era_from_the_version_header() {
+        assert!(is_modern(Some(b"2026-07-28")));
+        assert!(is_modern(Some(b" 2026-07-28 ")));
+        assert!(!is_modern(Some(b"2025-11-25")));
+        assert!(!is_modern(None));
+    }
+}

@@ -1,0 +1,256 @@
+//! MCP 2026-07-28 requests relayed to a streamable-HTTP server that speaks the revision: one
+//! POST per request on the worker that received it — no session, no owner hop, the body and its
+//! JSON-RPC id untouched — with the mirrored headers (`Mcp-Method`, `Mcp-Name`, every
+//! `Mcp-Param-*`) sent on as they came. The answer is relayed as it arrives: a JSON answer with
+//! the server's status (so a server's own refusal, such as -32022, reaches the client that must
+//! act on it), or an SSE stream event by event, ended after the request's response.
+//!
+//! Cancellation is the revision's: when the client closes its stream, the reply channel closes,
+//! the caller drops this future and with it the upstream connection — the server sees its
+//! stream closed, which is the cancellation of that request.
+//!
+//! Not here: the header checks (`mcp::modern`, before anything is sent), which routes may take
+//! this path (`server::mcp`), 2025-era sessions (`relay::call`).
+
+use std::sync::Arc;
+
+use futures_channel::mpsc::UnboundedSender;
+
+use crate::http::h1::{self, ChunkedDecoder, RespBody};
+use crate::http::response::itoa_buf;
+use crate::mcp::jsonrpc::{self, Kind};
+use crate::mcp::modern;
+use crate::mcp::sse::{self, SseParser};
+use crate::net::client::{self, Conn, Failed, HeadError, Upstream};
+use crate::relay::reject::Reject;
+use crate::relay::{ReplyPart, MAX_MESSAGE};
+use crate::snapshot::{McpRoute, McpTargetKind};
+
+/// One 2026-07-28 request, checked.
+pub(crate) struct ModernCall {
+    pub body: Vec<u8>,
+    /// The request's raw JSON id (`None`: a notification).
+    pub id: Option<String>,
+    /// Header lines to send on as they came (`name: value\r\n`): the mirrored headers, and the
+    /// client's `Authorization` when the route passes it through.
+    pub headers: Vec<u8>,
+}
+
+/// Whether `route` relays 2026-07-28 requests natively: one streamable-HTTP target.
+pub(crate) fn serves_modern(route: &McpRoute) -> bool {
+    matches!(&route.targets[..], [t] if matches!(t.kind, McpTargetKind::Http { .. }))
+}
+
+/// Relays `call` to the route's server; the answer goes to `reply`.
+pub(crate) async fn forward(
+    route: Arc<McpRoute>,
+    call: ModernCall,
+    reply: UnboundedSender<ReplyPart>,
+) {
+    let refuse = |r: Reject| {
+        let _ = reply.unbounded_send(r.reply(call.id.as_deref()));
+    };
+    let Some(McpTargetKind::Http {
+        target,
+        path,
+        https,
+    }) = route.targets.first().map(|t| &t.kind)
+    else {
+        return refuse(Reject::ServerUnreachable);
+    };
+    let up = Upstream::new(target, *https);
+    let run = exchange(&route, &up, path, &call, &reply);
+    match monoio::time::timeout(route.call_timeout, run).await {
+        Ok(Ok(())) => {}
+        Ok(Err(Broke::BeforeAnswer)) => refuse(Reject::ServerUnreachable),
+        // The client has part of an SSE answer: end it; it sees no response and may retry.
+        Ok(Err(Broke::Streaming)) => {
+            let _ = reply.unbounded_send(ReplyPart::End);
+        }
+        Err(_) => refuse(Reject::ServerTimedOut),
+    }
+}
+
+/// Where the exchange broke: before any answer (the client gets a refusal) or inside an SSE
+/// answer already started.
+enum Broke {
+    BeforeAnswer,
+    Streaming,
+}
+
+async fn exchange(
+    route: &McpRoute,
+    up: &Upstream,
+    path: &str,
+    call: &ModernCall,
+    reply: &UnboundedSender<ReplyPart>,
+) -> Result<(), Broke> {
+    let settings = route.upstream;
+    let addr = client::resolve(&up.target.addr)
+        .await
+        .map_err(|_| Broke::BeforeAnswer)?;
+    let tls = up.tls_name.as_ref();
+    let mut c = client::checkout(
+        addr,
+        tls,
+        settings.pool_idle_timeout,
+        settings.connect_timeout,
+    )
+    .await
+    .map_err(|_| Broke::BeforeAnswer)?;
+    let mut request = render(up, path, call);
+    // Sent again on a fresh connection only when the reused one failed in a way that shows the
+    // server never acted on it (a POST is not idempotent).
+    let (head, sse) = loop {
+        let resend = |failed| client::may_resend(c.reused_after, failed, true, false);
+        let (res, back) = c.conn.write_all(request).await;
+        request = back;
+        if res.is_err() {
+            if resend(Failed::Write) {
+                c = fresh(addr, up, settings.connect_timeout).await?;
+                continue;
+            }
+            return Err(Broke::BeforeAnswer);
+        }
+        let is_sse = |_: &client::Head, hdrs: &[httparse::Header<'_>]| {
+            h1::find_header(hdrs, "content-type")
+                .is_some_and(|v| v.starts_with(b"text/event-stream"))
+        };
+        match client::read_head(&mut c.conn, &mut c.buf, false, is_sse).await {
+            Ok(h) => break h,
+            Err(HeadError::Closed) if c.buf.is_empty() && resend(Failed::BeforeAnswer) => {
+                c = fresh(addr, up, settings.connect_timeout).await?;
+            }
+            Err(_) => return Err(Broke::BeforeAnswer),
+        }
+    };
+    c.buf.drain(..head.head_len);
+    if sse && (200..300).contains(&head.status) {
+        return stream(c.conn, c.buf, head.body, call, reply).await;
+    }
+    let (body, reusable) = client::read_body(&mut c.conn, &mut c.buf, head.body, MAX_MESSAGE)
+        .await
+        .map_err(|_| Broke::BeforeAnswer)?;
+    if reusable && head.keep_alive {
+        client::release(addr, tls, c.conn, c.buf, settings.pool_max_idle);
+    }
+    let part = if head.status == 202 && body.is_empty() {
+        ReplyPart::Accepted
+    } else {
+        ReplyPart::Relayed {
+            status: head.status,
+            body,
+        }
+    };
+    let _ = reply.unbounded_send(part);
+    Ok(())
+}
+
+async fn fresh(
+    addr: std::net::SocketAddr,
+    up: &Upstream,
+    timeout: std::time::Duration,
+) -> Result<client::Checkout, Broke> {
+    let conn = client::connect(addr, up.tls_name.as_ref(), timeout)
+        .await
+        .map_err(|_| Broke::BeforeAnswer)?;
+    Ok(client::Checkout {
+        conn,
+        buf: Vec::new(),
+        reused_after: None,
+    })
+}
+
+/// The POST: the request line, the headers the server needs, the client's mirrored headers as
+/// they came, and the body.
+fn render(up: &Upstream, path: &str, call: &ModernCall) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256 + call.headers.len() + call.body.len());
+    out.extend_from_slice(b"POST ");
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    h1::write_header(&mut out, "host", up.target.authority.as_bytes());
+    h1::write_header(&mut out, "accept", b"application/json, text/event-stream");
+    h1::write_header(&mut out, "content-type", b"application/json");
+    h1::write_header(&mut out, "mcp-protocol-version", modern::VERSION.as_bytes());
+    out.extend_from_slice(&call.headers);
+    let n = itoa_buf(call.body.len() as u64);
+    h1::write_header(&mut out, "content-length", n.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&call.body);
+    out
+}
+
+/// Relays an SSE answer event by event until the request's response (then the stream ends
+/// here: a server SHOULD end it there) or the server's end of the stream. The connection is
+/// not pooled: what is left of the stream is not read.
+async fn stream(
+    mut conn: Conn,
+    mut buf: Vec<u8>,
+    body: RespBody,
+    call: &ModernCall,
+    reply: &UnboundedSender<ReplyPart>,
+) -> Result<(), Broke> {
+    if reply
+        .unbounded_send(ReplyPart::SseStart { session: None })
+        .is_err()
+    {
+        return Ok(());
+    }
+    let mut parser = SseParser::new(MAX_MESSAGE);
+    let mut dec = ChunkedDecoder::new(u64::MAX);
+    let mut left = match body {
+        RespBody::Length(n) => Some(n),
+        _ => None,
+    };
+    loop {
+        let mut data = Vec::new();
+        let used = match body {
+            RespBody::Chunked => {
+                let (used, _) = client::dechunk(&mut dec, &buf, |d| data.extend_from_slice(d))
+                    .map_err(|_| Broke::Streaming)?;
+                used
+            }
+            _ => {
+                let take = left.map_or(buf.len(), |l| (l as usize).min(buf.len()));
+                data.extend_from_slice(&buf[..take]);
+                if let Some(l) = left.as_mut() {
+                    *l -= take as u64;
+                }
+                take
+            }
+        };
+        buf.drain(..used);
+        parser.feed(&data).map_err(|_| Broke::Streaming)?;
+        while let Some(ev) = parser.next_event() {
+            if ev.data.is_empty() {
+                continue;
+            }
+            let answered = call.id.is_some()
+                && matches!(
+                    jsonrpc::peek(ev.data.as_bytes()).map(|e| (e.kind, e.id)),
+                    Ok((Kind::Response, Some(rid))) if Some(rid) == call.id.as_deref()
+                );
+            let mut out = Vec::with_capacity(ev.data.len() + 16);
+            sse::write_event(&mut out, None, ev.event.as_deref(), ev.data.as_bytes());
+            if reply.unbounded_send(ReplyPart::Event(out)).is_err() {
+                // The client went away: dropping the connection cancels the request upstream.
+                return Ok(());
+            }
+            if answered {
+                let _ = reply.unbounded_send(ReplyPart::End);
+                return Ok(());
+            }
+        }
+        if left == Some(0) {
+            let _ = reply.unbounded_send(ReplyPart::End);
+            return Ok(());
+        }
+        match conn.read_more(&mut buf).await {
+            Ok(0) | Err(_) => {
+                let _ = reply.unbounded_send(ReplyPart::End);
+                return Ok(());
+            }
+            Ok(_) => {}
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! MCP 2026-07-28 through Portcullis: the official Python SDK client (mcp 2.3.0, `mode="auto"`)
+//! reaches a 2026-07-28 server (the same SDK's `MCPServer`) without falling back, a 2025 client
+//! still negotiates 2025 on the same route, mirrored headers are checked before anything reaches
+//! the server and sent on when they match, and authentication is the same for both eras.
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use crate::both_drivers;
+use crate::clients::{client_runtimes, fixtures, run_client};
+use crate::harness::*;
+use crate::mcp::wait_until;
+use crate::tokens::*;
+
+/// `tests/fixtures/clients/modern_server.py` on a free port; stopped when dropped.
+struct ModernServer {
+    port: u16,
+    child: Child,
+}
+
+impl ModernServer {
+    fn start() -> ModernServer {
+        let python = &client_runtimes().1;
+        for _ in 0..4 {
+            let port = free_port();
+            let mut child = Command::new(python)
+                .arg(fixtures().join("clients/modern_server.py"))
+                .arg(port.to_string())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start modern_server.py");
+            let mut line = String::new();
+            let mut r = BufReader::new(child.stdout.take().unwrap());
+            // Bounded: the script gives up announcing after ~10 s and the line read ends at EOF.
+            let _ = r.read_line(&mut line);
+            if line.trim() == format!("READY {port}") {
+                return ModernServer { port, child };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("modern_server.py did not start in 4 attempts");
+    }
+}
+
+impl Drop for ModernServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const ISS: &str = "http://idp.test/realms/mcp";
+const AUD: &str = "mcp_proxy";
+
+fn route(up_port: u16, policies: &str) -> String {
+    format!(
+        "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - name: mcp\n      matches: [{{path: {{exact: /mcp}}}}]\n{policies}      backends:\n      - mcp:\n          targets:\n          - name: modern\n            mcp: {{host: 127.0.0.1, port: {up_port}, path: /mcp}}\n"
+    )
+}
+
+both_drivers!(modern_and_2025_clients_on_one_route, |d| {
+    let python = client_runtimes().1.clone();
+    let server = ModernServer::start();
+    let p = Proxy::start(&route(server.port, ""), d);
+    let url = format!("http://127.0.0.1:{}/mcp", p.port);
+    // Modern client, modern server: server/discover is relayed, no initialize anywhere.
+    let v = run_client(&python, "py_client.py", &url, "none-auto");
+    assert_eq!(v["protocolVersion"], "2026-07-28", "{v}");
+    assert_eq!(v["fallback"]["initialize"], serde_json::json!([]), "{v}");
+    assert_eq!(v["server"]["name"], "modern-echo", "{v}");
+    assert_eq!(v["call"]["text"], "echo: hello from py_client", "{v}");
+    // A 2025 client on the same route still gets a 2025 session.
+    let v = run_client(&python, "py_client.py", &url, "none");
+    assert_eq!(v["protocolVersion"], "2025-11-25", "{v}");
+});
+
+/// A 2026-07-28 POST with the mirrored headers as a conforming client sends them.
+fn modern_post(p: &Proxy, method: &str, name: Option<&str>, extra: &str, body: &str) -> Response {
+    let name = name
+        .map(|n| format!("Mcp-Name: {n}\r\n"))
+        .unwrap_or_default();
+    p.req(&format!(
+        "POST /mcp HTTP/1.1\r\nHost: localhost:{}\r\nAccept: application/json, text/event-stream\r\nContent-Type: application/json\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: {method}\r\n{name}{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        p.port,
+        body.len()
+    ))
+}
+
+fn call_body(tool: &str) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{{"name":"{tool}","arguments":{{"region":"us-west1"}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}}}}"#
+    )
+}
+
+both_drivers!(
+    mirrored_headers_are_checked_before_the_server_sees_anything,
+    |d| {
+        // A server that records what reaches it and answers every request with a result.
+        let seen = Arc::new(Mutex::new(Vec::<Request>::new()));
+        let seen2 = seen.clone();
+        let up = Upstream::start(move |s| {
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut w = s;
+            while let Ok(Some(req)) = read_request(&mut r) {
+                let id = serde_json::from_slice::<serde_json::Value>(&req.body)
+                    .map(|v| v["id"].to_string())
+                    .unwrap_or_default();
+                seen2.lock().unwrap().push(req);
+                let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[]}}}}"#);
+                let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            );
+                if w.write_all(head.as_bytes()).is_err() || w.write_all(body.as_bytes()).is_err() {
+                    break;
+                }
+            }
+        });
+        let p = Proxy::start(&route(up.port, ""), d);
+        let error_code = |r: &Response| -> i64 {
+            let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            v["error"]["code"].as_i64().unwrap_or(0)
+        };
+        // Mcp-Name says one tool, the body another: the confused-deputy case.
+        let r = modern_post(&p, "tools/call", Some("echo"), "", &call_body("rm_rf"));
+        assert_eq!((r.status, error_code(&r)), (400, -32020), "{}", r.text());
+        // Mcp-Name missing, Mcp-Method different, the _meta version different.
+        let r = modern_post(&p, "tools/call", None, "", &call_body("echo"));
+        assert_eq!((r.status, error_code(&r)), (400, -32020), "{}", r.text());
+        let r = modern_post(&p, "tools/list", Some("echo"), "", &call_body("echo"));
+        assert_eq!((r.status, error_code(&r)), (400, -32020), "{}", r.text());
+        let old_meta = call_body("echo").replace("\"2026-07-28\"", "\"2025-11-25\"");
+        let r = modern_post(&p, "tools/call", Some("echo"), "", &old_meta);
+        assert_eq!((r.status, error_code(&r)), (400, -32020), "{}", r.text());
+        // A response is not something a 2026-07-28 client may send.
+        let r = modern_post(
+            &p,
+            "tools/call",
+            None,
+            "",
+            r#"{"jsonrpc":"2.0","id":1,"result":{}}"#,
+        );
+        assert_eq!((r.status, error_code(&r)), (400, -32600), "{}", r.text());
+        assert!(
+            seen.lock().unwrap().is_empty(),
+            "nothing reached the server"
+        );
+        // Matching headers (a base64 name too): relayed with the headers the server needs.
+        let r = modern_post(
+            &p,
+            "tools/call",
+            Some("=?base64?ZWNobw==?="),
+            "Mcp-Param-Region: us-west1\r\n",
+            &call_body("echo"),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.text().contains(r#""id":5"#), "{}", r.text());
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        let h = |n: &str| {
+            seen[0]
+                .headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(h("mcp-protocol-version").as_deref(), Some("2026-07-28"));
+        assert_eq!(h("mcp-method").as_deref(), Some("tools/call"));
+        assert_eq!(h("mcp-name").as_deref(), Some("=?base64?ZWNobw==?="));
+        assert_eq!(h("mcp-param-region").as_deref(), Some("us-west1"));
+        assert_eq!(h("mcp-session-id"), None);
+        assert_eq!(
+            seen[0].body,
+            call_body("echo").as_bytes(),
+            "the body goes on untouched"
+        );
+    }
+);
+
+both_drivers!(authentication_is_the_same_for_both_eras, |d| {
+    let server = ModernServer::start();
+    let key = TestKey::es256("k1");
+    let policies = format!(
+        "      policies:\n        mcpAuthentication:\n          issuer: {ISS}\n          audiences: [{AUD}]\n          jwks: '{}'\n          resourceMetadata:\n            resource: http://localhost:{{PORT}}/mcp\n            scopesSupported: [mcp]\n",
+        jwks(&[&key])
+    );
+    let p = Proxy::start(&route(server.port, &policies), d);
+    let list = r#"{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"it","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    // No token: the same challenge as a 2025 request, pointing at the metadata.
+    let r = modern_post(&p, "tools/list", None, "", list);
+    assert_eq!(r.status, 401, "{}", r.text());
+    let challenge = r.header("www-authenticate").unwrap_or_default().to_owned();
+    assert!(challenge.contains("resource_metadata="), "{challenge}");
+    let bad = modern_post(
+        &p,
+        "tools/list",
+        None,
+        "Authorization: Bearer not.a.token\r\n",
+        list,
+    );
+    assert_eq!(bad.status, 401);
+    assert!(bad
+        .header("www-authenticate")
+        .is_some_and(|c| c.contains("invalid_token")));
+    // A valid token: relayed to the modern server, which answers at 2026-07-28 (no session).
+    let token = key.sign(&claims(ISS, AUD, "ann"));
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    let r = modern_post(&p, "tools/list", None, &auth, list);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains(r#""name":"echo""#), "{}", r.text());
+    assert_eq!(r.header("mcp-session-id"), None);
+});
+
+both_drivers!(
+    sse_answers_stream_and_a_closed_stream_cancels_upstream,
+    |d| {
+        // "fast": a progress event, then the response, and the stream left open (Portcullis ends the
+        // client's stream at the response). "hold": a progress event, then nothing until the client
+        // gives up; the server records when its connection closes.
+        let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let closed2 = closed.clone();
+        let up = Upstream::start(move |s| {
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut w = s;
+            let Ok(Some(req)) = read_request(&mut r) else {
+                return;
+            };
+            let hold = String::from_utf8_lossy(&req.body).contains("hold");
+            let progress = r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":1}}"#;
+            let answer = r#"{"jsonrpc":"2.0","id":5,"result":{"content":[]}}"#;
+            let mut events = format!("event: message\ndata: {progress}\n\n");
+            if !hold {
+                events.push_str(&format!("event: message\ndata: {answer}\n\n"));
+            }
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+            let chunk = format!("{:x}\r\n{events}\r\n", events.len());
+            if w.write_all(head.as_bytes()).is_err() || w.write_all(chunk.as_bytes()).is_err() {
+                return;
+            }
+            // Keep the stream open; a read returns when the proxy closes its side.
+            let _ = w.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+            s_wait_closed(&mut r);
+            if hold {
+                closed2.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        let p = Proxy::start(&route(up.port, ""), d);
+        let t0 = std::time::Instant::now();
+        let r = modern_post(&p, "tools/call", Some("fast"), "", &call_body("fast"));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("content-type"), Some("text/event-stream"));
+        let text = r.text();
+        let (progress, answer) = (text.find("notifications/progress"), text.find(r#""id":5"#));
+        assert!(progress.is_some() && answer > progress, "{text}");
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(5),
+            "ended at the response"
+        );
+        // The client reads the first event, then closes its stream: the server's connection closes.
+        let body = call_body("hold");
+        let mut c = connect(p.addr());
+        write!(
+        c,
+        "POST /mcp HTTP/1.1\r\nHost: localhost\r\nAccept: application/json, text/event-stream\r\nContent-Type: application/json\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\nMcp-Name: hold\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+        let mut reader = BufReader::new(c.try_clone().unwrap());
+        let mut line = String::new();
+        while !line.contains("notifications/progress") {
+            line.clear();
+            assert!(
+                reader.read_line(&mut line).unwrap() > 0,
+                "stream ended early"
+            );
+        }
+        drop(reader);
+        drop(c);
+        wait_until(5, "the upstream stream to be closed", || {
+            closed.load(std::sync::atomic::Ordering::SeqCst)
+        });
+    }
+);
+
+/// Blocks until the peer closes the connection (or 10 s pass).
+fn s_wait_closed<R: BufRead>(r: &mut R) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut buf = String::new();
+    while std::time::Instant::now() < deadline {
+        match r.read_line(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => buf.clear(),
+        }
+    }
+}
