@@ -9,6 +9,8 @@
 #   forward           Portcullis `host` route -> backend (no auth)
 #   relay             Portcullis `mcp` backend (streamable-HTTP target) -> backend
 #   relay-auth        the same with mcpAuthentication, one RS256 token (verified-token cache hits)
+#   relay-modern      the relay route, 2026-07-28 requests (`-s modern`: no session, mirrored headers)
+#   relay-auth-modern the auth route, 2026-07-28 requests with the token
 # With MORE=1, also overhead.sh's auth cases on a `host` route: auth-hit (one RS256 token), 401
 # (no token: the challenge) and metadata (the protected-resource metadata document).
 # With BASE=<dir with an older portcullis binary>, every Portcullis case also runs against that
@@ -106,6 +108,11 @@ YAML
   add "${p}forward" "$pid" "http://127.0.0.1:$port/forward/mcp" -s call
   add "${p}relay" "$pid" "http://127.0.0.1:$port/relay/mcp" -s call
   add "${p}relay-auth" "$pid" "http://127.0.0.1:$port/auth/mcp" -s call --token-file "$tmp/tok.txt"
+  # 2026-07-28 cases for this build only (a BASE binary may not speak the revision).
+  if [ "$label" = cur ]; then
+    add relay-modern "$pid" "http://127.0.0.1:$port/relay/mcp" -s modern
+    add relay-auth-modern "$pid" "http://127.0.0.1:$port/auth/mcp" -s modern --token-file "$tmp/tok.txt"
+  fi
   if [ -n "${MORE:-}" ]; then
     add "${p}auth-hit" "$pid" "http://127.0.0.1:$port/host-auth/mcp" -s call --token-file "$tmp/tok.txt"
     add "${p}401" "$pid" "http://127.0.0.1:$port/host-auth/mcp" -s unauth
@@ -176,4 +183,9 @@ for a in ["forward", "base-forward", "relay", "base-relay"]:
     ratio(a, "haproxy-forward")
 for c in ["forward", "relay", "relay-auth", "auth-hit", "401", "metadata"]:
     ratio(c, "base-" + c)
+# 2026-07-28 against 2025 sessions, and MCP awareness against the plain forward.
+ratio("relay-modern", "relay")
+ratio("relay-auth-modern", "relay-auth")
+ratio("relay-auth-modern", "forward")
+ratio("relay-auth", "forward")
 PY

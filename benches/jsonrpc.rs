@@ -7,12 +7,15 @@
 //! - `simd_json_value`: simd-json's borrowed DOM plus lookups, including the copy;
 //! - `serde_json_value`: serde_json `Value` plus lookups (the naive baseline).
 //!
-//! `replace_id` is the multiplexing rewrite (peek + splice). Run: `cargo bench --bench jsonrpc`.
+//! `replace_id` is the multiplexing rewrite (peek + splice). `modern_check` is the 2026-07-28
+//! mirrored-header check a modern request pays instead of a session lookup and an id rewrite.
+//! Run: `cargo bench --bench jsonrpc`.
 
 use std::borrow::Cow;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use portcullis::fuzzing::jsonrpc::{peek, replace_id};
+use portcullis::fuzzing::modern::{check, Mirrored};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use simd_json::prelude::*;
@@ -125,5 +128,21 @@ fn bench_replace_id(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_peek, bench_replace_id);
+fn bench_modern_check(c: &mut Criterion) {
+    // A 2026-07-28 tools/call as the Python SDK 2.3.0 sends it.
+    let body = br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"get_weather","arguments":{"city":"Amsterdam","units":"metric","days":3},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"mcp","version":"0.1.0"},"io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let h = Mirrored {
+        version: b"2026-07-28",
+        method: Some(b"tools/call"),
+        name: Some(b"get_weather"),
+    };
+    let mut g = c.benchmark_group("modern_check");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("tools_call", |b| {
+        b.iter(|| black_box(check(black_box(h), black_box(body)).unwrap()));
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_peek, bench_replace_id, bench_modern_check);
 criterion_main!(benches);

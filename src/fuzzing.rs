@@ -55,6 +55,11 @@ pub mod jsonrpc {
     pub use crate::mcp::jsonrpc::{peek, replace_id};
 }
 
+/// The 2026-07-28 header check `benches/jsonrpc.rs` measures.
+pub mod modern {
+    pub use crate::mcp::modern::{check, Mirrored};
+}
+
 /// What `benches/jwt_verify.rs` measures.
 pub mod mcp_auth {
     pub use crate::policy::mcp_auth::{

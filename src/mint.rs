@@ -350,6 +350,11 @@ fn pem_encode(label: &str, der: &[u8]) -> String {
     out
 }
 
+/// Padded standard base64 (PEM bodies; 2026-07-28's `=?base64?…?=` header values).
+pub fn b64std(data: &[u8]) -> String {
+    b64::encode_std(data)
+}
+
 /// Unpadded base64url, as JWS segments and JWK members use.
 pub fn b64url(data: &[u8]) -> String {
     b64::encode(data)

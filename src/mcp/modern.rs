@@ -13,6 +13,8 @@
 //! Sans-IO. Not here: forwarding (`relay::modern`), the HTTP rules shared with the 2025
 //! revisions (`mcp::protocol`).
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 
 use crate::mcp::jsonrpc;
@@ -34,7 +36,7 @@ pub(crate) fn is_modern(version_header: Option<&[u8]>) -> bool {
 
 /// The mirrored headers of one request, as received.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Mirrored<'a> {
+pub struct Mirrored<'a> {
     pub version: &'a [u8],
     pub method: Option<&'a [u8]>,
     pub name: Option<&'a [u8]>,
@@ -42,7 +44,7 @@ pub(crate) struct Mirrored<'a> {
 
 /// What a checked request is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Checked {
+pub struct Checked {
     pub method: String,
     /// The raw JSON id; `None` for a notification.
     pub id: Option<String>,
@@ -50,7 +52,7 @@ pub(crate) struct Checked {
 
 /// Why a 2026-07-28 request is refused before it is forwarded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Refused {
+pub enum Refused {
     /// Not one JSON-RPC request or notification (a response, a batch, not JSON-RPC).
     NotARequest,
     /// A mirrored header is missing, malformed or disagrees with the body; the id to answer.
@@ -74,33 +76,65 @@ impl Refused {
     }
 }
 
+// Only the fields the checks read are kept; strings are borrowed from the body unless they hold
+// escapes, and everything else (arguments, client info) is skipped without allocating.
 #[derive(Deserialize)]
 struct Message<'a> {
     #[serde(borrow, default)]
     id: Option<&'a serde_json::value::RawValue>,
-    #[serde(default)]
-    method: Option<String>,
-    #[serde(default)]
-    params: Option<Params>,
+    #[serde(borrow, default)]
+    method: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    params: Option<Params<'a>>,
 }
 
 #[derive(Deserialize, Default)]
-struct Params {
-    #[serde(default)]
-    name: Option<serde_json::Value>,
-    #[serde(default)]
-    uri: Option<serde_json::Value>,
-    #[serde(rename = "_meta", default)]
-    meta: Option<serde_json::Map<String, serde_json::Value>>,
+struct Params<'a> {
+    #[serde(borrow, default)]
+    name: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    uri: Option<Text<'a>>,
+    #[serde(rename = "_meta", borrow, default)]
+    meta: Option<Meta<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+struct Meta<'a> {
+    #[serde(rename = "io.modelcontextprotocol/protocolVersion", borrow, default)]
+    version: Option<Text<'a>>,
+}
+
+/// A JSON value where a string is expected: the string, or `None` for anything else.
+struct Text<'a>(Option<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Any<'a> {
+            Str(#[serde(borrow)] Cow<'a, str>),
+            Other(serde::de::IgnoredAny),
+        }
+        Ok(Text(match Any::deserialize(d)? {
+            Any::Str(s) => Some(s),
+            Any::Other(_) => None,
+        }))
+    }
+}
+
+impl Text<'_> {
+    fn as_str(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
 }
 
 /// Checks a 2026-07-28 request body against its mirrored headers.
-pub(crate) fn check(h: Mirrored<'_>, body: &[u8]) -> Result<Checked, Refused> {
+pub fn check(h: Mirrored<'_>, body: &[u8]) -> Result<Checked, Refused> {
     let msg: Message<'_> = match serde_json::from_slice(body) {
         Ok(m) => m,
         Err(_) => return Err(Refused::NotARequest),
     };
-    let Some(method) = msg.method else {
+    let Some(method) = msg.method.map(Cow::into_owned) else {
         return Err(Refused::NotARequest);
     };
     let id = msg.id.map(|r| r.get().to_owned());
@@ -112,8 +146,8 @@ pub(crate) fn check(h: Mirrored<'_>, body: &[u8]) -> Result<Checked, Refused> {
     let body_version = params
         .meta
         .as_ref()
-        .and_then(|m| m.get(META_VERSION))
-        .and_then(|v| v.as_str());
+        .and_then(|m| m.version.as_ref())
+        .and_then(Text::as_str);
     if body_version.map(str::as_bytes) != Some(h.version.trim_ascii()) {
         return Err(mismatch(format!(
             "MCP-Protocol-Version does not match _meta[\"{META_VERSION}\"]"
@@ -134,7 +168,7 @@ pub(crate) fn check(h: Mirrored<'_>, body: &[u8]) -> Result<Checked, Refused> {
         _ => None,
     };
     if let Some((field, value)) = named {
-        let value = value.and_then(|v| v.as_str());
+        let value = value.and_then(Text::as_str);
         match (value, h.name) {
             (Some(_), None) => {
                 return Err(mismatch(format!(

@@ -586,3 +586,42 @@ fn through_portcullis_mixes_unique_tokens_and_sessions() {
     std::thread::sleep(Duration::from_millis(10));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+// The `modern` scenario (2026-07-28: server/discover once per user, then calls without a
+// session) through Portcullis's MCP relay with mcpAuthentication, against the built-in backend
+// answering in JSON and in SSE: no errors, and the backend never sees an initialize.
+both_drivers!(modern_scenario_through_the_relay, |d| {
+    let jwks = Peer::start(&["jwks", "--sign-key", &key("ec-p256.pem")]);
+    for sse in [false, true] {
+        let backend = Peer::start(if sse {
+            &["backend", "--strict", "--sse"][..]
+        } else {
+            &["backend", "--strict"]
+        });
+        let cfg = format!(
+            "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - name: mcp\n      matches: [{{path: {{exact: /mcp}}}}]\n      policies:\n        mcpAuthentication:\n          issuer: {ISS}\n          audiences: ['{AUD}']\n          jwks:\n            url: {{JWKS}}\n          resourceMetadata:\n            resource: http://localhost:{{PORT}}/mcp\n      backends:\n      - mcp: {{targets: [{{name: be, mcp: {{host: 127.0.0.1, port: {{UP}}, path: /mcp}}}}]}}\n"
+        );
+        let p = Proxy::start_with(
+            &cfg,
+            d,
+            &[
+                ("JWKS", jwks.url("/jwks.json")),
+                ("UP", backend.port.to_string()),
+            ],
+            &[],
+        );
+        let a = signed("ec-p256.pem");
+        let args = ["-s", "modern", "-c", "4"];
+        let r = clean(run(&url(&p), &with(&a, &args)));
+        assert_eq!(r["scenario"], "modern");
+        let discovers = r["ops"]["server/discover"]["count"].as_u64().unwrap_or(0);
+        let calls = r["ops"]["tools/call"]["count"].as_u64().unwrap_or(0);
+        // Each user discovers once (before or inside the window), then only calls.
+        assert!(discovers <= 4 && calls > 10, "{r:#}");
+        assert_eq!(
+            r["ops"]["initialize"]["count"].as_u64().unwrap_or(0),
+            0,
+            "{r:#}"
+        );
+    }
+});

@@ -1,6 +1,7 @@
 //! The built-in MCP backend (`mcp-load backend`): a streamable-HTTP server that answers
 //! initialize (issuing `Mcp-Session-Id`), notifications (202), tools/list and tools/call (an
-//! `echo` tool) as JSON or as SSE, DELETE, and the protected-resource metadata document, with
+//! `echo` tool) as JSON or as SSE, DELETE, 2026-07-28 requests (`server/discover`, calls without
+//! a session), and the protected-resource metadata document, with
 //! as little CPU as possible so that proxy overhead is what a benchmark sees.
 //! Does not: keep session state (ids are issued, not tracked) or validate tokens; with
 //! `--auth-challenge` it only checks that an `Authorization` header is present.
@@ -99,7 +100,10 @@ impl Backend {
             if !has(b"application/json") || !has(b"text/event-stream") {
                 return respond(out, "406 Not Acceptable", "", b"");
             }
+            // 2026-07-28 requests are self-contained: no session.
+            let modern = req.header("mcp-protocol-version") == Some(b"2026-07-28");
             if method != "initialize"
+                && !modern
                 && (req.header("mcp-session-id").is_none()
                     || req.header("mcp-protocol-version").is_none())
             {
@@ -132,6 +136,13 @@ impl Backend {
             }
             "tools/list" => {
                 let _ = write!(body, r#","result":{TOOLS}}}"#);
+            }
+            "server/discover" => {
+                let _ = write!(
+                    body,
+                    r#","result":{{"supportedVersions":["2026-07-28","2025-11-25","2025-06-18"],"capabilities":{{"tools":{{"listChanged":false}}}},"_meta":{{"io.modelcontextprotocol/serverInfo":{{"name":"mcp-load-backend","version":"{}"}}}}}}}}"#,
+                    env!("CARGO_PKG_VERSION")
+                );
             }
             "tools/call" if params.and_then(|p| p.name.as_deref()) == Some("echo") => {
                 let args = params.and_then(|p| p.arguments.as_ref());

@@ -354,6 +354,7 @@ impl RunArgs {
                 metadata_path,
                 protocol_version: self.protocol_version.clone(),
                 tool_json: serde_json::Value::String(self.tool.clone()).to_string(),
+                tool_header: header_value(&self.tool),
                 args_json: args.to_string(),
                 calls: self.calls,
             },
@@ -383,6 +384,19 @@ impl RunArgs {
                 nonce,
             },
         })
+    }
+}
+
+/// A value as a 2026-07-28 mirrored header carries it: as is when plain visible ASCII, else
+/// `=?base64?…?=` (also when it looks like that form itself).
+fn header_value(v: &str) -> String {
+    let plain = !v.is_empty()
+        && v.bytes().all(|b| (0x21..=0x7e).contains(&b))
+        && !(v.starts_with("=?base64?") && v.ends_with("?="));
+    if plain {
+        v.to_owned()
+    } else {
+        format!("=?base64?{}?=", portcullis::mint::b64std(v.as_bytes()))
     }
 }
 

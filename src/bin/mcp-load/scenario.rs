@@ -24,6 +24,10 @@ pub enum Scenario {
     Session,
     /// Steady tools/call on sessions established before the measurement starts.
     Call,
+    /// MCP 2026-07-28: per virtual user, server/discover once, then steady self-contained
+    /// tools/call requests (no session; `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name` and the
+    /// `_meta` version on each).
+    Modern,
     /// Plain GET of the URL, status 2xx only: the generator's own ceiling against any responder.
     /// With tokens (--token, --token-file, --sign-key) each GET carries the next one as a bearer
     /// token (and --invalid-share/--unique-tokens apply): a jwtAuth route without a backend.
@@ -38,12 +42,16 @@ impl Scenario {
             Scenario::Session => "session",
             Scenario::Call => "call",
             Scenario::Get => "get",
+            Scenario::Modern => "modern",
         }
     }
 
     /// Whether requests of this scenario carry a bearer token.
     pub fn uses_tokens(self) -> bool {
-        matches!(self, Scenario::Session | Scenario::Call | Scenario::Get)
+        matches!(
+            self,
+            Scenario::Session | Scenario::Call | Scenario::Get | Scenario::Modern
+        )
     }
 }
 
@@ -66,6 +74,8 @@ pub struct Target {
     pub protocol_version: String,
     /// The tool name as a JSON string literal.
     pub tool_json: String,
+    /// The tool name as the `Mcp-Name` header carries it (base64 when not plain ASCII).
+    pub tool_header: String,
     /// The tool arguments as JSON text.
     pub args_json: String,
     /// tools/call requests per session in the `session` scenario.
@@ -82,6 +92,8 @@ pub struct Vu {
     /// The whole request for scenarios whose request never changes (get, metadata, unauth),
     /// rendered once: those paths are the ones fast enough for formatting to show.
     fixed: Vec<u8>,
+    /// Requests are 2026-07-28 ones (the `modern` scenario).
+    modern: bool,
 }
 
 impl Vu {
@@ -94,7 +106,8 @@ impl Vu {
     }
 
     /// The next exchange for `sc`.
-    pub fn next_op(&self, sc: Scenario, t: &Target) -> Op {
+    pub fn next_op(&mut self, sc: Scenario, t: &Target) -> Op {
+        self.modern = sc == Scenario::Modern;
         match sc {
             Scenario::Unauth => Op::Unauth,
             Scenario::Metadata => Op::Metadata,
@@ -102,6 +115,10 @@ impl Vu {
             Scenario::Call => match self.step {
                 0 => Op::Initialize,
                 1 => Op::Initialized,
+                _ => Op::ToolsCall,
+            },
+            Scenario::Modern => match self.step {
+                0 => Op::Discover,
                 _ => Op::ToolsCall,
             },
             Scenario::Session => match self.step {
@@ -136,6 +153,9 @@ impl Vu {
     }
 
     fn render(&mut self, op: Op, t: &Target, token: Option<&str>, w: &mut Vec<u8>) -> Option<u64> {
+        if self.modern || op == Op::Discover {
+            return self.render_modern(op, t, token, w);
+        }
         let id = self.next_id;
         let b = &mut self.body;
         b.clear();
@@ -174,6 +194,7 @@ impl Vu {
                 r#"{{"jsonrpc":"2.0","method":"notifications/initialized"}}"#
             ),
             Op::ToolsList => write!(b, r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/list"}}"#),
+            Op::Discover => unreachable!("rendered by render_modern"),
             Op::ToolsCall => write!(
                 b,
                 r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":{},"arguments":{}}}}}"#,
@@ -197,6 +218,57 @@ impl Vu {
         Some(id)
     }
 
+    /// A 2026-07-28 request: self-contained, with the mirrored headers and `_meta`.
+    fn render_modern(
+        &mut self,
+        op: Op,
+        t: &Target,
+        token: Option<&str>,
+        w: &mut Vec<u8>,
+    ) -> Option<u64> {
+        let id = self.next_id;
+        let b = &mut self.body;
+        b.clear();
+        let meta = concat!(
+            r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","#,
+            r#""io.modelcontextprotocol/clientInfo":{"name":"mcp-load","version":""#,
+            env!("CARGO_PKG_VERSION"),
+            r#""},"io.modelcontextprotocol/clientCapabilities":{}}"#
+        );
+        let (method, name) = match op {
+            Op::Discover => {
+                let _ = write!(
+                    b,
+                    r#"{{"jsonrpc":"2.0","id":{id},"method":"server/discover","params":{{{meta}}}}}"#
+                );
+                ("server/discover", None)
+            }
+            _ => {
+                let _ = write!(
+                    b,
+                    r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":{},"arguments":{},{meta}}}}}"#,
+                    t.tool_json, t.args_json
+                );
+                ("tools/call", Some(t.tool_header.as_str()))
+            }
+        };
+        let _ = write!(
+            w,
+            "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: {method}\r\n",
+            t.path, t.host
+        );
+        if let Some(n) = name {
+            let _ = write!(w, "Mcp-Name: {n}\r\n");
+        }
+        if let Some(tok) = token {
+            let _ = write!(w, "Authorization: Bearer {tok}\r\n");
+        }
+        let _ = write!(w, "Content-Length: {}\r\n\r\n", self.body.len());
+        w.extend_from_slice(&self.body);
+        self.next_id += 1;
+        Some(id)
+    }
+
     fn mcp_headers(&self, t: &Target, token: Option<&str>, w: &mut Vec<u8>) {
         if let Some(tok) = token {
             let _ = write!(w, "Authorization: Bearer {tok}\r\n");
@@ -211,7 +283,12 @@ impl Vu {
 
     /// Moves the state machine on after `op` ended with `out`.
     pub fn advance(&mut self, sc: Scenario, t: &Target, op: Op, out: Outcome, r: &Reply) {
+        self.modern = sc == Scenario::Modern;
         match (op, out) {
+            // No session to lose: a failed discover is tried again, calls go on regardless.
+            (Op::Discover, Outcome::Ok) => self.step = 1,
+            (Op::Discover, _) => {}
+            (Op::ToolsCall, _) if sc == Scenario::Modern => {}
             (Op::Initialize, Outcome::Ok) => {
                 self.session = r.session.clone();
                 self.step = 1;
@@ -248,6 +325,7 @@ struct RpcMsg {
 #[serde(rename_all = "camelCase")]
 struct RpcResult {
     protocol_version: Option<IgnoredAny>,
+    supported_versions: Option<Vec<IgnoredAny>>,
     tools: Option<Vec<IgnoredAny>>,
     content: Option<Vec<IgnoredAny>>,
     is_error: Option<bool>,
@@ -293,7 +371,9 @@ pub fn judge(op: Op, expect: Expect, id: Option<u64>, r: &Reply) -> Outcome {
         Op::Get if ok2xx => Outcome::Ok,
         Op::Initialized if ok2xx => Outcome::Ok,
         Op::Delete if ok2xx || r.status == 405 => Outcome::Ok,
-        Op::Initialize | Op::ToolsList | Op::ToolsCall if ok2xx => judge_rpc(op, id, r),
+        Op::Initialize | Op::ToolsList | Op::ToolsCall | Op::Discover if ok2xx => {
+            judge_rpc(op, id, r)
+        }
         _ => Outcome::Err(match r.status {
             401 => ErrClass::Unauthorized,
             404 if matches!(
@@ -326,6 +406,7 @@ fn judge_rpc(op: Op, id: Option<u64>, r: &Reply) -> Outcome {
     };
     let shaped = match op {
         Op::Initialize => res.protocol_version.is_some(),
+        Op::Discover => res.supported_versions.is_some(),
         Op::ToolsList => res.tools.is_some(),
         _ => res.content.is_some(),
     };

@@ -174,10 +174,12 @@ pub enum Op {
     Unauth,
     Metadata,
     Get,
+    /// 2026-07-28 `server/discover`.
+    Discover,
 }
 
 impl Op {
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 9;
     pub const ALL: [Op; Op::COUNT] = [
         Op::Initialize,
         Op::Initialized,
@@ -187,6 +189,7 @@ impl Op {
         Op::Unauth,
         Op::Metadata,
         Op::Get,
+        Op::Discover,
     ];
 
     pub fn name(self) -> &'static str {
@@ -199,6 +202,7 @@ impl Op {
             Op::Unauth => "initialize (no token)",
             Op::Metadata => "GET metadata",
             Op::Get => "GET",
+            Op::Discover => "server/discover",
         }
     }
 }

@@ -17,6 +17,7 @@ fn target() -> Target {
         metadata_path: "/.well-known/oauth-protected-resource/mcp".into(),
         protocol_version: "2025-06-18".into(),
         tool_json: "\"echo\"".into(),
+        tool_header: "echo".into(),
         args_json: "{}".into(),
         calls: 2,
     }
@@ -208,4 +209,55 @@ fn unauth_requests_carry_no_token() {
     let req = String::from_utf8(w).unwrap();
     assert!(req.starts_with("POST /mcp HTTP/1.1\r\n") && !req.contains("Authorization"));
     assert!(req.contains(r#""method":"initialize""#));
+}
+
+#[test]
+fn modern_discovers_once_then_calls_without_a_session() {
+    let t = target();
+    let mut vu = Vu::new(1);
+    assert_eq!(vu.next_op(Scenario::Modern, &t), Op::Discover);
+    let mut w = Vec::new();
+    let id = vu.write(Op::Discover, &t, Some("tok"), &mut w);
+    let text = String::from_utf8(w).unwrap();
+    for want in [
+        "MCP-Protocol-Version: 2026-07-28\r\n",
+        "Mcp-Method: server/discover\r\n",
+        "Authorization: Bearer tok\r\n",
+        r#""io.modelcontextprotocol/protocolVersion":"2026-07-28""#,
+    ] {
+        assert!(text.contains(want), "{want} in {text}");
+    }
+    assert!(!text.contains("Mcp-Session-Id") && !text.contains("Mcp-Name"));
+    let ok = reply(
+        200,
+        BodyKind::Json,
+        &format!(
+            r#"{{"jsonrpc":"2.0","id":{},"result":{{"supportedVersions":["2026-07-28"]}}}}"#,
+            id.unwrap()
+        ),
+    );
+    let out = judge(Op::Discover, Expect::Accept, id, &ok);
+    assert_eq!(out, Outcome::Ok);
+    vu.advance(Scenario::Modern, &t, Op::Discover, out, &ok);
+    assert_eq!(vu.next_op(Scenario::Modern, &t), Op::ToolsCall);
+    let mut w = Vec::new();
+    vu.write(Op::ToolsCall, &t, None, &mut w);
+    let text = String::from_utf8(w).unwrap();
+    assert!(
+        text.contains("Mcp-Method: tools/call\r\nMcp-Name: echo\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""name":"echo""#) && text.contains("_meta"),
+        "{text}"
+    );
+    // A failed call does not send the user back to discovery.
+    vu.advance(
+        Scenario::Modern,
+        &t,
+        Op::ToolsCall,
+        Outcome::Err(ErrClass::Status),
+        &ok,
+    );
+    assert_eq!(vu.next_op(Scenario::Modern, &t), Op::ToolsCall);
 }
