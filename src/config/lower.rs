@@ -36,7 +36,7 @@ pub(crate) fn lower(
     let mut sources: Vec<Source> = Vec::new();
     let mut cert_files = Vec::new();
     let mut warnings = Vec::new();
-    let settings = lower_settings(cfg.config.as_ref(), &mut errs);
+    let settings = lower_settings(cfg.config.as_ref(), &mut errs, &mut warnings);
     let mut binds = Vec::with_capacity(cfg.binds.len());
     for (bi, b) in cfg.binds.iter().enumerate() {
         let path = format!("binds[{bi}]");

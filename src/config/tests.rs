@@ -732,3 +732,47 @@ binds:
         "{errs}"
     );
 }
+
+#[test]
+fn keys_without_effect_are_named_at_every_load() {
+    let yaml = r#"
+config:
+  adminAddr: localhost:15000
+  enableIpv6: true
+  tracing: {otlpEndpoint: http://localhost:4317}
+  metrics: {}
+  logging: {fields: {remove: [foo]}}
+  backend: {keepalives: {enabled: true}}
+  listener: {http1MaxHeaders: 50, http2WindowSize: 65535}
+binds:
+- port: 3000
+  listeners:
+  - routes:
+    - backends: [{host: 127.0.0.1:9}]
+"#;
+    let snap = load_bytes(yaml.as_bytes(), None).unwrap();
+    let w = snap.warnings.join("\n");
+    for key in [
+        "config.adminAddr",
+        "config.enableIpv6",
+        "config.tracing",
+        "config.metrics",
+        "config.logging.fields",
+        "config.backend.keepalives",
+        "config.listener.http1MaxHeaders",
+        "config.listener.http2*",
+    ] {
+        assert!(
+            w.lines()
+                .any(|l| l.starts_with(key) && l.contains("no effect")),
+            "{key} in:\n{w}"
+        );
+    }
+    // A config without them loads without a word.
+    let plain =
+        "binds:\n- port: 3000\n  listeners:\n  - routes:\n    - backends: [{host: 127.0.0.1:9}]\n";
+    assert!(load_bytes(plain.as_bytes(), None)
+        .unwrap()
+        .warnings
+        .is_empty());
+}

@@ -4,7 +4,8 @@
 //! behaviour Portcullis does not implement are [`Unsupported`] and rejected by validation.
 //! Durations stay Go-style strings here; `config::validate` checks them.
 //!
-//! Ignored (accepted, no effect): `enableIpv6`, `localXdsPath`, `caAddress`, `caAuthToken`,
+//! Ignored (accepted, no effect; each one set is named in a warning at every load, see
+//! `config::lower::settings`): `enableIpv6`, `localXdsPath`, `caAddress`, `caAuthToken`,
 //! `xdsAddress`, `xdsAuthToken`, `namespace`, `gateway`, `trustDomain`, `additionalTrustDomains`,
 //! `skipValidateTrustDomain`, `serviceAccount`, `clusterId`, `network`, `tracing`, `metrics`,
 //! `hbone`, `dns`, `histograms`, `standardAttributes`, `modelCatalog`, `customFunctions`.

@@ -30,43 +30,47 @@ fn addr(
     }
 }
 
-pub(super) fn lower_settings(cfg: Option<&model::Config>, errs: &mut Vec<ConfigError>) -> Settings {
+pub(super) fn lower_settings(
+    cfg: Option<&model::Config>,
+    errs: &mut Vec<ConfigError>,
+    warnings: &mut Vec<String>,
+) -> Settings {
     let mut s = Settings::default();
     if let Some(c) = cfg {
         // Every field, named: one added to the wire model does not compile until it is lowered
         // here or refused (or declared without effect) in `config::validate`.
         let model::Config {
-            admin_addr: _,
+            admin_addr,
             stats_addr: _,
             readiness_addr: _,
             connection_termination_deadline: _,
-            connection_min_termination_deadline: _,
+            connection_min_termination_deadline,
             worker_threads: _,
             logging: _,
             backend: _,
             listener: _,
-            enable_ipv6: _,
-            local_xds_path: _,
-            ca_address: _,
-            ca_auth_token: _,
-            xds_address: _,
-            xds_auth_token: _,
-            namespace: _,
-            gateway: _,
-            trust_domain: _,
-            additional_trust_domains: _,
-            skip_validate_trust_domain: _,
-            service_account: _,
-            cluster_id: _,
-            network: _,
-            tracing: _,
-            metrics: _,
-            hbone: _,
-            dns: _,
-            histograms: _,
-            standard_attributes: _,
-            model_catalog: _,
-            custom_functions: _,
+            enable_ipv6,
+            local_xds_path,
+            ca_address,
+            ca_auth_token,
+            xds_address,
+            xds_auth_token,
+            namespace,
+            gateway,
+            trust_domain,
+            additional_trust_domains,
+            skip_validate_trust_domain,
+            service_account,
+            cluster_id,
+            network,
+            tracing,
+            metrics,
+            hbone,
+            dns,
+            histograms,
+            standard_attributes,
+            model_catalog,
+            custom_functions,
             database: _,
             storage: _,
             spiffe: _,
@@ -74,6 +78,67 @@ pub(super) fn lower_settings(cfg: Option<&model::Config>, errs: &mut Vec<ConfigE
             mcp: _,
             sensitive_headers: _,
         } = c;
+        // Accepted so that agentgateway configs load, but without effect here: said at every
+        // load, never silently.
+        let listener = c.listener.as_ref();
+        let http2 = listener.is_some_and(|l| {
+            l.http2_window_size.is_some()
+                || l.http2_connection_window_size.is_some()
+                || l.http2_frame_size.is_some()
+                || l.http2_keepalive_interval.is_some()
+                || l.http2_keepalive_timeout.is_some()
+        });
+        for (key, set) in [
+            ("adminAddr", admin_addr.is_some()),
+            (
+                "connectionMinTerminationDeadline",
+                connection_min_termination_deadline.is_some(),
+            ),
+            (
+                "backend.keepalives",
+                c.backend.as_ref().is_some_and(|b| b.keepalives.is_some()),
+            ),
+            (
+                "listener.http1MaxHeaders",
+                listener.is_some_and(|l| l.http1_max_headers.is_some()),
+            ),
+            ("listener.http2* (HTTP/2 is not served)", http2),
+            (
+                "logging.fields",
+                c.logging.as_ref().is_some_and(|l| l.fields.is_some()),
+            ),
+            ("enableIpv6", enable_ipv6.is_some()),
+            ("localXdsPath", local_xds_path.is_some()),
+            ("caAddress", ca_address.is_some()),
+            ("caAuthToken", ca_auth_token.is_some()),
+            ("xdsAddress", xds_address.is_some()),
+            ("xdsAuthToken", xds_auth_token.is_some()),
+            ("namespace", namespace.is_some()),
+            ("gateway", gateway.is_some()),
+            ("trustDomain", trust_domain.is_some()),
+            ("additionalTrustDomains", additional_trust_domains.is_some()),
+            (
+                "skipValidateTrustDomain",
+                skip_validate_trust_domain.is_some(),
+            ),
+            ("serviceAccount", service_account.is_some()),
+            ("clusterId", cluster_id.is_some()),
+            ("network", network.is_some()),
+            ("tracing", tracing.is_some()),
+            ("metrics", metrics.is_some()),
+            ("hbone", hbone.is_some()),
+            ("dns", dns.is_some()),
+            ("histograms", histograms.is_some()),
+            ("standardAttributes", standard_attributes.is_some()),
+            ("modelCatalog", model_catalog.is_some()),
+            ("customFunctions", custom_functions.is_some()),
+        ] {
+            if set {
+                warnings.push(format!(
+                    "config.{key}: accepted for agentgateway compatibility, but it has no effect in Portcullis"
+                ));
+            }
+        }
         s.stats_addr = addr(&c.stats_addr, "config.statsAddr", s.stats_addr, errs);
         s.readiness_addr = addr(
             &c.readiness_addr,
@@ -95,6 +160,7 @@ pub(super) fn lower_settings(cfg: Option<&model::Config>, errs: &mut Vec<ConfigE
             }
         }
         if let Some(l) = &c.listener {
+            // The http1MaxHeaders and http2* settings are warned about above.
             let model::ListenerConfig {
                 max_buffer_size: _,
                 tls_handshake_timeout: _,
