@@ -18,7 +18,7 @@ use crate::net::pool;
 
 pub(crate) mod conn;
 
-pub(crate) use conn::{connect, Conn, ConnectError, Upstream};
+pub(crate) use conn::{connect, tls_name, Conn, ConnectError, Upstream};
 
 /// The address to connect to: resolved at load, or from the worker's DNS cache.
 pub(crate) async fn resolve(addr: &HostAddr) -> Result<SocketAddr, ConnectError> {
@@ -53,6 +53,20 @@ pub(crate) async fn checkout(
             reused_after: Some(idle),
         });
     }
+    Ok(Checkout {
+        conn: connect(addr, tls_name, connect_timeout).await?,
+        buf: Vec::new(),
+        reused_after: None,
+    })
+}
+
+/// A new connection to `addr` as a [`Checkout`] (not reused): what a request that failed on a
+/// reused connection is sent again on.
+pub(crate) async fn fresh(
+    addr: SocketAddr,
+    tls_name: Option<&Rc<str>>,
+    connect_timeout: Duration,
+) -> Result<Checkout, ConnectError> {
     Ok(Checkout {
         conn: connect(addr, tls_name, connect_timeout).await?,
         buf: Vec::new(),

@@ -12,6 +12,7 @@
 //! Not here: the header checks (`mcp::modern`, before anything is sent), which routes may take
 //! this path (`server::mcp`), 2025-era sessions (`relay::call`).
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use futures_channel::mpsc::UnboundedSender;
@@ -21,7 +22,8 @@ use crate::http::response::itoa_buf;
 use crate::mcp::jsonrpc::{self, Kind};
 use crate::mcp::modern;
 use crate::mcp::sse::{self, SseParser};
-use crate::net::client::{self, Conn, Failed, HeadError, Upstream};
+use crate::net::addr::HostTarget;
+use crate::net::client::{self, Conn, Failed, HeadError};
 use crate::relay::reject::Reject;
 use crate::relay::{ReplyPart, MAX_MESSAGE};
 use crate::snapshot::{McpRoute, McpTargetKind};
@@ -58,8 +60,9 @@ pub(crate) async fn forward(
     else {
         return refuse(Reject::ServerUnreachable);
     };
-    let up = Upstream::new(target, *https);
-    let run = exchange(&route, &up, path, &call, &reply);
+    // Borrowed from the snapshot: a plain-HTTP call allocates nothing for its upstream.
+    let tls_name = https.then(|| client::tls_name(&target.authority));
+    let run = exchange(&route, target, tls_name.as_ref(), path, &call, &reply);
     match monoio::time::timeout(route.call_timeout, run).await {
         Ok(Ok(())) => {}
         Ok(Err(Broke::BeforeAnswer)) => refuse(Reject::ServerUnreachable),
@@ -80,16 +83,16 @@ enum Broke {
 
 async fn exchange(
     route: &McpRoute,
-    up: &Upstream,
+    target: &HostTarget,
+    tls: Option<&Rc<str>>,
     path: &str,
     call: &ModernCall,
     reply: &UnboundedSender<ReplyPart>,
 ) -> Result<(), Broke> {
     let settings = route.upstream;
-    let addr = client::resolve(&up.target.addr)
+    let addr = client::resolve(&target.addr)
         .await
         .map_err(|_| Broke::BeforeAnswer)?;
-    let tls = up.tls_name.as_ref();
     let mut c = client::checkout(
         addr,
         tls,
@@ -98,7 +101,7 @@ async fn exchange(
     )
     .await
     .map_err(|_| Broke::BeforeAnswer)?;
-    let mut request = render(up, path, call);
+    let mut request = render(&target.authority, path, call);
     // Sent again on a fresh connection only when the reused one failed in a way that shows the
     // server never acted on it (a POST is not idempotent).
     let (head, sse) = loop {
@@ -107,7 +110,9 @@ async fn exchange(
         request = back;
         if res.is_err() {
             if resend(Failed::Write) {
-                c = fresh(addr, up, settings.connect_timeout).await?;
+                c = client::fresh(addr, tls, settings.connect_timeout)
+                    .await
+                    .map_err(|_| Broke::BeforeAnswer)?;
                 continue;
             }
             return Err(Broke::BeforeAnswer);
@@ -119,7 +124,9 @@ async fn exchange(
         match client::read_head(&mut c.conn, &mut c.buf, false, is_sse).await {
             Ok(h) => break h,
             Err(HeadError::Closed) if c.buf.is_empty() && resend(Failed::BeforeAnswer) => {
-                c = fresh(addr, up, settings.connect_timeout).await?;
+                c = client::fresh(addr, tls, settings.connect_timeout)
+                    .await
+                    .map_err(|_| Broke::BeforeAnswer)?;
             }
             Err(_) => return Err(Broke::BeforeAnswer),
         }
@@ -146,29 +153,14 @@ async fn exchange(
     Ok(())
 }
 
-async fn fresh(
-    addr: std::net::SocketAddr,
-    up: &Upstream,
-    timeout: std::time::Duration,
-) -> Result<client::Checkout, Broke> {
-    let conn = client::connect(addr, up.tls_name.as_ref(), timeout)
-        .await
-        .map_err(|_| Broke::BeforeAnswer)?;
-    Ok(client::Checkout {
-        conn,
-        buf: Vec::new(),
-        reused_after: None,
-    })
-}
-
 /// The POST: the request line, the headers the server needs, the client's mirrored headers as
 /// they came, and the body.
-fn render(up: &Upstream, path: &str, call: &ModernCall) -> Vec<u8> {
+fn render(authority: &str, path: &str, call: &ModernCall) -> Vec<u8> {
     let mut out = Vec::with_capacity(256 + call.headers.len() + call.body.len());
     out.extend_from_slice(b"POST ");
     out.extend_from_slice(path.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    h1::write_header(&mut out, "host", up.target.authority.as_bytes());
+    h1::write_header(&mut out, "host", authority.as_bytes());
     h1::write_header(&mut out, "accept", b"application/json, text/event-stream");
     h1::write_header(&mut out, "content-type", b"application/json");
     h1::write_header(&mut out, "mcp-protocol-version", modern::VERSION.as_bytes());

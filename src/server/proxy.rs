@@ -138,15 +138,7 @@ async fn exchange<S: ConnIo>(
         };
         let may_resend =
             |failed| client::may_resend(reused_after, failed, replayable, plan.idempotent);
-        let fresh = || async {
-            client::connect(addr, None, up_settings.connect_timeout)
-                .await
-                .map(|conn| client::Checkout {
-                    conn,
-                    buf: Vec::new(),
-                    reused_after: None,
-                })
-        };
+        let fresh = || client::fresh(addr, None, up_settings.connect_timeout);
         if plan.expect_continue && !matches!(body, BodyKind::None) {
             bufs.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
             if bufs.flush(io).await.is_err() {

@@ -23,14 +23,18 @@ pub(crate) struct Upstream {
 
 impl Upstream {
     pub(crate) fn new(target: &HostTarget, https: bool) -> Upstream {
-        // An IPv6 literal is checked against the certificate without its brackets.
-        let host = split_host_port(&target.authority).0;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
         Upstream {
-            tls_name: https.then(|| Rc::from(host)),
+            tls_name: https.then(|| tls_name(&target.authority)),
             target: target.clone(),
         }
     }
+}
+
+/// The name a server's certificate is checked against: the authority's host (an IPv6 literal
+/// without its brackets).
+pub(crate) fn tls_name(authority: &str) -> Rc<str> {
+    let host = split_host_port(authority).0;
+    Rc::from(host.trim_start_matches('[').trim_end_matches(']'))
 }
 
 /// Why no connection could be opened.

@@ -90,14 +90,9 @@ impl HttpTarget {
     /// A new connection to `addr`, for sending again what failed on a reused one.
     async fn fresh(&self, addr: SocketAddr) -> Result<Checkout, String> {
         let tls = self.upstream.tls_name.as_ref();
-        let conn = client::connect(addr, tls, self.settings.connect_timeout)
+        client::fresh(addr, tls, self.settings.connect_timeout)
             .await
-            .map_err(|e| e.to_string())?;
-        Ok(Checkout {
-            conn,
-            buf: Vec::new(),
-            reused_after: None,
-        })
+            .map_err(|e| e.to_string())
     }
 
     /// Where a connection whose answer was read to the end goes back to.
