@@ -61,12 +61,46 @@ impl Refused {
     }
 }
 
+/// Why authorization refused something (`portcullis_authorization_denied_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Denied {
+    /// A tool call, prompt get or resource read no rule allows (never forwarded).
+    Call,
+    /// The same, where more scopes would allow it: answered 403 `insufficient_scope`.
+    InsufficientScope,
+    /// A tool, prompt or resource left out of a list.
+    ListItem,
+    /// An HTTP request `authorization` refused (403).
+    Http,
+}
+
+impl Denied {
+    pub(crate) const ALL: [Denied; 4] = [
+        Denied::Call,
+        Denied::InsufficientScope,
+        Denied::ListItem,
+        Denied::Http,
+    ];
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Denied::Call => "call",
+            Denied::InsufficientScope => "insufficient_scope",
+            Denied::ListItem => "list_item",
+            Denied::Http => "http",
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 pub(crate) struct WorkerMetrics {
     /// Requests refused by a protection limit, indexed by [`Refused`] (as `usize`).
     pub refused: [u64; Refused::ALL.len()],
     /// Requests refused by `localRateLimit`, by route name.
     pub rate_limited: HashMap<Box<str>, u64, foldhash::fast::RandomState>,
+    /// Authorization denials (`mcpAuthorization`, `authorization`) by route, indexed by
+    /// [`Denied`] (as `usize`).
+    pub denied: HashMap<Box<str>, [u64; Denied::ALL.len()], foldhash::fast::RandomState>,
     /// route name → (status, count) pairs. Requests that matched no route use the name "".
     /// Keyed by an owned copy of the name so that counting never touches the snapshot's shared
     /// reference counts.
@@ -114,12 +148,25 @@ impl WorkerMetrics {
         }
     }
 
+    /// An authorization denial on `route`.
+    pub(crate) fn denied(&mut self, route: &str, why: Denied, n: u64) {
+        match self.denied.get_mut(route) {
+            Some(c) => c[why as usize] += n,
+            None => {
+                let mut c = [0; Denied::ALL.len()];
+                c[why as usize] = n;
+                self.denied.insert(route.into(), c);
+            }
+        }
+    }
+
     /// Adds `other`'s counts. Destructured so that a field added to [`WorkerMetrics`] does not
     /// compile until it is merged here (a forgotten field would read 0 at every scrape).
     pub(crate) fn merge(&mut self, other: &WorkerMetrics) {
         let WorkerMetrics {
             refused,
             rate_limited,
+            denied,
             requests,
             latency,
             latency_sum,
@@ -132,6 +179,12 @@ impl WorkerMetrics {
         }
         for (route, n) in rate_limited {
             *self.rate_limited.entry(route.clone()).or_default() += n;
+        }
+        for (route, counts) in denied {
+            let mine = self.denied.entry(route.clone()).or_default();
+            for (a, b) in mine.iter_mut().zip(counts) {
+                *a += b;
+            }
         }
         for (route, counts) in requests {
             let mine = self.requests.entry(route.clone()).or_default();
@@ -229,6 +282,22 @@ pub(crate) fn render(workers: &[WorkerMetrics]) -> String {
             "portcullis_rate_limited_total{{route=\"{}\"}} {n}",
             escape_label(route)
         );
+    }
+    s.push_str("# HELP portcullis_authorization_denied_total Requests and list items refused by mcpAuthorization or authorization, by route and reason.\n");
+    s.push_str("# TYPE portcullis_authorization_denied_total counter\n");
+    let mut denied: Vec<(&str, &[u64; Denied::ALL.len()])> =
+        total.denied.iter().map(|(r, n)| (&**r, n)).collect();
+    denied.sort();
+    for (route, counts) in denied {
+        for why in Denied::ALL {
+            let _ = writeln!(
+                s,
+                "portcullis_authorization_denied_total{{route=\"{}\",reason=\"{}\"}} {}",
+                escape_label(route),
+                why.as_str(),
+                counts[why as usize]
+            );
+        }
     }
     s.push_str("# HELP portcullis_open_connections Downstream connections open, per worker.\n");
     s.push_str("# TYPE portcullis_open_connections gauge\n");

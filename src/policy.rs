@@ -5,6 +5,7 @@
 //! Does not: do I/O, decide status codes for errors, or run authentication (that lives in
 //! `policy::mcp_auth`, owned elsewhere).
 
+pub(crate) mod authz;
 pub(crate) mod cors;
 pub(crate) mod headers;
 pub(crate) mod mcp_auth;

@@ -19,6 +19,7 @@
 //! Not here: JSON-RPC/SSE/merge parsing (`mcp`, sans-IO), the HTTP transport toward clients
 //! (`server::mcp`) or authentication (`auth`).
 
+pub(crate) mod authorize;
 pub(crate) mod call;
 pub(crate) mod modern;
 pub(crate) mod reject;
@@ -108,6 +109,8 @@ pub(crate) struct McpCall {
     pub session: String,
     pub op: CallOp,
     pub subject: Subject,
+    /// The route's `mcpAuthorization` and the caller, for filtering lists on the owner.
+    pub authz: Option<authorize::Authz>,
     pub reply: UnboundedSender<ReplyPart>,
 }
 
@@ -134,6 +137,8 @@ pub(crate) enum ReplyPart {
     /// A server's whole answer relayed with its own status (2026-07-28 requests: a refusal
     /// such as -32022 must reach the client as the server sent it).
     Relayed { status: u16, body: Vec<u8> },
+    /// 403 `insufficient_scope`: the `WWW-Authenticate` value and the body.
+    Forbidden { challenge: String, body: Vec<u8> },
     /// A refusal at the HTTP level, with a JSON-RPC error body (or none, for 405); its status
     /// is chosen in one place, `relay::reject`.
     Error { status: u16, body: Vec<u8> },

@@ -31,13 +31,13 @@ pub(crate) use auth::{
     AuthMode, Jwks, JwtAuth, JwtProvider, JwtValidationOptions, McpAuthentication, McpProvider,
 };
 pub(crate) use backend::{
-    Backend, BackendKind, HttpTarget, McpBackend, McpTarget, McpTargetKind, PrefixMode,
-    StatefulMode, StdioTarget,
+    Backend, BackendKind, BackendPolicies, HttpTarget, McpBackend, McpTarget, McpTargetKind,
+    PrefixMode, StatefulMode, StdioTarget,
 };
 pub(crate) use bind::{Bind, Listener, ListenerTls, Protocol};
 pub(crate) use policy::{
-    BackendAuth, Cors, DirectResponse, HeaderModifier, HostRedirect, PathRedirect, Policies,
-    RequestRedirect, Timeout, UrlRewrite,
+    BackendAuth, Cors, DirectResponse, HeaderModifier, HostRedirect, KeyedRule, PathRedirect,
+    Policies, RequestRedirect, Rule, RuleSet, Timeout, UrlRewrite,
 };
 pub(crate) use process::{BackendConfig, Config, ListenerConfig, LogFormat, Logging, McpSettings};
 #[cfg(test)]

@@ -35,6 +35,8 @@ pub(crate) struct Shard {
     rng: Cell<u64>,
     /// Bytes of request bodies this worker buffers right now ([`BodyBytes`]).
     pub buffered: Cell<u64>,
+    /// Authorization verdicts by token, rule set and item (`policy::authz`).
+    pub decisions: RefCell<crate::policy::authz::Decisions>,
 }
 
 impl Shard {
@@ -54,6 +56,7 @@ impl Shard {
             drain: RefCell::new(Canceller::new()),
             idle_waiters: RefCell::new(IdleWaiters::default()),
             buffered: Cell::new(0),
+            decisions: RefCell::new(crate::policy::authz::Decisions::default()),
             rng: Cell::new(seed | 1),
         }
     }
@@ -81,6 +84,9 @@ impl Shard {
 
     pub(crate) fn set_snapshot(&self, snap: Arc<Snapshot>) {
         *self.snapshot.borrow_mut() = Rc::new(snap);
+        // Verdicts are keyed by rule-set ids, which a new snapshot does not reuse: the old
+        // ones could never hit again.
+        self.decisions.borrow_mut().clear();
     }
 
     pub(crate) fn date(&self) -> [u8; 29] {

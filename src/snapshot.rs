@@ -221,6 +221,9 @@ pub struct Policies {
     /// `localRateLimit`: checked after CORS preflights, before authentication (a flood is
     /// refused without paying for token checks).
     pub rate_limits: Vec<crate::policy::rate_limit::RateLimit>,
+    /// `authorization` rule sets (the route's, its backend's): each must allow the request,
+    /// after authentication; 403 otherwise.
+    pub authorization: Vec<Arc<crate::policy::authz::RuleSet>>,
 }
 
 #[derive(Debug, Default)]
@@ -284,6 +287,9 @@ pub struct McpRoute {
     pub allowed_origins: Vec<String>,
     /// Keep the client's `Authorization` for HTTP targets (`backendAuth: passthrough`).
     pub passthrough_auth: bool,
+    /// `mcpAuthorization` (route and backend rules composed): which tools, prompts and
+    /// resources a caller sees and uses.
+    pub authorization: Option<Arc<crate::policy::authz::RuleSet>>,
     /// Connect timeout and keep-alive pool bounds for HTTP and SSE targets (`config.backend`).
     pub upstream: UpstreamSettings,
 }

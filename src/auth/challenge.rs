@@ -98,3 +98,18 @@ pub(crate) static METADATA_UNAVAILABLE: LazyLock<Prebuilt> = LazyLock::new(|| {
         br#"{"error":"temporarily_unavailable","error_description":"the authorization server metadata is not loaded yet"}"#.to_vec(),
     )
 });
+
+/// The 403 for a caller the authorization rules would allow with more scopes (MCP
+/// "Runtime Insufficient Scope Errors"): the `WWW-Authenticate` value, naming every scope the
+/// operation needs in one challenge, and the JSON body.
+pub(crate) fn insufficient_scope(
+    resource_metadata_url: Option<&str>,
+    scopes: &str,
+) -> (String, Vec<u8>) {
+    let needed: Vec<String> = scopes.split(' ').map(str::to_owned).collect();
+    const WHY: &str = "the access token lacks scopes this operation needs";
+    (
+        meta::challenge_insufficient_scope(resource_metadata_url, &needed, WHY),
+        meta::body_insufficient_scope(WHY),
+    )
+}

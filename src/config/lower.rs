@@ -18,6 +18,7 @@ use crate::routing::{
 use crate::schema as model;
 use crate::snapshot::{Bind, Listener, Policies, Route, Settings, Snapshot};
 
+mod authz;
 mod backends;
 mod policies;
 mod settings;
@@ -148,7 +149,7 @@ fn lower_route(
             model::PathMatch::Regex(_) => None,
         })
         .collect();
-    let policies = match &r.policies {
+    let mut policies = match &r.policies {
         Some(p) => lower_policies(
             p,
             &format!("{path}.policies"),
@@ -159,6 +160,54 @@ fn lower_route(
         ),
         None => Policies::default(),
     };
+    // Authorization rules: the route's and its backends' (agentgateway composes
+    // `mcpAuthorization` into one set; each `authorization` set must pass on its own).
+    let mut mcp_rules = Vec::new();
+    let mut http_rules = Vec::new();
+    if let Some(p) = &r.policies {
+        let pp = format!("{path}.policies");
+        if let Some(m) = &p.mcp_authorization {
+            mcp_rules.push((m, format!("{pp}.mcpAuthorization")));
+        }
+        if let Some(a) = &p.authorization {
+            http_rules.push((a, format!("{pp}.authorization")));
+        }
+    }
+    for (bi, b) in r.backends.iter().enumerate() {
+        let Some(p) = &b.policies else { continue };
+        let pp = format!("{path}.backends[{bi}].policies");
+        if let Some(m) = &p.mcp_authorization {
+            mcp_rules.push((m, format!("{pp}.mcpAuthorization")));
+        }
+        if let Some(a) = &p.authorization {
+            if r.backends.len() > 1 {
+                errs.push(ConfigError::new(
+                    format!("{pp}.authorization"),
+                    "backend authorization is supported on routes with one backend (put it in the route's policies)",
+                ));
+            }
+            http_rules.push((a, format!("{pp}.authorization")));
+        }
+    }
+    for set in &http_rules {
+        let compiled = authz::compile(
+            std::slice::from_ref(set),
+            crate::policy::authz::Policy::Http,
+            errs,
+            &mut extras.warnings,
+        );
+        policies.authorization.extend(compiled);
+    }
+    let mcp_authorization = if mcp_rules.is_empty() {
+        None
+    } else {
+        authz::compile(
+            &mcp_rules,
+            crate::policy::authz::Policy::Mcp,
+            errs,
+            &mut extras.warnings,
+        )
+    };
     let mcp_ctx = McpCtx {
         route: name.clone(),
         allowed_origins: r
@@ -168,6 +217,7 @@ fn lower_route(
             .map(|c| c.allow_origins.clone())
             .unwrap_or_default(),
         passthrough: policies.auth_passthrough,
+        authorization: mcp_authorization,
         session_ttl: settings.mcp_session_ttl,
         upstream: settings.upstream,
         // On an MCP route, `timeout` bounds each JSON-RPC call (the shorter of the two).

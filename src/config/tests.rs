@@ -776,3 +776,123 @@ binds:
         .warnings
         .is_empty());
 }
+
+/// agentgateway's `examples/authorization/config.yaml` (v0.10.5), changed only in the JWKS file
+/// path, and the current dialect's `mcp-authorization` rules with `{allow|deny|require}` on a
+/// backend: both load, with the rules compiled.
+#[test]
+fn agentgateway_authorization_examples_load() {
+    let dir = std::env::temp_dir().join(format!("pc-authz-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (key, _) = crate::mint::SignKey::generate(crate::mint::Alg::Es256, None).unwrap();
+    std::fs::write(dir.join("pub-key"), crate::mint::SignKey::jwks(&[key])).unwrap();
+    let v0105 = r#"
+binds:
+- port: 3000
+  listeners:
+  - routes:
+    - policies:
+        cors:
+          allowOrigins:
+          - "*"
+          allowHeaders:
+          - "*"
+        backendAuth:
+          passthrough: {}
+        jwtAuth:
+          issuer: agentgateway.dev
+          audiences: [test.agentgateway.dev]
+          jwks:
+            # Relative to the folder the binary runs from, not the config file
+            file: ./pub-key
+        mcpAuthorization:
+          rules:
+          # Allow anyone to call 'echo'
+          - 'mcp.tool.name == "echo"'
+          # Only the test-user can call 'add'
+          - 'jwt.sub == "test-user" && mcp.tool.name == "add"'
+          # Any authenticated user with the claim `nested.key == value` can access 'printEnv'
+          - 'mcp.tool.name == "printEnv" && jwt.nested.key == "value"'
+      backends:
+      - mcp:
+          targets:
+          - name: mcp2
+            mcp:
+              host: http://localhost:3001/mcp
+"#;
+    let snap = load_bytes(v0105.as_bytes(), Some(&dir)).unwrap();
+    let route = &snap.binds[0].listeners[0].routes.iter().next().unwrap();
+    let crate::snapshot::Backend::Mcp(m) = &route.backend else {
+        panic!("an mcp backend")
+    };
+    assert!(m.authorization.is_some());
+    let current = r#"
+binds:
+- port: 3000
+  listeners:
+  - routes:
+    - policies:
+        authorization:
+          rules:
+          - 'request.method == "POST" || request.method == "GET"'
+      backends:
+      - mcp:
+          targets:
+          - name: a
+            stdio: {cmd: cat}
+        policies:
+          mcpAuthorization:
+            rules:
+            - allow: 'mcp.tool.name.startsWith("read_")'
+            - deny: 'mcp.tool.name == "read_secrets"'
+            - require: 'has(jwt.sub)'
+"#;
+    let snap = load_bytes(current.as_bytes(), Some(&dir)).unwrap();
+    let route = &snap.binds[0].listeners[0].routes.iter().next().unwrap();
+    assert_eq!(route.policies.authorization.len(), 1);
+    assert!(
+        snap.warnings.iter().any(|w| w.contains("`deny` rule")),
+        "{:#?}",
+        snap.warnings
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn authorization_rule_errors_name_path_and_position() {
+    let cfg = |rules: &str, policy: &str| {
+        format!(
+            r#"
+binds:
+- port: 3000
+  listeners:
+  - routes:
+    - policies:
+        {policy}:
+          rules: {rules}
+      backends:
+      - mcp:
+          targets:
+          - name: a
+            stdio: {{cmd: cat}}
+"#
+        )
+    };
+    let first = |text: String| load_bytes(text.as_bytes(), None).unwrap_err().0[0].to_string();
+    let at = "binds[0].listeners[0].routes[0].policies";
+    assert_eq!(
+        first(cfg(r#"['true', 'mcp.tool.name == ']"#, "mcpAuthorization")),
+        format!("{at}.mcpAuthorization.rules[1]: line 1, column 18: not a CEL expression: Syntax error: mismatched input '<EOF>' expecting {{'[', '{{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER}}")
+    );
+    assert_eq!(
+        first(cfg(r#"[{deny: 'user.name == "x"'}]"#, "mcpAuthorization")),
+        format!("{at}.mcpAuthorization.rules[0]: line 1, column 1: unknown variable `user` (available: jwt, mcp, request, source)")
+    );
+    assert_eq!(
+        first(cfg(r#"['mcp.tool.name == "x"']"#, "authorization")),
+        format!("{at}.authorization.rules[0]: line 1, column 1: `mcp` is only available in mcpAuthorization rules (available: jwt, request, source)")
+    );
+    // A rule that is neither a string nor one of the three keys.
+    let e = first(cfg(r#"[{permit: 'true'}]"#, "mcpAuthorization"));
+    assert!(e.contains("mcpAuthorization.rules[0]"), "{e}");
+}

@@ -55,7 +55,7 @@ pub struct Envelope<'a> {
     pub id: Option<&'a str>,
     pub method: Option<&'a str>,
     /// `params.name` for `tools/call` and `prompts/get`, `params.uri` for `resources/read`,
-    /// when it is a string. Decoded; borrowed unless the JSON text holds escapes.
+    /// `resources/subscribe` and `resources/unsubscribe`, when it is a string. Decoded; borrowed unless the JSON text holds escapes.
     pub name: Option<Cow<'a, str>>,
     /// `params.protocolVersion` of `initialize`, when it is a string.
     pub protocol_version: Option<&'a str>,
@@ -335,7 +335,9 @@ fn scan(msg: &[u8]) -> Result<(Envelope<'_>, Option<Range<usize>>), PeekError> {
             version,
         } => match method {
             "tools/call" | "prompts/get" => name = n.and_then(str_of),
-            "resources/read" => name = uri.and_then(str_of),
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                name = uri.and_then(str_of)
+            }
             "initialize" => protocol_version = version.and_then(version_str),
             _ => {}
         },

@@ -6,7 +6,10 @@
 //! `name` of tools and prompts is prefixed; resources and resource templates keep their `uri`
 //! (routing them is the relay's business). `nextCursor` is dropped: the merged list is whole.
 //!
-//! Not here: fan-out, pagination, authorization of names, `completion/complete` routing.
+//! Lists can be filtered on the way ([`merge_list_filtered`], [`filter_response`]): which
+//! entries to keep is the caller's decision (`mcpAuthorization`).
+//!
+//! Not here: fan-out, pagination, authorization decisions, `completion/complete` routing.
 
 use std::fmt;
 
@@ -43,12 +46,38 @@ pub(crate) fn merge_list(
     results: &[(&str, &[u8])],
     prefix_names: bool,
 ) -> Result<Vec<u8>, String> {
+    merge_list_filtered(list_key, results, prefix_names, None).map(|(m, _)| m)
+}
+
+/// The member that names an entry of a list: `name` for tools and prompts, `uri` for
+/// resources, `uriTemplate` for resource templates.
+pub(crate) fn entry_key(list_key: &str) -> &'static str {
+    match list_key {
+        "resources" => "uri",
+        "resourceTemplates" => "uriTemplate",
+        _ => "name",
+    }
+}
+
+/// Whether to keep a list entry, by target and name.
+pub(crate) type KeepEntry<'a> = dyn FnMut(&str, &str) -> bool + 'a;
+
+/// [`merge_list`] keeping only the entries `keep(target, name)` accepts (`name` as the target
+/// has it, unprefixed; a resource's URI); also returns how many were left out.
+pub(crate) fn merge_list_filtered(
+    list_key: &str,
+    results: &[(&str, &[u8])],
+    prefix_names: bool,
+    mut keep: Option<&mut KeepEntry<'_>>,
+) -> Result<(Vec<u8>, usize), String> {
     let rename = prefix_names && matches!(list_key, "tools" | "prompts");
+    let key = entry_key(list_key);
     let mut out = Vec::with_capacity(results.iter().map(|(_, r)| r.len()).sum::<usize>() + 16);
     out.push(b'{');
     write_json_str(&mut out, list_key);
     out.extend_from_slice(b":[");
     let mut first = true;
+    let mut dropped = 0;
     for &(target, body) in results {
         let fail = |e: &str| format!("target {target}: {e}");
         let list = find_member(body, list_key)
@@ -57,30 +86,86 @@ pub(crate) fn merge_list(
         let items: Vec<&RawValue> = serde_json::from_str(list.get())
             .map_err(|_| fail(&format!("\"{list_key}\" is not an array")))?;
         for item in items {
-            if !first {
-                out.push(b',');
-            }
-            first = false;
             let item = item.get().as_bytes();
-            if !rename {
+            if !rename && keep.is_none() {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
                 out.extend_from_slice(item);
                 continue;
             }
-            let name = find_member(item, "name")
+            let name = find_member(item, key)
                 .map_err(|e: String| fail(&e))?
                 .and_then(|raw| str_of(raw).map(|n| (span_of(item, raw), n)));
             let Some((span, name)) = name else {
                 return Err(fail(&format!(
-                    "an entry of \"{list_key}\" has no string name"
+                    "an entry of \"{list_key}\" has no string {key}"
                 )));
             };
+            if keep.as_mut().is_some_and(|k| !k(target, &name)) {
+                dropped += 1;
+                continue;
+            }
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            if !rename {
+                out.extend_from_slice(item);
+                continue;
+            }
             out.extend_from_slice(&item[..span.start]);
             write_json_str(&mut out, &prefix(target, &name));
             out.extend_from_slice(&item[span.end..]);
         }
     }
     out.extend_from_slice(b"]}");
-    Ok(out)
+    Ok((out, dropped))
+}
+
+/// A JSON-RPC response to a list method with only the entries of `result.<list_key>` that
+/// `keep(name)` accepts; every other byte as it was. A message without that list (an error)
+/// is returned unchanged. Also returns how many entries were left out.
+pub(crate) fn filter_response(
+    msg: &[u8],
+    list_key: &str,
+    keep: &mut dyn FnMut(&str) -> bool,
+) -> Result<(Vec<u8>, usize), String> {
+    let Some(result) = find_member(msg, "result")? else {
+        return Ok((msg.to_vec(), 0));
+    };
+    let rbytes = result.get().as_bytes();
+    let Some(list) = find_member(rbytes, list_key)? else {
+        return Ok((msg.to_vec(), 0));
+    };
+    let items: Vec<&RawValue> =
+        serde_json::from_str(list.get()).map_err(|_| format!("\"{list_key}\" is not an array"))?;
+    let key = entry_key(list_key);
+    let (rspan, lspan) = (span_of(msg, result), span_of(rbytes, list));
+    let mut out = Vec::with_capacity(msg.len());
+    out.extend_from_slice(&msg[..rspan.start]);
+    out.extend_from_slice(&rbytes[..lspan.start]);
+    out.push(b'[');
+    let (mut first, mut dropped) = (true, 0);
+    for item in items {
+        let item = item.get();
+        let name = find_member(item.as_bytes(), key)?.and_then(str_of);
+        // An entry without a name cannot be allowed by name: left out.
+        if !name.is_some_and(|n| keep(&n)) {
+            dropped += 1;
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.extend_from_slice(item.as_bytes());
+    }
+    out.push(b']');
+    out.extend_from_slice(&rbytes[lspan.end..]);
+    out.extend_from_slice(&msg[rspan.end..]);
+    Ok((out, dropped))
 }
 
 #[derive(Default)]

@@ -45,7 +45,8 @@ mod url;
 mod tests;
 
 #[cfg(test)]
-pub(crate) use challenge::{body_insufficient_scope, challenge_insufficient_scope, is_scope_token};
+pub(crate) use challenge::is_scope_token;
+pub(crate) use challenge::{body_insufficient_scope, challenge_insufficient_scope};
 pub(crate) use challenge::{body_invalid, challenge_invalid, challenge_missing, BODY_MISSING};
 #[cfg(test)]
 pub(crate) use prm::camel_to_snake;

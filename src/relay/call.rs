@@ -16,6 +16,7 @@ use futures_util::StreamExt;
 
 use crate::mcp::jsonrpc::{self, Kind};
 use crate::mcp::{merge, protocol};
+use crate::relay::authorize::{self, Authz};
 use crate::relay::reject::{self, Reject};
 use crate::relay::session::{self, Session};
 use crate::relay::target::shared_stream::TargetMsg;
@@ -27,12 +28,40 @@ mod in_flight;
 
 use in_flight::{cancel_from_client, fan_out, relay, result_of, InFlight};
 
+/// A route's `mcpAuthorization` on the worker running the call: the caller and the worker's
+/// decision cache.
+pub(crate) struct Guard<'a> {
+    pub(crate) shard: &'a crate::shard::Shard,
+    pub(crate) authz: &'a Authz,
+}
+
+impl<'a> Guard<'a> {
+    fn new(shard: &'a crate::shard::Shard, authz: &'a Authz) -> Self {
+        Guard { shard, authz }
+    }
+}
+
+/// Filters the answer to a list request (`method`) before the client sees it.
+pub(crate) struct ListFilter<'a> {
+    guard: &'a Guard<'a>,
+    method: &'a str,
+}
+
+impl ListFilter<'_> {
+    /// The answer (a JSON-RPC message with the client's `id`) with what the rules allow.
+    pub(crate) fn apply(&self, s: &Session, id: &str, msg: Vec<u8>) -> Vec<u8> {
+        let g = self.guard;
+        authorize::filter_answer(g.shard, &s.route, g.authz, self.method, id, msg)
+    }
+}
+
 /// Runs a call for a session this worker owns.
 pub(crate) async fn run(ctx: Rc<Relay>, call: McpCall) {
     let McpCall {
         session,
         op,
         subject,
+        authz,
         reply,
     } = call;
     let Some(s) = ctx.sessions.get(&session) else {
@@ -58,7 +87,8 @@ pub(crate) async fn run(ctx: Rc<Relay>, call: McpCall) {
         }
         CallOp::Get(last) => s.attach_stream(reply, last.and_then(|l| l.trim().parse().ok())),
         CallOp::Post(body) => {
-            post(&s, body, &reply, None).await;
+            let guard = authz.as_ref().map(|a| Guard::new(&ctx.shard, a));
+            post(&s, body, &reply, None, guard.as_ref()).await;
             if s.is_closed() {
                 ctx.sessions.remove(&session);
                 close_later(s);
@@ -74,6 +104,7 @@ pub(crate) async fn initialize(
     body: Vec<u8>,
     subject: Subject,
     authorization: Option<String>,
+    authz: Option<Authz>,
     reply: UnboundedSender<ReplyPart>,
 ) {
     let env_id = || {
@@ -116,7 +147,8 @@ pub(crate) async fn initialize(
     };
     ctx.sessions.insert(s.clone());
     tracing::info!(mcp.session = %id, route = %route.name, "mcp session started");
-    post(&s, body, &reply, Some(id.clone())).await;
+    let guard = authz.as_ref().map(|a| Guard::new(&ctx.shard, a));
+    post(&s, body, &reply, Some(id.clone()), guard.as_ref()).await;
     if s.is_closed() {
         ctx.sessions.remove(&id);
         close_later(s);
@@ -151,6 +183,7 @@ pub(crate) async fn stateless(
     route: Arc<McpRoute>,
     body: Vec<u8>,
     authorization: Option<String>,
+    authz: Option<Authz>,
     reply: UnboundedSender<ReplyPart>,
 ) {
     let limits = ctx.shard.snapshot().settings.mcp_limits;
@@ -200,7 +233,8 @@ pub(crate) async fn stateless(
                 .await;
         }
     }
-    post(&s, body, &reply, None).await;
+    let guard = authz.as_ref().map(|a| Guard::new(&ctx.shard, a));
+    post(&s, body, &reply, None, guard.as_ref()).await;
     close_later(s);
 }
 
@@ -210,6 +244,7 @@ async fn post(
     body: Vec<u8>,
     reply: &UnboundedSender<ReplyPart>,
     new_session: Option<String>,
+    guard: Option<&Guard<'_>>,
 ) {
     if jsonrpc::is_batch(&body) {
         // Batches exist only in 2025-03-26 (T4).
@@ -217,7 +252,7 @@ async fn post(
             let _ = reply.unbounded_send(Reject::BatchNotAllowed.reply(None));
             return;
         }
-        return batch(s, body, reply).await;
+        return batch(s, body, reply, guard).await;
     }
     let env = match jsonrpc::peek(&body) {
         Ok(e) => e,
@@ -250,12 +285,27 @@ async fn post(
                 }
             }
             let name = env.name.map(|n| n.into_owned());
-            request(s, &id, &method, name.as_deref(), body, reply, new_session).await;
+            request(
+                s,
+                &id,
+                &method,
+                name.as_deref(),
+                body,
+                reply,
+                new_session,
+                guard,
+            )
+            .await;
         }
     }
 }
 
-async fn batch(s: &Rc<Session>, body: Vec<u8>, reply: &UnboundedSender<ReplyPart>) {
+async fn batch(
+    s: &Rc<Session>,
+    body: Vec<u8>,
+    reply: &UnboundedSender<ReplyPart>,
+    guard: Option<&Guard<'_>>,
+) {
     let parts: Vec<Vec<u8>> = match jsonrpc::split_batch(&body) {
         Ok(p) => p.into_iter().map(<[u8]>::to_vec).collect(),
         Err(e) => {
@@ -266,7 +316,7 @@ async fn batch(s: &Rc<Session>, body: Vec<u8>, reply: &UnboundedSender<ReplyPart
     let mut answers = Vec::new();
     for p in parts {
         let (tx, mut rx) = futures_channel::mpsc::unbounded();
-        Box::pin(post(s, p, &tx, None)).await;
+        Box::pin(post(s, p, &tx, None, guard)).await;
         drop(tx);
         while let Some(part) = rx.next().await {
             match part {
@@ -300,6 +350,7 @@ const LIST_METHODS: [(&str, &str); 4] = [
     ("resources/templates/list", "resourceTemplates"),
 ];
 
+#[allow(clippy::too_many_arguments)]
 async fn request(
     s: &Rc<Session>,
     id: &str,
@@ -308,10 +359,14 @@ async fn request(
     body: Vec<u8>,
     reply: &UnboundedSender<ReplyPart>,
     new_session: Option<String>,
+    guard: Option<&Guard<'_>>,
 ) {
     let route = &s.route;
     if s.targets.len() == 1 && !route.prefix {
-        return single_target(s, id, body, reply, new_session).await;
+        // A list's answer is filtered on its way back (`mcpAuthorization`).
+        let filter = guard.filter(|_| authorize::list_of(method).is_some());
+        let filter = filter.map(|g| ListFilter { guard: g, method });
+        return single_target(s, id, body, reply, new_session, filter.as_ref()).await;
     }
     if method == "initialize" {
         let finals = fan_out(s, id, &body).await;
@@ -335,7 +390,10 @@ async fn request(
             }
         }
         let refs: Vec<(&str, &[u8])> = results.iter().map(|(t, r)| (*t, r.as_slice())).collect();
-        let merged = merge::merge_list(key, &refs, route.prefix);
+        let merged = match guard {
+            Some(g) => authorize::merge_filtered(g.shard, route, Some(g.authz), method, &refs),
+            None => merge::merge_list(key, &refs, route.prefix),
+        };
         return send_merged(reply, id, merged, None);
     }
     match method {
@@ -385,6 +443,7 @@ async fn single_target(
     body: Vec<u8>,
     reply: &UnboundedSender<ReplyPart>,
     new_session: Option<String>,
+    filter: Option<&ListFilter<'_>>,
 ) {
     let (call, body) = InFlight::start(s, 0, id, &body);
     if let Target::Http(h) = &s.targets[0] {
@@ -393,7 +452,7 @@ async fn single_target(
         let (tx, rx) = futures_channel::mpsc::unbounded();
         let up_id = call.upstream.clone();
         let up = std::pin::pin!(h.request_into(&up_id, body, tx));
-        let rel = std::pin::pin!(relay(s, call, id, rx, reply, new_session));
+        let rel = std::pin::pin!(relay(s, call, id, rx, reply, new_session, filter));
         if let futures_util::future::Either::Left((_, rel)) =
             futures_util::future::select(up, rel).await
         {
@@ -402,7 +461,7 @@ async fn single_target(
         return;
     }
     let rx = s.targets[0].request(&call.upstream, body);
-    relay(s, call, id, rx, reply, new_session).await
+    relay(s, call, id, rx, reply, new_session, filter).await
 }
 
 /// `tools/call` or `prompts/get` on a route with several targets (or prefixes): sent to the
@@ -446,5 +505,5 @@ async fn call_by_name(
     };
     let (call, body) = InFlight::start(s, ti, id, &body);
     let rx = s.targets[ti].request(&call.upstream, body);
-    relay(s, call, id, rx, reply, None).await
+    relay(s, call, id, rx, reply, None, None).await
 }

@@ -24,8 +24,10 @@ use crate::mcp::modern;
 use crate::mcp::sse::{self, SseParser};
 use crate::net::addr::HostTarget;
 use crate::net::client::{self, Conn, Failed, HeadError};
+use crate::relay::authorize::{self, Authz};
 use crate::relay::reject::Reject;
 use crate::relay::{ReplyPart, MAX_MESSAGE};
+use crate::shard::Shard;
 use crate::snapshot::{McpRoute, McpTargetKind};
 
 /// One 2026-07-28 request, checked.
@@ -36,6 +38,22 @@ pub(crate) struct ModernCall {
     /// Header lines to send on as they came (`name: value\r\n`): the mirrored headers, and the
     /// client's `Authorization` when the route passes it through.
     pub headers: Vec<u8>,
+    /// The route's `mcpAuthorization` and the caller (lists are filtered on the way back).
+    pub authz: Option<Authz>,
+    /// The method, when it is a list method and the answer must be filtered.
+    pub list_method: Option<&'static str>,
+}
+
+impl ModernCall {
+    /// The answer as the client may see it: a list filtered by the route's rules.
+    fn screened(&self, shard: &Shard, route: &McpRoute, answer: Vec<u8>) -> Vec<u8> {
+        match (&self.authz, self.list_method, self.id.as_deref()) {
+            (Some(a), Some(m), Some(id)) => {
+                authorize::filter_answer(shard, route, a, m, id, answer)
+            }
+            _ => answer,
+        }
+    }
 }
 
 /// Whether `route` relays 2026-07-28 requests natively: one streamable-HTTP target.
@@ -45,6 +63,7 @@ pub(crate) fn serves_modern(route: &McpRoute) -> bool {
 
 /// Relays `call` to the route's server; the answer goes to `reply`.
 pub(crate) async fn forward(
+    shard: Rc<Shard>,
     route: Arc<McpRoute>,
     call: ModernCall,
     reply: UnboundedSender<ReplyPart>,
@@ -62,7 +81,15 @@ pub(crate) async fn forward(
     };
     // Borrowed from the snapshot: a plain-HTTP call allocates nothing for its upstream.
     let tls_name = https.then(|| client::tls_name(&target.authority));
-    let run = exchange(&route, target, tls_name.as_ref(), path, &call, &reply);
+    let run = exchange(
+        &shard,
+        &route,
+        target,
+        tls_name.as_ref(),
+        path,
+        &call,
+        &reply,
+    );
     match monoio::time::timeout(route.call_timeout, run).await {
         Ok(Ok(())) => {}
         Ok(Err(Broke::BeforeAnswer)) => refuse(Reject::ServerUnreachable),
@@ -82,6 +109,7 @@ enum Broke {
 }
 
 async fn exchange(
+    shard: &Shard,
     route: &McpRoute,
     target: &HostTarget,
     tls: Option<&Rc<str>>,
@@ -133,7 +161,7 @@ async fn exchange(
     };
     c.buf.drain(..head.head_len);
     if sse && (200..300).contains(&head.status) {
-        return stream(c.conn, c.buf, head.body, call, reply).await;
+        return stream(shard, route, c.conn, c.buf, head.body, call, reply).await;
     }
     let (body, reusable) = client::read_body(&mut c.conn, &mut c.buf, head.body, MAX_MESSAGE)
         .await
@@ -144,6 +172,11 @@ async fn exchange(
     let part = if head.status == 202 && body.is_empty() {
         ReplyPart::Accepted
     } else {
+        let body = if (200..300).contains(&head.status) {
+            call.screened(shard, route, body)
+        } else {
+            body
+        };
         ReplyPart::Relayed {
             status: head.status,
             body,
@@ -176,6 +209,8 @@ fn render(authority: &str, path: &str, call: &ModernCall) -> Vec<u8> {
 /// here: a server SHOULD end it there) or the server's end of the stream. The connection is
 /// not pooled: what is left of the stream is not read.
 async fn stream(
+    shard: &Shard,
+    route: &McpRoute,
     mut conn: Conn,
     mut buf: Vec<u8>,
     body: RespBody,
@@ -223,7 +258,12 @@ async fn stream(
                     Ok((Kind::Response, Some(rid))) if Some(rid) == call.id.as_deref()
                 );
             let mut out = Vec::with_capacity(ev.data.len() + 16);
-            sse::write_event(&mut out, None, ev.event.as_deref(), ev.data.as_bytes());
+            if answered && call.list_method.is_some() {
+                let data = call.screened(shard, route, ev.data.into_bytes());
+                sse::write_event(&mut out, None, ev.event.as_deref(), &data);
+            } else {
+                sse::write_event(&mut out, None, ev.event.as_deref(), ev.data.as_bytes());
+            }
             if reply.unbounded_send(ReplyPart::Event(out)).is_err() {
                 // The client went away: dropping the connection cancels the request upstream.
                 return Ok(());

@@ -170,3 +170,23 @@ pub(crate) fn invalid_params(id: &str, why: &str) -> ReplyPart {
         body: jsonrpc::error_object(Some(id), jsonrpc::INVALID_PARAMS, why, None),
     }
 }
+
+/// A call `mcpAuthorization` denies, answered as agentgateway answers it: 400, -32602
+/// `Unknown tool: <name>` (prompt, resource), so a forbidden item looks like a missing one.
+pub(crate) fn unknown_item(
+    id: &str,
+    kind: crate::policy::authz::ItemKind,
+    name: &str,
+) -> ReplyPart {
+    let msg = format!("Unknown {}: {name}", kind.as_str());
+    ReplyPart::Error {
+        status: 400,
+        body: jsonrpc::error_object(Some(id), jsonrpc::INVALID_PARAMS, &msg, None),
+    }
+}
+
+/// A call the rules would allow with more scopes: 403 with the challenge that names them.
+pub(crate) fn insufficient_scope(challenge_url: Option<&str>, scopes: &str) -> ReplyPart {
+    let (challenge, body) = crate::auth::challenge::insufficient_scope(challenge_url, scopes);
+    ReplyPart::Forbidden { challenge, body }
+}

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::policy::RuleSet;
 use super::serde_util::Unsupported;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -31,7 +32,34 @@ pub(crate) struct Backend {
     pub internal: Option<Unsupported>,
     pub invalid: Option<Unsupported>,
     /// Current only: per-backend policies.
-    pub policies: Option<Unsupported>,
+    pub policies: Option<BackendPolicies>,
+}
+
+/// `routes[].backends[].policies` (current dialect, agentgateway `LocalBackendPolicies`): the
+/// authorization rule sets are implemented, every other key is refused by name.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct BackendPolicies {
+    pub mcp_authorization: Option<RuleSet>,
+    pub authorization: Option<RuleSet>,
+
+    pub a2a: Option<Unsupported>,
+    pub ai: Option<Unsupported>,
+    pub backend_auth: Option<Unsupported>,
+    #[serde(rename = "backendTLS")]
+    pub backend_tls: Option<Unsupported>,
+    pub backend_tunnel: Option<Unsupported>,
+    pub ext_authz: Option<Unsupported>,
+    pub health: Option<Unsupported>,
+    pub http: Option<Unsupported>,
+    pub inference_routing: Option<Unsupported>,
+    pub mcp_guardrails: Option<Unsupported>,
+    pub request_header_modifier: Option<Unsupported>,
+    pub request_redirect: Option<Unsupported>,
+    pub response_header_modifier: Option<Unsupported>,
+    pub session_affinity: Option<Unsupported>,
+    pub tcp: Option<Unsupported>,
+    pub transformations: Option<Unsupported>,
 }
 
 fn default_weight() -> u32 {

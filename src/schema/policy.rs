@@ -29,9 +29,12 @@ pub(crate) struct Policies {
     pub timeout: Option<Timeout>,
 
     pub request_mirror: Option<Unsupported>,
-    pub mcp_authorization: Option<Unsupported>,
+    /// Backend policy (agentgateway applies it to the route's one backend): which tools,
+    /// prompts and resources a caller may see and use.
+    pub mcp_authorization: Option<RuleSet>,
     pub mcp_guardrails: Option<Unsupported>,
-    pub authorization: Option<Unsupported>,
+    /// Which HTTP requests the route serves (403 otherwise).
+    pub authorization: Option<RuleSet>,
     pub a2a: Option<Unsupported>,
     pub ai: Option<Unsupported>,
     #[serde(rename = "backendTLS")]
@@ -51,6 +54,30 @@ pub(crate) struct Policies {
     pub buffer: Option<Unsupported>,
     pub retry: Option<Unsupported>,
     pub delay: Option<Unsupported>,
+}
+
+/// `mcpAuthorization` / `authorization`: CEL rules (agentgateway `RuleSet`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RuleSet {
+    pub rules: Vec<Rule>,
+}
+
+/// One rule: a bare string allows (both dialects); the current dialect also has `{allow: …}`,
+/// `{deny: …}` and `{require: …}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Rule {
+    Allow(String),
+    Keyed(KeyedRule),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) enum KeyedRule {
+    Allow(String),
+    Deny(String),
+    Require(String),
 }
 
 /// `requestHeaderModifier` / `responseHeaderModifier`.

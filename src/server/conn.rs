@@ -234,6 +234,7 @@ fn decide_head<'s>(
                     rate_limits: &ctx.rate_limits,
                     workers: ctx.shard.workers(),
                     metrics: &ctx.shard.metrics,
+                    decisions: &ctx.shard.decisions,
                 };
                 let mut auth = ctx.auth.borrow_mut();
                 dispatch::decide(snap, conn, &head, hdrs, &env, &mut auth, principal, out)
@@ -343,6 +344,7 @@ async fn serve_mcp<S: ConnIo>(
         plan.head,
         body,
         subject,
+        plan.authz,
         &plan.added_headers,
     )
     .await;

@@ -38,6 +38,8 @@ pub(crate) struct McpPlan<'s> {
     pub head: McpHead,
     /// CORS lines for the answer.
     pub added_headers: Vec<u8>,
+    /// The route's `mcpAuthorization` and the caller.
+    pub authz: Option<crate::relay::authorize::Authz>,
 }
 
 /// Everything the proxy needs once the request head is no longer borrowed.

@@ -228,6 +228,16 @@ pub(crate) fn route_level<'s>(
 }
 
 /// Adds the `WWW-Authenticate` line for a route whose resource URL is derived per request.
+/// The protected-resource metadata URL a challenge names for this request (`None` when it
+/// cannot be formed).
+pub(crate) fn prm_url_for(m: &McpAuthMeta, conn: ConnInfo, host: &[u8]) -> Option<String> {
+    let resource = match &m.resource {
+        Some(r) => r.clone(),
+        None => format!("{}{}", origin(conn, host), m.route_path),
+    };
+    crate::policy::mcp_auth_meta::prm_url(&resource).ok()
+}
+
 pub(crate) fn dynamic_challenge(
     m: &McpAuthMeta,
     conn: ConnInfo,

@@ -9,6 +9,7 @@
 
 use std::borrow::Cow;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use httparse::Header;
 
@@ -17,6 +18,7 @@ use crate::http::h1::{self, RequestHead};
 use crate::http::response::{itoa_buf, LocalError, Prebuilt, RATE_LIMITED};
 use crate::net::io::ConnInfo;
 use crate::policy::cors::Cors;
+use crate::server::authorize;
 use crate::server::decision::{local_error, Decision, McpPlan, ProxyPlan};
 use crate::server::discovery;
 use crate::server::forward_head;
@@ -43,6 +45,8 @@ pub(crate) struct RequestFacts<'a> {
     pub workers: usize,
     /// Where refusals by a protection limit are counted.
     pub metrics: &'a std::cell::RefCell<crate::metrics::WorkerMetrics>,
+    /// This worker's authorization verdicts.
+    pub decisions: &'a std::cell::RefCell<crate::policy::authz::Decisions>,
 }
 
 pub(crate) fn find_bind(snap: &Snapshot, port: u16) -> Option<&Bind> {
@@ -176,11 +180,75 @@ pub(crate) fn decide<'s>(
             }
         }
     }
+    let challenge_url = || {
+        let m = p.auth.as_ref()?.mcp.as_ref()?;
+        discovery::prm_url_for(m, conn, host_raw)
+    };
+    if !p.authorization.is_empty() {
+        let who = principal.as_deref();
+        if let Some(denied) = authorize::http(
+            route,
+            conn,
+            head,
+            headers,
+            who,
+            challenge_url,
+            &authorize::Facts {
+                date: env.date,
+                close_after: env.close_after,
+                metrics: env.metrics,
+                decisions: env.decisions,
+            },
+            &mut added_headers,
+            out,
+        ) {
+            return denied;
+        }
+    }
     if let Some(answered) = answer_locally(route, conn, head, matched, env, &mut added_headers, out)
     {
         return answered;
     }
+    if let Backend::Mcp(mcp) = &route.backend {
+        let authz = authorize::mcp(
+            mcp,
+            principal.as_deref(),
+            conn,
+            head,
+            headers,
+            challenge_url,
+        );
+        return plan_mcp(route, mcp, conn, head, headers, authz, added_headers);
+    }
     plan_backend(route, conn, head, headers, matched, env, added_headers, out)
+}
+
+/// An MCP request: its head kept for the relay.
+fn plan_mcp<'s>(
+    route: &'s Route,
+    mcp: &'s Arc<crate::snapshot::McpRoute>,
+    conn: ConnInfo,
+    head: &RequestHead<'_>,
+    headers: &[Header<'_>],
+    authz: Option<crate::relay::authorize::Authz>,
+    added_headers: Vec<u8>,
+) -> Decision<'s> {
+    let p = &route.policies;
+    let keep_auth = p.auth.as_ref().is_none_or(|a| a.passthrough) && mcp.passthrough_auth;
+    let host_raw = head.authority.unwrap_or(b"");
+    Decision::Mcp(McpPlan {
+        route,
+        mcp,
+        head: McpHead::from_request(
+            head.method,
+            host_raw,
+            headers,
+            keep_auth,
+            conn.local_loopback,
+        ),
+        added_headers,
+        authz,
+    })
 }
 
 /// The route's `localRateLimit`: adds agentgateway's headers; `Some` (429, written) when over.
@@ -286,22 +354,6 @@ fn plan_backend<'s>(
     let head_only = head.method == "HEAD";
     let targets = match &route.backend {
         Backend::Hosts(t) if !t.is_empty() => t,
-        Backend::Mcp(mcp) => {
-            let keep_auth = p.auth.as_ref().is_none_or(|a| a.passthrough) && mcp.passthrough_auth;
-            let host_raw = head.authority.unwrap_or(b"");
-            return Decision::Mcp(McpPlan {
-                route,
-                mcp,
-                head: McpHead::from_request(
-                    head.method,
-                    host_raw,
-                    headers,
-                    keep_auth,
-                    conn.local_loopback,
-                ),
-                added_headers,
-            });
-        }
         _ => {
             return local_error(
                 LocalError::NoBackend,

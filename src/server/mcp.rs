@@ -19,6 +19,7 @@ use crate::http::h1;
 use crate::http::response::{itoa_buf, LocalError, CLIENT_CLOSED};
 use crate::mcp::{jsonrpc, modern, protocol, sse};
 use crate::net::io::{Bufs, ConnIo};
+use crate::relay::authorize::{self, Authz};
 use crate::relay::call as relay_call;
 use crate::relay::modern as relay_modern;
 use crate::relay::reject::{self, Reject};
@@ -49,9 +50,10 @@ pub(crate) async fn handle<S: ConnIo>(
     head: McpHead,
     body: Vec<u8>,
     subject: Result<Subject, NoIdentity>,
+    authz: Option<Authz>,
     cors: &[u8],
 ) -> (u16, bool) {
-    let (rx, job) = match start(ctx, route, &head, body, subject) {
+    let (rx, job) = match start(ctx, route, &head, body, subject, authz) {
         Ok(started) => started,
         Err(part) => {
             let (tx, rx) = unbounded();
@@ -70,7 +72,7 @@ pub(crate) async fn handle<S: ConnIo>(
             call,
             reply: tx,
         }) => {
-            let forward = std::pin::pin!(relay_modern::forward(route, call, tx));
+            let forward = std::pin::pin!(relay_modern::forward(ctx.shard.clone(), route, call, tx));
             let reply = std::pin::pin!(reply);
             match futures_util::future::select(forward, reply).await {
                 futures_util::future::Either::Left(((), reply)) => reply.await,
@@ -95,6 +97,7 @@ enum Job {
         body: Vec<u8>,
         subject: Subject,
         authorization: Option<String>,
+        authz: Option<Authz>,
         reply: UnboundedSender<ReplyPart>,
     },
     /// A 2026-07-28 request, relayed on this worker (no session).
@@ -108,6 +111,7 @@ enum Job {
         route: Arc<McpRoute>,
         body: Vec<u8>,
         authorization: Option<String>,
+        authz: Option<Authz>,
         reply: UnboundedSender<ReplyPart>,
     },
 }
@@ -121,15 +125,21 @@ impl Job {
                 body,
                 subject,
                 authorization,
+                authz,
                 reply,
-            } => relay_call::initialize(ctx, route, body, subject, authorization, reply).await,
+            } => {
+                relay_call::initialize(ctx, route, body, subject, authorization, authz, reply).await
+            }
             Job::Stateless {
                 route,
                 body,
                 authorization,
+                authz,
                 reply,
-            } => relay_call::stateless(&ctx, route, body, authorization, reply).await,
-            Job::Modern { route, call, reply } => relay_modern::forward(route, call, reply).await,
+            } => relay_call::stateless(&ctx, route, body, authorization, authz, reply).await,
+            Job::Modern { route, call, reply } => {
+                relay_modern::forward(ctx.shard.clone(), route, call, reply).await
+            }
         }
     }
 }
@@ -151,6 +161,7 @@ fn start(
     head: &McpHead,
     body: Vec<u8>,
     subject: Result<Subject, NoIdentity>,
+    authz: Option<Authz>,
 ) -> Result<(UnboundedReceiver<ReplyPart>, Option<Job>), ReplyPart> {
     // DNS rebinding: a page on a foreign name that resolves to 127.0.0.1 reaches a loopback
     // listener with its own name as Host (and Origin), so on loopback the Host must be a
@@ -172,7 +183,7 @@ fn start(
         && modern::is_modern(head.version())
         && relay_modern::serves_modern(route)
     {
-        return start_modern(route, head, body);
+        return start_modern(ctx, route, head, body, authz);
     }
     // Sessions are bound to who the token names; stateless routes keep no session.
     let subject = match subject {
@@ -193,11 +204,16 @@ fn start(
             if !protocol::is_json_content_type(head.content_type()) {
                 return Err(Reject::UnsupportedMediaType.reply(None));
             }
+            // A call the rules deny is answered here: it never reaches the owner or a server.
+            if let Some(a) = &authz {
+                authorize::check_message(&ctx.shard, route, a, &body)?;
+            }
             if !route.stateful {
                 let job = Job::Stateless {
                     route: route.clone(),
                     body,
                     authorization: head.authorization(),
+                    authz,
                     reply: tx,
                 };
                 return Ok((rx, Some(job)));
@@ -208,11 +224,12 @@ fn start(
                     body,
                     subject,
                     authorization: head.authorization(),
+                    authz,
                     reply: tx,
                 };
                 return Ok((rx, Some(job)));
             }
-            let job = hand_off(ctx, head, CallOp::Post(body), subject, tx)?;
+            let job = hand_off(ctx, head, CallOp::Post(body), subject, authz, tx)?;
             Ok((rx, job))
         }
         b"GET" => {
@@ -222,14 +239,21 @@ fn start(
             if !protocol::accepts_sse(head.accept()) {
                 return Err(Reject::NotAcceptableStream.reply(None));
             }
-            let job = hand_off(ctx, head, CallOp::Get(head.last_event_id()), subject, tx)?;
+            let job = hand_off(
+                ctx,
+                head,
+                CallOp::Get(head.last_event_id()),
+                subject,
+                None,
+                tx,
+            )?;
             Ok((rx, job))
         }
         b"DELETE" => {
             if !route.stateful {
                 return Err(Reject::MethodNotAllowed.reply(None));
             }
-            let job = hand_off(ctx, head, CallOp::Delete, subject, tx)?;
+            let job = hand_off(ctx, head, CallOp::Delete, subject, None, tx)?;
             Ok((rx, job))
         }
         _ => Err(Reject::MethodNotAllowed.reply(None)),
@@ -239,9 +263,11 @@ fn start(
 /// Checks a 2026-07-28 POST (the transport rules, then its mirrored headers against the body)
 /// and starts its relay on this worker.
 fn start_modern(
+    ctx: &Rc<Relay>,
     route: &Arc<McpRoute>,
     head: &McpHead,
     body: Vec<u8>,
+    authz: Option<Authz>,
 ) -> Result<(UnboundedReceiver<ReplyPart>, Option<Job>), ReplyPart> {
     if !protocol::accepts_post(head.accept()) {
         return Err(Reject::NotAcceptablePost.reply(None));
@@ -255,6 +281,14 @@ fn start_modern(
         name: head.mcp_name(),
     };
     let checked = modern::check(mirrored, &body).map_err(|r| reject::modern_refused(&r))?;
+    // The mirrored headers now match the body: the call is decided from them, no body parse.
+    if let (Some(a), Some(method)) = (&authz, head.mcp_method()) {
+        let method = std::str::from_utf8(method).unwrap_or("");
+        let name = head.mcp_name().map(String::from_utf8_lossy);
+        let name = name.as_deref().unwrap_or("");
+        let id = checked.id.as_deref();
+        authorize::check_call(&ctx.shard, route, a, id, method, name)?;
+    }
     let mut headers = Vec::with_capacity(128);
     if let Some(m) = head.mcp_method() {
         h1::write_header(&mut headers, "mcp-method", m);
@@ -276,6 +310,12 @@ fn start_modern(
         body,
         id: checked.id,
         headers,
+        list_method: authz
+            .as_ref()
+            .and_then(|_| head.mcp_method())
+            .and_then(|m| std::str::from_utf8(m).ok())
+            .and_then(authorize::list_method),
+        authz,
     };
     let job = Job::Modern {
         route: route.clone(),
@@ -292,6 +332,7 @@ fn hand_off(
     head: &McpHead,
     op: CallOp,
     subject: Subject,
+    authz: Option<Authz>,
     reply: UnboundedSender<ReplyPart>,
 ) -> Result<Option<Job>, ReplyPart> {
     let Some(session) = head.session() else {
@@ -301,6 +342,7 @@ fn hand_off(
         session,
         op,
         subject,
+        authz,
         reply,
     };
     let not_found = || Reject::SessionNotFound.reply(None);
@@ -453,6 +495,11 @@ async fn write_reply<S: ConnIo>(
             let extra = reject::refusal_header(status, stateful);
             whole(out, status, &date, cors, None, extra, &body);
             (status, bufs.flush(io).await.is_ok())
+        }
+        ReplyPart::Forbidden { challenge, body } => {
+            let extra = Some(("www-authenticate", challenge.as_bytes()));
+            whole(out, 403, &date, cors, None, extra, &body);
+            (403, bufs.flush(io).await.is_ok())
         }
         ReplyPart::Relayed { status, body } => {
             whole(out, status, &date, cors, None, None, &body);

@@ -13,13 +13,13 @@ use crate::mcp::wait_until;
 use crate::tokens::*;
 
 /// `tests/fixtures/clients/modern_server.py` on a free port; stopped when dropped.
-struct ModernServer {
-    port: u16,
+pub(crate) struct ModernServer {
+    pub(crate) port: u16,
     child: Child,
 }
 
 impl ModernServer {
-    fn start() -> ModernServer {
+    pub(crate) fn start() -> ModernServer {
         let python = &client_runtimes().1;
         for _ in 0..4 {
             let port = free_port();
@@ -77,7 +77,13 @@ both_drivers!(modern_and_2025_clients_on_one_route, |d| {
 });
 
 /// A 2026-07-28 POST with the mirrored headers as a conforming client sends them.
-fn modern_post(p: &Proxy, method: &str, name: Option<&str>, extra: &str, body: &str) -> Response {
+pub(crate) fn modern_post(
+    p: &Proxy,
+    method: &str,
+    name: Option<&str>,
+    extra: &str,
+    body: &str,
+) -> Response {
     let name = name
         .map(|n| format!("Mcp-Name: {n}\r\n"))
         .unwrap_or_default();

@@ -14,6 +14,7 @@ pub(super) struct McpCtx {
     pub(super) route: Arc<str>,
     pub(super) allowed_origins: Vec<String>,
     pub(super) passthrough: bool,
+    pub(super) authorization: Option<Arc<crate::policy::authz::RuleSet>>,
     pub(super) session_ttl: Duration,
     pub(super) upstream: UpstreamSettings,
     pub(super) call_timeout: Duration,
@@ -164,6 +165,7 @@ fn lower_mcp(
         call_timeout: c.call_timeout,
         allowed_origins: c.allowed_origins.clone(),
         passthrough_auth: c.passthrough,
+        authorization: c.authorization.clone(),
     }))
 }
 

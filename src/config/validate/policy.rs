@@ -28,7 +28,7 @@ pub(super) fn policies(e: &mut Errors, path: &str, p: &Policies, backends: usize
         request_mirror,
         mcp_authorization,
         mcp_guardrails,
-        authorization,
+        authorization: _,
         a2a,
         ai,
         backend_tls,
@@ -49,9 +49,7 @@ pub(super) fn policies(e: &mut Errors, path: &str, p: &Policies, backends: usize
         path,
         &[
             ("requestMirror", request_mirror),
-            ("mcpAuthorization", mcp_authorization),
             ("mcpGuardrails", mcp_guardrails),
-            ("authorization", authorization),
             ("a2a", a2a),
             ("ai", ai),
             ("backendTLS", backend_tls),
@@ -131,6 +129,10 @@ pub(super) fn policies(e: &mut Errors, path: &str, p: &Policies, backends: usize
     }
     if let Some(j) = &p.jwt_auth {
         jwt_auth(e, &join(path, "jwtAuth"), j);
+    }
+    if mcp_authorization.is_some() {
+        // A backend policy in agentgateway; its rules are compiled in lowering.
+        exactly_one_backend(e, &join(path, "mcpAuthorization"), backends);
     }
     if let Some(b) = &p.backend_auth {
         let bp = join(path, "backendAuth");

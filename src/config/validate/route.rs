@@ -140,7 +140,9 @@ fn backend(e: &mut Errors, path: &str, b: &Backend) {
         ("invalid", &b.invalid),
     ];
     e.unsupported(path, &unsupported);
-    e.unsupported(path, &[("policies", &b.policies)]);
+    if let Some(p) = &b.policies {
+        backend_policies(e, &join(path, "policies"), p, b.mcp.is_some());
+    }
     let unsupported_kinds = unsupported.iter().filter(|(_, v)| v.is_some()).count();
     let kinds = usize::from(b.host.is_some()) + usize::from(b.mcp.is_some()) + unsupported_kinds;
     if kinds == 0 {
@@ -278,5 +280,56 @@ fn http_target(e: &mut Errors, path: &str, h: &HttpTarget) {
             path,
             "`path` is set but `port` is missing (set both, or only `host` as a URL)",
         ),
+    }
+}
+
+/// `backends[].policies`: the authorization rule sets (compiled in lowering); the rest by name.
+fn backend_policies(e: &mut Errors, path: &str, p: &crate::schema::BackendPolicies, mcp: bool) {
+    let crate::schema::BackendPolicies {
+        mcp_authorization,
+        authorization: _,
+        a2a,
+        ai,
+        backend_auth,
+        backend_tls,
+        backend_tunnel,
+        ext_authz,
+        health,
+        http,
+        inference_routing,
+        mcp_guardrails,
+        request_header_modifier,
+        request_redirect,
+        response_header_modifier,
+        session_affinity,
+        tcp,
+        transformations,
+    } = p;
+    e.unsupported(
+        path,
+        &[
+            ("a2a", a2a),
+            ("ai", ai),
+            ("backendAuth", backend_auth),
+            ("backendTLS", backend_tls),
+            ("backendTunnel", backend_tunnel),
+            ("extAuthz", ext_authz),
+            ("health", health),
+            ("http", http),
+            ("inferenceRouting", inference_routing),
+            ("mcpGuardrails", mcp_guardrails),
+            ("requestHeaderModifier", request_header_modifier),
+            ("requestRedirect", request_redirect),
+            ("responseHeaderModifier", response_header_modifier),
+            ("sessionAffinity", session_affinity),
+            ("tcp", tcp),
+            ("transformations", transformations),
+        ],
+    );
+    if mcp_authorization.is_some() && !mcp {
+        e.push(
+            join(path, "mcpAuthorization"),
+            "mcpAuthorization applies to `mcp` backends only",
+        );
     }
 }

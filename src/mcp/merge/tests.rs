@@ -126,3 +126,53 @@ fn rename_param_name_keeps_the_rest() {
     assert!(rename_param_name(br#"{"params":{"name":"a","name":"b"}}"#, "x").is_err());
     assert!(rename_param_name(br#"{"params":[]}"#, "x").is_err());
 }
+
+#[test]
+fn lists_filtered_by_name_keep_every_other_byte() {
+    let msg = br#"{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"a","x":1},{"name":"b"},{"name":"c","d":{"name":"z"}}],"nextCursor":"p2"}}"#;
+    let (out, dropped) = filter_response(msg, "tools", &mut |n| n != "b").unwrap();
+    assert_eq!(dropped, 1);
+    assert_eq!(
+        out,
+        br#"{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"a","x":1},{"name":"c","d":{"name":"z"}}],"nextCursor":"p2"}}"#
+    );
+    // Resources by URI; an error answer passes as it is.
+    let res = br#"{"jsonrpc":"2.0","id":1,"result":{"resources":[{"uri":"file:///a","name":"a"},{"uri":"file:///b","name":"b"}]}}"#;
+    let (out, _) = filter_response(res, "resources", &mut |u| u == "file:///b").unwrap();
+    assert_eq!(
+        out,
+        br#"{"jsonrpc":"2.0","id":1,"result":{"resources":[{"uri":"file:///b","name":"b"}]}}"#
+    );
+    let err = br#"{"jsonrpc":"2.0","id":1,"error":{"code":-1,"message":"x"}}"#;
+    assert_eq!(
+        filter_response(err, "tools", &mut |_| false).unwrap().0,
+        err
+    );
+    // Entries without a name are left out; a list that is not an array is an error.
+    let (out, dropped) =
+        filter_response(br#"{"result":{"tools":[{"x":1}]}}"#, "tools", &mut |_| true).unwrap();
+    assert_eq!(
+        (out.as_slice(), dropped),
+        (&br#"{"result":{"tools":[]}}"#[..], 1)
+    );
+    assert!(filter_response(br#"{"result":{"tools":{}}}"#, "tools", &mut |_| true).is_err());
+}
+
+#[test]
+fn merged_lists_are_filtered_by_target_and_unprefixed_name() {
+    let a = br#"{"tools":[{"name":"echo"},{"name":"rm"}]}"#;
+    let b = br#"{"tools":[{"name":"echo"}]}"#;
+    let mut seen = Vec::new();
+    let mut keep = |t: &str, n: &str| {
+        seen.push(format!("{t}/{n}"));
+        !(t == "a" && n == "rm")
+    };
+    let (out, dropped) =
+        merge_list_filtered("tools", &[("a", a), ("b", b)], true, Some(&mut keep)).unwrap();
+    assert_eq!(dropped, 1);
+    assert_eq!(
+        std::str::from_utf8(&out).unwrap(),
+        r#"{"tools":[{"name":"a_echo"},{"name":"b_echo"}]}"#
+    );
+    assert_eq!(seen, ["a/echo", "a/rm", "b/echo"]);
+}

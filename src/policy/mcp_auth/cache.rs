@@ -54,6 +54,11 @@ pub struct Principal {
     pub client_id: Option<String>,
     pub exp: i64,
     pub kid: Option<String>,
+    /// Unique per verification (a token verified again gets a new one): what authorization
+    /// verdicts are cached under.
+    pub id: u64,
+    /// Every claim, as the token's JSON payload: what authorization rules read as `jwt`.
+    pub claims: std::sync::Arc<str>,
 }
 
 impl Principal {

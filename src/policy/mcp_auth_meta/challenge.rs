@@ -17,7 +17,7 @@ const OFFLINE_ACCESS: &str = "offline_access";
 /// `Bearer resource_metadata="…"[, scope="a b"]`; no `error` (RFC 6750 §3: none when the
 /// request carried no credentials).
 pub(crate) fn challenge_missing(resource_metadata_url: &str, scopes: &[String]) -> String {
-    challenge(resource_metadata_url, scopes, None, "")
+    challenge(Some(resource_metadata_url), scopes, None, "")
 }
 
 /// Adds `error="invalid_token"` and, when `description` is non-empty, `error_description`.
@@ -27,7 +27,7 @@ pub(crate) fn challenge_invalid(
     description: &str,
 ) -> String {
     challenge(
-        resource_metadata_url,
+        Some(resource_metadata_url),
         scopes,
         Some("invalid_token"),
         description,
@@ -35,9 +35,9 @@ pub(crate) fn challenge_invalid(
 }
 
 /// For a 403: `scope` lists every scope the operation needs (all at once, not incrementally).
-#[cfg_attr(not(test), allow(dead_code))] // the 403 of mcpAuthorization (issue 12)
+/// Without a metadata URL (a `jwtAuth` route) the parameter is left out.
 pub(crate) fn challenge_insufficient_scope(
-    resource_metadata_url: &str,
+    resource_metadata_url: Option<&str>,
     needed: &[String],
     description: &str,
 ) -> String {
@@ -55,7 +55,6 @@ pub(crate) fn body_invalid(description: &str) -> Vec<u8> {
 }
 
 /// `{"error":"insufficient_scope","error_description":"…"}` (addition to the brief).
-#[cfg_attr(not(test), allow(dead_code))] // the 403 of mcpAuthorization (issue 12)
 pub(crate) fn body_insufficient_scope(description: &str) -> Vec<u8> {
     error_body("insufficient_scope", description)
 }
@@ -68,17 +67,27 @@ pub(crate) fn is_scope_token(s: &str) -> bool {
             .all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
 }
 
-fn challenge(url: &str, scopes: &[String], error: Option<&str>, description: &str) -> String {
-    let mut out = String::with_capacity(64 + url.len() + description.len());
+fn challenge(
+    url: Option<&str>,
+    scopes: &[String],
+    error: Option<&str>,
+    description: &str,
+) -> String {
+    let mut out = String::with_capacity(64 + url.map_or(0, str::len) + description.len());
     out.push_str("Bearer ");
-    push_param(&mut out, "resource_metadata", url);
+    let mut sep = "";
+    if let Some(url) = url {
+        push_param(&mut out, "resource_metadata", url);
+        sep = ", ";
+    }
     let scope = scope_value(scopes);
     if !scope.is_empty() {
-        out.push_str(", ");
+        out.push_str(sep);
         push_param(&mut out, "scope", &scope);
+        sep = ", ";
     }
     if let Some(error) = error {
-        out.push_str(", ");
+        out.push_str(sep);
         push_param(&mut out, "error", error);
         if !description.is_empty() {
             out.push_str(", ");

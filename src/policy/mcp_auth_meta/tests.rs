@@ -286,7 +286,7 @@ fn challenge_invalid_quotes_and_sanitises() {
 fn challenge_insufficient_scope_lists_needed() {
     assert_eq!(
         challenge_insufficient_scope(
-            "https://x/p",
+            Some("https://x/p"),
             &s(&["files:read", "offline_access", "files:write"]),
             "needs files:write"
         ),
@@ -294,6 +294,10 @@ fn challenge_insufficient_scope_lists_needed() {
             r#"Bearer resource_metadata="https://x/p", scope="files:read files:write", "#,
             r#"error="insufficient_scope", error_description="needs files:write""#
         )
+    );
+    assert_eq!(
+        challenge_insufficient_scope(None, &s(&["a"]), ""),
+        r#"Bearer scope="a", error="insufficient_scope""#
     );
 }
 

@@ -193,6 +193,7 @@ pub(super) async fn relay(
     mut rx: UnboundedReceiver<TargetMsg>,
     reply: &UnboundedSender<ReplyPart>,
     session: Option<String>,
+    filter: Option<&super::ListFilter<'_>>,
 ) {
     let deadline = monoio::time::Instant::now() + s.route.call_timeout;
     let mut sse_started = false;
@@ -222,7 +223,11 @@ pub(super) async fn relay(
             TargetMsg::Event(e) => (e, false),
             TargetMsg::Final(f) => {
                 call.done = true;
-                (with_client_id(f, id), true)
+                let answer = with_client_id(f, id);
+                match filter {
+                    Some(filter) => (filter.apply(s, id, answer), true),
+                    None => (answer, true),
+                }
             }
             TargetMsg::Failed(e) => {
                 call.done = true;

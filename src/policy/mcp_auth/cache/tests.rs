@@ -8,6 +8,8 @@ fn p(exp: i64) -> Rc<Principal> {
         client_id: None,
         exp,
         kid: None,
+        id: 1,
+        claims: "{}".into(),
     })
 }
 
