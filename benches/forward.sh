@@ -11,6 +11,11 @@
 #   relay-auth        the same with mcpAuthentication, one RS256 token (verified-token cache hits)
 #   relay-modern      the relay route, 2026-07-28 requests (`-s modern`: no session, mirrored headers)
 #   relay-auth-modern the auth route, 2026-07-28 requests with the token
+#   relay-authz       the auth route plus mcpAuthorization (agentgateway-style rules on the
+#                     token's `sub` and the tool name; verdicts from the per-worker cache)
+#   relay-auth-list / relay-authz-list
+#                     tools/list of 500 tools (`backend --tools 500`, ~115 KB) through the auth
+#                     route, unfiltered, and through the authz route, filtered to about half
 # With MORE=1, also overhead.sh's auth cases on a `host` route: auth-hit (one RS256 token), 401
 # (no token: the challenge) and metadata (the protected-resource metadata document).
 # With BASE=<dir with an older portcullis binary>, every Portcullis case also runs against that
@@ -44,7 +49,7 @@ AUD=http://localhost/mcp
 . benches/lib.sh
 BP=$(pick_port) JP=$(pick_port) HP=$(pick_port)
 
-taskset -c "$PROXY_CPU" "$LOAD" backend --port "$BP" >"$tmp/backend.log" 2>&1 &
+taskset -c "$PROXY_CPU" "$LOAD" backend --port "$BP" --tools 500 >"$tmp/backend.log" 2>&1 &
 pids+=($!)
 BACKEND_PID=$!
 "$LOAD" jwks --port "$JP" --sign-key "$KEYS/rsa-2048.pem" >"$tmp/jwks.log" 2>&1 &
@@ -98,6 +103,20 @@ binds:
           jwks: {url: 'http://127.0.0.1:$JP/jwks.json'}
           resourceMetadata: {resource: 'http://localhost:$port/auth/mcp'}
       backends: [{mcp: {targets: [{name: be, mcp: {host: 127.0.0.1, port: $BP, path: /mcp}}]}}]
+    - name: relay-authz
+      matches: [{path: {exact: /authz/mcp}}]
+      policies:
+        mcpAuthentication:
+          issuer: $ISS
+          audiences: ['$AUD']
+          jwks: {url: 'http://127.0.0.1:$JP/jwks.json'}
+          resourceMetadata: {resource: 'http://localhost:$port/authz/mcp'}
+        mcpAuthorization:
+          rules:
+          - 'jwt.sub == "mcp-load-user" && mcp.tool.name == "echo"'
+          - 'mcp.tool.name.startsWith("tool_") && mcp.tool.name.size() % 2 == 0'
+          - deny: 'mcp.tool.name == "tool_13"'
+      backends: [{mcp: {targets: [{name: be, mcp: {host: 127.0.0.1, port: $BP, path: /mcp}}]}}]
 YAML
   RUST_LOG=warn PORTCULLIS_BIND_ADDR=127.0.0.1 taskset -c "$PROXY_CPU" "$bin" -f "$tmp/$label.yaml" --workers 1 >"$tmp/$label.log" 2>&1 &
   pids+=($!)
@@ -108,8 +127,11 @@ YAML
   add "${p}forward" "$pid" "http://127.0.0.1:$port/forward/mcp" -s call
   add "${p}relay" "$pid" "http://127.0.0.1:$port/relay/mcp" -s call
   add "${p}relay-auth" "$pid" "http://127.0.0.1:$port/auth/mcp" -s call --token-file "$tmp/tok.txt"
-  # 2026-07-28 cases for this build only (a BASE binary may not speak the revision).
+  # 2026-07-28 and authorization cases for this build only (a BASE binary may lack them).
   if [ "$label" = cur ]; then
+    add relay-authz "$pid" "http://127.0.0.1:$port/authz/mcp" -s call --token-file "$tmp/tok.txt"
+    add relay-auth-list "$pid" "http://127.0.0.1:$port/auth/mcp" -s list --token-file "$tmp/tok.txt"
+    add relay-authz-list "$pid" "http://127.0.0.1:$port/authz/mcp" -s list --token-file "$tmp/tok.txt"
     add relay-modern "$pid" "http://127.0.0.1:$port/relay/mcp" -s modern
     add relay-auth-modern "$pid" "http://127.0.0.1:$port/auth/mcp" -s modern --token-file "$tmp/tok.txt"
   fi
@@ -188,4 +210,7 @@ ratio("relay-modern", "relay")
 ratio("relay-auth-modern", "relay-auth")
 ratio("relay-auth-modern", "forward")
 ratio("relay-auth", "forward")
+# Authorization against authentication alone: a call, and a 500-tool list filtered.
+ratio("relay-authz", "relay-auth")
+ratio("relay-authz-list", "relay-auth-list")
 PY

@@ -60,6 +60,15 @@ pub mod modern {
     pub use crate::mcp::modern::{check, Mirrored};
 }
 
+/// What `benches/authz.rs` measures.
+pub mod authz {
+    pub use crate::mcp::jsonrpc::replace_id;
+    pub use crate::mcp::merge::filter_response;
+    pub use crate::policy::authz::{
+        compile, Caller, Decider, Decisions, Evaluator, Item, ItemKind, Policy, RuleKind, Verdict,
+    };
+}
+
 /// What `benches/jwt_verify.rs` measures.
 pub mod mcp_auth {
     pub use crate::policy::mcp_auth::{

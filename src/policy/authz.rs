@@ -32,13 +32,13 @@ mod tests;
 
 use std::sync::Arc;
 
-pub(crate) use cache::Decisions;
+pub use cache::Decisions;
 pub(crate) use compile::CompileError;
-pub(crate) use eval::Evaluator;
+pub use eval::Evaluator;
 
 /// How a rule counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RuleKind {
+pub enum RuleKind {
     Allow,
     Deny,
     Require,
@@ -46,7 +46,7 @@ pub(crate) enum RuleKind {
 
 /// Which policy a rule set is for: the roots its rules may name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Policy {
+pub enum Policy {
     /// `mcpAuthorization`: `jwt`, `mcp`, `request`, `source`.
     Mcp,
     /// `authorization`: `jwt`, `request`, `source`.
@@ -101,7 +101,7 @@ impl RuleSet {
 
 /// What an item is, for `mcp.<kind>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum ItemKind {
+pub enum ItemKind {
     Tool,
     Prompt,
     Resource,
@@ -120,7 +120,7 @@ impl ItemKind {
 /// A tool, prompt or resource as the rules see it: its name on its server (a resource's URI)
 /// and the target that serves it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Item<'a> {
+pub struct Item<'a> {
     pub kind: ItemKind,
     pub target: &'a str,
     pub name: &'a str,
@@ -129,7 +129,7 @@ pub(crate) struct Item<'a> {
 /// The request attributes rules may read (`request.*`, `source.*`); built only for rule sets
 /// that read them.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct RequestAttrs {
+pub struct RequestAttrs {
     pub method: String,
     pub uri: String,
     pub path: String,
@@ -143,7 +143,7 @@ pub(crate) struct RequestAttrs {
 /// Who is asking, in a form that can travel to the worker that owns a session: the verified
 /// token's identity in the token cache (0 for no token) and its claims as JSON.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Caller {
+pub struct Caller {
     /// Unique per verified token entry (`Principal::id`); 0 when there is no token.
     pub id: u64,
     pub claims: Option<Arc<str>>,
@@ -152,7 +152,7 @@ pub(crate) struct Caller {
 
 /// A decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Verdict {
+pub enum Verdict {
     Allow,
     Deny,
     /// Denied, but the rules would allow it with these scopes (space-separated, the token's
@@ -161,7 +161,7 @@ pub(crate) enum Verdict {
 }
 
 impl Verdict {
-    pub(crate) fn allowed(&self) -> bool {
+    pub fn allowed(&self) -> bool {
         matches!(self, Verdict::Allow)
     }
 
@@ -177,13 +177,13 @@ impl Verdict {
 
 /// Compiles a rule set for `policy` (each rule with how it counts); the error names the rule
 /// and the position in it.
-pub(crate) fn compile(rules: &[(RuleKind, &str)], policy: Policy) -> Result<RuleSet, CompileError> {
+pub fn compile(rules: &[(RuleKind, &str)], policy: Policy) -> Result<RuleSet, CompileError> {
     compile::compile(rules, policy)
 }
 
 /// Decisions for one caller against one rule set: the worker's cache first, rules evaluated
 /// (the CEL context built once) on a miss.
-pub(crate) struct Decider<'a> {
+pub struct Decider<'a> {
     set: &'a RuleSet,
     caller: &'a Caller,
     cache: &'a mut Decisions,
@@ -191,7 +191,7 @@ pub(crate) struct Decider<'a> {
 }
 
 impl<'a> Decider<'a> {
-    pub(crate) fn new(set: &'a RuleSet, caller: &'a Caller, cache: &'a mut Decisions) -> Self {
+    pub fn new(set: &'a RuleSet, caller: &'a Caller, cache: &'a mut Decisions) -> Self {
         Decider {
             set,
             caller,
@@ -200,7 +200,7 @@ impl<'a> Decider<'a> {
         }
     }
 
-    pub(crate) fn decide(&mut self, item: Option<Item<'_>>) -> Verdict {
+    pub fn decide(&mut self, item: Option<Item<'_>>) -> Verdict {
         let cacheable = !self.set.per_request;
         if cacheable {
             if let Some(v) = self.cache.get(self.caller.id, self.set.id, item) {

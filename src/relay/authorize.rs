@@ -15,6 +15,7 @@
 //!
 //! Verdicts come from the worker's decision cache ([`Decisions`] in the shard).
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use crate::mcp::jsonrpc::{self, Kind};
@@ -97,6 +98,7 @@ fn item_of<'a>(route: &'a McpRoute, kind: ItemKind, name: &'a str) -> Item<'a> {
 }
 
 /// Decides one call; `Err` is the answer to send instead of forwarding it.
+/// The verdict is also left in `decided` (for the access log).
 pub(crate) fn check_call(
     shard: &Shard,
     route: &McpRoute,
@@ -104,6 +106,7 @@ pub(crate) fn check_call(
     id: Option<&str>,
     method: &str,
     name: &str,
+    decided: &Cell<Option<&'static str>>,
 ) -> Result<(), ReplyPart> {
     let Some(kind) = call_kind(method) else {
         return Ok(());
@@ -113,6 +116,7 @@ pub(crate) fn check_call(
         let mut cache = shard.decisions.borrow_mut();
         Decider::new(&authz.set, &authz.caller, &mut cache).decide(Some(item))
     };
+    decided.set(Some(verdict.as_str()));
     let why = match verdict {
         Verdict::Allow => return Ok(()),
         Verdict::Deny => Denied::Call,
@@ -139,13 +143,14 @@ pub(crate) fn check_message(
     route: &McpRoute,
     authz: &Authz,
     body: &[u8],
+    decided: &Cell<Option<&'static str>>,
 ) -> Result<(), ReplyPart> {
     if jsonrpc::is_batch(body) {
         let Ok(parts) = jsonrpc::split_batch(body) else {
             return Ok(()); // refused as malformed where it is handled
         };
         for p in parts {
-            check_message(shard, route, authz, p)?;
+            check_message(shard, route, authz, p, decided)?;
         }
         return Ok(());
     }
@@ -153,10 +158,12 @@ pub(crate) fn check_message(
         return Ok(());
     };
     match (env.kind, env.method, env.name.as_deref()) {
-        (Kind::Request, Some(m), Some(name)) => check_call(shard, route, authz, env.id, m, name),
+        (Kind::Request, Some(m), Some(name)) => {
+            check_call(shard, route, authz, env.id, m, name, decided)
+        }
         // A call without a string name cannot be decided by name: only if nothing is denied.
         (Kind::Request, Some(m), None) if call_kind(m).is_some() => {
-            check_call(shard, route, authz, env.id, m, "")
+            check_call(shard, route, authz, env.id, m, "", decided)
         }
         _ => Ok(()),
     }

@@ -86,6 +86,8 @@ pub(super) struct Facts<'a> {
     pub close_after: bool,
     pub metrics: &'a std::cell::RefCell<crate::metrics::WorkerMetrics>,
     pub decisions: &'a std::cell::RefCell<crate::policy::authz::Decisions>,
+    /// Where the verdict is left for the access log.
+    pub decided: &'a std::cell::Cell<Option<&'static str>>,
 }
 
 /// The route's `authorization` rule sets, each of which must allow the request: `Some` (the
@@ -108,8 +110,11 @@ pub(super) fn http<'s>(
         let mut cache = env.decisions.borrow_mut();
         sets.iter()
             .map(|s| Decider::new(s, &c, &mut cache).decide(None))
-            .find(|v| !v.allowed())?
+            .find(|v| !v.allowed())
     };
+    env.decided
+        .set(Some(verdict.as_ref().map_or("allow", Verdict::as_str)));
+    let verdict = verdict?;
     let head_only = head.method == "HEAD";
     let status = match verdict {
         Verdict::NeedsScopes(scopes) => {

@@ -6,6 +6,7 @@
 //! locally answered requests, metrics and the access log line. Not here: routing or policy
 //! decisions (`dispatch`) and upstream traffic (`proxy`).
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -220,6 +221,7 @@ fn decide_head<'s>(
             let limits = &snap.settings.limits;
             let too_large = matches!(head.body, BodyKind::Length(n) if n > limits.max_body);
             let close_after = !head.keep_alive || draining || too_large;
+            let decided = Cell::new(None);
             let decision = if too_large {
                 let err = LocalError::Body(H1Error::BodyTooLarge);
                 let head_only = head.method == "HEAD";
@@ -235,13 +237,18 @@ fn decide_head<'s>(
                     workers: ctx.shard.workers(),
                     metrics: &ctx.shard.metrics,
                     decisions: &ctx.shard.decisions,
+                    decided: &decided,
                 };
                 let mut auth = ctx.auth.borrow_mut();
                 dispatch::decide(snap, conn, &head, hdrs, &env, &mut auth, principal, out)
             };
+            let log = access_log_fields(&head);
+            if let Some(l) = &log {
+                l.authz.set(decided.get());
+            }
             Some(Parsed {
                 decision,
-                log: access_log_fields(&head),
+                log,
                 head_len: head.head_len,
                 body: head.body,
                 keep_alive: head.keep_alive && !draining,
@@ -345,6 +352,7 @@ async fn serve_mcp<S: ConnIo>(
         body,
         subject,
         plan.authz,
+        done.log.as_ref().map_or(&Cell::new(None), |l| &l.authz),
         &plan.added_headers,
     )
     .await;
@@ -359,6 +367,8 @@ pub(crate) struct LogFields {
     path: String,
     /// The verified token's subject (never the token).
     sub: Option<String>,
+    /// The authorization verdict (`allow`, `deny`, `insufficient_scope`), where rules decided.
+    authz: Cell<Option<&'static str>>,
 }
 
 fn access_log_fields(head: &h1::RequestHead<'_>) -> Option<LogFields> {
@@ -367,6 +377,7 @@ fn access_log_fields(head: &h1::RequestHead<'_>) -> Option<LogFields> {
             method: head.method.to_owned(),
             path: head.path.to_owned(),
             sub: None,
+            authz: Cell::new(None),
         })
     } else {
         None
@@ -395,6 +406,7 @@ fn record(
             status,
             route,
             sub = f.sub.as_deref().unwrap_or(""),
+            authz = f.authz.get().unwrap_or(""),
             duration_us = elapsed.as_micros() as u64,
             worker = ctx.shard.id,
             "request"

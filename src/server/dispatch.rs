@@ -47,6 +47,8 @@ pub(crate) struct RequestFacts<'a> {
     pub metrics: &'a std::cell::RefCell<crate::metrics::WorkerMetrics>,
     /// This worker's authorization verdicts.
     pub decisions: &'a std::cell::RefCell<crate::policy::authz::Decisions>,
+    /// The request's authorization verdict, for the access log.
+    pub decided: &'a std::cell::Cell<Option<&'static str>>,
 }
 
 pub(crate) fn find_bind(snap: &Snapshot, port: u16) -> Option<&Bind> {
@@ -198,6 +200,7 @@ pub(crate) fn decide<'s>(
                 close_after: env.close_after,
                 metrics: env.metrics,
                 decisions: env.decisions,
+                decided: env.decided,
             },
             &mut added_headers,
             out,

@@ -8,6 +8,7 @@
 //! Not here: what happens on the owner (`relay::call`), reading the request body
 //! (`server::conn`).
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,9 +52,10 @@ pub(crate) async fn handle<S: ConnIo>(
     body: Vec<u8>,
     subject: Result<Subject, NoIdentity>,
     authz: Option<Authz>,
+    decided: &Cell<Option<&'static str>>,
     cors: &[u8],
 ) -> (u16, bool) {
-    let (rx, job) = match start(ctx, route, &head, body, subject, authz) {
+    let (rx, job) = match start(ctx, route, &head, body, subject, authz, decided) {
         Ok(started) => started,
         Err(part) => {
             let (tx, rx) = unbounded();
@@ -162,6 +164,7 @@ fn start(
     body: Vec<u8>,
     subject: Result<Subject, NoIdentity>,
     authz: Option<Authz>,
+    decided: &Cell<Option<&'static str>>,
 ) -> Result<(UnboundedReceiver<ReplyPart>, Option<Job>), ReplyPart> {
     // DNS rebinding: a page on a foreign name that resolves to 127.0.0.1 reaches a loopback
     // listener with its own name as Host (and Origin), so on loopback the Host must be a
@@ -183,7 +186,7 @@ fn start(
         && modern::is_modern(head.version())
         && relay_modern::serves_modern(route)
     {
-        return start_modern(ctx, route, head, body, authz);
+        return start_modern(ctx, route, head, body, authz, decided);
     }
     // Sessions are bound to who the token names; stateless routes keep no session.
     let subject = match subject {
@@ -206,7 +209,7 @@ fn start(
             }
             // A call the rules deny is answered here: it never reaches the owner or a server.
             if let Some(a) = &authz {
-                authorize::check_message(&ctx.shard, route, a, &body)?;
+                authorize::check_message(&ctx.shard, route, a, &body, decided)?;
             }
             if !route.stateful {
                 let job = Job::Stateless {
@@ -268,6 +271,7 @@ fn start_modern(
     head: &McpHead,
     body: Vec<u8>,
     authz: Option<Authz>,
+    decided: &Cell<Option<&'static str>>,
 ) -> Result<(UnboundedReceiver<ReplyPart>, Option<Job>), ReplyPart> {
     if !protocol::accepts_post(head.accept()) {
         return Err(Reject::NotAcceptablePost.reply(None));
@@ -287,7 +291,7 @@ fn start_modern(
         let name = head.mcp_name().map(String::from_utf8_lossy);
         let name = name.as_deref().unwrap_or("");
         let id = checked.id.as_deref();
-        authorize::check_call(&ctx.shard, route, a, id, method, name)?;
+        authorize::check_call(&ctx.shard, route, a, id, method, name, decided)?;
     }
     let mut headers = Vec::with_capacity(128);
     if let Some(m) = head.mcp_method() {

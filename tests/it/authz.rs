@@ -147,6 +147,8 @@ both_drivers!(sdk_clients_see_and_call_what_their_rules_allow, |d| {
     assert_eq!(calls_logged(&log, "add"), 2);
     assert_eq!(calls_logged(&log, "slow_echo"), 2);
     assert_eq!(calls_logged(&log, "crash"), 0);
+    assert!(p.log_contains("authz=\"deny\""), "{}", p.log());
+    assert!(!p.log().contains("eyJ"), "no token material in the log");
     let m = p.metrics();
     assert!(
         m.contains("portcullis_authorization_denied_total{route=\"mcp\",reason=\"call\"} 8"),
@@ -270,6 +272,9 @@ both_drivers!(http_authorization_refuses_as_agentgateway_does, |d| {
     assert_eq!((r.status, r.text().as_str()), (403, "authorization failed"));
     assert_eq!(get("/data", "X-Team: blue\r\n").status, 200);
     assert_eq!(get("/admin/x", "X-Team: blue\r\n").status, 403);
+    // The access log names the verdict.
+    assert!(p.wait_log("authz=\"deny\"", 5), "{}", p.log());
+    assert!(p.log_contains("authz=\"allow\""), "{}", p.log());
     assert!(p
         .metrics()
         .contains("portcullis_authorization_denied_total{route=\"api\",reason=\"http\"} 2"));

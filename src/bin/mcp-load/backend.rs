@@ -26,6 +26,23 @@ pub struct Backend {
     pub resource: String,
     pub sessions: AtomicU64,
     pub nonce: u64,
+    /// The tools/list result, rendered at start ([`tools_list`]).
+    pub tools: String,
+}
+
+/// A tools/list result of `n` tools: `echo`, then `tool_1` … with a realistic schema.
+pub fn tools_list(n: usize) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from(r#"{"tools":["#);
+    out.push_str(ECHO_TOOL);
+    for i in 1..n {
+        let _ = write!(
+            out,
+            r#",{{"name":"tool_{i}","description":"Does the {i}-th thing with its input and returns a structured summary","inputSchema":{{"type":"object","properties":{{"query":{{"type":"string"}},"limit":{{"type":"integer"}}}},"required":["query"]}}}}"#
+        );
+    }
+    out.push_str("]}");
+    out
 }
 
 #[derive(Deserialize)]
@@ -46,7 +63,7 @@ struct Params<'a> {
     arguments: Option<Value>,
 }
 
-const TOOLS: &str = r#"{"tools":[{"name":"echo","description":"Echoes its message argument","inputSchema":{"type":"object","properties":{"message":{"type":"string"}}}}]}"#;
+const ECHO_TOOL: &str = r#"{"name":"echo","description":"Echoes its message argument","inputSchema":{"type":"object","properties":{"message":{"type":"string"}}}}"#;
 const JSON: &str = "content-type: application/json\r\n";
 
 impl Handler for Backend {
@@ -135,7 +152,7 @@ impl Backend {
                 );
             }
             "tools/list" => {
-                let _ = write!(body, r#","result":{TOOLS}}}"#);
+                let _ = write!(body, r#","result":{}}}"#, self.tools);
             }
             "server/discover" => {
                 let _ = write!(

@@ -166,6 +166,9 @@ pub struct BackendArgs {
     /// Answer POSTs without Authorization with 401 and this resource_metadata URL.
     #[arg(long)]
     pub auth_challenge: Option<String>,
+    /// Tools in the tools/list answer: `echo`, then `tool_1` … `tool_<N-1>` (each ~230 B).
+    #[arg(long, default_value_t = 1)]
+    pub tools: usize,
     #[arg(short, long, default_value_t = 1)]
     pub threads: usize,
     #[arg(long, value_delimiter = ',')]

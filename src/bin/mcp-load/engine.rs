@@ -361,7 +361,7 @@ async fn setup_vu(cfg: &RunConfig, token: Option<&str>, seed: u64) -> VuState {
         return st; // the measured loop retries and counts the failure
     };
     st.conn = Some(conn);
-    if cfg.scenario == Scenario::Call {
+    if matches!(cfg.scenario, Scenario::Call | Scenario::List) {
         for _ in 0..2 {
             let op = st.vu.next_op(cfg.scenario, &cfg.target);
             let out = exchange(cfg, &mut st, op, token, Expect::Accept).await;

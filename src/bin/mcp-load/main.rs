@@ -63,6 +63,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                 resource,
                 sessions: AtomicU64::new(1),
                 nonce,
+                tools: backend::tools_list(a.tools),
             };
             let mode = if a.sse { "sse" } else { "json" };
             server::serve(addr, a.threads, a.cpus, Arc::new(b), || {

@@ -24,6 +24,9 @@ pub enum Scenario {
     Session,
     /// Steady tools/call on sessions established before the measurement starts.
     Call,
+    /// Steady tools/list on sessions established before the measurement starts (with
+    /// `backend --tools N`, what relaying and filtering a long list costs).
+    List,
     /// MCP 2026-07-28: per virtual user, server/discover once, then steady self-contained
     /// tools/call requests (no session; `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name` and the
     /// `_meta` version on each).
@@ -41,6 +44,7 @@ impl Scenario {
             Scenario::Metadata => "metadata",
             Scenario::Session => "session",
             Scenario::Call => "call",
+            Scenario::List => "list",
             Scenario::Get => "get",
             Scenario::Modern => "modern",
         }
@@ -50,7 +54,7 @@ impl Scenario {
     pub fn uses_tokens(self) -> bool {
         matches!(
             self,
-            Scenario::Session | Scenario::Call | Scenario::Get | Scenario::Modern
+            Scenario::Session | Scenario::Call | Scenario::List | Scenario::Get | Scenario::Modern
         )
     }
 }
@@ -116,6 +120,11 @@ impl Vu {
                 0 => Op::Initialize,
                 1 => Op::Initialized,
                 _ => Op::ToolsCall,
+            },
+            Scenario::List => match self.step {
+                0 => Op::Initialize,
+                1 => Op::Initialized,
+                _ => Op::ToolsList,
             },
             Scenario::Modern => match self.step {
                 0 => Op::Discover,
@@ -298,6 +307,7 @@ impl Vu {
             (_, Outcome::Err(ErrClass::SessionLost)) => self.restart(),
             (_, Outcome::Err(_)) if sc == Scenario::Session => self.restart(),
             (Op::ToolsCall, _) if sc == Scenario::Call => {}
+            (Op::ToolsList, _) if sc == Scenario::List => {}
             (Op::Initialized | Op::ToolsList | Op::ToolsCall, _) => {
                 self.step += 1;
                 if sc == Scenario::Session && self.step > 3 + t.calls {

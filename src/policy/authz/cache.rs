@@ -24,7 +24,7 @@ struct Entry {
 }
 
 /// One worker's verdicts.
-pub(crate) struct Decisions {
+pub struct Decisions {
     map: HashMap<u64, Entry, foldhash::fast::RandomState>,
     capacity: usize,
     /// Lookups answered here, and those that evaluated rules.
@@ -39,7 +39,7 @@ impl Default for Decisions {
 }
 
 impl Decisions {
-    pub(crate) fn with_capacity(capacity: usize) -> Self {
+    pub fn with_capacity(capacity: usize) -> Self {
         Decisions {
             map: HashMap::with_hasher(foldhash::fast::RandomState::default()),
             capacity: capacity.max(1),

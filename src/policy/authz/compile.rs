@@ -11,7 +11,7 @@ use super::{Policy, Rule, RuleKind, RuleSet};
 /// A rule that cannot be used, with where: the rule's index and a 1-based line and column in
 /// its expression.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CompileError {
+pub struct CompileError {
     pub index: usize,
     pub line: usize,
     pub column: usize,

@@ -10,7 +10,7 @@ use cel::{Context, Value};
 use super::{Caller, Item, RuleKind, RuleSet, Verdict};
 
 /// A rule set bound to one caller.
-pub(crate) struct Evaluator<'s> {
+pub struct Evaluator<'s> {
     set: &'s RuleSet,
     ctx: Context<'static, 'static>,
     /// The caller's claims with every scope the rules name added (only when the rules name
@@ -19,7 +19,7 @@ pub(crate) struct Evaluator<'s> {
 }
 
 impl<'s> Evaluator<'s> {
-    pub(crate) fn new(set: &'s RuleSet, caller: &Caller) -> Self {
+    pub fn new(set: &'s RuleSet, caller: &Caller) -> Self {
         let mut ctx = Context::with_env(super::compile::env());
         let claims = caller.claims.as_deref().and_then(parse_claims);
         let mut augmented = None;
@@ -73,7 +73,7 @@ impl<'s> Evaluator<'s> {
     }
 
     /// The verdict for `item` (`None` for an HTTP request).
-    pub(crate) fn decide(&self, item: Option<Item<'_>>) -> Verdict {
+    pub fn decide(&self, item: Option<Item<'_>>) -> Verdict {
         if self.set.rules.is_empty() {
             return Verdict::Allow;
         }
