@@ -60,6 +60,45 @@ pub mod modern {
     pub use crate::mcp::modern::{check, Mirrored};
 }
 
+/// Authorization rules (`fuzz/fuzz_targets/authz_rule.rs`): the input's first line is a rule,
+/// the second the token's claims, the rest a list answer. The rule compiles or is refused
+/// (with a position inside it), a compiled rule is evaluated as `allow`, `deny` and `require`
+/// for a tool, and the answer is filtered with its verdicts: nothing panics.
+pub fn authz_rule(data: &[u8]) {
+    use crate::policy::authz::{self, Caller, Evaluator, Item, ItemKind, Policy, RuleKind};
+    let text = String::from_utf8_lossy(data);
+    let mut parts = text.splitn(3, '\n');
+    let (rule, claims, answer) = (
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+    );
+    let caller = Caller {
+        id: 1,
+        claims: Some(std::sync::Arc::from(claims)),
+        request: None,
+    };
+    for kind in [RuleKind::Allow, RuleKind::Deny, RuleKind::Require] {
+        match authz::compile(&[(kind, rule)], Policy::Mcp) {
+            Ok(set) => {
+                let e = Evaluator::new(&set, &caller);
+                fn item(name: &str) -> Item<'_> {
+                    Item {
+                        kind: ItemKind::Tool,
+                        target: "t",
+                        name,
+                    }
+                }
+                let _ = e.decide(Some(item("echo")));
+                let _ = crate::mcp::merge::filter_response(answer.as_bytes(), "tools", &mut |n| {
+                    e.decide(Some(item(n))).allowed()
+                });
+            }
+            Err(err) => assert!(err.line >= 1 && err.column >= 1, "{err}"),
+        }
+    }
+}
+
 /// What `benches/authz.rs` measures.
 pub mod authz {
     pub use crate::mcp::jsonrpc::replace_id;

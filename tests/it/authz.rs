@@ -336,8 +336,8 @@ both_drivers!(modern_requests_are_decided_from_their_headers, |d| {
     );
 });
 
-both_drivers!(the_python_sdk_steps_up_on_the_scope_challenge, |d| {
-    let python = client_runtimes().1.clone();
+both_drivers!(sdk_clients_step_up_on_the_scope_challenge, |d| {
+    let (node, python) = client_runtimes().clone();
     let idp = crate::idp::Idp::start(&[("AT_ALG", "RS256"), ("OPEN_CLIENT_SCOPES", "1")]);
     let (server_dir, path) = crate::idp::stdio_server();
     // echo needs mcp:write; the 401 challenge (from scopesSupported) asks for mcp:read only.
@@ -354,37 +354,60 @@ both_drivers!(the_python_sdk_steps_up_on_the_scope_challenge, |d| {
         Some(&server_dir),
     );
     let url = format!("http://127.0.0.1:{}/hello/mcp", p.port);
-    let out = std::process::Command::new(&python)
-        .arg(fixtures().join("clients/py_client.py"))
-        .args([url.as_str(), "oauth-legacy", "--scope", "mcp:read"])
-        .output()
-        .expect("run py_client.py");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value = serde_json::from_str(
-        stdout
-            .lines()
-            .rev()
-            .find(|l| l.starts_with('{'))
-            .unwrap_or(""),
-    )
-    .unwrap_or_default();
-    assert!(
-        out.status.success() && v["ok"] == true,
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    // The TS client registers without refresh_token: SDK 1.32.2 would refresh first, which
+    // cannot widen the grant (see ts_client.mjs --no-refresh).
+    for (cmd, script, mode, extra) in [
+        (&python, "py_client.py", "oauth-legacy", None),
+        (&node, "ts_client.mjs", "oauth", Some("--no-refresh")),
+    ] {
+        let out = std::process::Command::new(cmd)
+            .arg(fixtures().join("clients").join(script))
+            .args([url.as_str(), mode, "--scope", "mcp:read"])
+            .args(extra)
+            .output()
+            .expect("run the client");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let v: serde_json::Value = serde_json::from_str(
+            stdout
+                .lines()
+                .rev()
+                .find(|l| l.starts_with('{'))
+                .unwrap_or(""),
+        )
+        .unwrap_or_default();
+        assert!(
+            out.status.success() && v["ok"] == true,
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The list showed what the first token allowed; the call was challenged, then made with
+        // the token of the wider grant.
+        assert_eq!(v["tools"], serde_json::json!(["add"]), "{script}: {v}");
+        let client = &script[..2];
+        assert_eq!(
+            v["call"]["text"],
+            format!("echo: hello from {client}_client"),
+            "{v}"
+        );
+        let scope = v["auth"]["token"]["scope"].as_str().unwrap_or("");
+        assert!(scope.split(' ').any(|s| s == "mcp:write"), "{v}");
+        assert!(scope.split(' ').any(|s| s == "mcp:read"), "{v}");
+        if script == "py_client.py" {
+            let statuses: Vec<i64> = v["http"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|h| h.as_array()?.last()?.as_i64())
+                .collect();
+            assert!(statuses.contains(&403), "{v}");
+        } else {
+            assert_eq!(v["auth"]["step_up"], true, "{v}");
+        }
+    }
+    assert_eq!(
+        p.metric(
+            "portcullis_authorization_denied_total{route=\"hello\",reason=\"insufficient_scope\"}"
+        ),
+        2
     );
-    // The list showed what the first token allowed; the call was challenged, then made with
-    // the token of the wider grant.
-    assert_eq!(v["tools"], serde_json::json!(["add"]), "{v}");
-    assert_eq!(v["call"]["text"], "echo: hello from py_client", "{v}");
-    let scope = v["auth"]["token"]["scope"].as_str().unwrap_or("");
-    assert!(scope.split(' ').any(|s| s == "mcp:write"), "{v}");
-    assert!(scope.split(' ').any(|s| s == "mcp:read"), "{v}");
-    let statuses: Vec<i64> = v["http"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|h| h.as_array()?.last()?.as_i64())
-        .collect();
-    assert!(statuses.contains(&403), "{v}");
 });
