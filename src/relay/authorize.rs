@@ -27,13 +27,32 @@ use crate::relay::ReplyPart;
 use crate::shard::Shard;
 use crate::snapshot::McpRoute;
 
-/// What a request on a route with `mcpAuthorization` carries to wherever it is answered.
+/// Who asks, on a route with `mcpAuthorization`: built on the worker that received the
+/// request; the rules are borrowed from the route there.
 #[derive(Debug, Clone)]
-pub(crate) struct Authz {
-    pub set: Arc<RuleSet>,
+pub(crate) struct Asker {
     pub caller: Caller,
     /// The protected-resource metadata URL a 403 challenge names (`None` on `jwtAuth` routes).
     pub challenge_url: Option<Arc<str>>,
+}
+
+impl Asker {
+    /// The asker with the rules, to travel with a request whose answer is filtered elsewhere
+    /// (a list, on the session's owner). Only then is the rule set's `Arc` — which every worker
+    /// shares — touched.
+    pub(crate) fn with_rules(self, set: &Arc<RuleSet>) -> Authz {
+        Authz {
+            set: set.clone(),
+            asker: self,
+        }
+    }
+}
+
+/// The rules and who asks: what a list request carries to where its answer is filtered.
+#[derive(Debug, Clone)]
+pub(crate) struct Authz {
+    pub set: Arc<RuleSet>,
+    pub asker: Asker,
 }
 
 /// The kind of item a call acts on.
@@ -97,75 +116,75 @@ fn item_of<'a>(route: &'a McpRoute, kind: ItemKind, name: &'a str) -> Item<'a> {
     }
 }
 
-/// Decides one call; `Err` is the answer to send instead of forwarding it.
-/// The verdict is also left in `decided` (for the access log).
-pub(crate) fn check_call(
-    shard: &Shard,
-    route: &McpRoute,
-    authz: &Authz,
-    id: Option<&str>,
-    method: &str,
-    name: &str,
-    decided: &Cell<Option<&'static str>>,
-) -> Result<(), ReplyPart> {
-    let Some(kind) = call_kind(method) else {
-        return Ok(());
-    };
-    let item = item_of(route, kind, name);
-    let verdict = {
-        let mut cache = shard.decisions.borrow_mut();
-        Decider::new(&authz.set, &authz.caller, &mut cache).decide(Some(item))
-    };
-    decided.set(Some(verdict.as_str()));
-    let why = match verdict {
-        Verdict::Allow => return Ok(()),
-        Verdict::Deny => Denied::Call,
-        Verdict::NeedsScopes(_) => Denied::InsufficientScope,
-    };
-    shard.metrics.borrow_mut().denied(&route.name, why, 1);
-    tracing::info!(
-        route = %route.name,
-        authz.decision = verdict.as_str(),
-        mcp.method = method,
-        "mcp call refused by mcpAuthorization"
-    );
-    Err(match verdict {
-        Verdict::NeedsScopes(scopes) => {
-            reject::insufficient_scope(authz.challenge_url.as_deref(), &scopes)
-        }
-        _ => reject::unknown_item(id.unwrap_or("null"), kind, name),
-    })
+/// Decisions for one request on the worker that received it.
+pub(crate) struct Check<'a> {
+    pub shard: &'a Shard,
+    pub route: &'a McpRoute,
+    pub set: &'a RuleSet,
+    pub asker: &'a Asker,
+    /// Where the verdict is left (for the access log).
+    pub decided: &'a Cell<Option<&'static str>>,
 }
 
-/// Checks every call in a POSTed message (or batch; one denied call refuses the batch).
-pub(crate) fn check_message(
-    shard: &Shard,
-    route: &McpRoute,
-    authz: &Authz,
-    body: &[u8],
-    decided: &Cell<Option<&'static str>>,
-) -> Result<(), ReplyPart> {
-    if jsonrpc::is_batch(body) {
-        let Ok(parts) = jsonrpc::split_batch(body) else {
-            return Ok(()); // refused as malformed where it is handled
+impl Check<'_> {
+    /// Decides one call; `Err` is the answer to send instead of forwarding it.
+    pub(crate) fn call(&self, id: Option<&str>, method: &str, name: &str) -> Result<(), ReplyPart> {
+        let Some(kind) = call_kind(method) else {
+            return Ok(());
         };
-        for p in parts {
-            check_message(shard, route, authz, p, decided)?;
-        }
-        return Ok(());
+        let item = item_of(self.route, kind, name);
+        let verdict = {
+            let mut cache = self.shard.decisions.borrow_mut();
+            Decider::new(self.set, &self.asker.caller, &mut cache).decide(Some(item))
+        };
+        self.decided.set(Some(verdict.as_str()));
+        let why = match verdict {
+            Verdict::Allow => return Ok(()),
+            Verdict::Deny => Denied::Call,
+            Verdict::NeedsScopes(_) => Denied::InsufficientScope,
+        };
+        self.shard
+            .metrics
+            .borrow_mut()
+            .denied(&self.route.name, why, 1);
+        tracing::info!(
+            route = %self.route.name,
+            authz.decision = verdict.as_str(),
+            mcp.method = method,
+            "mcp call refused by mcpAuthorization"
+        );
+        Err(match verdict {
+            Verdict::NeedsScopes(scopes) => {
+                reject::insufficient_scope(self.asker.challenge_url.as_deref(), &scopes)
+            }
+            _ => reject::unknown_item(id.unwrap_or("null"), kind, name),
+        })
     }
-    let Ok(env) = jsonrpc::peek(body) else {
-        return Ok(());
-    };
-    match (env.kind, env.method, env.name.as_deref()) {
-        (Kind::Request, Some(m), Some(name)) => {
-            check_call(shard, route, authz, env.id, m, name, decided)
+
+    /// Checks every call in a POSTed message (or batch; one denied call refuses the batch).
+    /// `Ok(true)` when the answer may hold a list to filter (a list request, or a batch).
+    pub(crate) fn message(&self, body: &[u8]) -> Result<bool, ReplyPart> {
+        if jsonrpc::is_batch(body) {
+            let Ok(parts) = jsonrpc::split_batch(body) else {
+                return Ok(true); // refused as malformed where it is handled
+            };
+            for p in parts {
+                self.message(p)?;
+            }
+            return Ok(true);
         }
-        // A call without a string name cannot be decided by name: only if nothing is denied.
-        (Kind::Request, Some(m), None) if call_kind(m).is_some() => {
-            check_call(shard, route, authz, env.id, m, "", decided)
+        let Ok(env) = jsonrpc::peek(body) else {
+            return Ok(false);
+        };
+        match (env.kind, env.method, env.name.as_deref()) {
+            (Kind::Request, Some(m), Some(name)) => self.call(env.id, m, name).map(|()| false),
+            // A call without a string name cannot be decided by name: only if nothing is denied.
+            (Kind::Request, Some(m), None) if call_kind(m).is_some() => {
+                self.call(env.id, m, "").map(|()| false)
+            }
+            (Kind::Request, Some(m), _) => Ok(list_of(m).is_some()),
+            _ => Ok(false),
         }
-        _ => Ok(()),
     }
 }
 
@@ -185,7 +204,7 @@ pub(crate) fn filter_answer(
     let target = route.targets.first().map_or("", |t| t.name.as_str());
     let filtered = {
         let mut cache = shard.decisions.borrow_mut();
-        let mut d = Decider::new(&authz.set, &authz.caller, &mut cache);
+        let mut d = Decider::new(&authz.set, &authz.asker.caller, &mut cache);
         merge::filter_response(&msg, key, &mut |name| {
             d.decide(Some(Item { kind, target, name })).allowed()
         })
@@ -227,7 +246,7 @@ pub(crate) fn merge_filtered(
         return merge::merge_list(key, results, route.prefix);
     };
     let mut cache = shard.decisions.borrow_mut();
-    let mut d = Decider::new(&authz.set, &authz.caller, &mut cache);
+    let mut d = Decider::new(&authz.set, &authz.asker.caller, &mut cache);
     let mut keep = |t: &str, n: &str| {
         d.decide(Some(Item {
             kind,

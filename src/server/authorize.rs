@@ -14,7 +14,7 @@ use crate::metrics::Denied;
 use crate::net::io::ConnInfo;
 use crate::policy::authz::{Caller, Decider, RequestAttrs, RuleSet, Verdict};
 use crate::policy::mcp_auth::Principal;
-use crate::relay::authorize::Authz;
+use crate::relay::authorize::Asker;
 use crate::server::decision::Decision;
 use crate::snapshot::{McpRoute, Route};
 
@@ -151,15 +151,14 @@ pub(super) fn mcp(
     head: &RequestHead<'_>,
     headers: &[Header<'_>],
     challenge_url: impl FnOnce() -> Option<String>,
-) -> Option<Authz> {
-    let set = mcp.authorization.as_ref()?;
-    Some(Authz {
+) -> Option<Asker> {
+    let set = mcp.authorization.as_deref()?;
+    Some(Asker {
         caller: caller(&[set], principal, conn, head, headers),
         challenge_url: set
             .names_scopes()
             .then(challenge_url)
             .flatten()
             .map(Arc::from),
-        set: set.clone(),
     })
 }

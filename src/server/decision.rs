@@ -39,7 +39,7 @@ pub(crate) struct McpPlan<'s> {
     /// CORS lines for the answer.
     pub added_headers: Vec<u8>,
     /// The route's `mcpAuthorization` and the caller.
-    pub authz: Option<crate::relay::authorize::Authz>,
+    pub authz: Option<crate::relay::authorize::Asker>,
 }
 
 /// Everything the proxy needs once the request head is no longer borrowed.

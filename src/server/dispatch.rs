@@ -233,7 +233,7 @@ fn plan_mcp<'s>(
     conn: ConnInfo,
     head: &RequestHead<'_>,
     headers: &[Header<'_>],
-    authz: Option<crate::relay::authorize::Authz>,
+    authz: Option<crate::relay::authorize::Asker>,
     added_headers: Vec<u8>,
 ) -> Decision<'s> {
     let p = &route.policies;

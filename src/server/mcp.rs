@@ -20,7 +20,7 @@ use crate::http::h1;
 use crate::http::response::{itoa_buf, LocalError, CLIENT_CLOSED};
 use crate::mcp::{jsonrpc, modern, protocol, sse};
 use crate::net::io::{Bufs, ConnIo};
-use crate::relay::authorize::{self, Authz};
+use crate::relay::authorize::{self, Asker, Authz};
 use crate::relay::call as relay_call;
 use crate::relay::modern as relay_modern;
 use crate::relay::reject::{self, Reject};
@@ -51,11 +51,11 @@ pub(crate) async fn handle<S: ConnIo>(
     head: McpHead,
     body: Vec<u8>,
     subject: Result<Subject, NoIdentity>,
-    authz: Option<Authz>,
+    asker: Option<Asker>,
     decided: &Cell<Option<&'static str>>,
     cors: &[u8],
 ) -> (u16, bool) {
-    let (rx, job) = match start(ctx, route, &head, body, subject, authz, decided) {
+    let (rx, job) = match start(ctx, route, &head, body, subject, asker, decided) {
         Ok(started) => started,
         Err(part) => {
             let (tx, rx) = unbounded();
@@ -163,7 +163,7 @@ fn start(
     head: &McpHead,
     body: Vec<u8>,
     subject: Result<Subject, NoIdentity>,
-    authz: Option<Authz>,
+    asker: Option<Asker>,
     decided: &Cell<Option<&'static str>>,
 ) -> Result<(UnboundedReceiver<ReplyPart>, Option<Job>), ReplyPart> {
     // DNS rebinding: a page on a foreign name that resolves to 127.0.0.1 reaches a loopback
@@ -186,7 +186,7 @@ fn start(
         && modern::is_modern(head.version())
         && relay_modern::serves_modern(route)
     {
-        return start_modern(ctx, route, head, body, authz, decided);
+        return start_modern(ctx, route, head, body, asker, decided);
     }
     // Sessions are bound to who the token names; stateless routes keep no session.
     let subject = match subject {
@@ -208,9 +208,21 @@ fn start(
                 return Err(Reject::UnsupportedMediaType.reply(None));
             }
             // A call the rules deny is answered here: it never reaches the owner or a server.
-            if let Some(a) = &authz {
-                authorize::check_message(&ctx.shard, route, a, &body, decided)?;
-            }
+            // Only a list's answer needs the rules where it is answered.
+            let authz = match (asker, &route.authorization) {
+                (Some(a), Some(set)) => {
+                    let check = authorize::Check {
+                        shard: &ctx.shard,
+                        route,
+                        set,
+                        asker: &a,
+                        decided,
+                    };
+                    let lists = check.message(&body)?;
+                    lists.then(|| a.with_rules(set))
+                }
+                _ => None,
+            };
             if !route.stateful {
                 let job = Job::Stateless {
                     route: route.clone(),
@@ -270,7 +282,7 @@ fn start_modern(
     route: &Arc<McpRoute>,
     head: &McpHead,
     body: Vec<u8>,
-    authz: Option<Authz>,
+    asker: Option<Asker>,
     decided: &Cell<Option<&'static str>>,
 ) -> Result<(UnboundedReceiver<ReplyPart>, Option<Job>), ReplyPart> {
     if !protocol::accepts_post(head.accept()) {
@@ -286,12 +298,21 @@ fn start_modern(
     };
     let checked = modern::check(mirrored, &body).map_err(|r| reject::modern_refused(&r))?;
     // The mirrored headers now match the body: the call is decided from them, no body parse.
-    if let (Some(a), Some(method)) = (&authz, head.mcp_method()) {
-        let method = std::str::from_utf8(method).unwrap_or("");
+    let method = head.mcp_method().and_then(|m| std::str::from_utf8(m).ok());
+    let mut authz = None;
+    if let (Some(a), Some(set), Some(method)) = (asker, &route.authorization, method) {
         let name = head.mcp_name().map(String::from_utf8_lossy);
         let name = name.as_deref().unwrap_or("");
         let id = checked.id.as_deref();
-        authorize::check_call(&ctx.shard, route, a, id, method, name, decided)?;
+        let check = authorize::Check {
+            shard: &ctx.shard,
+            route,
+            set,
+            asker: &a,
+            decided,
+        };
+        check.call(id, method, name)?;
+        authz = authorize::list_method(method).map(|_| a.with_rules(set));
     }
     let mut headers = Vec::with_capacity(128);
     if let Some(m) = head.mcp_method() {
@@ -314,11 +335,7 @@ fn start_modern(
         body,
         id: checked.id,
         headers,
-        list_method: authz
-            .as_ref()
-            .and_then(|_| head.mcp_method())
-            .and_then(|m| std::str::from_utf8(m).ok())
-            .and_then(authorize::list_method),
+        list_method: authz.as_ref().and(method).and_then(authorize::list_method),
         authz,
     };
     let job = Job::Modern {
