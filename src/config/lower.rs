@@ -16,7 +16,7 @@ use crate::routing::{
     self, HeaderMatch, QueryMatch, RouteMatch, RouteSpec, RouteTable, ValueMatch,
 };
 use crate::schema as model;
-use crate::snapshot::{Bind, Listener, Policies, Route, Settings, Snapshot};
+use crate::snapshot::{Backend, Bind, Listener, Policies, Route, Settings, Snapshot};
 
 mod authz;
 mod backends;
@@ -227,7 +227,15 @@ fn lower_route(
             .min()
             .unwrap_or(crate::snapshot::DEFAULT_MCP_CALL_TIMEOUT),
     };
+    let mcp_rules_at = mcp_rules.first().map(|(_, p)| p.clone());
     let backend = lower_backends(&r.backends, &format!("{path}.backends"), &mcp_ctx, errs);
+    if let (Some(at), false) = (mcp_rules_at, matches!(backend, Backend::Mcp(_))) {
+        // Rules that could never apply are refused, not ignored.
+        errs.push(ConfigError::new(
+            at,
+            "mcpAuthorization applies to routes whose backend is `mcp`",
+        ));
+    }
     if errs.len() > before {
         return None;
     }

@@ -892,6 +892,15 @@ binds:
         first(cfg(r#"['mcp.tool.name == "x"']"#, "authorization")),
         format!("{at}.authorization.rules[0]: line 1, column 1: `mcp` is only available in mcpAuthorization rules (available: jwt, request, source)")
     );
+    // Rules that could never apply are refused.
+    let host = cfg(r#"['true']"#, "mcpAuthorization").replace(
+        "- mcp:\n          targets:\n          - name: a\n            stdio: {cmd: cat}",
+        "- host: 127.0.0.1:9",
+    );
+    assert_eq!(
+        first(host),
+        format!("{at}.mcpAuthorization: mcpAuthorization applies to routes whose backend is `mcp`")
+    );
     // A rule that is neither a string nor one of the three keys.
     let e = first(cfg(r#"[{permit: 'true'}]"#, "mcpAuthorization"));
     assert!(e.contains("mcpAuthorization.rules[0]"), "{e}");
