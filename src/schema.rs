@@ -36,8 +36,8 @@ pub(crate) use backend::{
 };
 pub(crate) use bind::{Bind, Listener, ListenerTls, Protocol};
 pub(crate) use policy::{
-    BackendAuth, Cors, DirectResponse, HeaderModifier, HostRedirect, KeyedRule, PathRedirect,
-    Policies, RequestRedirect, Rule, RuleSet, Timeout, UrlRewrite,
+    BackendAuth, BackendTls, Cors, DirectResponse, HeaderModifier, HostRedirect, KeyedRule,
+    PathRedirect, Policies, RequestRedirect, Rule, RuleSet, Timeout, UrlRewrite,
 };
 pub(crate) use process::{BackendConfig, Config, ListenerConfig, LogFormat, Logging, McpSettings};
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! with their responses pre-rendered as bytes). Built only by `config::lower`; never mutated after.
 //! Not here: serde, YAML, validation (that is `config`), or any I/O.
 
+use crate::net::client::tls::UpstreamTls;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -221,6 +222,8 @@ pub struct Policies {
     /// `localRateLimit`: checked after CORS preflights, before authentication (a flood is
     /// refused without paying for token checks).
     pub rate_limits: Vec<crate::policy::rate_limit::RateLimit>,
+    /// `backendTLS`: TLS to the route's `host` backends (and its MCP targets).
+    pub backend_tls: Option<Arc<UpstreamTls>>,
     /// `authorization` rule sets (the route's, its backend's): each must allow the request,
     /// after authentication; 403 otherwise.
     pub authorization: Vec<Arc<crate::policy::authz::RuleSet>>,
@@ -321,11 +324,14 @@ pub enum McpTargetKind {
         target: HostTarget,
         path: String,
         https: bool,
+        /// The route's `backendTLS` (TLS even to an `http:` URL).
+        tls: Option<Arc<UpstreamTls>>,
     },
     /// A 2024-11-05 HTTP+SSE MCP server.
     Sse {
         target: HostTarget,
         path: String,
         https: bool,
+        tls: Option<Arc<UpstreamTls>>,
     },
 }

@@ -32,9 +32,26 @@ fn agent() -> &'static ureq::Agent {
             .max_redirects(0)
             .max_redirects_will_error(false)
             .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")))
+            .tls_config(tls_config())
             .build()
             .into()
     })
+}
+
+/// Mozilla's roots, or with `PORTCULLIS_SYSTEM_ROOTS=1` the system's store (on Linux
+/// distributions it holds Mozilla's set too, plus what the operator installed).
+fn tls_config() -> ureq::tls::TlsConfig {
+    let system = crate::net::client::tls::system_roots();
+    let roots = if system.is_empty() {
+        ureq::tls::RootCerts::WebPki
+    } else {
+        let certs: Vec<ureq::tls::Certificate<'static>> = system
+            .iter()
+            .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+            .collect();
+        ureq::tls::RootCerts::new_with_certs(&certs)
+    };
+    ureq::tls::TlsConfig::builder().root_certs(roots).build()
 }
 
 /// GET `url` with an overall deadline.

@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use crate::auth::challenge;
 use crate::auth::policy::{
-    AsRewrite, AuthMode, AuthPolicy, AuthProvider, McpAuthMeta, Source, SourceKind, WellKnown,
+    AsRewrite, AuthMode, AuthPolicy, AuthProvider, McpAuthMeta, Registration, Source, SourceKind,
+    WellKnown,
 };
 use crate::http::response::Prebuilt;
 use crate::net::addr::{HostAddr, HostTarget};
@@ -222,7 +223,6 @@ pub(crate) fn lower_mcp_auth(
         &audiences,
         resource.as_deref(),
         &route_path,
-        path,
         extras,
     );
     let authorization_servers = vec![a.issuer.clone()];
@@ -332,9 +332,8 @@ fn as_metadata_source(
     audiences: &[String],
     resource: Option<&str>,
     route_path: &str,
-    path: &str,
     extras: &mut AuthExtras,
-) -> (Option<Arc<str>>, Option<(HostTarget, String)>) {
+) -> (Option<Arc<str>>, Option<Registration>) {
     let rewrite = match provider {
         meta::Provider::Generic => return (None, None),
         meta::Provider::Keycloak => {
@@ -365,7 +364,7 @@ fn as_metadata_source(
     let registration = match provider {
         meta::Provider::Keycloak => {
             let upstream = meta::keycloak_registration_target(&a.issuer);
-            registration_target(&upstream, path, extras)
+            registration_target(&upstream)
         }
         _ => None,
     };
@@ -399,28 +398,19 @@ fn add_well_known(mcp: &Arc<McpAuthMeta>, extras: &mut AuthExtras) {
 /// The DCR proxy's upstream, as a host target and path. Only plain-HTTP issuers can be proxied
 /// by this build; for an https issuer the gateway does not offer the proxy (clients use the
 /// IdP's own registration endpoint) and a warning says so.
-fn registration_target(
-    url: &str,
-    path: &str,
-    extras: &mut AuthExtras,
-) -> Option<(HostTarget, String)> {
+fn registration_target(url: &str) -> Option<Registration> {
     let u = crate::net::url::parse_url(url).ok()?;
-    if u.https {
-        extras.warnings.push(format!(
-            "{path}.provider.keycloak: the registration proxy needs a plain-HTTP issuer in this build; clients will register at {url} directly"
-        ));
-        return None;
-    }
     let authority = format!("{}:{}", u.host, u.port);
     let addr = HostAddr::parse(&authority).ok()?;
-    Some((
-        HostTarget {
+    Some(Registration {
+        target: HostTarget {
             authority,
             addr,
             weight: 1,
         },
-        u.path,
-    ))
+        path: u.path,
+        https: u.https,
+    })
 }
 
 /// Route-level `jwtAuth` (single or multi-provider).

@@ -95,8 +95,8 @@ pub struct McpAuthMeta {
     pub prm: Option<Prebuilt>,
     /// AS metadata served at the gateway (`Source` id), for providers that need it.
     pub as_metadata: Option<Arc<str>>,
-    /// Where the DCR proxy forwards registrations (Keycloak): the upstream and its path.
-    pub registration_upstream: Option<(HostTarget, String)>,
+    /// Where the DCR proxy forwards registrations (Keycloak).
+    pub registration_upstream: Option<Registration>,
 }
 
 /// What a well-known path on a listener serves.
@@ -105,4 +105,13 @@ pub enum WellKnown {
     Prm(Arc<McpAuthMeta>),
     AsMetadata(Arc<McpAuthMeta>),
     Registration(Arc<McpAuthMeta>),
+}
+
+/// The IdP endpoint the DCR proxy forwards registrations to.
+#[derive(Debug)]
+pub struct Registration {
+    pub target: HostTarget,
+    pub path: String,
+    /// HTTPS (with the Mozilla roots).
+    pub https: bool,
 }

@@ -33,6 +33,9 @@ pub(crate) fn lower(
     cfg: &model::LocalConfig,
     base_dir: Option<&Path>,
 ) -> Result<Snapshot, ConfigErrors> {
+    // The default upstream TLS configuration reads the system's store when asked to: here, on
+    // the control thread, never on a worker's first HTTPS connection.
+    let _ = crate::net::client::tls::UpstreamTls::default_roots();
     let mut errs = Vec::new();
     let mut sources: Vec<Source> = Vec::new();
     let mut cert_files = Vec::new();
@@ -65,9 +68,16 @@ pub(crate) fn lower(
             let mut extras = AuthExtras::default();
             for (ri, r) in l.routes.iter().flatten().enumerate() {
                 let rpath = format!("{lpath}.routes[{ri}]");
-                if let Some(spec) =
-                    lower_route(r, ri, &rpath, base_dir, &settings, &mut errs, &mut extras)
-                {
+                if let Some(spec) = lower_route(
+                    r,
+                    ri,
+                    &rpath,
+                    base_dir,
+                    &settings,
+                    &mut errs,
+                    &mut extras,
+                    &mut cert_files,
+                ) {
                     specs.push(spec);
                 }
             }
@@ -122,6 +132,7 @@ pub(crate) fn lower(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn lower_route(
     r: &model::Route,
     idx: usize,
@@ -130,6 +141,7 @@ fn lower_route(
     settings: &Settings,
     errs: &mut Vec<ConfigError>,
     extras: &mut AuthExtras,
+    tls_files: &mut Vec<std::path::PathBuf>,
 ) -> Option<RouteSpec<Route>> {
     let before = errs.len();
     let name: Arc<str> = Arc::from(r.name.clone().unwrap_or_else(|| format!("route{idx}")));
@@ -208,6 +220,8 @@ fn lower_route(
             &mut extras.warnings,
         )
     };
+    policies.backend_tls =
+        lower_backend_tls(r, path, base_dir, errs, &mut extras.warnings, tls_files);
     let mcp_ctx = McpCtx {
         route: name.clone(),
         allowed_origins: r
@@ -218,6 +232,7 @@ fn lower_route(
             .unwrap_or_default(),
         passthrough: policies.auth_passthrough,
         authorization: mcp_authorization,
+        tls: policies.backend_tls.clone(),
         session_ttl: settings.mcp_session_ttl,
         upstream: settings.upstream,
         // On an MCP route, `timeout` bounds each JSON-RPC call (the shorter of the two).
@@ -249,6 +264,54 @@ fn lower_route(
             backend,
         },
     })
+}
+
+/// The route's `backendTLS` (route policy, or its backend's policy in the current dialect),
+/// its files read and added to the watched certificate files.
+fn lower_backend_tls(
+    r: &model::Route,
+    path: &str,
+    base_dir: Option<&Path>,
+    errs: &mut Vec<ConfigError>,
+    warnings: &mut Vec<String>,
+    tls_files: &mut Vec<std::path::PathBuf>,
+) -> Option<Arc<crate::net::client::tls::UpstreamTls>> {
+    let mut found = Vec::new();
+    if let Some(t) = r.policies.as_ref().and_then(|p| p.backend_tls.as_ref()) {
+        found.push((t, format!("{path}.policies.backendTLS")));
+    }
+    for (bi, b) in r.backends.iter().enumerate() {
+        if let Some(t) = b.policies.as_ref().and_then(|p| p.backend_tls.as_ref()) {
+            found.push((t, format!("{path}.backends[{bi}].policies.backendTLS")));
+        }
+    }
+    if found.len() > 1 {
+        errs.push(ConfigError::new(
+            found[1].1.clone(),
+            format!("backendTLS is already set at {}; set it once", found[0].1),
+        ));
+        return None;
+    }
+    let (t, at) = found.pop()?;
+    if t.insecure {
+        warnings.push(format!(
+            "{at}.insecure: the backend's certificate is not verified (agentgateway `insecure`)"
+        ));
+    } else if t.insecure_host {
+        warnings.push(format!(
+            "{at}.insecureHost: the backend's certificate is not checked against its name"
+        ));
+    }
+    match super::tls::backend_tls(t, base_dir) {
+        Ok((tls, files)) => {
+            tls_files.extend(files);
+            Some(Arc::new(tls))
+        }
+        Err(e) => {
+            errs.push(ConfigError::new(at, e));
+            None
+        }
+    }
 }
 
 fn value_match(

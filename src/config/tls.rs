@@ -22,6 +22,18 @@ fn resolve(p: &str, base: Option<&Path>) -> PathBuf {
     }
 }
 
+/// Every certificate of a PEM file (at least one).
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let v: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("invalid certificate PEM in {}: {e}", path.display()))?;
+    if v.is_empty() {
+        return Err(format!("no certificate found in {}", path.display()));
+    }
+    Ok(v)
+}
+
 /// The files a listener's `tls` names, resolved like [`load_certified_key`] resolves them.
 pub(super) fn files(t: &model::ListenerTls, base: Option<&Path>) -> Vec<PathBuf> {
     [t.cert.as_deref(), t.key.as_deref()]
@@ -40,13 +52,7 @@ pub(super) fn load_certified_key(
     let key = t.key.as_deref().ok_or("tls.key is required")?;
     let cert_path = resolve(cert, base);
     let key_path = resolve(key, base);
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
-        .map_err(|e| format!("cannot read certificate {}: {e}", cert_path.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("invalid certificate PEM in {}: {e}", cert_path.display()))?;
-    if chain.is_empty() {
-        return Err(format!("no certificate found in {}", cert_path.display()));
-    }
+    let chain = read_certs(&cert_path)?;
     let key = PrivateKeyDer::from_pem_file(&key_path)
         .map_err(|e| format!("cannot read private key {}: {e}", key_path.display()))?;
     let provider = rustls::crypto::ring::default_provider();
@@ -112,4 +118,52 @@ impl ResolvesServerCert for SniResolver {
         }
         self.default.clone()
     }
+}
+
+/// `backendTLS` with its files read (relative to the config file) and its verifier built. The
+/// files are returned too, to be watched like listener certificates.
+pub(super) fn backend_tls(
+    t: &model::BackendTls,
+    base: Option<&Path>,
+) -> Result<(crate::net::client::tls::UpstreamTls, Vec<PathBuf>), String> {
+    use crate::net::client::tls::{TlsSpec, UpstreamTls};
+    let model::BackendTls {
+        cert,
+        key,
+        root,
+        hostname,
+        insecure,
+        insecure_host,
+        alpn: _,
+        subject_alt_names,
+        key_exchange_groups: _,
+        spiffe: _,
+    } = t;
+    let mut files = Vec::new();
+    let mut certs = |p: &str| -> Result<Vec<CertificateDer<'static>>, String> {
+        let path = resolve(p, base);
+        files.push(path.clone());
+        read_certs(&path)
+    };
+    let roots = root.as_deref().map(&mut certs).transpose()?;
+    let client = match (cert, key) {
+        (Some(c), Some(k)) => {
+            let chain = certs(c)?;
+            let key_path = resolve(k, base);
+            let key = PrivateKeyDer::from_pem_file(&key_path)
+                .map_err(|e| format!("cannot read private key {}: {e}", key_path.display()))?;
+            files.push(key_path);
+            Some((chain, key))
+        }
+        _ => None,
+    };
+    let spec = TlsSpec {
+        roots,
+        client,
+        hostname: hostname.clone(),
+        alt_names: subject_alt_names.clone().unwrap_or_default(),
+        insecure: *insecure,
+        insecure_host: *insecure_host,
+    };
+    Ok((UpstreamTls::new(spec)?, files))
 }

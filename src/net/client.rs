@@ -17,8 +17,9 @@ use crate::net::addr::HostAddr;
 use crate::net::pool;
 
 pub(crate) mod conn;
+pub(crate) mod tls;
 
-pub(crate) use conn::{connect, tls_name, Conn, ConnectError, Upstream};
+pub(crate) use conn::{connect, Conn, ConnectError, Tls, Upstream};
 
 /// The address to connect to: resolved at load, or from the worker's DNS cache.
 pub(crate) async fn resolve(addr: &HostAddr) -> Result<SocketAddr, ConnectError> {
@@ -38,15 +39,15 @@ pub(crate) struct Checkout {
     pub reused_after: Option<Duration>,
 }
 
-/// The most recently used idle connection to `addr` (TLS to `tls_name`, or plain) younger than
+/// The most recently used idle connection to `addr` (with `tls`, or plain) younger than
 /// `max_idle`, or a new one (connect within `connect_timeout`, then the TLS handshake).
 pub(crate) async fn checkout(
     addr: SocketAddr,
-    tls_name: Option<&Rc<str>>,
+    tls: Option<Tls<'_>>,
     max_idle: Duration,
     connect_timeout: Duration,
 ) -> Result<Checkout, ConnectError> {
-    if let Some((conn, buf, idle)) = pool::take(addr, tls_name.map(|n| &**n), max_idle) {
+    if let Some((conn, buf, idle)) = pool::take(addr, tls.map(|t| t.key()), max_idle) {
         return Ok(Checkout {
             conn,
             buf,
@@ -54,7 +55,7 @@ pub(crate) async fn checkout(
         });
     }
     Ok(Checkout {
-        conn: connect(addr, tls_name, connect_timeout).await?,
+        conn: connect(addr, tls, connect_timeout).await?,
         buf: Vec::new(),
         reused_after: None,
     })
@@ -64,11 +65,11 @@ pub(crate) async fn checkout(
 /// reused connection is sent again on.
 pub(crate) async fn fresh(
     addr: SocketAddr,
-    tls_name: Option<&Rc<str>>,
+    tls: Option<Tls<'_>>,
     connect_timeout: Duration,
 ) -> Result<Checkout, ConnectError> {
     Ok(Checkout {
-        conn: connect(addr, tls_name, connect_timeout).await?,
+        conn: connect(addr, tls, connect_timeout).await?,
         buf: Vec::new(),
         reused_after: None,
     })
@@ -78,7 +79,7 @@ pub(crate) async fn fresh(
 /// (empty) read buffer; at most `max` idle connections are kept per address.
 pub(crate) fn release(
     addr: SocketAddr,
-    tls_name: Option<&Rc<str>>,
+    tls: Option<Tls<'_>>,
     conn: Conn,
     mut buf: Vec<u8>,
     max: usize,
@@ -89,7 +90,13 @@ pub(crate) fn release(
     if buf.capacity() > 64 * 1024 {
         buf = Vec::new();
     }
-    pool::put(addr, tls_name.cloned(), conn, buf, max);
+    pool::put(
+        addr,
+        tls.map(|t| (Rc::from(t.name), t.client.id)),
+        conn,
+        buf,
+        max,
+    );
 }
 
 /// A pooled connection idle this long that fails before answering was closed while idle (by

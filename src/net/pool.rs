@@ -1,5 +1,5 @@
 //! The worker's keep-alive pool of idle upstream HTTP/1.1 connections, keyed by socket address
-//! and TLS server name, shared by `host` backends and MCP targets on that worker.
+//! and TLS server name and configuration, shared by `host` backends and MCP targets on that worker.
 //!
 //! Each worker is one thread and has its own pool (a thread-local), so there is nothing to lock.
 //! Owns: idle connections, their read buffers and their expiry. Not here: connecting or the
@@ -16,8 +16,9 @@ use crate::net::client::conn::Conn;
 struct Idle {
     conn: Conn,
     buf: Vec<u8>,
-    /// The name the server's certificate was checked against; `None` for plain TCP.
-    tls_name: Option<Rc<str>>,
+    /// The name the server's certificate was checked against and the TLS configuration's id;
+    /// `None` for plain TCP.
+    tls: Option<(Rc<str>, u64)>,
     since: Instant,
 }
 
@@ -28,11 +29,12 @@ thread_local! {
     static IDLE: RefCell<Lists> = RefCell::new(HashMap::default());
 }
 
-/// The most recently used idle connection to `addr` (with TLS to `tls_name`, or plain) that is
-/// younger than `max_idle`, with its read buffer and how long it has been idle.
+/// The most recently used idle connection to `addr` (with TLS to a name under a configuration,
+/// or plain) that is younger than `max_idle`, with its read buffer and how long it has been
+/// idle.
 pub(crate) fn take(
     addr: SocketAddr,
-    tls_name: Option<&str>,
+    tls: Option<(&str, u64)>,
     max_idle: Duration,
 ) -> Option<(Conn, Vec<u8>, Duration)> {
     IDLE.with(|idle| {
@@ -42,7 +44,7 @@ pub(crate) fn take(
         // The newest match; usually the last entry (one kind of connection per address).
         let at = list
             .iter()
-            .rposition(|i| i.tls_name.as_deref() == tls_name)?;
+            .rposition(|i| i.tls.as_ref().map(|(n, id)| (&**n, *id)) == tls)?;
         let idle_for = now.duration_since(list[at].since);
         if idle_for >= max_idle {
             // It and everything older has expired.
@@ -57,7 +59,7 @@ pub(crate) fn take(
 /// Keeps `conn` for reuse unless `max` idle connections to `addr` are already kept.
 pub(crate) fn put(
     addr: SocketAddr,
-    tls_name: Option<Rc<str>>,
+    tls: Option<(Rc<str>, u64)>,
     conn: Conn,
     buf: Vec<u8>,
     max: usize,
@@ -69,7 +71,7 @@ pub(crate) fn put(
             list.push(Idle {
                 conn,
                 buf,
-                tls_name,
+                tls,
                 since: Instant::now(),
             });
         }

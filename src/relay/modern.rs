@@ -23,7 +23,7 @@ use crate::mcp::jsonrpc::{self, Kind};
 use crate::mcp::modern;
 use crate::mcp::sse::{self, SseParser};
 use crate::net::addr::HostTarget;
-use crate::net::client::{self, Conn, Failed, HeadError};
+use crate::net::client::{self, Conn, Failed, HeadError, Tls};
 use crate::relay::authorize::{self, Authz};
 use crate::relay::reject::Reject;
 use crate::relay::{ReplyPart, MAX_MESSAGE};
@@ -75,21 +75,14 @@ pub(crate) async fn forward(
         target,
         path,
         https,
+        tls,
     }) = route.targets.first().map(|t| &t.kind)
     else {
         return refuse(Reject::ServerUnreachable);
     };
-    // Borrowed from the snapshot: a plain-HTTP call allocates nothing for its upstream.
-    let tls_name = https.then(|| client::tls_name(&target.authority));
-    let run = exchange(
-        &shard,
-        &route,
-        target,
-        tls_name.as_ref(),
-        path,
-        &call,
-        &reply,
-    );
+    // Borrowed from the snapshot: a call allocates nothing for its upstream.
+    let tls = Tls::to(&target.authority, *https, tls.as_deref());
+    let run = exchange(&shard, &route, target, tls, path, &call, &reply);
     match monoio::time::timeout(route.call_timeout, run).await {
         Ok(Ok(())) => {}
         Ok(Err(Broke::BeforeAnswer)) => refuse(Reject::ServerUnreachable),
@@ -112,7 +105,7 @@ async fn exchange(
     shard: &Shard,
     route: &McpRoute,
     target: &HostTarget,
-    tls: Option<&Rc<str>>,
+    tls: Option<Tls<'_>>,
     path: &str,
     call: &ModernCall,
     reply: &UnboundedSender<ReplyPart>,

@@ -20,6 +20,7 @@ use std::rc::Rc;
 
 use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender};
 
+use crate::net::client::Upstream;
 use crate::relay::target::http::HttpTarget;
 use crate::relay::target::shared_stream::TargetMsg;
 use crate::relay::target::sse::SseTarget;
@@ -130,11 +131,11 @@ impl Target {
                 target,
                 path,
                 https,
+                tls,
             } => Target::Http(HttpTarget::new(
                 &t.name,
-                target,
+                Upstream::new(target, *https, tls.as_ref()),
                 path,
-                *https,
                 authorization.map(str::to_owned),
                 upstream,
             )),
@@ -142,11 +143,11 @@ impl Target {
                 target,
                 path,
                 https,
+                tls,
             } => Target::Sse(SseTarget::open(
                 &t.name,
-                target,
+                Upstream::new(target, *https, tls.as_ref()),
                 path,
-                *https,
                 authorization.map(str::to_owned),
                 unsolicited.clone(),
                 upstream,

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::policy::RuleSet;
+use super::policy::{BackendTls, RuleSet};
 use super::serde_util::Unsupported;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -47,7 +47,7 @@ pub(crate) struct BackendPolicies {
     pub ai: Option<Unsupported>,
     pub backend_auth: Option<Unsupported>,
     #[serde(rename = "backendTLS")]
-    pub backend_tls: Option<Unsupported>,
+    pub backend_tls: Option<BackendTls>,
     pub backend_tunnel: Option<Unsupported>,
     pub ext_authz: Option<Unsupported>,
     pub health: Option<Unsupported>,

@@ -37,8 +37,9 @@ pub(crate) struct Policies {
     pub authorization: Option<RuleSet>,
     pub a2a: Option<Unsupported>,
     pub ai: Option<Unsupported>,
+    /// Backend policy: TLS to the route's backend (and its MCP targets).
     #[serde(rename = "backendTLS")]
-    pub backend_tls: Option<Unsupported>,
+    pub backend_tls: Option<BackendTls>,
     pub backend_tunnel: Option<Unsupported>,
     /// A list of token buckets (both dialects); the current dialect's `{conditional: …}` form
     /// is refused by name. Parsed in lowering, which names every bad field with its path.
@@ -54,6 +55,29 @@ pub(crate) struct Policies {
     pub buffer: Option<Unsupported>,
     pub retry: Option<Unsupported>,
     pub delay: Option<Unsupported>,
+}
+
+/// `backendTLS` (agentgateway `LocalBackendTLS`, both dialects; `subjectAltNames`,
+/// `keyExchangeGroups` and `spiffe` are current only).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct BackendTls {
+    /// Client certificate chain (PEM file) for mTLS.
+    pub cert: Option<String>,
+    /// Its private key (PEM file).
+    pub key: Option<String>,
+    /// Root certificates (PEM file) instead of the Mozilla set.
+    pub root: Option<String>,
+    /// The name checked and sent as SNI instead of the backend's host.
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub insecure: bool,
+    #[serde(default)]
+    pub insecure_host: bool,
+    pub alpn: Option<Vec<String>>,
+    pub subject_alt_names: Option<Vec<String>>,
+    pub key_exchange_groups: Option<Unsupported>,
+    pub spiffe: Option<Unsupported>,
 }
 
 /// `mcpAuthorization` / `authorization`: CEL rules (agentgateway `RuleSet`).

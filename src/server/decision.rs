@@ -47,6 +47,8 @@ pub(crate) struct ProxyPlan<'s> {
     /// For metrics and logs.
     pub name: &'s str,
     pub target: &'s HostTarget,
+    /// TLS to the backend (`backendTLS`); `None`: plain TCP.
+    pub tls: Option<crate::net::client::Tls<'s>>,
     pub timeouts: Timeouts,
     pub response_headers: Option<&'s HeaderModifier>,
     /// The complete upstream request head, blank line included.

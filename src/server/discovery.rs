@@ -158,7 +158,11 @@ fn registration<'s>(
             done(status, close)
         }
         "POST" => match &m.registration_upstream {
-            Some((target, path)) => {
+            Some(crate::auth::policy::Registration {
+                target,
+                path,
+                https,
+            }) => {
                 let mut up = Vec::with_capacity(256);
                 up.extend_from_slice(b"POST ");
                 up.extend_from_slice(path.as_bytes());
@@ -177,6 +181,7 @@ fn registration<'s>(
                 Decision::Proxy(ProxyPlan {
                     name: "client-registration",
                     target,
+                    tls: crate::net::client::Tls::to(&target.authority, *https, None),
                     timeouts: Timeouts::default(),
                     response_headers: None,
                     head: up,

@@ -374,6 +374,7 @@ fn plan_backend<'s>(
     Decision::Proxy(ProxyPlan {
         name: &route.name,
         target,
+        tls: crate::net::client::Tls::to(&target.authority, false, p.backend_tls.as_deref()),
         timeouts: p.timeouts,
         response_headers: p.response_headers.as_ref(),
         head: up_head,

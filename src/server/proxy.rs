@@ -84,7 +84,7 @@ pub(crate) async fn forward<S: ConnIo>(
         Ok(upstream_reusable) => {
             if upstream_reusable && parsed.upstream_keep_alive {
                 let max = snap.settings.upstream.pool_max_idle;
-                client::release(addr, None, up, Vec::new(), max);
+                client::release(addr, plan.tls, up, Vec::new(), max);
             }
             ProxyOutcome::Done {
                 status,
@@ -126,7 +126,7 @@ async fn exchange<S: ConnIo>(
     let replayable = matches!(body, BodyKind::None);
     let mut attempt = client::checkout(
         addr,
-        None,
+        plan.tls,
         up_settings.pool_idle_timeout,
         up_settings.connect_timeout,
     )
@@ -138,7 +138,7 @@ async fn exchange<S: ConnIo>(
         };
         let may_resend =
             |failed| client::may_resend(reused_after, failed, replayable, plan.idempotent);
-        let fresh = || client::fresh(addr, None, up_settings.connect_timeout);
+        let fresh = || client::fresh(addr, plan.tls, up_settings.connect_timeout);
         if plan.expect_continue && !matches!(body, BodyKind::None) {
             bufs.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
             if bufs.flush(io).await.is_err() {

@@ -9,6 +9,7 @@ mod harness;
 mod auth; // mcpAuthentication/jwtAuth: challenges, validation, discovery, JWKS lifecycle
 mod auth_idp; // against oidc-provider in Keycloak's layout: the seed, rotation, outages
 mod authz; // mcpAuthorization and authorization: SDK clients, multiplexing, scopes, both eras
+mod backend_tls; // backendTLS: private roots, hostname, insecure*, mTLS, MCP targets over TLS
 mod bad_input; // malformed, oversized and smuggling requests get their status; others keep working
 mod clients; // official TS/Python SDK clients with full OAuth, and the MCP conformance suite
 mod config_cli; // --validate-only, malformed configs name their path, env expansion, seed

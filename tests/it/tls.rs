@@ -12,7 +12,7 @@ use crate::both_drivers;
 use crate::harness::*;
 
 /// Writes a self-signed certificate for `names` as `<stem>.crt`/`<stem>.key` in `dir`.
-fn make_cert(dir: &Path, stem: &str, names: &[&str]) -> CertificateDer<'static> {
+pub(crate) fn make_cert(dir: &Path, stem: &str, names: &[&str]) -> CertificateDer<'static> {
     let ck =
         rcgen::generate_simple_self_signed(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
             .unwrap();

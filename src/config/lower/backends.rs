@@ -15,6 +15,8 @@ pub(super) struct McpCtx {
     pub(super) allowed_origins: Vec<String>,
     pub(super) passthrough: bool,
     pub(super) authorization: Option<Arc<crate::policy::authz::RuleSet>>,
+    /// The route's `backendTLS`, for every HTTP and SSE target.
+    pub(super) tls: Option<Arc<crate::net::client::tls::UpstreamTls>>,
     pub(super) session_ttl: Duration,
     pub(super) upstream: UpstreamSettings,
     pub(super) call_timeout: Duration,
@@ -108,6 +110,7 @@ fn lower_mcp(
                     target,
                     path,
                     https,
+                    tls: c.tls.clone(),
                 }
             }
             Some(model::McpTargetKind::Sse(h)) => {
@@ -116,6 +119,7 @@ fn lower_mcp(
                     target,
                     path,
                     https,
+                    tls: c.tls.clone(),
                 }
             }
             None => {

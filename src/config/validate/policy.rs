@@ -31,7 +31,7 @@ pub(super) fn policies(e: &mut Errors, path: &str, p: &Policies, backends: usize
         authorization: _,
         a2a,
         ai,
-        backend_tls,
+        backend_tls: _,
         backend_tunnel,
         remote_rate_limit,
         oidc,
@@ -52,7 +52,6 @@ pub(super) fn policies(e: &mut Errors, path: &str, p: &Policies, backends: usize
             ("mcpGuardrails", mcp_guardrails),
             ("a2a", a2a),
             ("ai", ai),
-            ("backendTLS", backend_tls),
             ("backendTunnel", backend_tunnel),
             ("remoteRateLimit", remote_rate_limit),
             ("oidc", oidc),
@@ -130,6 +129,11 @@ pub(super) fn policies(e: &mut Errors, path: &str, p: &Policies, backends: usize
     if let Some(j) = &p.jwt_auth {
         jwt_auth(e, &join(path, "jwtAuth"), j);
     }
+    if let Some(t) = &p.backend_tls {
+        let tp = join(path, "backendTLS");
+        exactly_one_backend(e, &tp, backends);
+        backend_tls(e, &tp, t);
+    }
     if mcp_authorization.is_some() {
         // A backend policy in agentgateway; its rules are compiled in lowering.
         exactly_one_backend(e, &join(path, "mcpAuthorization"), backends);
@@ -138,6 +142,40 @@ pub(super) fn policies(e: &mut Errors, path: &str, p: &Policies, backends: usize
         let bp = join(path, "backendAuth");
         exactly_one_backend(e, &bp, backends);
         backend_auth(e, &bp, b);
+    }
+}
+
+/// `backendTLS`: what Portcullis cannot do is refused by name; a certificate needs its key.
+pub(super) fn backend_tls(e: &mut Errors, path: &str, t: &crate::schema::BackendTls) {
+    let crate::schema::BackendTls {
+        cert,
+        key,
+        root: _,
+        hostname: _,
+        insecure: _,
+        insecure_host: _,
+        alpn,
+        subject_alt_names: _,
+        key_exchange_groups,
+        spiffe,
+    } = t;
+    e.unsupported(
+        path,
+        &[
+            ("keyExchangeGroups", key_exchange_groups),
+            ("spiffe", spiffe),
+        ],
+    );
+    if cert.is_some() != key.is_some() {
+        e.push(path, "a client certificate needs both `cert` and `key`");
+    }
+    for (i, a) in alpn.iter().flatten().enumerate() {
+        if a != "http/1.1" {
+            e.push(
+                format!("{path}.alpn[{i}]"),
+                format!("Portcullis speaks HTTP/1.1 to backends; ALPN {a:?} is not supported"),
+            );
+        }
     }
 }
 

@@ -311,7 +311,6 @@ fn backend_policies(e: &mut Errors, path: &str, p: &crate::schema::BackendPolici
             ("a2a", a2a),
             ("ai", ai),
             ("backendAuth", backend_auth),
-            ("backendTLS", backend_tls),
             ("backendTunnel", backend_tunnel),
             ("extAuthz", ext_authz),
             ("health", health),
@@ -326,6 +325,9 @@ fn backend_policies(e: &mut Errors, path: &str, p: &crate::schema::BackendPolici
             ("transformations", transformations),
         ],
     );
+    if let Some(t) = backend_tls {
+        policy::backend_tls(e, &join(path, "backendTLS"), t);
+    }
     if mcp_authorization.is_some() && !mcp {
         e.push(
             join(path, "mcpAuthorization"),

@@ -1,9 +1,9 @@
-//! A connection to an upstream server (plain TCP or TLS with rustls and the Mozilla roots) and
-//! opening one.
+//! A connection to an upstream server (plain TCP, or TLS with rustls: the Mozilla roots, or a
+//! route's `backendTLS`) and opening one.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use monoio::buf::SliceMut;
@@ -12,21 +12,79 @@ use monoio::net::TcpStream;
 
 use crate::http::authority::split_host_port;
 use crate::net::addr::HostTarget;
+use crate::net::client::tls::UpstreamTls;
 
-/// Where to connect: the server's configured authority and address, and the name its TLS
-/// certificate must carry (`None`: plain TCP). Connections are pooled per address and name.
+/// Where to connect: the server's configured authority and address, the name its TLS
+/// certificate must carry (`None`: plain TCP) and the route's `backendTLS` (`None`: the
+/// Mozilla roots). Connections are pooled per address, name and TLS configuration.
 #[derive(Debug, Clone)]
 pub(crate) struct Upstream {
     pub target: HostTarget,
     pub tls_name: Option<Rc<str>>,
+    pub tls_client: Option<Arc<UpstreamTls>>,
 }
 
 impl Upstream {
-    pub(crate) fn new(target: &HostTarget, https: bool) -> Upstream {
+    /// TLS when the target is `https` or the route has `backendTLS`.
+    pub(crate) fn new(
+        target: &HostTarget,
+        https: bool,
+        backend_tls: Option<&Arc<UpstreamTls>>,
+    ) -> Upstream {
+        let name = || match backend_tls.and_then(|t| t.hostname.as_deref()) {
+            Some(h) => Rc::from(h),
+            None => tls_name(&target.authority),
+        };
         Upstream {
-            tls_name: https.then(|| tls_name(&target.authority)),
+            tls_name: (https || backend_tls.is_some()).then(name),
+            tls_client: backend_tls.cloned(),
             target: target.clone(),
         }
+    }
+
+    pub(crate) fn tls(&self) -> Option<Tls<'_>> {
+        let name = self.tls_name.as_deref()?;
+        Some(Tls {
+            name,
+            client: self
+                .tls_client
+                .as_deref()
+                .unwrap_or_else(|| UpstreamTls::default_roots()),
+        })
+    }
+}
+
+/// TLS toward one upstream: the name its certificate is checked against (and sent as SNI) and
+/// the client configuration.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tls<'a> {
+    pub name: &'a str,
+    pub client: &'a UpstreamTls,
+}
+
+impl<'a> Tls<'a> {
+    /// TLS to `target` with `backend_tls` (its `hostname`, else the target's host), or with the
+    /// Mozilla roots when the target is `https` without one; `None`: plain TCP.
+    pub(crate) fn to(
+        authority: &'a str,
+        https: bool,
+        backend_tls: Option<&'a UpstreamTls>,
+    ) -> Option<Tls<'a>> {
+        if !https && backend_tls.is_none() {
+            return None;
+        }
+        let host = split_host_port(authority).0;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let client = backend_tls.unwrap_or_else(|| UpstreamTls::default_roots());
+        Some(Tls {
+            name: client.hostname.as_deref().unwrap_or(host),
+            client,
+        })
+    }
+
+    /// What the pool keys this TLS by.
+    pub(crate) fn key(self) -> (&'a str, u64) {
+        (self.name, self.client.id)
     }
 }
 
@@ -90,11 +148,10 @@ impl Conn {
     }
 }
 
-/// A new connection to `addr`, with TLS to `tls_name` if given (the handshake has `timeout`
-/// too).
+/// A new connection to `addr`, with `tls` if given (the handshake has `timeout` too).
 pub(crate) async fn connect(
     addr: SocketAddr,
-    tls_name: Option<&Rc<str>>,
+    tls: Option<Tls<'_>>,
     timeout: Duration,
 ) -> Result<Conn, ConnectError> {
     let tcp = match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
@@ -103,31 +160,15 @@ pub(crate) async fn connect(
         Err(_) => return Err(ConnectError::Timeout(addr)),
     };
     let _ = tcp.set_nodelay(true);
-    let Some(name) = tls_name else {
+    let Some(Tls { name, client }) = tls else {
         return Ok(Conn::Plain(tcp));
     };
-    let server = rustls::pki_types::ServerName::try_from(name.to_string())
+    let server = rustls::pki_types::ServerName::try_from(name.to_owned())
         .map_err(|e| ConnectError::Tls(format!("{name}: {e}")))?;
-    let s = monoio::time::timeout(timeout, tls().connect(server, tcp))
+    let connector = monoio_rustls::TlsConnector::from(client.config.clone());
+    let s = monoio::time::timeout(timeout, connector.connect(server, tcp))
         .await
         .map_err(|_| ConnectError::Tls(format!("{name}: handshake timed out")))?
         .map_err(|e| ConnectError::Tls(format!("{name}: {e}")))?;
     Ok(Conn::Tls(Box::new(s)))
-}
-
-fn tls() -> monoio_rustls::TlsConnector {
-    static CFG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    let cfg = CFG.get_or_init(|| {
-        let roots =
-            rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        Arc::new(
-            rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default TLS versions")
-                .with_root_certificates(roots)
-                .with_no_client_auth(),
-        )
-    });
-    monoio_rustls::TlsConnector::from(cfg.clone())
 }

@@ -16,7 +16,6 @@ use futures_channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
 use crate::http::h1::{self, ChunkedDecoder, RespBody};
 use crate::mcp::jsonrpc::{self, Kind};
 use crate::mcp::sse::SseParser;
-use crate::net::addr::HostTarget;
 use crate::net::client::{self, Checkout, Conn, Failed, HeadError, Upstream};
 use crate::relay::target::shared_stream::TargetMsg;
 use crate::relay::MAX_MESSAGE;
@@ -47,15 +46,14 @@ pub(crate) struct HttpTarget {
 impl HttpTarget {
     pub(crate) fn new(
         target: &str,
-        upstream: &HostTarget,
+        upstream: Upstream,
         path: &str,
-        https: bool,
         authorization: Option<String>,
         settings: UpstreamSettings,
     ) -> Rc<HttpTarget> {
         Rc::new(HttpTarget {
             target: target.to_owned(),
-            upstream: Upstream::new(upstream, https),
+            upstream,
             settings,
             path: path.to_owned(),
             session: RefCell::new(None),
@@ -78,7 +76,7 @@ impl HttpTarget {
             .map_err(|e| e.to_string())?;
         let c = client::checkout(
             addr,
-            self.upstream.tls_name.as_ref(),
+            self.upstream.tls(),
             self.settings.pool_idle_timeout,
             self.settings.connect_timeout,
         )
@@ -89,8 +87,7 @@ impl HttpTarget {
 
     /// A new connection to `addr`, for sending again what failed on a reused one.
     async fn fresh(&self, addr: SocketAddr) -> Result<Checkout, String> {
-        let tls = self.upstream.tls_name.as_ref();
-        client::fresh(addr, tls, self.settings.connect_timeout)
+        client::fresh(addr, self.upstream.tls(), self.settings.connect_timeout)
             .await
             .map_err(|e| e.to_string())
     }
@@ -99,7 +96,7 @@ impl HttpTarget {
     fn pool_slot(&self, addr: SocketAddr) -> PoolSlot {
         PoolSlot {
             addr,
-            tls_name: self.upstream.tls_name.clone(),
+            upstream: self.upstream.clone(),
             max: self.settings.pool_max_idle,
         }
     }
@@ -281,7 +278,7 @@ impl HttpTarget {
         }
         if keep_alive && done && buf.is_empty() {
             let slot = self.pool_slot(addr);
-            client::release(addr, slot.tls_name.as_ref(), conn, buf, slot.max);
+            client::release(addr, slot.upstream.tls(), conn, buf, slot.max);
         }
         if !sse {
             return self.json_answer(status, body, id, tx);

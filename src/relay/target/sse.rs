@@ -14,7 +14,6 @@ use futures_channel::oneshot;
 
 use crate::http::h1::{self, ChunkedDecoder, RespBody};
 use crate::mcp::sse::SseParser;
-use crate::net::addr::HostTarget;
 use crate::net::client::{self, Conn, HeadError, Upstream};
 use crate::relay::target::shared_stream::Pending;
 use crate::relay::target::shared_stream::TargetMsg;
@@ -39,16 +38,15 @@ pub(crate) struct SseTarget {
 impl SseTarget {
     pub(crate) fn open(
         target: &str,
-        upstream: &HostTarget,
+        upstream: Upstream,
         path: &str,
-        https: bool,
         authorization: Option<String>,
         unsolicited: UnboundedSender<Vec<u8>>,
         settings: UpstreamSettings,
     ) -> Rc<SseTarget> {
         let t = Rc::new(SseTarget {
             target: target.to_owned(),
-            upstream: Upstream::new(upstream, https),
+            upstream,
             settings,
             endpoint: RefCell::new(None),
             endpoint_waiters: RefCell::new(Vec::new()),
@@ -96,8 +94,7 @@ impl SseTarget {
         let addr = client::resolve(&self.upstream.target.addr)
             .await
             .map_err(|e| e.to_string())?;
-        let tls = self.upstream.tls_name.as_ref();
-        client::connect(addr, tls, self.settings.connect_timeout)
+        client::connect(addr, self.upstream.tls(), self.settings.connect_timeout)
             .await
             .map_err(|e| e.to_string())
     }

@@ -2,11 +2,10 @@
 //! go back to the worker's pool.
 
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::time::Duration;
 
 use crate::http::h1::ChunkedDecoder;
-use crate::net::client::{self, Conn};
+use crate::net::client::{self, Conn, Upstream};
 
 /// How long the rest of an SSE answer may take once its response event has arrived. Servers
 /// SHOULD end the stream then; one that keeps it open loses the connection (it is closed, not
@@ -24,7 +23,7 @@ pub(super) enum Tail {
 /// the worker's pool.
 pub(super) struct PoolSlot {
     pub addr: SocketAddr,
-    pub tls_name: Option<Rc<str>>,
+    pub upstream: Upstream,
     pub max: usize,
 }
 
@@ -48,7 +47,7 @@ pub(super) async fn drain_tail(mut conn: Conn, mut buf: Vec<u8>, mut tail: Tail,
         buf.drain(..consumed);
         if done {
             if buf.is_empty() {
-                client::release(slot.addr, slot.tls_name.as_ref(), conn, buf, slot.max);
+                client::release(slot.addr, slot.upstream.tls(), conn, buf, slot.max);
             }
             return;
         }
