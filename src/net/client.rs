@@ -19,7 +19,7 @@ use crate::net::pool;
 pub(crate) mod conn;
 pub(crate) mod tls;
 
-pub(crate) use conn::{connect, Conn, ConnectError, Tls, Upstream};
+pub(crate) use conn::{connect, Conn, ConnectError, OwnedTls, Tls, Upstream};
 
 /// The address to connect to: resolved at load, or from the worker's DNS cache.
 pub(crate) async fn resolve(addr: &HostAddr) -> Result<SocketAddr, ConnectError> {

@@ -20,8 +20,27 @@ use crate::net::client::tls::UpstreamTls;
 #[derive(Debug, Clone)]
 pub(crate) struct Upstream {
     pub target: HostTarget,
-    pub tls_name: Option<Rc<str>>,
-    pub tls_client: Option<Arc<UpstreamTls>>,
+    pub tls: Option<OwnedTls>,
+}
+
+/// [`Tls`] for a connection owner that outlives the snapshot borrow (a session's target).
+#[derive(Debug, Clone)]
+pub(crate) struct OwnedTls {
+    name: Rc<str>,
+    /// `None`: the Mozilla roots.
+    client: Option<Arc<UpstreamTls>>,
+}
+
+impl OwnedTls {
+    pub(crate) fn tls(&self) -> Tls<'_> {
+        Tls {
+            name: &self.name,
+            client: self
+                .client
+                .as_deref()
+                .unwrap_or_else(|| UpstreamTls::default_roots()),
+        }
+    }
 }
 
 impl Upstream {
@@ -36,21 +55,16 @@ impl Upstream {
             None => tls_name(&target.authority),
         };
         Upstream {
-            tls_name: (https || backend_tls.is_some()).then(name),
-            tls_client: backend_tls.cloned(),
+            tls: (https || backend_tls.is_some()).then(|| OwnedTls {
+                name: name(),
+                client: backend_tls.cloned(),
+            }),
             target: target.clone(),
         }
     }
 
     pub(crate) fn tls(&self) -> Option<Tls<'_>> {
-        let name = self.tls_name.as_deref()?;
-        Some(Tls {
-            name,
-            client: self
-                .tls_client
-                .as_deref()
-                .unwrap_or_else(|| UpstreamTls::default_roots()),
-        })
+        self.tls.as_ref().map(OwnedTls::tls)
     }
 }
 

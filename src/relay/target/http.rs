@@ -96,7 +96,7 @@ impl HttpTarget {
     fn pool_slot(&self, addr: SocketAddr) -> PoolSlot {
         PoolSlot {
             addr,
-            upstream: self.upstream.clone(),
+            tls: self.upstream.tls.clone(),
             max: self.settings.pool_max_idle,
         }
     }
@@ -277,8 +277,8 @@ impl HttpTarget {
             }
         }
         if keep_alive && done && buf.is_empty() {
-            let slot = self.pool_slot(addr);
-            client::release(addr, slot.upstream.tls(), conn, buf, slot.max);
+            let max = self.settings.pool_max_idle;
+            client::release(addr, self.upstream.tls(), conn, buf, max);
         }
         if !sse {
             return self.json_answer(status, body, id, tx);

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::http::h1::ChunkedDecoder;
-use crate::net::client::{self, Conn, Upstream};
+use crate::net::client::{self, Conn, OwnedTls};
 
 /// How long the rest of an SSE answer may take once its response event has arrived. Servers
 /// SHOULD end the stream then; one that keeps it open loses the connection (it is closed, not
@@ -23,7 +23,7 @@ pub(super) enum Tail {
 /// the worker's pool.
 pub(super) struct PoolSlot {
     pub addr: SocketAddr,
-    pub upstream: Upstream,
+    pub tls: Option<OwnedTls>,
     pub max: usize,
 }
 
@@ -47,7 +47,8 @@ pub(super) async fn drain_tail(mut conn: Conn, mut buf: Vec<u8>, mut tail: Tail,
         buf.drain(..consumed);
         if done {
             if buf.is_empty() {
-                client::release(slot.addr, slot.upstream.tls(), conn, buf, slot.max);
+                let tls = slot.tls.as_ref().map(OwnedTls::tls);
+                client::release(slot.addr, tls, conn, buf, slot.max);
             }
             return;
         }
