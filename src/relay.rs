@@ -107,6 +107,8 @@ pub(crate) fn binding(
 /// One client request for a session, handed to the session's owning worker.
 pub(crate) struct McpCall {
     pub session: String,
+    /// [`McpRoute::key`](crate::snapshot::McpRoute::key) of the route the request came on.
+    pub route: u64,
     pub op: CallOp,
     pub subject: Subject,
     /// The route's `mcpAuthorization` and the caller, for filtering lists on the owner.

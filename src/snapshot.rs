@@ -275,6 +275,9 @@ pub enum Backend {
 pub struct McpRoute {
     /// The route name, for logs.
     pub name: Arc<str>,
+    /// Which route of the config this is (from its place and name, the same across reloads
+    /// that keep it): a session answers only on the route that opened it.
+    pub key: u64,
     pub targets: Vec<McpTarget>,
     /// `statefulMode: stateful` (default): sessions with `Mcp-Session-Id`.
     pub stateful: bool,

@@ -224,6 +224,12 @@ fn lower_route(
         lower_backend_tls(r, path, base_dir, errs, &mut extras.warnings, tls_files);
     let mcp_ctx = McpCtx {
         route: name.clone(),
+        key: {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (path, &*name).hash(&mut h);
+            h.finish()
+        },
         allowed_origins: r
             .policies
             .as_ref()

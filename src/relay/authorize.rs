@@ -176,11 +176,11 @@ impl Check<'_> {
         let Ok(env) = jsonrpc::peek(body) else {
             return Ok(false);
         };
+        // A call sent as a notification (no id) is checked too: a lenient server may run it.
         match (env.kind, env.method, env.name.as_deref()) {
-            (Kind::Request, Some(m), Some(name)) => self.call(env.id, m, name).map(|()| false),
-            // A call without a string name cannot be decided by name: only if nothing is denied.
-            (Kind::Request, Some(m), None) if call_kind(m).is_some() => {
-                self.call(env.id, m, "").map(|()| false)
+            (Kind::Request | Kind::Notification, Some(m), name) if call_kind(m).is_some() => {
+                // A call without a string name is decided on the empty name.
+                self.call(env.id, m, name.unwrap_or("")).map(|()| false)
             }
             (Kind::Request, Some(m), _) => Ok(list_of(m).is_some()),
             _ => Ok(false),

@@ -59,6 +59,7 @@ impl ListFilter<'_> {
 pub(crate) async fn run(ctx: Rc<Relay>, call: McpCall) {
     let McpCall {
         session,
+        route,
         op,
         subject,
         authz,
@@ -68,8 +69,10 @@ pub(crate) async fn run(ctx: Rc<Relay>, call: McpCall) {
         let _ = reply.unbounded_send(Reject::SessionNotFound.reply(None));
         return;
     };
-    // Sessions are bound to their subject: another one sees the same as an unknown id (A14).
-    if s.subject != subject {
+    // Sessions are bound to their subject and their route: another subject, or the same id on
+    // another route (whose policies, `mcpAuthorization` among them, were not the ones that
+    // checked this request), sees the same as an unknown id (A14).
+    if s.subject != subject || s.route.key != route {
         let _ = reply.unbounded_send(Reject::SessionNotFound.reply(None));
         return;
     }

@@ -58,7 +58,10 @@ impl ModernCall {
 
 /// Whether `route` relays 2026-07-28 requests natively: one streamable-HTTP target.
 pub(crate) fn serves_modern(route: &McpRoute) -> bool {
-    matches!(&route.targets[..], [t] if matches!(t.kind, McpTargetKind::Http { .. }))
+    // A prefixed route (`prefixMode: always`) names its tools `<target>_<name>`, which only the
+    // 2025 relay rewrites: modern clients fall back to it.
+    !route.prefix
+        && matches!(&route.targets[..], [t] if matches!(t.kind, McpTargetKind::Http { .. }))
 }
 
 /// Relays `call` to the route's server; the answer goes to `reply`.
@@ -245,13 +248,18 @@ async fn stream(
             if ev.data.is_empty() {
                 continue;
             }
+            let peeked = jsonrpc::peek(ev.data.as_bytes()).map(|e| (e.kind, e.id));
             let answered = call.id.is_some()
                 && matches!(
-                    jsonrpc::peek(ev.data.as_bytes()).map(|e| (e.kind, e.id)),
+                    peeked,
                     Ok((Kind::Response, Some(rid))) if Some(rid) == call.id.as_deref()
                 );
+            // Every response (or anything unreadable) of a filtered list is filtered: the
+            // client may match an id that is not byte-for-byte its own (`"\u0031"`, `1.0`).
+            let screen = call.list_method.is_some()
+                && !matches!(peeked, Ok((Kind::Notification | Kind::Request, _)));
             let mut out = Vec::with_capacity(ev.data.len() + 16);
-            if answered && call.list_method.is_some() {
+            if screen {
                 let data = call.screened(shard, route, ev.data.into_bytes());
                 sse::write_event(&mut out, None, ev.event.as_deref(), &data);
             } else {

@@ -244,7 +244,7 @@ fn start(
                 };
                 return Ok((rx, Some(job)));
             }
-            let job = hand_off(ctx, head, CallOp::Post(body), subject, authz, tx)?;
+            let job = hand_off(ctx, route, head, CallOp::Post(body), subject, authz, tx)?;
             Ok((rx, job))
         }
         b"GET" => {
@@ -256,6 +256,7 @@ fn start(
             }
             let job = hand_off(
                 ctx,
+                route,
                 head,
                 CallOp::Get(head.last_event_id()),
                 subject,
@@ -268,7 +269,7 @@ fn start(
             if !route.stateful {
                 return Err(Reject::MethodNotAllowed.reply(None));
             }
-            let job = hand_off(ctx, head, CallOp::Delete, subject, None, tx)?;
+            let job = hand_off(ctx, route, head, CallOp::Delete, subject, None, tx)?;
             Ok((rx, job))
         }
         _ => Err(Reject::MethodNotAllowed.reply(None)),
@@ -297,13 +298,15 @@ fn start_modern(
         name: head.mcp_name(),
     };
     let checked = modern::check(mirrored, &body).map_err(|r| reject::modern_refused(&r))?;
-    // The mirrored headers now match the body: the call is decided from them, no body parse.
-    let method = head.mcp_method().and_then(|m| std::str::from_utf8(m).ok());
     let mut authz = None;
-    if let (Some(a), Some(set), Some(method)) = (asker, &route.authorization, method) {
-        let name = head.mcp_name().map(String::from_utf8_lossy);
-        let name = name.as_deref().unwrap_or("");
+    let mut list_method = None;
+    if let (Some(a), Some(set)) = (asker, &route.authorization) {
+        // Decided on the body's own method and name (decoded; `Mcp-Name` is base64 for some
+        // names and is not tied to the body for every method): what the server will run.
+        let env = jsonrpc::peek(&body).map_err(|e| Reject::NotJsonRpc(e).reply(None))?;
+        let name = env.name.as_deref().unwrap_or("");
         let id = checked.id.as_deref();
+        let method = env.method.unwrap_or("");
         let check = authorize::Check {
             shard: &ctx.shard,
             route,
@@ -312,7 +315,8 @@ fn start_modern(
             decided,
         };
         check.call(id, method, name)?;
-        authz = authorize::list_method(method).map(|_| a.with_rules(set));
+        list_method = authorize::list_method(method);
+        authz = list_method.map(|_| a.with_rules(set));
     }
     let mut headers = Vec::with_capacity(128);
     if let Some(m) = head.mcp_method() {
@@ -335,7 +339,7 @@ fn start_modern(
         body,
         id: checked.id,
         headers,
-        list_method: authz.as_ref().and(method).and_then(authorize::list_method),
+        list_method,
         authz,
     };
     let job = Job::Modern {
@@ -350,6 +354,7 @@ fn start_modern(
 /// else sent to the owner. A request without a session id is a 400 (T12).
 fn hand_off(
     ctx: &Rc<Relay>,
+    route: &McpRoute,
     head: &McpHead,
     op: CallOp,
     subject: Subject,
@@ -361,6 +366,7 @@ fn hand_off(
     };
     let call = McpCall {
         session,
+        route: route.key,
         op,
         subject,
         authz,

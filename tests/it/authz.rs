@@ -334,6 +334,53 @@ both_drivers!(modern_requests_are_decided_from_their_headers, |d| {
         error_of(&messages(&r)[0]),
         (-32602, "Unknown tool: add".to_owned())
     );
+    // The name base64-encoded in the header: decided on the name the server runs.
+    let r = modern_post(
+        &p,
+        "tools/call",
+        Some("=?base64?YWRk?="),
+        &format!("Authorization: Bearer {two}\r\n"),
+        &add,
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+});
+
+both_drivers!(a_session_answers_only_on_the_route_that_opened_it, |d| {
+    // /admin denies `crash`; /open has no rules. A session opened on /admin must not run
+    // calls that came through /open, whose policies did not check them.
+    let route = |name: &str, policies: &str| {
+        format!(
+            "    - name: {name}\n      matches: [{{path: {{exact: /{name}}}}}]\n{policies}      backends:\n      - mcp:\n          targets:\n          - name: mini\n            stdio: {{cmd: python3, args: ['{}']}}\n",
+            mini_server()
+        )
+    };
+    let cfg = format!(
+        "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n{}{}",
+        route(
+            "admin",
+            "      policies:\n        mcpAuthorization:\n          rules: ['mcp.tool.name == \"whoami\"']\n"
+        ),
+        route("open", "")
+    );
+    let p = Proxy::start(&cfg, d);
+    let mut admin = Mcp::new(p.addr());
+    admin.path = "/admin".into();
+    assert_eq!(admin.initialize().status, 200);
+    let (r, _) = admin.call("tools/call", r#"{"name":"crash","arguments":{}}"#);
+    assert_eq!(r.status, 400, "{}", r.text());
+    let mut open = Mcp::new(p.addr());
+    open.path = "/open".into();
+    open.session = admin.session.clone();
+    let (r, _) = open.call("tools/call", r#"{"name":"crash","arguments":{}}"#);
+    assert_eq!(r.status, 404, "{}", r.text());
+    // A call without an id (a notification) is checked too.
+    let r = admin.raw(
+        "POST",
+        r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"crash","arguments":{}}}"#,
+        "",
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(admin.tool("whoami", "{}")["result"].is_object());
 });
 
 both_drivers!(sdk_clients_step_up_on_the_scope_challenge, |d| {

@@ -99,6 +99,16 @@ both_drivers!(host_backends_over_tls_with_a_private_root, |d| {
             format!("{{root: {root}, hostname: other.test, subjectAltNames: [backend.test]}}"),
             200,
         ),
+        // Pinned names replace the hostname: a certificate for it without the pin is refused.
+        (
+            format!("{{root: {root}, hostname: backend.test, subjectAltNames: [pinned.test]}}"),
+            502,
+        ),
+        // insecureHost wins over insecure (agentgateway): the chain is still checked.
+        (
+            "{hostname: other.test, insecure: true, insecureHost: true}".to_owned(),
+            502,
+        ),
         ("{insecure: true}".to_owned(), 200),
     ] {
         let p = Proxy::start(&front(up.port, &tls), d);

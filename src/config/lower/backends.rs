@@ -12,6 +12,8 @@ use crate::snapshot::{Backend, McpRoute, McpTarget, McpTargetKind, UpstreamSetti
 /// What an `mcp` backend takes from its route and the process settings.
 pub(super) struct McpCtx {
     pub(super) route: Arc<str>,
+    /// [`McpRoute::key`].
+    pub(super) key: u64,
     pub(super) allowed_origins: Vec<String>,
     pub(super) passthrough: bool,
     pub(super) authorization: Option<Arc<crate::policy::authz::RuleSet>>,
@@ -161,6 +163,7 @@ fn lower_mcp(
     }
     Some(Arc::new(McpRoute {
         name: c.route.clone(),
+        key: c.key,
         targets,
         stateful: !matches!(m.stateful_mode, Some(model::StatefulMode::Stateless)),
         prefix,

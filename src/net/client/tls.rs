@@ -168,8 +168,23 @@ impl ServerCertVerifier for Verifier {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        if self.insecure {
+        // agentgateway's precedence: `insecureHost` keeps the chain check even with `insecure`.
+        if self.insecure && !self.insecure_host {
             return Ok(ServerCertVerified::assertion());
+        }
+        if !self.alt_names.is_empty() && !self.insecure_host {
+            // Pinned names: the certificate must carry one of them (the hostname alone does
+            // not do), as agentgateway's verifier does.
+            let mut last = Err(Error::InvalidCertificate(CertificateError::NotValidForName));
+            for n in &self.alt_names {
+                last = self
+                    .inner
+                    .verify_server_cert(end_entity, intermediates, n, ocsp, now);
+                if last.is_ok() {
+                    break;
+                }
+            }
+            return last;
         }
         let first =
             self.inner
@@ -177,18 +192,7 @@ impl ServerCertVerifier for Verifier {
         match first {
             Err(Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => {
-                let alt_ok = self.alt_names.iter().any(|n| {
-                    self.inner
-                        .verify_server_cert(end_entity, intermediates, n, ocsp, now)
-                        .is_ok()
-                });
-                if self.insecure_host || alt_ok {
-                    Ok(ServerCertVerified::assertion())
-                } else {
-                    first
-                }
-            }
+            )) if self.insecure_host => Ok(ServerCertVerified::assertion()),
             other => other,
         }
     }

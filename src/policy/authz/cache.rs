@@ -11,6 +11,9 @@ use std::hash::BuildHasher;
 
 use super::{Item, ItemKind, Verdict};
 
+/// Longest item name (with its target) whose verdict is kept, bytes.
+pub(crate) const MAX_NAME: usize = 256;
+
 /// Verdicts kept per worker before the cache starts over.
 pub(crate) const CAPACITY: usize = 64 * 1024;
 
@@ -86,6 +89,11 @@ impl Decisions {
     }
 
     pub(crate) fn put(&mut self, caller: u64, set: u64, item: Option<Item<'_>>, verdict: Verdict) {
+        // Names are the client's: long ones are decided every time rather than kept, so the
+        // cache's memory stays bounded by `capacity × MAX_NAME`.
+        if item.is_some_and(|i| i.name.len() + i.target.len() > MAX_NAME) {
+            return;
+        }
         if self.map.len() >= self.capacity {
             self.map.clear();
         }

@@ -254,3 +254,19 @@ fn cached_decisions_are_per_caller_set_and_item() {
     let _ = Decider::new(&s, &one, &mut cache).decide(Some(tool("five")));
     assert_eq!(cache.len(), 1);
 }
+
+#[test]
+fn long_names_are_decided_but_not_kept() {
+    let s = allow(&["true"]);
+    let mut cache = Decisions::with_capacity(8);
+    let c = caller(EXAMPLE1);
+    let long = "x".repeat(cache::MAX_NAME + 1);
+    assert!(Decider::new(&s, &c, &mut cache)
+        .decide(Some(tool(&long)))
+        .allowed());
+    assert_eq!(cache.len(), 0);
+    assert!(Decider::new(&s, &c, &mut cache)
+        .decide(Some(tool("short")))
+        .allowed());
+    assert_eq!(cache.len(), 1);
+}
