@@ -12,7 +12,7 @@ use crate::http::h1::RequestHead;
 use crate::http::response::Prebuilt;
 use crate::metrics::Denied;
 use crate::net::io::ConnInfo;
-use crate::policy::authz::{Caller, Decider, RequestAttrs, RuleSet, Verdict};
+use crate::policy::authz::{Caller, Decider, RequestAttrs, Verdict};
 use crate::policy::mcp_auth::Principal;
 use crate::relay::authorize::Asker;
 use crate::server::decision::Decision;
@@ -62,17 +62,15 @@ fn request_attrs(conn: ConnInfo, head: &RequestHead<'_>, headers: &[Header<'_>])
     }
 }
 
+/// Who asks; the request's attributes are copied only when some rule reads them.
 fn caller(
-    sets: &[&RuleSet],
+    per_request: bool,
     principal: Option<&Principal>,
     conn: ConnInfo,
     head: &RequestHead<'_>,
     headers: &[Header<'_>],
 ) -> Caller {
-    let request = sets
-        .iter()
-        .any(|s| s.per_request())
-        .then(|| Arc::new(request_attrs(conn, head, headers)));
+    let request = per_request.then(|| Arc::new(request_attrs(conn, head, headers)));
     Caller {
         id: principal.map_or(0, |p| p.id),
         claims: principal.map(|p| p.claims.clone()),
@@ -104,8 +102,9 @@ pub(super) fn http<'s>(
     added_headers: &mut Vec<u8>,
     out: &mut Vec<u8>,
 ) -> Option<Decision<'s>> {
-    let sets: Vec<&RuleSet> = route.policies.authorization.iter().map(|s| &**s).collect();
-    let c = caller(&sets, principal, conn, head, headers);
+    let sets = &route.policies.authorization;
+    let per_request = sets.iter().any(|s| s.per_request());
+    let c = caller(per_request, principal, conn, head, headers);
     let verdict = {
         let mut cache = env.decisions.borrow_mut();
         sets.iter()
@@ -154,7 +153,7 @@ pub(super) fn mcp(
 ) -> Option<Asker> {
     let set = mcp.authorization.as_deref()?;
     Some(Asker {
-        caller: caller(&[set], principal, conn, head, headers),
+        caller: caller(set.per_request(), principal, conn, head, headers),
         challenge_url: set
             .names_scopes()
             .then(challenge_url)

@@ -202,22 +202,8 @@ fn depth_of(e: &IdedExpr) -> usize {
         Expr::Select(s) => vec![&s.operand],
         Expr::Call(c) => c.target.iter().map(|t| &**t).chain(c.args.iter()).collect(),
         Expr::List(l) => l.elements.iter().collect(),
-        Expr::Map(m) => m
-            .entries
-            .iter()
-            .flat_map(|en| match &en.expr {
-                cel::common::ast::EntryExpr::StructField(f) => vec![&f.value],
-                cel::common::ast::EntryExpr::MapEntry(m) => vec![&m.key, &m.value],
-            })
-            .collect(),
-        Expr::Struct(s) => s
-            .entries
-            .iter()
-            .flat_map(|en| match &en.expr {
-                cel::common::ast::EntryExpr::StructField(f) => vec![&f.value],
-                cel::common::ast::EntryExpr::MapEntry(m) => vec![&m.key, &m.value],
-            })
-            .collect(),
+        Expr::Map(m) => m.entries.iter().flat_map(entry_children).collect(),
+        Expr::Struct(s) => s.entries.iter().flat_map(entry_children).collect(),
         Expr::Comprehension(c) => vec![
             &c.iter_range,
             &c.accu_init,
@@ -264,13 +250,13 @@ fn free_idents(e: &IdedExpr, bound: &mut Vec<String>, out: &mut Vec<(String, u64
             }
         }
         Expr::Map(m) => {
-            for entry in &m.entries {
-                walk_entry(entry, bound, out);
+            for x in m.entries.iter().flat_map(entry_children) {
+                free_idents(x, bound, out);
             }
         }
         Expr::Struct(s) => {
-            for entry in &s.entries {
-                walk_entry(entry, bound, out);
+            for x in s.entries.iter().flat_map(entry_children) {
+                free_idents(x, bound, out);
             }
         }
         Expr::Comprehension(c) => {
@@ -291,18 +277,12 @@ fn free_idents(e: &IdedExpr, bound: &mut Vec<String>, out: &mut Vec<(String, u64
     }
 }
 
-fn walk_entry(
-    entry: &cel::common::ast::IdedEntryExpr,
-    bound: &mut Vec<String>,
-    out: &mut Vec<(String, u64)>,
-) {
+/// The expressions of a map or struct literal's entry.
+fn entry_children(entry: &cel::common::ast::IdedEntryExpr) -> Vec<&IdedExpr> {
     use cel::common::ast::EntryExpr;
     match &entry.expr {
-        EntryExpr::StructField(f) => free_idents(&f.value, bound, out),
-        EntryExpr::MapEntry(m) => {
-            free_idents(&m.key, bound, out);
-            free_idents(&m.value, bound, out);
-        }
+        EntryExpr::StructField(f) => vec![&f.value],
+        EntryExpr::MapEntry(m) => vec![&m.key, &m.value],
     }
 }
 
