@@ -7,6 +7,7 @@
 //! build the runtime snapshot (lowering does), and never silently drops a key agentgateway
 //! would act on — unimplemented features are reported by name.
 
+mod dump;
 mod env;
 mod validate;
 mod values;
@@ -45,6 +46,8 @@ struct Loaded {
     /// Paths of values taken out for a wrong type or shape (not unknown keys): an error a later
     /// stage reports at or above one of them may only be a consequence of the removal.
     removed: Vec<String>,
+    /// The document as parsed (environment expanded), for `/config_dump`.
+    value: serde_json::Value,
 }
 
 impl Loaded {
@@ -82,12 +85,14 @@ fn load_model(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Loa
         model: None,
         errors: Vec::new(),
         removed: Vec::new(),
+        value: serde_json::Value::Null,
     };
     for _ in 0..MAX_ERRORS {
         let err = match serde_path_to_error::deserialize::<_, model::LocalConfig>(&value) {
             Ok(cfg) => {
                 loaded.add_later(validate(&cfg).err().unwrap_or_default());
                 loaded.model = Some(cfg);
+                loaded.value = value;
                 return Ok(loaded);
             }
             Err(err) => err,
@@ -184,7 +189,11 @@ pub(crate) fn load_bytes_with_env(
     }
     // Lowering assumes a valid model (and reads files, resolves names): only a clean one.
     match loaded.model.take() {
-        Some(model) if loaded.errors.is_empty() => lower::lower(&model, base_dir),
+        Some(model) if loaded.errors.is_empty() => {
+            let mut snap = lower::lower(&model, base_dir)?;
+            snap.dump = dump::render(loaded.value);
+            Ok(snap)
+        }
         _ => Err(ConfigErrors(loaded.errors)),
     }
 }

@@ -108,6 +108,12 @@ pub mod authz {
     };
 }
 
+/// What `benches/metrics.rs` measures.
+pub mod metrics {
+    pub use crate::metrics::labels::RouteLabels;
+    pub use crate::metrics::{method_index, Reason, WorkerMetrics};
+}
+
 /// What `benches/jwt_verify.rs` measures.
 pub mod mcp_auth {
     pub use crate::policy::mcp_auth::{

@@ -32,6 +32,9 @@ pub struct Snapshot {
     pub cert_files: Vec<std::path::PathBuf>,
     /// Things that load but probably do not do what the author meant (logged at load).
     pub warnings: Vec<String>,
+    /// The config as loaded (environment variables expanded), as pretty JSON with secrets
+    /// redacted: the admin endpoint's `/config_dump`.
+    pub dump: Arc<str>,
 }
 
 /// Process-wide settings from the top-level `config` block. Read at start-up; on reload only the
@@ -41,6 +44,10 @@ pub struct Settings {
     pub worker_threads: Option<WorkerThreads>,
     pub stats_addr: SocketAddr,
     pub readiness_addr: SocketAddr,
+    /// The admin endpoints (`config.adminAddr`, default agentgateway's `localhost:15000`).
+    pub admin_addr: SocketAddr,
+    /// `config.adminAddr` was set: a taken port is an error (the default's is a warning).
+    pub admin_explicit: bool,
     /// Grace period for in-flight requests after SIGTERM/SIGINT (`connectionTerminationDeadline`).
     pub termination_deadline: Duration,
     pub limits: Limits,
@@ -50,6 +57,8 @@ pub struct Settings {
     pub mcp_session_ttl: Duration,
     /// Caps on what MCP clients can make the proxy hold (`config.mcp.max*`).
     pub mcp_limits: McpLimits,
+    /// How metrics are labelled and which families are left out.
+    pub metrics: Arc<crate::metrics::MetricsExport>,
 }
 
 /// Caps on MCP sessions and processes; see `config.mcp` in README.
@@ -125,6 +134,8 @@ impl Default for Settings {
             worker_threads: None,
             stats_addr: SocketAddr::from(([0, 0, 0, 0], 15020)),
             readiness_addr: SocketAddr::from(([0, 0, 0, 0], 15021)),
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], 15000)),
+            admin_explicit: false,
             termination_deadline: Duration::from_secs(5),
             limits: Limits {
                 // MCP messages may be up to 16 MiB (`config.listener.maxBufferSize` overrides).
@@ -145,6 +156,10 @@ impl Default for Settings {
             },
             mcp_session_ttl: Duration::from_secs(30 * 60),
             mcp_limits: McpLimits::default(),
+            metrics: Arc::new(crate::metrics::MetricsExport {
+                gateway: "/".into(),
+                removed: Vec::new(),
+            }),
         }
     }
 }
@@ -201,6 +216,8 @@ pub struct Listener {
 pub struct Route {
     /// `name` as configured, or agentgateway's default `route<idx>`; used in metrics and logs.
     pub name: Arc<str>,
+    /// Its metric labels, rendered once.
+    pub labels: crate::metrics::RouteLabels,
     pub policies: Policies,
     pub backend: Backend,
 }
@@ -275,6 +292,8 @@ pub enum Backend {
 pub struct McpRoute {
     /// The route name, for logs.
     pub name: Arc<str>,
+    /// agentgateway's route labels (`bind` … `route_rule`) for MCP request series.
+    pub metric_scope: Arc<str>,
     /// Which route of the config this is (from its place and name, the same across reloads
     /// that keep it): a session answers only on the route that opened it.
     pub key: u64,

@@ -22,6 +22,7 @@ use futures_channel::mpsc::UnboundedSender;
 
 use crate::auth::policy::{AsRewrite, Source, SourceKind};
 use crate::http::response::Prebuilt;
+use crate::metrics::ControlStats;
 use crate::policy::mcp_auth::parse_jwks;
 use crate::policy::mcp_auth_meta as meta;
 
@@ -66,20 +67,24 @@ struct State {
     last_kid_refetch: Option<Instant>,
     /// Hash of the last published content, to publish only changes.
     published: Option<u64>,
+    /// Keys in the published set.
+    keys: u64,
     file_stamp: Option<(SystemTime, u64)>,
 }
 
 /// Starts the key manager thread; the returned sender is how the control loop and the workers
 /// reach it.
 /// It reports to `ready` which key sets have never loaded (readiness is 503 until they have).
+/// Fetch counts, failures and key counts go to `stats` (the stats endpoint reads them).
 pub(crate) fn spawn(
     workers: Arc<Vec<UnboundedSender<KeyUpdate>>>,
     rx: mpsc::Receiver<KeysMsg>,
     ready: Arc<crate::readiness::Readiness>,
+    stats: Arc<ControlStats>,
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("portcullis-keys".into())
-        .spawn(move || run(workers, rx, ready))
+        .spawn(move || run(workers, rx, ready, &stats))
         .map(|_| ())
 }
 
@@ -87,6 +92,7 @@ fn run(
     workers: Arc<Vec<UnboundedSender<KeyUpdate>>>,
     rx: mpsc::Receiver<KeysMsg>,
     ready: Arc<crate::readiness::Readiness>,
+    stats: &ControlStats,
 ) {
     let mut states: HashMap<Arc<str>, State> = HashMap::new();
     // Readiness was told the first config's key sets by the control loop; it is updated from
@@ -107,6 +113,8 @@ fn run(
             Ok(KeysMsg::Sources(list)) => {
                 configured = true;
                 states.retain(|id, _| list.iter().any(|s| &s.id == id));
+                let ids: Vec<&str> = list.iter().map(|s| &*s.id).collect();
+                stats.retain(&ids);
                 for s in list {
                     states.entry(s.id.clone()).or_insert_with(|| State {
                         source: s,
@@ -115,6 +123,7 @@ fn run(
                         last_fetch: None,
                         last_kid_refetch: None,
                         published: None,
+                        keys: 0,
                         file_stamp: None,
                     });
                 }
@@ -144,7 +153,7 @@ fn run(
         let now = Instant::now();
         for st in states.values_mut() {
             if st.next <= now {
-                refresh(st, &workers);
+                refresh(st, &workers, stats);
             }
         }
     }
@@ -169,14 +178,15 @@ fn hash(b: &[u8]) -> u64 {
     h.finish()
 }
 
+/// Publishes the key set in `body` if it changed; the number of keys it holds.
 fn publish_keys(
     st: &mut State,
     body: &[u8],
     workers: &[UnboundedSender<KeyUpdate>],
-) -> Result<(), String> {
+) -> Result<u64, String> {
     let h = hash(body);
     if st.published == Some(h) {
-        return Ok(());
+        return Ok(st.keys);
     }
     let (keys, warnings) = parse_jwks(body)?;
     for w in warnings {
@@ -194,7 +204,8 @@ fn publish_keys(
     }
     tracing::info!(source = %st.source.id, keys = keys.len(), "key set published");
     st.published = Some(h);
-    Ok(())
+    st.keys = keys.len() as u64;
+    Ok(st.keys)
 }
 
 fn clamp(age: Option<Duration>) -> Duration {
@@ -202,11 +213,14 @@ fn clamp(age: Option<Duration>) -> Duration {
         .clamp(MIN_REFRESH, MAX_REFRESH)
 }
 
-fn refresh(st: &mut State, workers: &[UnboundedSender<KeyUpdate>]) {
+fn refresh(st: &mut State, workers: &[UnboundedSender<KeyUpdate>], stats: &ControlStats) {
     let id = st.source.id.clone();
+    let count = |r: &Result<u64, String>| stats.fetched(&id, "jwks", r.clone().map_err(|_| ()));
     match st.source.kind.clone() {
         SourceKind::JwksInline(bytes) => {
-            if let Err(e) = publish_keys(st, &bytes, workers) {
+            let r = publish_keys(st, &bytes, workers);
+            count(&r);
+            if let Err(e) = r {
                 tracing::error!(source = %id, error = %e, "inline JWKS rejected");
             }
             st.next = Instant::now() + MAX_REFRESH * 24;
@@ -214,6 +228,9 @@ fn refresh(st: &mut State, workers: &[UnboundedSender<KeyUpdate>]) {
         SourceKind::JwksFile(path) => {
             st.next = Instant::now() + FILE_POLL;
             let Ok(md) = std::fs::metadata(&path) else {
+                if st.file_stamp.take().is_some() || st.published.is_none() {
+                    count(&Err(String::new()));
+                }
                 tracing::warn!(source = %id, "JWKS file is not readable; keeping the last key set");
                 return;
             };
@@ -222,11 +239,12 @@ fn refresh(st: &mut State, workers: &[UnboundedSender<KeyUpdate>]) {
                 return;
             }
             st.file_stamp = Some(stamp);
-            match std::fs::read(&path)
+            let r = std::fs::read(&path)
                 .map_err(|e| e.to_string())
-                .and_then(|b| publish_keys(st, &b, workers))
-            {
-                Ok(()) => {}
+                .and_then(|b| publish_keys(st, &b, workers));
+            count(&r);
+            match r {
+                Ok(_) => {}
                 Err(e) => {
                     tracing::error!(source = %id, error = %e, "JWKS file rejected; keeping the last key set")
                 }
@@ -234,15 +252,19 @@ fn refresh(st: &mut State, workers: &[UnboundedSender<KeyUpdate>]) {
         }
         SourceKind::JwksUrl(url) => {
             st.last_fetch = Some(Instant::now());
-            match crate::auth::fetch::get(&url, FETCH_TIMEOUT) {
-                Ok(f) if f.status == 200 => match publish_keys(st, &f.body, workers) {
-                    Ok(()) => {
-                        st.backoff = Duration::from_secs(1);
-                        st.next = Instant::now() + clamp(f.max_age);
-                    }
-                    Err(e) => retry(st, &format!("invalid JWKS: {e}")),
-                },
-                Ok(f) => retry(st, &format!("HTTP status {}", f.status)),
+            let r = match crate::auth::fetch::get(&url, FETCH_TIMEOUT) {
+                Ok(f) if f.status == 200 => publish_keys(st, &f.body, workers)
+                    .map(|n| (n, f.max_age))
+                    .map_err(|e| format!("invalid JWKS: {e}")),
+                Ok(f) => Err(format!("HTTP status {}", f.status)),
+                Err(e) => Err(e),
+            };
+            count(&r.as_ref().map(|(n, _)| *n).map_err(String::clone));
+            match r {
+                Ok((_, max_age)) => {
+                    st.backoff = Duration::from_secs(1);
+                    st.next = Instant::now() + clamp(max_age);
+                }
                 Err(e) => retry(st, &e),
             }
             // Requests waiting on an unknown kid stop waiting now, whatever the outcome.
@@ -275,6 +297,7 @@ fn refresh(st: &mut State, workers: &[UnboundedSender<KeyUpdate>]) {
                 Ok(f) => Err(format!("HTTP status {}", f.status)),
                 Err(e) => Err(e),
             };
+            stats.fetched(&id, "metadata", doc.as_ref().map(|_| 0).map_err(|_| ()));
             match doc {
                 Ok((doc, next)) => {
                     let h = hash(&doc);

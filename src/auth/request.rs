@@ -18,6 +18,7 @@ use futures_channel::oneshot;
 use crate::auth::keys::{KeyUpdate, KeysMsg};
 use crate::auth::policy::{AuthMode, AuthPolicy};
 use crate::http::response::Prebuilt;
+use crate::metrics::CacheStats;
 use crate::policy::mcp_auth::{
     bearer, check_token, AuthReject, Bearer, KeySet, Principal, Scratch, TokenCache,
 };
@@ -220,6 +221,8 @@ pub(crate) struct AuthState {
     /// Sources asked to refetch whose answer (`wake`) has not come yet.
     outstanding: std::collections::HashSet<Arc<str>, Fold>,
     to_keys: Option<mpsc::Sender<KeysMsg>>,
+    /// Counts of caches dropped (a key rotation, a provider removed), kept for the metrics.
+    retired: CacheStats,
 }
 
 impl AuthState {
@@ -235,13 +238,31 @@ impl AuthState {
             asked: HashMap::new(),
             outstanding: Default::default(),
             to_keys,
+            retired: CacheStats::default(),
         }
+    }
+
+    /// The token caches' counts (for the stats endpoint).
+    pub(crate) fn cache_stats(&self) -> CacheStats {
+        let mut s = self.retired;
+        for c in self.caches.values() {
+            s.add(c.stats());
+        }
+        s
+    }
+
+    fn retire(&mut self, c: &TokenCache) {
+        let mut st = c.stats();
+        st.entries = 0;
+        self.retired.add(st);
     }
 
     /// A new key set for `source`: verified tokens are re-checked against it from now on.
     pub(crate) fn set_keys(&mut self, source: Arc<str>, keys: Arc<KeySet>) {
         self.keys.insert(source.clone(), keys);
-        self.caches.clear();
+        for c in std::mem::take(&mut self.caches).into_values() {
+            self.retire(&c);
+        }
         self.wake(&source);
     }
 
@@ -285,7 +306,17 @@ impl AuthState {
 
     /// Drops the cache of providers that are gone after a reload.
     pub(crate) fn retain_providers(&mut self, ids: &[u64]) {
-        self.caches.retain(|id, _| ids.contains(id));
+        let gone: Vec<u64> = self
+            .caches
+            .keys()
+            .filter(|id| !ids.contains(id))
+            .copied()
+            .collect();
+        for id in gone {
+            if let Some(c) = self.caches.remove(&id) {
+                self.retire(&c);
+            }
+        }
     }
 
     /// Whether a request whose token names an unknown `kid` of `source` should wait for a

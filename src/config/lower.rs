@@ -12,6 +12,7 @@ use std::time::Duration;
 use super::{parse_duration, ConfigError, ConfigErrors};
 use crate::auth::lower::{self as lower_auth, AuthExtras};
 use crate::auth::policy::Source;
+use crate::metrics::RouteLabels;
 use crate::routing::{
     self, HeaderMatch, QueryMatch, RouteMatch, RouteSpec, RouteTable, ValueMatch,
 };
@@ -66,12 +67,19 @@ pub(crate) fn lower(
             }
             let mut specs = Vec::new();
             let mut extras = AuthExtras::default();
+            let listener_name = l.name.clone().unwrap_or_else(|| format!("listener{li}"));
+            let at = LabelAt {
+                gateway: &settings.metrics.gateway,
+                port: b.port,
+                listener: &listener_name,
+            };
             for (ri, r) in l.routes.iter().flatten().enumerate() {
                 let rpath = format!("{lpath}.routes[{ri}]");
                 if let Some(spec) = lower_route(
                     r,
                     ri,
                     &rpath,
+                    &at,
                     base_dir,
                     &settings,
                     &mut errs,
@@ -90,7 +98,7 @@ pub(crate) fn lower(
             }
             warnings.extend(extras.warnings);
             listeners.push(Listener {
-                name: l.name.clone().unwrap_or_else(|| format!("listener{li}")),
+                name: listener_name,
                 hostname: l.hostname.clone().filter(|h| !h.is_empty()),
                 https,
                 routes: RouteTable::new(specs),
@@ -126,10 +134,44 @@ pub(crate) fn lower(
             sources,
             cert_files,
             warnings,
+            dump: Arc::from("{}"),
         })
     } else {
         Err(ConfigErrors(errs))
     }
+}
+
+/// Where a route is, for its metric labels.
+struct LabelAt<'a> {
+    gateway: &'a str,
+    port: u16,
+    listener: &'a str,
+}
+
+/// A route's metric labels. `backend` is agentgateway's backend name where Portcullis has one to
+/// give: the `host` (several joined with `,`), or `mcp`.
+fn route_labels(r: &model::Route, name: &Arc<str>, at: &LabelAt<'_>) -> RouteLabels {
+    let hosts: Vec<&str> = r
+        .backends
+        .iter()
+        .filter_map(|b| b.host.as_deref())
+        .collect();
+    let mcp = r.backends.iter().any(|b| b.mcp.is_some());
+    let (backend, protocol) = match (mcp, hosts.is_empty()) {
+        (true, _) => ("mcp".to_owned(), "mcp"),
+        (false, false) => (hosts.join(","), "http"),
+        (false, true) => ("unknown".to_owned(), "unknown"),
+    };
+    RouteLabels::new(
+        at.gateway,
+        at.port,
+        at.listener,
+        r.namespace.as_deref().unwrap_or("default"),
+        name,
+        r.rule_name.as_deref(),
+        &backend,
+        protocol,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -137,6 +179,7 @@ fn lower_route(
     r: &model::Route,
     idx: usize,
     path: &str,
+    at: &LabelAt<'_>,
     base_dir: Option<&Path>,
     settings: &Settings,
     errs: &mut Vec<ConfigError>,
@@ -145,6 +188,7 @@ fn lower_route(
 ) -> Option<RouteSpec<Route>> {
     let before = errs.len();
     let name: Arc<str> = Arc::from(r.name.clone().unwrap_or_else(|| format!("route{idx}")));
+    let labels = route_labels(r, &name, at);
     let mut matches = Vec::with_capacity(r.matches.len());
     for (mi, m) in r.matches.iter().enumerate() {
         let mpath = format!("{path}.matches[{mi}]");
@@ -224,6 +268,7 @@ fn lower_route(
         lower_backend_tls(r, path, base_dir, errs, &mut extras.warnings, tls_files);
     let mcp_ctx = McpCtx {
         route: name.clone(),
+        metric_scope: labels.scope.clone(),
         key: {
             use std::hash::{Hash, Hasher};
             let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -266,6 +311,7 @@ fn lower_route(
         key: name.to_string(),
         value: Route {
             name,
+            labels,
             policies,
             backend,
         },

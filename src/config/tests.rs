@@ -734,13 +734,71 @@ binds:
 }
 
 #[test]
+fn tracing_and_custom_metric_fields_are_refused_and_removals_checked() {
+    let yaml = r#"
+config:
+  tracing: {otlpEndpoint: http://localhost:4317}
+  metrics: {remove: [requests, agentgateway_mcp_requests_total, gen_ai_client_cost, bogus], fields: {add: {team: '"a"'}}}
+binds:
+- port: 3000
+  listeners:
+  - routes:
+    - backends: [{host: 127.0.0.1:9}]
+"#;
+    let errs = load_bytes(yaml.as_bytes(), None).unwrap_err().to_string();
+    assert!(
+        errs.contains("config.tracing: agentgateway feature 'tracing'"),
+        "{errs}"
+    );
+    assert!(
+        errs.contains("config.metrics.fields: agentgateway feature 'fields'"),
+        "{errs}"
+    );
+    assert!(
+        errs.contains("config.metrics.remove[3]: unknown metric \"bogus\""),
+        "{errs}"
+    );
+    assert!(
+        !errs.contains("remove[0]") && !errs.contains("remove[1]") && !errs.contains("remove[2]"),
+        "{errs}"
+    );
+}
+
+#[test]
+fn namespace_and_gateway_name_the_gateway_label() {
+    let yaml = r#"
+config: {namespace: edge, gateway: gw1, metrics: {remove: [retries]}}
+binds:
+- port: 3000
+  listeners:
+  - name: main
+    routes:
+    - name: r
+      backends: [{host: 127.0.0.1:9}]
+"#;
+    let snap = load_bytes(yaml.as_bytes(), None).unwrap();
+    assert_eq!(snap.settings.metrics.gateway, "edge/gw1");
+    assert_eq!(snap.settings.metrics.removed, vec!["retries".to_owned()]);
+    let route = snap.binds[0].listeners[0].routes.iter().next().unwrap();
+    assert_eq!(
+        &*route.labels.text,
+        "backend=\"127.0.0.1:9\",protocol=\"http\",bind=\"bind/3000\",gateway=\"edge/gw1\",listener=\"main\",route=\"default/r\",route_rule=\"unknown\""
+    );
+    assert!(
+        snap.warnings
+            .iter()
+            .all(|w| !w.contains("namespace") && !w.contains("gateway")),
+        "{:?}",
+        snap.warnings
+    );
+}
+
+#[test]
 fn keys_without_effect_are_named_at_every_load() {
     let yaml = r#"
 config:
   adminAddr: localhost:15000
   enableIpv6: true
-  tracing: {otlpEndpoint: http://localhost:4317}
-  metrics: {}
   logging: {fields: {remove: [foo]}}
   backend: {keepalives: {enabled: true}}
   listener: {http1MaxHeaders: 50, http2WindowSize: 65535}
@@ -752,11 +810,24 @@ binds:
 "#;
     let snap = load_bytes(yaml.as_bytes(), None).unwrap();
     let w = snap.warnings.join("\n");
+    // Used now: no warning, the admin endpoints listen there.
+    assert!(!w.contains("adminAddr"), "{w}");
+    assert_eq!(snap.settings.admin_addr.port(), 15000);
+    assert!(snap.settings.admin_explicit);
+    let open = load_bytes(
+        yaml.replace("localhost:15000", "0.0.0.0:15000").as_bytes(),
+        None,
+    )
+    .unwrap();
+    assert!(
+        open.warnings
+            .iter()
+            .any(|w| w.starts_with("config.adminAddr: 0.0.0.0:15000 is not a loopback address")),
+        "{:?}",
+        open.warnings
+    );
     for key in [
-        "config.adminAddr",
         "config.enableIpv6",
-        "config.tracing",
-        "config.metrics",
         "config.logging.fields",
         "config.backend.keepalives",
         "config.listener.http1MaxHeaders",

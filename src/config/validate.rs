@@ -113,8 +113,20 @@ fn process(e: &mut Errors, c: &Config) {
             ("spiffe", &c.spiffe),
             ("session", &c.session),
             ("sensitiveHeaders", &c.sensitive_headers),
+            ("tracing", &c.tracing),
         ],
     );
+    if let Some(m) = &c.metrics {
+        e.unsupported("config.metrics", &[("fields", &m.fields)]);
+        for (i, name) in m.remove.iter().enumerate() {
+            if !crate::metrics::is_known(name) {
+                e.push(
+                    format!("config.metrics.remove[{i}]"),
+                    format!("unknown metric {name:?} (names are agentgateway's, e.g. `requests`, or the full names /metrics shows)"),
+                );
+            }
+        }
+    }
     for (key, addr) in [
         ("adminAddr", &c.admin_addr),
         ("statsAddr", &c.stats_addr),

@@ -94,11 +94,13 @@ impl fmt::Display for PeekError {
 
 impl std::error::Error for PeekError {}
 
-/// MCP method names an escaped `method` string may decode to (see the module docs).
-const KNOWN_METHODS: &[&str] = &[
+/// MCP method names an escaped `method` string may decode to (see the module docs); also the
+/// methods metrics count by name.
+pub(crate) const KNOWN_METHODS: &[&str] = &[
     "initialize",
     "ping",
     "server/discover",
+    "subscriptions/listen",
     "tools/list",
     "tools/call",
     "prompts/list",

@@ -10,6 +10,7 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures_channel::mpsc::UnboundedSender;
 use futures_util::StreamExt;
@@ -22,6 +23,7 @@ use crate::relay::session::{self, Session};
 use crate::relay::target::shared_stream::TargetMsg;
 use crate::relay::target::Target;
 use crate::relay::{CallOp, McpCall, Relay, ReplyPart, Subject};
+use crate::shard::Shard;
 use crate::snapshot::McpRoute;
 
 mod in_flight;
@@ -31,12 +33,12 @@ use in_flight::{cancel_from_client, fan_out, relay, result_of, InFlight};
 /// A route's `mcpAuthorization` on the worker running the call: the caller and the worker's
 /// decision cache.
 pub(crate) struct Guard<'a> {
-    pub(crate) shard: &'a crate::shard::Shard,
+    pub(crate) shard: &'a Shard,
     pub(crate) authz: &'a Authz,
 }
 
 impl<'a> Guard<'a> {
-    fn new(shard: &'a crate::shard::Shard, authz: &'a Authz) -> Self {
+    fn new(shard: &'a Shard, authz: &'a Authz) -> Self {
         Guard { shard, authz }
     }
 }
@@ -91,7 +93,7 @@ pub(crate) async fn run(ctx: Rc<Relay>, call: McpCall) {
         CallOp::Get(last) => s.attach_stream(reply, last.and_then(|l| l.trim().parse().ok())),
         CallOp::Post(body) => {
             let guard = authz.as_ref().map(|a| Guard::new(&ctx.shard, a));
-            post(&s, body, &reply, None, guard.as_ref()).await;
+            post(&ctx.shard, &s, body, &reply, None, guard.as_ref()).await;
             if s.is_closed() {
                 ctx.sessions.remove(&session);
                 close_later(s);
@@ -151,7 +153,15 @@ pub(crate) async fn initialize(
     ctx.sessions.insert(s.clone());
     tracing::info!(mcp.session = %id, route = %route.name, "mcp session started");
     let guard = authz.as_ref().map(|a| Guard::new(&ctx.shard, a));
-    post(&s, body, &reply, Some(id.clone()), guard.as_ref()).await;
+    post(
+        &ctx.shard,
+        &s,
+        body,
+        &reply,
+        Some(id.clone()),
+        guard.as_ref(),
+    )
+    .await;
     if s.is_closed() {
         ctx.sessions.remove(&id);
         close_later(s);
@@ -237,12 +247,13 @@ pub(crate) async fn stateless(
         }
     }
     let guard = authz.as_ref().map(|a| Guard::new(&ctx.shard, a));
-    post(&s, body, &reply, None, guard.as_ref()).await;
+    post(&ctx.shard, &s, body, &reply, None, guard.as_ref()).await;
     close_later(s);
 }
 
 /// One POSTed message (or batch) through a session's targets.
 async fn post(
+    shard: &Shard,
     s: &Rc<Session>,
     body: Vec<u8>,
     reply: &UnboundedSender<ReplyPart>,
@@ -255,7 +266,7 @@ async fn post(
             let _ = reply.unbounded_send(Reject::BatchNotAllowed.reply(None));
             return;
         }
-        return batch(s, body, reply, guard).await;
+        return batch(shard, s, body, reply, guard).await;
     }
     let env = match jsonrpc::peek(&body) {
         Ok(e) => e,
@@ -271,6 +282,9 @@ async fn post(
             let _ = reply.unbounded_send(ReplyPart::Accepted);
         }
         Kind::Notification | Kind::Response => {
+            if let Some(method) = env.method {
+                count(shard, s, method, None, None);
+            }
             for t in &s.targets {
                 t.send(body.clone()).await;
             }
@@ -288,6 +302,7 @@ async fn post(
                 }
             }
             let name = env.name.map(|n| n.into_owned());
+            let started = Instant::now();
             request(
                 s,
                 &id,
@@ -299,11 +314,36 @@ async fn post(
                 guard,
             )
             .await;
+            count(shard, s, &method, name.as_deref(), Some(started.elapsed()));
         }
     }
 }
 
+/// Counts an MCP message of session `s` (`agentgateway_mcp_requests_total`, and the duration
+/// of a request): the target it went to, and the unprefixed name it called.
+fn count(shard: &Shard, s: &Session, method: &str, name: Option<&str>, took: Option<Duration>) {
+    let route = &s.route;
+    let (server, resource) = if s.targets.len() == 1 && !route.prefix {
+        (Some(s.targets[0].name()), name)
+    } else {
+        let names: Vec<&str> = s.targets.iter().map(Target::name).collect();
+        match name.and_then(|n| merge::split(n, &names)) {
+            Some((t, inner)) => (Some(t), Some(inner)),
+            None => (None, name),
+        }
+    };
+    shard.metrics.borrow_mut().mcp_request(
+        &route.name,
+        &route.metric_scope,
+        method,
+        server,
+        resource,
+        took,
+    );
+}
+
 async fn batch(
+    shard: &Shard,
     s: &Rc<Session>,
     body: Vec<u8>,
     reply: &UnboundedSender<ReplyPart>,
@@ -319,7 +359,7 @@ async fn batch(
     let mut answers = Vec::new();
     for p in parts {
         let (tx, mut rx) = futures_channel::mpsc::unbounded();
-        Box::pin(post(s, p, &tx, None, guard)).await;
+        Box::pin(post(shard, s, p, &tx, None, guard)).await;
         drop(tx);
         while let Some(part) = rx.next().await {
             match part {

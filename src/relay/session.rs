@@ -29,6 +29,11 @@ static SUBJECTS: std::sync::OnceLock<std::sync::Mutex<HashMap<(String, String), 
     std::sync::OnceLock::new();
 static STDIO_PROCESSES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
+/// stdio server processes that sessions hold now (for the stats endpoint).
+pub(crate) fn stdio_processes() -> usize {
+    STDIO_PROCESSES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// What a session counts against the caps ([`McpLimits`](crate::snapshot::McpLimits)); given
 /// back on drop.
 #[derive(Default)]

@@ -60,7 +60,17 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
     // Until the key manager has loaded them, the key sets of the config are missing.
     ready.set_keys_missing(jwks_sources(&snapshot));
     let senders = Arc::new(workers.senders);
-    if let Err(e) = crate::runtime::admin::start(admin, senders.clone(), ready.clone()) {
+    let stats = Arc::new(crate::metrics::ControlStats::default());
+    let stop_tx = ev_tx.clone();
+    let shared = crate::runtime::admin::Shared {
+        workers: senders.clone(),
+        ready: ready.clone(),
+        control: stats.clone(),
+        stop: Box::new(move || {
+            let _ = stop_tx.send(Event::Signal(signal_hook::consts::SIGTERM));
+        }),
+    };
+    if let Err(e) = crate::runtime::admin::start(admin, shared) {
         tracing::error!(error = %e, "cannot start the admin endpoints");
         eprintln!("error: {e}");
         stop_workers(&senders, Instant::now());
@@ -73,7 +83,7 @@ pub fn run(snapshot: Snapshot, opts: RunOptions) -> i32 {
     }
     // Key sets and discovery documents are fetched off the workers; a failure is not fatal.
     let keys = Arc::new(workers.key_senders);
-    if let Err(e) = crate::auth::keys::spawn(keys, workers.keys_rx, ready.clone()) {
+    if let Err(e) = crate::auth::keys::spawn(keys, workers.keys_rx, ready.clone(), stats) {
         tracing::error!(error = %e, "cannot start the key manager");
         stop_workers(&senders, Instant::now());
         return 1;
@@ -133,6 +143,23 @@ fn preflight(
             .map(ToString::to_string)
             .collect()
     };
+    let settings = &snapshot.settings;
+    let admin_port = settings.admin_addr.port();
+    let mut admin = true;
+    if let Some(i) = snapshot.binds.iter().position(|b| b.port == admin_port) {
+        if settings.admin_explicit {
+            failures.push(format!(
+                "config.adminAddr: port {admin_port} is also binds[{i}].port: give the admin endpoint a port of its own"
+            ));
+        } else {
+            // agentgateway's default admin port is one the config serves on: no admin endpoints.
+            tracing::warn!(
+                port = admin_port,
+                "admin endpoints not served: their default port is binds[{i}].port; set config.adminAddr"
+            );
+            admin = false;
+        }
+    }
     for (what, addr) in [
         ("statsAddr", snapshot.settings.stats_addr),
         ("readinessAddr", snapshot.settings.readiness_addr),
@@ -144,7 +171,7 @@ fn preflight(
             ));
         }
     }
-    match crate::runtime::admin::bind(&snapshot.settings, reuse_port) {
+    match crate::runtime::admin::bind(settings, admin, reuse_port) {
         Ok(bound) if failures.is_empty() => Ok(bound),
         Ok(_) => Err(failures),
         Err(errors) => {

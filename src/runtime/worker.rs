@@ -33,6 +33,8 @@ use crate::snapshot::Snapshot;
 pub(crate) enum WorkerMsg {
     Snapshot(Arc<Snapshot>),
     Scrape(oneshot::Sender<WorkerMetrics>),
+    /// The snapshot this worker serves (the admin endpoint's `/config_dump`).
+    Current(oneshot::Sender<Arc<Snapshot>>),
     /// Stop accepting, let in-flight requests finish until the deadline, then return.
     Shutdown {
         deadline: Instant,
@@ -161,7 +163,15 @@ async fn worker_main(snap: Arc<Snapshot>, wiring: Wiring, driver: &'static str) 
                 });
             }
             WorkerMsg::Scrape(tx) => {
-                let _ = tx.send(shard.metrics.borrow().clone());
+                let mut m = shard.metrics.borrow().clone();
+                m.sessions = relay.sessions.len() as u64;
+                m.cache = ctx.auth.borrow().cache_stats();
+                m.upstream_connect = crate::metrics::thread_connects();
+                m.export = Some(shard.snapshot().settings.metrics.clone());
+                let _ = tx.send(m);
+            }
+            WorkerMsg::Current(tx) => {
+                let _ = tx.send(Arc::clone(&shard.snapshot()));
             }
             WorkerMsg::Shutdown { deadline } => {
                 let mut loops = Vec::new();
@@ -306,8 +316,18 @@ async fn serve_tls(
     ctx: Rc<WorkerCtx>,
 ) {
     let peer = info.peer;
+    let t0 = Instant::now();
     match monoio::time::timeout(handshake_timeout, TlsConn::accept(stream, cfg)).await {
-        Ok(Ok(tls_stream)) => conn::serve(tls_stream, info, ctx).await,
+        Ok(Ok(tls_stream)) => {
+            let secs = t0.elapsed().as_secs_f64();
+            let buckets = &crate::metrics::CONNECT_BUCKETS;
+            ctx.shard
+                .metrics
+                .borrow_mut()
+                .tls_handshake
+                .observe(buckets, secs);
+            conn::serve(tls_stream, info, ctx).await
+        }
         Ok(Err(e)) => {
             tracing::debug!(client.addr = %peer, error = %e, "tls handshake failed")
         }

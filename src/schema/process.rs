@@ -6,11 +6,12 @@
 //!
 //! Ignored (accepted, no effect; each one set is named in a warning at every load, see
 //! `config::lower::settings`): `enableIpv6`, `localXdsPath`, `caAddress`, `caAuthToken`,
-//! `xdsAddress`, `xdsAuthToken`, `namespace`, `gateway`, `trustDomain`, `additionalTrustDomains`,
-//! `skipValidateTrustDomain`, `serviceAccount`, `clusterId`, `network`, `tracing`, `metrics`,
+//! `xdsAddress`, `xdsAuthToken`, `trustDomain`, `additionalTrustDomains`,
+//! `skipValidateTrustDomain`, `serviceAccount`, `clusterId`, `network`,
 //! `hbone`, `dns`, `histograms`, `standardAttributes`, `modelCatalog`, `customFunctions`.
+//! Used: `namespace` and `gateway` (the `gateway` metric label), `metrics.remove`.
 //! Unsupported (rejected): `database`, `storage`, `spiffe`, `session`, `sensitiveHeaders`,
-//! `logging.database`.
+//! `logging.database`, `tracing`, `metrics.fields`.
 
 use std::collections::BTreeMap;
 
@@ -43,16 +44,18 @@ pub(crate) struct Config {
     pub ca_auth_token: Option<Ignored>,
     pub xds_address: Option<Ignored>,
     pub xds_auth_token: Option<Ignored>,
-    pub namespace: Option<Ignored>,
-    pub gateway: Option<Ignored>,
+    /// With `gateway`, agentgateway's `gateway` metric label (`<namespace>/<gateway>`).
+    pub namespace: Option<String>,
+    pub gateway: Option<String>,
     pub trust_domain: Option<Ignored>,
     pub additional_trust_domains: Option<Ignored>,
     pub skip_validate_trust_domain: Option<Ignored>,
     pub service_account: Option<Ignored>,
     pub cluster_id: Option<Ignored>,
     pub network: Option<Ignored>,
-    pub tracing: Option<Ignored>,
-    pub metrics: Option<Ignored>,
+    /// OTLP tracing: not implemented, refused by name.
+    pub tracing: Option<Unsupported>,
+    pub metrics: Option<MetricsConfig>,
     pub hbone: Option<Ignored>,
     pub dns: Option<Ignored>,
     pub histograms: Option<Ignored>,
@@ -67,6 +70,16 @@ pub(crate) struct Config {
     /// MCP process settings (current dialect): `sessionTtl`.
     pub mcp: Option<McpSettings>,
     pub sensitive_headers: Option<Unsupported>,
+}
+
+/// `config.metrics`: `remove` is honoured; custom `fields` (CEL) are refused.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct MetricsConfig {
+    /// Metric names not to export (agentgateway's short names or full names).
+    #[serde(default)]
+    pub remove: Vec<String>,
+    pub fields: Option<Unsupported>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use crate::http::h1::{self, BodyKind, H1Error, MAX_HEADERS};
 use crate::http::response::LocalError;
+use crate::metrics::{Reason, RouteLabels, UNMATCHED};
 use crate::net::io::{Bufs, ConnInfo, ConnIo};
 use crate::policy::mcp_auth::Principal;
 use crate::server::ctx::WorkerCtx;
@@ -19,9 +20,13 @@ use crate::server::decision::{self, Decision, McpPlan};
 use crate::server::dispatch::{self, RequestFacts};
 use crate::server::proxy::{self, ProxyOutcome};
 use crate::shard::BodyBytes;
+use crate::snapshot::Route;
 use crate::snapshot::Snapshot;
 
 mod read;
+
+/// The method label of requests whose method is not known.
+const OTHER_METHOD: u8 = 9;
 
 use read::{discard_body, read_body, wait_for_head, HeadState, SHRINK_AFTER};
 
@@ -35,8 +40,7 @@ use read::{discard_body, read_body, wait_for_head, HeadState, SHRINK_AFTER};
 pub(crate) async fn serve<S: ConnIo>(mut io: S, conn: ConnInfo, ctx: Rc<WorkerCtx>) {
     {
         let mut m = ctx.shard.metrics.borrow_mut();
-        m.open_connections += 1;
-        m.accepted_connections += 1;
+        m.accepted(conn.port, conn.https);
     }
     let idle = ctx.shard.snapshot().settings.limits.idle_timeout;
     let mut bufs = Bufs {
@@ -92,6 +96,8 @@ struct Parsed<'s> {
     body: BodyKind,
     keep_alive: bool,
     expect_continue: bool,
+    /// The request method, as a metric label index.
+    method: u8,
 }
 
 /// Marks the response written at `out[mark..]` as the connection's last one.
@@ -153,6 +159,7 @@ async fn run<S: ConnIo>(
             conn,
             started,
             log: &req.log,
+            method: req.method,
         };
         let (body, keep_alive) = (req.body, req.keep_alive);
         let reusable = match req.decision {
@@ -161,20 +168,16 @@ async fn run<S: ConnIo>(
                 route,
                 close,
             } => {
-                let route_name = route.map(|r| &*r.name).unwrap_or("");
                 // A client waiting for `100 Continue` will not send its body: close instead.
                 if close || (req.expect_continue && body.has_body()) {
-                    done.record(ctx, route_name, status);
+                    done.local(ctx, route, status);
                     if !close {
                         force_close(&mut bufs.out, mark);
                     }
                     return RunEnd::Closed;
                 }
                 let max_body = snap.settings.limits.max_body;
-                finish_local(
-                    io, ctx, bufs, body, max_body, mark, route_name, status, &done,
-                )
-                .await
+                finish_local(io, ctx, bufs, body, max_body, mark, route, status, &done).await
             }
             Decision::WaitForKeys(_) | Decision::WaitToVerify(_) => unreachable!("handled above"),
             Decision::Mcp(plan) => {
@@ -185,13 +188,13 @@ async fn run<S: ConnIo>(
                 if bufs.flush(io).await.is_err() {
                     return RunEnd::Closed;
                 }
-                let route_name = plan.name;
+                let labels = plan.labels;
                 let outcome = proxy::forward(io, ctx, &snap, bufs, plan, body, keep_alive).await;
-                let (status, reusable) = match outcome {
-                    ProxyOutcome::Done { status, reusable } => (status, reusable),
-                    ProxyOutcome::Failed { status } => (status, false),
+                let (status, reusable, failed) = match outcome {
+                    ProxyOutcome::Done { status, reusable } => (status, reusable, false),
+                    ProxyOutcome::Failed { status } => (status, false, true),
                 };
-                done.record(ctx, route_name, status);
+                done.record(ctx, labels, status, Reason::proxied(status, failed));
                 reusable
             }
         };
@@ -253,6 +256,7 @@ fn decide_head<'s>(
                 body: head.body,
                 keep_alive: head.keep_alive && !draining,
                 expect_continue: head.expect_continue,
+                method: crate::metrics::method_index(head.method),
             })
         }
         res @ (Ok(None) | Err(_)) => {
@@ -260,7 +264,14 @@ fn decide_head<'s>(
             let e = res.err().unwrap_or(H1Error::MalformedRequestLine);
             let _ = decision::local_error(LocalError::Head(e), None, None, &date, true, false, out);
             let mut m = ctx.shard.metrics.borrow_mut();
-            m.record("", e.status(), started.elapsed());
+            let reason = Reason::local(e.status(), false);
+            m.record(
+                &UNMATCHED,
+                OTHER_METHOD,
+                e.status(),
+                reason,
+                started.elapsed(),
+            );
             tracing::debug!(client = %conn.peer, status = e.status(), reason = e.reason(), "rejected request head");
             None
         }
@@ -272,11 +283,23 @@ struct Done<'a> {
     conn: ConnInfo,
     started: Instant,
     log: &'a Option<LogFields>,
+    method: u8,
 }
 
 impl Done<'_> {
-    fn record(&self, ctx: &WorkerCtx, route: &str, status: u16) {
-        record(ctx, route, status, self.started, self.log, self.conn);
+    fn record(&self, ctx: &WorkerCtx, labels: &RouteLabels, status: u16, reason: Reason) {
+        let elapsed = self.started.elapsed();
+        ctx.shard
+            .metrics
+            .borrow_mut()
+            .record(labels, self.method, status, reason, elapsed);
+        log_access(ctx, &labels.route, status, elapsed, self.log, self.conn);
+    }
+
+    /// An answer written here (`route`: the route that matched, if one did).
+    fn local(&self, ctx: &WorkerCtx, route: Option<&Route>, status: u16) {
+        let labels = route.map_or(&*UNMATCHED, |r| &r.labels);
+        self.record(ctx, labels, status, Reason::local(status, route.is_some()));
     }
 }
 
@@ -291,7 +314,7 @@ async fn finish_local<S: ConnIo>(
     body: BodyKind,
     max_body: u64,
     mark: usize,
-    route_name: &str,
+    route: Option<&Route>,
     status: u16,
     done: &Done<'_>,
 ) -> bool {
@@ -302,11 +325,11 @@ async fn finish_local<S: ConnIo>(
             let date = ctx.shard.date();
             let err = LocalError::Body(e);
             let _ = decision::local_error(err, None, None, &date, true, false, &mut bufs.out);
-            done.record(ctx, route_name, e.status());
+            done.local(ctx, route, e.status());
         }
         return false;
     }
-    done.record(ctx, route_name, status);
+    done.local(ctx, route, status);
     true
 }
 
@@ -338,7 +361,7 @@ async fn serve_mcp<S: ConnIo>(
                 let date = ctx.shard.date();
                 let extra = Some(&plan.added_headers[..]);
                 let _ = decision::local_error(e, None, extra, &date, true, false, &mut bufs.out);
-                done.record(ctx, &plan.route.name, e.status());
+                done.local(ctx, Some(plan.route), e.status());
             }
             return false;
         }
@@ -356,7 +379,7 @@ async fn serve_mcp<S: ConnIo>(
         &plan.added_headers,
     )
     .await;
-    done.record(ctx, &plan.route.name, status);
+    done.record(ctx, &plan.route.labels, status, Reason::mcp(status));
     reusable
 }
 
@@ -384,19 +407,14 @@ fn access_log_fields(head: &h1::RequestHead<'_>) -> Option<LogFields> {
     }
 }
 
-fn record(
+fn log_access(
     ctx: &WorkerCtx,
     route: &str,
     status: u16,
-    started: Instant,
+    elapsed: std::time::Duration,
     log: &Option<LogFields>,
     conn: ConnInfo,
 ) {
-    let elapsed = started.elapsed();
-    ctx.shard
-        .metrics
-        .borrow_mut()
-        .record(route, status, elapsed);
     if let Some(f) = log {
         tracing::info!(
             target: "access",

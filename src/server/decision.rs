@@ -45,7 +45,7 @@ pub(crate) struct McpPlan<'s> {
 /// Everything the proxy needs once the request head is no longer borrowed.
 pub(crate) struct ProxyPlan<'s> {
     /// For metrics and logs.
-    pub name: &'s str,
+    pub labels: &'s crate::metrics::RouteLabels,
     pub target: &'s HostTarget,
     /// TLS to the backend (`backendTLS`); `None`: plain TCP.
     pub tls: Option<crate::net::client::Tls<'s>>,

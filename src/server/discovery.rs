@@ -179,7 +179,7 @@ fn registration<'s>(
                 }
                 up.extend_from_slice(b"\r\n");
                 Decision::Proxy(ProxyPlan {
-                    name: "client-registration",
+                    labels: &crate::metrics::REGISTRATION,
                     target,
                     tls: crate::net::client::Tls::to(&target.authority, *https, None),
                     timeouts: Timeouts::default(),

@@ -16,6 +16,7 @@ use httparse::Header;
 use crate::auth::request::{self as auth, AuthDecision, AuthState};
 use crate::http::h1::{self, RequestHead};
 use crate::http::response::{itoa_buf, LocalError, Prebuilt, RATE_LIMITED};
+use crate::metrics::AuthResult;
 use crate::net::io::ConnInfo;
 use crate::policy::cors::Cors;
 use crate::server::authorize;
@@ -162,7 +163,14 @@ pub(crate) fn decide<'s>(
         let found = h1::find_header(headers, "authorization");
         let ip = conn.peer.ip();
         match auth::authenticate(a, found, ip, auth_state, env.now, env.may_wait) {
-            AuthDecision::Pass(pr) => *principal = pr,
+            AuthDecision::Pass(pr) => {
+                let result = match pr {
+                    Some(_) => AuthResult::Accepted,
+                    None => AuthResult::Anonymous,
+                };
+                env.metrics.borrow_mut().auth(result);
+                *principal = pr;
+            }
             AuthDecision::WaitForKeys(src) => return Decision::WaitForKeys(src),
             AuthDecision::WaitToVerify(at) => return Decision::WaitToVerify(at),
             AuthDecision::Reject(pre, kind) => {
@@ -293,6 +301,12 @@ fn rate_limit<'s>(
 /// Counts refusals by a protection limit of authentication (`portcullis_refused_total`).
 fn count_rejection(env: &RequestFacts<'_>, kind: auth::RejectKind) {
     use crate::metrics::Refused;
+    env.metrics.borrow_mut().auth(match kind {
+        auth::RejectKind::Missing => AuthResult::Missing,
+        auth::RejectKind::Invalid(r) => AuthResult::Invalid(r),
+        auth::RejectKind::Unavailable => AuthResult::Unavailable,
+        auth::RejectKind::Busy => AuthResult::Busy,
+    });
     let why = match kind {
         auth::RejectKind::Invalid(crate::policy::mcp_auth::AuthReject::Throttled) => {
             Refused::FailedVerifications
@@ -372,7 +386,7 @@ fn plan_backend<'s>(
     let target = pick_weighted(targets, env.pick);
     let up_head = forward_head::upstream_head(route, target, conn, head, headers, matched);
     Decision::Proxy(ProxyPlan {
-        name: &route.name,
+        labels: &route.labels,
         target,
         tls: crate::net::client::Tls::to(&target.authority, false, p.backend_tls.as_deref()),
         timeouts: p.timeouts,

@@ -73,13 +73,28 @@ pub(crate) async fn handle<S: ConnIo>(
             route,
             call,
             reply: tx,
+            counted,
         }) => {
+            let started = std::time::Instant::now();
+            let shard = ctx.shard.clone();
+            let counted_route = route.clone();
             let forward = std::pin::pin!(relay_modern::forward(ctx.shard.clone(), route, call, tx));
             let reply = std::pin::pin!(reply);
-            match futures_util::future::select(forward, reply).await {
+            let written = match futures_util::future::select(forward, reply).await {
                 futures_util::future::Either::Left(((), reply)) => reply.await,
                 futures_util::future::Either::Right((written, _forward)) => written,
-            }
+            };
+            let (method, name) = counted;
+            let r = &counted_route;
+            shard.metrics.borrow_mut().mcp_request(
+                &r.name,
+                &r.metric_scope,
+                &method,
+                r.targets.first().map(|t| t.name.as_str()),
+                name.as_deref(),
+                Some(started.elapsed()),
+            );
+            written
         }
         Some(job) => {
             futures_util::future::join(job.run(ctx.clone()), reply)
@@ -107,6 +122,8 @@ enum Job {
         route: Arc<McpRoute>,
         call: relay_modern::ModernCall,
         reply: UnboundedSender<ReplyPart>,
+        /// Its `Mcp-Method` and `Mcp-Name`, for the metrics.
+        counted: (String, Option<String>),
     },
     /// A POST on a stateless route.
     Stateless {
@@ -139,9 +156,9 @@ impl Job {
                 authz,
                 reply,
             } => relay_call::stateless(&ctx, route, body, authorization, authz, reply).await,
-            Job::Modern { route, call, reply } => {
-                relay_modern::forward(ctx.shard.clone(), route, call, reply).await
-            }
+            Job::Modern {
+                route, call, reply, ..
+            } => relay_modern::forward(ctx.shard.clone(), route, call, reply).await,
         }
     }
 }
@@ -342,10 +359,18 @@ fn start_modern(
         list_method,
         authz,
     };
+    // The mirrored headers were checked against the body: they name what the server runs. A
+    // base64-encoded name (non-ASCII) is not decoded for a label.
+    let text = |v: Option<&[u8]>| {
+        v.and_then(|v| std::str::from_utf8(v).ok())
+            .map(str::to_owned)
+    };
+    let name = text(head.mcp_name()).filter(|n| !n.starts_with("=?"));
     let job = Job::Modern {
         route: route.clone(),
         call,
         reply: tx,
+        counted: (text(head.mcp_method()).unwrap_or_default(), name),
     };
     Ok((rx, Some(job)))
 }

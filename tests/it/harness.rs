@@ -168,7 +168,10 @@ impl Proxy {
             .args(["--workers", "2"])
             .args(args);
         cmd.env("RUST_LOG", "info")
-            .env("PORTCULLIS_BIND_ADDR", "127.0.0.1");
+            .env("PORTCULLIS_BIND_ADDR", "127.0.0.1")
+            // Every instance its own admin port (agentgateway's default, localhost:15000, can be
+            // bound by one process only); a test of that default removes it.
+            .env("ADMIN_ADDR", format!("127.0.0.1:{}", free_port()));
         if driver == Driver::Epoll {
             cmd.env("MONOIO_FORCE_LEGACY_DRIVER", "1");
         }
@@ -333,6 +336,11 @@ impl Proxy {
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         self.signal("TERM");
+        self.wait_exit()
+    }
+
+    /// Waits (at most 20 s) for the process to exit by itself.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -341,7 +349,7 @@ impl Proxy {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("portcullis did not stop after SIGTERM:\n{}", self.log());
+                panic!("portcullis did not stop:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod admin; // /config_dump, /logging, /quitquitquit on config.adminAddr
 mod auth; // mcpAuthentication/jwtAuth: challenges, validation, discovery, JWKS lifecycle
 mod auth_idp; // against oidc-provider in Keycloak's layout: the seed, rotation, outages
 mod authz; // mcpAuthorization and authorization: SDK clients, multiplexing, scopes, both eras
@@ -18,6 +19,7 @@ mod idp; // the oidc-provider test peer
 mod lifecycle; // hot reload good and bad, SIGTERM drain, metrics and readiness
 mod load; // mcp-load scenarios, tokens, reports
 mod mcp; // the MCP relay: transport rules, sessions, stdio lifecycle, targets, upstreams
+mod metrics; // /metrics after known traffic: agentgateway and Portcullis series, the dashboard
 mod modern; // MCP 2026-07-28: SDK clients and servers of both eras, mirrored headers, auth
 mod paths; // dot-segments and encoded separators: normalised before routing, or refused
 mod ports; // a taken port is an error at start and on reload; --reuse-port shares on purpose

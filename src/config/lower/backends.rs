@@ -12,6 +12,8 @@ use crate::snapshot::{Backend, McpRoute, McpTarget, McpTargetKind, UpstreamSetti
 /// What an `mcp` backend takes from its route and the process settings.
 pub(super) struct McpCtx {
     pub(super) route: Arc<str>,
+    /// [`McpRoute::metric_scope`].
+    pub(super) metric_scope: Arc<str>,
     /// [`McpRoute::key`].
     pub(super) key: u64,
     pub(super) allowed_origins: Vec<String>,
@@ -163,6 +165,7 @@ fn lower_mcp(
     }
     Some(Arc::new(McpRoute {
         name: c.route.clone(),
+        metric_scope: c.metric_scope.clone(),
         key: c.key,
         targets,
         stateful: !matches!(m.stateful_mode, Some(model::StatefulMode::Stateless)),

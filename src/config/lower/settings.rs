@@ -40,7 +40,7 @@ pub(super) fn lower_settings(
         // Every field, named: one added to the wire model does not compile until it is lowered
         // here or refused (or declared without effect) in `config::validate`.
         let model::Config {
-            admin_addr,
+            admin_addr: _,
             stats_addr: _,
             readiness_addr: _,
             connection_termination_deadline: _,
@@ -63,7 +63,7 @@ pub(super) fn lower_settings(
             service_account,
             cluster_id,
             network,
-            tracing,
+            tracing: _,
             metrics,
             hbone,
             dns,
@@ -89,7 +89,6 @@ pub(super) fn lower_settings(
                 || l.http2_keepalive_timeout.is_some()
         });
         for (key, set) in [
-            ("adminAddr", admin_addr.is_some()),
             (
                 "connectionMinTerminationDeadline",
                 connection_min_termination_deadline.is_some(),
@@ -113,8 +112,6 @@ pub(super) fn lower_settings(
             ("caAuthToken", ca_auth_token.is_some()),
             ("xdsAddress", xds_address.is_some()),
             ("xdsAuthToken", xds_auth_token.is_some()),
-            ("namespace", namespace.is_some()),
-            ("gateway", gateway.is_some()),
             ("trustDomain", trust_domain.is_some()),
             ("additionalTrustDomains", additional_trust_domains.is_some()),
             (
@@ -124,8 +121,6 @@ pub(super) fn lower_settings(
             ("serviceAccount", service_account.is_some()),
             ("clusterId", cluster_id.is_some()),
             ("network", network.is_some()),
-            ("tracing", tracing.is_some()),
-            ("metrics", metrics.is_some()),
             ("hbone", hbone.is_some()),
             ("dns", dns.is_some()),
             ("histograms", histograms.is_some()),
@@ -139,6 +134,18 @@ pub(super) fn lower_settings(
                 ));
             }
         }
+        // agentgateway's `gateway` label is `<namespace>/<gateway>`, both empty by default.
+        s.metrics = Arc::new(crate::metrics::MetricsExport {
+            gateway: format!(
+                "{}/{}",
+                namespace.as_deref().unwrap_or(""),
+                gateway.as_deref().unwrap_or("")
+            ),
+            removed: metrics
+                .as_ref()
+                .map(|m| m.remove.clone())
+                .unwrap_or_default(),
+        });
         s.stats_addr = addr(&c.stats_addr, "config.statsAddr", s.stats_addr, errs);
         s.readiness_addr = addr(
             &c.readiness_addr,
@@ -287,6 +294,25 @@ pub(super) fn lower_settings(
                 "env PORTCULLIS_BODY_MIN_RATE",
                 format!("{v:?} is not a number of bytes per second"),
             )),
+        }
+    }
+    // agentgateway's order: the `ADMIN_ADDR` environment variable, then `config.adminAddr`.
+    let env = std::env::var("ADMIN_ADDR")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let configured = cfg.and_then(|c| c.admin_addr.clone());
+    let chosen = env
+        .map(|v| (v, "ADMIN_ADDR"))
+        .or(configured.map(|v| (v, "config.adminAddr")));
+    if let Some((value, key)) = chosen {
+        s.admin_addr = addr(&Some(value), key, s.admin_addr, errs);
+        s.admin_explicit = true;
+        if !s.admin_addr.ip().to_canonical().is_loopback() {
+            warnings.push(format!(
+                "{key}: {} is not a loopback address: whoever reaches it can read the config \
+                 (secrets redacted), change the log filter and stop the proxy",
+                s.admin_addr
+            ));
         }
     }
     s

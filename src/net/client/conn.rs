@@ -168,6 +168,7 @@ pub(crate) async fn connect(
     tls: Option<Tls<'_>>,
     timeout: Duration,
 ) -> Result<Conn, ConnectError> {
+    let t0 = std::time::Instant::now();
     let tcp = match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(ConnectError::Refused(addr, e)),
@@ -175,6 +176,7 @@ pub(crate) async fn connect(
     };
     let _ = tcp.set_nodelay(true);
     let Some(Tls { name, client }) = tls else {
+        crate::metrics::observe_connect(false, t0.elapsed());
         return Ok(Conn::Plain(tcp));
     };
     let server = rustls::pki_types::ServerName::try_from(name.to_owned())
@@ -184,5 +186,6 @@ pub(crate) async fn connect(
         .await
         .map_err(|_| ConnectError::Tls(format!("{name}: handshake timed out")))?
         .map_err(|e| ConnectError::Tls(format!("{name}: {e}")))?;
+    crate::metrics::observe_connect(true, t0.elapsed());
     Ok(Conn::Tls(Box::new(s)))
 }

@@ -82,6 +82,10 @@ pub struct TokenCache {
     pub fresh_refusals: u64,
     /// Tokens verified afresh and accepted.
     pub fresh_accepts: u64,
+    /// Tokens answered from the cache.
+    pub hits: u64,
+    /// Entries dropped to make room.
+    pub evictions: u64,
     /// The [`KeySet::id`](super::KeySet::id) the entries were verified under.
     pub(crate) keyset_id: u64,
 }
@@ -94,6 +98,8 @@ impl TokenCache {
             rejected: Rejected::default(),
             fresh_refusals: 0,
             fresh_accepts: 0,
+            hits: 0,
+            evictions: 0,
             keyset_id: 0,
         }
     }
@@ -102,6 +108,7 @@ impl TokenCache {
     pub fn get(&mut self, token: &[u8], now: i64) -> Option<Rc<Principal>> {
         let e = self.map.get(token)?;
         if now < e.expires {
+            self.hits += 1;
             return Some(e.principal.clone());
         }
         self.map.remove(token);
@@ -130,8 +137,10 @@ impl TokenCache {
     /// Frees room: drops expired entries, then, if still full, the eighth of the entries
     /// that expire first. O(n) once per ~capacity/8 inserts, so amortised O(1).
     fn evict(&mut self, now: i64) {
+        let before = self.map.len();
         self.map.retain(|_, e| e.expires > now);
         if self.map.len() < self.capacity {
+            self.evictions += (before - self.map.len()) as u64;
             return;
         }
         let mut exp: Vec<i64> = self.map.values().map(|e| e.expires).collect();
@@ -139,6 +148,17 @@ impl TokenCache {
         let (_, cutoff, _) = exp.select_nth_unstable(k);
         let cutoff = *cutoff;
         self.map.retain(|_, e| e.expires > cutoff);
+        self.evictions += (before - self.map.len()) as u64;
+    }
+
+    /// Its counts, for the metrics.
+    pub(crate) fn stats(&self) -> crate::metrics::CacheStats {
+        crate::metrics::CacheStats {
+            hits: self.hits,
+            verifications: self.fresh_accepts + self.fresh_refusals,
+            evictions: self.evictions,
+            entries: self.map.len() as u64,
+        }
     }
 
     pub fn clear(&mut self) {

@@ -138,7 +138,10 @@ pub(super) async fn wait_for_head<S: ConnIo>(
                             false,
                             &mut bufs.out,
                         );
-                        ctx.shard.metrics.borrow_mut().record("", 408, t0.elapsed());
+                        let reason = crate::metrics::Reason::Timeout;
+                        let (unmatched, other) = (&*crate::metrics::UNMATCHED, 9);
+                        let m = &mut ctx.shard.metrics.borrow_mut();
+                        m.record(unmatched, other, 408, reason, t0.elapsed());
                         return HeadState::Closed;
                     }
                 }
