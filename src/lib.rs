@@ -33,6 +33,7 @@ mod telemetry;
 // What the `portcullis` and `mcp-load` commands and the integration tests use.
 pub use config::{load_bytes, ConfigErrors};
 pub use runtime::{build_runtime, run, ConfigSource, RunOptions, Runtime};
+pub use schema::json_schema as config_schema;
 pub use snapshot::Snapshot;
 pub use telemetry::{init as init_logging, LogGuard};
 

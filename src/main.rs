@@ -16,6 +16,8 @@ use portcullis::{ConfigSource, RunOptions};
 #[derive(Parser, Debug)]
 #[command(name = "portcullis", version, about)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Config file (YAML), watched for changes and reloaded.
     #[arg(
         short = 'f',
@@ -37,11 +39,18 @@ struct Cli {
     #[arg(long)]
     pin_cpus: bool,
     /// Share the listening ports with another running Portcullis, for a zero-downtime upgrade:
-    /// start the new one with this flag, then SIGTERM the old one. The admin addresses are
-    /// shared too when both were started with it. Without it, a port that anything else
-    /// listens on is an error at start.
+    /// start the new one with this flag, then SIGTERM the old one. The stats and readiness
+    /// addresses are shared too when both were started with it (the admin address never is).
+    /// Without it, a port that anything else listens on is an error at start.
     #[arg(long)]
     reuse_port: bool,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Print the JSON Schema of the config Portcullis accepts (for editors: save it and point
+    /// `# yaml-language-server: $schema=<file>` at it).
+    Schema,
 }
 
 /// Exit code for an invalid configuration (EX_USAGE, as linkerd uses).
@@ -49,6 +58,10 @@ const EXIT_BAD_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Schema) = cli.command {
+        println!("{}", portcullis::config_schema());
+        return ExitCode::SUCCESS;
+    }
     let mut source = match (&cli.file, &cli.config) {
         (Some(f), _) => ConfigSource::File(f.clone(), Vec::new()),
         (None, Some(c)) => ConfigSource::Inline(c.clone()),

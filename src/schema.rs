@@ -48,7 +48,11 @@ pub(crate) use serde_util::Body;
 pub(crate) use serde_util::{StringOrList, Unsupported, WorkerThreads};
 
 /// The whole file (agentgateway `LocalConfig`).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, schemars::JsonSchema)]
+#[schemars(
+    title = "Portcullis configuration",
+    description = "agentgateway's local configuration (v0.10.5 and current dialects), as Portcullis accepts it. Keys marked x-portcullis: unsupported are agentgateway features Portcullis refuses; x-portcullis: no-effect keys load with a warning."
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct LocalConfig {
     /// Process settings, read at startup only.
@@ -69,4 +73,11 @@ pub(crate) struct LocalConfig {
     pub llm: Option<Unsupported>,
     pub mcp: Option<Unsupported>,
     pub ui: Option<Unsupported>,
+}
+
+/// The JSON Schema (2020-12) of the config Portcullis accepts, generated from the wire model:
+/// `portcullis schema` prints it, for editors (`# yaml-language-server: $schema=…`).
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(LocalConfig);
+    serde_json::to_string_pretty(&schema).unwrap_or_default()
 }

@@ -9,13 +9,14 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 use super::serde_util::Unsupported;
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct McpAuthentication {
     /// Compared with the token's `iss`; base for authorization-server metadata.
@@ -44,7 +45,7 @@ pub(crate) struct McpAuthentication {
 
 /// Identity-provider adapter (externally tagged empty objects, e.g. `{keycloak: {}}`).
 /// v0.10.5 knows `auth0` and `keycloak`; the others are current only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) enum McpProvider {
     Auth0 {},
@@ -56,7 +57,7 @@ pub(crate) enum McpProvider {
 }
 
 /// `strict` | `optional` | `permissive` for both `mcpAuthentication.mode` and `jwtAuth.mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) enum AuthMode {
     Strict,
@@ -64,7 +65,7 @@ pub(crate) enum AuthMode {
     Permissive,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct JwtValidationOptions {
     /// Default `["exp"]`.
@@ -79,7 +80,7 @@ pub(crate) enum Jwks {
     Inline(String),
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct JwksObject {
     url: Option<String>,
@@ -111,9 +112,26 @@ impl<'de> Deserialize<'de> for Jwks {
     }
 }
 
+impl JsonSchema for Jwks {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Jwks".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "The key set: an inline JWKS (a JSON string), {url} or {file}.",
+            "anyOf": [
+                {"type": "string"},
+                {"type": "object", "properties": {"url": {"type": "string"}}, "required": ["url"], "additionalProperties": false},
+                {"type": "object", "properties": {"file": {"type": "string"}}, "required": ["file"], "additionalProperties": false}
+            ]
+        })
+    }
+}
+
 /// `jwtAuth`: single provider (`issuer`, `audiences`, `jwks` at top level) or multi
 /// (`providers: [..]`). Exactly one form is enforced by validation.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct JwtAuth {
     /// Default `optional`.
@@ -126,7 +144,7 @@ pub(crate) struct JwtAuth {
     pub providers: Option<Vec<JwtProvider>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct JwtProvider {
     pub issuer: String,

@@ -8,12 +8,13 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::policy::{BackendTls, RuleSet};
 use super::serde_util::Unsupported;
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct Backend {
     /// Relative load-balancing weight, default 1.
@@ -37,7 +38,7 @@ pub(crate) struct Backend {
 
 /// `routes[].backends[].policies` (current dialect, agentgateway `LocalBackendPolicies`): the
 /// authorization rule sets are implemented, every other key is refused by name.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct BackendPolicies {
     pub mcp_authorization: Option<RuleSet>,
@@ -84,7 +85,7 @@ impl Backend {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct McpBackend {
     pub targets: Vec<McpTarget>,
@@ -96,14 +97,14 @@ pub(crate) struct McpBackend {
     pub dns_rebinding_protection: Option<Unsupported>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) enum StatefulMode {
     Stateful,
     Stateless,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) enum PrefixMode {
     /// Prefix tool names only when there are several targets.
@@ -114,7 +115,7 @@ pub(crate) enum PrefixMode {
 }
 
 /// One upstream MCP server: `name` plus exactly one of `stdio`, `mcp` (streamable HTTP), `sse`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct McpTarget {
     pub name: String,
@@ -147,7 +148,7 @@ impl McpTarget {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct StdioTarget {
     pub cmd: String,
@@ -161,7 +162,7 @@ pub(crate) struct StdioTarget {
 }
 
 /// Either `host` + `port` + `path`, or only `host` as an `http(s)://` URL.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct HttpTarget {
     pub host: Option<String>,

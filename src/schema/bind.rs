@@ -3,12 +3,13 @@
 //! Owns the shapes only; "HTTPS needs tls", "routes required", unique ports and the rejection of
 //! TLS/TCP/HBONE listeners live in `config::validate`.
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::route::Route;
 use super::serde_util::Unsupported;
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct Bind {
     /// Listens on `[::]:port`. Required (current agentgateway's internal port-less binds are not
@@ -22,7 +23,7 @@ pub(crate) struct Bind {
 }
 
 /// Listener protocol; agentgateway spells it UPPERCASE. Default `HTTP`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub(crate) enum Protocol {
     #[default]
@@ -33,7 +34,7 @@ pub(crate) enum Protocol {
     Hbone,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct Listener {
     /// Default `listener<idx>`.
@@ -55,7 +56,7 @@ pub(crate) struct Listener {
 }
 
 /// Server TLS for an HTTPS listener: PEM file paths.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct ListenerTls {
     /// Path to the certificate chain (PEM). Required.

@@ -7,12 +7,13 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::auth::{JwtAuth, McpAuthentication};
 use super::serde_util::{Body, Unsupported};
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct Policies {
     pub request_header_modifier: Option<HeaderModifier>,
@@ -59,7 +60,7 @@ pub(crate) struct Policies {
 
 /// `backendTLS` (agentgateway `LocalBackendTLS`, both dialects; `subjectAltNames`,
 /// `keyExchangeGroups` and `spiffe` are current only).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct BackendTls {
     /// Client certificate chain (PEM file) for mTLS.
@@ -81,7 +82,7 @@ pub(crate) struct BackendTls {
 }
 
 /// `mcpAuthorization` / `authorization`: CEL rules (agentgateway `RuleSet`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct RuleSet {
     pub rules: Vec<Rule>,
@@ -89,14 +90,14 @@ pub(crate) struct RuleSet {
 
 /// One rule: a bare string allows (both dialects); the current dialect also has `{allow: …}`,
 /// `{deny: …}` and `{require: …}`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub(crate) enum Rule {
     Allow(String),
     Keyed(KeyedRule),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) enum KeyedRule {
     Allow(String),
@@ -105,7 +106,7 @@ pub(crate) enum KeyedRule {
 }
 
 /// `requestHeaderModifier` / `responseHeaderModifier`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct HeaderModifier {
     /// Appended without replacing existing values.
@@ -119,7 +120,7 @@ pub(crate) struct HeaderModifier {
 }
 
 /// Authority rewrite for `urlRewrite` / `requestRedirect`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) enum HostRedirect {
     /// Replace host and port.
@@ -135,7 +136,7 @@ pub(crate) enum HostRedirect {
     Unchanged,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) enum PathRedirect {
     Full(String),
@@ -143,14 +144,14 @@ pub(crate) enum PathRedirect {
     Prefix(String),
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct UrlRewrite {
     pub authority: Option<HostRedirect>,
     pub path: Option<PathRedirect>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct RequestRedirect {
     pub scheme: Option<String>,
@@ -160,7 +161,7 @@ pub(crate) struct RequestRedirect {
     pub status: Option<u16>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct DirectResponse {
     #[serde(default)]
@@ -173,7 +174,7 @@ pub(crate) struct DirectResponse {
 }
 
 /// CORS, agentgateway `CorsSerde`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct Cors {
     #[serde(default)]
@@ -191,7 +192,7 @@ pub(crate) struct Cors {
     pub max_age: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct Timeout {
     /// Whole downstream request (Go duration).
@@ -202,7 +203,7 @@ pub(crate) struct Timeout {
 
 /// `backendAuth`: only `passthrough` is implemented; the other kinds are named so validation can
 /// reject them by name.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct BackendAuth {
     /// Re-send the validated client token as `Authorization: Bearer` to HTTP targets.
@@ -217,7 +218,7 @@ pub(crate) struct BackendAuth {
     pub credentials: Option<Unsupported>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct Passthrough {
     /// Current only.

@@ -15,11 +15,12 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::serde_util::{Ignored, StringOrList, Unsupported, WorkerThreads};
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct Config {
     /// Admin UI address, `ip:port` (agentgateway default `localhost:15000`).
@@ -73,7 +74,7 @@ pub(crate) struct Config {
 }
 
 /// `config.metrics`: `remove` is honoured; custom `fields` (CEL) are refused.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct MetricsConfig {
     /// Metric names not to export (agentgateway's short names or full names).
@@ -82,14 +83,14 @@ pub(crate) struct MetricsConfig {
     pub fields: Option<Unsupported>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum LogFormat {
     Text,
     Json,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct Logging {
     /// CEL expression selecting which requests are logged.
@@ -101,7 +102,7 @@ pub(crate) struct Logging {
     pub database: Option<Unsupported>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct LoggingFields {
     #[serde(default)]
@@ -111,7 +112,7 @@ pub(crate) struct LoggingFields {
     pub add: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct BackendConfig {
     pub keepalives: Option<Keepalives>,
@@ -122,7 +123,7 @@ pub(crate) struct BackendConfig {
     pub pool_max_size: Option<u64>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct Keepalives {
     /// Default `true`.
@@ -135,7 +136,7 @@ pub(crate) struct Keepalives {
     pub retries: Option<u32>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct ListenerConfig {
     /// Default 2097152.
@@ -153,7 +154,7 @@ pub(crate) struct ListenerConfig {
 }
 
 /// `config.mcp`: MCP session settings.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct McpSettings {
     /// Idle MCP sessions end after this long (Go duration; default 30m).

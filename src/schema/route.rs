@@ -6,13 +6,14 @@
 
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use super::backend::Backend;
 use super::policy::Policies;
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct Route {
     /// Default `route<idx>`.
@@ -37,7 +38,7 @@ fn default_matches() -> Vec<Match> {
 }
 
 /// One match entry; all its conditions are AND-ed.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct Match {
     /// Required in v0.10.5; defaults to `pathPrefix: /` in current.
@@ -50,7 +51,7 @@ pub(crate) struct Match {
     pub query: Vec<QueryMatch>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) enum PathMatch {
     /// Compared to the raw path.
@@ -73,6 +74,22 @@ pub(crate) struct PathRegex {
     pub pattern: String,
     /// The v0.10.5 tuple's second element; `None` in the current dialect.
     pub length: Option<usize>,
+}
+
+impl JsonSchema for PathRegex {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PathRegex".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A regex the whole path must match: \"re\", or v0.10.5's [\"re\", length].",
+            "anyOf": [
+                {"type": "string"},
+                {"type": "array", "prefixItems": [{"type": "string"}, {"type": "integer", "minimum": 0}], "minItems": 2, "maxItems": 2}
+            ]
+        })
+    }
 }
 
 impl<'de> Deserialize<'de> for PathRegex {
@@ -109,7 +126,7 @@ impl<'de> Deserialize<'de> for PathRegex {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct HeaderMatch {
     /// Header name; current also allows pseudo headers (`:authority`, `:method`, …).
@@ -117,7 +134,7 @@ pub(crate) struct HeaderMatch {
     pub value: ValueMatch,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct QueryMatch {
     pub name: String,
@@ -125,7 +142,7 @@ pub(crate) struct QueryMatch {
 }
 
 /// Header or query value match; a regex must match the whole value.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) enum ValueMatch {
     Exact(String),

@@ -4,8 +4,10 @@
 //! Owns only deserialization shapes; it does not judge values (durations, regexes, ranges are
 //! checked in `config::validate`).
 
+use std::borrow::Cow;
 use std::fmt;
 
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
@@ -16,6 +18,21 @@ use serde::Deserialize;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(transparent)]
 pub(crate) struct Unsupported(pub serde_json::Value);
+
+impl JsonSchema for Unsupported {
+    fn schema_name() -> Cow<'static, str> {
+        "Unsupported".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        // Only agentgateway's "feature off" values validate: an editor marks anything else.
+        json_schema!({
+            "description": "An agentgateway feature Portcullis does not implement: a config that sets it is refused with an error naming it.",
+            "x-portcullis": "unsupported",
+            "anyOf": [{"type": "null"}, {"const": false}, {"type": "array", "maxItems": 0}]
+        })
+    }
+}
 
 impl Unsupported {
     /// `false`, `[]` and `null` are agentgateway's "feature off" values and are tolerated.
@@ -29,8 +46,63 @@ impl Unsupported {
     }
 }
 
-/// A key that is pure process tuning with no security meaning; accepted and ignored.
-pub(crate) type Ignored = de::IgnoredAny;
+/// A key that is pure process tuning with no security meaning; accepted and ignored (named in a
+/// warning at every load).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct Ignored(de::IgnoredAny);
+
+impl JsonSchema for Ignored {
+    fn schema_name() -> Cow<'static, str> {
+        "Ignored".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "Accepted for agentgateway compatibility; no effect in Portcullis (a warning names it at every load).",
+            "x-portcullis": "no-effect"
+        })
+    }
+}
+
+impl JsonSchema for StringOrList {
+    fn schema_name() -> Cow<'static, str> {
+        "StringOrList".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]})
+    }
+}
+
+impl JsonSchema for Body {
+    fn schema_name() -> Cow<'static, str> {
+        "Body".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A UTF-8 string, or an array of bytes.",
+            "anyOf": [
+                {"type": "string"},
+                {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 255}}
+            ]
+        })
+    }
+}
+
+impl JsonSchema for WorkerThreads {
+    fn schema_name() -> Cow<'static, str> {
+        "WorkerThreads".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A thread count, or a percentage of the CPUs available (\"50%\").",
+            "anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": "^[0-9]+%?$"}]
+        })
+    }
+}
 
 /// `string` or `[string, ...]` (e.g. `config.logging.level`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -115,3 +115,87 @@ fn validate_only_prints_every_error() {
         assert!(err.contains(&want), "{want:?} in:\n{err}");
     }
 }
+
+/// `portcullis schema` is a JSON Schema every valid config (the seed, the quickstart, the
+/// fixtures) validates against, checked with the Python `jsonschema` package (Draft 2020-12);
+/// unknown keys and agentgateway features Portcullis refuses fail it.
+#[test]
+fn the_schema_accepts_valid_configs_and_marks_refused_ones() {
+    let out = Command::new(bin()).arg("schema").output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        schema["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+    let dir = temp_dir();
+    std::fs::write(dir.join("schema.json"), &out.stdout).unwrap();
+    let as_json = |rel: &str| {
+        let text = std::fs::read_to_string(repo(rel)).unwrap();
+        let v: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
+        let path = dir.join(rel.replace('/', "_") + ".json");
+        std::fs::write(&path, v.to_string()).unwrap();
+        path.display().to_string()
+    };
+    let mut valid = vec![
+        as_json("config/seed.yaml"),
+        as_json("config/quickstart.yaml"),
+    ];
+    for f in ["current", "kitchen-sink", "seed"] {
+        valid.push(as_json(&format!("config/testdata/valid/{f}.yaml")));
+    }
+    // Refused by the schema itself (unknown keys, refused features), not only at load.
+    let refused: Vec<String> = [
+        "unknown-top-level-key",
+        "unknown-listener-key",
+        "unknown-policy-key",
+        "unsupported-ai-backend",
+        "unsupported-ai-policy",
+        "unsupported-remote-rate-limit",
+        "openapi-target",
+        "tcp-listener",
+    ]
+    .iter()
+    .map(|f| as_json(&format!("config/testdata/invalid/{f}.yaml")))
+    .collect();
+    let script = r#"
+import json, sys
+from jsonschema import Draft202012Validator
+schema = json.load(open(sys.argv[1]))
+Draft202012Validator.check_schema(schema)
+v = Draft202012Validator(schema)
+want = None
+for arg in sys.argv[2:]:
+    if arg in ("--valid", "--refused"):
+        want = arg
+        continue
+    errors = list(v.iter_errors(json.load(open(arg))))
+    if want == "--valid" and errors:
+        print("INVALID", arg, errors[0].message[:300], list(errors[0].absolute_path))
+    if want == "--refused" and not errors:
+        print("ACCEPTED", arg)
+print("checked")
+"#;
+    let python = &crate::clients::client_runtimes().1;
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(dir.join("schema.json"))
+        .arg("--valid")
+        .args(&valid)
+        .arg("--refused")
+        .args(&refused)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.trim() == "checked",
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Refused agentgateway features are marked, so an editor can say why.
+    let defs = &schema["$defs"];
+    assert_eq!(defs["Unsupported"]["x-portcullis"], "unsupported");
+    assert_eq!(defs["Ignored"]["x-portcullis"], "no-effect");
+    let _ = std::fs::remove_dir_all(dir);
+}
