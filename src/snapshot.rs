@@ -120,6 +120,8 @@ pub struct UpstreamSettings {
     pub pool_idle_timeout: Duration,
     /// Idle connections kept per upstream address per worker.
     pub pool_max_idle: usize,
+    /// `config.dns.lookupFamily`: which addresses of a host name are tried, in which order.
+    pub lookup_family: crate::net::dns::LookupFamily,
 }
 
 #[derive(Debug, Clone)]
@@ -149,6 +151,7 @@ impl Default for Settings {
                 connect_timeout: Duration::from_secs(10),
                 pool_idle_timeout: Duration::from_secs(90),
                 pool_max_idle: 64,
+                lookup_family: crate::net::dns::LookupFamily::Auto,
             },
             log: LogSettings {
                 json: false,

@@ -1,7 +1,7 @@
-//! Where an upstream server is: the configured authority, its address (resolved at load, or a
-//! name resolved when a connection is opened) and its weight among a route's backends.
+//! Where an upstream server is: the configured authority, its address (an IP literal, or a name
+//! the workers resolve and keep fresh, see `net::dns`) and its weight among a route's backends.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 
 #[derive(Debug, Clone)]
 pub struct HostTarget {
@@ -19,9 +19,8 @@ pub enum HostAddr {
 }
 
 impl HostAddr {
-    /// `host:port`, `[v6]:port` or `name:port`. Names are resolved now (off the workers); one that
-    /// does not resolve yet is kept by name and resolved when a connection is opened.
-    #[allow(clippy::disallowed_methods)] // config loading runs on the control thread, never a worker
+    /// `host:port`, `[v6]:port` or `name:port`. A name is kept as a name: workers resolve it
+    /// off their threads and keep it fresh (`net::dns`), so a change in DNS is followed.
     pub(crate) fn parse(h: &str) -> Result<HostAddr, String> {
         if let Ok(a) = h.parse::<SocketAddr>() {
             return Ok(HostAddr::Resolved(a));
@@ -33,13 +32,6 @@ impl HostAddr {
         if name.is_empty() {
             return Err(format!("invalid host {h:?}: empty host name"));
         }
-        match (name, port)
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next())
-        {
-            Some(a) => Ok(HostAddr::Resolved(a)),
-            None => Ok(HostAddr::Name(name.to_owned(), port)),
-        }
+        Ok(HostAddr::Name(name.to_owned(), port))
     }
 }

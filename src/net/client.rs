@@ -8,7 +8,7 @@
 //! relay reads SSE events. Not here: the control plane's fetches (`auth::fetch`, blocking, off
 //! the workers).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -21,13 +21,56 @@ pub(crate) mod tls;
 
 pub(crate) use conn::{connect, Conn, ConnectError, OwnedTls, Tls, Upstream};
 
-/// The address to connect to: resolved at load, or from the worker's DNS cache.
-pub(crate) async fn resolve(addr: &HostAddr) -> Result<SocketAddr, ConnectError> {
+/// Where a target may be reached: its one address (an IP literal), or every address its name
+/// resolves to, tried in order.
+pub(crate) enum Candidates<'a> {
+    One(SocketAddr),
+    Name {
+        host: &'a str,
+        ips: Rc<[IpAddr]>,
+        port: u16,
+    },
+}
+
+impl Candidates<'_> {
+    fn addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        let (one, many) = match self {
+            Candidates::One(a) => (Some(*a), None),
+            Candidates::Name { ips, port, .. } => (None, Some((ips, *port))),
+        };
+        one.into_iter().chain(
+            many.into_iter()
+                .flat_map(|(ips, port)| ips.iter().map(move |ip| SocketAddr::new(*ip, port))),
+        )
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Candidates::One(_) => 1,
+            Candidates::Name { ips, .. } => ips.len(),
+        }
+    }
+}
+
+/// The addresses to connect to: the configured one, or the name's from the worker's DNS cache
+/// (ordered for `family`).
+pub(crate) async fn resolve(
+    addr: &HostAddr,
+    family: crate::net::dns::LookupFamily,
+) -> Result<Candidates<'_>, ConnectError> {
     match addr {
-        HostAddr::Resolved(a) => Ok(*a),
-        HostAddr::Name(host, port) => crate::net::dns::resolve(host, *port)
-            .await
-            .ok_or_else(|| ConnectError::Resolve(host.clone())),
+        HostAddr::Resolved(a) => Ok(Candidates::One(*a)),
+        HostAddr::Name(host, port) => {
+            let ips = crate::net::dns::resolve(host, family).await;
+            if ips.is_empty() {
+                return Err(ConnectError::Resolve(host.clone()));
+            }
+            Ok(Candidates::Name {
+                host,
+                ips,
+                port: *port,
+            })
+        }
     }
 }
 
@@ -39,26 +82,66 @@ pub(crate) struct Checkout {
     pub reused_after: Option<Duration>,
 }
 
-/// The most recently used idle connection to `addr` (with `tls`, or plain) younger than
-/// `max_idle`, or a new one (connect within `connect_timeout`, then the TLS handshake).
+/// The most recently used idle connection to one of `to` (with `tls`, or plain) younger than
+/// `max_idle`, or a new one ([`connect_any`]); and the address it goes to.
 pub(crate) async fn checkout(
-    addr: SocketAddr,
+    to: &Candidates<'_>,
     tls: Option<Tls<'_>>,
     max_idle: Duration,
     connect_timeout: Duration,
-) -> Result<Checkout, ConnectError> {
-    if let Some((conn, buf, idle)) = pool::take(addr, tls.map(|t| t.key()), max_idle) {
-        return Ok(Checkout {
-            conn,
-            buf,
-            reused_after: Some(idle),
-        });
+) -> Result<(SocketAddr, Checkout), ConnectError> {
+    for addr in to.addrs() {
+        if let Some((conn, buf, idle)) = pool::take(addr, tls.map(|t| t.key()), max_idle) {
+            let c = Checkout {
+                conn,
+                buf,
+                reused_after: Some(idle),
+            };
+            return Ok((addr, c));
+        }
     }
-    Ok(Checkout {
-        conn: connect(addr, tls, connect_timeout).await?,
+    let (addr, conn) = connect_any(to, tls, connect_timeout).await?;
+    let c = Checkout {
+        conn,
         buf: Vec::new(),
         reused_after: None,
-    })
+    };
+    Ok((addr, c))
+}
+
+/// A new connection to the first of `to` that takes one, within `connect_timeout` in all (each
+/// address gets an equal share of what is left). A TLS failure ends the search (the server was
+/// reached). When a name's every address failed, the worker looks the name up again next time.
+pub(crate) async fn connect_any(
+    to: &Candidates<'_>,
+    tls: Option<Tls<'_>>,
+    connect_timeout: Duration,
+) -> Result<(SocketAddr, Conn), ConnectError> {
+    let deadline = std::time::Instant::now() + connect_timeout;
+    let n = to.len();
+    let mut last = None;
+    for (i, addr) in to.addrs().enumerate() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let share = if i + 1 == n {
+            left
+        } else {
+            left / (n - i) as u32
+        };
+        match connect(addr, tls, share).await {
+            Ok(conn) => return Ok((addr, conn)),
+            Err(e @ ConnectError::Tls(_)) => return Err(e),
+            Err(e) => {
+                if i + 1 < n {
+                    tracing::debug!(upstream = %addr, error = %e, "connect failed; trying the next address");
+                }
+                last = Some(e);
+            }
+        }
+    }
+    if let Candidates::Name { host, .. } = to {
+        crate::net::dns::forget(host);
+    }
+    Err(last.unwrap_or(ConnectError::Timeout(SocketAddr::from(([0, 0, 0, 0], 0)))))
 }
 
 /// A new connection to `addr` as a [`Checkout`] (not reused): what a request that failed on a

@@ -1,28 +1,97 @@
 //! Name resolution for upstreams named by host name, off the workers: a lookup is handed to a
-//! resolver thread (the system resolver, `getaddrinfo`, blocks) and the worker awaits the answer;
-//! answers are kept per worker for [`TTL`] (a failure for [`NEGATIVE_TTL`]), so a worker asks
-//! again at most that often per name.
+//! resolver thread (the system resolver, `getaddrinfo`, blocks) and the worker awaits the answer.
 //!
-//! Not here: names resolved once at load (`net::addr::HostAddr::parse`: a name that resolves
-//! then is kept as an address).
+//! Every address of a name is kept (the caller tries them in order, see `net::client`), in the
+//! order `config.dns.lookupFamily` asks for. Answers are kept per worker and looked up again in
+//! the background every [`refresh_interval`] (`PORTCULLIS_DNS_REFRESH`, default 30 s; the
+//! system resolver gives no TTL): a request that finds an answer due for refresh uses it and
+//! starts the refresh, so it never waits; only a name never resolved, one whose answer is more
+//! than a second interval old, or one whose every address just failed waits for a lookup. A
+//! failed refresh keeps the last answer. A failed first lookup is remembered for
+//! [`NEGATIVE_TTL`].
+//!
+//! `PORTCULLIS_HOSTS_FILE` names a file in `/etc/hosts` format consulted before the system
+//! resolver (re-read when it changes): names pinned for this proxy alone, and how the tests
+//! change what a name resolves to while the proxy runs.
+//!
+//! Not here: addresses given as IP literals (`net::addr`), never looked up.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
+use std::rc::Rc;
 use std::sync::mpsc;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_channel::oneshot;
 
-/// How long a resolved address is used before the name is looked up again.
-pub(crate) const TTL: Duration = Duration::from_secs(30);
-/// How long a failed lookup is remembered.
+/// How long a failed first lookup is remembered.
 pub(crate) const NEGATIVE_TTL: Duration = Duration::from_secs(5);
 /// The longest a request waits for a lookup.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Names a worker keeps answers for (names come from the config; a reload may replace them).
+const MAX_NAMES: usize = 4096;
 
-type Lookup = (String, u16, oneshot::Sender<Option<SocketAddr>>);
+/// `config.dns.lookupFamily`: which addresses of a name are used, in which order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LookupFamily {
+    /// The system resolver's order (RFC 6724), both families.
+    #[default]
+    Auto,
+    /// Both families, IPv4 first.
+    V4Preferred,
+    V4Only,
+    V6Only,
+}
+
+impl LookupFamily {
+    /// agentgateway's names (`All`, `Auto`, `V4Preferred`, `V4Only`, `V6Only`).
+    pub(crate) fn parse(s: &str) -> Option<LookupFamily> {
+        match s {
+            "All" | "Auto" => Some(LookupFamily::Auto),
+            "V4Preferred" => Some(LookupFamily::V4Preferred),
+            "V4Only" => Some(LookupFamily::V4Only),
+            "V6Only" => Some(LookupFamily::V6Only),
+            _ => None,
+        }
+    }
+
+    /// `ips` filtered and ordered for this family.
+    pub(crate) fn order(self, ips: &[IpAddr]) -> Vec<IpAddr> {
+        let mut out: Vec<IpAddr> = match self {
+            LookupFamily::Auto | LookupFamily::V4Preferred => ips.to_vec(),
+            LookupFamily::V4Only => ips.iter().copied().filter(IpAddr::is_ipv4).collect(),
+            LookupFamily::V6Only => ips.iter().copied().filter(IpAddr::is_ipv6).collect(),
+        };
+        if self == LookupFamily::V4Preferred {
+            out.sort_by_key(|ip| ip.is_ipv6());
+        }
+        let mut seen = Vec::with_capacity(out.len());
+        out.retain(|ip| {
+            let new = !seen.contains(ip);
+            seen.push(*ip);
+            new
+        });
+        out
+    }
+}
+
+/// How often answers are looked up again (`PORTCULLIS_DNS_REFRESH`, a Go duration; default
+/// 30 s, at least 100 ms).
+pub(crate) fn refresh_interval() -> Duration {
+    static D: OnceLock<Duration> = OnceLock::new();
+    *D.get_or_init(|| {
+        std::env::var("PORTCULLIS_DNS_REFRESH")
+            .ok()
+            .and_then(|v| crate::config::parse_duration(&v).ok())
+            .map_or(Duration::from_secs(30), |d| {
+                d.max(Duration::from_millis(100))
+            })
+    })
+}
+
+type Lookup = (String, oneshot::Sender<Vec<IpAddr>>);
 
 /// The resolver thread's inbox, started on first use.
 fn resolver() -> &'static mpsc::SyncSender<Lookup> {
@@ -32,8 +101,9 @@ fn resolver() -> &'static mpsc::SyncSender<Lookup> {
         let spawned = std::thread::Builder::new()
             .name("portcullis-dns".into())
             .spawn(move || {
-                for (host, port, reply) in rx {
-                    let _ = reply.send(lookup(&host, port));
+                let mut hosts = HostsFile::from_env();
+                for (host, reply) in rx {
+                    let _ = reply.send(lookup(&mut hosts, &host));
                 }
             });
         if let Err(e) = spawned {
@@ -43,53 +113,182 @@ fn resolver() -> &'static mpsc::SyncSender<Lookup> {
     })
 }
 
-/// The system resolver; runs only on the resolver thread.
-#[allow(clippy::disallowed_methods)] // the one place a worker's lookups block: its own thread
-fn lookup(host: &str, port: u16) -> Option<SocketAddr> {
-    use std::net::ToSocketAddrs;
-    (host, port).to_socket_addrs().ok()?.next()
+/// `PORTCULLIS_HOSTS_FILE`, re-read when its modification time or size changes.
+struct HostsFile {
+    path: Option<std::path::PathBuf>,
+    stamp: Option<(SystemTime, u64)>,
+    names: HashMap<String, Vec<IpAddr>>,
 }
 
-/// This worker's answers: host → (address, when it expires). Keyed by the host alone (the
-/// address does not depend on the port), so that a hit is looked up by `&str`, allocating
-/// nothing.
-type Answers = HashMap<String, (Option<IpAddr>, Instant)>;
-
-thread_local! {
-    static CACHE: RefCell<Answers> = RefCell::new(HashMap::new());
-}
-
-/// The first address of `host:port`, from this worker's cache or the resolver thread.
-pub(crate) async fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
-    let now = Instant::now();
-    let cached = CACHE.with(|c| c.borrow().get(host).copied());
-    if let Some((ip, until)) = cached {
-        if until > now {
-            return ip.map(|ip| SocketAddr::new(ip, port));
+impl HostsFile {
+    fn from_env() -> HostsFile {
+        HostsFile {
+            path: std::env::var_os("PORTCULLIS_HOSTS_FILE").map(Into::into),
+            stamp: None,
+            names: HashMap::new(),
         }
     }
+
+    fn get(&mut self, host: &str) -> Option<Vec<IpAddr>> {
+        let path = self.path.as_ref()?;
+        let stamp = std::fs::metadata(path)
+            .ok()
+            .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()));
+        if stamp != self.stamp {
+            self.stamp = stamp;
+            self.names = std::fs::read_to_string(path)
+                .map(|t| parse_hosts(&t))
+                .unwrap_or_default();
+        }
+        self.names.get(&host.to_ascii_lowercase()).cloned()
+    }
+}
+
+/// `/etc/hosts` lines: an address, then names; `#` starts a comment. A name on several lines
+/// gets every address, in file order.
+fn parse_hosts(text: &str) -> HashMap<String, Vec<IpAddr>> {
+    let mut names: HashMap<String, Vec<IpAddr>> = HashMap::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("");
+        let mut words = line.split_whitespace();
+        let Some(ip) = words.next().and_then(|w| w.parse::<IpAddr>().ok()) else {
+            continue;
+        };
+        for name in words {
+            names.entry(name.to_ascii_lowercase()).or_default().push(ip);
+        }
+    }
+    names
+}
+
+/// The hosts file, then the system resolver; runs only on the resolver thread.
+#[allow(clippy::disallowed_methods)] // the one place a worker's lookups block: its own thread
+fn lookup(hosts: &mut HostsFile, host: &str) -> Vec<IpAddr> {
+    use std::net::ToSocketAddrs;
+    if let Some(ips) = hosts.get(host) {
+        return ips;
+    }
+    (host, 0)
+        .to_socket_addrs()
+        .map(|a| a.map(|a| a.ip()).collect())
+        .unwrap_or_default()
+}
+
+/// One name's answer on a worker.
+struct Answer {
+    /// Empty: the name did not resolve.
+    ips: Rc<[IpAddr]>,
+    /// When the answer was obtained.
+    at: Instant,
+    /// A background refresh is under way.
+    refreshing: bool,
+}
+
+thread_local! {
+    /// This worker's answers, keyed by the host alone (the address does not depend on the
+    /// port), so that a hit is looked up by `&str`, allocating nothing.
+    static CACHE: RefCell<HashMap<String, Answer>> = RefCell::new(HashMap::new());
+}
+
+async fn ask(host: &str) -> Option<Vec<IpAddr>> {
     let (tx, rx) = oneshot::channel();
-    let answer = match resolver().try_send((host.to_owned(), port, tx)) {
-        Ok(()) => match monoio::time::timeout(LOOKUP_TIMEOUT, rx).await {
-            Ok(Ok(addr)) => addr,
-            _ => None,
-        },
-        // The resolver is swamped or gone: fail this request, do not wait.
-        Err(_) => return None,
-    };
-    let ttl = if answer.is_some() { TTL } else { NEGATIVE_TTL };
+    // The resolver swamped or gone: no answer, nothing waited for.
+    resolver().try_send((host.to_owned(), tx)).ok()?;
+    match monoio::time::timeout(LOOKUP_TIMEOUT, rx).await {
+        Ok(Ok(ips)) => Some(ips),
+        _ => None,
+    }
+}
+
+fn store(host: &str, ips: Rc<[IpAddr]>) {
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
-        // Bounded: names come from the config, but a reload may replace them all.
-        if c.len() >= 4096 {
-            c.retain(|_, (_, until)| *until > now);
+        if c.len() >= MAX_NAMES && !c.contains_key(host) {
+            let horizon = refresh_interval() * 2;
+            c.retain(|_, a| a.at.elapsed() < horizon);
         }
         c.insert(
             host.to_owned(),
-            (answer.map(|a| a.ip()), Instant::now() + ttl),
+            Answer {
+                ips,
+                at: Instant::now(),
+                refreshing: false,
+            },
         );
     });
-    answer
+}
+
+/// The addresses of `host`, ordered for `family`, from this worker's answers or the resolver
+/// thread (see the module docs for when a request waits). Empty: it does not resolve.
+pub(crate) async fn resolve(host: &str, family: LookupFamily) -> Rc<[IpAddr]> {
+    let interval = refresh_interval();
+    enum Found {
+        Fresh(Rc<[IpAddr]>),
+        Refresh(Rc<[IpAddr]>),
+        Wait,
+    }
+    let found = CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        let Some(a) = c.get_mut(host) else {
+            return Found::Wait;
+        };
+        let age = a.at.elapsed();
+        let ttl = if a.ips.is_empty() {
+            NEGATIVE_TTL
+        } else {
+            interval
+        };
+        if age < ttl {
+            Found::Fresh(a.ips.clone())
+        } else if !a.ips.is_empty() && age < ttl * 2 {
+            if a.refreshing {
+                Found::Fresh(a.ips.clone())
+            } else {
+                a.refreshing = true;
+                Found::Refresh(a.ips.clone())
+            }
+        } else {
+            Found::Wait
+        }
+    });
+    match found {
+        Found::Fresh(ips) => filter(&ips, family),
+        Found::Refresh(ips) => {
+            let name = host.to_owned();
+            monoio::spawn(async move {
+                match ask(&name).await {
+                    Some(fresh) if !fresh.is_empty() => store(&name, fresh.into()),
+                    // A failed refresh keeps the last answer, for another interval.
+                    _ => CACHE.with(|c| {
+                        if let Some(a) = c.borrow_mut().get_mut(&name) {
+                            a.refreshing = false;
+                            a.at = Instant::now();
+                        }
+                    }),
+                }
+            });
+            filter(&ips, family)
+        }
+        Found::Wait => {
+            let ips: Rc<[IpAddr]> = ask(host).await.unwrap_or_default().into();
+            store(host, ips.clone());
+            filter(&ips, family)
+        }
+    }
+}
+
+fn filter(ips: &Rc<[IpAddr]>, family: LookupFamily) -> Rc<[IpAddr]> {
+    match family {
+        LookupFamily::Auto => ips.clone(),
+        f => f.order(ips).into(),
+    }
+}
+
+/// Every address of `host` failed: the next request looks it up again (and waits for it).
+pub(crate) fn forget(host: &str) {
+    CACHE.with(|c| {
+        c.borrow_mut().remove(host);
+    });
 }
 
 #[cfg(test)]
@@ -103,15 +302,53 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            assert_eq!(
-                resolve("localhost", 8080).await.map(|a| a.port()),
-                Some(8080)
-            );
-            let cached = CACHE.with(|c| c.borrow().get("localhost").copied());
-            assert!(cached.is_some_and(|(a, _)| a.is_some()));
-            // The cached address serves any port of the name.
-            assert_eq!(resolve("localhost", 81).await.map(|a| a.port()), Some(81));
-            assert_eq!(resolve("no-such-host.invalid", 80).await, None);
+            let ips = resolve("localhost", LookupFamily::Auto).await;
+            assert!(!ips.is_empty());
+            assert!(CACHE.with(|c| c.borrow().contains_key("localhost")));
+            let v4 = resolve("localhost", LookupFamily::V4Only).await;
+            assert!(v4.iter().all(IpAddr::is_ipv4));
+            assert!(resolve("no-such-host.invalid", LookupFamily::Auto)
+                .await
+                .is_empty());
+            forget("localhost");
+            assert!(!CACHE.with(|c| c.borrow().contains_key("localhost")));
         });
+    }
+
+    #[test]
+    fn families_order_and_filter() {
+        let ips: Vec<IpAddr> = ["::1", "10.0.0.1", "fe80::2", "10.0.0.2", "10.0.0.1"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let s = |v: Vec<IpAddr>| {
+            v.iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(
+            s(LookupFamily::V4Preferred.order(&ips)),
+            "10.0.0.1 10.0.0.2 ::1 fe80::2"
+        );
+        assert_eq!(s(LookupFamily::V4Only.order(&ips)), "10.0.0.1 10.0.0.2");
+        assert_eq!(s(LookupFamily::V6Only.order(&ips)), "::1 fe80::2");
+        assert_eq!(
+            s(LookupFamily::Auto.order(&ips)),
+            "::1 10.0.0.1 fe80::2 10.0.0.2"
+        );
+        assert_eq!(LookupFamily::parse("All"), Some(LookupFamily::Auto));
+        assert_eq!(LookupFamily::parse("v4only"), None);
+    }
+
+    #[test]
+    fn hosts_lines() {
+        let h = parse_hosts(
+            "# comment\n127.0.0.2 App.test other # trailing\n::1 app.test\nnonsense line\n10.1.1.1\n",
+        );
+        let app: Vec<String> = h["app.test"].iter().map(|i| i.to_string()).collect();
+        assert_eq!(app, ["127.0.0.2", "::1"]);
+        assert_eq!(h["other"].len(), 1);
+        assert_eq!(h.len(), 2);
     }
 }

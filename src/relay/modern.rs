@@ -114,11 +114,11 @@ async fn exchange(
     reply: &UnboundedSender<ReplyPart>,
 ) -> Result<(), Broke> {
     let settings = route.upstream;
-    let addr = client::resolve(&target.addr)
+    let to = client::resolve(&target.addr, settings.lookup_family)
         .await
         .map_err(|_| Broke::BeforeAnswer)?;
-    let mut c = client::checkout(
-        addr,
+    let (addr, mut c) = client::checkout(
+        &to,
         tls,
         settings.pool_idle_timeout,
         settings.connect_timeout,

@@ -58,7 +58,8 @@ pub(crate) struct Config {
     pub tracing: Option<Unsupported>,
     pub metrics: Option<MetricsConfig>,
     pub hbone: Option<Ignored>,
-    pub dns: Option<Ignored>,
+    /// `lookupFamily` is used; `edns0` has no effect (the system resolver's setting stays).
+    pub dns: Option<DnsConfig>,
     pub histograms: Option<Ignored>,
     pub standard_attributes: Option<Ignored>,
     pub model_catalog: Option<Ignored>,
@@ -71,6 +72,15 @@ pub(crate) struct Config {
     /// MCP process settings (current dialect): `sessionTtl`.
     pub mcp: Option<McpSettings>,
     pub sensitive_headers: Option<Unsupported>,
+}
+
+/// `config.dns` (current dialect).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct DnsConfig {
+    /// `All`, `Auto`, `V4Preferred`, `V4Only` or `V6Only`.
+    pub lookup_family: Option<String>,
+    pub edns0: Option<Ignored>,
 }
 
 /// `config.metrics`: `remove` is honoured; custom `fields` (CEL) are refused.

@@ -52,7 +52,8 @@ pub(crate) async fn forward<S: ConnIo>(
             status: err.status(),
         }
     };
-    let addr = match client::resolve(&plan.target.addr).await {
+    let family = snap.settings.upstream.lookup_family;
+    let to = match client::resolve(&plan.target.addr, family).await {
         Ok(a) => a,
         Err(_) => return fail(bufs, LocalError::UpstreamConnect),
     };
@@ -67,8 +68,8 @@ pub(crate) async fn forward<S: ConnIo>(
             body = BodyKind::None;
         }
     }
-    let exchanged = exchange(io, snap, bufs, &plan, addr, up_head, body).await;
-    let (mut up, parsed) = match exchanged {
+    let exchanged = exchange(io, snap, bufs, &plan, &to, up_head, body).await;
+    let (mut up, parsed, addr) = match exchanged {
         Ok(x) => x,
         Err(Failure::Answer(e)) => return fail(bufs, e),
         Err(Failure::ClientGone) => {
@@ -112,10 +113,10 @@ async fn exchange<S: ConnIo>(
     snap: &Snapshot,
     bufs: &mut Bufs,
     plan: &ProxyPlan<'_>,
-    addr: SocketAddr,
+    to: &client::Candidates<'_>,
     mut up_head: Vec<u8>,
     body: BodyKind,
-) -> Result<(Conn, ParsedHead), Failure> {
+) -> Result<(Conn, ParsedHead, SocketAddr), Failure> {
     let limits = &snap.settings.limits;
     let up_settings = &snap.settings.upstream;
     let timeouts = plan.timeouts;
@@ -124,13 +125,18 @@ async fn exchange<S: ConnIo>(
         (a, b) => a.or(b),
     };
     let replayable = matches!(body, BodyKind::None);
-    let mut attempt = client::checkout(
-        addr,
+    let (addr, first) = match client::checkout(
+        to,
         plan.tls,
         up_settings.pool_idle_timeout,
         up_settings.connect_timeout,
     )
-    .await;
+    .await
+    {
+        Ok((addr, c)) => (addr, c),
+        Err(e) => return Err(Failure::Answer(connect_failure(e))),
+    };
+    let mut attempt = Ok(first);
     loop {
         let (mut stream, reused_after) = match attempt {
             Ok(c) => (c.conn, c.reused_after),
@@ -189,7 +195,7 @@ async fn exchange<S: ConnIo>(
                     body: h.body,
                     upstream_keep_alive: h.keep_alive,
                 };
-                return Ok((stream, parsed));
+                return Ok((stream, parsed, addr));
             }
             Err(HeadError::Closed) if bufs.up.is_empty() && may_resend(Failed::BeforeAnswer) => {
                 tracing::debug!(upstream = %addr, "reused upstream connection was closed; sending again");

@@ -174,6 +174,46 @@ print("READY", srv.server_address[1], flush=True)
 srv.serve_forever()
 "#;
 
+both_drivers!(
+    a_renewed_backend_root_is_followed_without_a_config_change,
+    |d| {
+        // The upstream's certificate is its own root (a private CA): renewing it in place rewrites
+        // the file both proxies read, the upstream's listener certificate and the front's
+        // backendTLS root. Neither config text changes.
+        let dir = temp_dir();
+        make_cert(&dir, "backend", &["backend.test"]);
+        let up = tls_upstream(d, &dir, "over-tls");
+        let root = format!("'{}/backend.crt'", dir.display());
+        let p = Proxy::start(
+            &front(
+                up.port,
+                &format!("{{root: {root}, hostname: backend.test}}"),
+            ),
+            d,
+        );
+        assert_eq!(get(&p), (200, "over-tls".to_owned()));
+        make_cert(&dir, "backend", &["backend.test"]);
+        // The front reloads (a new root, a new pool), the upstream serves the new certificate to
+        // new handshakes: requests succeed again within seconds, verified against the new root.
+        assert!(
+            p.wait_log("a certificate or key file changed", 10),
+            "{}",
+            p.log()
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while get(&p) != (200, "over-tls".to_owned()) {
+            assert!(std::time::Instant::now() < deadline, "{}", p.log());
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert!(
+            up.wait_log("a certificate or key file changed", 10),
+            "{}",
+            up.log()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+);
+
 both_drivers!(a_client_certificate_for_a_server_that_requires_one, |d| {
     let dir = temp_dir();
     make_cert(&dir, "backend", &["backend.test"]);

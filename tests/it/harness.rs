@@ -491,7 +491,15 @@ impl Upstream {
     where
         F: Fn(TcpStream) + Send + Sync + 'static,
     {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        Upstream::start_at("127.0.0.1:0", handler)
+    }
+
+    /// [`Upstream::start`] on a given address (another loopback address, a given port).
+    pub fn start_at<F>(addr: &str, handler: F) -> Upstream
+    where
+        F: Fn(TcpStream) + Send + Sync + 'static,
+    {
+        let l = TcpListener::bind(addr).unwrap();
         let port = l.local_addr().unwrap().port();
         l.set_nonblocking(true).unwrap();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -518,6 +526,23 @@ impl Upstream {
             hits,
             requests: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// Answers every request with `name` as the body (keep-alive), on `addr`.
+    pub fn named(addr: &str, name: &'static str) -> Upstream {
+        Upstream::start_at(addr, move |s| {
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut w = s;
+            while let Ok(Some(_)) = read_request(&mut r) {
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n",
+                    name.len()
+                );
+                if w.write_all(head.as_bytes()).is_err() || w.write_all(name.as_bytes()).is_err() {
+                    break;
+                }
+            }
+        })
     }
 
     /// Answers every request with a body describing it: `METHOD PATH\n` then the headers as

@@ -15,6 +15,7 @@ mod bad_input; // malformed, oversized and smuggling requests get their status; 
 mod clients; // official TS/Python SDK clients with full OAuth, and the MCP conformance suite
 mod config_cli; // --validate-only, malformed configs name their path, env expansion, seed
 mod cors; // preflight, actual and error responses
+mod dns; // host names followed while running: a changed answer, failover, no answer
 mod idp; // the oidc-provider test peer
 mod lifecycle; // hot reload good and bad, SIGTERM drain, metrics and readiness
 mod load; // mcp-load scenarios, tokens, reports

@@ -122,7 +122,7 @@ pub(super) fn lower_settings(
             ("clusterId", cluster_id.is_some()),
             ("network", network.is_some()),
             ("hbone", hbone.is_some()),
-            ("dns", dns.is_some()),
+            ("dns.edns0", dns.as_ref().is_some_and(|d| d.edns0.is_some())),
             ("histograms", histograms.is_some()),
             ("standardAttributes", standard_attributes.is_some()),
             ("modelCatalog", model_catalog.is_some()),
@@ -146,6 +146,17 @@ pub(super) fn lower_settings(
                 .map(|m| m.remove.clone())
                 .unwrap_or_default(),
         });
+        if let Some(f) = dns.as_ref().and_then(|d| d.lookup_family.as_deref()) {
+            match crate::net::dns::LookupFamily::parse(f) {
+                Some(f) => s.upstream.lookup_family = f,
+                None => errs.push(ConfigError::new(
+                    "config.dns.lookupFamily",
+                    format!(
+                        "unknown value {f:?} (expected All, Auto, V4Preferred, V4Only or V6Only)"
+                    ),
+                )),
+            }
+        }
         s.stats_addr = addr(&c.stats_addr, "config.statsAddr", s.stats_addr, errs);
         s.readiness_addr = addr(
             &c.readiness_addr,

@@ -71,11 +71,11 @@ impl HttpTarget {
 
     /// The server's address and a connection to it from the worker's pool, or a new one.
     async fn checkout(&self) -> Result<(SocketAddr, Checkout), String> {
-        let addr = client::resolve(&self.upstream.target.addr)
+        let to = client::resolve(&self.upstream.target.addr, self.settings.lookup_family)
             .await
             .map_err(|e| e.to_string())?;
-        let c = client::checkout(
-            addr,
+        let (addr, c) = client::checkout(
+            &to,
             self.upstream.tls(),
             self.settings.pool_idle_timeout,
             self.settings.connect_timeout,

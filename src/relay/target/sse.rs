@@ -91,11 +91,12 @@ impl SseTarget {
 
     /// A new connection to the server (a message POST, or the event stream).
     async fn connect(&self) -> Result<Conn, String> {
-        let addr = client::resolve(&self.upstream.target.addr)
+        let to = client::resolve(&self.upstream.target.addr, self.settings.lookup_family)
             .await
             .map_err(|e| e.to_string())?;
-        client::connect(addr, self.upstream.tls(), self.settings.connect_timeout)
+        client::connect_any(&to, self.upstream.tls(), self.settings.connect_timeout)
             .await
+            .map(|(_, conn)| conn)
             .map_err(|e| e.to_string())
     }
 
