@@ -32,7 +32,7 @@
 #   BASE=/path/to/old/release benches/forward.sh         # before/after, same run
 #   ROUNDS=1 DURATION=2 benches/forward.sh               # smoke
 # Knobs: CONNS (32), WARMUP (1), ONLY (a list of case names), NO_BUILD=1, BIN_DIR (this build's
-# binaries).
+# binaries), TRACING=1 (config.tracing set, requests unsampled).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-5}
@@ -70,11 +70,18 @@ add direct "$BACKEND_PID" "http://127.0.0.1:$BP/mcp" -s call
 start_portcullis() {
   local label=$1 bin=$2 port sp rp
   port=$(pick_port) sp=$(pick_port) rp=$(pick_port)
+  # TRACING=1: tracing configured, every request unsampled (what tracing costs when off for a
+  # request: the sampling decision and nothing else). An older BASE build accepts the key too.
+  local tracing_line=""
+  if [ -n "${TRACING:-}" ]; then
+    tracing_line="  tracing: {otlpEndpoint: 'http://127.0.0.1:9', otlpProtocol: http, randomSampling: 0}"
+  fi
   cat >"$tmp/$label.yaml" <<YAML
 config:
   statsAddr: 127.0.0.1:$sp
   readinessAddr: 127.0.0.1:$rp
   mcp: {maxSessionsPerSubject: 100000, maxSessionsPerWorker: 100000}
+$tracing_line
 binds:
 - port: $port
   listeners:

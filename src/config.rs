@@ -21,7 +21,7 @@ pub(crate) use crate::schema::ConfigError;
 pub use crate::schema::ConfigErrors;
 pub(crate) use env::expand_env;
 pub(crate) use validate::validate;
-pub(crate) use values::{parse_duration, parse_worker_threads};
+pub(crate) use values::{parse_duration, parse_worker_threads, sampling};
 
 /// [`load_str`] with an explicit environment (tests, fuzzing, `--validate-only` dry runs).
 pub(crate) fn load_str_with_env(

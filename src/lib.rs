@@ -19,6 +19,7 @@ mod http;
 mod mcp;
 mod metrics;
 mod net;
+mod otel;
 mod policy;
 mod readiness;
 mod relay;

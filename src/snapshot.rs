@@ -59,6 +59,8 @@ pub struct Settings {
     pub mcp_limits: McpLimits,
     /// How metrics are labelled and which families are left out.
     pub metrics: Arc<crate::metrics::MetricsExport>,
+    /// `config.tracing`: where spans go and how requests are sampled.
+    pub tracing: Option<Arc<crate::otel::TraceSettings>>,
 }
 
 /// Caps on MCP sessions and processes; see `config.mcp` in README.
@@ -122,6 +124,8 @@ pub struct UpstreamSettings {
     pub pool_max_idle: usize,
     /// `config.dns.lookupFamily`: which addresses of a host name are tried, in which order.
     pub lookup_family: crate::net::dns::LookupFamily,
+    /// How often host names are looked up again (`PORTCULLIS_DNS_REFRESH`, default 30 s).
+    pub dns_refresh: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -152,6 +156,7 @@ impl Default for Settings {
                 pool_idle_timeout: Duration::from_secs(90),
                 pool_max_idle: 64,
                 lookup_family: crate::net::dns::LookupFamily::Auto,
+                dns_refresh: Duration::from_secs(30),
             },
             log: LogSettings {
                 json: false,
@@ -163,6 +168,7 @@ impl Default for Settings {
                 gateway: "/".into(),
                 removed: Vec::new(),
             }),
+            tracing: None,
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The control plane's HTTP GET (JWKS and OpenID discovery documents), with `ureq`: a well-kept
+//! The control plane's HTTP client (GET of JWKS and OpenID discovery documents, POST of trace
+//! exports), with `ureq`: a well-kept
 //! blocking client (rustls with ring and the Mozilla roots, as the workers use) that brings
 //! what a hand-written one lacked: `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` from the environment
 //! (an IdP behind a corporate proxy), and HTTP/1.1 framing, chunked bodies and timeouts handled
@@ -88,6 +89,28 @@ pub(crate) fn get(url: &str, timeout: Duration) -> Result<Fetched, String> {
         body,
         max_age,
     })
+}
+
+/// POST `body` (of `content_type`, with `headers`) to `url` with an overall deadline; the status.
+/// (The tracing exporter's: OTLP over HTTP.)
+pub(crate) fn post(
+    url: &str,
+    content_type: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+    timeout: Duration,
+) -> Result<u16, String> {
+    let mut req = agent()
+        .post(url)
+        .config()
+        .timeout_global(Some(timeout))
+        .build()
+        .header("content-type", content_type);
+    for (k, v) in headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    let resp = req.send(body).map_err(|e| describe(&e))?;
+    Ok(resp.status().as_u16())
 }
 
 /// An error as the key manager's log line and `/ready` show it.

@@ -737,7 +737,7 @@ binds:
 fn tracing_and_custom_metric_fields_are_refused_and_removals_checked() {
     let yaml = r#"
 config:
-  tracing: {otlpEndpoint: http://localhost:4317}
+  tracing: {otlpEndpoint: http://localhost:4317, randomSampling: 'request.path == "/x"', clientSampling: 2, fields: {add: {a: b}}}
   metrics: {remove: [requests, agentgateway_mcp_requests_total, gen_ai_client_cost, bogus], fields: {add: {team: '"a"'}}}
 binds:
 - port: 3000
@@ -746,21 +746,37 @@ binds:
     - backends: [{host: 127.0.0.1:9}]
 "#;
     let errs = load_bytes(yaml.as_bytes(), None).unwrap_err().to_string();
-    assert!(
-        errs.contains("config.tracing: agentgateway feature 'tracing'"),
-        "{errs}"
-    );
-    assert!(
-        errs.contains("config.metrics.fields: agentgateway feature 'fields'"),
-        "{errs}"
-    );
-    assert!(
-        errs.contains("config.metrics.remove[3]: unknown metric \"bogus\""),
-        "{errs}"
-    );
+    for want in [
+        "config.tracing.otlpProtocol: Portcullis exports OTLP over HTTP only",
+        "config.tracing.randomSampling: \"request.path == \\\"/x\\\"\" is not a probability",
+        "CEL sampling expressions are not supported",
+        "config.tracing.clientSampling: 2 is not a probability",
+        "config.tracing.fields: agentgateway feature 'fields'",
+        "config.metrics.fields: agentgateway feature 'fields'",
+        "config.metrics.remove[3]: unknown metric \"bogus\"",
+    ] {
+        assert!(errs.contains(want), "{want} in {errs}");
+    }
     assert!(
         !errs.contains("remove[0]") && !errs.contains("remove[1]") && !errs.contains("remove[2]"),
         "{errs}"
+    );
+    let ok = r#"
+config:
+  tracing: {otlpEndpoint: 'http://collector:4318/', otlpProtocol: http, randomSampling: "0.5", clientSampling: false, headers: {authorization: k}}
+binds:
+- port: 3000
+  listeners:
+  - routes:
+    - backends: [{host: 127.0.0.1:9}]
+"#;
+    let snap = load_bytes(ok.as_bytes(), None).unwrap();
+    let t = snap.settings.tracing.as_ref().unwrap();
+    assert_eq!(t.url, "http://collector:4318/v1/traces");
+    assert_eq!((t.random, t.client), (0.5, 0.0));
+    assert_eq!(
+        t.headers,
+        vec![("authorization".to_owned(), "k".to_owned())]
     );
 }
 

@@ -113,9 +113,45 @@ fn process(e: &mut Errors, c: &Config) {
             ("spiffe", &c.spiffe),
             ("session", &c.session),
             ("sensitiveHeaders", &c.sensitive_headers),
-            ("tracing", &c.tracing),
         ],
     );
+    if let Some(t) = &c.tracing {
+        let p = "config.tracing";
+        e.unsupported(p, &[("fields", &t.fields)]);
+        match t.otlp_endpoint.as_deref() {
+            None => e.push(
+                join(p, "otlpEndpoint"),
+                "required: the OTLP collector's URL",
+            ),
+            Some(u) if crate::net::url::parse_url(u).is_err() => e.push(
+                join(p, "otlpEndpoint"),
+                format!("not an http(s) URL: {u:?}"),
+            ),
+            Some(_) => {}
+        }
+        match t.otlp_protocol.as_deref() {
+            Some("http") => {}
+            Some("grpc") | None => e.push(
+                join(p, "otlpProtocol"),
+                "Portcullis exports OTLP over HTTP only: set `otlpProtocol: http` (and the \
+                 collector's HTTP port, 4318); gRPC (agentgateway's default) is not supported",
+            ),
+            Some(other) => e.push(
+                join(p, "otlpProtocol"),
+                format!("unknown protocol {other:?} (expected http)"),
+            ),
+        }
+        for (key, v) in [
+            ("randomSampling", &t.random_sampling),
+            ("clientSampling", &t.client_sampling),
+        ] {
+            if let Some(v) = v {
+                if let Err(why) = crate::config::sampling(v) {
+                    e.push(join(p, key), why);
+                }
+            }
+        }
+    }
     if let Some(m) = &c.metrics {
         e.unsupported("config.metrics", &[("fields", &m.fields)]);
         for (i, name) in m.remove.iter().enumerate() {

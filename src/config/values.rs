@@ -104,3 +104,27 @@ pub(crate) fn parse_worker_threads(
         }
     }
 }
+
+/// A sampling setting (`config.tracing.randomSampling`/`clientSampling`): a probability from 0
+/// to 1, `true` (1) or `false` (0), or a string holding one of those. agentgateway also takes
+/// CEL expressions there; Portcullis takes constants only and says so.
+pub(crate) fn sampling(v: &serde_json::Value) -> Result<f64, String> {
+    use serde_json::Value;
+    let p = match v {
+        Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => match s.trim() {
+            "true" => Some(1.0),
+            "false" => Some(0.0),
+            t => t.parse::<f64>().ok(),
+        },
+        _ => None,
+    };
+    match p {
+        Some(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        Some(p) => Err(format!("{p} is not a probability (0 to 1)")),
+        None => Err(format!(
+            "{v} is not a probability: Portcullis takes a number from 0 to 1 or true/false here (CEL sampling expressions are not supported)"
+        )),
+    }
+}

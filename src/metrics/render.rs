@@ -16,7 +16,7 @@ pub(crate) struct Extra<'a> {
 
 /// Every family, with agentgateway's short name where it is one of agentgateway's (what
 /// `config.metrics.remove` names), and its type.
-pub(crate) const FAMILIES: [(&str, Option<&str>, &str); 27] = [
+pub(crate) const FAMILIES: [(&str, Option<&str>, &str); 28] = [
     ("agentgateway_build_info", Some("build"), "gauge"),
     ("agentgateway_requests_total", Some("requests"), "counter"),
     (
@@ -72,6 +72,7 @@ pub(crate) const FAMILIES: [(&str, Option<&str>, &str); 27] = [
     ("portcullis_stdio_processes", None, "gauge"),
     ("portcullis_open_connections", None, "gauge"),
     ("portcullis_connections_accepted_total", None, "counter"),
+    ("portcullis_trace_spans_total", None, "counter"),
 ];
 
 /// agentgateway metric names Portcullis does not produce: naming them in
@@ -466,6 +467,20 @@ pub(crate) fn render(workers: &[WorkerMetrics], extra: &Extra<'_>) -> String {
                 "portcullis_connections_accepted_total{{worker=\"{i}\"}} {}",
                 w.accepted_connections
             );
+        }
+    }
+    if o.family(
+        "portcullis_trace_spans_total",
+        "Spans of sampled requests (config.tracing): exported, failed to export, or dropped with the exporter's queue full.",
+    ) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let e = &crate::otel::export::STATS;
+        for (outcome, n) in [
+            ("exported", e.exported.load(Relaxed)),
+            ("failed", e.failed.load(Relaxed)),
+            ("dropped", e.dropped.load(Relaxed)),
+        ] {
+            let _ = writeln!(o.s, "portcullis_trace_spans_total{{outcome=\"{outcome}\"}} {n}");
         }
     }
     o.s

@@ -54,14 +54,15 @@ impl Candidates<'_> {
 
 /// The addresses to connect to: the configured one, or the name's from the worker's DNS cache
 /// (ordered for `family`).
-pub(crate) async fn resolve(
-    addr: &HostAddr,
-    family: crate::net::dns::LookupFamily,
-) -> Result<Candidates<'_>, ConnectError> {
+pub(crate) async fn resolve<'a>(
+    addr: &'a HostAddr,
+    settings: &crate::snapshot::UpstreamSettings,
+) -> Result<Candidates<'a>, ConnectError> {
     match addr {
         HostAddr::Resolved(a) => Ok(Candidates::One(*a)),
         HostAddr::Name(host, port) => {
-            let ips = crate::net::dns::resolve(host, family).await;
+            let (family, every) = (settings.lookup_family, settings.dns_refresh);
+            let ips = crate::net::dns::resolve(host, family, every).await;
             if ips.is_empty() {
                 return Err(ConnectError::Resolve(host.clone()));
             }

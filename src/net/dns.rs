@@ -3,8 +3,8 @@
 //!
 //! Every address of a name is kept (the caller tries them in order, see `net::client`), in the
 //! order `config.dns.lookupFamily` asks for. Answers are kept per worker and looked up again in
-//! the background every [`refresh_interval`] (`PORTCULLIS_DNS_REFRESH`, default 30 s; the
-//! system resolver gives no TTL): a request that finds an answer due for refresh uses it and
+//! the background every refresh interval (`PORTCULLIS_DNS_REFRESH`, default 30 s, read with the
+//! config; the system resolver gives no TTL): a request that finds an answer due for refresh uses it and
 //! starts the refresh, so it never waits; only a name never resolved, one whose answer is more
 //! than a second interval old, or one whose every address just failed waits for a lookup. A
 //! failed refresh keeps the last answer. A failed first lookup is remembered for
@@ -75,20 +75,6 @@ impl LookupFamily {
         });
         out
     }
-}
-
-/// How often answers are looked up again (`PORTCULLIS_DNS_REFRESH`, a Go duration; default
-/// 30 s, at least 100 ms).
-pub(crate) fn refresh_interval() -> Duration {
-    static D: OnceLock<Duration> = OnceLock::new();
-    *D.get_or_init(|| {
-        std::env::var("PORTCULLIS_DNS_REFRESH")
-            .ok()
-            .and_then(|v| crate::config::parse_duration(&v).ok())
-            .map_or(Duration::from_secs(30), |d| {
-                d.max(Duration::from_millis(100))
-            })
-    })
 }
 
 type Lookup = (String, oneshot::Sender<Vec<IpAddr>>);
@@ -200,11 +186,11 @@ async fn ask(host: &str) -> Option<Vec<IpAddr>> {
     }
 }
 
-fn store(host: &str, ips: Rc<[IpAddr]>) {
+fn store(host: &str, ips: Rc<[IpAddr]>, interval: Duration) {
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
         if c.len() >= MAX_NAMES && !c.contains_key(host) {
-            let horizon = refresh_interval() * 2;
+            let horizon = interval * 2;
             c.retain(|_, a| a.at.elapsed() < horizon);
         }
         c.insert(
@@ -220,8 +206,7 @@ fn store(host: &str, ips: Rc<[IpAddr]>) {
 
 /// The addresses of `host`, ordered for `family`, from this worker's answers or the resolver
 /// thread (see the module docs for when a request waits). Empty: it does not resolve.
-pub(crate) async fn resolve(host: &str, family: LookupFamily) -> Rc<[IpAddr]> {
-    let interval = refresh_interval();
+pub(crate) async fn resolve(host: &str, family: LookupFamily, interval: Duration) -> Rc<[IpAddr]> {
     enum Found {
         Fresh(Rc<[IpAddr]>),
         Refresh(Rc<[IpAddr]>),
@@ -257,7 +242,7 @@ pub(crate) async fn resolve(host: &str, family: LookupFamily) -> Rc<[IpAddr]> {
             let name = host.to_owned();
             monoio::spawn(async move {
                 match ask(&name).await {
-                    Some(fresh) if !fresh.is_empty() => store(&name, fresh.into()),
+                    Some(fresh) if !fresh.is_empty() => store(&name, fresh.into(), interval),
                     // A failed refresh keeps the last answer, for another interval.
                     _ => CACHE.with(|c| {
                         if let Some(a) = c.borrow_mut().get_mut(&name) {
@@ -271,7 +256,7 @@ pub(crate) async fn resolve(host: &str, family: LookupFamily) -> Rc<[IpAddr]> {
         }
         Found::Wait => {
             let ips: Rc<[IpAddr]> = ask(host).await.unwrap_or_default().into();
-            store(host, ips.clone());
+            store(host, ips.clone(), interval);
             filter(&ips, family)
         }
     }
@@ -302,12 +287,13 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            let ips = resolve("localhost", LookupFamily::Auto).await;
+            let every = Duration::from_secs(30);
+            let ips = resolve("localhost", LookupFamily::Auto, every).await;
             assert!(!ips.is_empty());
             assert!(CACHE.with(|c| c.borrow().contains_key("localhost")));
-            let v4 = resolve("localhost", LookupFamily::V4Only).await;
+            let v4 = resolve("localhost", LookupFamily::V4Only, every).await;
             assert!(v4.iter().all(IpAddr::is_ipv4));
-            assert!(resolve("no-such-host.invalid", LookupFamily::Auto)
+            assert!(resolve("no-such-host.invalid", LookupFamily::Auto, every)
                 .await
                 .is_empty());
             forget("localhost");

@@ -114,7 +114,7 @@ async fn exchange(
     reply: &UnboundedSender<ReplyPart>,
 ) -> Result<(), Broke> {
     let settings = route.upstream;
-    let to = client::resolve(&target.addr, settings.lookup_family)
+    let to = client::resolve(&target.addr, &settings)
         .await
         .map_err(|_| Broke::BeforeAnswer)?;
     let (addr, mut c) = client::checkout(

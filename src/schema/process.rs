@@ -54,8 +54,8 @@ pub(crate) struct Config {
     pub service_account: Option<Ignored>,
     pub cluster_id: Option<Ignored>,
     pub network: Option<Ignored>,
-    /// OTLP tracing: not implemented, refused by name.
-    pub tracing: Option<Unsupported>,
+    /// OTLP tracing (v0.10.5 shape; the current dialect moved it to `frontendPolicies`).
+    pub tracing: Option<TracingConfig>,
     pub metrics: Option<MetricsConfig>,
     pub hbone: Option<Ignored>,
     /// `lookupFamily` is used; `edns0` has no effect (the system resolver's setting stays).
@@ -72,6 +72,27 @@ pub(crate) struct Config {
     /// MCP process settings (current dialect): `sessionTtl`.
     pub mcp: Option<McpSettings>,
     pub sensitive_headers: Option<Unsupported>,
+}
+
+/// `config.tracing`: exported over OTLP/HTTP; sampling expressions must be constants.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct TracingConfig {
+    /// The collector, e.g. `http://otel-collector:4318`.
+    pub otlp_endpoint: Option<String>,
+    /// Headers of each export request.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// `http` (OTLP/HTTP, protobuf). agentgateway's default `grpc` is refused: say `http`.
+    pub otlp_protocol: Option<String>,
+    /// The OTLP path, default `/v1/traces`.
+    pub path: Option<String>,
+    /// Custom span fields (CEL): refused.
+    pub fields: Option<Unsupported>,
+    /// Probability (0–1, or true/false) of tracing a request without a trace context; default 0.
+    pub random_sampling: Option<serde_json::Value>,
+    /// Probability of tracing a request that carries one; default 1.
+    pub client_sampling: Option<serde_json::Value>,
 }
 
 /// `config.dns` (current dialect).

@@ -98,6 +98,8 @@ struct Parsed<'s> {
     expect_continue: bool,
     /// The request method, as a metric label index.
     method: u8,
+    /// Its tracing (`config.tracing`).
+    trace: crate::otel::Context,
 }
 
 /// Marks the response written at `out[mark..]` as the connection's last one.
@@ -160,6 +162,8 @@ async fn run<S: ConnIo>(
             started,
             log: &req.log,
             method: req.method,
+            trace: req.trace.sampled(),
+            upstream: std::cell::RefCell::new(None),
         };
         let (body, keep_alive) = (req.body, req.keep_alive);
         let reusable = match req.decision {
@@ -189,7 +193,14 @@ async fn run<S: ConnIo>(
                     return RunEnd::Closed;
                 }
                 let labels = plan.labels;
+                let t0 = done
+                    .trace
+                    .map(|_| (std::time::SystemTime::now(), Instant::now()));
+                let server = done.trace.map(|_| plan.target.authority.clone());
                 let outcome = proxy::forward(io, ctx, &snap, bufs, plan, body, keep_alive).await;
+                if let (Some((at, t0)), Some(server)) = (t0, server) {
+                    *done.upstream.borrow_mut() = Some((at, t0.elapsed(), "upstream", server));
+                }
                 let (status, reusable, failed) = match outcome {
                     ProxyOutcome::Done { status, reusable } => (status, reusable, false),
                     ProxyOutcome::Failed { status } => (status, false, true),
@@ -225,6 +236,17 @@ fn decide_head<'s>(
             let too_large = matches!(head.body, BodyKind::Length(n) if n > limits.max_body);
             let close_after = !head.keep_alive || draining || too_large;
             let decided = Cell::new(None);
+            let mut trace = match &snap.settings.tracing {
+                None => crate::otel::Context::Off,
+                Some(t) => {
+                    let header = h1::find_header(hdrs, "traceparent");
+                    crate::otel::decide(Some(t), header, || ctx.shard.next_random())
+                }
+            };
+            if let crate::otel::Context::Sampled(t) = &mut trace {
+                t.method = head.method.to_owned();
+                t.path = head.path.to_owned();
+            }
             let decision = if too_large {
                 let err = LocalError::Body(H1Error::BodyTooLarge);
                 let head_only = head.method == "HEAD";
@@ -241,6 +263,7 @@ fn decide_head<'s>(
                     metrics: &ctx.shard.metrics,
                     decisions: &ctx.shard.decisions,
                     decided: &decided,
+                    trace: trace.sampled(),
                 };
                 let mut auth = ctx.auth.borrow_mut();
                 dispatch::decide(snap, conn, &head, hdrs, &env, &mut auth, principal, out)
@@ -257,6 +280,7 @@ fn decide_head<'s>(
                 keep_alive: head.keep_alive && !draining,
                 expect_continue: head.expect_continue,
                 method: crate::metrics::method_index(head.method),
+                trace,
             })
         }
         res @ (Ok(None) | Err(_)) => {
@@ -284,6 +308,17 @@ struct Done<'a> {
     started: Instant,
     log: &'a Option<LogFields>,
     method: u8,
+    /// Its trace, when it is traced here, and the upstream exchange's span (start, duration,
+    /// name, server).
+    trace: Option<&'a crate::otel::Trace>,
+    upstream: std::cell::RefCell<
+        Option<(
+            std::time::SystemTime,
+            std::time::Duration,
+            &'static str,
+            String,
+        )>,
+    >,
 }
 
 impl Done<'_> {
@@ -294,6 +329,16 @@ impl Done<'_> {
             .borrow_mut()
             .record(labels, self.method, status, reason, elapsed);
         log_access(ctx, &labels.route, status, elapsed, self.log, self.conn);
+        if let Some(t) = self.trace {
+            let finished = crate::otel::Finished {
+                route: &labels.route,
+                status,
+                client: self.conn.peer,
+                worker: ctx.shard.id,
+                upstream: self.upstream.borrow_mut().take(),
+            };
+            crate::otel::finish(t, finished);
+        }
     }
 
     /// An answer written here (`route`: the route that matched, if one did).
@@ -366,6 +411,9 @@ async fn serve_mcp<S: ConnIo>(
             return false;
         }
     };
+    let t0 = done
+        .trace
+        .map(|_| (std::time::SystemTime::now(), Instant::now()));
     let (status, reusable) = crate::server::mcp::handle(
         io,
         &ctx.relay,
@@ -379,6 +427,10 @@ async fn serve_mcp<S: ConnIo>(
         &plan.added_headers,
     )
     .await;
+    if let Some((at, t0)) = t0 {
+        let servers: Vec<&str> = plan.mcp.targets.iter().map(|t| t.name.as_str()).collect();
+        *done.upstream.borrow_mut() = Some((at, t0.elapsed(), "mcp", servers.join(",")));
+    }
     done.record(ctx, &plan.route.labels, status, Reason::mcp(status));
     reusable
 }

@@ -50,6 +50,8 @@ pub(crate) struct RequestFacts<'a> {
     pub decisions: &'a std::cell::RefCell<crate::policy::authz::Decisions>,
     /// The request's authorization verdict, for the access log.
     pub decided: &'a std::cell::Cell<Option<&'static str>>,
+    /// The request's trace, when it is traced here.
+    pub trace: Option<&'a crate::otel::Trace>,
 }
 
 pub(crate) fn find_bind(snap: &Snapshot, port: u16) -> Option<&Bind> {
@@ -162,7 +164,25 @@ pub(crate) fn decide<'s>(
         }
         let found = h1::find_header(headers, "authorization");
         let ip = conn.peer.ip();
-        match auth::authenticate(a, found, ip, auth_state, env.now, env.may_wait) {
+        let traced = env
+            .trace
+            .map(|t| (t, std::time::SystemTime::now(), std::time::Instant::now()));
+        let decided = auth::authenticate(a, found, ip, auth_state, env.now, env.may_wait);
+        if let Some((t, at, t0)) = traced {
+            let result = match &decided {
+                AuthDecision::Pass(Some(_)) => Some("accepted"),
+                AuthDecision::Pass(None) => Some("anonymous"),
+                AuthDecision::Reject(_, auth::RejectKind::Missing) => Some("missing"),
+                AuthDecision::Reject(_, auth::RejectKind::Invalid(r)) => Some(r.as_str()),
+                AuthDecision::Reject(_, auth::RejectKind::Unavailable) => Some("unavailable"),
+                AuthDecision::Reject(_, auth::RejectKind::Busy) => Some("busy"),
+                AuthDecision::WaitForKeys(_) | AuthDecision::WaitToVerify(_) => None,
+            };
+            if let Some(result) = result {
+                t.auth.set(Some((at, t0.elapsed(), result)));
+            }
+        }
+        match decided {
             AuthDecision::Pass(pr) => {
                 let result = match pr {
                     Some(_) => AuthResult::Accepted,
@@ -229,12 +249,22 @@ pub(crate) fn decide<'s>(
             headers,
             challenge_url,
         );
-        return plan_mcp(route, mcp, conn, head, headers, authz, added_headers);
+        return plan_mcp(
+            route,
+            mcp,
+            conn,
+            head,
+            headers,
+            authz,
+            added_headers,
+            env.trace,
+        );
     }
     plan_backend(route, conn, head, headers, matched, env, added_headers, out)
 }
 
 /// An MCP request: its head kept for the relay.
+#[allow(clippy::too_many_arguments)]
 fn plan_mcp<'s>(
     route: &'s Route,
     mcp: &'s Arc<crate::snapshot::McpRoute>,
@@ -243,20 +273,23 @@ fn plan_mcp<'s>(
     headers: &[Header<'_>],
     authz: Option<crate::relay::authorize::Asker>,
     added_headers: Vec<u8>,
+    trace: Option<&crate::otel::Trace>,
 ) -> Decision<'s> {
     let p = &route.policies;
     let keep_auth = p.auth.as_ref().is_none_or(|a| a.passthrough) && mcp.passthrough_auth;
     let host_raw = head.authority.unwrap_or(b"");
+    let mut mcp_head = McpHead::from_request(
+        head.method,
+        host_raw,
+        headers,
+        keep_auth,
+        conn.local_loopback,
+    );
+    mcp_head.traceparent = trace.map(crate::otel::traceparent);
     Decision::Mcp(McpPlan {
         route,
         mcp,
-        head: McpHead::from_request(
-            head.method,
-            host_raw,
-            headers,
-            keep_auth,
-            conn.local_loopback,
-        ),
+        head: mcp_head,
         added_headers,
         authz,
     })
@@ -384,7 +417,16 @@ fn plan_backend<'s>(
         }
     };
     let target = pick_weighted(targets, env.pick);
-    let up_head = forward_head::upstream_head(route, target, conn, head, headers, matched);
+    let traceparent = env.trace.map(crate::otel::traceparent);
+    let up_head = forward_head::upstream_head(
+        route,
+        target,
+        conn,
+        head,
+        headers,
+        matched,
+        traceparent.as_deref(),
+    );
     Decision::Proxy(ProxyPlan {
         labels: &route.labels,
         target,

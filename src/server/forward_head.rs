@@ -34,6 +34,7 @@ pub(crate) fn upstream_head(
     head: &RequestHead<'_>,
     headers: &[Header<'_>],
     matched: &routing::RouteMatch,
+    traceparent: Option<&[u8]>,
 ) -> Vec<u8> {
     let p = &route.policies;
     // The client's token is for this proxy only (MCP: no token passthrough).
@@ -81,12 +82,19 @@ pub(crate) fn upstream_head(
         if strip_authorization && h.name.eq_ignore_ascii_case("authorization") {
             continue;
         }
+        // Traced here: the upstream's parent is this proxy's span, not the client's.
+        if traceparent.is_some() && h.name.eq_ignore_ascii_case("traceparent") {
+            continue;
+        }
         if let Some(m) = &p.request_headers {
             if m.drops(h.name) {
                 continue;
             }
         }
         h1::write_header(&mut out, h.name, h.value);
+    }
+    if let Some(t) = traceparent {
+        h1::write_header(&mut out, "traceparent", t);
     }
     if let Some(m) = &p.request_headers {
         m.write_extra(&mut out);

@@ -342,6 +342,9 @@ fn start_modern(
     if let Some(n) = head.mcp_name() {
         h1::write_header(&mut headers, "mcp-name", n);
     }
+    if let Some(t) = head.traceparent() {
+        h1::write_header(&mut headers, "traceparent", t);
+    }
     for (name, value) in head.mcp_params() {
         headers.extend_from_slice(name);
         headers.extend_from_slice(b": ");

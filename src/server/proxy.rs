@@ -52,8 +52,7 @@ pub(crate) async fn forward<S: ConnIo>(
             status: err.status(),
         }
     };
-    let family = snap.settings.upstream.lookup_family;
-    let to = match client::resolve(&plan.target.addr, family).await {
+    let to = match client::resolve(&plan.target.addr, &snap.settings.upstream).await {
         Ok(a) => a,
         Err(_) => return fail(bufs, LocalError::UpstreamConnect),
     };

@@ -27,4 +27,5 @@ mod ports; // a taken port is an error at start and on reload; --reuse-port shar
 mod proxy; // host backends: headers, bodies, pipelining, SSE streaming, errors, timeouts
 mod routing; // agentgateway precedence table
 mod tls; // HTTPS listeners, SNI, certificate reload
-mod tokens; // test-only token minting (ES256, EdDSA)
+mod tokens;
+mod tracing; // config.tracing: OTLP/HTTP spans decoded with the official protos, traceparent, sampling // test-only token minting (ES256, EdDSA)

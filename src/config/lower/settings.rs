@@ -63,7 +63,7 @@ pub(super) fn lower_settings(
             service_account,
             cluster_id,
             network,
-            tracing: _,
+            tracing,
             metrics,
             hbone,
             dns,
@@ -146,6 +146,26 @@ pub(super) fn lower_settings(
                 .map(|m| m.remove.clone())
                 .unwrap_or_default(),
         });
+        if let Some(t) = tracing {
+            // Validated: an endpoint, `otlpProtocol: http`, constant probabilities.
+            let endpoint = t.otlp_endpoint.as_deref().unwrap_or("");
+            let path = t.path.as_deref().unwrap_or("/v1/traces");
+            let p = |v: &Option<serde_json::Value>, default: f64| {
+                v.as_ref()
+                    .map_or(Ok(default), crate::config::sampling)
+                    .unwrap_or(default)
+            };
+            s.tracing = Some(Arc::new(crate::otel::TraceSettings {
+                url: format!("{}{path}", endpoint.trim_end_matches('/')),
+                headers: t
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                random: p(&t.random_sampling, 0.0),
+                client: p(&t.client_sampling, 1.0),
+            }));
+        }
         if let Some(f) = dns.as_ref().and_then(|d| d.lookup_family.as_deref()) {
             match crate::net::dns::LookupFamily::parse(f) {
                 Some(f) => s.upstream.lookup_family = f,
@@ -305,6 +325,13 @@ pub(super) fn lower_settings(
                 "env PORTCULLIS_BODY_MIN_RATE",
                 format!("{v:?} is not a number of bytes per second"),
             )),
+        }
+    }
+    // Not an agentgateway key: how often host names are looked up again (at least 100 ms).
+    if let Ok(v) = std::env::var("PORTCULLIS_DNS_REFRESH") {
+        match parse_duration(&v) {
+            Ok(d) => s.upstream.dns_refresh = d.max(Duration::from_millis(100)),
+            Err(e) => errs.push(ConfigError::new("PORTCULLIS_DNS_REFRESH", e)),
         }
     }
     // agentgateway's order: the `ADMIN_ADDR` environment variable, then `config.adminAddr`.

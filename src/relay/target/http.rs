@@ -71,7 +71,7 @@ impl HttpTarget {
 
     /// The server's address and a connection to it from the worker's pool, or a new one.
     async fn checkout(&self) -> Result<(SocketAddr, Checkout), String> {
-        let to = client::resolve(&self.upstream.target.addr, self.settings.lookup_family)
+        let to = client::resolve(&self.upstream.target.addr, &self.settings)
             .await
             .map_err(|e| e.to_string())?;
         let (addr, c) = client::checkout(

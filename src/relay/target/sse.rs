@@ -91,7 +91,7 @@ impl SseTarget {
 
     /// A new connection to the server (a message POST, or the event stream).
     async fn connect(&self) -> Result<Conn, String> {
-        let to = client::resolve(&self.upstream.target.addr, self.settings.lookup_family)
+        let to = client::resolve(&self.upstream.target.addr, &self.settings)
             .await
             .map_err(|e| e.to_string())?;
         client::connect_any(&to, self.upstream.tls(), self.settings.connect_timeout)

@@ -13,6 +13,9 @@ pub(crate) struct McpHead {
     params: Vec<(Span, Span)>,
     /// The request arrived on a loopback address.
     pub local_loopback: bool,
+    /// The `traceparent` this request's upstream gets when it is traced here (else the
+    /// client's goes on unchanged).
+    pub traceparent: Option<Vec<u8>>,
 }
 
 /// Offsets of a value in [`McpHead::bytes`].
@@ -20,7 +23,7 @@ type Span = (u32, u32);
 
 /// The request headers the relay reads, by index into [`McpHead::fields`]; the first occurrence
 /// of each counts.
-const FIELDS: [&str; 9] = [
+const FIELDS: [&str; 10] = [
     "accept",
     "content-type",
     "mcp-protocol-version",
@@ -32,6 +35,8 @@ const FIELDS: [&str; 9] = [
     // 2026-07-28's mirrored headers.
     "mcp-method",
     "mcp-name",
+    // W3C trace context, passed on to 2026-07-28 targets.
+    "traceparent",
 ];
 const ACCEPT: usize = 0;
 const CONTENT_TYPE: usize = 1;
@@ -42,6 +47,7 @@ const LAST_EVENT_ID: usize = 5;
 const AUTHORIZATION: usize = 6;
 const MCP_METHOD: usize = 7;
 const MCP_NAME: usize = 8;
+const TRACEPARENT: usize = 9;
 
 impl McpHead {
     pub(crate) fn from_request(
@@ -90,7 +96,16 @@ impl McpHead {
             fields,
             params,
             local_loopback,
+            traceparent: None,
         }
+    }
+
+    /// The `traceparent` for the upstream: this proxy's span when traced here, else the
+    /// client's.
+    pub(crate) fn traceparent(&self) -> Option<&[u8]> {
+        self.traceparent
+            .as_deref()
+            .or_else(|| self.field(TRACEPARENT))
     }
 
     fn span(&self, (from, to): Span) -> &[u8] {
