@@ -114,6 +114,8 @@ pub(crate) struct McpCall {
     /// The route's `mcpAuthorization` and the caller, for filtering lists on the owner.
     pub authz: Option<authorize::Authz>,
     pub reply: UnboundedSender<ReplyPart>,
+    /// The `traceparent` HTTP targets get with this call's message (`config.tracing`).
+    pub trace: Option<Vec<u8>>,
 }
 
 pub(crate) enum CallOp {

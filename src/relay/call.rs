@@ -66,6 +66,7 @@ pub(crate) async fn run(ctx: Rc<Relay>, call: McpCall) {
         subject,
         authz,
         reply,
+        trace,
     } = call;
     let Some(s) = ctx.sessions.get(&session) else {
         let _ = reply.unbounded_send(Reject::SessionNotFound.reply(None));
@@ -93,7 +94,16 @@ pub(crate) async fn run(ctx: Rc<Relay>, call: McpCall) {
         CallOp::Get(last) => s.attach_stream(reply, last.and_then(|l| l.trim().parse().ok())),
         CallOp::Post(body) => {
             let guard = authz.as_ref().map(|a| Guard::new(&ctx.shard, a));
-            post(&ctx.shard, &s, body, &reply, None, guard.as_ref()).await;
+            post(
+                &ctx.shard,
+                &s,
+                body,
+                &reply,
+                None,
+                guard.as_ref(),
+                trace.as_deref(),
+            )
+            .await;
             if s.is_closed() {
                 ctx.sessions.remove(&session);
                 close_later(s);
@@ -103,6 +113,7 @@ pub(crate) async fn run(ctx: Rc<Relay>, call: McpCall) {
 }
 
 /// `initialize` on a stateful route: a new session owned by this worker.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn initialize(
     ctx: Rc<Relay>,
     route: Arc<McpRoute>,
@@ -111,6 +122,7 @@ pub(crate) async fn initialize(
     authorization: Option<String>,
     authz: Option<Authz>,
     reply: UnboundedSender<ReplyPart>,
+    trace: Option<Vec<u8>>,
 ) {
     let env_id = || {
         jsonrpc::peek(&body)
@@ -160,6 +172,7 @@ pub(crate) async fn initialize(
         &reply,
         Some(id.clone()),
         guard.as_ref(),
+        trace.as_deref(),
     )
     .await;
     if s.is_closed() {
@@ -198,6 +211,7 @@ pub(crate) async fn stateless(
     authorization: Option<String>,
     authz: Option<Authz>,
     reply: UnboundedSender<ReplyPart>,
+    trace: Option<Vec<u8>>,
 ) {
     let limits = ctx.shard.snapshot().settings.mcp_limits;
     let slots = match session::Slots::take(&None, &route, &limits) {
@@ -230,7 +244,7 @@ pub(crate) async fn stateless(
         for t in &s.targets {
             let up = s.upstream_id();
             let msg = jsonrpc::replace_id(&init, &up).unwrap_or_else(|_| init.clone());
-            let mut rx = t.request(&up, msg);
+            let mut rx = t.request(&up, msg, trace.as_deref());
             let answered = monoio::time::timeout(route.call_timeout, async {
                 while let Some(m) = rx.next().await {
                     if matches!(m, TargetMsg::Final(_) | TargetMsg::Failed(_)) {
@@ -247,11 +261,22 @@ pub(crate) async fn stateless(
         }
     }
     let guard = authz.as_ref().map(|a| Guard::new(&ctx.shard, a));
-    post(&ctx.shard, &s, body, &reply, None, guard.as_ref()).await;
+    post(
+        &ctx.shard,
+        &s,
+        body,
+        &reply,
+        None,
+        guard.as_ref(),
+        trace.as_deref(),
+    )
+    .await;
     close_later(s);
 }
 
 /// One POSTed message (or batch) through a session's targets.
+/// `trace`: the `traceparent` HTTP targets get with this message.
+#[allow(clippy::too_many_arguments)]
 async fn post(
     shard: &Shard,
     s: &Rc<Session>,
@@ -259,6 +284,7 @@ async fn post(
     reply: &UnboundedSender<ReplyPart>,
     new_session: Option<String>,
     guard: Option<&Guard<'_>>,
+    trace: Option<&[u8]>,
 ) {
     if jsonrpc::is_batch(&body) {
         // Batches exist only in 2025-03-26 (T4).
@@ -266,7 +292,7 @@ async fn post(
             let _ = reply.unbounded_send(Reject::BatchNotAllowed.reply(None));
             return;
         }
-        return batch(shard, s, body, reply, guard).await;
+        return batch(shard, s, body, reply, guard, trace).await;
     }
     let env = match jsonrpc::peek(&body) {
         Ok(e) => e,
@@ -312,6 +338,7 @@ async fn post(
                 reply,
                 new_session,
                 guard,
+                trace,
             )
             .await;
             count(shard, s, &method, name.as_deref(), Some(started.elapsed()));
@@ -348,6 +375,7 @@ async fn batch(
     body: Vec<u8>,
     reply: &UnboundedSender<ReplyPart>,
     guard: Option<&Guard<'_>>,
+    trace: Option<&[u8]>,
 ) {
     let parts: Vec<Vec<u8>> = match jsonrpc::split_batch(&body) {
         Ok(p) => p.into_iter().map(<[u8]>::to_vec).collect(),
@@ -359,7 +387,7 @@ async fn batch(
     let mut answers = Vec::new();
     for p in parts {
         let (tx, mut rx) = futures_channel::mpsc::unbounded();
-        Box::pin(post(shard, s, p, &tx, None, guard)).await;
+        Box::pin(post(shard, s, p, &tx, None, guard, trace)).await;
         drop(tx);
         while let Some(part) = rx.next().await {
             match part {
@@ -403,16 +431,17 @@ async fn request(
     reply: &UnboundedSender<ReplyPart>,
     new_session: Option<String>,
     guard: Option<&Guard<'_>>,
+    trace: Option<&[u8]>,
 ) {
     let route = &s.route;
     if s.targets.len() == 1 && !route.prefix {
         // A list's answer is filtered on its way back (`mcpAuthorization`).
         let filter = guard.filter(|_| authorize::list_of(method).is_some());
         let filter = filter.map(|g| ListFilter { guard: g, method });
-        return single_target(s, id, body, reply, new_session, filter.as_ref()).await;
+        return single_target(s, id, body, reply, new_session, filter.as_ref(), trace).await;
     }
     if method == "initialize" {
-        let finals = fan_out(s, id, &body).await;
+        let finals = fan_out(s, id, &body, trace).await;
         let results: Vec<(&str, Vec<u8>)> = finals
             .iter()
             .filter_map(|(t, r)| result_of(r).map(|x| (*t, x)))
@@ -422,7 +451,7 @@ async fn request(
         return send_merged(reply, id, merged, new_session);
     }
     if let Some((_, key)) = LIST_METHODS.iter().find(|(m, _)| *m == method) {
-        let finals = fan_out(s, id, &body).await;
+        let finals = fan_out(s, id, &body, trace).await;
         let mut results = Vec::new();
         for (t, r) in &finals {
             match result_of(r) {
@@ -440,7 +469,7 @@ async fn request(
         return send_merged(reply, id, merged, None);
     }
     match method {
-        "tools/call" | "prompts/get" => call_by_name(s, id, method, name, body, reply).await,
+        "tools/call" | "prompts/get" => call_by_name(s, id, method, name, body, reply, trace).await,
         "ping" => {
             let _ = reply.unbounded_send(ReplyPart::Json {
                 body: jsonrpc::result_object(id, b"{}"),
@@ -448,7 +477,7 @@ async fn request(
             });
         }
         "logging/setLevel" => {
-            let _ = fan_out(s, id, &body).await;
+            let _ = fan_out(s, id, &body, trace).await;
             let _ = reply.unbounded_send(ReplyPart::Json {
                 body: jsonrpc::result_object(id, b"{}"),
                 session: None,
@@ -487,6 +516,7 @@ async fn single_target(
     reply: &UnboundedSender<ReplyPart>,
     new_session: Option<String>,
     filter: Option<&ListFilter<'_>>,
+    trace: Option<&[u8]>,
 ) {
     let (call, body) = InFlight::start(s, 0, id, &body);
     if let Target::Http(h) = &s.targets[0] {
@@ -494,7 +524,7 @@ async fn single_target(
         // the relaying ends first (timeout, client gone), the exchange is dropped with it.
         let (tx, rx) = futures_channel::mpsc::unbounded();
         let up_id = call.upstream.clone();
-        let up = std::pin::pin!(h.request_into(&up_id, body, tx));
+        let up = std::pin::pin!(h.request_into(&up_id, body, trace, tx));
         let rel = std::pin::pin!(relay(s, call, id, rx, reply, new_session, filter));
         if let futures_util::future::Either::Left((_, rel)) =
             futures_util::future::select(up, rel).await
@@ -503,7 +533,7 @@ async fn single_target(
         }
         return;
     }
-    let rx = s.targets[0].request(&call.upstream, body);
+    let rx = s.targets[0].request(&call.upstream, body, trace);
     relay(s, call, id, rx, reply, new_session, filter).await
 }
 
@@ -516,6 +546,7 @@ async fn call_by_name(
     name: Option<&str>,
     body: Vec<u8>,
     reply: &UnboundedSender<ReplyPart>,
+    trace: Option<&[u8]>,
 ) {
     let names: Vec<&str> = s.targets.iter().map(Target::name).collect();
     let Some((target, inner)) = name.and_then(|n| merge::split(n, &names)) else {
@@ -547,6 +578,6 @@ async fn call_by_name(
         }
     };
     let (call, body) = InFlight::start(s, ti, id, &body);
-    let rx = s.targets[ti].request(&call.upstream, body);
+    let rx = s.targets[ti].request(&call.upstream, body, trace);
     relay(s, call, id, rx, reply, None, None).await
 }

@@ -51,10 +51,17 @@ impl Target {
         }
     }
 
-    pub(crate) fn request(&self, id: &str, msg: Vec<u8>) -> UnboundedReceiver<TargetMsg> {
+    /// Sends request `msg` (upstream id `id`); `trace` is the `traceparent` an HTTP target gets
+    /// with it.
+    pub(crate) fn request(
+        &self,
+        id: &str,
+        msg: Vec<u8>,
+        trace: Option<&[u8]>,
+    ) -> UnboundedReceiver<TargetMsg> {
         match self {
             Target::Stdio(p) => p.request(id, msg),
-            Target::Http(h) => h.request(id, msg),
+            Target::Http(h) => h.request(id, msg, trace),
             Target::Sse(h) => h.request(id, msg),
         }
     }

@@ -116,6 +116,7 @@ enum Job {
         authorization: Option<String>,
         authz: Option<Authz>,
         reply: UnboundedSender<ReplyPart>,
+        trace: Option<Vec<u8>>,
     },
     /// A 2026-07-28 request, relayed on this worker (no session).
     Modern {
@@ -132,6 +133,7 @@ enum Job {
         authorization: Option<String>,
         authz: Option<Authz>,
         reply: UnboundedSender<ReplyPart>,
+        trace: Option<Vec<u8>>,
     },
 }
 
@@ -146,8 +148,19 @@ impl Job {
                 authorization,
                 authz,
                 reply,
+                trace,
             } => {
-                relay_call::initialize(ctx, route, body, subject, authorization, authz, reply).await
+                relay_call::initialize(
+                    ctx,
+                    route,
+                    body,
+                    subject,
+                    authorization,
+                    authz,
+                    reply,
+                    trace,
+                )
+                .await
             }
             Job::Stateless {
                 route,
@@ -155,7 +168,8 @@ impl Job {
                 authorization,
                 authz,
                 reply,
-            } => relay_call::stateless(&ctx, route, body, authorization, authz, reply).await,
+                trace,
+            } => relay_call::stateless(&ctx, route, body, authorization, authz, reply, trace).await,
             Job::Modern {
                 route, call, reply, ..
             } => relay_modern::forward(ctx.shard.clone(), route, call, reply).await,
@@ -247,6 +261,7 @@ fn start(
                     authorization: head.authorization(),
                     authz,
                     reply: tx,
+                    trace: head.traceparent().map(<[u8]>::to_vec),
                 };
                 return Ok((rx, Some(job)));
             }
@@ -258,6 +273,7 @@ fn start(
                     authorization: head.authorization(),
                     authz,
                     reply: tx,
+                    trace: head.traceparent().map(<[u8]>::to_vec),
                 };
                 return Ok((rx, Some(job)));
             }
@@ -399,6 +415,7 @@ fn hand_off(
         subject,
         authz,
         reply,
+        trace: head.traceparent().map(<[u8]>::to_vec),
     };
     let not_found = || Reject::SessionNotFound.reply(None);
     let Some(owner) = session::owner_of(&call.session) else {

@@ -17,6 +17,7 @@ use prost::Message;
 
 use crate::both_drivers;
 use crate::harness::*;
+use crate::mcp::Mcp;
 use crate::tokens::*;
 
 const ISS: &str = "https://idp.test";
@@ -266,4 +267,82 @@ both_drivers!(spans_for_a_traced_request_and_none_for_the_rest, |d| {
         3,
         "the client-traced request of this proxy was not exported"
     );
+});
+
+/// A streamable-HTTP MCP server (2025 sessions) that records each POST's JSON-RPC method and
+/// the `traceparent` it came with.
+/// (JSON-RPC method, `traceparent`) of each POST an MCP server received.
+type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
+fn recording_mcp_server(seen: Seen) -> Upstream {
+    Upstream::start(move |s| {
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut w = s;
+        while let Ok(Some(req)) = read_request(&mut r) {
+            let h = |n: &str| {
+                req.headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                    .map(|(_, v)| v.clone())
+            };
+            let msg: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+            let method = msg["method"].as_str().unwrap_or("").to_owned();
+            seen.lock()
+                .unwrap()
+                .push((method.clone(), h("traceparent")));
+            let Some(id) = msg.get("id").cloned() else {
+                let _ = w.write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n");
+                continue;
+            };
+            let result = if method == "initialize" {
+                serde_json::json!({"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"rec","version":"1"}})
+            } else {
+                serde_json::json!({"content":[{"type":"text","text":"ok"}]})
+            };
+            let resp = serde_json::json!({"jsonrpc":"2.0","id":id,"result":result}).to_string();
+            let _ = w.write_all(format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nmcp-session-id: up-1\r\ncontent-length: {}\r\n\r\n{resp}", resp.len()).as_bytes());
+        }
+    })
+}
+
+both_drivers!(mcp_session_messages_carry_the_request_trace, |d| {
+    let rx = Receiver::start();
+    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
+    let up = recording_mcp_server(seen.clone());
+    let p = Proxy::start(
+        &format!(
+            "{CONFIG_HEAD}  tracing: {{otlpEndpoint: 'http://127.0.0.1:{}', otlpProtocol: http}}\nbinds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - name: tools\n      matches: [{{path: {{exact: /mcp}}}}]\n      backends:\n      - mcp:\n          targets:\n          - name: rec\n            mcp: {{host: 127.0.0.1, port: {}, path: /mcp}}\n",
+            rx.port, up.port
+        ),
+        d,
+    );
+    let mut c = Mcp::new(p.addr());
+    assert_eq!(c.initialize().status, 200);
+    // A traced tools/call: the upstream POST carries this proxy's span as its parent.
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let body =
+        r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"x","arguments":{}}}"#;
+    let r = c.raw(
+        "POST",
+        body,
+        &format!("traceparent: 00-{trace}-b7ad6b7169203331-01\r\n"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let spans = rx.wait(trace, 2);
+    let relay = spans
+        .iter()
+        .find(|s| s.kind == 3)
+        .expect("the relay's client span");
+    assert_eq!(relay.name, "mcp");
+    let sent = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(m, _)| m == "tools/call")
+        .and_then(|(_, t)| t.clone())
+        .expect("tools/call upstream with a traceparent");
+    assert_eq!(sent, format!("00-{trace}-{}-01", hex(&relay.span_id)));
+    // Untraced messages of the session carry none.
+    let init = seen.lock().unwrap()[0].clone();
+    assert_eq!(init, ("initialize".to_owned(), None));
 });

@@ -29,6 +29,7 @@ pub(super) async fn fan_out<'s>(
     s: &'s Rc<Session>,
     id: &str,
     body: &[u8],
+    trace: Option<&[u8]>,
 ) -> Vec<(&'s str, Vec<u8>)> {
     let mut calls: Vec<(&str, InFlight<'_>, UnboundedReceiver<TargetMsg>)> = s
         .targets
@@ -36,7 +37,7 @@ pub(super) async fn fan_out<'s>(
         .enumerate()
         .map(|(i, t)| {
             let (call, msg) = InFlight::start(s, i, id, body);
-            let rx = t.request(&call.upstream, msg);
+            let rx = t.request(&call.upstream, msg, trace);
             (t.name(), call, rx)
         })
         .collect();

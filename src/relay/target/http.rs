@@ -128,7 +128,7 @@ impl HttpTarget {
     }
 
     /// The whole POST of `msg`: head (from the cached prefix) and body, for one write.
-    fn post_message(&self, msg: &[u8]) -> Vec<u8> {
+    fn post_message(&self, msg: &[u8], trace: Option<&[u8]>) -> Vec<u8> {
         let mut cached = self.post_head.borrow_mut();
         let (version, generation) = (self.version.get(), self.session_gen.get());
         if cached.0.is_empty() || cached.1 != version || cached.2 != generation {
@@ -138,6 +138,9 @@ impl HttpTarget {
         }
         let mut out = Vec::with_capacity(cached.0.len() + 48 + msg.len());
         out.extend_from_slice(&cached.0);
+        if let Some(t) = trace {
+            h1::write_header(&mut out, "traceparent", t);
+        }
         h1::write_header(
             &mut out,
             "content-length",
@@ -149,11 +152,17 @@ impl HttpTarget {
     }
 
     /// POSTs a request; events and the response arrive on the receiver as they come.
-    pub(crate) fn request(self: &Rc<Self>, id: &str, msg: Vec<u8>) -> UnboundedReceiver<TargetMsg> {
+    pub(crate) fn request(
+        self: &Rc<Self>,
+        id: &str,
+        msg: Vec<u8>,
+        trace: Option<&[u8]>,
+    ) -> UnboundedReceiver<TargetMsg> {
         let (tx, rx) = unbounded();
         let me = self.clone();
         let id = id.to_owned();
-        monoio::spawn(async move { me.request_into(&id, msg, tx).await });
+        let trace = trace.map(<[u8]>::to_vec);
+        monoio::spawn(async move { me.request_into(&id, msg, trace.as_deref(), tx).await });
         rx
     }
 
@@ -163,9 +172,10 @@ impl HttpTarget {
         &self,
         id: &str,
         msg: Vec<u8>,
+        trace: Option<&[u8]>,
         tx: UnboundedSender<TargetMsg>,
     ) {
-        if let Err(e) = self.post(msg, Some(id), &tx).await {
+        if let Err(e) = self.post(msg, Some(id), trace, &tx).await {
             let _ = tx.unbounded_send(TargetMsg::Failed(e));
         }
     }
@@ -173,7 +183,7 @@ impl HttpTarget {
     /// POSTs a notification or response; the upstream answers 202.
     pub(crate) async fn send(self: &Rc<Self>, msg: Vec<u8>) -> Result<(), String> {
         let (tx, _rx) = unbounded();
-        self.post(msg, None, &tx).await
+        self.post(msg, None, None, &tx).await
     }
 
     /// Ends the upstream session (DELETE), best effort.
@@ -207,9 +217,10 @@ impl HttpTarget {
         &self,
         msg: Vec<u8>,
         id: Option<&str>,
+        trace: Option<&[u8]>,
         tx: &UnboundedSender<TargetMsg>,
     ) -> Result<(), String> {
-        let (addr, mut conn, mut buf, head, sse) = self.write_and_read_head(&msg).await?;
+        let (addr, mut conn, mut buf, head, sse) = self.write_and_read_head(&msg, trace).await?;
         let (status, body_kind, keep_alive) = (head.status, head.body, head.keep_alive);
         buf.drain(..head.head_len);
         if status == 404 && self.session.borrow().is_some() {
@@ -294,11 +305,12 @@ impl HttpTarget {
     async fn write_and_read_head(
         &self,
         msg: &[u8],
+        trace: Option<&[u8]>,
     ) -> Result<(SocketAddr, Conn, Vec<u8>, client::Head, bool), String> {
         let (addr, mut c) = self.checkout().await?;
         loop {
             let may_resend = |failed| client::may_resend(c.reused_after, failed, true, false);
-            let out = self.post_message(msg);
+            let out = self.post_message(msg, trace);
             if let (Err(e), _) = c.conn.write_all(out).await {
                 if may_resend(Failed::Write) {
                     c = self.fresh(addr).await?;
