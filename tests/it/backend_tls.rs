@@ -168,7 +168,8 @@ ctx.load_cert_chain(d + "/" + stem + ".crt", d + "/" + stem + ".key")
 if client_ca:
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.load_verify_locations(d + "/" + client_ca + ".crt")
-srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+# Threaded: a client's idle keep-alive connection must not hold the next client's handshake.
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
 srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
 print("READY", srv.server_address[1], flush=True)
 srv.serve_forever()
@@ -231,6 +232,7 @@ both_drivers!(a_client_certificate_for_a_server_that_requires_one, |d| {
     let (status, body) = get(&p);
     assert_eq!(status, 200, "{body}");
     assert!(body.starts_with("client="), "{body}");
+    drop(p);
     // Without the certificate the server refuses the handshake: a 502 naming the failure.
     let p = Proxy::start(&front(up.port, &format!("{{{base}}}")), d);
     assert_eq!(get(&p).0, 502);
