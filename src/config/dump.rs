@@ -2,8 +2,8 @@
 //!
 //! Redacted: the value of every key whose name says it holds a secret (`secret`, `…token`,
 //! `password`, `credential`, `apikey`/`api_key`, `authorization`, `cookie`), every value of a
-//! stdio target's `env` (environment variables carry credentials), and the values of header
-//! modifiers that set credential-bearing headers. Key names are kept, so the dump still shows
+//! stdio target's `env` and of a `headers` map (`config.tracing.headers`: exporter credentials
+//! under any name), and the values of header modifiers that set credential-bearing headers. Key names are kept, so the dump still shows
 //! what is configured.
 
 use std::sync::Arc;
@@ -40,8 +40,11 @@ fn redact(v: &mut Value, parent: Option<&str>) {
                 .and_then(Value::as_str)
                 .is_some_and(secret_key);
             for (k, child) in map.iter_mut() {
-                let secret =
-                    secret_key(k) || parent == Some("env") || (header_name && k == "value");
+                // `env` (a stdio server's environment) and a `headers` map (the trace exporter's
+                // request headers: API keys under any name) hold credentials in every value.
+                let secret = secret_key(k)
+                    || matches!(parent, Some("env" | "headers"))
+                    || (header_name && k == "value");
                 if secret && !child.is_null() {
                     *child = Value::String(REDACTED.into());
                 } else {
@@ -58,7 +61,9 @@ fn redact(v: &mut Value, parent: Option<&str>) {
                         continue;
                     }
                 }
-                redact(item, parent);
+                // A list's items are not the parent's map entries (`matches[].headers[]` are
+                // header matches, not credentials).
+                redact(item, None);
             }
         }
         _ => {}
@@ -80,9 +85,11 @@ mod tests {
     #[test]
     fn secrets_are_redacted_and_the_rest_kept() {
         let v = serde_json::json!({
-            "config": {"xdsAuthToken": "t0k", "statsAddr": "127.0.0.1:1"},
+            "config": {"xdsAuthToken": "t0k", "statsAddr": "127.0.0.1:1",
+                       "tracing": {"headers": {"x-honeycomb-team": "hny_key"}}},
             "limits": {"localRateLimit": [{"maxTokens": 17, "tokensPerFill": 19}]},
             "binds": [{"listeners": [{"routes": [{
+                "matches": [{"headers": [{"name": "x-team", "value": {"exact": "blue-team"}}]}],
                 "policies": {
                     "requestHeaderModifier": {"set": [{"name": "Authorization", "value": "Bearer x"},
                                                        {"name": "x-team", "value": "blue"}],
@@ -93,7 +100,7 @@ mod tests {
             }]}]}]
         });
         let out = render(v);
-        for secret in ["t0k", "Bearer x", "c=1", "s3cret", "ghp", "/h"] {
+        for secret in ["t0k", "Bearer x", "c=1", "s3cret", "ghp", "/h", "hny_key"] {
             assert!(!out.contains(secret), "{secret} in {out}");
         }
         for kept in [
