@@ -4,10 +4,11 @@
 //! Every address of a name is kept (the caller tries them in order, see `net::client`), in the
 //! order `config.dns.lookupFamily` asks for. Answers are kept per worker and looked up again in
 //! the background every refresh interval (`PORTCULLIS_DNS_REFRESH`, default 30 s, read with the
-//! config; the system resolver gives no TTL): a request that finds an answer due for refresh uses it and
-//! starts the refresh, so it never waits; only a name never resolved, one whose answer is more
-//! than a second interval old, or one whose every address just failed waits for a lookup. A
-//! failed refresh keeps the last answer. A failed first lookup is remembered for
+//! config; the system resolver gives no TTL): a request that finds an answer due for refresh
+//! uses it and starts the refresh, so it never waits. Only a name never resolved, or one whose
+//! answer is more than a second interval old, waits for a lookup. A name whose every address
+//! just failed is looked up again at once, in the background (one lookup at a time per name and
+//! worker). A failed refresh keeps the last answer. A failed first lookup is remembered for
 //! [`NEGATIVE_TTL`].
 //!
 //! `PORTCULLIS_HOSTS_FILE` names a file in `/etc/hosts` format consulted before the system
@@ -168,6 +169,8 @@ struct Answer {
     at: Instant,
     /// A background refresh is under way.
     refreshing: bool,
+    /// Every address just failed: look again now (in the background, once).
+    due: bool,
 }
 
 thread_local! {
@@ -199,6 +202,7 @@ fn store(host: &str, ips: Rc<[IpAddr]>, interval: Duration) {
                 ips,
                 at: Instant::now(),
                 refreshing: false,
+                due: false,
             },
         );
     });
@@ -223,7 +227,10 @@ pub(crate) async fn resolve(host: &str, family: LookupFamily, interval: Duration
         } else {
             interval
         };
-        if age < ttl {
+        if a.due && !a.ips.is_empty() && !a.refreshing {
+            a.refreshing = true;
+            Found::Refresh(a.ips.clone())
+        } else if age < ttl {
             Found::Fresh(a.ips.clone())
         } else if !a.ips.is_empty() && age < ttl * 2 {
             if a.refreshing {
@@ -247,6 +254,7 @@ pub(crate) async fn resolve(host: &str, family: LookupFamily, interval: Duration
                     _ => CACHE.with(|c| {
                         if let Some(a) = c.borrow_mut().get_mut(&name) {
                             a.refreshing = false;
+                            a.due = false;
                             a.at = Instant::now();
                         }
                     }),
@@ -269,10 +277,14 @@ fn filter(ips: &Rc<[IpAddr]>, family: LookupFamily) -> Rc<[IpAddr]> {
     }
 }
 
-/// Every address of `host` failed: the next request looks it up again (and waits for it).
+/// Every address of `host` failed: the next request starts a lookup (one at a time per name and
+/// worker, in the background: a backend that is down does not turn every request into a DNS
+/// query).
 pub(crate) fn forget(host: &str) {
     CACHE.with(|c| {
-        c.borrow_mut().remove(host);
+        if let Some(a) = c.borrow_mut().get_mut(host) {
+            a.due = true;
+        }
     });
 }
 
@@ -297,7 +309,12 @@ mod tests {
                 .await
                 .is_empty());
             forget("localhost");
-            assert!(!CACHE.with(|c| c.borrow().contains_key("localhost")));
+            assert!(CACHE.with(|c| c.borrow()["localhost"].due));
+            // The next request uses the answer and starts one refresh.
+            assert!(!resolve("localhost", LookupFamily::Auto, every)
+                .await
+                .is_empty());
+            assert!(CACHE.with(|c| c.borrow()["localhost"].refreshing));
         });
     }
 
