@@ -89,7 +89,7 @@ pub(crate) async fn handle<S: ConnIo>(
             shard.metrics.borrow_mut().mcp_request(
                 &r.name,
                 &r.metric_scope,
-                &method,
+                method,
                 r.targets.first().map(|t| t.name.as_str()),
                 name.as_deref(),
                 Some(started.elapsed()),
@@ -124,7 +124,7 @@ enum Job {
         call: relay_modern::ModernCall,
         reply: UnboundedSender<ReplyPart>,
         /// Its `Mcp-Method` and `Mcp-Name`, for the metrics.
-        counted: (String, Option<String>),
+        counted: (&'static str, Option<String>),
     },
     /// A POST on a stateless route.
     Stateless {
@@ -389,7 +389,12 @@ fn start_modern(
         route: route.clone(),
         call,
         reply: tx,
-        counted: (text(head.mcp_method()).unwrap_or_default(), name),
+        // The method as its (static) metric label: no copy of the header.
+        counted: (
+            std::str::from_utf8(head.mcp_method().unwrap_or_default())
+                .map_or("other", crate::metrics::mcp_method_label),
+            name,
+        ),
     };
     Ok((rx, Some(job)))
 }
