@@ -1,12 +1,14 @@
 //! MCP, the sans-IO core: JSON-RPC envelopes (`jsonrpc`), SSE framing (`sse`), the
-//! streamable-HTTP transport rules (`protocol`), the 2026-07-28 request checks (`modern`) and
-//! multi-target merging (`merge`).
+//! streamable-HTTP transport rules (`protocol`), the 2026-07-28 request checks (`modern`), the
+//! translations that let 2026-07-28 clients use 2025 servers (`compat`) and multi-target
+//! merging (`merge`).
 //!
 //! Everything here is pure functions over bytes, fuzzed through [`fuzz_jsonrpc`] and
 //! [`fuzz_sse`] and benchmarked in `benches/jsonrpc.rs`.
 //!
 //! Not here: sessions, upstream connections, child processes, HTTP status mapping (the relay).
 
+pub(crate) mod compat;
 pub(crate) mod jsonrpc;
 pub(crate) mod merge;
 pub(crate) mod modern;
@@ -36,6 +38,16 @@ pub(crate) fn fuzz_jsonrpc(data: &[u8]) {
     let _ = merge::rename_param_name(data, "t_x");
     let _ = merge::merge_list("tools", &[("a", data), ("b", data)], true);
     let _ = merge::merge_initialize(&[("a", data)], "2025-06-18", "p");
+    // The compatibility mode's translations keep what they do not rewrite.
+    if let Some(l) = compat::to_legacy(data) {
+        assert!(serde_json::from_slice::<serde::de::IgnoredAny>(&l.body).is_ok());
+    }
+    let answer = compat::to_modern_answer("tools/list", data.to_vec());
+    if serde_json::from_slice::<serde::de::IgnoredAny>(data).is_ok() {
+        assert!(serde_json::from_slice::<serde::de::IgnoredAny>(&answer).is_ok());
+    }
+    let _ = compat::discover_result(data);
+    let _ = compat::legacy_initialize(data);
 }
 
 fn check_message(msg: &[u8]) {

@@ -15,12 +15,14 @@
 //!
 //! Modules: `session` (the per-worker table, ids, expiry), `call` (one call on the owner:
 //! routing, fan-out and merging across targets), `target` (one module per kind of MCP server),
-//! `modern` (2026-07-28 requests: no session, relayed on the worker that received them).
+//! `modern` (2026-07-28 requests: no session, relayed on the worker that received them),
+//! `compat` (2026-07-28 clients of 2025-era servers, through sessions Portcullis holds).
 //! Not here: JSON-RPC/SSE/merge parsing (`mcp`, sans-IO), the HTTP transport toward clients
 //! (`server::mcp`) or authentication (`auth`).
 
 pub(crate) mod authorize;
 pub(crate) mod call;
+pub(crate) mod compat;
 pub(crate) mod modern;
 pub(crate) mod reject;
 pub(crate) mod session;
@@ -45,6 +47,8 @@ pub(crate) struct Relay {
     /// Calls for this worker's sessions that arrived through another worker's connection and
     /// are still running: a drain waits for them as for its own connections.
     pub remote_calls: Cell<usize>,
+    /// Upstream sessions held for 2026-07-28 clients, and what servers speak.
+    pub compat: compat::Compat,
     inboxes: Arc<Vec<UnboundedSender<McpCall>>>,
 }
 
@@ -54,6 +58,7 @@ impl Relay {
             shard,
             sessions: session::Sessions::default(),
             remote_calls: Cell::new(0),
+            compat: compat::Compat::default(),
             inboxes,
         }
     }

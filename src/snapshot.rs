@@ -311,6 +311,9 @@ pub struct McpRoute {
     pub stateful: bool,
     /// Tool and prompt names are `<target>_<name>` (`prefixMode: always`, or several targets).
     pub prefix: bool,
+    /// 2026-07-28 clients are served through 2025 sessions Portcullis holds when the targets do
+    /// not speak the revision (`modernCompat`, default true; `relay::compat`).
+    pub compat: bool,
     /// Idle sessions end after this long (`config.mcp.sessionTtl`, default 30 min).
     pub session_ttl: Duration,
     /// How long one JSON-RPC call may wait for its answer (the route's `timeout`, else

@@ -321,7 +321,7 @@ pub(crate) fn rename_param_name(msg: &[u8], new_name: &str) -> Result<Vec<u8>, S
 
 /// The raw value of top-level member `key` of the JSON object `obj` (which is validated
 /// whole); a duplicated `key` is an error.
-fn find_member<'a>(obj: &'a [u8], key: &str) -> Result<Option<&'a RawValue>, String> {
+pub(crate) fn find_member<'a>(obj: &'a [u8], key: &str) -> Result<Option<&'a RawValue>, String> {
     let mut de = serde_json::Deserializer::from_slice(obj);
     let found = FindMember(key)
         .deserialize(&mut de)

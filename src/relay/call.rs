@@ -74,8 +74,9 @@ pub(crate) async fn run(ctx: Rc<Relay>, call: McpCall) {
     };
     // Sessions are bound to their subject and their route: another subject, or the same id on
     // another route (whose policies, `mcpAuthorization` among them, were not the ones that
-    // checked this request), sees the same as an unknown id (A14).
-    if s.subject != subject || s.route.key != route {
+    // checked this request), sees the same as an unknown id (A14); so does a session the
+    // compatibility mode holds (its id is never given out).
+    if s.subject != subject || s.route.key != route || s.compat.get() {
         let _ = reply.unbounded_send(Reject::SessionNotFound.reply(None));
         return;
     }
@@ -129,39 +130,14 @@ pub(crate) async fn initialize(
             .ok()
             .and_then(|e| e.id.map(str::to_owned))
     };
-    let limits = ctx.shard.snapshot().settings.mcp_limits;
-    if ctx.sessions.len() >= limits.sessions_per_worker {
-        ctx.shard
-            .metrics
-            .borrow_mut()
-            .refuse(crate::metrics::Refused::SessionsPerWorker);
-        let max = limits.sessions_per_worker;
-        let reject = Reject::SessionsPerWorker { max };
-        let _ = reply.unbounded_send(reject.reply(env_id().as_deref()));
-        return;
-    }
-    let slots = match session::Slots::take(&subject, &route, &limits) {
-        Ok(slots) => slots,
-        Err(over) => {
-            ctx.shard.metrics.borrow_mut().refuse(match over {
-                session::OverCap::Subject(_) => crate::metrics::Refused::SessionsPerSubject,
-                session::OverCap::Processes(_) => crate::metrics::Refused::StdioProcesses,
-            });
-            let reject = over_cap(over, &limits);
-            let _ = reply.unbounded_send(reject.reply(env_id().as_deref()));
-            return;
-        }
-    };
-    let id = session::mint_id(ctx.shard.id);
-    let s = match Session::open(id.clone(), &route, subject, authorization, slots) {
+    let s = match open(&ctx, &route, subject, authorization) {
         Ok(s) => s,
-        Err(e) => {
-            tracing::error!(route = %route.name, error = %e, "cannot start the MCP session");
-            let reject = Reject::ServerNotStarted;
+        Err(reject) => {
             let _ = reply.unbounded_send(reject.reply(env_id().as_deref()));
             return;
         }
     };
+    let id = s.id.clone();
     ctx.sessions.insert(s.clone());
     tracing::info!(mcp.session = %id, route = %route.name, "mcp session started");
     let guard = authz.as_ref().map(|a| Guard::new(&ctx.shard, a));
@@ -179,6 +155,40 @@ pub(crate) async fn initialize(
         ctx.sessions.remove(&id);
         close_later(s);
     }
+}
+
+/// A new session of `subject` on `route`, owned by this worker (not yet registered), within
+/// the session caps; a refusal is counted.
+pub(crate) fn open(
+    ctx: &Relay,
+    route: &Arc<McpRoute>,
+    subject: Subject,
+    authorization: Option<String>,
+) -> Result<Rc<Session>, Reject> {
+    let limits = ctx.shard.snapshot().settings.mcp_limits;
+    if ctx.sessions.len() >= limits.sessions_per_worker {
+        ctx.shard
+            .metrics
+            .borrow_mut()
+            .refuse(crate::metrics::Refused::SessionsPerWorker);
+        let max = limits.sessions_per_worker;
+        return Err(Reject::SessionsPerWorker { max });
+    }
+    let slots = match session::Slots::take(&subject, route, &limits) {
+        Ok(slots) => slots,
+        Err(over) => {
+            ctx.shard.metrics.borrow_mut().refuse(match over {
+                session::OverCap::Subject(_) => crate::metrics::Refused::SessionsPerSubject,
+                session::OverCap::Processes(_) => crate::metrics::Refused::StdioProcesses,
+            });
+            return Err(over_cap(over, &limits));
+        }
+    };
+    let id = session::mint_id(ctx.shard.id);
+    Session::open(id, route, subject, authorization, slots).map_err(|e| {
+        tracing::error!(route = %route.name, error = %e, "cannot start the MCP session");
+        Reject::ServerNotStarted
+    })
 }
 
 /// The status and message for a session refused by a cap: 429 for the client's own sessions,
@@ -277,7 +287,7 @@ pub(crate) async fn stateless(
 /// One POSTed message (or batch) through a session's targets.
 /// `trace`: the `traceparent` HTTP targets get with this message.
 #[allow(clippy::too_many_arguments)]
-async fn post(
+pub(crate) async fn post(
     shard: &Shard,
     s: &Rc<Session>,
     body: Vec<u8>,

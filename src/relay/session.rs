@@ -124,6 +124,9 @@ pub(crate) struct Session {
     /// a client's `notifications/cancelled`.
     in_flight: RefCell<Vec<(String, usize, String)>>,
     closed: Cell<bool>,
+    /// Held by Portcullis for 2026-07-28 clients (`relay::compat`): never named to a client,
+    /// and a server's requests to its client are refused (no client can answer them).
+    pub compat: Cell<bool>,
     _slots: Slots,
 }
 
@@ -155,6 +158,7 @@ impl Session {
             upstream_ids: Cell::new(0),
             in_flight: RefCell::new(Vec::new()),
             closed: Cell::new(false),
+            compat: Cell::new(false),
             _slots: slots,
         });
         monoio::spawn(unsolicited_loop(Rc::downgrade(&s), rx));

@@ -51,6 +51,12 @@ impl Target {
         }
     }
 
+    /// Whether the server ended the session's upstream session (an HTTP 404): it acted on
+    /// nothing sent after that.
+    pub(crate) fn ended_by_server(&self) -> bool {
+        matches!(self, Target::Http(h) if h.ended_by_server())
+    }
+
     /// Sends request `msg` (upstream id `id`); `trace` is the `traceparent` an HTTP target gets
     /// with it.
     pub(crate) fn request(

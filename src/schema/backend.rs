@@ -95,6 +95,10 @@ pub(crate) struct McpBackend {
     pub prefix_mode: Option<PrefixMode>,
     pub failure_mode: Option<Unsupported>,
     pub dns_rebinding_protection: Option<Unsupported>,
+    /// Portcullis: serve MCP 2026-07-28 clients through 2025-era sessions that Portcullis holds
+    /// per principal when the targets do not speak 2026-07-28 (default true). Off: those clients
+    /// get -32022 and fall back to `initialize` themselves, as with agentgateway.
+    pub modern_compat: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]

@@ -22,6 +22,7 @@ use crate::mcp::{jsonrpc, modern, protocol, sse};
 use crate::net::io::{Bufs, ConnIo};
 use crate::relay::authorize::{self, Asker, Authz};
 use crate::relay::call as relay_call;
+use crate::relay::compat as relay_compat;
 use crate::relay::modern as relay_modern;
 use crate::relay::reject::{self, Reject};
 use crate::relay::{session, CallOp, McpCall, NoIdentity, Relay, ReplyPart, Subject};
@@ -74,11 +75,14 @@ pub(crate) async fn handle<S: ConnIo>(
             call,
             reply: tx,
             counted,
+            fallback,
+            compat_only,
         }) => {
             let started = std::time::Instant::now();
             let shard = ctx.shard.clone();
             let counted_route = route.clone();
-            let forward = std::pin::pin!(relay_modern::forward(ctx.shard.clone(), route, call, tx));
+            let run = modern_job(ctx.clone(), route, call, fallback, compat_only, tx);
+            let forward = std::pin::pin!(run);
             let reply = std::pin::pin!(reply);
             let written = match futures_util::future::select(forward, reply).await {
                 futures_util::future::Either::Left(((), reply)) => reply.await,
@@ -125,6 +129,11 @@ enum Job {
         reply: UnboundedSender<ReplyPart>,
         /// Its `Mcp-Method` and `Mcp-Name`, for the metrics.
         counted: (&'static str, Option<String>),
+        /// The request for the compatibility mode, when the route's servers may not speak the
+        /// revision (`relay::compat`).
+        fallback: Option<Box<relay_compat::CompatCall>>,
+        /// The servers do not speak the revision: `fallback` is served, `call` is not sent.
+        compat_only: bool,
     },
     /// A POST on a stateless route.
     Stateless {
@@ -171,9 +180,42 @@ impl Job {
                 trace,
             } => relay_call::stateless(&ctx, route, body, authorization, authz, reply, trace).await,
             Job::Modern {
-                route, call, reply, ..
-            } => relay_modern::forward(ctx.shard.clone(), route, call, reply).await,
+                route,
+                call,
+                reply,
+                fallback,
+                compat_only,
+                ..
+            } => modern_job(ctx, route, call, fallback, compat_only, reply).await,
         }
+    }
+}
+
+/// How a 2026-07-28 request reaches its route's servers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Era {
+    /// Relayed as it is: the one server speaks the revision (or the route does not translate).
+    Native,
+    /// The one server's revision is not known on this worker yet: its `server/discover` decides.
+    Unknown,
+    /// Through the compatibility mode.
+    Compat,
+}
+
+/// Runs a 2026-07-28 request: natively, through the compatibility mode, or after learning which
+/// the route's server needs.
+async fn modern_job(
+    ctx: Rc<Relay>,
+    route: Arc<McpRoute>,
+    call: relay_modern::ModernCall,
+    fallback: Option<Box<relay_compat::CompatCall>>,
+    compat_only: bool,
+    reply: UnboundedSender<ReplyPart>,
+) {
+    match fallback {
+        None => relay_modern::forward(ctx.shard.clone(), route, call, reply).await,
+        Some(f) if compat_only => relay_compat::serve(ctx, route, *f, reply).await,
+        Some(f) => relay_compat::serve_unknown(ctx, route, call, *f, reply).await,
     }
 }
 
@@ -211,13 +253,26 @@ fn start(
             return Err(Reject::OriginNotAllowed.reply(None));
         }
     }
-    // 2026-07-28: self-contained POSTs, relayed natively where the route's server can take them;
-    // elsewhere the version is refused below (-32022) and the client falls back to 2025.
-    if head.method() == b"POST"
-        && modern::is_modern(head.version())
-        && relay_modern::serves_modern(route)
-    {
-        return start_modern(ctx, route, head, body, asker, decided);
+    // 2026-07-28: self-contained POSTs, relayed natively where the route's server speaks the
+    // revision, else through the compatibility mode; with that mode off, the version is refused
+    // below (-32022) and the client falls back to 2025.
+    if head.method() == b"POST" && modern::is_modern(head.version()) {
+        let native = relay_modern::serves_modern(route);
+        // Only a route whose one server may speak the revision asks what this worker learned.
+        let era = if native && route.compat {
+            ctx.compat.era(route.key)
+        } else {
+            None
+        };
+        let mode = match (native, route.compat, era) {
+            (true, false, _) | (true, true, Some(true)) => Some(Era::Native),
+            (true, true, None) => Some(Era::Unknown),
+            (_, true, _) => Some(Era::Compat),
+            (false, false, _) => None,
+        };
+        if let Some(mode) = mode {
+            return start_modern(ctx, route, head, body, subject, asker, decided, mode);
+        }
     }
     // Sessions are bound to who the token names; stateless routes keep no session.
     let subject = match subject {
@@ -311,13 +366,16 @@ fn start(
 
 /// Checks a 2026-07-28 POST (the transport rules, then its mirrored headers against the body)
 /// and starts its relay on this worker.
+#[allow(clippy::too_many_arguments)]
 fn start_modern(
     ctx: &Rc<Relay>,
     route: &Arc<McpRoute>,
     head: &McpHead,
     body: Vec<u8>,
+    subject: Result<Subject, NoIdentity>,
     asker: Option<Asker>,
     decided: &Cell<Option<&'static str>>,
+    mode: Era,
 ) -> Result<(UnboundedReceiver<ReplyPart>, Option<Job>), ReplyPart> {
     if !protocol::accepts_post(head.accept()) {
         return Err(Reject::NotAcceptablePost.reply(None));
@@ -370,7 +428,40 @@ fn start_modern(
     if let Some(a) = head.authorization() {
         h1::write_header(&mut headers, "authorization", a.as_bytes());
     }
+    // The compatibility mode holds sessions per principal (none on a stateless route).
+    let fallback = match mode {
+        Era::Native => None,
+        Era::Unknown | Era::Compat => {
+            let subject = match subject {
+                Ok(s) => s,
+                Err(NoIdentity) if !route.stateful => None,
+                Err(NoIdentity) => return Err(Reject::NoIdentity.reply(checked.id.as_deref())),
+            };
+            Some(Box::new(relay_compat::CompatCall {
+                body: Vec::new(),
+                id: checked.id.clone(),
+                method: String::from_utf8_lossy(head.mcp_method().unwrap_or_default())
+                    .trim()
+                    .to_owned(),
+                subject,
+                authorization: head.authorization(),
+                authz: authz.clone(),
+                trace: head.traceparent().map(<[u8]>::to_vec),
+            }))
+        }
+    };
     let (tx, rx) = unbounded();
+    let (body, fallback) = match (mode, fallback) {
+        (Era::Compat, Some(mut f)) => {
+            f.body = body;
+            (Vec::new(), Some(f))
+        }
+        (_, Some(mut f)) => {
+            f.body = body.clone();
+            (body, Some(f))
+        }
+        (_, None) => (body, None),
+    };
     let call = relay_modern::ModernCall {
         body,
         id: checked.id,
@@ -395,6 +486,8 @@ fn start_modern(
                 .map_or("other", crate::metrics::mcp_method_label),
             name,
         ),
+        fallback,
+        compat_only: mode == Era::Compat,
     };
     Ok((rx, Some(job)))
 }

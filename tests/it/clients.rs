@@ -87,6 +87,10 @@ both_drivers!(sdk_clients_complete_oauth_through_portcullis, |d| {
         (&python, "py_client.py", "cc"),
     ] {
         let v = run_client(cmd, script, &url, mode);
+        if mode == "oauth-auto" {
+            // 2026-07-28 to a 2025 stdio server, through the compatibility mode: no fallback.
+            assert_eq!(v["protocolVersion"], "2026-07-28", "{v}");
+        }
         let call = v["call"].to_string();
         assert!(call.contains("echo"), "{script} {mode}: {v}");
         assert!(

@@ -163,10 +163,12 @@ impl Proxy {
         }
         std::fs::write(&p.config_path, text).unwrap();
         let mut cmd = Command::new(bin());
-        cmd.arg("-f")
-            .arg(&p.config_path)
-            .args(["--workers", "2"])
-            .args(args);
+        cmd.arg("-f").arg(&p.config_path);
+        // Two workers unless the test says how many.
+        if !args.contains(&"--workers") {
+            cmd.args(["--workers", "2"]);
+        }
+        cmd.args(args);
         cmd.env("RUST_LOG", "info")
             .env("PORTCULLIS_BIND_ADDR", "127.0.0.1")
             // Every instance its own admin port (agentgateway's default, localhost:15000, can be

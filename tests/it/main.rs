@@ -13,6 +13,7 @@ mod authz; // mcpAuthorization and authorization: SDK clients, multiplexing, sco
 mod backend_tls; // backendTLS: private roots, hostname, insecure*, mTLS, MCP targets over TLS
 mod bad_input; // malformed, oversized and smuggling requests get their status; others keep working
 mod clients; // official TS/Python SDK clients with full OAuth, and the MCP conformance suite
+mod compat; // MCP 2026-07-28 clients of 2025 servers: the compatibility mode
 mod config_cli; // --validate-only, malformed configs name their path, env expansion, seed
 mod cors; // preflight, actual and error responses
 mod dns; // host names followed while running: a changed answer, failover, no answer

@@ -60,6 +60,12 @@ fn route(up_port: u16, policies: &str) -> String {
     )
 }
 
+/// [`route`] to a stand-in server that answers as told, relayed as a 2026-07-28 server (the
+/// compatibility mode off: no `server/discover` is sent to learn what it speaks).
+fn native_route(up_port: u16) -> String {
+    route(up_port, "") + "          modernCompat: false\n"
+}
+
 both_drivers!(modern_and_2025_clients_on_one_route, |d| {
     let python = client_runtimes().1.clone();
     let server = ModernServer::start();
@@ -71,6 +77,8 @@ both_drivers!(modern_and_2025_clients_on_one_route, |d| {
     assert_eq!(v["fallback"]["initialize"], serde_json::json!([]), "{v}");
     assert_eq!(v["server"]["name"], "modern-echo", "{v}");
     assert_eq!(v["call"]["text"], "echo: hello from py_client", "{v}");
+    // Natively: the server's own discover answer was relayed, no session was opened upstream.
+    assert!(!p.log_contains("compatibility session"), "{}", p.log());
     // A 2025 client on the same route still gets a 2025 session.
     let v = run_client(&python, "py_client.py", &url, "none");
     assert_eq!(v["protocolVersion"], "2025-11-25", "{v}");
@@ -124,7 +132,7 @@ both_drivers!(
                 }
             }
         });
-        let p = Proxy::start(&route(up.port, ""), d);
+        let p = Proxy::start(&native_route(up.port), d);
         let error_code = |r: &Response| -> i64 {
             let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
             v["error"]["code"].as_i64().unwrap_or(0)
@@ -252,7 +260,7 @@ both_drivers!(
                 closed2.store(true, std::sync::atomic::Ordering::SeqCst);
             }
         });
-        let p = Proxy::start(&route(up.port, ""), d);
+        let p = Proxy::start(&native_route(up.port), d);
         let t0 = std::time::Instant::now();
         let r = modern_post(&p, "tools/call", Some("fast"), "", &call_body("fast"));
         assert_eq!(r.status, 200, "{}", r.text());

@@ -81,6 +81,7 @@ fn lower_mcp(
         prefix_mode: _,
         failure_mode: _,
         dns_rebinding_protection: _,
+        modern_compat,
     } = m;
     let mut targets = Vec::with_capacity(m.targets.len());
     for (i, t) in m.targets.iter().enumerate() {
@@ -170,6 +171,7 @@ fn lower_mcp(
         targets,
         stateful: !matches!(m.stateful_mode, Some(model::StatefulMode::Stateless)),
         prefix,
+        compat: modern_compat.unwrap_or(true),
         session_ttl: c.session_ttl,
         upstream: c.upstream,
         call_timeout: c.call_timeout,

@@ -9,6 +9,7 @@ use std::rc::Rc;
 use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender};
 use futures_util::StreamExt;
 
+use crate::mcp::compat;
 use crate::mcp::jsonrpc::{self};
 use crate::mcp::sse;
 use crate::relay::session::Session;
@@ -49,6 +50,9 @@ pub(super) async fn fan_out<'s>(
             let next = monoio::time::timeout_at(deadline, rx.next()).await;
             match next {
                 Ok(Some(TargetMsg::Event(e))) => {
+                    if refused_server_request(s, call.target, &e).await {
+                        continue;
+                    }
                     // The merged answer is one JSON document; notifications that targets send
                     // meanwhile go to the session's server-to-client stream.
                     s.forward_unsolicited(&e);
@@ -141,6 +145,19 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// In a compatibility session (`relay::compat`), a server's request to its client is answered
+/// here with an error (its 2026-07-28 client could not answer it): true if `msg` was one.
+async fn refused_server_request(s: &Session, target: usize, msg: &[u8]) -> bool {
+    if !s.compat.get() || !compat::is_request(msg) {
+        return false;
+    }
+    if let (Some(t), Some(refusal)) = (s.targets.get(target), compat::refuse_server_request(msg)) {
+        tracing::info!(mcp.session = %s.id, target_name = %t.name(), "a server request refused: its client speaks 2026-07-28 through the compatibility mode");
+        t.send(refusal).await;
+    }
+    true
+}
+
 /// A target's answer carries the id we gave the request; the client gets its own back.
 pub(super) fn with_client_id(msg: Vec<u8>, id: &str) -> Vec<u8> {
     match jsonrpc::replace_id(&msg, id) {
@@ -221,7 +238,12 @@ pub(super) async fn relay(
             Err(_) => continue,
         };
         let (data, last) = match m {
-            TargetMsg::Event(e) => (e, false),
+            TargetMsg::Event(e) => {
+                if refused_server_request(s, call.target, &e).await {
+                    continue;
+                }
+                (e, false)
+            }
             TargetMsg::Final(f) => {
                 call.done = true;
                 let answer = with_client_id(f, id);

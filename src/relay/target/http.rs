@@ -36,6 +36,8 @@ pub(crate) struct HttpTarget {
     pub version: Cell<&'static str>,
     authorization: Option<String>,
     alive: Cell<bool>,
+    /// The server answered 404 to our session: it ended it, and acted on nothing sent since.
+    ended: Cell<bool>,
     /// Bumped whenever `session` changes.
     session_gen: Cell<u64>,
     /// The POST head up to its `content-length`, with the version and session generation it was
@@ -60,6 +62,7 @@ impl HttpTarget {
             version: Cell::new("2025-06-18"),
             authorization,
             alive: Cell::new(true),
+            ended: Cell::new(false),
             session_gen: Cell::new(0),
             post_head: RefCell::new((Vec::new(), "", 0)),
         })
@@ -67,6 +70,12 @@ impl HttpTarget {
 
     pub(crate) fn alive(&self) -> bool {
         self.alive.get()
+    }
+
+    /// Whether the server ended our session (a 404): what was refused can be sent again in a
+    /// new session.
+    pub(crate) fn ended_by_server(&self) -> bool {
+        self.ended.get()
     }
 
     /// The server's address and a connection to it from the worker's pool, or a new one.
@@ -225,6 +234,7 @@ impl HttpTarget {
         buf.drain(..head.head_len);
         if status == 404 && self.session.borrow().is_some() {
             self.alive.set(false);
+            self.ended.set(true);
             return Err(format!("the MCP server {} ended its session", self.target));
         }
         let mut parser = SseParser::new(MAX_MESSAGE);

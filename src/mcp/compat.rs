@@ -1,0 +1,378 @@
+//! MCP 2026-07-28 clients served by 2025-era servers (the relay's compatibility mode), as pure
+//! translations between the two eras' messages:
+//!
+//! - a 2026-07-28 request loses the reserved `_meta` keys of its envelope
+//!   (`io.modelcontextprotocol/protocolVersion`, `clientInfo`, `clientCapabilities`, `logLevel`)
+//!   before it goes into a 2025 session: a dual-era server routes a request that carries them as
+//!   2026-07-28, and a 2025 server has no use for them. Everything else (`progressToken`, the
+//!   arguments, other `_meta` keys) is kept byte for byte;
+//! - a 2025 result gains what 2026-07-28 requires of every result (`resultType`) and, for the
+//!   cacheable methods, the cache hints (`ttlMs: 0`, `cacheScope: "private"`: a 2025 server says
+//!   nothing about caching, so nothing may be cached, and never across callers);
+//! - `server/discover` is answered from the upstream session's `initialize` result (its
+//!   capabilities, instructions and server info) with the versions Portcullis serves.
+//!
+//! Sans-IO. Not here: the upstream sessions these messages travel through (`relay::compat`).
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::mcp::jsonrpc::span_of;
+use crate::mcp::merge::find_member;
+use crate::mcp::{jsonrpc, modern, protocol};
+
+/// The reserved `_meta` keys of a 2026-07-28 request envelope.
+const ENVELOPE_KEYS: [&str; 4] = [
+    "io.modelcontextprotocol/protocolVersion",
+    "io.modelcontextprotocol/clientInfo",
+    "io.modelcontextprotocol/clientCapabilities",
+    "io.modelcontextprotocol/logLevel",
+];
+
+/// Methods whose 2026-07-28 results carry `ttlMs` and `cacheScope`.
+const CACHEABLE: [&str; 6] = [
+    "tools/list",
+    "prompts/list",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "server/discover",
+];
+
+/// The `_meta` key of a result that names the server software.
+const SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+
+/// A 2026-07-28 request made fit for a 2025 session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Legacy {
+    /// The request without its envelope's reserved `_meta` keys.
+    pub(crate) body: Vec<u8>,
+    /// Whether the client asked for log messages (`io.modelcontextprotocol/logLevel`): a 2025
+    /// server sends them to its session whatever was asked, so the others are dropped.
+    pub(crate) wants_logs: bool,
+}
+
+/// Strips the envelope of a 2026-07-28 request (see the module docs): only `params._meta` is
+/// rewritten, every other byte is kept. `None`: not a JSON object.
+pub(crate) fn to_legacy(body: &[u8]) -> Option<Legacy> {
+    let unchanged = || {
+        Some(Legacy {
+            body: body.to_vec(),
+            wants_logs: false,
+        })
+    };
+    let Some(params) = find_member(body, "params").ok()? else {
+        return unchanged();
+    };
+    if !params.get().starts_with('{') {
+        return unchanged();
+    }
+    let Some(meta) = find_member(params.get().as_bytes(), "_meta").ok()? else {
+        return unchanged();
+    };
+    let Ok(mut keys) = serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(meta.get()) else {
+        return unchanged();
+    };
+    let wants_logs = keys.contains_key(ENVELOPE_KEYS[3]);
+    for k in ENVELOPE_KEYS {
+        keys.remove(k);
+    }
+    let at = span_of(body, meta);
+    let mut out = Vec::with_capacity(body.len());
+    out.extend_from_slice(&body[..at.start]);
+    serde_json::to_writer(&mut out, &keys).ok()?;
+    out.extend_from_slice(&body[at.end..]);
+    Some(Legacy {
+        body: out,
+        wants_logs,
+    })
+}
+
+/// A 2025 server's answer to a `method` request, as a 2026-07-28 server answers: the result
+/// with `resultType` and, for cacheable methods, `ttlMs: 0` and `cacheScope: "private"` (keys
+/// the server set are kept; the members are added at the start of the result, every other byte
+/// is kept). Errors and anything that is not a response pass unchanged.
+pub(crate) fn to_modern_answer(method: &str, msg: Vec<u8>) -> Vec<u8> {
+    let Ok(Some(result)) = find_member(&msg, "result") else {
+        return msg;
+    };
+    let Ok(keys) = serde_json::from_str::<BTreeMap<Cow<'_, str>, IgnoredAny>>(result.get()) else {
+        return msg;
+    };
+    let mut add = Vec::with_capacity(64);
+    let mut member = |k: &str, v: &str| {
+        if !keys.contains_key(k) {
+            add.extend_from_slice(format!("\"{k}\":{v},").as_bytes());
+        }
+    };
+    member("resultType", "\"complete\"");
+    if CACHEABLE.contains(&method) {
+        member("ttlMs", "0");
+        member("cacheScope", "\"private\"");
+    }
+    if add.is_empty() {
+        return msg;
+    }
+    if keys.is_empty() {
+        add.pop(); // no member follows
+    }
+    // After the result's `{` (a JSON object starts with it; no whitespace inside RawValue's start).
+    let at = span_of(&msg, result).start + 1;
+    let mut out = Vec::with_capacity(msg.len() + add.len());
+    out.extend_from_slice(&msg[..at]);
+    out.extend_from_slice(&add);
+    out.extend_from_slice(&msg[at..]);
+    out
+}
+
+fn complete(result: &mut Map<String, Value>, cacheable: bool) {
+    result
+        .entry("resultType")
+        .or_insert_with(|| Value::from("complete"));
+    if cacheable {
+        result.entry("ttlMs").or_insert_with(|| Value::from(0));
+        result
+            .entry("cacheScope")
+            .or_insert_with(|| Value::from("private"));
+    }
+}
+
+/// The versions Portcullis serves on a route that has the compatibility mode, newest first.
+pub(crate) fn supported_versions() -> impl Iterator<Item = &'static str> {
+    std::iter::once(modern::VERSION).chain(protocol::SUPPORTED.iter().copied())
+}
+
+/// The `server/discover` result for a route whose upstream session answered `initialize` with
+/// `init` (an `InitializeResult`, merged across targets where there are several).
+pub(crate) fn discover_result(init: &[u8]) -> Result<Vec<u8>, String> {
+    let v: Map<String, Value> =
+        serde_json::from_slice(init).map_err(|e| format!("initialize result: {e}"))?;
+    let mut out = Map::new();
+    out.insert(
+        "supportedVersions".into(),
+        supported_versions().map(Value::from).collect(),
+    );
+    out.insert(
+        "capabilities".into(),
+        v.get("capabilities")
+            .filter(|c| c.is_object())
+            .cloned()
+            .unwrap_or_else(|| Value::Object(Map::new())),
+    );
+    if let Some(i) = v.get("instructions").filter(|i| i.is_string()) {
+        out.insert("instructions".into(), i.clone());
+    }
+    if let Some(info) = v.get("serverInfo").filter(|i| i.is_object()) {
+        let mut meta = Map::new();
+        meta.insert(SERVER_INFO.into(), info.clone());
+        out.insert("_meta".into(), meta.into());
+    }
+    complete(&mut out, true);
+    serde_json::to_vec(&out).map_err(|e| e.to_string())
+}
+
+/// The `initialize` request a compatibility session opens with (id `"portcullis-compat"`): the
+/// newest 2025 revision, no client capabilities (a 2026-07-28 client cannot answer a server's
+/// requests through it), and the client's `clientInfo` when its request named one.
+pub(crate) fn legacy_initialize(request: &[u8]) -> Vec<u8> {
+    #[derive(serde::Deserialize)]
+    struct Msg<'a> {
+        #[serde(borrow, default)]
+        params: Option<Params<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Params<'a> {
+        #[serde(rename = "_meta", borrow, default)]
+        meta: Option<Meta<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Meta<'a> {
+        #[serde(rename = "io.modelcontextprotocol/clientInfo", borrow, default)]
+        info: Option<&'a RawValue>,
+    }
+    let info = serde_json::from_slice::<Msg<'_>>(request)
+        .ok()
+        .and_then(|m| m.params?.meta?.info)
+        .filter(|i| i.get().starts_with('{'))
+        .map_or(r#"{"name":"portcullis","version":"1"}"#, |i| i.get());
+    let params = format!(
+        r#"{{"protocolVersion":"{}","capabilities":{{}},"clientInfo":{info}}}"#,
+        protocol::SUPPORTED[0]
+    );
+    jsonrpc::request(
+        "\"portcullis-compat\"",
+        "initialize",
+        Some(params.as_bytes()),
+    )
+}
+
+/// Whether a `server/discover` answer (a JSON-RPC response) says the server speaks 2026-07-28.
+pub(crate) fn speaks_modern(answer: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Msg<'a> {
+        #[serde(borrow, default)]
+        result: Option<Res<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Res<'a> {
+        #[serde(rename = "supportedVersions", borrow, default)]
+        versions: Vec<Cow<'a, str>>,
+    }
+    serde_json::from_slice::<Msg<'_>>(answer)
+        .ok()
+        .and_then(|m| m.result)
+        .is_some_and(|r| r.versions.iter().any(|v| v == modern::VERSION))
+}
+
+/// Whether a message is a JSON-RPC request (a server's request to its client, in a 2025 session).
+pub(crate) fn is_request(msg: &[u8]) -> bool {
+    jsonrpc::peek(msg).is_ok_and(|e| e.kind == jsonrpc::Kind::Request)
+}
+
+/// Whether a message is a log message notification.
+pub(crate) fn is_log_message(msg: &[u8]) -> bool {
+    jsonrpc::peek(msg).is_ok_and(|e| e.method == Some("notifications/message"))
+}
+
+/// The error a compatibility session answers a server's request with: its client speaks
+/// 2026-07-28, where a server asks for input in a result, and cannot answer.
+pub(crate) fn refuse_server_request(msg: &[u8]) -> Option<Vec<u8>> {
+    let env = jsonrpc::peek(msg).ok()?;
+    let id = env.id?;
+    Some(jsonrpc::error_object(
+        Some(id),
+        jsonrpc::METHOD_NOT_FOUND,
+        "the client reached this server through Portcullis's 2026-07-28 compatibility mode, \
+         which cannot carry requests from the server to the client",
+        None,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(b: &[u8]) -> Value {
+        serde_json::from_slice(b).unwrap()
+    }
+
+    #[test]
+    fn the_envelope_is_stripped_and_the_rest_kept() {
+        let body = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"m":"x"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"c","version":"1"},"io.modelcontextprotocol/clientCapabilities":{},"progressToken":3}}}"#;
+        let l = to_legacy(body).unwrap();
+        assert!(!l.wants_logs);
+        assert_eq!(
+            json(&l.body),
+            json(br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"m":"x"},"_meta":{"progressToken":3}}}"#)
+        );
+        let bare = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/logLevel":"info"}}}"#;
+        let l = to_legacy(bare).unwrap();
+        assert!(l.wants_logs);
+        assert_eq!(
+            json(&l.body),
+            json(br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{}}}"#)
+        );
+        // Only `_meta` is rewritten: the arguments keep their bytes (numbers beyond f64, too).
+        let big = br#"{"id":1,"method":"tools/call","params":{"arguments":{"n":1e400, "s":"\u00e9"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+        assert_eq!(
+            to_legacy(big).unwrap().body,
+            br#"{"id":1,"method":"tools/call","params":{"arguments":{"n":1e400, "s":"\u00e9"},"_meta":{}}}"#
+        );
+        let plain = br#"{"id":1,"method":"ping"}"#;
+        assert_eq!(to_legacy(plain).unwrap().body, plain);
+        assert!(to_legacy(b"[1]").is_none());
+    }
+
+    #[test]
+    fn results_gain_what_the_revision_requires() {
+        let list = to_modern_answer(
+            "tools/list",
+            br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}"#.to_vec(),
+        );
+        assert_eq!(
+            json(&list)["result"],
+            json(br#"{"tools":[],"resultType":"complete","ttlMs":0,"cacheScope":"private"}"#)
+        );
+        let call = to_modern_answer(
+            "tools/call",
+            br#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"resultType":"complete"}}"#.to_vec(),
+        );
+        assert_eq!(
+            json(&call)["result"],
+            json(br#"{"content":[],"resultType":"complete"}"#)
+        );
+        let err = br#"{"jsonrpc":"2.0","id":1,"error":{"code":-1,"message":"x"}}"#.to_vec();
+        assert_eq!(to_modern_answer("tools/call", err.clone()), err);
+        assert_eq!(to_modern_answer("tools/call", b"nope".to_vec()), b"nope");
+        let empty = to_modern_answer("ping", br#"{"id":1,"result":{}}"#.to_vec());
+        assert_eq!(empty, br#"{"id":1,"result":{"resultType":"complete"}}"#);
+        let kept = to_modern_answer("tools/call", br#"{"id":1,"result":{"v":1e400}}"#.to_vec());
+        assert_eq!(
+            kept,
+            br#"{"id":1,"result":{"resultType":"complete","v":1e400}}"#
+        );
+    }
+
+    #[test]
+    fn discover_comes_from_the_initialize_result() {
+        let init = br#"{"protocolVersion":"2025-11-25","capabilities":{"tools":{"listChanged":true}},"serverInfo":{"name":"s","version":"2"},"instructions":"be nice"}"#;
+        let d = json(&discover_result(init).unwrap());
+        assert_eq!(
+            d["supportedVersions"],
+            json(br#"["2026-07-28","2025-11-25","2025-06-18","2025-03-26"]"#)
+        );
+        assert_eq!(
+            d["capabilities"],
+            json(br#"{"tools":{"listChanged":true}}"#)
+        );
+        assert_eq!(d["instructions"], "be nice");
+        assert_eq!(d["_meta"][SERVER_INFO]["name"], "s");
+        assert_eq!(d["resultType"], "complete");
+        assert_eq!(d["cacheScope"], "private");
+        assert!(discover_result(b"[").is_err());
+    }
+
+    #[test]
+    fn the_compat_initialize_names_the_client() {
+        let req = br#"{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/clientInfo":{"name":"app","version":"3"}}}}"#;
+        let init = json(&legacy_initialize(req));
+        assert_eq!(init["method"], "initialize");
+        assert_eq!(init["params"]["clientInfo"]["name"], "app");
+        assert_eq!(init["params"]["protocolVersion"], "2025-11-25");
+        let init = json(&legacy_initialize(b"{}"));
+        assert_eq!(init["params"]["clientInfo"]["name"], "portcullis");
+    }
+
+    #[test]
+    fn modern_servers_are_told_by_their_discover_answer() {
+        assert!(speaks_modern(
+            br#"{"jsonrpc":"2.0","id":1,"result":{"supportedVersions":["2026-07-28"]}}"#
+        ));
+        assert!(!speaks_modern(
+            br#"{"jsonrpc":"2.0","id":1,"result":{"supportedVersions":["2025-11-25"]}}"#
+        ));
+        assert!(!speaks_modern(
+            br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32022,"message":"x"}}"#
+        ));
+    }
+
+    #[test]
+    fn server_requests_are_refused_by_id() {
+        let r = refuse_server_request(
+            br#"{"jsonrpc":"2.0","id":"s1","method":"sampling/createMessage","params":{}}"#,
+        )
+        .unwrap();
+        assert_eq!(json(&r)["id"], "s1");
+        assert_eq!(json(&r)["error"]["code"], jsonrpc::METHOD_NOT_FOUND);
+        assert!(is_request(
+            br#"{"jsonrpc":"2.0","id":1,"method":"roots/list"}"#
+        ));
+        assert!(is_log_message(
+            br#"{"jsonrpc":"2.0","method":"notifications/message","params":{}}"#
+        ));
+    }
+}

@@ -1,0 +1,479 @@
+//! The compatibility mode: MCP 2026-07-28 clients served by servers that speak only the 2025
+//! revisions (stdio and SSE servers, streamable-HTTP servers that refuse `server/discover`,
+//! and routes with several servers), so a modern client never has to fall back.
+//!
+//! Portcullis holds the 2025 sessions itself: one per route and principal (issuer + subject,
+//! the binding 2025 sessions have) on the worker that received the request, opened with
+//! `initialize` on first use and kept like any session — counted against the session caps,
+//! ended after the route's idle TTL, opened again when its server ended it (a 404: the call it
+//! refused is sent again in the new session). An upstream session, and so a stdio process, is
+//! never shared between principals; on a route without authentication every caller is the same
+//! (anonymous) principal. Each 2026-07-28 request goes through the principal's session with
+//! its envelope stripped, and its answer comes back in the revision's shape (`mcp::compat`):
+//! `server/discover` is answered from the session's `initialize` result, log messages reach
+//! only a client that asked for them, and a server's requests to its client (sampling,
+//! elicitation, roots) are answered with an error, since a 2026-07-28 client cannot answer
+//! them. `subscriptions/listen` needs a server that speaks the revision and is refused.
+//! On a stateless route each request gets fresh targets, as 2025 requests there do.
+//!
+//! For a route with one streamable-HTTP server, each worker learns which revision the server
+//! speaks from its answer to `server/discover` (the client's, or one sent for the purpose),
+//! for [`ERA_TTL`]; a server that speaks 2026-07-28 gets its requests natively
+//! (`relay::modern`).
+//!
+//! Not here: the message translations (`mcp::compat`, sans-IO), the HTTP rules
+//! (`server::mcp`).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
+use futures_util::future::{FutureExt, LocalBoxFuture, Shared};
+use futures_util::StreamExt;
+
+use crate::mcp::jsonrpc::{self, Kind};
+use crate::mcp::sse::{self, SseParser};
+use crate::mcp::{compat, modern};
+use crate::relay::authorize::Authz;
+use crate::relay::call::{self as relay_call, Guard};
+use crate::relay::modern::{self as relay_modern, ModernCall};
+use crate::relay::reject::Reject;
+use crate::relay::session::Session;
+use crate::relay::{Relay, ReplyPart, Subject, MAX_MESSAGE};
+use crate::snapshot::McpRoute;
+
+/// How long a worker trusts what it learned of a server's revision.
+pub(crate) const ERA_TTL: Duration = Duration::from_secs(60);
+
+type Starting = Shared<LocalBoxFuture<'static, Result<Rc<Upstream>, Reject>>>;
+
+/// One worker's compatibility sessions and what it learned of servers' revisions.
+#[derive(Default)]
+pub(crate) struct Compat {
+    /// The upstream session of each (route, principal), or its start in progress (shared by
+    /// the calls that wait for it).
+    pool: RefCell<HashMap<(u64, Subject), Starting, foldhash::fast::RandomState>>,
+    /// Per route key: whether its server speaks 2026-07-28, and until when that is trusted.
+    eras: RefCell<HashMap<u64, (bool, Instant), foldhash::fast::RandomState>>,
+}
+
+impl Compat {
+    /// What this worker knows of route `key`'s server: `Some(true)` if it speaks 2026-07-28.
+    pub(crate) fn era(&self, key: u64) -> Option<bool> {
+        let eras = self.eras.borrow();
+        let (modern, until) = eras.get(&key)?;
+        (Instant::now() < *until).then_some(*modern)
+    }
+
+    fn learn(&self, key: u64, modern: bool) {
+        self.eras
+            .borrow_mut()
+            .insert(key, (modern, Instant::now() + ERA_TTL));
+    }
+}
+
+/// An upstream session held for one principal.
+pub(crate) struct Upstream {
+    session: Rc<Session>,
+    /// The `server/discover` result, from the session's `initialize` answer.
+    discover: Vec<u8>,
+}
+
+/// A checked 2026-07-28 request to serve through the compatibility mode.
+pub(crate) struct CompatCall {
+    /// As the client sent it (envelope included).
+    pub body: Vec<u8>,
+    /// Its raw JSON id; `None` for a notification.
+    pub id: Option<String>,
+    pub method: String,
+    pub subject: Subject,
+    /// The client's `Authorization`, when the route passes it to its servers.
+    pub authorization: Option<String>,
+    pub authz: Option<Authz>,
+    pub trace: Option<Vec<u8>>,
+}
+
+/// Serves `call` through the principal's upstream session.
+pub(crate) async fn serve(
+    ctx: Rc<Relay>,
+    route: Arc<McpRoute>,
+    call: CompatCall,
+    reply: UnboundedSender<ReplyPart>,
+) {
+    let refuse = |r: Reject| {
+        let _ = reply.unbounded_send(r.reply(call.id.as_deref()));
+    };
+    let Some(legacy) = compat::to_legacy(&call.body) else {
+        return refuse(Reject::NotJsonRpc(jsonrpc::PeekError::Parse));
+    };
+    let Some(id) = call.id.as_deref() else {
+        // 2026-07-28 clients send no notification a 2025 session needs (cancelling is closing
+        // the request's stream).
+        let _ = reply.unbounded_send(ReplyPart::Accepted);
+        return;
+    };
+    if call.method == "subscriptions/listen" {
+        let msg = "subscriptions/listen needs an MCP server that speaks 2026-07-28; this \
+                   route's servers speak the 2025 revisions only";
+        let body = jsonrpc::error_object(Some(id), jsonrpc::METHOD_NOT_FOUND, msg, None);
+        let _ = reply.unbounded_send(ReplyPart::Json {
+            body,
+            session: None,
+        });
+        return;
+    }
+    let discover = call.method == "server/discover";
+    let trace = call.trace.as_deref();
+    if !route.stateful {
+        // Fresh targets for this one message, as for a 2025 request on this route.
+        let (tx, rx) = unbounded();
+        let (body, shape) = if discover {
+            (compat::legacy_initialize(&call.body), Shape::Discover(id))
+        } else {
+            (legacy.body, Shape::Answer(&call.method, legacy.wants_logs))
+        };
+        let run = async move {
+            relay_call::stateless(
+                &ctx,
+                route,
+                body,
+                call.authorization.clone(),
+                call.authz.clone(),
+                tx,
+                call.trace.clone(),
+            )
+            .await
+        };
+        futures_util::future::join(run, translate(rx, &reply, shape, None)).await;
+        return;
+    }
+    for attempt in 0..2 {
+        let up = match upstream(&ctx, &route, &call, trace).await {
+            Ok(up) => up,
+            Err(r) => return refuse(r),
+        };
+        if discover {
+            let body = jsonrpc::result_object(id, &up.discover);
+            let _ = reply.unbounded_send(ReplyPart::Json {
+                body,
+                session: None,
+            });
+            return;
+        }
+        let (tx, rx) = unbounded();
+        let s = &up.session;
+        let guard = call.authz.as_ref().map(|authz| Guard {
+            shard: &ctx.shard,
+            authz,
+        });
+        let body = legacy.body.clone();
+        let shard = &ctx.shard;
+        let run = async move {
+            relay_call::post(shard, s, body, &tx, None, guard.as_ref(), trace).await;
+        };
+        // A server that ended the session refused the call without acting on it: it goes
+        // again, once, in a new session.
+        let retry = (attempt == 0).then_some(s);
+        let shape = Shape::Answer(&call.method, legacy.wants_logs);
+        let ((), again) =
+            futures_util::future::join(run, translate(rx, &reply, shape, retry)).await;
+        if s.is_closed() {
+            ctx.sessions.remove(&s.id);
+            let s = s.clone();
+            monoio::spawn(async move { s.close().await });
+        }
+        if !again {
+            return;
+        }
+        tracing::info!(route = %route.name, "the MCP server ended a compatibility session; the call goes again in a new one");
+    }
+}
+
+/// The principal's upstream session on this worker: the one held, or a new one.
+async fn upstream(
+    ctx: &Rc<Relay>,
+    route: &Arc<McpRoute>,
+    call: &CompatCall,
+    trace: Option<&[u8]>,
+) -> Result<Rc<Upstream>, Reject> {
+    let key = (route.key, call.subject.clone());
+    let held = ctx.compat.pool.borrow().get(&key).cloned();
+    if let Some(held) = held {
+        match held.peek() {
+            Some(Ok(up)) if !up.session.is_closed() => {
+                up.session.touch();
+                return Ok(up.clone());
+            }
+            Some(_) => {}              // failed, or ended: a new one
+            None => return held.await, // another call is starting it
+        }
+    }
+    let start = open(
+        ctx.clone(),
+        route.clone(),
+        call.subject.clone(),
+        call.authorization.clone(),
+        compat::legacy_initialize(&call.body),
+        trace.map(<[u8]>::to_vec),
+    )
+    .boxed_local()
+    .shared();
+    {
+        let mut pool = ctx.compat.pool.borrow_mut();
+        // Ended sessions and failed starts leave the pool as new ones come in: it holds at most
+        // what the session caps allow, plus those.
+        pool.retain(|_, p| match p.peek() {
+            Some(Ok(up)) => !up.session.is_closed(),
+            Some(Err(_)) => false,
+            None => true,
+        });
+        pool.insert(key, start.clone());
+    }
+    start.await
+}
+
+/// Opens a compatibility session: `initialize` (with `init`), then `notifications/initialized`.
+async fn open(
+    ctx: Rc<Relay>,
+    route: Arc<McpRoute>,
+    subject: Subject,
+    authorization: Option<String>,
+    init: Vec<u8>,
+    trace: Option<Vec<u8>>,
+) -> Result<Rc<Upstream>, Reject> {
+    let s = relay_call::open(&ctx, &route, subject, authorization)?;
+    s.compat.set(true);
+    ctx.sessions.insert(s.clone());
+    let (tx, rx) = unbounded();
+    relay_call::post(&ctx.shard, &s, init, &tx, None, None, trace.as_deref()).await;
+    drop(tx);
+    let answer = final_message(rx).await;
+    let discover = answer
+        .as_deref()
+        .and_then(result_of)
+        .and_then(|r| compat::discover_result(&r).ok());
+    let Some(discover) = discover else {
+        tracing::warn!(route = %route.name, "the MCP server did not answer initialize; no compatibility session");
+        ctx.sessions.remove(&s.id);
+        monoio::spawn(async move { s.close().await });
+        return Err(Reject::ServerNotStarted);
+    };
+    for t in &s.targets {
+        t.send(INITIALIZED.to_vec()).await;
+    }
+    tracing::info!(mcp.session = %s.id, route = %route.name, "mcp compatibility session started");
+    Ok(Rc::new(Upstream {
+        session: s,
+        discover,
+    }))
+}
+
+const INITIALIZED: &[u8] = br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+
+/// The `result` of a JSON-RPC response.
+fn result_of(msg: &[u8]) -> Option<Vec<u8>> {
+    crate::mcp::merge::find_member(msg, "result")
+        .ok()
+        .flatten()
+        .map(|r| r.get().as_bytes().to_vec())
+}
+
+/// The response among the reply parts of a call (JSON, or in an SSE stream).
+async fn final_message(mut rx: UnboundedReceiver<ReplyPart>) -> Option<Vec<u8>> {
+    let mut parser = SseParser::new(MAX_MESSAGE);
+    while let Some(part) = rx.next().await {
+        match part {
+            ReplyPart::Json { body, .. } | ReplyPart::Relayed { body, .. } => return Some(body),
+            ReplyPart::Event(ev) => {
+                if parser.feed(&ev).is_err() {
+                    return None;
+                }
+                while let Some(e) = parser.next_event() {
+                    if jsonrpc::peek(e.data.as_bytes()).is_ok_and(|p| p.kind == Kind::Response) {
+                        return Some(e.data.into_bytes());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// What the client asked, for translating the answer.
+#[derive(Clone, Copy)]
+enum Shape<'a> {
+    /// A request for `method`; whether the client asked for log messages.
+    Answer(&'a str, bool),
+    /// `server/discover` (client's id), answered by `initialize` upstream.
+    Discover(&'a str),
+}
+
+impl Shape<'_> {
+    /// A message of the answer as the client gets it; `None`: not for this client.
+    fn message(self, msg: Vec<u8>) -> Option<Vec<u8>> {
+        match self {
+            Shape::Answer(method, wants_logs) => {
+                if !wants_logs && compat::is_log_message(&msg) {
+                    return None;
+                }
+                Some(compat::to_modern_answer(method, msg))
+            }
+            Shape::Discover(id) => {
+                let env = jsonrpc::peek(&msg).ok()?;
+                if env.kind != Kind::Response {
+                    return None;
+                }
+                Some(match result_of(&msg).map(|r| compat::discover_result(&r)) {
+                    Some(Ok(d)) => jsonrpc::result_object(id, &d),
+                    _ => msg,
+                })
+            }
+        }
+    }
+}
+
+/// Copies a 2025 session's answer to the client in the 2026-07-28 shape. With `retry`, a
+/// first answer that is an error because the server ended the session is held back: returns
+/// true, and the caller sends the request again.
+async fn translate(
+    mut rx: UnboundedReceiver<ReplyPart>,
+    reply: &UnboundedSender<ReplyPart>,
+    shape: Shape<'_>,
+    retry: Option<&Rc<Session>>,
+) -> bool {
+    let mut parser = SseParser::new(MAX_MESSAGE);
+    let mut first = true;
+    while let Some(part) = rx.next().await {
+        let out = match part {
+            ReplyPart::Json { body, .. } => {
+                let ended = retry.is_some_and(|s| s.targets.iter().any(|t| t.ended_by_server()));
+                if first && ended {
+                    return true;
+                }
+                match shape.message(body) {
+                    Some(body) => ReplyPart::Json {
+                        body,
+                        session: None,
+                    },
+                    None => continue,
+                }
+            }
+            ReplyPart::SseStart { .. } => ReplyPart::SseStart { session: None },
+            ReplyPart::Event(ev) => {
+                if parser.feed(&ev).is_err() {
+                    continue;
+                }
+                let mut out = Vec::with_capacity(ev.len() + 64);
+                while let Some(e) = parser.next_event() {
+                    if let Some(data) = shape.message(e.data.into_bytes()) {
+                        sse::write_event(&mut out, None, e.event.as_deref(), &data);
+                    }
+                }
+                if out.is_empty() {
+                    continue;
+                }
+                ReplyPart::Event(out)
+            }
+            other => other,
+        };
+        first = false;
+        if reply.unbounded_send(out).is_err() {
+            // The client went away: dropping `rx` ends the call (and cancels it upstream).
+            return false;
+        }
+    }
+    false
+}
+
+/// A 2026-07-28 request on a route with one streamable-HTTP server whose revision this worker
+/// does not know (or no longer trusts): the server's answer to `server/discover` decides —
+/// the client's own, relayed if the server speaks the revision, or one sent for the purpose.
+/// A server that speaks it gets the request natively; one that does not, through the principal's
+/// compatibility session. A server that cannot be reached teaches nothing.
+pub(crate) async fn serve_unknown(
+    ctx: Rc<Relay>,
+    route: Arc<McpRoute>,
+    call: ModernCall,
+    fallback: CompatCall,
+    reply: UnboundedSender<ReplyPart>,
+) {
+    let discover = fallback.method == "server/discover";
+    let (probe, rest) = if discover {
+        (call, None)
+    } else {
+        (probe_call(fallback.authorization.as_deref()), Some(call))
+    };
+    let (tx, rx) = unbounded();
+    relay_modern::forward(ctx.shard.clone(), route.clone(), probe, tx).await;
+    let parts: Vec<ReplyPart> = rx.collect().await;
+    let verdict = verdict(&parts);
+    if let Some(modern) = verdict {
+        ctx.compat.learn(route.key, modern);
+    }
+    match (verdict, rest) {
+        (Some(false), _) => serve(ctx, route, fallback, reply).await,
+        (_, Some(call)) => relay_modern::forward(ctx.shard.clone(), route, call, reply).await,
+        (_, None) => {
+            for p in parts {
+                let _ = reply.unbounded_send(p);
+            }
+        }
+    }
+}
+
+/// The `server/discover` Portcullis sends to learn a server's revision.
+fn probe_call(authorization: Option<&str>) -> ModernCall {
+    let params = format!(
+        r#"{{"_meta":{{"io.modelcontextprotocol/protocolVersion":"{v}","io.modelcontextprotocol/clientInfo":{{"name":"portcullis","version":"{p}"}},"io.modelcontextprotocol/clientCapabilities":{{}}}}}}"#,
+        v = modern::VERSION,
+        p = env!("CARGO_PKG_VERSION"),
+    );
+    let body = jsonrpc::request(
+        "\"portcullis-probe\"",
+        "server/discover",
+        Some(params.as_bytes()),
+    );
+    let mut headers = b"mcp-method: server/discover\r\n".to_vec();
+    if let Some(a) = authorization {
+        crate::http::h1::write_header(&mut headers, "authorization", a.as_bytes());
+    }
+    ModernCall {
+        body,
+        id: Some("\"portcullis-probe\"".into()),
+        headers,
+        authz: None,
+        list_method: None,
+    }
+}
+
+/// What an answer to `server/discover` says: `Some(true)`, the server speaks 2026-07-28;
+/// `Some(false)`, it answered without (a refusal, or a result without the version); `None`, no
+/// answer from the server (unreachable, timed out).
+fn verdict(parts: &[ReplyPart]) -> Option<bool> {
+    let mut parser = SseParser::new(MAX_MESSAGE);
+    for p in parts {
+        match p {
+            ReplyPart::Relayed { status, body } => {
+                return Some((200..300).contains(status) && compat::speaks_modern(body))
+            }
+            ReplyPart::Accepted => return Some(false),
+            ReplyPart::Event(ev) => {
+                if parser.feed(ev).is_err() {
+                    return Some(false);
+                }
+                while let Some(e) = parser.next_event() {
+                    if jsonrpc::peek(e.data.as_bytes()).is_ok_and(|p| p.kind == Kind::Response) {
+                        return Some(compat::speaks_modern(e.data.as_bytes()));
+                    }
+                }
+            }
+            ReplyPart::Error { .. } => return None,
+            _ => {}
+        }
+    }
+    None
+}
