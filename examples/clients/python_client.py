@@ -5,8 +5,9 @@
 
 url defaults to $MCP_URL, else http://localhost:3000/mcp; message to "hello". The token is sent as
 `Authorization: Bearer $TOKEN` on every request. The client connects in the SDK's default
-mode="auto": it first probes `server/discover` at protocol 2026-07-28 and, when the server
-answers that it only speaks the 2025 protocol versions, falls back to `initialize`.
+mode="auto": it first probes `server/discover` at protocol 2026-07-28 and speaks that revision
+when the answer says so (Portcullis does, for any server behind it); when a server answers that it
+only speaks the 2025 protocol versions, the SDK falls back to `initialize`.
 Then tools/list and tools/call echo {message}. Prints four short lines, exits 0 iff all worked.
 """
 
@@ -40,8 +41,14 @@ async def main(url: str, token: str, message: str) -> None:
     )
     async with http, Client(streamable_http_client(url, http_client=http)) as client:
         probe = next((s for s in seen if s.startswith("server/discover")), None)
-        fallback = f" (server/discover -> HTTP {probe.split()[1]}, fell back to initialize)" if probe else ""
-        print(f"connected: {client.server_info.name} {client.server_info.version}, protocol {client.protocol_version}{fallback}")
+        fell_back = any(s.startswith("initialize") for s in seen)
+        if probe and fell_back:
+            how = f" (server/discover -> HTTP {probe.split()[1]}, fell back to initialize)"
+        elif probe:
+            how = " (server/discover, no initialize)"
+        else:
+            how = ""
+        print(f"connected: {client.server_info.name} {client.server_info.version}, protocol {client.protocol_version}{how}")
         tools = await client.list_tools()
         print("tools:", ", ".join(t.name for t in tools.tools))
         result = await client.call_tool("echo", {"message": message})

@@ -141,6 +141,26 @@ fn complete(result: &mut Map<String, Value>, cacheable: bool) {
     }
 }
 
+/// A result whose `cacheScope` is `"public"` made `"private"` (every other byte kept): the
+/// answer was filtered for one caller (`mcpAuthorization`), so no cache may share it.
+pub(crate) fn private_cache(msg: Vec<u8>) -> Vec<u8> {
+    let Ok(Some(result)) = find_member(&msg, "result") else {
+        return msg;
+    };
+    let Ok(Some(scope)) = find_member(result.get().as_bytes(), "cacheScope") else {
+        return msg;
+    };
+    if scope.get() != "\"public\"" {
+        return msg;
+    }
+    let at = span_of(&msg, scope);
+    let mut out = Vec::with_capacity(msg.len() + 1);
+    out.extend_from_slice(&msg[..at.start]);
+    out.extend_from_slice(b"\"private\"");
+    out.extend_from_slice(&msg[at.end..]);
+    out
+}
+
 /// The versions Portcullis serves on a route that has the compatibility mode, newest first.
 pub(crate) fn supported_versions() -> impl Iterator<Item = &'static str> {
     std::iter::once(modern::VERSION).chain(protocol::SUPPORTED.iter().copied())
@@ -315,6 +335,19 @@ mod tests {
             kept,
             br#"{"id":1,"result":{"resultType":"complete","v":1e400}}"#
         );
+    }
+
+    #[test]
+    fn a_filtered_answer_is_never_public() {
+        let public = br#"{"id":1,"result":{"tools":[],"cacheScope":"public","ttlMs":9}}"#;
+        assert_eq!(
+            private_cache(public.to_vec()),
+            br#"{"id":1,"result":{"tools":[],"cacheScope":"private","ttlMs":9}}"#
+        );
+        let private = br#"{"id":1,"result":{"cacheScope":"private"}}"#.to_vec();
+        assert_eq!(private_cache(private.clone()), private);
+        let nested = br#"{"id":1,"result":{"tools":[{"cacheScope":"public"}]}}"#.to_vec();
+        assert_eq!(private_cache(nested.clone()), nested);
     }
 
     #[test]

@@ -20,8 +20,8 @@ use futures_channel::mpsc::UnboundedSender;
 use crate::http::h1::{self, ChunkedDecoder, RespBody};
 use crate::http::response::itoa_buf;
 use crate::mcp::jsonrpc::{self, Kind};
-use crate::mcp::modern;
 use crate::mcp::sse::{self, SseParser};
+use crate::mcp::{compat, modern};
 use crate::net::addr::HostTarget;
 use crate::net::client::{self, Conn, Failed, HeadError, Tls};
 use crate::relay::authorize::{self, Authz};
@@ -49,7 +49,8 @@ impl ModernCall {
     fn screened(&self, shard: &Shard, route: &McpRoute, answer: Vec<u8>) -> Vec<u8> {
         match (&self.authz, self.list_method, self.id.as_deref()) {
             (Some(a), Some(m), Some(id)) => {
-                authorize::filter_answer(shard, route, a, m, id, answer)
+                // Filtered for this caller: no cache may share it (`cacheScope`).
+                compat::private_cache(authorize::filter_answer(shard, route, a, m, id, answer))
             }
             _ => answer,
         }
