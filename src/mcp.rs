@@ -47,6 +47,11 @@ pub(crate) fn fuzz_jsonrpc(data: &[u8]) {
         assert!(serde_json::from_slice::<serde::de::IgnoredAny>(&answer).is_ok());
     }
     let _ = compat::discover_result(data);
+    if let Some(decls) = compat::header_params(data) {
+        for d in decls.values() {
+            let _ = compat::check_header_params(d, data, &[("region".into(), data.to_vec())]);
+        }
+    }
     let _ = compat::legacy_initialize(data);
 }
 

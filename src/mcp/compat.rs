@@ -15,7 +15,7 @@
 //! Sans-IO. Not here: the upstream sessions these messages travel through (`relay::compat`).
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
@@ -159,6 +159,125 @@ pub(crate) fn private_cache(msg: Vec<u8>) -> Vec<u8> {
     out.extend_from_slice(b"\"private\"");
     out.extend_from_slice(&msg[at.end..]);
     out
+}
+
+/// The requests a 2026-07-28 client sends; any other method is answered 404 with -32601 (the
+/// revision removed `initialize`, `ping`, `logging/setLevel`, `resources/subscribe` …).
+pub(crate) const METHODS: [&str; 10] = [
+    "server/discover",
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/read",
+    "resources/templates/list",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "subscriptions/listen",
+];
+
+/// `MissingRequiredClientCapabilityError`.
+const MISSING_CAPABILITY: i64 = -32021;
+
+/// The HTTP status a 2026-07-28 server answers a JSON-RPC error with, where the revision names
+/// one: 400 for a missing client capability, 404 for an unknown method. `None`: 200.
+pub(crate) fn error_status(answer: &[u8]) -> Option<u16> {
+    let error = find_member(answer, "error").ok()??;
+    let code = find_member(error.get().as_bytes(), "code").ok()??;
+    match code.get().parse::<i64>().ok()? {
+        MISSING_CAPABILITY => Some(400),
+        jsonrpc::METHOD_NOT_FOUND => Some(404),
+        _ => None,
+    }
+}
+
+/// A tool's arguments mirrored into `Mcp-Param-*` headers (`x-mcp-header` in its input
+/// schema): (header suffix in lowercase, argument name).
+pub(crate) type HeaderParams = Vec<(String, String)>;
+
+/// The `x-mcp-header` declarations of every tool in a `tools/list` answer, by tool name.
+pub(crate) fn header_params(answer: &[u8]) -> Option<HashMap<String, HeaderParams>> {
+    let v: Value = serde_json::from_slice(answer).ok()?;
+    let tools = v.pointer("/result/tools")?.as_array()?;
+    let mut out = HashMap::new();
+    for t in tools {
+        let Some(name) = t.get("name").and_then(Value::as_str) else {
+            continue;
+        };
+        let Some(props) = t
+            .pointer("/inputSchema/properties")
+            .and_then(Value::as_object)
+        else {
+            continue;
+        };
+        let decls: HeaderParams = props
+            .iter()
+            .filter_map(|(arg, schema)| {
+                let h = schema.get("x-mcp-header")?.as_str()?;
+                Some((h.to_ascii_lowercase(), arg.clone()))
+            })
+            .collect();
+        if !decls.is_empty() {
+            out.insert(name.to_owned(), decls);
+        }
+    }
+    Some(out)
+}
+
+/// Checks a `tools/call`'s `Mcp-Param-*` headers (`sent`: lowercase suffix, raw value) against
+/// its arguments, as a 2026-07-28 server must: a declared argument that is set (and not null)
+/// has its header, whose value — as is, or the UTF-8 inside `=?base64?…?=` (strict base64) —
+/// equals the argument (a string, or the JSON text of a number or boolean); a header without
+/// its argument is a mismatch too. `Err`: why (answered 400 with -32020).
+pub(crate) fn check_header_params(
+    decls: &HeaderParams,
+    body: &[u8],
+    sent: &[(String, Vec<u8>)],
+) -> Result<(), String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let args = v.pointer("/params/arguments").and_then(Value::as_object);
+    for (header, arg) in decls {
+        let value = args.and_then(|a| a.get(arg)).filter(|v| !v.is_null());
+        let got = sent.iter().find(|(h, _)| h == header).map(|(_, v)| v);
+        let want = match value {
+            Some(Value::String(s)) => s.clone(),
+            Some(v @ (Value::Number(_) | Value::Bool(_))) => v.to_string(),
+            Some(_) => continue, // only primitive values are mirrored
+            None if got.is_some() => {
+                return Err(format!(
+                    "Mcp-Param-{header} is set but argument {arg} is not"
+                ))
+            }
+            None => continue,
+        };
+        let Some(got) = got else {
+            return Err(format!(
+                "the Mcp-Param-{header} header is missing ({arg} is set)"
+            ));
+        };
+        match decode_param(got) {
+            Some(d) if d == want.as_bytes() => {}
+            Some(_) => return Err(format!("Mcp-Param-{header} does not match argument {arg}")),
+            None => return Err(format!("Mcp-Param-{header} is not validly encoded")),
+        }
+    }
+    Ok(())
+}
+
+/// A mirrored parameter value: as is (whitespace around it dropped), or the bytes inside
+/// `=?base64?…?=`, which must be padded base64. `None`: the sentinel holds no valid base64.
+fn decode_param(v: &[u8]) -> Option<Vec<u8>> {
+    let v = v.trim_ascii();
+    match v
+        .strip_prefix(b"=?base64?")
+        .and_then(|r| r.strip_suffix(b"?="))
+    {
+        Some(inner) if inner.len() % 4 == 0 => {
+            crate::policy::mcp_auth::b64::decode_std(std::str::from_utf8(inner).ok()?)
+        }
+        Some(_) => None,
+        None => Some(v.to_vec()),
+    }
 }
 
 /// The versions Portcullis serves on a route that has the compatibility mode, newest first.
@@ -348,6 +467,50 @@ mod tests {
         assert_eq!(private_cache(private.clone()), private);
         let nested = br#"{"id":1,"result":{"tools":[{"cacheScope":"public"}]}}"#.to_vec();
         assert_eq!(private_cache(nested.clone()), nested);
+    }
+
+    #[test]
+    fn errors_get_the_revision_s_statuses() {
+        let e = |code: i64| format!(r#"{{"id":1,"error":{{"code":{code},"message":"m"}}}}"#);
+        assert_eq!(error_status(e(-32021).as_bytes()), Some(400));
+        assert_eq!(error_status(e(-32601).as_bytes()), Some(404));
+        assert_eq!(error_status(e(-32603).as_bytes()), None);
+        assert_eq!(error_status(br#"{"id":1,"result":{}}"#), None);
+    }
+
+    #[test]
+    fn mirrored_parameters_are_checked_against_the_arguments() {
+        let list = br#"{"id":1,"result":{"tools":[{"name":"weather","inputSchema":{"type":"object","properties":{"region":{"type":"string","x-mcp-header":"Region"},"days":{"type":"integer","x-mcp-header":"Days"},"q":{"type":"string"}}}},{"name":"plain","inputSchema":{"type":"object"}}]}}"#;
+        let decls = header_params(list).unwrap();
+        assert_eq!(decls.len(), 1);
+        let d = &decls["weather"];
+        let body = br#"{"id":2,"method":"tools/call","params":{"name":"weather","arguments":{"region":"Hello","days":3}}}"#;
+        let sent = |r: &str, days: Option<&str>| {
+            let mut v = vec![("region".to_owned(), r.as_bytes().to_vec())];
+            if let Some(d) = days {
+                v.push(("days".to_owned(), d.as_bytes().to_vec()));
+            }
+            v
+        };
+        assert!(check_header_params(d, body, &sent(" Hello ", Some("3"))).is_ok());
+        assert!(check_header_params(d, body, &sent("=?base64?SGVsbG8=?=", Some("3"))).is_ok());
+        // Unpadded or non-alphabet base64, a different value, a missing header.
+        for bad in ["=?base64?SGVsbG8?=", "=?base64?SGVs!!!bG8=?=", "Bye"] {
+            assert!(
+                check_header_params(d, body, &sent(bad, Some("3"))).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(check_header_params(d, body, &sent("Hello", None))
+            .unwrap_err()
+            .contains("missing"));
+        // Without the sentinel's two ends, a value is literal.
+        let lit = br#"{"id":2,"method":"tools/call","params":{"name":"weather","arguments":{"region":"=?base64?SGVsbG8="}}}"#;
+        assert!(check_header_params(d, lit, &sent("=?base64?SGVsbG8=", None)).is_ok());
+        // A header whose argument is absent.
+        let none = br#"{"id":2,"method":"tools/call","params":{"name":"weather","arguments":{}}}"#;
+        assert!(check_header_params(d, none, &sent("x", None)).is_err());
+        assert!(check_header_params(d, none, &[]).is_ok());
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //! Validation"): `MCP-Protocol-Version` equal to `_meta["io.modelcontextprotocol/protocolVersion"]`,
 //! `Mcp-Method` equal to `method` on every request, `Mcp-Name` equal to `params.name`
 //! (`tools/call`, `prompts/get`) or `params.uri` (`resources/read`), a `=?base64?…?=` value
-//! decoded first. A request that fails is refused with 400 and `HeaderMismatch` (-32020) before
-//! anything reaches a server: an edge that routes or authorizes on the headers must never let a
-//! server act on a body that says something else.
+//! decoded first; and every request's `_meta` naming the revision and the client's capabilities.
+//! A request that fails is refused with 400 and `HeaderMismatch` (-32020), or -32602 for a
+//! missing `_meta` field, before anything reaches a server: an edge that routes or authorizes on
+//! the headers must never let a server act on a body that says something else.
 //!
 //! `Mcp-Param-*` headers are forwarded untouched: which argument each mirrors is declared in the
 //! tool's `inputSchema` (`x-mcp-header`), which the server behind Portcullis checks.
@@ -56,6 +57,12 @@ pub enum Refused {
     NotARequest,
     /// A mirrored header is missing, malformed or disagrees with the body; the id to answer.
     HeaderMismatch { why: String, id: Option<String> },
+    /// A request's `_meta` lacks what the revision requires of every request
+    /// (`protocolVersion`, `clientCapabilities`): -32602.
+    InvalidMeta {
+        why: &'static str,
+        id: Option<String>,
+    },
 }
 
 impl Refused {
@@ -70,6 +77,9 @@ impl Refused {
             ),
             Refused::HeaderMismatch { why, id } => {
                 jsonrpc::error_object(id.as_deref(), HEADER_MISMATCH, why, None)
+            }
+            Refused::InvalidMeta { why, id } => {
+                jsonrpc::error_object(id.as_deref(), jsonrpc::INVALID_PARAMS, why, None)
             }
         }
     }
@@ -101,6 +111,8 @@ struct Params<'a> {
 struct Meta<'a> {
     #[serde(rename = "io.modelcontextprotocol/protocolVersion", borrow, default)]
     version: Option<Text<'a>>,
+    #[serde(rename = "io.modelcontextprotocol/clientCapabilities", default)]
+    capabilities: Option<serde::de::IgnoredAny>,
 }
 
 /// A JSON value where a string is expected: the string, or `None` for anything else.
@@ -142,12 +154,27 @@ pub fn check(h: Mirrored<'_>, body: &[u8]) -> Result<Checked, Refused> {
         id: id.clone(),
     };
     let params = msg.params.unwrap_or_default();
-    let body_version = params
-        .meta
-        .as_ref()
-        .and_then(|m| m.version.as_ref())
-        .and_then(Text::as_str);
-    if body_version.map(str::as_bytes) != Some(h.version.trim_ascii()) {
+    // Every request names the revision and the client's capabilities in its `_meta`; a
+    // request without them is malformed (-32602), one whose version differs from the header
+    // is a mismatch (-32020).
+    let invalid = |why| Refused::InvalidMeta {
+        why,
+        id: id.clone(),
+    };
+    let Some(meta) = params.meta.as_ref() else {
+        return Err(invalid("a 2026-07-28 request carries _meta"));
+    };
+    let Some(body_version) = meta.version.as_ref().and_then(Text::as_str) else {
+        return Err(invalid(
+            "_meta[\"io.modelcontextprotocol/protocolVersion\"] is missing",
+        ));
+    };
+    if id.is_some() && meta.capabilities.is_none() {
+        return Err(invalid(
+            "_meta[\"io.modelcontextprotocol/clientCapabilities\"] is missing",
+        ));
+    }
+    if body_version.as_bytes() != h.version.trim_ascii() {
         return Err(mismatch(format!(
             "MCP-Protocol-Version does not match _meta[\"{META_VERSION}\"]"
         )));
@@ -209,7 +236,7 @@ mod tests {
 
     fn body(method: &str, params: &str) -> Vec<u8> {
         format!(
-            r#"{{"jsonrpc":"2.0","id":7,"method":"{method}","params":{{{params}"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}}}}"#
+            r#"{{"jsonrpc":"2.0","id":7,"method":"{method}","params":{{{params}"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}"#
         )
         .into_bytes()
     }
@@ -274,12 +301,39 @@ mod tests {
         // A name header on a call whose body names nothing.
         let b = body("tools/call", "");
         assert!(why(check(h(Some("tools/call"), Some("echo")), &b)).contains("is not"));
-        // The version in `_meta` must be there and equal the header.
-        let b = br#"{"jsonrpc":"2.0","id":7,"method":"tools/list","params":{}}"#;
-        assert!(why(check(h(Some("tools/list"), None), b)).contains("MCP-Protocol-Version"));
+        // The version in `_meta` must equal the header.
         let mut other = h(Some("tools/list"), None);
         other.version = b"2025-11-25";
         assert!(why(check(other, &body("tools/list", ""))).contains("MCP-Protocol-Version"));
+    }
+
+    #[test]
+    fn a_request_without_the_envelope_is_invalid_params() {
+        let invalid = |b: &[u8]| match check(h(Some("tools/list"), None), b) {
+            Err(Refused::InvalidMeta { id, .. }) => id,
+            other => panic!("{other:?}"),
+        };
+        let bare = br#"{"jsonrpc":"2.0","id":7,"method":"tools/list","params":{}}"#;
+        assert_eq!(invalid(bare).as_deref(), Some("7"));
+        let no_version = br#"{"jsonrpc":"2.0","id":7,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+        assert_eq!(invalid(no_version).as_deref(), Some("7"));
+        let no_caps = br#"{"jsonrpc":"2.0","id":7,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+        assert_eq!(invalid(no_caps).as_deref(), Some("7"));
+        let body = String::from_utf8(
+            Refused::InvalidMeta {
+                why: "x",
+                id: Some("7".into()),
+            }
+            .body(),
+        )
+        .unwrap();
+        assert!(
+            body.contains("-32602") && body.contains(r#""id":7"#),
+            "{body}"
+        );
+        // A notification names no capabilities.
+        let note = br#"{"jsonrpc":"2.0","method":"notifications/x","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+        assert!(check(h(Some("notifications/x"), None), note).is_ok());
     }
 
     #[test]

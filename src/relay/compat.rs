@@ -13,7 +13,9 @@
 //! `server/discover` is answered from the session's `initialize` result, log messages reach
 //! only a client that asked for them, and a server's requests to its client (sampling,
 //! elicitation, roots) are answered with an error, since a 2026-07-28 client cannot answer
-//! them. `subscriptions/listen` needs a server that speaks the revision and is refused.
+//! them. Portcullis checks what the revision has the server check: a `tools/call`'s
+//! `Mcp-Param-*` headers against the arguments the tool declares (`x-mcp-header`, learned from
+//! the session's `tools/list` answers). `subscriptions/listen` needs a server that speaks the revision and is refused.
 //! On a stateless route each request gets fresh targets, as 2025 requests there do.
 //!
 //! For a route with one streamable-HTTP server, each worker learns which revision the server
@@ -80,6 +82,18 @@ pub(crate) struct Upstream {
     session: Rc<Session>,
     /// The `server/discover` result, from the session's `initialize` answer.
     discover: Vec<u8>,
+    /// The tools' `x-mcp-header` declarations, from the last `tools/list` answer seen (`None`:
+    /// none yet).
+    header_params: RefCell<Option<HashMap<String, compat::HeaderParams>>>,
+}
+
+impl Upstream {
+    /// Learns the tools' mirrored parameters from a `tools/list` answer.
+    fn learn(&self, answer: &[u8]) {
+        if let Some(p) = compat::header_params(answer) {
+            *self.header_params.borrow_mut() = Some(p);
+        }
+    }
 }
 
 /// A checked 2026-07-28 request to serve through the compatibility mode.
@@ -94,6 +108,8 @@ pub(crate) struct CompatCall {
     pub authorization: Option<String>,
     pub authz: Option<Authz>,
     pub trace: Option<Vec<u8>>,
+    /// Its `Mcp-Param-*` headers: (suffix in lowercase, value as sent).
+    pub params: Vec<(String, Vec<u8>)>,
 }
 
 /// Serves `call` through the principal's upstream session.
@@ -115,6 +131,12 @@ pub(crate) async fn serve(
         let _ = reply.unbounded_send(ReplyPart::Accepted);
         return;
     };
+    if !compat::METHODS.contains(&call.method.as_str()) {
+        let msg = format!("{} is not a method of MCP 2026-07-28", call.method);
+        let body = jsonrpc::error_object(Some(id), jsonrpc::METHOD_NOT_FOUND, &msg, None);
+        let _ = reply.unbounded_send(ReplyPart::Error { status: 404, body });
+        return;
+    }
     if call.method == "subscriptions/listen" {
         let msg = "subscriptions/listen needs an MCP server that speaks 2026-07-28; this \
                    route's servers speak the 2025 revisions only";
@@ -147,7 +169,7 @@ pub(crate) async fn serve(
             )
             .await
         };
-        futures_util::future::join(run, translate(rx, &reply, shape, None)).await;
+        futures_util::future::join(run, translate(rx, &reply, shape, None, None)).await;
         return;
     }
     for attempt in 0..2 {
@@ -162,6 +184,15 @@ pub(crate) async fn serve(
                 session: None,
             });
             return;
+        }
+        if call.method == "tools/call" {
+            // Portcullis answers for the server here: the `Mcp-Param-*` headers must mirror the
+            // arguments the tool declares (`x-mcp-header`), checked before the call is sent.
+            if let Err(why) = check_params(&ctx, &up, &call, &legacy.body, trace).await {
+                let body = jsonrpc::error_object(Some(id), modern::HEADER_MISMATCH, &why, None);
+                let _ = reply.unbounded_send(ReplyPart::Error { status: 400, body });
+                return;
+            }
         }
         let (tx, rx) = unbounded();
         let s = &up.session;
@@ -178,8 +209,9 @@ pub(crate) async fn serve(
         // again, once, in a new session.
         let retry = (attempt == 0).then_some(s);
         let shape = Shape::Answer(&call.method, legacy.wants_logs);
-        let ((), again) =
-            futures_util::future::join(run, translate(rx, &reply, shape, retry)).await;
+        let learn = (call.method == "tools/list").then_some(&*up);
+        let translated = translate(rx, &reply, shape, retry, learn);
+        let ((), again) = futures_util::future::join(run, translated).await;
         if s.is_closed() {
             ctx.sessions.remove(&s.id);
             let s = s.clone();
@@ -189,6 +221,47 @@ pub(crate) async fn serve(
             return;
         }
         tracing::info!(route = %route.name, "the MCP server ended a compatibility session; the call goes again in a new one");
+    }
+}
+
+/// Checks a `tools/call`'s mirrored parameters against the tool's declarations, listing the
+/// tools through the session first if it has not seen them.
+async fn check_params(
+    ctx: &Relay,
+    up: &Upstream,
+    call: &CompatCall,
+    body: &[u8],
+    trace: Option<&[u8]>,
+) -> Result<(), String> {
+    if up.header_params.borrow().is_none() {
+        let list =
+            br#"{"jsonrpc":"2.0","id":"portcullis-tools","method":"tools/list","params":{}}"#;
+        let (tx, rx) = unbounded();
+        relay_call::post(
+            &ctx.shard,
+            &up.session,
+            list.to_vec(),
+            &tx,
+            None,
+            None,
+            trace,
+        )
+        .await;
+        drop(tx);
+        match final_message(rx).await {
+            Some(answer) => up.learn(&answer),
+            None => *up.header_params.borrow_mut() = Some(HashMap::new()),
+        }
+    }
+    let name = jsonrpc::peek(body)
+        .ok()
+        .and_then(|e| e.name.map(|n| n.into_owned()))
+        .unwrap_or_default();
+    let held = up.header_params.borrow();
+    match held.as_ref().and_then(|p| p.get(&name)) {
+        Some(decls) => compat::check_header_params(decls, body, &call.params),
+        // A tool that declares nothing takes no `Mcp-Param-*` header to check.
+        None => Ok(()),
     }
 }
 
@@ -268,6 +341,7 @@ async fn open(
     Ok(Rc::new(Upstream {
         session: s,
         discover,
+        header_params: RefCell::new(None),
     }))
 }
 
@@ -344,7 +418,16 @@ async fn translate(
     reply: &UnboundedSender<ReplyPart>,
     shape: Shape<'_>,
     retry: Option<&Rc<Session>>,
+    learn: Option<&Upstream>,
 ) -> bool {
+    // A `tools/list` answer teaches the session's tools' mirrored parameters.
+    let learn = |msg: &[u8]| {
+        if let Some(up) = learn {
+            if jsonrpc::peek(msg).is_ok_and(|e| e.kind == Kind::Response) {
+                up.learn(msg);
+            }
+        }
+    };
     let mut parser = SseParser::new(MAX_MESSAGE);
     let mut first = true;
     while let Some(part) = rx.next().await {
@@ -354,10 +437,15 @@ async fn translate(
                 if first && ended {
                     return true;
                 }
+                learn(&body);
                 match shape.message(body) {
-                    Some(body) => ReplyPart::Json {
-                        body,
-                        session: None,
+                    // The revision gives some errors their own status.
+                    Some(body) => match compat::error_status(&body) {
+                        Some(status) => ReplyPart::Error { status, body },
+                        None => ReplyPart::Json {
+                            body,
+                            session: None,
+                        },
                     },
                     None => continue,
                 }
@@ -369,6 +457,7 @@ async fn translate(
                 }
                 let mut out = Vec::with_capacity(ev.len() + 64);
                 while let Some(e) = parser.next_event() {
+                    learn(e.data.as_bytes());
                     if let Some(data) = shape.message(e.data.into_bytes()) {
                         sse::write_event(&mut out, None, e.event.as_deref(), &data);
                     }
@@ -447,6 +536,7 @@ fn probe_call(authorization: Option<&str>) -> ModernCall {
         headers,
         authz: None,
         list_method: None,
+        listen: false,
     }
 }
 

@@ -5,6 +5,10 @@
 //! the server's status (so a server's own refusal, such as -32022, reaches the client that must
 //! act on it), or an SSE stream event by event, ended after the request's response.
 //!
+//! A `subscriptions/listen` stream is relayed for as long as the client keeps it open (the
+//! route's call timeout bounds only the wait for its head; the client side sends keep-alive
+//! comments while it is idle).
+//!
 //! Cancellation is the revision's: when the client closes its stream, the reply channel closes,
 //! the caller drops this future and with it the upstream connection — the server sees its
 //! stream closed, which is the cancellation of that request.
@@ -42,6 +46,9 @@ pub(crate) struct ModernCall {
     pub authz: Option<Authz>,
     /// The method, when it is a list method and the answer must be filtered.
     pub list_method: Option<&'static str>,
+    /// `subscriptions/listen`: the stream lasts as long as the client keeps it; the route's
+    /// call timeout bounds only the wait for the answer's head.
+    pub listen: bool,
 }
 
 impl ModernCall {
@@ -87,7 +94,13 @@ pub(crate) async fn forward(
     // Borrowed from the snapshot: a call allocates nothing for its upstream.
     let tls = Tls::to(&target.authority, *https, tls.as_deref());
     let run = exchange(&shard, &route, target, tls, path, &call, &reply);
-    match monoio::time::timeout(route.call_timeout, run).await {
+    // A listen stream ends with its client (or its server), not with the call timeout.
+    let limit = if call.listen {
+        LISTEN_LIMIT
+    } else {
+        route.call_timeout
+    };
+    match monoio::time::timeout(limit, run).await {
         Ok(Ok(())) => {}
         Ok(Err(Broke::BeforeAnswer)) => refuse(Reject::ServerUnreachable),
         // The client has part of an SSE answer: end it; it sees no response and may retry.
@@ -97,6 +110,9 @@ pub(crate) async fn forward(
         Err(_) => refuse(Reject::ServerTimedOut),
     }
 }
+
+/// The longest a `subscriptions/listen` stream is relayed (the client then listens again).
+const LISTEN_LIMIT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Where the exchange broke: before any answer (the client gets a refusal) or inside an SSE
 /// answer already started.
@@ -146,7 +162,16 @@ async fn exchange(
             h1::find_header(hdrs, "content-type")
                 .is_some_and(|v| v.starts_with(b"text/event-stream"))
         };
-        match client::read_head(&mut c.conn, &mut c.buf, false, is_sse).await {
+        let head = client::read_head(&mut c.conn, &mut c.buf, false, is_sse);
+        let head = if call.listen {
+            match monoio::time::timeout(route.call_timeout, head).await {
+                Ok(h) => h,
+                Err(_) => return Err(Broke::BeforeAnswer),
+            }
+        } else {
+            head.await
+        };
+        match head {
             Ok(h) => break h,
             Err(HeadError::Closed) if c.buf.is_empty() && resend(Failed::BeforeAnswer) => {
                 c = client::fresh(addr, tls, settings.connect_timeout)

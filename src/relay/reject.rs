@@ -143,11 +143,12 @@ pub(crate) fn modern_refused(r: &crate::mcp::modern::Refused) -> ReplyPart {
     }
 }
 
-/// A request for a protocol version this route does not serve: 400 with the versions it does.
-pub(crate) fn unsupported_version(requested: &str) -> ReplyPart {
+/// A request for a protocol version this route does not serve: 400 with the versions it does
+/// (and the request's id, when it has one).
+pub(crate) fn unsupported_version(requested: &str, id: Option<&str>) -> ReplyPart {
     ReplyPart::Error {
         status: 400,
-        body: crate::mcp::protocol::unsupported_version_error(requested, None),
+        body: crate::mcp::protocol::unsupported_version_error(requested, id),
     }
 }
 

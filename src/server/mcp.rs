@@ -282,7 +282,10 @@ fn start(
     };
     if let protocol::VersionCheck::Unsupported = protocol::check_version(head.version()) {
         let requested = String::from_utf8_lossy(head.version().unwrap_or_default());
-        return Err(reject::unsupported_version(&requested));
+        // The refusal answers the request by its id (a batch or a GET has none).
+        let env = jsonrpc::peek(&body).ok();
+        let id = env.as_ref().and_then(|e| e.id);
+        return Err(reject::unsupported_version(&requested, id));
     }
     let (tx, rx) = unbounded();
     match head.method() {
@@ -377,11 +380,17 @@ fn start_modern(
     decided: &Cell<Option<&'static str>>,
     mode: Era,
 ) -> Result<(UnboundedReceiver<ReplyPart>, Option<Job>), ReplyPart> {
+    // A refusal answers the request by its id, when it has one.
+    let id_of = || {
+        jsonrpc::peek(&body)
+            .ok()
+            .and_then(|e| e.id.map(str::to_owned))
+    };
     if !protocol::accepts_post(head.accept()) {
-        return Err(Reject::NotAcceptablePost.reply(None));
+        return Err(Reject::NotAcceptablePost.reply(id_of().as_deref()));
     }
     if !protocol::is_json_content_type(head.content_type()) {
-        return Err(Reject::UnsupportedMediaType.reply(None));
+        return Err(Reject::UnsupportedMediaType.reply(id_of().as_deref()));
     }
     let mirrored = modern::Mirrored {
         version: head.version().unwrap_or_default(),
@@ -447,6 +456,16 @@ fn start_modern(
                 authorization: head.authorization(),
                 authz: authz.clone(),
                 trace: head.traceparent().map(<[u8]>::to_vec),
+                params: head
+                    .mcp_params()
+                    .map(|(n, v)| {
+                        let suffix = n.get(b"mcp-param-".len()..).unwrap_or_default();
+                        (
+                            String::from_utf8_lossy(suffix).to_ascii_lowercase(),
+                            v.to_vec(),
+                        )
+                    })
+                    .collect(),
             }))
         }
     };
@@ -468,6 +487,7 @@ fn start_modern(
         headers,
         list_method,
         authz,
+        listen: head.mcp_method().map(<[u8]>::trim_ascii) == Some(b"subscriptions/listen"),
     };
     // The mirrored headers were checked against the body: they name what the server runs. A
     // base64-encoded name (non-ASCII) is not decoded for a label.

@@ -157,5 +157,65 @@ both_drivers!(conformance_suite_server_mode, |d| {
         out.status.success(),
         "unexpected conformance failures:\n{text}"
     );
+    // The 2026-07-28 scenarios, through the compatibility mode (the fixture speaks the 2025
+    // revisions): every check recorded as passing must still pass
+    // (tests/conformance/passing-2026-07-28.txt, which says why the others fail).
+    let mut text = String::new();
+    for scenario in [
+        "server-stateless",
+        "caching",
+        "http-header-validation",
+        "http-custom-header-server-validation",
+        "sep-2164-resource-not-found",
+    ] {
+        let out = Command::new("bash")
+            .arg(fixtures().join("conformance/run.sh"))
+            .args(["-o", &results.display().to_string(), "--scenario", scenario])
+            .env(
+                "CONFORMANCE_URL",
+                format!("http://127.0.0.1:{}/mcp", p.port),
+            )
+            .output()
+            .expect("run a 2026-07-28 scenario");
+        text += &String::from_utf8_lossy(&out.stdout);
+        text += &String::from_utf8_lossy(&out.stderr);
+    }
+    let text = strip_ansi(&text);
+    let passing = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/conformance/passing-2026-07-28.txt"
+    ))
+    .unwrap();
+    for check in passing
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let passed = text.lines().any(|l| {
+            l.contains(&format!("[{check} ")) || l.contains(&format!("[{check}]"))
+        } && l.contains("SUCCESS"));
+        assert!(
+            passed,
+            "2026-07-28 conformance check {check} regressed:\n{text}"
+        );
+    }
     let _ = std::fs::remove_dir_all(results);
 });
+
+/// The text without its terminal colour sequences (`ESC [ … m`).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -1,5 +1,6 @@
 //! The compatibility mode: MCP 2026-07-28 clients (the Python SDK's `mcp` 2.3.0 in
-//! `mode="auto"`, and raw 2026-07-28 requests) reach servers that speak only the 2025 revisions
+//! `mode="auto"`, the TypeScript SDK's `@modelcontextprotocol/client` 2.4.0 with
+//! `versionNegotiation: {mode: 'auto'}`, and raw 2026-07-28 requests) reach servers that speak only the 2025 revisions
 //! — a FastMCP 1.x stdio server, the TypeScript SDK 1.x over streamable HTTP, a route mixing a
 //! modern and a 2025 server — without falling back; upstream sessions are held per principal;
 //! the mode can be turned off per route; a server's requests to its client are refused; a
@@ -11,6 +12,7 @@ use crate::both_drivers;
 use crate::clients::{client_runtimes, fixtures, run_client};
 use crate::harness::*;
 use crate::idp::stdio_server;
+use crate::mcp::wait_until;
 use crate::modern::{modern_post, ModernServer};
 use crate::tokens::*;
 
@@ -95,7 +97,7 @@ impl Drop for TsServer {
 both_drivers!(
     modern_clients_reach_2025_servers_without_falling_back,
     |d| {
-        let python = client_runtimes().1.clone();
+        let (node, python) = client_runtimes().clone();
         let (server_dir, path) = stdio_server();
         let modern = ModernServer::start();
         let ts_port = free_port();
@@ -123,8 +125,15 @@ both_drivers!(
             // A 2025 client on the same route still gets a 2025 session.
             let v = run_client(&python, "py_client.py", &url, "none");
             assert_eq!(v["protocolVersion"], "2025-11-25", "{route}: {v}");
+            // The TypeScript SDK 2.x client: in auto mode 2026-07-28 without initialize, in
+            // its default (legacy) mode a 2025 session.
+            let v = run_client(&node, "ts2_client.mjs", &url, "none-auto");
+            assert_eq!(v["protocolVersion"], "2026-07-28", "{route}: {v}");
+            assert_eq!(v["initialize"], 0, "{v}");
+            let v = run_client(&node, "ts2_client.mjs", &url, "none-legacy");
+            assert_eq!(v["protocolVersion"], "2025-11-25", "{route}: {v}");
         }
-        assert!(p.log_contains("mcp compatibility session started"));
+        assert!(p.wait_log("mcp compatibility session started", 5));
         // Through the same mode, the SDK server's info and capabilities reach the client.
         let url = format!("http://127.0.0.1:{}/stdio/mcp", p.port);
         let v = run_client(&python, "py_client.py", &url, "none-auto");
@@ -206,17 +215,15 @@ both_drivers!(compat_sessions_belong_to_one_principal, |d| {
     let body = call("echo", r#"{"message":"b"}"#);
     let r = result(&modern_post(&p, "tools/call", Some("echo"), &bob, &body));
     assert_eq!(r["content"][0]["text"], "echo b", "{r}");
-    // One session (one process) per principal, however many calls: two in all.
-    assert_eq!(
-        p.log().matches("mcp compatibility session started").count(),
-        2,
-        "{}",
-        p.log()
-    );
+    // One session (one process) per principal, however many calls: two in all (the log is
+    // written off the workers: waited for).
+    let started = || p.log().matches("mcp compatibility session started").count();
+    wait_until(5, "two compatibility sessions logged", || started() >= 2);
+    assert_eq!(started(), 2, "{}", p.log());
     assert_eq!(p.metric("portcullis_stdio_processes"), 2);
     // The server never saw the 2026-07-28 envelope (it prints each reserved _meta key it gets
     // on stderr, which Portcullis logs; a dual-era server would route such a request as modern).
-    assert!(p.log_contains("mcp_stderr: id 4"), "{}", p.log());
+    assert!(p.wait_log("mcp_stderr: id 4", 5), "{}", p.log());
     assert!(
         !p.log_contains("envelope io.modelcontextprotocol"),
         "{}",
@@ -227,6 +234,36 @@ both_drivers!(compat_sessions_belong_to_one_principal, |d| {
     let body = call("ask", "{}");
     let r = result(&modern_post(&p, "tools/call", Some("ask"), &ann, &body));
     assert_eq!(r["content"][0]["text"], "asked: error -32601", "{r}");
+    // Methods the revision removed are unknown (404, -32601), and a server's missing-capability
+    // error gets the revision's 400.
+    for method in ["ping", "initialize", "logging/setLevel"] {
+        let body = format!(r#"{{"jsonrpc":"2.0","id":9,"method":"{method}","params":{{{META}}}}}"#);
+        let r = modern_post(&p, method, None, &ann, &body);
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        assert_eq!(
+            (r.status, &v["error"]["code"]),
+            (404, &(-32601).into()),
+            "{method}: {v}"
+        );
+        assert_eq!(v["id"], 9, "{v}");
+    }
+    let body = call("needs_sampling", "{}");
+    let r = modern_post(&p, "tools/call", Some("needs_sampling"), &ann, &body);
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+    assert_eq!(
+        (r.status, &v["error"]["code"]),
+        (400, &(-32021).into()),
+        "{v}"
+    );
+    // A request without the revision's envelope is refused before any server sees it.
+    let bare = r#"{"jsonrpc":"2.0","id":4,"method":"tools/list","params":{}}"#;
+    let r = modern_post(&p, "tools/list", None, &ann, bare);
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+    assert_eq!(
+        (r.status, &v["error"]["code"]),
+        (400, &(-32602).into()),
+        "{v}"
+    );
     // A session id the mode holds is never given out, and no client can use one.
     let r = modern_post(&p, "tools/list", None, &ann, &list());
     assert_eq!(r.header("mcp-session-id"), None);
@@ -270,9 +307,42 @@ both_drivers!(a_session_the_server_ended_is_opened_again, |d| {
     let body = call("echo", r#"{"message":"two"}"#);
     let r = result(&modern_post(&p, "tools/call", Some("echo"), "", &body));
     assert_eq!(r["content"][0]["text"], "echo: two", "{r}");
-    assert!(p.log_contains("the call goes again in a new one"));
-    assert_eq!(
-        p.log().matches("mcp compatibility session started").count(),
-        2
+    assert!(p.wait_log("the call goes again in a new one", 5));
+    let started = || p.log().matches("mcp compatibility session started").count();
+    wait_until(5, "two compatibility sessions logged", || started() >= 2);
+    assert_eq!(started(), 2, "{}", p.log());
+});
+
+both_drivers!(mirrored_parameters_are_checked_for_a_2025_server, |d| {
+    let ts_port = free_port();
+    let _ts = TsServer::start(ts_port);
+    let cfg = format!(
+        "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - name: http\n      matches: [{{path: {{exact: /mcp}}}}]\n      backends:\n      - mcp:\n          targets:\n          - name: ts\n            mcp: {{host: 127.0.0.1, port: {ts_port}, path: /mcp}}\n"
     );
+    let p = Proxy::start(&cfg, d);
+    // The fixture's `test_header_param` declares `region` as `x-mcp-header: Region`; the 2025
+    // server cannot check the header, so Portcullis does, as a 2026-07-28 server must.
+    let body = call("test_header_param", r#"{"region":"us"}"#);
+    let post = |extra: &str| modern_post(&p, "tools/call", Some("test_header_param"), extra, &body);
+    for ok in [
+        "Mcp-Param-Region: us\r\n",
+        "mcp-param-region: =?base64?dXM=?=\r\n",
+    ] {
+        let r = result(&post(ok));
+        assert_eq!(r["content"][0]["text"], "region: us", "{ok}: {r}");
+    }
+    for bad in [
+        "Mcp-Param-Region: eu\r\n",
+        "",
+        "Mcp-Param-Region: =?base64?dXM?=\r\n",
+    ] {
+        let r = post(bad);
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        assert_eq!(
+            (r.status, &v["error"]["code"]),
+            (400, &(-32020).into()),
+            "{bad:?}: {v}"
+        );
+        assert_eq!(v["id"], 3, "{v}");
+    }
 });

@@ -254,7 +254,7 @@ both_drivers!(transport_rules, |d| {
     );
     assert_eq!(r.status, 400);
     // A 2026-07-28 request (served through the compatibility mode) without the revision's
-    // mirrored headers and envelope: 400 HeaderMismatch, whatever session id it names.
+    // envelope: 400 with -32602, whatever session id it names.
     let r = send(
         "MCP-Protocol-Version: 2026-07-28\r\n",
         "application/json, text/event-stream",
@@ -263,7 +263,7 @@ both_drivers!(transport_rules, |d| {
     );
     assert_eq!(r.status, 400);
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-    assert_eq!(v["error"]["code"], -32020, "{v}");
+    assert_eq!(v["error"]["code"], -32602, "{v}");
     let r = send(
         "Origin: http://evil.example\r\n",
         "application/json, text/event-stream",

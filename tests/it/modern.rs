@@ -1,7 +1,8 @@
 //! MCP 2026-07-28 through Portcullis: the official Python SDK client (mcp 2.3.0, `mode="auto"`)
-//! reaches a 2026-07-28 server (the same SDK's `MCPServer`) without falling back, a 2025 client
-//! still negotiates 2025 on the same route, mirrored headers are checked before anything reaches
-//! the server and sent on when they match, and authentication is the same for both eras.
+//! and TypeScript SDK client (`@modelcontextprotocol/client` 2.4.0, auto) reach a 2026-07-28
+//! server (the Python SDK's `MCPServer`) without falling back, a 2025 client still negotiates
+//! 2025 on the same route, mirrored headers are checked before anything reaches the server and
+//! sent on when they match, and authentication is the same for both eras.
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -77,6 +78,12 @@ both_drivers!(modern_and_2025_clients_on_one_route, |d| {
     assert_eq!(v["fallback"]["initialize"], serde_json::json!([]), "{v}");
     assert_eq!(v["server"]["name"], "modern-echo", "{v}");
     assert_eq!(v["call"]["text"], "echo: hello from py_client", "{v}");
+    // The TypeScript SDK 2.x client in auto mode, too.
+    let node = client_runtimes().0.clone();
+    let v = run_client(&node, "ts2_client.mjs", &url, "none-auto");
+    assert_eq!(v["protocolVersion"], "2026-07-28", "{v}");
+    assert_eq!(v["initialize"], 0, "{v}");
+    assert_eq!(v["server"]["name"], "modern-echo", "{v}");
     // Natively: the server's own discover answer was relayed, no session was opened upstream.
     assert!(!p.log_contains("compatibility session"), "{}", p.log());
     // A 2025 client on the same route still gets a 2025 session.
@@ -104,7 +111,7 @@ pub(crate) fn modern_post(
 
 fn call_body(tool: &str) -> String {
     format!(
-        r#"{{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{{"name":"{tool}","arguments":{{"region":"us-west1"}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}}}}"#
+        r#"{{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{{"name":"{tool}","arguments":{{"region":"us-west1"}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}"#
     )
 }
 
@@ -309,3 +316,47 @@ fn s_wait_closed<R: BufRead>(r: &mut R) {
         }
     }
 }
+
+both_drivers!(a_listen_stream_outlives_the_call_timeout, |d| {
+    // The server acknowledges at once, sends a notification 2 s later (past the route's 1 s
+    // call timeout), then ends the subscription with its result.
+    let up = Upstream::start(move |s| {
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut w = s;
+        let Ok(Some(_req)) = read_request(&mut r) else {
+            return;
+        };
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+        let event = |data: &str| {
+            let e = format!("event: message\ndata: {data}\n\n");
+            format!("{:x}\r\n{e}\r\n", e.len())
+        };
+        let ack =
+            r#"{"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{}}"#;
+        let changed =
+            r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed","params":{}}"#;
+        let done = r#"{"jsonrpc":"2.0","id":5,"result":{"resultType":"complete","_meta":{"io.modelcontextprotocol/subscriptionId":5}}}"#;
+        if w.write_all(head.as_bytes()).is_err() || w.write_all(event(ack).as_bytes()).is_err() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let _ = w.write_all(event(changed).as_bytes());
+        let _ = w.write_all(event(done).as_bytes());
+        let _ = w.write_all(b"0\r\n\r\n");
+    });
+    let cfg = route(
+        up.port,
+        "      policies:\n        timeout: {requestTimeout: 1s}\n",
+    ) + "          modernCompat: false\n";
+    let p = Proxy::start(&cfg, d);
+    let body = r#"{"jsonrpc":"2.0","id":5,"method":"subscriptions/listen","params":{"notifications":{"toolsListChanged":true},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let r = modern_post(&p, "subscriptions/listen", None, "", body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    let (ack, changed, done) = (
+        text.find("subscriptions/acknowledged"),
+        text.find("tools/list_changed"),
+        text.find(r#""id":5"#),
+    );
+    assert!(ack.is_some() && changed > ack && done > changed, "{text}");
+});
