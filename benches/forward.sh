@@ -11,6 +11,8 @@
 #   relay-auth        the same with mcpAuthentication, one RS256 token (verified-token cache hits)
 #   relay-modern      the relay route, 2026-07-28 requests (`-s modern`: no session, mirrored headers)
 #   relay-auth-modern the auth route, 2026-07-28 requests with the token
+#   relay-auth-compat 2026-07-28 requests with the token to a backend that speaks only the 2025
+#                     revisions (`backend --legacy`): through the compatibility mode
 #   relay-authz       the auth route plus mcpAuthorization (agentgateway-style rules on the
 #                     token's `sub` and the tool name; verdicts from the per-worker cache)
 #   relay-auth-list / relay-authz-list
@@ -32,7 +34,8 @@
 #   BASE=/path/to/old/release benches/forward.sh         # before/after, same run
 #   ROUNDS=1 DURATION=2 benches/forward.sh               # smoke
 # Knobs: CONNS (32), WARMUP (1), ONLY (a list of case names), NO_BUILD=1, BIN_DIR (this build's
-# binaries), TRACING=1 (config.tracing set, requests unsampled).
+# binaries), TRACING=1 (config.tracing set, requests unsampled), BASE_MODERN=1 (with BASE: the
+# 2026-07-28 case on the BASE build too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-5}
@@ -47,14 +50,18 @@ if [ "$(nproc)" -ge 2 ]; then PROXY_CPU=0 GEN_CPUS=1; else PROXY_CPU=0 GEN_CPUS=
 ISS=http://idp.bench/realms/mcp
 AUD=http://localhost/mcp
 . benches/lib.sh
-BP=$(pick_port) JP=$(pick_port) HP=$(pick_port)
+BP=$(pick_port) JP=$(pick_port) HP=$(pick_port) LP=$(pick_port)
 
 taskset -c "$PROXY_CPU" "$LOAD" backend --port "$BP" --tools 500 >"$tmp/backend.log" 2>&1 &
 pids+=($!)
 BACKEND_PID=$!
+# The same backend speaking the 2025 revisions only: 2026-07-28 clients reach it through the
+# compatibility mode (relay-auth-compat).
+taskset -c "$PROXY_CPU" "$LOAD" backend --port "$LP" --legacy >"$tmp/legacy.log" 2>&1 &
+pids+=($!)
 "$LOAD" jwks --port "$JP" --sign-key "$KEYS/rsa-2048.pem" >"$tmp/jwks.log" 2>&1 &
 pids+=($!)
-wait_port "$BP"; wait_port "$JP"
+wait_port "$BP"; wait_port "$JP"; wait_port "$LP"
 
 declare -A URL ARGS SERVER
 cases=()
@@ -110,6 +117,15 @@ binds:
           jwks: {url: 'http://127.0.0.1:$JP/jwks.json'}
           resourceMetadata: {resource: 'http://localhost:$port/auth/mcp'}
       backends: [{mcp: {targets: [{name: be, mcp: {host: 127.0.0.1, port: $BP, path: /mcp}}]}}]
+    - name: relay-auth-compat
+      matches: [{path: {exact: /compat/mcp}}]
+      policies:
+        mcpAuthentication:
+          issuer: $ISS
+          audiences: ['$AUD']
+          jwks: {url: 'http://127.0.0.1:$JP/jwks.json'}
+          resourceMetadata: {resource: 'http://localhost:$port/compat/mcp'}
+      backends: [{mcp: {targets: [{name: be, mcp: {host: 127.0.0.1, port: $LP, path: /mcp}}]}}]
     - name: relay-authz
       matches: [{path: {exact: /authz/mcp}}]
       policies:
@@ -134,13 +150,18 @@ YAML
   add "${p}forward" "$pid" "http://127.0.0.1:$port/forward/mcp" -s call
   add "${p}relay" "$pid" "http://127.0.0.1:$port/relay/mcp" -s call
   add "${p}relay-auth" "$pid" "http://127.0.0.1:$port/auth/mcp" -s call --token-file "$tmp/tok.txt"
-  # 2026-07-28 and authorization cases for this build only (a BASE binary may lack them).
+  # 2026-07-28 and authorization cases for this build only (a BASE binary may lack them;
+  # BASE_MODERN=1: the BASE build has 2026-07-28 too, and runs base-relay-auth-modern).
+  if [ "$label" = base ] && [ -n "${BASE_MODERN:-}" ]; then
+    add base-relay-auth-modern "$pid" "http://127.0.0.1:$port/auth/mcp" -s modern --token-file "$tmp/tok.txt"
+  fi
   if [ "$label" = cur ]; then
     add relay-authz "$pid" "http://127.0.0.1:$port/authz/mcp" -s call --token-file "$tmp/tok.txt"
     add relay-auth-list "$pid" "http://127.0.0.1:$port/auth/mcp" -s list --token-file "$tmp/tok.txt"
     add relay-authz-list "$pid" "http://127.0.0.1:$port/authz/mcp" -s list --token-file "$tmp/tok.txt"
     add relay-modern "$pid" "http://127.0.0.1:$port/relay/mcp" -s modern
     add relay-auth-modern "$pid" "http://127.0.0.1:$port/auth/mcp" -s modern --token-file "$tmp/tok.txt"
+    add relay-auth-compat "$pid" "http://127.0.0.1:$port/compat/mcp" -s modern --token-file "$tmp/tok.txt"
   fi
   if [ -n "${MORE:-}" ]; then
     add "${p}auth-hit" "$pid" "http://127.0.0.1:$port/host-auth/mcp" -s call --token-file "$tmp/tok.txt"
@@ -210,12 +231,13 @@ def ratio(a, b):
         print(f"{a} / {b}: {res[a][0] / res[b][0]:.2f}x (per-core CPU per request)")
 for a in ["forward", "base-forward", "relay", "base-relay"]:
     ratio(a, "haproxy-forward")
-for c in ["forward", "relay", "relay-auth", "auth-hit", "401", "metadata"]:
+for c in ["forward", "relay", "relay-auth", "relay-auth-modern", "auth-hit", "401", "metadata"]:
     ratio(c, "base-" + c)
 # 2026-07-28 against 2025 sessions, and MCP awareness against the plain forward.
 ratio("relay-modern", "relay")
 ratio("relay-auth-modern", "relay-auth")
 ratio("relay-auth-modern", "forward")
+ratio("relay-auth-compat", "relay-auth")
 ratio("relay-auth", "forward")
 # Authorization against authentication alone: a call, and a 500-tool list filtered.
 ratio("relay-authz", "relay-auth")

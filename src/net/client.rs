@@ -101,7 +101,10 @@ pub(crate) async fn checkout(
             return Ok((addr, c));
         }
     }
-    let (addr, conn) = connect_any(to, tls, connect_timeout).await?;
+    // Boxed: a connection attempt's state (a TLS handshake's, ~3 KB) would otherwise be part
+    // of every checkout's future, copied whole wherever a request's future moves, although a
+    // pooled connection (the common case) never runs it.
+    let (addr, conn) = Box::pin(connect_any(to, tls, connect_timeout)).await?;
     let c = Checkout {
         conn,
         buf: Vec::new(),
@@ -153,7 +156,8 @@ pub(crate) async fn fresh(
     connect_timeout: Duration,
 ) -> Result<Checkout, ConnectError> {
     Ok(Checkout {
-        conn: connect(addr, tls, connect_timeout).await?,
+        // Boxed, as in `checkout`: callers keep it in their futures for a rare path.
+        conn: Box::pin(connect(addr, tls, connect_timeout)).await?,
         buf: Vec::new(),
         reused_after: None,
     })

@@ -183,7 +183,8 @@ async fn exchange(
     };
     c.buf.drain(..head.head_len);
     if sse && (200..300).contains(&head.status) {
-        return stream(shard, route, c.conn, c.buf, head.body, call, reply).await;
+        // Boxed: the SSE relay's state would otherwise make every call's future larger.
+        return Box::pin(stream(shard, route, c.conn, c.buf, head.body, call, reply)).await;
     }
     let (body, reusable) = client::read_body(&mut c.conn, &mut c.buf, head.body, MAX_MESSAGE)
         .await

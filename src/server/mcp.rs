@@ -212,10 +212,12 @@ async fn modern_job(
     compat_only: bool,
     reply: UnboundedSender<ReplyPart>,
 ) {
+    // The compatibility mode's futures are large and boxed: the native relay's state, which
+    // every 2026-07-28 call moves into place, stays small.
     match fallback {
         None => relay_modern::forward(ctx.shard.clone(), route, call, reply).await,
-        Some(f) if compat_only => relay_compat::serve(ctx, route, *f, reply).await,
-        Some(f) => relay_compat::serve_unknown(ctx, route, call, *f, reply).await,
+        Some(f) if compat_only => Box::pin(relay_compat::serve(ctx, route, *f, reply)).await,
+        Some(f) => Box::pin(relay_compat::serve_unknown(ctx, route, call, *f, reply)).await,
     }
 }
 

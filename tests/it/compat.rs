@@ -103,7 +103,7 @@ both_drivers!(
         let ts_port = free_port();
         let _ts = TsServer::start(ts_port);
         let cfg = format!(
-        "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - name: stdio\n      matches: [{{path: {{exact: /stdio/mcp}}}}]\n      backends:\n      - mcp:\n          targets:\n          - name: hello\n            stdio: {{cmd: uv, args: [run, src/main.py]}}\n    - name: http\n      matches: [{{path: {{exact: /http/mcp}}}}]\n      backends:\n      - mcp:\n          targets:\n          - name: ts\n            mcp: {{host: 127.0.0.1, port: {ts_port}, path: /mcp}}\n    - name: multi\n      matches: [{{path: {{exact: /mcp}}}}]\n      backends:\n      - mcp:\n          targets:\n          - name: modern\n            mcp: {{host: 127.0.0.1, port: {}, path: /mcp}}\n          - name: hello\n            stdio: {{cmd: uv, args: [run, src/main.py]}}\n",
+        "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - name: stdio\n      matches: [{{path: {{exact: /stdio/mcp}}}}]\n      backends:\n      - mcp:\n          targets:\n          - name: hello\n            stdio: {{cmd: uv, args: [run, src/main.py]}}\n    - name: stateless\n      matches: [{{path: {{exact: /stateless/mcp}}}}]\n      backends:\n      - mcp:\n          statefulMode: stateless\n          targets:\n          - name: hello\n            stdio: {{cmd: uv, args: [run, src/main.py]}}\n    - name: http\n      matches: [{{path: {{exact: /http/mcp}}}}]\n      backends:\n      - mcp:\n          targets:\n          - name: ts\n            mcp: {{host: 127.0.0.1, port: {ts_port}, path: /mcp}}\n    - name: multi\n      matches: [{{path: {{exact: /mcp}}}}]\n      backends:\n      - mcp:\n          targets:\n          - name: modern\n            mcp: {{host: 127.0.0.1, port: {}, path: /mcp}}\n          - name: hello\n            stdio: {{cmd: uv, args: [run, src/main.py]}}\n",
         modern.port
     );
         let p = Proxy::start_full(
@@ -116,7 +116,7 @@ both_drivers!(
         );
         // The SDK client in auto mode: server/discover, then tools/list and tools/call at
         // 2026-07-28, no initialize from the client, against a 2025-only stdio and HTTP server.
-        for route in ["stdio", "http"] {
+        for route in ["stdio", "stateless", "http"] {
             let url = format!("http://127.0.0.1:{}/{route}/mcp", p.port);
             let v = run_client(&python, "py_client.py", &url, "none-auto");
             assert_eq!(v["protocolVersion"], "2026-07-28", "{route}: {v}");

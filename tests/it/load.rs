@@ -589,15 +589,17 @@ fn through_portcullis_mixes_unique_tokens_and_sessions() {
 
 // The `modern` scenario (2026-07-28: server/discover once per user, then calls without a
 // session) through Portcullis's MCP relay with mcpAuthentication, against the built-in backend
-// answering in JSON and in SSE: no errors, and the backend never sees an initialize.
+// answering in JSON and in SSE, and speaking only the 2025 revisions: no errors, and the client
+// never sends an initialize (the compatibility mode opens the backend's sessions itself).
 both_drivers!(modern_scenario_through_the_relay, |d| {
     let jwks = Peer::start(&["jwks", "--sign-key", &key("ec-p256.pem")]);
-    for sse in [false, true] {
-        let backend = Peer::start(if sse {
-            &["backend", "--strict", "--sse"][..]
-        } else {
-            &["backend", "--strict"]
-        });
+    // JSON, SSE, and a backend that speaks only the 2025 revisions (the compatibility mode).
+    for args in [
+        &["backend", "--strict"][..],
+        &["backend", "--strict", "--sse"],
+        &["backend", "--strict", "--legacy"],
+    ] {
+        let backend = Peer::start(args);
         let cfg = format!(
             "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - name: mcp\n      matches: [{{path: {{exact: /mcp}}}}]\n      policies:\n        mcpAuthentication:\n          issuer: {ISS}\n          audiences: ['{AUD}']\n          jwks:\n            url: {{JWKS}}\n          resourceMetadata:\n            resource: http://localhost:{{PORT}}/mcp\n      backends:\n      - mcp: {{targets: [{{name: be, mcp: {{host: 127.0.0.1, port: {{UP}}, path: /mcp}}}}]}}\n"
         );

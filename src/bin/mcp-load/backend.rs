@@ -1,8 +1,8 @@
 //! The built-in MCP backend (`mcp-load backend`): a streamable-HTTP server that answers
 //! initialize (issuing `Mcp-Session-Id`), notifications (202), tools/list and tools/call (an
 //! `echo` tool) as JSON or as SSE, DELETE, 2026-07-28 requests (`server/discover`, calls without
-//! a session), and the protected-resource metadata document, with
-//! as little CPU as possible so that proxy overhead is what a benchmark sees.
+//! a session; with `--legacy`, refused with -32022), and the protected-resource metadata
+//! document, with as little CPU as possible so that proxy overhead is what a benchmark sees.
 //! Does not: keep session state (ids are issued, not tracked) or validate tokens; with
 //! `--auth-challenge` it only checks that an `Authorization` header is present.
 
@@ -20,6 +20,8 @@ pub struct Backend {
     pub sse: bool,
     /// Require `Accept`, `Mcp-Session-Id` and `MCP-Protocol-Version` as the spec says.
     pub strict: bool,
+    /// Speak the 2025 revisions only (2026-07-28 requests: 400, -32022).
+    pub legacy: bool,
     /// Answer POSTs without `Authorization` with 401 and this `resource_metadata` URL.
     pub challenge: Option<String>,
     /// The `resource` in the metadata document.
@@ -111,6 +113,12 @@ impl Backend {
             );
         };
         let method = msg.method.as_deref().unwrap_or("");
+        if self.legacy && req.header("mcp-protocol-version") == Some(b"2026-07-28") {
+            let mut body = br#"{"jsonrpc":"2.0","id":"#.to_vec();
+            let _ = serde_json::to_writer(&mut body, &msg.id);
+            body.extend_from_slice(br#","error":{"code":-32022,"message":"Unsupported protocol version","data":{"supported":["2025-11-25","2025-06-18"],"requested":"2026-07-28"}}}"#);
+            return respond(out, "400 Bad Request", JSON, &body);
+        }
         if self.strict {
             let accept = req.header("accept").unwrap_or(b"");
             let has = |s: &[u8]| accept.windows(s.len()).any(|w| w == s);

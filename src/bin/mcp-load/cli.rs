@@ -163,6 +163,9 @@ pub struct BackendArgs {
     /// Enforce the client side of the transport (Accept, Mcp-Session-Id, MCP-Protocol-Version).
     #[arg(long)]
     pub strict: bool,
+    /// Speak the 2025 revisions only: a 2026-07-28 request gets 400 with -32022.
+    #[arg(long)]
+    pub legacy: bool,
     /// Answer POSTs without Authorization with 401 and this resource_metadata URL.
     #[arg(long)]
     pub auth_challenge: Option<String>,

@@ -59,6 +59,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             let b = backend::Backend {
                 sse: a.sse,
                 strict: a.strict,
+                legacy: a.legacy,
                 challenge: a.auth_challenge,
                 resource,
                 sessions: AtomicU64::new(1),
