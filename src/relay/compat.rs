@@ -482,14 +482,15 @@ async fn translate(
 /// does not know (or no longer trusts): the server's answer to `server/discover` decides —
 /// the client's own, relayed if the server speaks the revision, or one sent for the purpose.
 /// A server that speaks it gets the request natively; one that does not, through the principal's
-/// compatibility session. A server that cannot be reached teaches nothing.
+/// compatibility session. A server that cannot be reached teaches nothing. Returns whether the
+/// request was relayed natively (a compatibility session counts its own calls).
 pub(crate) async fn serve_unknown(
     ctx: Rc<Relay>,
     route: Arc<McpRoute>,
     call: ModernCall,
     fallback: CompatCall,
     reply: UnboundedSender<ReplyPart>,
-) {
+) -> bool {
     let discover = fallback.method == "server/discover";
     let (probe, rest) = if discover {
         (call, None)
@@ -504,12 +505,19 @@ pub(crate) async fn serve_unknown(
         ctx.compat.learn(route.key, modern);
     }
     match (verdict, rest) {
-        (Some(false), _) => serve(ctx, route, fallback, reply).await,
-        (_, Some(call)) => relay_modern::forward(ctx.shard.clone(), route, call, reply).await,
+        (Some(false), _) => {
+            serve(ctx, route, fallback, reply).await;
+            false
+        }
+        (_, Some(call)) => {
+            relay_modern::forward(ctx.shard.clone(), route, call, reply).await;
+            true
+        }
         (_, None) => {
             for p in parts {
                 let _ = reply.unbounded_send(p);
             }
+            true
         }
     }
 }

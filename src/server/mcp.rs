@@ -81,13 +81,21 @@ pub(crate) async fn handle<S: ConnIo>(
             let started = std::time::Instant::now();
             let shard = ctx.shard.clone();
             let counted_route = route.clone();
+            let fallback_none = fallback.is_none();
             let run = modern_job(ctx.clone(), route, call, fallback, compat_only, tx);
             let forward = std::pin::pin!(run);
             let reply = std::pin::pin!(reply);
-            let written = match futures_util::future::select(forward, reply).await {
-                futures_util::future::Either::Left(((), reply)) => reply.await,
-                futures_util::future::Either::Right((written, _forward)) => written,
+            let (written, native) = match futures_util::future::select(forward, reply).await {
+                futures_util::future::Either::Left((native, reply)) => (reply.await, native),
+                futures_util::future::Either::Right((written, _forward)) => {
+                    (written, fallback_none)
+                }
             };
+            // A call served through the compatibility mode was counted by its session (with
+            // the target a multi-target route sent it to).
+            if !native {
+                return written;
+            }
             let (method, name) = counted;
             let r = &counted_route;
             shard.metrics.borrow_mut().mcp_request(
@@ -186,7 +194,9 @@ impl Job {
                 fallback,
                 compat_only,
                 ..
-            } => modern_job(ctx, route, call, fallback, compat_only, reply).await,
+            } => {
+                modern_job(ctx, route, call, fallback, compat_only, reply).await;
+            }
         }
     }
 }
@@ -203,7 +213,7 @@ enum Era {
 }
 
 /// Runs a 2026-07-28 request: natively, through the compatibility mode, or after learning which
-/// the route's server needs.
+/// the route's server needs. Returns whether it was relayed natively.
 async fn modern_job(
     ctx: Rc<Relay>,
     route: Arc<McpRoute>,
@@ -211,12 +221,18 @@ async fn modern_job(
     fallback: Option<Box<relay_compat::CompatCall>>,
     compat_only: bool,
     reply: UnboundedSender<ReplyPart>,
-) {
+) -> bool {
     // The compatibility mode's futures are large and boxed: the native relay's state, which
     // every 2026-07-28 call moves into place, stays small.
     match fallback {
-        None => relay_modern::forward(ctx.shard.clone(), route, call, reply).await,
-        Some(f) if compat_only => Box::pin(relay_compat::serve(ctx, route, *f, reply)).await,
+        None => {
+            relay_modern::forward(ctx.shard.clone(), route, call, reply).await;
+            true
+        }
+        Some(f) if compat_only => {
+            Box::pin(relay_compat::serve(ctx, route, *f, reply)).await;
+            false
+        }
         Some(f) => Box::pin(relay_compat::serve_unknown(ctx, route, call, *f, reply)).await,
     }
 }

@@ -221,6 +221,16 @@ both_drivers!(compat_sessions_belong_to_one_principal, |d| {
     wait_until(5, "two compatibility sessions logged", || started() >= 2);
     assert_eq!(started(), 2, "{}", p.log());
     assert_eq!(p.metric("portcullis_stdio_processes"), 2);
+    // Each call counted once, with its server (by the session that ran it).
+    let calls = p
+        .metrics()
+        .lines()
+        .filter(|l| {
+            l.starts_with(r#"agentgateway_mcp_requests_total{method="tools/call",resource_type="tool",server="ids",resource="echo","#)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum::<u64>();
+    assert_eq!(calls, 4, "{}", p.metrics());
     // The server never saw the 2026-07-28 envelope (it prints each reserved _meta key it gets
     // on stderr, which Portcullis logs; a dual-era server would route such a request as modern).
     assert!(p.wait_log("mcp_stderr: id 4", 5), "{}", p.log());
