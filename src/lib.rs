@@ -14,6 +14,7 @@
 #![warn(unreachable_pub)]
 
 mod auth;
+mod cluster;
 mod config;
 mod http;
 mod mcp;

@@ -357,6 +357,9 @@ pub struct WorkerMetrics {
     pub mcp_latency: HashMap<u64, (Box<str>, Histogram), Fold>,
     /// Sessions this worker owns (at scrape).
     pub sessions: u64,
+    /// Requests for another replica's MCP session: forwarded to it, received from a peer, and
+    /// answered 404 because the owner could not be reached.
+    pub peer: [u64; 3],
     /// The token caches (at scrape).
     pub cache: CacheStats,
     /// What the snapshot says about rendering (at scrape).
@@ -550,6 +553,7 @@ impl WorkerMetrics {
             mcp,
             mcp_latency,
             sessions,
+            peer,
             cache,
             export,
         } = other;
@@ -614,6 +618,9 @@ impl WorkerMetrics {
                 .merge(h);
         }
         self.sessions += sessions;
+        for (a, b) in self.peer.iter_mut().zip(peer.iter()) {
+            *a += b;
+        }
         self.cache.add(*cache);
         if self.export.is_none() {
             self.export = export.clone();

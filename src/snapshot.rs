@@ -55,6 +55,8 @@ pub struct Settings {
     pub log: LogSettings,
     /// Idle MCP sessions end after this long (`config.mcp.sessionTtl`).
     pub mcp_session_ttl: Duration,
+    /// Several replicas sharing MCP sessions (`PORTCULLIS_PEER_ADDR` and the peer key).
+    pub peering: Option<Arc<crate::cluster::Peering>>,
     /// Caps on what MCP clients can make the proxy hold (`config.mcp.max*`).
     pub mcp_limits: McpLimits,
     /// How metrics are labelled and which families are left out.
@@ -163,6 +165,7 @@ impl Default for Settings {
                 filter: None,
             },
             mcp_session_ttl: Duration::from_secs(30 * 60),
+            peering: None,
             mcp_limits: McpLimits::default(),
             metrics: Arc::new(crate::metrics::MetricsExport {
                 gateway: "/".into(),

@@ -124,6 +124,17 @@ pub(crate) fn lower(
             listeners,
         });
     }
+    if let Some(p) = &settings.peering {
+        if binds.iter().any(|b| b.port == p.addr.port()) {
+            errs.push(ConfigError::new(
+                "env PORTCULLIS_PEER_ADDR",
+                format!(
+                    "port {} is also a bind's port: the peer listener needs a port of its own",
+                    p.addr.port()
+                ),
+            ));
+        }
+    }
     if errs.is_empty() {
         cert_files.sort();
         cert_files.dedup();

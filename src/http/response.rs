@@ -178,6 +178,11 @@ pub(crate) enum LocalError {
     NoBackend,
     /// The worker already buffers its maximum of request bodies (`config.mcp.maxBufferedBytes`).
     BodiesBuffered,
+    /// A request on the peer listener without a valid `portcullis-peer` signature.
+    PeerRefused,
+    /// The replica that owns the request's MCP session cannot be reached: the session is gone
+    /// (404, so that the client starts a new one).
+    SessionGone,
 }
 
 impl LocalError {
@@ -189,6 +194,8 @@ impl LocalError {
             Self::UpstreamConnect | Self::UpstreamProtocol | Self::UpstreamClosed => 502,
             Self::UpstreamConnectTimeout | Self::UpstreamTimeout | Self::RequestTimeout => 504,
             Self::NoBackend | Self::BodiesBuffered => 503,
+            Self::PeerRefused => 403,
+            Self::SessionGone => 404,
         }
     }
 
@@ -207,6 +214,8 @@ impl LocalError {
             Self::BodiesBuffered => {
                 "the proxy buffers its maximum of request bodies (config.mcp.maxBufferedBytes); retry later"
             }
+            Self::PeerRefused => "peer request refused: no valid portcullis-peer signature",
+            Self::SessionGone => "session not found (the replica that held it is gone)",
         }
     }
 
@@ -215,7 +224,7 @@ impl LocalError {
     pub(crate) fn must_close(self) -> bool {
         match self {
             Self::Head(e) | Self::Body(e) => e.must_close(),
-            Self::HeaderTimeout => true,
+            Self::HeaderTimeout | Self::PeerRefused => true,
             _ => false,
         }
     }
@@ -230,10 +239,21 @@ impl LocalError {
                 &[("retry-after", "1")],
                 self.body().as_bytes().to_vec(),
             ),
+            Self::SessionGone => SESSION_GONE.clone(),
             other => Prebuilt::text(other.status(), other.body()),
         }
     }
 }
+
+/// MCP's answer for a session that no longer exists (JSON-RPC -32001, as `relay::reject`
+/// renders a session unknown to its owner).
+static SESSION_GONE: LazyLock<Prebuilt> = LazyLock::new(|| {
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":null,"error":{{"code":-32001,"message":"{}"}}}}"#,
+        LocalError::SessionGone.body()
+    );
+    Prebuilt::new(404, Some("application/json"), &[], body.into_bytes())
+});
 
 /// The most common local answer (scanners, typos), kept ready.
 pub(crate) static ROUTE_NOT_FOUND: LazyLock<Prebuilt> =

@@ -16,7 +16,7 @@ pub(crate) struct Extra<'a> {
 
 /// Every family, with agentgateway's short name where it is one of agentgateway's (what
 /// `config.metrics.remove` names), and its type.
-pub(crate) const FAMILIES: [(&str, Option<&str>, &str); 28] = [
+pub(crate) const FAMILIES: [(&str, Option<&str>, &str); 31] = [
     ("agentgateway_build_info", Some("build"), "gauge"),
     ("agentgateway_requests_total", Some("requests"), "counter"),
     (
@@ -69,6 +69,9 @@ pub(crate) const FAMILIES: [(&str, Option<&str>, &str); 28] = [
     ("portcullis_jwks_keys", None, "gauge"),
     ("portcullis_mcp_request_duration_seconds", None, "histogram"),
     ("portcullis_mcp_sessions", None, "gauge"),
+    ("portcullis_peer_forwarded_total", None, "counter"),
+    ("portcullis_peer_received_total", None, "counter"),
+    ("portcullis_peer_owner_gone_total", None, "counter"),
     ("portcullis_stdio_processes", None, "gauge"),
     ("portcullis_open_connections", None, "gauge"),
     ("portcullis_connections_accepted_total", None, "counter"),
@@ -438,6 +441,27 @@ pub(crate) fn render(workers: &[WorkerMetrics], extra: &Extra<'_>) -> String {
         "MCP sessions open (2025 revisions), all workers.",
     ) {
         let _ = writeln!(o.s, "portcullis_mcp_sessions {}", total.sessions);
+    }
+    for (i, (name, help)) in [
+        (
+            "portcullis_peer_forwarded_total",
+            "Requests for an MCP session another replica owns, forwarded to it.",
+        ),
+        (
+            "portcullis_peer_received_total",
+            "Requests another replica forwarded here (on the peer listener).",
+        ),
+        (
+            "portcullis_peer_owner_gone_total",
+            "Requests for another replica's MCP session answered 404: that replica did not answer.",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if o.family(name, help) {
+            let _ = writeln!(o.s, "{name} {}", total.peer[i]);
+        }
     }
     if o.family(
         "portcullis_stdio_processes",

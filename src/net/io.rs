@@ -30,6 +30,9 @@ pub(crate) struct ConnInfo {
     pub https: bool,
     /// The connection arrived on a loopback address (DNS-rebinding protection applies).
     pub local_loopback: bool,
+    /// It arrived on the peer listener: each request must carry a valid `portcullis-peer`
+    /// header (`cluster`), which gives the port, scheme and client of the edge connection.
+    pub from_peer: bool,
 }
 
 /// A downstream byte stream: plain TCP, or TLS on top of it ([`TlsConn`]).

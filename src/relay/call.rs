@@ -184,7 +184,10 @@ pub(crate) fn open(
             return Err(over_cap(over, &limits));
         }
     };
-    let id = session::mint_id(ctx.shard.id);
+    let id = session::mint_id(
+        ctx.shard.id,
+        ctx.shard.snapshot().settings.peering.as_deref(),
+    );
     Session::open(id, route, subject, authorization, slots).map_err(|e| {
         tracing::error!(route = %route.name, error = %e, "cannot start the MCP session");
         Reject::ServerNotStarted

@@ -14,6 +14,7 @@ use futures_channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
 use futures_util::StreamExt;
 use ring::rand::SecureRandom;
 
+use crate::cluster::{Owner, Peering};
 use crate::mcp::sse;
 use crate::relay::target::Target;
 use crate::relay::{ReplyPart, Subject};
@@ -284,12 +285,17 @@ pub(crate) struct Sessions {
     map: RefCell<HashMap<String, Rc<Session>, foldhash::fast::RandomState>>,
 }
 
-/// `<worker as 2 hex digits><32 hex digits of CSPRNG output>`: 128 random bits, visible ASCII.
-pub(crate) fn mint_id(worker: usize) -> String {
+/// A new session id owned by `worker`: 128 random bits from the OS, and the owner. Alone,
+/// `<worker as 2 hex digits><32 hex digits>`; among peer replicas, sealed with their key so that
+/// any replica can find the owner (`cluster`).
+pub(crate) fn mint_id(worker: usize, peering: Option<&Peering>) -> String {
     let mut bytes = [0u8; 16];
     ring::rand::SystemRandom::new()
         .fill(&mut bytes)
         .expect("the OS random source works");
+    if let Some(p) = peering {
+        return p.seal(worker, &bytes);
+    }
     let mut s = format!("{:02x}", worker % 256);
     for b in bytes {
         s.push_str(&format!("{b:02x}"));
@@ -297,12 +303,16 @@ pub(crate) fn mint_id(worker: usize) -> String {
     s
 }
 
-/// The worker that owns session `id`, if the id is well formed.
-pub(crate) fn owner_of(id: &str) -> Option<usize> {
-    if id.len() != 34 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
+/// The worker of this process that owns session `id`, if the id is well formed and names one
+/// (a sealed id of another replica is forwarded before it gets here: `server::dispatch`).
+pub(crate) fn owner_of(id: &str, peering: Option<&Peering>) -> Option<usize> {
+    if id.len() == 34 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return usize::from_str_radix(&id[..2], 16).ok();
     }
-    usize::from_str_radix(&id[..2], 16).ok()
+    match peering?.open(id)? {
+        Owner::Local(worker) => Some(worker),
+        Owner::Peer(_) => None,
+    }
 }
 
 impl Sessions {

@@ -90,6 +90,9 @@ enum RunEnd {
 
 /// What phase 1 learned from a request head, kept once the head is no longer borrowed.
 struct Parsed<'s> {
+    /// The connection the request came on; for one forwarded by a peer replica, the edge
+    /// connection's port, scheme and client, as the signed header says.
+    conn: ConnInfo,
     decision: Decision<'s>,
     log: Option<LogFields>,
     head_len: usize,
@@ -158,7 +161,7 @@ async fn run<S: ConnIo>(
         let req = Parsed { log, ..req };
         bufs.consume(req.head_len);
         let done = Done {
-            conn,
+            conn: req.conn,
             started,
             log: &req.log,
             method: req.method,
@@ -232,6 +235,20 @@ fn decide_head<'s>(
     let (out, pending) = (&mut bufs.out, &bufs.buf[bufs.start..]);
     match h1::parse_request(pending, &mut headers) {
         Ok(Some((head, hdrs))) => {
+            let conn = if conn.from_peer {
+                match peer_request(snap, ctx, &head, hdrs) {
+                    Some(c) => c,
+                    None => {
+                        let e = LocalError::PeerRefused;
+                        ctx.shard.count_refusal(&e);
+                        let _ = decision::local_error(e, None, None, &date, true, false, out);
+                        tracing::warn!(peer = %conn.peer, "refused a request on the peer listener: no valid portcullis-peer signature");
+                        return None;
+                    }
+                }
+            } else {
+                conn
+            };
             let limits = &snap.settings.limits;
             let too_large = matches!(head.body, BodyKind::Length(n) if n > limits.max_body);
             let close_after = !head.keep_alive || draining || too_large;
@@ -273,6 +290,7 @@ fn decide_head<'s>(
                 l.authz.set(decided.get());
             }
             Some(Parsed {
+                conn,
                 decision,
                 log,
                 head_len: head.head_len,
@@ -300,6 +318,30 @@ fn decide_head<'s>(
             None
         }
     }
+}
+
+/// A request on the peer listener, checked: the edge connection it was forwarded from, or
+/// `None` (unsigned, stale, or signed with a key this replica does not have).
+fn peer_request(
+    snap: &Snapshot,
+    ctx: &WorkerCtx,
+    head: &h1::RequestHead<'_>,
+    hdrs: &[httparse::Header<'_>],
+) -> Option<ConnInfo> {
+    let peering = snap.settings.peering.as_ref()?;
+    let value = h1::find_header(hdrs, crate::cluster::PEER_HEADER)?;
+    let session = h1::find_header(hdrs, "mcp-session-id").unwrap_or_default();
+    let target = crate::server::forward_head::request_target(head);
+    let now = u64::try_from(ctx.shard.unix_secs()).unwrap_or(0);
+    let f = peering.check(value, head.method, &target, session, now)?;
+    ctx.shard.metrics.borrow_mut().peer[1] += 1;
+    Some(ConnInfo {
+        peer: std::net::SocketAddr::new(f.client, 0),
+        port: f.port,
+        https: f.https,
+        local_loopback: false,
+        from_peer: true,
+    })
 }
 
 /// What recording a finished request needs.

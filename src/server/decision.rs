@@ -46,7 +46,9 @@ pub(crate) struct McpPlan<'s> {
 pub(crate) struct ProxyPlan<'s> {
     /// For metrics and logs.
     pub labels: &'s crate::metrics::RouteLabels,
-    pub target: &'s HostTarget,
+    /// A route's backend, or (for a request forwarded to the replica owning its MCP session)
+    /// that replica's peer address.
+    pub target: std::borrow::Cow<'s, HostTarget>,
     /// TLS to the backend (`backendTLS`); `None`: plain TCP.
     pub tls: Option<crate::net::client::Tls<'s>>,
     pub timeouts: Timeouts,
@@ -60,6 +62,8 @@ pub(crate) struct ProxyPlan<'s> {
     pub idempotent: bool,
     pub expect_continue: bool,
     pub client_http10: bool,
+    /// To a peer replica: an unreachable one means the session is gone (404, not 502).
+    pub peer: bool,
 }
 
 /// Writes the answer for `err` (with the route's CORS lines, if any) and returns the decision.

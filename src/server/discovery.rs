@@ -180,7 +180,7 @@ fn registration<'s>(
                 up.extend_from_slice(b"\r\n");
                 Decision::Proxy(ProxyPlan {
                     labels: &crate::metrics::REGISTRATION,
-                    target,
+                    target: std::borrow::Cow::Borrowed(target),
                     tls: crate::net::client::Tls::to(&target.authority, *https, None),
                     timeouts: Timeouts::default(),
                     response_headers: None,
@@ -191,6 +191,7 @@ fn registration<'s>(
                     idempotent: false,
                     expect_continue: head.expect_continue,
                     client_http10: head.version_minor == 0,
+                    peer: false,
                 })
             }
             None => local_error(

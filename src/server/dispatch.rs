@@ -152,7 +152,8 @@ pub(crate) fn decide<'s>(
     if let Some(cors) = &p.cors {
         cors.write_actual(origin, &mut added_headers);
     }
-    if !p.rate_limits.is_empty() {
+    // A request a peer replica forwarded was counted against the limits where it arrived.
+    if !p.rate_limits.is_empty() && !conn.from_peer {
         if let Some(limited) = rate_limit(route, env, &mut added_headers, head_only, out) {
             return limited;
         }
@@ -241,6 +242,9 @@ pub(crate) fn decide<'s>(
         return answered;
     }
     if let Backend::Mcp(mcp) = &route.backend {
+        if let Some(to_owner) = to_session_owner(snap, route, conn, head, headers, env, out) {
+            return to_owner;
+        }
         let authz = authorize::mcp(
             mcp,
             principal.as_deref(),
@@ -261,6 +265,73 @@ pub(crate) fn decide<'s>(
         );
     }
     plan_backend(route, conn, head, headers, matched, env, added_headers, out)
+}
+
+/// A request for an MCP session another replica owns (its sealed id says which): forwarded
+/// there, after this replica authenticated it. `None`: the session is this replica's, or the
+/// id is not one of ours (the relay answers 404 without connecting anywhere). A request that a
+/// peer forwarded is never forwarded again.
+fn to_session_owner<'s>(
+    snap: &Snapshot,
+    route: &'s Route,
+    conn: ConnInfo,
+    head: &RequestHead<'_>,
+    headers: &[Header<'_>],
+    env: &RequestFacts<'_>,
+    out: &mut Vec<u8>,
+) -> Option<Decision<'s>> {
+    let peering = snap.settings.peering.as_ref()?;
+    let session = h1::find_header(headers, "mcp-session-id")?;
+    let id = std::str::from_utf8(session).ok()?;
+    let crate::cluster::Owner::Peer(owner) = peering.open(id.trim_ascii())? else {
+        return None;
+    };
+    let head_only = head.method == "HEAD";
+    if conn.from_peer {
+        let err = LocalError::SessionGone;
+        return Some(local_error(
+            err,
+            Some(route),
+            None,
+            env.date,
+            env.close_after,
+            head_only,
+            out,
+        ));
+    }
+    env.metrics.borrow_mut().peer[0] += 1;
+    let target = forward_head::request_target(head);
+    let signed = peering.sign(
+        &crate::cluster::PeerRequest {
+            port: conn.port,
+            https: conn.https,
+            client: conn.peer.ip().to_canonical(),
+            method: head.method,
+            target: &target,
+            session,
+        },
+        u64::try_from(env.now).unwrap_or(0),
+    );
+    Some(Decision::Proxy(ProxyPlan {
+        labels: &route.labels,
+        target: Cow::Owned(HostTarget {
+            authority: owner.to_string(),
+            addr: crate::net::addr::HostAddr::Resolved(owner),
+            weight: 1,
+        }),
+        tls: None,
+        // The owner applies the route's timeouts; a GET stream lives as long as it says.
+        timeouts: crate::snapshot::Timeouts::default(),
+        response_headers: None,
+        head: forward_head::peer_head(head, headers, &signed, &target),
+        // The owner adds the route's CORS lines.
+        added_headers: Vec::new(),
+        head_request: head_only,
+        idempotent: matches!(head.method, "GET" | "HEAD" | "DELETE"),
+        expect_continue: head.expect_continue,
+        client_http10: head.version_minor == 0,
+        peer: true,
+    }))
 }
 
 /// An MCP request: its head kept for the relay.
@@ -429,7 +500,7 @@ fn plan_backend<'s>(
     );
     Decision::Proxy(ProxyPlan {
         labels: &route.labels,
-        target,
+        target: Cow::Borrowed(target),
         tls: crate::net::client::Tls::to(&target.authority, false, p.backend_tls.as_deref()),
         timeouts: p.timeouts,
         response_headers: p.response_headers.as_ref(),
@@ -442,6 +513,7 @@ fn plan_backend<'s>(
         ),
         expect_continue: head.expect_continue,
         client_http10: head.version_minor == 0,
+        peer: false,
     })
 }
 

@@ -129,6 +129,67 @@ pub(crate) fn upstream_head(
     out
 }
 
+/// The request target as a replica forwards it (and its owner checks the signature of): the
+/// normalised path, then `?` and the query if any.
+pub(crate) fn request_target(head: &RequestHead<'_>) -> Vec<u8> {
+    let mut t = Vec::with_capacity(head.path.len() + head.query.len() + 1);
+    t.extend_from_slice(head.path.as_bytes());
+    if !head.query.is_empty() {
+        t.push(b'?');
+        t.extend_from_slice(head.query.as_bytes());
+    }
+    t
+}
+
+/// The head of a request forwarded to the replica that owns its MCP session: the client's
+/// request as it came (its `Authorization` included: the owner authenticates it again, and the
+/// route's own rules apply there), minus hop-by-hop fields and the proxy's own, plus the signed
+/// `portcullis-peer` header naming the edge connection. No `X-Forwarded-*`: the header carries
+/// the client.
+pub(crate) fn peer_head(
+    head: &RequestHead<'_>,
+    headers: &[Header<'_>],
+    signed: &[u8],
+    target: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(
+        128 + target.len()
+            + signed.len()
+            + headers
+                .iter()
+                .map(|h| h.name.len() + h.value.len() + 4)
+                .sum::<usize>(),
+    );
+    out.extend_from_slice(head.method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target);
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    if let Some(host) = head.authority {
+        h1::write_header(&mut out, "host", host);
+    }
+    for h in headers {
+        if h1::is_hop_by_hop(h.name)
+            || proxy_owned(h.name)
+            || h1::is_connection_listed(headers, h.name)
+            || h.name.eq_ignore_ascii_case(crate::cluster::PEER_HEADER)
+        {
+            continue;
+        }
+        h1::write_header(&mut out, h.name, h.value);
+    }
+    h1::write_header(&mut out, crate::cluster::PEER_HEADER, signed);
+    match head.body {
+        BodyKind::Length(n) => {
+            let n = crate::http::response::itoa_buf(n);
+            h1::write_header(&mut out, "content-length", n.as_bytes());
+        }
+        BodyKind::Chunked => h1::write_header(&mut out, "transfer-encoding", b"chunked"),
+        BodyKind::None => {}
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
 fn rewrite_authority(a: &AuthorityRewrite, client_host: &[u8]) -> String {
     let client = String::from_utf8_lossy(client_host);
     let (h, port) = crate::http::authority::split_host_port(&client);

@@ -554,7 +554,8 @@ fn hand_off(
         trace: head.traceparent().map(<[u8]>::to_vec),
     };
     let not_found = || Reject::SessionNotFound.reply(None);
-    let Some(owner) = session::owner_of(&call.session) else {
+    let snap = ctx.shard.snapshot();
+    let Some(owner) = session::owner_of(&call.session, snap.settings.peering.as_deref()) else {
         return Err(not_found());
     };
     if owner == ctx.shard.id {

@@ -37,6 +37,18 @@ pub(crate) async fn forward<S: ConnIo>(
     // Owned here and handed back by each write: no copy per request, yet available for a retry.
     let mut up_head = std::mem::take(&mut plan.head);
     let fail = |bufs: &mut Bufs, err: LocalError| {
+        // The replica that owned the session is gone (or never answered): so is the session.
+        let err = match err {
+            LocalError::UpstreamConnect
+            | LocalError::UpstreamConnectTimeout
+            | LocalError::UpstreamClosed
+                if plan.peer =>
+            {
+                ctx.shard.metrics.borrow_mut().peer[2] += 1;
+                LocalError::SessionGone
+            }
+            e => e,
+        };
         ctx.shard.count_refusal(&err);
         let date = ctx.shard.date();
         crate::server::decision::local_error(

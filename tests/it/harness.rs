@@ -136,6 +136,19 @@ impl Proxy {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// An instance on given ports (listener, second listener, stats, readiness): another
+    /// replica of a config, on the same listener ports at another loopback address
+    /// (`PORTCULLIS_BIND_ADDR` in `envs`).
+    pub fn start_on(
+        template: &str,
+        driver: Driver,
+        ports: (u16, u16, u16, u16),
+        envs: &[(&str, &str)],
+    ) -> Proxy {
+        Self::start_ports(template, driver, &[], &[], envs, None, ports)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     fn start_ports(
         template: &str,
         driver: Driver,

@@ -24,6 +24,7 @@ mod mcp; // the MCP relay: transport rules, sessions, stdio lifecycle, targets, 
 mod metrics; // /metrics after known traffic: agentgateway and Portcullis series, the dashboard
 mod modern; // MCP 2026-07-28: SDK clients and servers of both eras, mirrored headers, auth
 mod paths; // dot-segments and encoded separators: normalised before routing, or refused
+mod peers; // MCP sessions across replicas: sealed ids, the peer listener, forwarding
 mod ports; // a taken port is an error at start and on reload; --reuse-port shares on purpose
 mod proxy; // host backends: headers, bodies, pipelining, SSE streaming, errors, timeouts
 mod routing; // agentgateway precedence table

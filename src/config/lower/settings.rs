@@ -334,6 +334,7 @@ pub(super) fn lower_settings(
             Err(e) => errs.push(ConfigError::new("PORTCULLIS_DNS_REFRESH", e)),
         }
     }
+    s.peering = peering(errs);
     // agentgateway's order: the `ADMIN_ADDR` environment variable, then `config.adminAddr`.
     let env = std::env::var("ADMIN_ADDR")
         .ok()
@@ -354,4 +355,35 @@ pub(super) fn lower_settings(
         }
     }
     s
+}
+
+/// Not agentgateway keys: this replica's peer address and the replicas' shared key
+/// (`PORTCULLIS_PEER_ADDR`, `PORTCULLIS_PEER_KEY_FILE` or `PORTCULLIS_PEER_KEY`), read again on
+/// every reload (a rotated key file takes effect then).
+fn peering(errs: &mut Vec<ConfigError>) -> Option<Arc<crate::cluster::Peering>> {
+    let var = |name| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let addr = var("PORTCULLIS_PEER_ADDR");
+    let file = var("PORTCULLIS_PEER_KEY_FILE");
+    let text = match &file {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                errs.push(ConfigError::new(
+                    "env PORTCULLIS_PEER_KEY_FILE",
+                    format!("cannot read {path}: {e}"),
+                ));
+                return None;
+            }
+        },
+        None => None,
+    };
+    let file_text = file.as_deref().zip(text.as_deref());
+    let key = var("PORTCULLIS_PEER_KEY");
+    match crate::cluster::from_env_values(addr.as_deref(), file_text, key.as_deref()) {
+        Ok(p) => p.map(Arc::new),
+        Err((name, why)) => {
+            errs.push(ConfigError::new(format!("env {name}"), why));
+            None
+        }
+    }
 }

@@ -1,0 +1,270 @@
+//! MCP sessions across replicas on one machine: two instances of one config on 127.0.0.1 and
+//! 127.0.0.2 (same ports), sharing a peer key. A session opened on one is used through the
+//! other (POST, GET stream, DELETE), ids that are not ours get 404 without a peer connection,
+//! the peer listener refuses unsigned requests, and a gone owner means 404.
+//! (`cluster.rs` runs three replicas in network namespaces behind HAProxy with the SDKs.)
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::both_drivers;
+use crate::harness::*;
+use crate::mcp::{mini_server, Mcp};
+
+const KEY_A: &str = "a shared secret for the peer tests, 0123456789";
+const KEY_OTHER: &str = "some other cluster's secret, 9876543210abcdef";
+
+fn route() -> String {
+    format!(
+        "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - name: mcp\n      matches: [{{path: {{exact: /mcp}}}}]\n      policies:\n        cors: {{allowOrigins: ['*'], allowHeaders: ['*']}}\n      backends:\n      - mcp:\n          targets:\n          - name: mini\n            stdio: {{cmd: python3, args: ['{}']}}\n",
+        mini_server()
+    )
+}
+
+/// A replica at `ip` with peer port `peer`, on the listener ports of `like` (or new ones).
+fn replica(driver: Driver, like: Option<&Proxy>, ip: &str, peer: u16, key: &str) -> Proxy {
+    let addr = format!("{ip}:{peer}");
+    let envs = [
+        ("PORTCULLIS_BIND_ADDR", ip),
+        ("PORTCULLIS_PEER_ADDR", addr.as_str()),
+        ("PORTCULLIS_PEER_KEY", key),
+    ];
+    match like {
+        None => Proxy::start_env(&route(), driver, &[], &[], &envs),
+        Some(p) => Proxy::start_on(
+            &route(),
+            driver,
+            (p.port, p.port2, free_port(), free_port()),
+            &envs,
+        ),
+    }
+}
+
+fn at(ip: [u8; 4], port: u16) -> SocketAddr {
+    SocketAddr::from((ip, port))
+}
+
+fn whoami(m: &mut Mcp) -> String {
+    let v = m.tool("whoami", "{}");
+    v["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+both_drivers!(
+    sessions_are_served_by_their_owner_through_any_replica,
+    |d| {
+        let peer = free_port();
+        let a = replica(d, None, "127.0.0.1", peer, KEY_A);
+        let b = replica(d, Some(&a), "127.0.0.2", peer, KEY_A);
+        let mut m = Mcp::new(at([127, 0, 0, 1], a.port));
+        let r = m.initialize();
+        assert_eq!(r.status, 200, "{}", r.text());
+        let id = m.session.clone().unwrap();
+        // Sealed: opaque, visible ASCII, no address in sight.
+        assert_eq!(id.len(), 86, "{id}");
+        assert!(!id.contains("127"), "{id}");
+        let here = whoami(&mut m);
+        // Through B: the same stdio server answers (A owns it), as many times as asked.
+        m.addr = at([127, 0, 0, 2], a.port);
+        for _ in 0..3 {
+            assert_eq!(whoami(&mut m), here);
+        }
+        assert_eq!(b.metric("portcullis_peer_forwarded_total"), 3);
+        assert_eq!(a.metric("portcullis_peer_received_total"), 3);
+        assert_eq!(a.metric("portcullis_peer_forwarded_total"), 0);
+        // The answer carries the owner's CORS lines once, not twice.
+        let r = m.raw(
+            "POST",
+            r#"{"jsonrpc":"2.0","id":90,"method":"tools/list","params":{}}"#,
+            "Origin: http://example.test\r\n",
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let cors = r
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("access-control-allow-origin"))
+            .count();
+        assert_eq!(cors, 1, "{:?}", r.headers);
+
+        // A GET stream through B: the owner's SSE stream, relayed as it comes.
+        let mut s = connect(at([127, 0, 0, 2], a.port));
+        write!(
+        s,
+        "GET /mcp HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAccept: text/event-stream\r\nMcp-Session-Id: {id}\r\nMCP-Protocol-Version: 2025-06-18\r\n\r\n",
+        a.port
+    )
+    .unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut rd = BufReader::new(s.try_clone().unwrap());
+        let mut status = String::new();
+        rd.read_line(&mut status).unwrap();
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        let mut line = String::new();
+        let mut ctype = false;
+        while rd.read_line(&mut line).unwrap() > 2 {
+            ctype |= line
+                .to_ascii_lowercase()
+                .starts_with("content-type: text/event-stream");
+            line.clear();
+        }
+        assert!(ctype, "the GET stream is SSE");
+        drop(rd);
+        drop(s);
+
+        // DELETE through B ends the session on A.
+        let r = m.raw("DELETE", "", "");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let (r, _) = m.call("tools/list", "{}");
+        assert_eq!(r.status, 404, "{}", r.text());
+        assert!(r.text().contains("-32001"), "{}", r.text());
+    }
+);
+
+both_drivers!(
+    ids_that_are_not_ours_get_404_without_a_peer_connection,
+    |d| {
+        let peer = free_port();
+        let a = replica(d, None, "127.0.0.1", peer, KEY_A);
+        let b = replica(d, Some(&a), "127.0.0.2", peer, KEY_A);
+        // A replica of another cluster (another key) mints an id naming itself.
+        let stranger = replica(d, Some(&a), "127.0.0.3", peer, KEY_OTHER);
+        let mut m = Mcp::new(at([127, 0, 0, 3], a.port));
+        assert_eq!(m.initialize().status, 200);
+        let foreign = m.session.clone().unwrap();
+        let mut ours = Mcp::new(at([127, 0, 0, 1], a.port));
+        assert_eq!(ours.initialize().status, 200);
+        let sealed = ours.session.clone().unwrap();
+        let mut tampered = sealed.into_bytes();
+        tampered[40] = if tampered[40] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        for id in [
+            foreign.as_str(),
+            tampered.as_str(),
+            "00000000000000000000000000000000ff",
+            "not-a-session",
+        ] {
+            let mut c = Mcp::new(at([127, 0, 0, 2], a.port));
+            c.session = Some(id.to_owned());
+            let (r, _) = c.call("tools/list", "{}");
+            assert_eq!(r.status, 404, "{id}: {}", r.text());
+        }
+        assert_eq!(b.metric("portcullis_peer_forwarded_total"), 0);
+        assert_eq!(a.metric("portcullis_peer_received_total"), 0);
+        assert_eq!(stranger.metric("portcullis_peer_received_total"), 0);
+
+        // The peer listener serves only signed requests.
+        let init = crate::mcp::INIT;
+        for extra in ["", "portcullis-peer: 1.80.0.127.0.0.1.AAAA\r\n"] {
+            let raw = format!(
+            "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n{extra}Content-Length: {}\r\n\r\n{init}",
+            init.len()
+        );
+            let r = request(at([127, 0, 0, 1], peer), raw.as_bytes());
+            assert_eq!(r.status, 403, "{}", r.text());
+        }
+        // A signed request replayed with another session id fails its signature too: the
+        // signature covers method, target and session (unit tests in src/cluster.rs).
+        assert!(
+            a.wait_log("no valid portcullis-peer signature", 5),
+            "{}",
+            a.log()
+        );
+    }
+);
+
+both_drivers!(a_gone_owner_means_404_and_the_others_sessions_go_on, |d| {
+    let peer = free_port();
+    let mut a = replica(d, None, "127.0.0.1", peer, KEY_A);
+    let b = replica(d, Some(&a), "127.0.0.2", peer, KEY_A);
+    let mut on_a = Mcp::new(at([127, 0, 0, 1], a.port));
+    assert_eq!(on_a.initialize().status, 200);
+    let mut on_b = Mcp::new(at([127, 0, 0, 2], a.port));
+    assert_eq!(on_b.initialize().status, 200);
+    on_a.addr = at([127, 0, 0, 2], a.port);
+    whoami(&mut on_a);
+    assert!(a.terminate().success());
+    let (r, _) = on_a.call("tools/list", "{}");
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(r.text().contains("-32001"), "{}", r.text());
+    assert_eq!(b.metric("portcullis_peer_owner_gone_total"), 1);
+    // B's own session is untouched; a new session on B works.
+    whoami(&mut on_b);
+    let mut again = Mcp::new(at([127, 0, 0, 2], a.port));
+    assert_eq!(again.initialize().status, 200);
+    whoami(&mut again);
+});
+
+#[test]
+fn peer_settings_are_checked_at_start() {
+    let cfg = temp_dir().join("peers.yaml");
+    std::fs::write(
+        &cfg,
+        "binds:\n- port: 3000\n  listeners:\n  - routes:\n    - policies: {directResponse: {body: hi, status: 200}}\n",
+    )
+    .unwrap();
+    let key_file = temp_dir().join("peer-key");
+    std::fs::write(&key_file, format!("{KEY_OTHER}\n{KEY_A}\n")).unwrap();
+    let key_file = key_file.to_str().unwrap().to_owned();
+    let run = |envs: &[(&str, &str)]| {
+        let mut c = std::process::Command::new(bin());
+        c.arg("-f").arg(&cfg).arg("--validate-only");
+        for var in [
+            "PORTCULLIS_PEER_ADDR",
+            "PORTCULLIS_PEER_KEY",
+            "PORTCULLIS_PEER_KEY_FILE",
+        ] {
+            c.env_remove(var);
+        }
+        c.envs(envs.iter().copied());
+        let out = c.output().unwrap();
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        (out.status.code(), text)
+    };
+    let ok = run(&[
+        ("PORTCULLIS_PEER_ADDR", "10.0.0.5:15030"),
+        ("PORTCULLIS_PEER_KEY_FILE", &key_file),
+    ]);
+    assert_eq!(ok.0, Some(0), "{}", ok.1);
+    for (envs, says) in [
+        (
+            vec![("PORTCULLIS_PEER_ADDR", "10.0.0.5:15030")],
+            "env PORTCULLIS_PEER_ADDR",
+        ),
+        (vec![("PORTCULLIS_PEER_KEY", KEY_A)], "PORTCULLIS_PEER_ADDR"),
+        (
+            vec![
+                ("PORTCULLIS_PEER_ADDR", "10.0.0.5:15030"),
+                ("PORTCULLIS_PEER_KEY", "short"),
+            ],
+            "shorter than 16 bytes",
+        ),
+        (
+            vec![
+                ("PORTCULLIS_PEER_ADDR", "0.0.0.0:15030"),
+                ("PORTCULLIS_PEER_KEY", KEY_A),
+            ],
+            "not an address the other replicas can reach",
+        ),
+        (
+            vec![
+                ("PORTCULLIS_PEER_ADDR", "10.0.0.5:3000"),
+                ("PORTCULLIS_PEER_KEY", KEY_A),
+            ],
+            "a port of its own",
+        ),
+        (
+            vec![
+                ("PORTCULLIS_PEER_ADDR", "10.0.0.5:15030"),
+                ("PORTCULLIS_PEER_KEY_FILE", "/nonexistent/peer-key"),
+            ],
+            "cannot read /nonexistent/peer-key",
+        ),
+    ] {
+        let (code, text) = run(&envs);
+        assert_eq!(code, Some(64), "{envs:?}: {text}");
+        assert!(text.contains(says), "{envs:?} should say {says:?}: {text}");
+    }
+}
