@@ -110,6 +110,11 @@ pub struct RunArgs {
     /// generator's own CPU is always reported.
     #[arg(long, value_parser = crate::cpu::parse_watch)]
     pub watch: Vec<crate::cpu::Watch>,
+    /// `call` and `list`: open the sessions at this address (ip:port of another replica of
+    /// the proxy at --url, with the same Host and path); the measured requests then go to --url,
+    /// which forwards each to the session's owner. What a cross-replica hop costs.
+    #[arg(long, value_name = "IP:PORT")]
+    pub open_at: Option<SocketAddr>,
     /// Print the report as JSON on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -311,6 +316,9 @@ impl RunArgs {
             bail!("--tool-args must be a JSON object");
         }
         let (addr, host, path) = parse_url(&self.url)?;
+        if self.open_at.is_some() && !matches!(self.scenario, Scenario::Call | Scenario::List) {
+            bail!("--open-at applies to the call and list scenarios only");
+        }
         let metadata_path = self.metadata_path.clone().unwrap_or_else(|| {
             let p = if path == "/" { "" } else { path.as_str() };
             format!("/.well-known/oauth-protected-resource{p}")
@@ -371,6 +379,7 @@ impl RunArgs {
             warmup: self.warmup,
             rate: self.rate,
             timeout: self.timeout,
+            open_at: self.open_at,
             watch: {
                 let mut w = vec![crate::cpu::Watch {
                     name: "mcp-load".into(),

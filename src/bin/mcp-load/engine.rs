@@ -36,6 +36,8 @@ pub struct RunConfig {
     pub rate: Option<f64>,
     pub timeout: Duration,
     pub tokens: TokenConfig,
+    /// Where sessions are opened, when not at `target.addr` (`--open-at`).
+    pub open_at: Option<std::net::SocketAddr>,
     /// Processes whose CPU time over the measured window is reported (the generator first).
     pub watch: Vec<crate::cpu::Watch>,
 }
@@ -356,8 +358,8 @@ async fn setup_vu(cfg: &RunConfig, token: Option<&str>, seed: u64) -> VuState {
         vu: Vu::new(1 + (seed % 1000) * 1_000_000_000),
         pacer: cfg.rate.and_then(|_| Pacer::new()),
     };
-    let Ok(Ok(conn)) = monoio::time::timeout(cfg.timeout, Conn::connect(cfg.target.addr)).await
-    else {
+    let at = cfg.open_at.unwrap_or(cfg.target.addr);
+    let Ok(Ok(conn)) = monoio::time::timeout(cfg.timeout, Conn::connect(at)).await else {
         return st; // the measured loop retries and counts the failure
     };
     st.conn = Some(conn);
@@ -369,6 +371,10 @@ async fn setup_vu(cfg: &RunConfig, token: Option<&str>, seed: u64) -> VuState {
             if out != Outcome::Ok {
                 break;
             }
+        }
+        if cfg.open_at.is_some() {
+            // The measured requests connect to the URL's address.
+            st.conn = None;
         }
     }
     st
