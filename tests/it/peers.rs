@@ -119,6 +119,20 @@ both_drivers!(
         let (r, _) = m.call("tools/list", "{}");
         assert_eq!(r.status, 404, "{}", r.text());
         assert!(r.text().contains("-32001"), "{}", r.text());
+
+        // A 2026-07-28 request carries no session: B serves it itself (through the
+        // compatibility mode, with an upstream session of its own), with no hop.
+        let forwarded = b.metric("portcullis_peer_forwarded_total");
+        let body = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"whoami","arguments":{},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+        let raw = format!(
+            "POST /mcp HTTP/1.1\r\nHost: localhost:{}\r\nAccept: application/json, text/event-stream\r\nContent-Type: application/json\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\nMcp-Name: whoami\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            a.port,
+            body.len()
+        );
+        let r = request(at([127, 0, 0, 2], a.port), raw.as_bytes());
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.text().contains("\"result\""), "{}", r.text());
+        assert_eq!(b.metric("portcullis_peer_forwarded_total"), forwarded);
     }
 );
 
