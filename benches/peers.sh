@@ -12,7 +12,9 @@
 #
 #   benches/peers.sh                         # ROUNDS=5 DURATION=5: about 1 minute
 #   ROUNDS=1 DURATION=2 benches/peers.sh     # smoke
-# Knobs: CONNS (32), WARMUP (1), NO_BUILD=1, BIN_DIR.
+# Knobs: CONNS (32), WARMUP (1), NO_BUILD=1, BIN_DIR, RATE (open loop at this many calls/s in
+# both cases, e.g. 12000: the same load on the owner either way; without it the loop is closed
+# and the forwarded case, with two proxies on CPU 0, runs at a lower rate with less batching).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-5}
@@ -85,7 +87,7 @@ for r in $(seq "$ROUNDS"); do
     fi
     "$LOAD" run --url "$url" -s call --token-file "$tmp/tok.txt" -c "$CONNS" -d "${DURATION}s" \
       -w "${WARMUP}s" --cpus "$GEN_CPUS" --json --quiet --watch "a=$A" --watch "b=$B" \
-      "${extra[@]}" >"$raw/$n.$r.json"
+      ${RATE:+-r "$RATE"} "${extra[@]}" >"$raw/$n.$r.json"
   done
 done
 
