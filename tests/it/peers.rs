@@ -210,6 +210,56 @@ both_drivers!(a_gone_owner_means_404_and_the_others_sessions_go_on, |d| {
     whoami(&mut again);
 });
 
+/// A replica on listener `port` whose secrets are the lines of a key file.
+fn replica_with_file(driver: Driver, port: u16, ip: &str, peer: u16, lines: &[&str]) -> Proxy {
+    let file = temp_dir().join(format!("peer-key-{ip}"));
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let addr = format!("{ip}:{peer}");
+    let file = file.to_str().unwrap().to_owned();
+    let envs = [
+        ("PORTCULLIS_BIND_ADDR", ip),
+        ("PORTCULLIS_PEER_ADDR", addr.as_str()),
+        ("PORTCULLIS_PEER_KEY_FILE", file.as_str()),
+    ];
+    let ports = (port, free_port(), free_port(), free_port());
+    Proxy::start_on(&route(), driver, ports, &envs)
+}
+
+both_drivers!(a_rotated_key_is_accepted_until_it_is_dropped, |d| {
+    let (a_port, peer) = (free_port(), free_port());
+    // The middle of a rotation: A still seals with the old key, B already with the new one;
+    // both accept both. C has dropped the old key.
+    let a = replica_with_file(d, a_port, "127.0.0.1", peer, &[KEY_A, KEY_OTHER]);
+    let b = replica_with_file(
+        d,
+        a_port,
+        "127.0.0.2",
+        peer,
+        &["# new first", KEY_OTHER, KEY_A],
+    );
+    let c = replica_with_file(d, a_port, "127.0.0.3", peer, &[KEY_OTHER]);
+    let mut on_a = Mcp::new(at([127, 0, 0, 1], a_port));
+    assert_eq!(on_a.initialize().status, 200);
+    let mut on_b = Mcp::new(at([127, 0, 0, 2], a_port));
+    assert_eq!(on_b.initialize().status, 200);
+    let (pid_a, pid_b) = (whoami(&mut on_a), whoami(&mut on_b));
+    // Each replica's sessions through the other: ids open and requests verify with either key.
+    on_a.addr = at([127, 0, 0, 2], a_port);
+    on_b.addr = at([127, 0, 0, 1], a_port);
+    assert_eq!(whoami(&mut on_a), pid_a);
+    assert_eq!(whoami(&mut on_b), pid_b);
+    // C knows only the new key: B's sessions reach B through it, A's are not ours (404, no
+    // connection).
+    on_b.addr = at([127, 0, 0, 3], a_port);
+    assert_eq!(whoami(&mut on_b), pid_b);
+    on_a.addr = at([127, 0, 0, 3], a_port);
+    let (r, _) = on_a.call("tools/list", "{}");
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(c.metric("portcullis_peer_forwarded_total"), 1);
+    assert_eq!(a.metric("portcullis_peer_received_total"), 1);
+    assert_eq!(b.metric("portcullis_peer_received_total"), 2);
+});
+
 #[test]
 fn peer_settings_are_checked_at_start() {
     let cfg = temp_dir().join("peers.yaml");
