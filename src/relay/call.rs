@@ -53,7 +53,13 @@ impl ListFilter<'_> {
     /// The answer (a JSON-RPC message with the client's `id`) with what the rules allow.
     pub(crate) fn apply(&self, s: &Session, id: &str, msg: Vec<u8>) -> Vec<u8> {
         let g = self.guard;
-        authorize::filter_answer(g.shard, &s.route, g.authz, self.method, id, msg)
+        let filtered = authorize::filter_answer(g.shard, &s.route, g.authz, self.method, id, msg);
+        // A 2026-07-28 answer filtered for this caller: no cache may share it (`cacheScope`).
+        if memchr::memmem::find(&filtered, b"\"cacheScope\"").is_some() {
+            crate::mcp::compat::private_cache(filtered)
+        } else {
+            filtered
+        }
     }
 }
 
@@ -217,6 +223,9 @@ fn close_later(s: Rc<Session>) {
 }
 
 /// A POST on a stateless route: fresh targets for this one message, torn down afterwards.
+/// `handshake`: each target gets a 2025 `initialize` first (a 2026-07-28 server over stdio
+/// takes the request itself as its first message instead).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn stateless(
     ctx: &Relay,
     route: Arc<McpRoute>,
@@ -225,6 +234,7 @@ pub(crate) async fn stateless(
     authz: Option<Authz>,
     reply: UnboundedSender<ReplyPart>,
     trace: Option<Vec<u8>>,
+    handshake: bool,
 ) {
     let limits = ctx.shard.snapshot().settings.mcp_limits;
     let slots = match session::Slots::take(&None, &route, &limits) {
@@ -247,7 +257,7 @@ pub(crate) async fn stateless(
         }
     };
     let is_init = jsonrpc::peek(&body).ok().and_then(|e| e.method) == Some("initialize");
-    if !is_init {
+    if handshake && !is_init {
         // Each upstream needs its own handshake before the real message (agentgateway does the same).
         let init = jsonrpc::request(
             "\"portcullis-init\"",

@@ -21,7 +21,9 @@
 //! For a route with one streamable-HTTP server, each worker learns which revision the server
 //! speaks from its answer to `server/discover` (the client's, or one sent for the purpose),
 //! for [`ERA_TTL`]; a server that speaks 2026-07-28 gets its requests natively
-//! (`relay::modern`).
+//! (`relay::modern`). For a route with one stdio server, the question goes to a process
+//! started for it (a stdio connection's first message fixes its revision); a server that
+//! speaks 2026-07-28 keeps that process, per principal, and gets each request as it came.
 //!
 //! Not here: the message translations (`mcp::compat`, sans-IO), the HTTP rules
 //! (`server::mcp`).
@@ -45,7 +47,7 @@ use crate::relay::modern::{self as relay_modern, ModernCall};
 use crate::relay::reject::Reject;
 use crate::relay::session::Session;
 use crate::relay::{Relay, ReplyPart, Subject, MAX_MESSAGE};
-use crate::snapshot::McpRoute;
+use crate::snapshot::{McpRoute, McpTargetKind};
 
 /// How long a worker trusts what it learned of a server's revision.
 pub(crate) const ERA_TTL: Duration = Duration::from_secs(60);
@@ -60,6 +62,9 @@ pub(crate) struct Compat {
     pool: RefCell<HashMap<(u64, Subject), Starting, foldhash::fast::RandomState>>,
     /// Per route key: whether its server speaks 2026-07-28, and until when that is trusted.
     eras: RefCell<HashMap<u64, (bool, Instant), foldhash::fast::RandomState>>,
+    /// The stdio server process of each (route, principal) that speaks 2026-07-28 itself: its
+    /// requests go to it as they came (no `initialize`, `_meta` untouched).
+    native: RefCell<HashMap<(u64, Subject), Rc<Session>, foldhash::fast::RandomState>>,
 }
 
 impl Compat {
@@ -166,6 +171,7 @@ pub(crate) async fn serve(
                 call.authz.clone(),
                 tx,
                 call.trace.clone(),
+                true,
             )
             .await
         };
@@ -491,6 +497,11 @@ pub(crate) async fn serve_unknown(
     fallback: CompatCall,
     reply: UnboundedSender<ReplyPart>,
 ) -> bool {
+    if stdio_candidate(&route) {
+        // Natively or not, the request goes through a session, which counts it.
+        serve_stdio(ctx, route, call, fallback, reply).await;
+        return false;
+    }
     let discover = fallback.method == "server/discover";
     let (probe, rest) = if discover {
         (call, None)
@@ -519,6 +530,158 @@ pub(crate) async fn serve_unknown(
             }
             true
         }
+    }
+}
+
+/// Whether `route` has one stdio server, which may speak 2026-07-28 (the compatibility mode
+/// on: it serves the route if the server does not).
+pub(crate) fn stdio_candidate(route: &McpRoute) -> bool {
+    route.compat
+        && !route.prefix
+        && matches!(&route.targets[..], [t] if matches!(t.kind, McpTargetKind::Stdio { .. }))
+}
+
+/// How long a stdio server started to answer `server/discover` has to answer it.
+const STDIO_PROBE_WAIT: Duration = Duration::from_secs(10);
+
+/// A 2026-07-28 request for a route whose one server is a stdio process. Over stdio, the first
+/// message decides which revision a connection speaks, so the question is asked of a process
+/// started for it: `server/discover` (the client's own, or one sent for the purpose) as its
+/// first message. A server that answers with 2026-07-28 among its versions keeps that process
+/// (per principal and worker, like a session: counted against the caps, ended by the TTL) and
+/// gets each request as it came; one that refuses is stopped, and the route is served through
+/// the compatibility mode. What was learned holds for [`ERA_TTL`] on this worker.
+async fn serve_stdio(
+    ctx: Rc<Relay>,
+    route: Arc<McpRoute>,
+    call: ModernCall,
+    fallback: CompatCall,
+    reply: UnboundedSender<ReplyPart>,
+) {
+    let refuse = |r: Reject| {
+        let _ = reply.unbounded_send(r.reply(call.id.as_deref()));
+    };
+    let trace = fallback.trace.clone();
+    let key = (route.key, fallback.subject.clone());
+    let mut era = ctx.compat.era(route.key);
+    let mut kept = None;
+    if era.is_none() {
+        let s = match relay_call::open(
+            &ctx,
+            &route,
+            fallback.subject.clone(),
+            fallback.authorization.clone(),
+        ) {
+            Ok(s) => s,
+            Err(r) => return refuse(r),
+        };
+        s.compat.set(true);
+        ctx.sessions.insert(s.clone());
+        let discover = fallback.method == "server/discover";
+        let body = if discover {
+            call.body.clone()
+        } else {
+            probe_call(None).body
+        };
+        let (tx, rx) = unbounded();
+        let asked = relay_call::post(&ctx.shard, &s, body, &tx, None, None, trace.as_deref());
+        let answered = monoio::time::timeout(STDIO_PROBE_WAIT, asked).await.is_ok();
+        drop(tx);
+        let parts: Vec<ReplyPart> = rx.collect().await;
+        era = if answered { verdict(&parts) } else { None };
+        if let Some(modern) = era {
+            ctx.compat.learn(route.key, modern);
+        }
+        tracing::info!(route = %route.name, speaks_2026 = ?era, "asked a stdio MCP server started for the purpose which revision it speaks");
+        if era == Some(true) && route.stateful && !s.is_closed() {
+            if discover {
+                for p in parts {
+                    let _ = reply.unbounded_send(p);
+                }
+                ctx.compat.native.borrow_mut().insert(key, s);
+                return;
+            }
+            kept = Some(s);
+        } else {
+            ctx.sessions.remove(&s.id);
+            monoio::spawn(async move { s.close().await });
+            if era == Some(true) && discover {
+                for p in parts {
+                    let _ = reply.unbounded_send(p);
+                }
+                return;
+            }
+        }
+    }
+    if era != Some(true) {
+        return serve(ctx, route, fallback, reply).await;
+    }
+    let guard = fallback.authz.as_ref().map(|authz| Guard {
+        shard: &ctx.shard,
+        authz,
+    });
+    if !route.stateful {
+        // A process for this one request, which takes it as its first message.
+        let (authorization, authz) = (fallback.authorization.clone(), fallback.authz.clone());
+        relay_call::stateless(
+            &ctx,
+            route,
+            call.body,
+            authorization,
+            authz,
+            reply,
+            trace,
+            false,
+        )
+        .await;
+        return;
+    }
+    let held = kept.or_else(|| {
+        ctx.compat
+            .native
+            .borrow()
+            .get(&key)
+            .filter(|s| !s.is_closed())
+            .cloned()
+    });
+    let s = match held {
+        Some(s) => s,
+        None => {
+            // A new process for this principal: it takes the request as its first message.
+            let s = match relay_call::open(
+                &ctx,
+                &route,
+                fallback.subject.clone(),
+                fallback.authorization.clone(),
+            ) {
+                Ok(s) => s,
+                Err(r) => return refuse(r),
+            };
+            s.compat.set(true);
+            ctx.sessions.insert(s.clone());
+            tracing::info!(mcp.session = %s.id, route = %route.name, "mcp 2026-07-28 stdio server started");
+            s
+        }
+    };
+    s.touch();
+    {
+        let mut native = ctx.compat.native.borrow_mut();
+        native.retain(|_, held| !held.is_closed());
+        native.insert(key, s.clone());
+    }
+    relay_call::post(
+        &ctx.shard,
+        &s,
+        call.body,
+        &reply,
+        None,
+        guard.as_ref(),
+        trace.as_deref(),
+    )
+    .await;
+    if s.is_closed() {
+        ctx.sessions.remove(&s.id);
+        monoio::spawn(async move { s.close().await });
     }
 }
 
@@ -559,6 +722,8 @@ fn verdict(parts: &[ReplyPart]) -> Option<bool> {
                 return Some((200..300).contains(status) && compat::speaks_modern(body))
             }
             ReplyPart::Accepted => return Some(false),
+            // A stdio server's answer, through a session.
+            ReplyPart::Json { body, .. } => return Some(compat::speaks_modern(body)),
             ReplyPart::Event(ev) => {
                 if parser.feed(ev).is_err() {
                     return Some(false);

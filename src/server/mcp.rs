@@ -186,7 +186,10 @@ impl Job {
                 authz,
                 reply,
                 trace,
-            } => relay_call::stateless(&ctx, route, body, authorization, authz, reply, trace).await,
+            } => {
+                relay_call::stateless(&ctx, route, body, authorization, authz, reply, trace, true)
+                    .await
+            }
             Job::Modern {
                 route,
                 call,
@@ -276,8 +279,11 @@ fn start(
     // below (-32022) and the client falls back to 2025.
     if head.method() == b"POST" && modern::is_modern(head.version()) {
         let native = relay_modern::serves_modern(route);
+        // One stdio server: a process started for the question tells whether it speaks the
+        // revision (`relay::compat`).
+        let stdio = relay_compat::stdio_candidate(route);
         // Only a route whose one server may speak the revision asks what this worker learned.
-        let era = if native && route.compat {
+        let era = if (native && route.compat) || stdio {
             ctx.compat.era(route.key)
         } else {
             None
@@ -285,6 +291,7 @@ fn start(
         let mode = match (native, route.compat, era) {
             (true, false, _) | (true, true, Some(true)) => Some(Era::Native),
             (true, true, None) => Some(Era::Unknown),
+            (false, true, Some(true) | None) if stdio => Some(Era::Unknown),
             (_, true, _) => Some(Era::Compat),
             (false, false, _) => None,
         };

@@ -91,6 +91,51 @@ both_drivers!(modern_and_2025_clients_on_one_route, |d| {
     assert_eq!(v["protocolVersion"], "2025-11-25", "{v}");
 });
 
+both_drivers!(a_modern_stdio_server_gets_the_revision_natively, |d| {
+    let (node, python) = client_runtimes().clone();
+    let dir = temp_dir();
+    let server = fixtures().join("clients/modern_server.py");
+    let log = |name: &str| dir.join(format!("{name}.methods"));
+    let stdio = |name: &str| {
+        format!(
+            "stdio: {{cmd: '{python}', args: ['{}', stdio], env: {{MODERN_SERVER_LOG: '{}'}}}}",
+            server.display(),
+            log(name).display()
+        )
+    };
+    let cfg = format!(
+        "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - name: modern\n      matches: [{{path: {{exact: /modern/mcp}}}}]\n      backends:\n      - mcp:\n          targets:\n          - name: m\n            {}\n    - name: stateless\n      matches: [{{path: {{exact: /stateless/mcp}}}}]\n      backends:\n      - mcp:\n          statefulMode: stateless\n          targets:\n          - name: m\n            {}\n    - name: legacy\n      matches: [{{path: {{exact: /legacy/mcp}}}}]\n      backends:\n      - mcp:\n          targets:\n          - name: m\n            {}\n",
+        stdio("modern"),
+        stdio("stateless"),
+        stdio("legacy")
+    );
+    let p = Proxy::start(&cfg, d);
+    for route in ["modern", "stateless"] {
+        let url = format!("http://127.0.0.1:{}/{route}/mcp", p.port);
+        let v = run_client(&python, "py_client.py", &url, "none-auto");
+        assert_eq!(v["protocolVersion"], "2026-07-28", "{route}: {v}");
+        assert_eq!(v["fallback"]["initialize"], serde_json::json!([]), "{v}");
+        assert_eq!(v["server"]["name"], "modern-echo", "{v}");
+        assert_eq!(v["call"]["text"], "echo: hello from py_client", "{v}");
+        let v = run_client(&node, "ts2_client.mjs", &url, "none-auto");
+        assert_eq!(v["protocolVersion"], "2026-07-28", "{route}: {v}");
+        assert_eq!(v["initialize"], 0, "{v}");
+        // What reached the server: the requests themselves, never an `initialize`.
+        let seen = std::fs::read_to_string(log(route)).unwrap_or_default();
+        assert!(seen.lines().any(|m| m == "tools/call"), "{route}: {seen}");
+        assert!(!seen.lines().any(|m| m == "initialize"), "{route}: {seen}");
+    }
+    assert!(p.log_contains("speaks_2026=Some(true)"), "{}", p.log());
+    assert!(!p.log_contains("compatibility session"), "{}", p.log());
+    // A 2025 client of the same server gets a 2025 session (the server's `initialize`).
+    let url = format!("http://127.0.0.1:{}/legacy/mcp", p.port);
+    let v = run_client(&python, "py_client.py", &url, "none");
+    assert_eq!(v["protocolVersion"], "2025-11-25", "{v}");
+    let seen = std::fs::read_to_string(log("legacy")).unwrap_or_default();
+    assert!(seen.lines().any(|m| m == "initialize"), "{seen}");
+    let _ = std::fs::remove_dir_all(&dir);
+});
+
 /// A 2026-07-28 POST with the mirrored headers as a conforming client sends them.
 pub(crate) fn modern_post(
     p: &Proxy,
