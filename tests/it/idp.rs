@@ -133,8 +133,15 @@ impl Idp {
         }
     }
 
+    /// Where it listens: the issuer's host (127.0.0.1 unless started with `IDP_HOST`).
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+        let host = self
+            .issuer
+            .strip_prefix("http://")
+            .and_then(|h| h.split(':').next())
+            .and_then(|h| h.parse().ok())
+            .unwrap_or(std::net::Ipv4Addr::LOCALHOST);
+        SocketAddr::from((host, self.port))
     }
 
     fn post(&self, path_and_query: &str, body: &str, basic: Option<&str>) -> Response {

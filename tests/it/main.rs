@@ -16,6 +16,7 @@ mod clients; // official TS/Python SDK clients with full OAuth, and the MCP conf
 mod compat; // MCP 2026-07-28 clients of 2025 servers: the compatibility mode
 mod config_cli; // --validate-only, malformed configs name their path, env expansion, seed
 mod cors; // preflight, actual and error responses
+mod deploy; // the Dockerfiles and deploy/kubernetes, run in an empty root as the image would
 mod dns; // host names followed while running: a changed answer, failover, no answer
 mod idp; // the oidc-provider test peer
 mod lifecycle; // hot reload good and bad, SIGTERM drain, metrics and readiness
@@ -27,6 +28,7 @@ mod paths; // dot-segments and encoded separators: normalised before routing, or
 mod peers; // MCP sessions across replicas: sealed ids, the peer listener, forwarding
 mod ports; // a taken port is an error at start and on reload; --reuse-port shares on purpose
 mod proxy; // host backends: headers, bodies, pipelining, SSE streaming, errors, timeouts
+mod replicas; // three replicas in network namespaces behind HAProxy, with the Python SDK
 mod routing; // agentgateway precedence table
 mod tls; // HTTPS listeners, SNI, certificate reload
 mod tokens;
