@@ -242,7 +242,10 @@ pub(crate) fn decide<'s>(
         return answered;
     }
     if let Backend::Mcp(mcp) = &route.backend {
-        if let Some(to_owner) = to_session_owner(snap, route, conn, head, headers, env, out) {
+        let owner_wait = mcp.call_timeout + PEER_HEAD_MARGIN;
+        if let Some(to_owner) =
+            to_session_owner(snap, route, owner_wait, conn, head, headers, env, out)
+        {
             return to_owner;
         }
         let authz = authorize::mcp(
@@ -267,13 +270,19 @@ pub(crate) fn decide<'s>(
     plan_backend(route, conn, head, headers, matched, env, added_headers, out)
 }
 
+/// How much longer than the route's call timeout a replica waits for the owner's answer to
+/// begin (the owner answers within its call timeout; this covers the hop).
+const PEER_HEAD_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A request for an MCP session another replica owns (its sealed id says which): forwarded
 /// there, after this replica authenticated it. `None`: the session is this replica's, or the
 /// id is not one of ours (the relay answers 404 without connecting anywhere). A request that a
 /// peer forwarded is never forwarded again.
+#[allow(clippy::too_many_arguments)]
 fn to_session_owner<'s>(
     snap: &Snapshot,
     route: &'s Route,
+    owner_wait: std::time::Duration,
     conn: ConnInfo,
     head: &RequestHead<'_>,
     headers: &[Header<'_>],
@@ -320,8 +329,12 @@ fn to_session_owner<'s>(
             weight: 1,
         }),
         tls: None,
-        // The owner applies the route's timeouts; a GET stream lives as long as it says.
-        timeouts: crate::snapshot::Timeouts::default(),
+        // The owner applies the route's call timeout; its answer (or the head of its stream)
+        // is due within it. A GET stream then lives as long as the owner keeps it.
+        timeouts: crate::snapshot::Timeouts {
+            request: None,
+            backend: Some(owner_wait),
+        },
         response_headers: None,
         head: forward_head::peer_head(head, headers, &signed, &target),
         // The owner adds the route's CORS lines.

@@ -13,6 +13,7 @@ mod authz; // mcpAuthorization and authorization: SDK clients, multiplexing, sco
 mod backend_tls; // backendTLS: private roots, hostname, insecure*, mTLS, MCP targets over TLS
 mod bad_input; // malformed, oversized and smuggling requests get their status; others keep working
 mod clients; // official TS/Python SDK clients with full OAuth, and the MCP conformance suite
+mod cluster; // three replicas on three hosts (network namespaces) behind HAProxy, with the SDKs
 mod compat; // MCP 2026-07-28 clients of 2025 servers: the compatibility mode
 mod config_cli; // --validate-only, malformed configs name their path, env expansion, seed
 mod cors; // preflight, actual and error responses
@@ -28,7 +29,6 @@ mod paths; // dot-segments and encoded separators: normalised before routing, or
 mod peers; // MCP sessions across replicas: sealed ids, the peer listener, forwarding
 mod ports; // a taken port is an error at start and on reload; --reuse-port shares on purpose
 mod proxy; // host backends: headers, bodies, pipelining, SSE streaming, errors, timeouts
-mod replicas; // three replicas in network namespaces behind HAProxy, with the Python SDK
 mod routing; // agentgateway precedence table
 mod tls; // HTTPS listeners, SNI, certificate reload
 mod tokens;

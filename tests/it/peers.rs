@@ -15,8 +15,13 @@ const KEY_A: &str = "a shared secret for the peer tests, 0123456789";
 const KEY_OTHER: &str = "some other cluster's secret, 9876543210abcdef";
 
 fn route() -> String {
+    route_with("")
+}
+
+/// The route with more policy lines (`        key: value\n`).
+fn route_with(policies: &str) -> String {
     format!(
-        "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - name: mcp\n      matches: [{{path: {{exact: /mcp}}}}]\n      policies:\n        cors: {{allowOrigins: ['*'], allowHeaders: ['*']}}\n      backends:\n      - mcp:\n          targets:\n          - name: mini\n            stdio: {{cmd: python3, args: ['{}']}}\n",
+        "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - name: mcp\n      matches: [{{path: {{exact: /mcp}}}}]\n      policies:\n        cors: {{allowOrigins: ['*'], allowHeaders: ['*']}}\n{policies}      backends:\n      - mcp:\n          targets:\n          - name: mini\n            stdio: {{cmd: python3, args: ['{}']}}\n",
         mini_server()
     )
 }
@@ -258,6 +263,40 @@ both_drivers!(a_rotated_key_is_accepted_until_it_is_dropped, |d| {
     assert_eq!(c.metric("portcullis_peer_forwarded_total"), 1);
     assert_eq!(a.metric("portcullis_peer_received_total"), 1);
     assert_eq!(b.metric("portcullis_peer_received_total"), 2);
+});
+
+both_drivers!(an_owner_that_never_answers_is_given_up, |d| {
+    // The route's call timeout is 1 s: a replica waits that, plus 5 s for the hop, for the
+    // owner's answer to begin.
+    let cfg = route_with("        timeout: {requestTimeout: 1s}\n");
+    let peer = free_port();
+    let envs = |ip: &'static str, addr: &str| {
+        vec![
+            ("PORTCULLIS_BIND_ADDR", ip.to_owned()),
+            ("PORTCULLIS_PEER_ADDR", addr.to_owned()),
+            ("PORTCULLIS_PEER_KEY", KEY_A.to_owned()),
+        ]
+    };
+    let a_env = envs("127.0.0.1", &format!("127.0.0.1:{peer}"));
+    let a_env: Vec<(&str, &str)> = a_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut a = Proxy::start_env(&cfg, d, &[], &[], &a_env);
+    let b_env = envs("127.0.0.2", &format!("127.0.0.2:{peer}"));
+    let b_env: Vec<(&str, &str)> = b_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let ports = (a.port, a.port2, free_port(), free_port());
+    let _b = Proxy::start_on(&cfg, d, ports, &b_env);
+    let mut m = Mcp::new(at([127, 0, 0, 1], a.port));
+    assert_eq!(m.initialize().status, 200);
+    assert!(a.terminate().success());
+    // In A's place, something that takes connections and never answers.
+    let silent = std::net::TcpListener::bind(at([127, 0, 0, 1], peer)).unwrap();
+    m.addr = at([127, 0, 0, 2], a.port);
+    let t0 = std::time::Instant::now();
+    let (r, _) = m.call("tools/list", "{}");
+    let waited = t0.elapsed();
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert!(waited >= Duration::from_secs(5), "{waited:?}");
+    assert!(waited < Duration::from_secs(15), "{waited:?}");
+    drop(silent);
 });
 
 #[test]
