@@ -136,6 +136,13 @@ pub struct LogSettings {
     pub filter: Option<String>,
 }
 
+impl Settings {
+    /// The port of this replica's peer listener, when it has peers.
+    pub(crate) fn peer_port(&self) -> Option<u16> {
+        self.peering.as_ref().map(|p| p.addr.port())
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {

@@ -91,7 +91,12 @@ impl Reloader {
             let taken = if reuse_port {
                 Vec::new()
             } else {
-                let serving: Vec<u16> = current.binds.iter().map(|b| b.port).collect();
+                let serving: Vec<u16> = current
+                    .binds
+                    .iter()
+                    .map(|b| b.port)
+                    .chain(current.settings.peer_port())
+                    .collect();
                 ports_in_use(&snap, &serving)
             };
             if taken.is_empty() {
@@ -254,7 +259,8 @@ fn finish_reload(
 /// The errors for the ports of `snap` that something else listens on, skipping those that
 /// `serving` already holds.
 pub(super) fn ports_in_use(snap: &Snapshot, serving: &[u16]) -> Vec<ConfigError> {
-    snap.binds
+    let mut errors: Vec<ConfigError> = snap
+        .binds
         .iter()
         .enumerate()
         .filter(|(_, b)| !serving.contains(&b.port))
@@ -263,5 +269,12 @@ pub(super) fn ports_in_use(snap: &Snapshot, serving: &[u16]) -> Vec<ConfigError>
                 .err()
                 .map(|e| ConfigError::new(format!("binds[{i}].port"), e))
         })
-        .collect()
+        .collect();
+    // The peer listener's port, likewise.
+    if let Some(port) = snap.settings.peer_port().filter(|p| !serving.contains(p)) {
+        if let Err(e) = crate::runtime::worker::check_port_free(port) {
+            errors.push(ConfigError::new("env PORTCULLIS_PEER_ADDR", e));
+        }
+    }
+    errors
 }

@@ -272,7 +272,11 @@ fn open_new(
         }
     }
     // The peer listener: requests other replicas forward to this one's sessions.
-    if let Some(port) = peer_port(snap).filter(|p| !listeners.contains_key(p)) {
+    if let Some(port) = snap
+        .settings
+        .peer_port()
+        .filter(|p| !listeners.contains_key(p))
+    {
         match bind(port) {
             Ok(l) => opened.push((port, l)),
             Err(e) => errors.push(format!(
@@ -304,15 +308,11 @@ fn start_accepting(ctx: &Rc<WorkerCtx>, port: u16, listener: TcpListener) -> Lis
     }
 }
 
-/// The port of this replica's peer listener, if it has peers.
-fn peer_port(snap: &Snapshot) -> Option<u16> {
-    snap.settings.peering.as_ref().map(|p| p.addr.port())
-}
-
 /// Closes the listeners whose port `snap` no longer has.
 fn close_removed(snap: &Snapshot, listeners: &mut HashMap<u16, ListenerHandle>) {
     listeners.retain(|port, l| {
-        let keep = snap.binds.iter().any(|b| b.port == *port) || peer_port(snap) == Some(*port);
+        let keep =
+            snap.binds.iter().any(|b| b.port == *port) || snap.settings.peer_port() == Some(*port);
         if !keep {
             l.stopped.set(true);
             let c = std::mem::take(&mut l.canceller);
@@ -429,7 +429,7 @@ async fn accept_loop(
                 let snap = ctx.shard.snapshot();
                 let bind = find_bind(&snap, port);
                 let tls = bind.and_then(|b| b.tls.clone());
-                let from_peer = bind.is_none() && peer_port(&snap) == Some(port);
+                let from_peer = bind.is_none() && snap.settings.peer_port() == Some(port);
                 let handshake_timeout = snap.settings.limits.tls_handshake_timeout;
                 drop(snap);
                 let local_loopback = stream

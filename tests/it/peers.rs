@@ -300,6 +300,43 @@ both_drivers!(an_owner_that_never_answers_is_given_up, |d| {
 });
 
 #[test]
+fn a_taken_peer_port_is_an_error_at_start() {
+    // Something else listens on the peer port: the replica refuses to start (it would otherwise
+    // share the port with it through SO_REUSEPORT).
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = temp_dir();
+    let cfg = dir.join("config.yaml");
+    let text = format!(
+        "config: {{statsAddr: 127.0.0.1:{}, readinessAddr: 127.0.0.1:{}}}\nbinds:\n- port: {}\n  listeners:\n  - routes:\n    - policies: {{directResponse: {{body: hi, status: 200}}}}\n",
+        free_port(),
+        free_port(),
+        free_port()
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let out = std::process::Command::new(bin())
+        .arg("-f")
+        .arg(&cfg)
+        .env("PORTCULLIS_BIND_ADDR", "127.0.0.1")
+        .env("ADMIN_ADDR", format!("127.0.0.1:{}", free_port()))
+        .env("PORTCULLIS_PEER_ADDR", format!("127.0.0.1:{port}"))
+        .env("PORTCULLIS_PEER_KEY", KEY_A)
+        .env_remove("PORTCULLIS_PEER_KEY_FILE")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("PORTCULLIS_PEER_ADDR"), "{text}");
+    assert!(
+        text.contains(&format!("port {port} is already in use")),
+        "{text}"
+    );
+    drop(taken);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn peer_settings_are_checked_at_start() {
     let cfg = temp_dir().join("peers.yaml");
     std::fs::write(
