@@ -314,6 +314,20 @@ async fn upstream(
     start.await
 }
 
+/// A session Portcullis holds for a principal (never named to clients), registered on this
+/// worker.
+fn open_held(
+    ctx: &Relay,
+    route: &Arc<McpRoute>,
+    subject: Subject,
+    authorization: Option<String>,
+) -> Result<Rc<Session>, Reject> {
+    let s = relay_call::open(ctx, route, subject, authorization)?;
+    s.compat.set(true);
+    ctx.sessions.insert(s.clone());
+    Ok(s)
+}
+
 /// Opens a compatibility session: `initialize` (with `init`), then `notifications/initialized`.
 async fn open(
     ctx: Rc<Relay>,
@@ -323,9 +337,7 @@ async fn open(
     init: Vec<u8>,
     trace: Option<Vec<u8>>,
 ) -> Result<Rc<Upstream>, Reject> {
-    let s = relay_call::open(&ctx, &route, subject, authorization)?;
-    s.compat.set(true);
-    ctx.sessions.insert(s.clone());
+    let s = open_held(&ctx, &route, subject, authorization)?;
     let (tx, rx) = unbounded();
     relay_call::post(&ctx.shard, &s, init, &tx, None, None, trace.as_deref()).await;
     drop(tx);
@@ -566,17 +578,10 @@ async fn serve_stdio(
     let mut era = ctx.compat.era(route.key);
     let mut kept = None;
     if era.is_none() {
-        let s = match relay_call::open(
-            &ctx,
-            &route,
-            fallback.subject.clone(),
-            fallback.authorization.clone(),
-        ) {
+        let s = match open_held(&ctx, &route, key.1.clone(), fallback.authorization.clone()) {
             Ok(s) => s,
             Err(r) => return refuse(r),
         };
-        s.compat.set(true);
-        ctx.sessions.insert(s.clone());
         let discover = fallback.method == "server/discover";
         let body = if discover {
             call.body.clone()
@@ -648,17 +653,10 @@ async fn serve_stdio(
         Some(s) => s,
         None => {
             // A new process for this principal: it takes the request as its first message.
-            let s = match relay_call::open(
-                &ctx,
-                &route,
-                fallback.subject.clone(),
-                fallback.authorization.clone(),
-            ) {
+            let s = match open_held(&ctx, &route, key.1.clone(), fallback.authorization.clone()) {
                 Ok(s) => s,
                 Err(r) => return refuse(r),
             };
-            s.compat.set(true);
-            ctx.sessions.insert(s.clone());
             tracing::info!(mcp.session = %s.id, route = %route.name, "mcp 2026-07-28 stdio server started");
             s
         }

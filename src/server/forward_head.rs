@@ -117,15 +117,7 @@ pub(crate) fn upstream_head(
     if !client_host.is_empty() {
         h1::write_header(&mut out, "x-forwarded-host", client_host);
     }
-    match head.body {
-        BodyKind::Length(n) => {
-            let n = crate::http::response::itoa_buf(n);
-            h1::write_header(&mut out, "content-length", n.as_bytes());
-        }
-        BodyKind::Chunked => h1::write_header(&mut out, "transfer-encoding", b"chunked"),
-        BodyKind::None => {}
-    }
-    out.extend_from_slice(b"\r\n");
+    end_head(&mut out, head.body);
     out
 }
 
@@ -178,16 +170,21 @@ pub(crate) fn peer_head(
         h1::write_header(&mut out, h.name, h.value);
     }
     h1::write_header(&mut out, crate::cluster::PEER_HEADER, signed);
-    match head.body {
+    end_head(&mut out, head.body);
+    out
+}
+
+/// The framing header of a forwarded request's body, and the head's blank line.
+fn end_head(out: &mut Vec<u8>, body: BodyKind) {
+    match body {
         BodyKind::Length(n) => {
             let n = crate::http::response::itoa_buf(n);
-            h1::write_header(&mut out, "content-length", n.as_bytes());
+            h1::write_header(out, "content-length", n.as_bytes());
         }
-        BodyKind::Chunked => h1::write_header(&mut out, "transfer-encoding", b"chunked"),
+        BodyKind::Chunked => h1::write_header(out, "transfer-encoding", b"chunked"),
         BodyKind::None => {}
     }
     out.extend_from_slice(b"\r\n");
-    out
 }
 
 fn rewrite_authority(a: &AuthorityRewrite, client_host: &[u8]) -> String {
