@@ -23,6 +23,7 @@
 pub(crate) mod authorize;
 pub(crate) mod call;
 pub(crate) mod compat;
+pub(crate) mod fanout;
 pub(crate) mod modern;
 pub(crate) mod reject;
 pub(crate) mod session;

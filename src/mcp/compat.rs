@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 
 use crate::mcp::jsonrpc::span_of;
 use crate::mcp::merge::find_member;
-use crate::mcp::{jsonrpc, modern, protocol};
+use crate::mcp::{jsonrpc, merge, modern, protocol};
 
 /// The reserved `_meta` keys of a 2026-07-28 request envelope.
 const ENVELOPE_KEYS: [&str; 4] = [
@@ -288,12 +288,52 @@ pub(crate) fn supported_versions() -> impl Iterator<Item = &'static str> {
 /// The `server/discover` result for a route whose upstream session answered `initialize` with
 /// `init` (an `InitializeResult`, merged across targets where there are several).
 pub(crate) fn discover_result(init: &[u8]) -> Result<Vec<u8>, String> {
+    discover_with(init, supported_versions())
+}
+
+/// What the `server/discover` answers of a route's servers come to ([`merge_discover`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Discovered {
+    /// The route's `server/discover` result.
+    Result(Vec<u8>),
+    /// The servers have no version in common that Portcullis serves natively with 2026-07-28
+    /// among them: the versions they do share (for a -32022 refusal; may be empty).
+    NoModern(Vec<&'static str>),
+}
+
+/// One `server/discover` result for a route whose servers each answered theirs (`results`:
+/// target name, result): `supportedVersions` is what every server lists (in Portcullis's order;
+/// a version Portcullis does not serve is left out); capabilities and instructions are merged as
+/// `initialize` results are ([`merge::merge_initialize`]), with Portcullis as the server.
+pub(crate) fn merge_discover(results: &[(&str, &[u8])]) -> Result<Discovered, String> {
+    #[derive(serde::Deserialize)]
+    struct Res<'a> {
+        #[serde(rename = "supportedVersions", borrow)]
+        versions: Vec<Cow<'a, str>>,
+    }
+    let mut common: Vec<&'static str> = supported_versions().collect();
+    for &(target, body) in results {
+        let r: Res<'_> = serde_json::from_slice(body)
+            .map_err(|e| format!("target {target}: server/discover result: {e}"))?;
+        common.retain(|v| r.versions.iter().any(|x| x == v));
+    }
+    if !common.contains(&modern::VERSION) {
+        return Ok(Discovered::NoModern(common));
+    }
+    let init = merge::merge_initialize(results, modern::VERSION, "portcullis")?;
+    discover_with(&init, common.into_iter()).map(Discovered::Result)
+}
+
+fn discover_with(
+    init: &[u8],
+    versions: impl Iterator<Item = &'static str>,
+) -> Result<Vec<u8>, String> {
     let v: Map<String, Value> =
         serde_json::from_slice(init).map_err(|e| format!("initialize result: {e}"))?;
     let mut out = Map::new();
     out.insert(
         "supportedVersions".into(),
-        supported_versions().map(Value::from).collect(),
+        versions.map(Value::from).collect(),
     );
     out.insert(
         "capabilities".into(),
@@ -530,6 +570,36 @@ mod tests {
         assert_eq!(d["resultType"], "complete");
         assert_eq!(d["cacheScope"], "private");
         assert!(discover_result(b"[").is_err());
+    }
+
+    #[test]
+    fn discover_answers_of_several_servers_are_merged() {
+        let a = br#"{"supportedVersions":["2026-07-28","2025-11-25"],"capabilities":{"tools":{"listChanged":true}},"instructions":"a first","resultType":"complete"}"#;
+        let b = br#"{"supportedVersions":["2025-11-25","2026-07-28","2027-01-01"],"capabilities":{"prompts":{}}}"#;
+        let Discovered::Result(d) = merge_discover(&[("a", a), ("b", b)]).unwrap() else {
+            panic!("no common revision")
+        };
+        let d = json(&d);
+        // Both list them; Portcullis's order; a version it does not serve is left out.
+        assert_eq!(
+            d["supportedVersions"],
+            json(br#"["2026-07-28","2025-11-25"]"#)
+        );
+        assert_eq!(
+            d["capabilities"],
+            json(br#"{"tools":{"listChanged":true},"prompts":{}}"#)
+        );
+        assert_eq!(d["instructions"], "[a]\na first");
+        assert_eq!(d["_meta"][SERVER_INFO]["name"], "portcullis");
+        assert_eq!(d["resultType"], "complete");
+        // A server without 2026-07-28: what they share, for the refusal.
+        let old = br#"{"supportedVersions":["2025-11-25","2025-06-18"]}"#;
+        assert_eq!(
+            merge_discover(&[("a", a), ("old", old)]).unwrap(),
+            Discovered::NoModern(vec!["2025-11-25"])
+        );
+        let err = merge_discover(&[("a", a), ("bad", b"{}")]).unwrap_err();
+        assert!(err.contains("target bad"), "{err}");
     }
 
     #[test]

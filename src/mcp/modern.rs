@@ -217,6 +217,20 @@ pub fn check(h: Mirrored<'_>, body: &[u8]) -> Result<Checked, Refused> {
     Ok(Checked { id })
 }
 
+/// A name as a mirrored header value: as it is when it is visible ASCII (spaces inside allowed),
+/// else `=?base64?…?=` (non-ASCII, control characters, spaces at either end, or a value that
+/// would read as the sentinel).
+pub(crate) fn encode_value(v: &str) -> Vec<u8> {
+    let plain = !v.is_empty()
+        && v.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && v.trim_ascii() == v
+        && !v.starts_with("=?");
+    if plain {
+        return v.as_bytes().to_vec();
+    }
+    format!("=?base64?{}?=", b64::encode_std(v.as_bytes())).into_bytes()
+}
+
 /// A mirrored header value: as is, or the UTF-8 inside `=?base64?…?=`. `None`: the sentinel
 /// holds no valid base64.
 pub(crate) fn decode_value(v: &[u8]) -> Option<Vec<u8>> {
@@ -289,6 +303,16 @@ mod tests {
         )
         .is_ok());
         assert!(why(check(h(Some("tools/call"), Some("=?base64?!!?=")), &b)).contains("encoded"));
+    }
+
+    #[test]
+    fn names_are_encoded_only_when_they_must_be() {
+        assert_eq!(encode_value("get weather"), b"get weather");
+        for name in ["Hello, 世界", " padded", "tab\there", "=?base64?x?=", ""] {
+            let v = encode_value(name);
+            assert!(v.starts_with(b"=?base64?"), "{name}");
+            assert_eq!(decode_value(&v).unwrap(), name.as_bytes(), "{name}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The compatibility mode: MCP 2026-07-28 clients served by servers that speak only the 2025
 //! revisions (stdio and SSE servers, streamable-HTTP servers that refuse `server/discover`,
-//! and routes with several servers), so a modern client never has to fall back.
+//! and routes with several servers unless all of them are streamable-HTTP servers that speak
+//! the revision), so a modern client never has to fall back.
 //!
 //! Portcullis holds the 2025 sessions itself: one per route and principal (issuer + subject,
 //! the binding 2025 sessions have) on the worker that received the request, opened with
@@ -21,7 +22,8 @@
 //! For a route with one streamable-HTTP server, each worker learns which revision the server
 //! speaks from its answer to `server/discover` (the client's, or one sent for the purpose),
 //! for [`ERA_TTL`]; a server that speaks 2026-07-28 gets its requests natively
-//! (`relay::modern`). For a route with one stdio server, the question goes to a process
+//! (`relay::modern`). A route whose servers are all streamable HTTP asks each of them
+//! (`relay::fanout`): if all speak the revision, the route is served natively, fanned out. For a route with one stdio server, the question goes to a process
 //! started for it (a stdio connection's first message fixes its revision); a server that
 //! speaks 2026-07-28 keeps that process, per principal, and gets each request as it came.
 //!
@@ -43,6 +45,7 @@ use crate::mcp::sse::{self, SseParser};
 use crate::mcp::{compat, modern};
 use crate::relay::authorize::Authz;
 use crate::relay::call::{self as relay_call, Guard};
+use crate::relay::fanout;
 use crate::relay::modern::{self as relay_modern, ModernCall};
 use crate::relay::reject::Reject;
 use crate::relay::session::Session;
@@ -520,10 +523,16 @@ pub(crate) async fn serve_unknown(
     } else {
         (probe_call(fallback.authorization.as_deref()), Some(call))
     };
-    let (tx, rx) = unbounded();
-    relay_modern::forward(ctx.shard.clone(), route.clone(), probe, tx).await;
-    let parts: Vec<ReplyPart> = rx.collect().await;
-    let verdict = verdict(&parts);
+    let fan = fanout::fans_out(&route);
+    let (verdict, parts) = if fan {
+        // Several servers: each is asked; the route speaks the revision if all of them do.
+        fanout::discover(&ctx.shard, &route, &probe).await
+    } else {
+        let (tx, rx) = unbounded();
+        relay_modern::forward(ctx.shard.clone(), route.clone(), probe, tx).await;
+        let parts: Vec<ReplyPart> = rx.collect().await;
+        (verdict(&parts), parts)
+    };
     if let Some(modern) = verdict {
         ctx.compat.learn(route.key, modern);
     }
@@ -531,6 +540,10 @@ pub(crate) async fn serve_unknown(
         (Some(false), _) => {
             serve(ctx, route, fallback, reply).await;
             false
+        }
+        (_, Some(call)) if fan => {
+            fanout::serve(&ctx.shard, &route, call, reply).await;
+            true
         }
         (_, Some(call)) => {
             relay_modern::forward(ctx.shard.clone(), route, call, reply).await;

@@ -79,6 +79,17 @@ pub(crate) async fn forward(
     call: ModernCall,
     reply: UnboundedSender<ReplyPart>,
 ) {
+    forward_to(&shard, &route, 0, &call, &reply).await
+}
+
+/// Relays `call` to the route's server number `target`; the answer goes to `reply`.
+pub(crate) async fn forward_to(
+    shard: &Shard,
+    route: &McpRoute,
+    target: usize,
+    call: &ModernCall,
+    reply: &UnboundedSender<ReplyPart>,
+) {
     let refuse = |r: Reject| {
         let _ = reply.unbounded_send(r.reply(call.id.as_deref()));
     };
@@ -87,13 +98,13 @@ pub(crate) async fn forward(
         path,
         https,
         tls,
-    }) = route.targets.first().map(|t| &t.kind)
+    }) = route.targets.get(target).map(|t| &t.kind)
     else {
         return refuse(Reject::ServerUnreachable);
     };
     // Borrowed from the snapshot: a call allocates nothing for its upstream.
     let tls = Tls::to(&target.authority, *https, tls.as_deref());
-    let run = exchange(&shard, &route, target, tls, path, &call, &reply);
+    let run = exchange(shard, route, target, tls, path, call, reply);
     // A listen stream ends with its client (or its server), not with the call timeout.
     let limit = if call.listen {
         LISTEN_LIMIT

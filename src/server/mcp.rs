@@ -23,6 +23,7 @@ use crate::net::io::{Bufs, ConnIo};
 use crate::relay::authorize::{self, Asker, Authz};
 use crate::relay::call as relay_call;
 use crate::relay::compat as relay_compat;
+use crate::relay::fanout as relay_fanout;
 use crate::relay::modern as relay_modern;
 use crate::relay::reject::{self, Reject};
 use crate::relay::{session, CallOp, McpCall, NoIdentity, Relay, ReplyPart, Subject};
@@ -228,6 +229,10 @@ async fn modern_job(
     // The compatibility mode's futures are large and boxed: the native relay's state, which
     // every 2026-07-28 call moves into place, stays small.
     match fallback {
+        None if relay_fanout::fans_out(&route) => {
+            Box::pin(relay_fanout::serve(&ctx.shard, &route, call, reply)).await;
+            true
+        }
         None => {
             relay_modern::forward(ctx.shard.clone(), route, call, reply).await;
             true
@@ -278,11 +283,13 @@ fn start(
     // revision, else through the compatibility mode; with that mode off, the version is refused
     // below (-32022) and the client falls back to 2025.
     if head.method() == b"POST" && modern::is_modern(head.version()) {
-        let native = relay_modern::serves_modern(route);
+        // One streamable-HTTP server, or several (fanned out): relayed as they are when the
+        // servers speak the revision.
+        let native = relay_modern::serves_modern(route) || relay_fanout::fans_out(route);
         // One stdio server: a process started for the question tells whether it speaks the
         // revision (`relay::compat`).
         let stdio = relay_compat::stdio_candidate(route);
-        // Only a route whose one server may speak the revision asks what this worker learned.
+        // Only a route whose servers may speak the revision asks what this worker learned.
         let era = if (native && route.compat) || stdio {
             ctx.compat.era(route.key)
         } else {

@@ -40,10 +40,24 @@ pub(crate) fn client_runtimes() -> &'static (String, String) {
 }
 
 pub(crate) fn run_client(cmd: &str, script: &str, url: &str, mode: &str) -> serde_json::Value {
+    run_client_with(cmd, script, url, mode, &[], &[])
+}
+
+/// [`run_client`] with more arguments and environment variables.
+pub(crate) fn run_client_with(
+    cmd: &str,
+    script: &str,
+    url: &str,
+    mode: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> serde_json::Value {
     let out = Command::new(cmd)
         .arg(fixtures().join("clients").join(script))
         .arg(url)
         .arg(mode)
+        .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("run client");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -55,12 +55,12 @@ fn result(r: &Response) -> serde_json::Value {
 }
 
 /// The TypeScript SDK 1.x fixture (2025 revisions only) over streamable HTTP on `port`.
-struct TsServer {
+pub(crate) struct TsServer {
     child: Child,
 }
 
 impl TsServer {
-    fn start(port: u16) -> TsServer {
+    pub(crate) fn start(port: u16) -> TsServer {
         let install = Command::new("bash")
             .arg(fixtures().join("conformance/install.sh"))
             .output()

@@ -8,7 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use crate::both_drivers;
-use crate::clients::{client_runtimes, fixtures, run_client};
+use crate::clients::{client_runtimes, fixtures, run_client, run_client_with};
+use crate::compat::TsServer;
 use crate::harness::*;
 use crate::mcp::wait_until;
 use crate::tokens::*;
@@ -21,10 +22,19 @@ pub(crate) struct ModernServer {
 
 impl ModernServer {
     pub(crate) fn start() -> ModernServer {
+        ModernServer::start_logged(None)
+    }
+
+    /// With `log`: the server appends `<method> [<Mcp-Name>]` of each POST it receives there.
+    pub(crate) fn start_logged(log: Option<&std::path::Path>) -> ModernServer {
         let python = &client_runtimes().1;
         for _ in 0..4 {
             let port = free_port();
-            let mut child = Command::new(python)
+            let mut cmd = Command::new(python);
+            if let Some(log) = log {
+                cmd.env("MODERN_SERVER_LOG", log);
+            }
+            let mut child = cmd
                 .arg(fixtures().join("clients/modern_server.py"))
                 .arg(port.to_string())
                 .stdout(Stdio::piped())
@@ -144,14 +154,7 @@ pub(crate) fn modern_post(
     extra: &str,
     body: &str,
 ) -> Response {
-    let name = name
-        .map(|n| format!("Mcp-Name: {n}\r\n"))
-        .unwrap_or_default();
-    p.req(&format!(
-        "POST /mcp HTTP/1.1\r\nHost: localhost:{}\r\nAccept: application/json, text/event-stream\r\nContent-Type: application/json\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: {method}\r\n{name}{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        p.port,
-        body.len()
-    ))
+    modern_post_to(p, "/mcp", method, name, extra, body)
 }
 
 fn call_body(tool: &str) -> String {
@@ -405,3 +408,176 @@ both_drivers!(a_listen_stream_outlives_the_call_timeout, |d| {
     );
     assert!(ack.is_some() && changed > ack && done > changed, "{text}");
 });
+
+both_drivers!(several_modern_servers_on_one_route_are_fanned_out, |d| {
+    let (node, python) = client_runtimes().clone();
+    let dir = temp_dir();
+    let log = |name: &str| dir.join(format!("{name}.methods"));
+    let (a, b) = (
+        ModernServer::start_logged(Some(&log("a"))),
+        ModernServer::start_logged(Some(&log("b"))),
+    );
+    let ts_port = free_port();
+    let _ts = TsServer::start(ts_port);
+    let key = TestKey::es256("k1");
+    let auth = format!(
+        "      policies:\n        mcpAuthentication:\n          issuer: {ISS}\n          audiences: [{AUD}]\n          jwks: '{}'\n          resourceMetadata:\n            resource: http://localhost:{{PORT}}/auth/mcp\n",
+        jwks(&[&key])
+    );
+    let route = |name: &str, policies: &str, extra: &str, second: &str| {
+        format!(
+            "    - name: {name}\n      matches: [{{path: {{exact: /{name}/mcp}}}}]\n{policies}      backends:\n      - mcp:\n{extra}          targets:\n          - name: a\n            mcp: {{host: 127.0.0.1, port: {}, path: /mcp}}\n          - name: {second}\n",
+            a.port
+        )
+    };
+    let b_target = format!(
+        "            mcp: {{host: 127.0.0.1, port: {}, path: /mcp}}\n",
+        b.port
+    );
+    let ts_target = format!("            mcp: {{host: 127.0.0.1, port: {ts_port}, path: /mcp}}\n");
+    let cfg = format!(
+        "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n{}{}{}{}{}",
+        route("both", "", "", "b") + &b_target,
+        route("auth", &auth, "", "b") + &b_target,
+        route("mixed", "", "", "old") + &ts_target,
+        route("strict", "", "          modernCompat: false\n", "old") + &ts_target,
+        route("fresh", "", "          statefulMode: stateless\n", "b") + &b_target,
+    );
+    let p = Proxy::start(&cfg, d);
+    let url = |r: &str| format!("http://127.0.0.1:{}/{r}/mcp", p.port);
+    let read = |name: &str| std::fs::read_to_string(log(name)).unwrap_or_default();
+    // Two servers that speak the revision: both SDK clients negotiate 2026-07-28 with the route
+    // (Portcullis's merged discover), list both servers' tools prefixed and call each; neither
+    // server sees an initialize, and each sees its own tool's name.
+    for r in ["both", "fresh"] {
+        for (tool, server) in [("a_echo", "a"), ("b_echo", "b")] {
+            let v = run_client_with(
+                &python,
+                "py_client.py",
+                &url(r),
+                "none-auto",
+                &["--tool", tool],
+                &[],
+            );
+            assert_eq!(v["protocolVersion"], "2026-07-28", "{r}: {v}");
+            assert_eq!(v["fallback"]["initialize"], serde_json::json!([]), "{v}");
+            assert_eq!(v["server"]["name"], "portcullis", "{v}");
+            assert!(
+                v["tools"].to_string().contains("a_add")
+                    && v["tools"].to_string().contains("b_echo"),
+                "{v}"
+            );
+            let v = run_client_with(
+                &node,
+                "ts2_client.mjs",
+                &url(r),
+                "none-auto",
+                &["--tool", tool],
+                &[],
+            );
+            assert_eq!(v["protocolVersion"], "2026-07-28", "{r}: {v}");
+            assert_eq!(v["initialize"], 0, "{v}");
+            assert!(
+                read(server).contains("tools/call echo"),
+                "{server}: {}",
+                read(server)
+            );
+        }
+    }
+    for server in ["a", "b"] {
+        let seen = read(server);
+        assert!(
+            seen.contains("server/discover") && seen.contains("tools/list"),
+            "{seen}"
+        );
+        assert!(
+            !seen.contains("initialize"),
+            "{server} saw an initialize: {seen}"
+        );
+    }
+    assert!(!p.log_contains("compatibility session"), "{}", p.log());
+    // The same with authentication: 401 without a token, the route served with one.
+    let r = modern_post_to(&p, "/auth/mcp", "tools/list", None, "", LIST);
+    assert_eq!(r.status, 401, "{}", r.text());
+    let token = key.sign(&claims(ISS, AUD, "ann"));
+    let v = run_client_with(
+        &node,
+        "ts2_client.mjs",
+        &url("auth"),
+        "token-auto",
+        &["--tool", "b_echo"],
+        &[("TOKEN", &token)],
+    );
+    assert_eq!(v["protocolVersion"], "2026-07-28", "{v}");
+    assert_eq!(v["initialize"], 0, "{v}");
+    // A 2025 client on the fanned-out route: a 2025 session (the servers speak both).
+    let v = run_client_with(
+        &python,
+        "py_client.py",
+        &url("both"),
+        "none",
+        &["--tool", "a_echo"],
+        &[],
+    );
+    assert_eq!(v["protocolVersion"], "2025-11-25", "{v}");
+    // A header that disagrees with the body reaches no server.
+    let before = (read("a").lines().count(), read("b").lines().count());
+    let bad = modern_post_to(
+        &p,
+        "/both/mcp",
+        "tools/call",
+        Some("b_add"),
+        "",
+        &call_body("b_echo"),
+    );
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    assert_eq!(
+        (read("a").lines().count(), read("b").lines().count()),
+        before
+    );
+    // One server that speaks only 2025: with the compatibility mode (the default), modern
+    // clients are still served at 2026-07-28 without falling back; with it off, the route
+    // refuses server/discover as that server does and the client falls back to 2025.
+    let v = run_client_with(
+        &python,
+        "py_client.py",
+        &url("mixed"),
+        "none-auto",
+        &["--tool", "a_echo"],
+        &[],
+    );
+    assert_eq!(v["protocolVersion"], "2026-07-28", "{v}");
+    assert_eq!(v["fallback"]["initialize"], serde_json::json!([]), "{v}");
+    assert!(p.wait_log("mcp compatibility session started", 5));
+    let v = run_client_with(
+        &python,
+        "py_client.py",
+        &url("strict"),
+        "none-auto",
+        &["--tool", "a_echo"],
+        &[],
+    );
+    assert_eq!(v["protocolVersion"], "2025-11-25", "{v}");
+    assert_eq!(v["fallback"]["fell_back"], true, "{v}");
+});
+
+const LIST: &str = r#"{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"it","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+
+/// [`modern_post`] to `path`.
+fn modern_post_to(
+    p: &Proxy,
+    path: &str,
+    method: &str,
+    name: Option<&str>,
+    extra: &str,
+    body: &str,
+) -> Response {
+    let name = name
+        .map(|n| format!("Mcp-Name: {n}\r\n"))
+        .unwrap_or_default();
+    p.req(&format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost:{}\r\nAccept: application/json, text/event-stream\r\nContent-Type: application/json\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: {method}\r\n{name}{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        p.port,
+        body.len()
+    ))
+}
