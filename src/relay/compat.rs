@@ -16,7 +16,8 @@
 //! elicitation, roots) are answered with an error, since a 2026-07-28 client cannot answer
 //! them. Portcullis checks what the revision has the server check: a `tools/call`'s
 //! `Mcp-Param-*` headers against the arguments the tool declares (`x-mcp-header`, learned from
-//! the session's `tools/list` answers). `subscriptions/listen` needs a server that speaks the revision and is refused.
+//! the session's `tools/list` answers; on a stateless route, from the route's, per worker, for
+//! [`ERA_TTL`]). `subscriptions/listen` needs a server that speaks the revision and is refused.
 //! On a stateless route each request gets fresh targets, as 2025 requests there do.
 //!
 //! For a route with one streamable-HTTP server, each worker learns which revision the server
@@ -68,7 +69,13 @@ pub(crate) struct Compat {
     /// The stdio server process of each (route, principal) that speaks 2026-07-28 itself: its
     /// requests go to it as they came (no `initialize`, `_meta` untouched).
     native: RefCell<HashMap<(u64, Subject), Rc<Session>, foldhash::fast::RandomState>>,
+    /// Per stateless route key: its tools' `x-mcp-header` declarations (from the last
+    /// `tools/list` answer seen), and until when they are trusted.
+    declared: RefCell<HashMap<u64, (Rc<Declared>, Instant), foldhash::fast::RandomState>>,
 }
+
+/// The tools' mirrored parameters (`x-mcp-header`), by tool name.
+type Declared = HashMap<String, compat::HeaderParams>;
 
 impl Compat {
     /// What this worker knows of route `key`'s server: `Some(true)` if it speaks 2026-07-28.
@@ -83,6 +90,22 @@ impl Compat {
             .borrow_mut()
             .insert(key, (modern, Instant::now() + ERA_TTL));
     }
+
+    /// What this worker knows of stateless route `key`'s tools' mirrored parameters.
+    fn declared(&self, key: u64) -> Option<Rc<Declared>> {
+        let declared = self.declared.borrow();
+        let (d, until) = declared.get(&key)?;
+        (Instant::now() < *until).then(|| d.clone())
+    }
+
+    /// Learns stateless route `key`'s tools' mirrored parameters from a `tools/list` answer.
+    fn learn_declared(&self, key: u64, answer: &[u8]) {
+        if let Some(p) = compat::header_params(answer) {
+            self.declared
+                .borrow_mut()
+                .insert(key, (Rc::new(p), Instant::now() + ERA_TTL));
+        }
+    }
 }
 
 /// An upstream session held for one principal.
@@ -92,7 +115,7 @@ pub(crate) struct Upstream {
     discover: Vec<u8>,
     /// The tools' `x-mcp-header` declarations, from the last `tools/list` answer seen (`None`:
     /// none yet).
-    header_params: RefCell<Option<HashMap<String, compat::HeaderParams>>>,
+    header_params: RefCell<Option<Declared>>,
 }
 
 impl Upstream {
@@ -158,6 +181,14 @@ pub(crate) async fn serve(
     let discover = call.method == "server/discover";
     let trace = call.trace.as_deref();
     if !route.stateful {
+        if call.method == "tools/call" {
+            // As on a stateful route: the mirrored parameters, checked before the call is sent.
+            if let Err(why) = check_stateless_params(&ctx, &route, &call, &legacy.body).await {
+                let body = jsonrpc::error_object(Some(id), modern::HEADER_MISMATCH, &why, None);
+                let _ = reply.unbounded_send(ReplyPart::Error { status: 400, body });
+                return;
+            }
+        }
         // Fresh targets for this one message, as for a 2025 request on this route.
         let (tx, rx) = unbounded();
         let (body, shape) = if discover {
@@ -165,20 +196,21 @@ pub(crate) async fn serve(
         } else {
             (legacy.body, Shape::Answer(&call.method, legacy.wants_logs))
         };
-        let run = async move {
-            relay_call::stateless(
-                &ctx,
-                route,
-                body,
-                call.authorization.clone(),
-                call.authz.clone(),
-                tx,
-                call.trace.clone(),
-                true,
-            )
-            .await
-        };
-        futures_util::future::join(run, translate(rx, &reply, shape, None, None)).await;
+        // A `tools/list` answer teaches the tools' mirrored parameters.
+        let key = route.key;
+        let learn = |msg: &[u8]| ctx.compat.learn_declared(key, msg);
+        let learn = (call.method == "tools/list").then_some(&learn as Learn<'_>);
+        let run = relay_call::stateless(
+            &ctx,
+            route.clone(),
+            body,
+            call.authorization.clone(),
+            call.authz.clone(),
+            tx,
+            call.trace.clone(),
+            true,
+        );
+        futures_util::future::join(run, translate(rx, &reply, shape, None, learn)).await;
         return;
     }
     for attempt in 0..2 {
@@ -218,7 +250,8 @@ pub(crate) async fn serve(
         // again, once, in a new session.
         let retry = (attempt == 0).then_some(s);
         let shape = Shape::Answer(&call.method, legacy.wants_logs);
-        let learn = (call.method == "tools/list").then_some(&*up);
+        let learn = |msg: &[u8]| up.learn(msg);
+        let learn = (call.method == "tools/list").then_some(&learn as Learn<'_>);
         let translated = translate(rx, &reply, shape, retry, learn);
         let ((), again) = futures_util::future::join(run, translated).await;
         if s.is_closed() {
@@ -243,13 +276,11 @@ async fn check_params(
     trace: Option<&[u8]>,
 ) -> Result<(), String> {
     if up.header_params.borrow().is_none() {
-        let list =
-            br#"{"jsonrpc":"2.0","id":"portcullis-tools","method":"tools/list","params":{}}"#;
         let (tx, rx) = unbounded();
         relay_call::post(
             &ctx.shard,
             &up.session,
-            list.to_vec(),
+            TOOLS_LIST.to_vec(),
             &tx,
             None,
             None,
@@ -262,12 +293,66 @@ async fn check_params(
             None => *up.header_params.borrow_mut() = Some(HashMap::new()),
         }
     }
+    let held = up.header_params.borrow();
+    compare_params(held.as_ref(), call, body)
+}
+
+/// [`check_params`] on a stateless route: the declarations this worker learned from the route's
+/// `tools/list` answers, or, when it has none (or they are older than [`ERA_TTL`]), from a
+/// `tools/list` sent for the purpose (fresh servers, as every request there gets).
+async fn check_stateless_params(
+    ctx: &Relay,
+    route: &Arc<McpRoute>,
+    call: &CompatCall,
+    body: &[u8],
+) -> Result<(), String> {
+    let declared = match ctx.compat.declared(route.key) {
+        Some(d) => d,
+        None => {
+            let (tx, rx) = unbounded();
+            let ask = relay_call::stateless(
+                ctx,
+                route.clone(),
+                TOOLS_LIST.to_vec(),
+                call.authorization.clone(),
+                None,
+                tx,
+                call.trace.clone(),
+                true,
+            );
+            let (_, answer) = futures_util::future::join(ask, final_message(rx)).await;
+            match answer.as_deref().and_then(compat::header_params) {
+                Some(learned) => {
+                    let d = Rc::new(learned);
+                    ctx.compat
+                        .declared
+                        .borrow_mut()
+                        .insert(route.key, (d.clone(), Instant::now() + ERA_TTL));
+                    d
+                }
+                // No list (the server failed it): nothing to check against, nothing kept.
+                None => Rc::default(),
+            }
+        }
+    };
+    compare_params(Some(&declared), call, body)
+}
+
+/// The `tools/list` Portcullis sends to learn the tools' mirrored parameters.
+const TOOLS_LIST: &[u8] =
+    br#"{"jsonrpc":"2.0","id":"portcullis-tools","method":"tools/list","params":{}}"#;
+
+/// A `tools/call`'s `Mcp-Param-*` headers against what its tool declares.
+fn compare_params(
+    declared: Option<&Declared>,
+    call: &CompatCall,
+    body: &[u8],
+) -> Result<(), String> {
     let name = jsonrpc::peek(body)
         .ok()
         .and_then(|e| e.name.map(|n| n.into_owned()))
         .unwrap_or_default();
-    let held = up.header_params.borrow();
-    match held.as_ref().and_then(|p| p.get(&name)) {
+    match declared.and_then(|p| p.get(&name)) {
         Some(decls) => compat::check_header_params(decls, body, &call.params),
         // A tool that declares nothing takes no `Mcp-Param-*` header to check.
         None => Ok(()),
@@ -431,6 +516,9 @@ impl Shape<'_> {
     }
 }
 
+/// What learns from an answer's messages (the tools' mirrored parameters).
+type Learn<'a> = &'a dyn Fn(&[u8]);
+
 /// Copies a 2025 session's answer to the client in the 2026-07-28 shape. With `retry`, a
 /// first answer that is an error because the server ended the session is held back: returns
 /// true, and the caller sends the request again.
@@ -439,13 +527,13 @@ async fn translate(
     reply: &UnboundedSender<ReplyPart>,
     shape: Shape<'_>,
     retry: Option<&Rc<Session>>,
-    learn: Option<&Upstream>,
+    learn: Option<Learn<'_>>,
 ) -> bool {
-    // A `tools/list` answer teaches the session's tools' mirrored parameters.
+    // A `tools/list` answer teaches the tools' mirrored parameters.
     let learn = |msg: &[u8]| {
-        if let Some(up) = learn {
+        if let Some(learn) = learn {
             if jsonrpc::peek(msg).is_ok_and(|e| e.kind == Kind::Response) {
-                up.learn(msg);
+                learn(msg);
             }
         }
     };

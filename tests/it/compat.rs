@@ -13,7 +13,7 @@ use crate::clients::{client_runtimes, fixtures, run_client};
 use crate::harness::*;
 use crate::idp::stdio_server;
 use crate::mcp::wait_until;
-use crate::modern::{modern_post, ModernServer};
+use crate::modern::{modern_post, modern_post_to, ModernServer};
 use crate::tokens::*;
 
 /// The 2026-07-28 envelope every request carries.
@@ -331,32 +331,44 @@ both_drivers!(mirrored_parameters_are_checked_for_a_2025_server, |d| {
     let ts_port = free_port();
     let _ts = TsServer::start(ts_port);
     let cfg = format!(
-        "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - name: http\n      matches: [{{path: {{exact: /mcp}}}}]\n      backends:\n      - mcp:\n          targets:\n          - name: ts\n            mcp: {{host: 127.0.0.1, port: {ts_port}, path: /mcp}}\n"
+        "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - name: http\n      matches: [{{path: {{exact: /mcp}}}}]\n      backends:\n      - mcp:\n          targets:\n          - name: ts\n            mcp: {{host: 127.0.0.1, port: {ts_port}, path: /mcp}}\n    - name: stateless\n      matches: [{{path: {{exact: /stateless/mcp}}}}]\n      backends:\n      - mcp:\n          statefulMode: stateless\n          targets:\n          - name: ts\n            mcp: {{host: 127.0.0.1, port: {ts_port}, path: /mcp}}\n"
     );
     let p = Proxy::start(&cfg, d);
     // The fixture's `test_header_param` declares `region` as `x-mcp-header: Region`; the 2025
-    // server cannot check the header, so Portcullis does, as a 2026-07-28 server must.
+    // server cannot check the header, so Portcullis does, as a 2026-07-28 server must — through
+    // the session it holds, and on a stateless route (fresh servers for every request) too.
     let body = call("test_header_param", r#"{"region":"us"}"#);
-    let post = |extra: &str| modern_post(&p, "tools/call", Some("test_header_param"), extra, &body);
-    for ok in [
-        "Mcp-Param-Region: us\r\n",
-        "mcp-param-region: =?base64?dXM=?=\r\n",
-    ] {
-        let r = result(&post(ok));
-        assert_eq!(r["content"][0]["text"], "region: us", "{ok}: {r}");
-    }
-    for bad in [
-        "Mcp-Param-Region: eu\r\n",
-        "",
-        "Mcp-Param-Region: =?base64?dXM?=\r\n",
-    ] {
-        let r = post(bad);
-        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
-        assert_eq!(
-            (r.status, &v["error"]["code"]),
-            (400, &(-32020).into()),
-            "{bad:?}: {v}"
-        );
-        assert_eq!(v["id"], 3, "{v}");
+    for path in ["/mcp", "/stateless/mcp"] {
+        let post = |extra: &str| {
+            modern_post_to(
+                &p,
+                path,
+                "tools/call",
+                Some("test_header_param"),
+                extra,
+                &body,
+            )
+        };
+        for ok in [
+            "Mcp-Param-Region: us\r\n",
+            "mcp-param-region: =?base64?dXM=?=\r\n",
+        ] {
+            let r = result(&post(ok));
+            assert_eq!(r["content"][0]["text"], "region: us", "{path} {ok}: {r}");
+        }
+        for bad in [
+            "Mcp-Param-Region: eu\r\n",
+            "",
+            "Mcp-Param-Region: =?base64?dXM?=\r\n",
+        ] {
+            let r = post(bad);
+            let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            assert_eq!(
+                (r.status, &v["error"]["code"]),
+                (400, &(-32020).into()),
+                "{path} {bad:?}: {v}"
+            );
+            assert_eq!(v["id"], 3, "{v}");
+        }
     }
 });

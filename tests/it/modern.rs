@@ -564,7 +564,7 @@ both_drivers!(several_modern_servers_on_one_route_are_fanned_out, |d| {
 const LIST: &str = r#"{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"it","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}}"#;
 
 /// [`modern_post`] to `path`.
-fn modern_post_to(
+pub(crate) fn modern_post_to(
     p: &Proxy,
     path: &str,
     method: &str,
