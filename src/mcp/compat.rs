@@ -412,6 +412,166 @@ pub(crate) fn is_request(msg: &[u8]) -> bool {
     jsonrpc::peek(msg).is_ok_and(|e| e.kind == jsonrpc::Kind::Request)
 }
 
+/// What a `subscriptions/listen` stream carries (`params.notifications` of the request, or
+/// the part of it a server can honor).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Listen {
+    pub tools: bool,
+    pub prompts: bool,
+    pub resources: bool,
+    /// `resourceSubscriptions`: the URIs whose `notifications/resources/updated` it carries.
+    pub uris: Vec<String>,
+}
+
+/// The `_meta` key that stamps every message of a listen stream with the request's id.
+const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
+
+/// At most this many resource subscriptions on one listen stream (each is a request upstream).
+const MAX_LISTEN_URIS: usize = 64;
+
+impl Listen {
+    /// What a `subscriptions/listen` request asks for (`None`: no `params.notifications`).
+    pub(crate) fn asked(request: &[u8]) -> Option<Listen> {
+        let v: Value = serde_json::from_slice(request).ok()?;
+        let n = v.get("params")?.get("notifications")?.as_object()?;
+        let on = |k: &str| n.get(k).and_then(Value::as_bool) == Some(true);
+        let mut uris: Vec<String> = n
+            .get("resourceSubscriptions")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|u| u.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut seen = std::collections::HashSet::new();
+        uris.retain(|u| seen.insert(u.clone()));
+        Some(Listen {
+            tools: on("toolsListChanged"),
+            prompts: on("promptsListChanged"),
+            resources: on("resourcesListChanged"),
+            uris,
+        })
+    }
+
+    /// The part a 2025 server can honor, by the capabilities its `initialize` declared
+    /// (`discover`: the route's `server/discover` result made from it): the `listChanged` kinds
+    /// it announces, and resource subscriptions if it takes `resources/subscribe`.
+    pub(crate) fn honored_by(&self, discover: &[u8]) -> Listen {
+        let caps: Value = serde_json::from_slice::<Value>(discover)
+            .ok()
+            .and_then(|d| d.get("capabilities").cloned())
+            .unwrap_or_default();
+        let flag =
+            |kind: &str, f: &str| caps.get(kind).and_then(|c| c.get(f)) == Some(&true.into());
+        Listen {
+            tools: self.tools && flag("tools", "listChanged"),
+            prompts: self.prompts && flag("prompts", "listChanged"),
+            resources: self.resources && flag("resources", "listChanged"),
+            // A bounded number: each is a request upstream (the acknowledgement says which).
+            uris: if flag("resources", "subscribe") {
+                self.uris.iter().take(MAX_LISTEN_URIS).cloned().collect()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    fn filter(&self) -> Value {
+        let mut f = Map::new();
+        for (on, key) in [
+            (self.tools, "toolsListChanged"),
+            (self.prompts, "promptsListChanged"),
+            (self.resources, "resourcesListChanged"),
+        ] {
+            if on {
+                f.insert(key.into(), true.into());
+            }
+        }
+        if !self.uris.is_empty() {
+            f.insert("resourceSubscriptions".into(), self.uris.clone().into());
+        }
+        f.into()
+    }
+
+    /// The stream's first message: `notifications/subscriptions/acknowledged` with what is
+    /// honored, stamped with the request's id (`id`: raw JSON).
+    pub(crate) fn acknowledgement(&self, id: &str) -> Vec<u8> {
+        let msg = serde_json::json!({
+            "jsonrpc": "2.0",
+            "method": "notifications/subscriptions/acknowledged",
+            "params": { "notifications": self.filter(), "_meta": stamp(id) },
+        });
+        msg.to_string().into_bytes()
+    }
+
+    /// A server's message as the listen stream carries it: a change notification this stream
+    /// honors, stamped with the request's id; `None` for anything else.
+    pub(crate) fn event(&self, msg: &[u8], id: &str) -> Option<Vec<u8>> {
+        let mut v: Value = serde_json::from_slice(msg).ok()?;
+        let method = v.get("method")?.as_str()?;
+        if v.get("id").is_some() {
+            return None;
+        }
+        let wanted = match method {
+            "notifications/tools/list_changed" => self.tools,
+            "notifications/prompts/list_changed" => self.prompts,
+            "notifications/resources/list_changed" => self.resources,
+            "notifications/resources/updated" => {
+                let uri = v
+                    .get("params")
+                    .and_then(|p| p.get("uri"))
+                    .and_then(Value::as_str);
+                uri.is_some_and(|u| self.uris.iter().any(|w| w == u))
+            }
+            _ => false,
+        };
+        if !wanted {
+            return None;
+        }
+        let obj = v.as_object_mut()?;
+        let params = obj
+            .entry("params")
+            .or_insert_with(|| Value::Object(Map::new()))
+            .as_object_mut()?;
+        let meta = params
+            .entry("_meta")
+            .or_insert_with(|| Value::Object(Map::new()))
+            .as_object_mut()?;
+        meta.insert(SUBSCRIPTION_ID.into(), serde_json::from_str(id).ok()?);
+        Some(v.to_string().into_bytes())
+    }
+}
+
+/// The `_meta` that stamps a listen stream's messages.
+fn stamp(id: &str) -> Value {
+    let id: Value = serde_json::from_str(id).unwrap_or(Value::Null);
+    serde_json::json!({ SUBSCRIPTION_ID: id })
+}
+
+/// The result that ends a listen stream gracefully (the server's side ended it).
+pub(crate) fn listen_ended(id: &str) -> Vec<u8> {
+    let result = serde_json::json!({ "_meta": stamp(id), "resultType": "complete" });
+    jsonrpc::result_object(id, result.to_string().as_bytes())
+}
+
+/// Whether a message is a change notification (a list changed, a resource updated): what
+/// 2026-07-28 carries only on `subscriptions/listen` streams.
+pub(crate) fn is_change_notification(msg: &[u8]) -> bool {
+    jsonrpc::peek(msg).is_ok_and(|e| {
+        e.kind == jsonrpc::Kind::Notification
+            && matches!(
+                e.method,
+                Some(
+                    "notifications/tools/list_changed"
+                        | "notifications/prompts/list_changed"
+                        | "notifications/resources/list_changed"
+                        | "notifications/resources/updated"
+                )
+            )
+    })
+}
+
 /// Whether a message is a log message notification.
 pub(crate) fn is_log_message(msg: &[u8]) -> bool {
     jsonrpc::peek(msg).is_ok_and(|e| e.method == Some("notifications/message"))
@@ -600,6 +760,54 @@ mod tests {
         );
         let err = merge_discover(&[("a", a), ("bad", b"{}")]).unwrap_err();
         assert!(err.contains("target bad"), "{err}");
+    }
+
+    #[test]
+    fn listen_streams_carry_what_was_asked_and_can_be_honored() {
+        let req = br#"{"jsonrpc":"2.0","id":"l1","method":"subscriptions/listen","params":{"notifications":{"toolsListChanged":true,"promptsListChanged":true,"resourceSubscriptions":["test://a","test://a","test://b"]},"_meta":{}}}"#;
+        let asked = Listen::asked(req).unwrap();
+        assert!(asked.tools && asked.prompts && !asked.resources);
+        assert_eq!(asked.uris, ["test://a", "test://b"]);
+        let discover = br#"{"capabilities":{"tools":{"listChanged":true},"prompts":{},"resources":{"subscribe":true}}}"#;
+        let honored = asked.honored_by(discover);
+        assert!(honored.tools && !honored.prompts);
+        assert_eq!(honored.uris.len(), 2);
+        assert!(asked.honored_by(b"{}").uris.is_empty());
+        let ack = json(&honored.acknowledgement("\"l1\""));
+        assert_eq!(ack["method"], "notifications/subscriptions/acknowledged");
+        assert_eq!(
+            ack["params"]["notifications"],
+            json(br#"{"toolsListChanged":true,"resourceSubscriptions":["test://a","test://b"]}"#)
+        );
+        assert_eq!(ack["params"]["_meta"][SUBSCRIPTION_ID], "l1");
+        let ev = |m: &[u8]| honored.event(m, "\"l1\"").map(|e| json(&e));
+        let changed =
+            ev(br#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#).unwrap();
+        assert_eq!(changed["params"]["_meta"][SUBSCRIPTION_ID], "l1");
+        let updated = ev(br#"{"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"test://b","_meta":{"k":1}}}"#).unwrap();
+        assert_eq!(updated["params"]["uri"], "test://b");
+        assert_eq!(updated["params"]["_meta"]["k"], 1);
+        // Not asked, not honored, not a notification: not on the stream.
+        for m in [
+            &br#"{"jsonrpc":"2.0","method":"notifications/prompts/list_changed"}"#[..],
+            br#"{"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"test://c"}}"#,
+            br#"{"jsonrpc":"2.0","method":"notifications/message","params":{}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"notifications/tools/list_changed"}"#,
+            b"junk",
+        ] {
+            assert!(ev(m).is_none(), "{}", String::from_utf8_lossy(m));
+        }
+        assert!(
+            Listen::asked(br#"{"id":1,"method":"subscriptions/listen","params":{}}"#).is_none()
+        );
+        let end = json(&listen_ended("7"));
+        assert_eq!(
+            (
+                end["id"].clone(),
+                end["result"]["_meta"][SUBSCRIPTION_ID].clone()
+            ),
+            (7.into(), 7.into())
+        );
     }
 
     #[test]

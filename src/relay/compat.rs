@@ -50,6 +50,7 @@ use crate::relay::fanout;
 use crate::relay::modern::{self as relay_modern, ModernCall};
 use crate::relay::reject::Reject;
 use crate::relay::session::Session;
+use crate::relay::target::Target;
 use crate::relay::{Relay, ReplyPart, Subject, MAX_MESSAGE};
 use crate::snapshot::{McpRoute, McpTargetKind};
 
@@ -169,8 +170,12 @@ pub(crate) async fn serve(
         return;
     }
     if call.method == "subscriptions/listen" {
-        let msg = "subscriptions/listen needs an MCP server that speaks 2026-07-28; this \
-                   route's servers speak the 2025 revisions only";
+        if route.stateful {
+            return Box::pin(listen(ctx, route, call, reply)).await;
+        }
+        let msg = "subscriptions/listen through a server that speaks only the 2025 revisions \
+                   needs a stateful route (its notifications come from the session Portcullis \
+                   holds); this route is stateless";
         let body = jsonrpc::error_object(Some(id), jsonrpc::METHOD_NOT_FOUND, msg, None);
         let _ = reply.unbounded_send(ReplyPart::Json {
             body,
@@ -210,7 +215,7 @@ pub(crate) async fn serve(
             call.trace.clone(),
             true,
         );
-        futures_util::future::join(run, translate(rx, &reply, shape, None, learn)).await;
+        futures_util::future::join(run, translate(rx, &reply, shape, None, learn, None)).await;
         return;
     }
     for attempt in 0..2 {
@@ -252,7 +257,7 @@ pub(crate) async fn serve(
         let shape = Shape::Answer(&call.method, legacy.wants_logs);
         let learn = |msg: &[u8]| up.learn(msg);
         let learn = (call.method == "tools/list").then_some(&learn as Learn<'_>);
-        let translated = translate(rx, &reply, shape, retry, learn);
+        let translated = translate(rx, &reply, shape, retry, learn, Some(s));
         let ((), again) = futures_util::future::join(run, translated).await;
         if s.is_closed() {
             ctx.sessions.remove(&s.id);
@@ -263,6 +268,160 @@ pub(crate) async fn serve(
             return;
         }
         tracing::info!(route = %route.name, "the MCP server ended a compatibility session; the call goes again in a new one");
+    }
+}
+
+/// `subscriptions/listen` through the principal's compatibility session: the stream carries
+/// the change notifications its servers send outside any request (stdio and SSE servers on
+/// their one stream; a streamable-HTTP server on the GET stream opened for as long as this one
+/// lasts), those the client asked for and the servers' capabilities allow, stamped with the
+/// request's id. Resource subscriptions become `resources/subscribe` upstream (and
+/// `resources/unsubscribe` when the stream ends); a URI the server refuses is not acknowledged.
+/// The stream keeps the session from idling out; it ends with the client (or after
+/// [`relay_modern::LISTEN_LIMIT`]), or with the session, then with the revision's final result.
+async fn listen(
+    ctx: Rc<Relay>,
+    route: Arc<McpRoute>,
+    call: CompatCall,
+    reply: UnboundedSender<ReplyPart>,
+) {
+    let id = call.id.as_deref().unwrap_or("null");
+    let Some(asked) = compat::Listen::asked(&call.body) else {
+        let msg = "subscriptions/listen needs params.notifications";
+        let body = jsonrpc::error_object(Some(id), jsonrpc::INVALID_PARAMS, msg, None);
+        let _ = reply.unbounded_send(ReplyPart::Error { status: 400, body });
+        return;
+    };
+    let trace = call.trace.as_deref();
+    let up = match upstream(&ctx, &route, &call, trace).await {
+        Ok(up) => up,
+        Err(r) => {
+            let _ = reply.unbounded_send(r.reply(Some(id)));
+            return;
+        }
+    };
+    let s = up.session.clone();
+    let from_session = s.listen();
+    let (from_http, http_events) = unbounded();
+    let http: Vec<_> = s
+        .targets
+        .iter()
+        .filter_map(|t| match t {
+            Target::Http(h) => Some(h.clone()),
+            _ => None,
+        })
+        .collect();
+    let route_name: &str = &route.name;
+    let gets = http.iter().map(|h| {
+        let out = from_http.clone();
+        async move {
+            if let Err(e) = h.listen(&out).await {
+                tracing::info!(route = %route_name, target_name = %h.target, error = %e, "no event stream from the MCP server for subscriptions/listen");
+            }
+        }
+    });
+    // The GET streams run beside the stream below, and stop with it.
+    let pump = async move {
+        futures_util::future::join_all(gets).await;
+        std::future::pending::<()>().await
+    };
+    let mut honored = asked.honored_by(&up.discover);
+    let mut subscribed = Unsubscribe {
+        ctx: ctx.clone(),
+        session: s.clone(),
+        uris: Vec::new(),
+    };
+    for uri in std::mem::take(&mut honored.uris) {
+        let params = serde_json::json!({ "uri": uri }).to_string();
+        let body = jsonrpc::request(
+            "\"portcullis-subscribe\"",
+            "resources/subscribe",
+            Some(params.as_bytes()),
+        );
+        let (tx, rx) = unbounded();
+        relay_call::post(&ctx.shard, &s, body, &tx, None, None, trace).await;
+        drop(tx);
+        if final_message(rx)
+            .await
+            .as_deref()
+            .and_then(result_of)
+            .is_some()
+        {
+            subscribed.uris.push(uri);
+        }
+    }
+    honored.uris = subscribed.uris.clone();
+    let event = |msg: &[u8]| {
+        let mut out = Vec::with_capacity(msg.len() + 16);
+        sse::write_event(&mut out, None, None, msg);
+        ReplyPart::Event(out)
+    };
+    let _ = reply.unbounded_send(ReplyPart::SseStart { session: None });
+    let _ = reply.unbounded_send(event(&honored.acknowledgement(id)));
+    let mut events = futures_util::stream::select(from_session, http_events);
+    let stream = async {
+        loop {
+            let tick = std::pin::pin!(monoio::time::sleep(LISTEN_TICK));
+            match futures_util::future::select(events.next(), tick).await {
+                futures_util::future::Either::Left((Some(msg), _)) => {
+                    s.touch();
+                    if let Some(ev) = honored.event(&msg, id) {
+                        if reply.unbounded_send(event(&ev)).is_err() {
+                            return;
+                        }
+                    }
+                }
+                futures_util::future::Either::Left((None, _)) => break,
+                futures_util::future::Either::Right(_) => {
+                    if s.is_closed() {
+                        break;
+                    }
+                    s.touch();
+                }
+            }
+        }
+        // The session ended: the stream ends as the revision ends one deliberately.
+        let _ = reply.unbounded_send(event(&compat::listen_ended(id)));
+        let _ = reply.unbounded_send(ReplyPart::End);
+    };
+    let bounded = monoio::time::timeout(relay_modern::LISTEN_LIMIT, stream);
+    futures_util::future::select(std::pin::pin!(pump), std::pin::pin!(bounded)).await;
+}
+
+/// How often a listen stream through a compatibility session checks its session (and keeps it
+/// from idling out).
+const LISTEN_TICK: Duration = Duration::from_secs(5);
+
+/// The resource subscriptions of a listen stream, ended upstream when the stream ends (however
+/// it ends: the future is dropped when the client goes away).
+struct Unsubscribe {
+    ctx: Rc<Relay>,
+    session: Rc<Session>,
+    uris: Vec<String>,
+}
+
+impl Drop for Unsubscribe {
+    fn drop(&mut self) {
+        if self.uris.is_empty() || self.session.is_closed() {
+            return;
+        }
+        let (ctx, s, uris) = (
+            self.ctx.clone(),
+            self.session.clone(),
+            std::mem::take(&mut self.uris),
+        );
+        monoio::spawn(async move {
+            for uri in uris {
+                let params = serde_json::json!({ "uri": uri }).to_string();
+                let body = jsonrpc::request(
+                    "\"portcullis-unsubscribe\"",
+                    "resources/unsubscribe",
+                    Some(params.as_bytes()),
+                );
+                let (tx, _rx) = unbounded();
+                relay_call::post(&ctx.shard, &s, body, &tx, None, None, None).await;
+            }
+        });
     }
 }
 
@@ -521,13 +680,16 @@ type Learn<'a> = &'a dyn Fn(&[u8]);
 
 /// Copies a 2025 session's answer to the client in the 2026-07-28 shape. With `retry`, a
 /// first answer that is an error because the server ended the session is held back: returns
-/// true, and the caller sends the request again.
+/// true, and the caller sends the request again. Change notifications a server sends while it
+/// answers (list changes, resource updates) ride only `subscriptions/listen` streams in
+/// 2026-07-28: they go to the listen streams of `held` (the session answering), not to the call.
 async fn translate(
     mut rx: UnboundedReceiver<ReplyPart>,
     reply: &UnboundedSender<ReplyPart>,
     shape: Shape<'_>,
     retry: Option<&Rc<Session>>,
     learn: Option<Learn<'_>>,
+    held: Option<&Session>,
 ) -> bool {
     // A `tools/list` answer teaches the tools' mirrored parameters.
     let learn = |msg: &[u8]| {
@@ -567,6 +729,12 @@ async fn translate(
                 let mut out = Vec::with_capacity(ev.len() + 64);
                 while let Some(e) = parser.next_event() {
                     learn(e.data.as_bytes());
+                    if compat::is_change_notification(e.data.as_bytes()) {
+                        if let Some(s) = held {
+                            s.notify_listeners(e.data.as_bytes());
+                        }
+                        continue;
+                    }
                     if let Some(data) = shape.message(e.data.into_bytes()) {
                         sse::write_event(&mut out, None, e.event.as_deref(), &data);
                     }

@@ -123,7 +123,7 @@ pub(crate) async fn forward_to(
 }
 
 /// The longest a `subscriptions/listen` stream is relayed (the client then listens again).
-const LISTEN_LIMIT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+pub(crate) const LISTEN_LIMIT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Where the exchange broke: before any answer (the client gets a refusal) or inside an SSE
 /// answer already started.

@@ -117,6 +117,9 @@ pub(crate) struct Session {
     pub targets: Vec<Target>,
     last_used: Cell<Instant>,
     get_stream: RefCell<Option<UnboundedSender<ReplyPart>>>,
+    /// `subscriptions/listen` streams of a compatibility session: each gets every message a
+    /// server sends outside any request.
+    listeners: RefCell<Vec<UnboundedSender<Vec<u8>>>>,
     backlog: RefCell<VecDeque<(u64, Vec<u8>)>>,
     next_event: Cell<u64>,
     /// The last JSON-RPC id given to a request sent upstream.
@@ -154,6 +157,7 @@ impl Session {
             targets,
             last_used: Cell::new(Instant::now()),
             get_stream: RefCell::new(None),
+            listeners: RefCell::new(Vec::new()),
             backlog: RefCell::new(VecDeque::new()),
             next_event: Cell::new(1),
             upstream_ids: Cell::new(0),
@@ -240,7 +244,24 @@ impl Session {
         self.push_unsolicited(msg)
     }
 
+    /// Every message a server sends outside any request from now on, until the session ends.
+    pub(crate) fn listen(&self) -> UnboundedReceiver<Vec<u8>> {
+        let (tx, rx) = unbounded();
+        let mut listeners = self.listeners.borrow_mut();
+        listeners.retain(|l| !l.is_closed());
+        listeners.push(tx);
+        rx
+    }
+
+    /// Hands a server's message to this session's listen streams (only).
+    pub(crate) fn notify_listeners(&self, msg: &[u8]) {
+        self.listeners
+            .borrow_mut()
+            .retain(|l| l.unbounded_send(msg.to_vec()).is_ok());
+    }
+
     fn push_unsolicited(&self, msg: &[u8]) {
+        self.notify_listeners(msg);
         let id = self.next_event_id();
         let mut ev = Vec::with_capacity(msg.len() + 32);
         sse::write_event(&mut ev, Some(&id.to_string()), Some("message"), msg);
@@ -264,6 +285,7 @@ impl Session {
         if let Some(s) = self.get_stream.borrow_mut().take() {
             let _ = s.unbounded_send(ReplyPart::End);
         }
+        self.listeners.borrow_mut().clear();
         for t in &self.targets {
             t.terminate().await;
         }

@@ -5,7 +5,7 @@
 //! modern and a 2025 server — without falling back; upstream sessions are held per principal;
 //! the mode can be turned off per route; a server's requests to its client are refused; a
 //! server that ends its session gets the refused call again in a new one.
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 
 use crate::both_drivers;
@@ -371,4 +371,174 @@ both_drivers!(mirrored_parameters_are_checked_for_a_2025_server, |d| {
             assert_eq!(v["id"], 3, "{v}");
         }
     }
+});
+
+/// A `subscriptions/listen` request (raw JSON id `id`) for `notifications`.
+fn listen_body(id: &str, notifications: &str) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"subscriptions/listen","params":{{"notifications":{notifications},{META}}}}}"#
+    )
+}
+
+/// Opens a listen stream on `path`; returns the reader, positioned after the response head.
+fn open_listen(p: &Proxy, path: &str, extra: &str, body: &str) -> BufReader<std::net::TcpStream> {
+    let mut c = connect(p.addr());
+    c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        c,
+        "POST {path} HTTP/1.1\r\nHost: localhost:{}\r\nAccept: application/json, text/event-stream\r\nContent-Type: application/json\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: subscriptions/listen\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        p.port,
+        body.len()
+    )
+    .unwrap();
+    let mut r = BufReader::new(c);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    while line.trim() != "" {
+        line.clear();
+        assert!(r.read_line(&mut line).unwrap() > 0, "head ended early");
+    }
+    r
+}
+
+/// The stream's `data:` lines until one holds `until` (every line read is returned).
+fn read_until(r: &mut BufReader<std::net::TcpStream>, until: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = r.read_line(&mut line).unwrap_or(0);
+        assert!(
+            n > 0,
+            "the stream ended (or went quiet) before {until}: {seen:?}"
+        );
+        if let Some(data) = line.trim().strip_prefix("data:") {
+            seen.push(data.trim().to_owned());
+            if data.contains(until) {
+                return seen;
+            }
+        }
+    }
+}
+
+both_drivers!(listen_streams_reach_2025_servers, |d| {
+    // A stdio server (the ids server: tools.listChanged, resource subscriptions) behind
+    // authentication; one worker, so the listen stream and the calls share the principal's
+    // session.
+    let key = TestKey::es256("k1");
+    let p = Proxy::start_with(&ids_route(&key, ""), d, &[], &["--workers", "1"]);
+    let ann = format!(
+        "Authorization: Bearer {}\r\n",
+        key.sign(&claims(ISS, AUD, "ann"))
+    );
+    let body = listen_body(
+        r#""l1""#,
+        r#"{"toolsListChanged":true,"promptsListChanged":true,"resourceSubscriptions":["test://a"]}"#,
+    );
+    let mut stream = open_listen(&p, "/mcp", &ann, &body);
+    // The acknowledgement comes first: prompts are not honored (the server does not announce
+    // them), the resource is (subscribed upstream).
+    let ack = read_until(&mut stream, "subscriptions/acknowledged");
+    let ack: serde_json::Value = serde_json::from_str(ack.last().unwrap()).unwrap();
+    assert_eq!(
+        ack["params"]["notifications"],
+        serde_json::json!({"toolsListChanged": true, "resourceSubscriptions": ["test://a"]}),
+        "{ack}"
+    );
+    assert_eq!(
+        ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        "l1"
+    );
+    assert!(
+        p.wait_log("mcp_stderr: subscribe test://a", 5),
+        "{}",
+        p.log()
+    );
+    // A call that makes the server announce changes: the stream carries those asked for.
+    let body = call("touch", "{}");
+    let r = result(&modern_post(&p, "tools/call", Some("touch"), &ann, &body));
+    assert_eq!(r["content"][0]["text"], "touched", "{r}");
+    let mut seen = read_until(&mut stream, "tools/list_changed");
+    seen.extend(read_until(&mut stream, "resources/updated"));
+    let updated: serde_json::Value = serde_json::from_str(seen.last().unwrap()).unwrap();
+    assert_eq!(updated["params"]["uri"], "test://a");
+    assert_eq!(
+        updated["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        "l1"
+    );
+    assert!(
+        !seen.iter().any(|l| l.contains("prompts/list_changed")),
+        "{seen:?}"
+    );
+    // The client closes its stream: the subscription ends upstream.
+    drop(stream);
+    assert!(
+        p.wait_log("mcp_stderr: unsubscribe test://a", 10),
+        "{}",
+        p.log()
+    );
+
+    // A streamable-HTTP server (the TS SDK 1.x fixture): its notifications come on the GET
+    // stream Portcullis opens for as long as the listen stream lasts.
+    let ts_port = free_port();
+    let _ts = TsServer::start(ts_port);
+    let cfg = format!(
+        "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n    - name: http\n      matches: [{{path: {{exact: /mcp}}}}]\n      backends:\n      - mcp:\n          targets:\n          - name: ts\n            mcp: {{host: 127.0.0.1, port: {ts_port}, path: /mcp}}\n    - name: stateless\n      matches: [{{path: {{exact: /stateless/mcp}}}}]\n      backends:\n      - mcp:\n          statefulMode: stateless\n          targets:\n          - name: ts\n            mcp: {{host: 127.0.0.1, port: {ts_port}, path: /mcp}}\n"
+    );
+    let p = Proxy::start_with(&cfg, d, &[], &["--workers", "1"]);
+    let watched = "test://watched-resource";
+    let body = listen_body(
+        "7",
+        &format!(r#"{{"toolsListChanged":true,"resourceSubscriptions":["{watched}"]}}"#),
+    );
+    let mut stream = open_listen(&p, "/mcp", "", &body);
+    let ack = read_until(&mut stream, "subscriptions/acknowledged");
+    let ack: serde_json::Value = serde_json::from_str(ack.last().unwrap()).unwrap();
+    assert_eq!(
+        ack["params"]["notifications"],
+        serde_json::json!({"resourceSubscriptions": [watched]}),
+        "{ack}"
+    );
+    let body = call("test_touch_resources", "{}");
+    let r = result(&modern_post(
+        &p,
+        "tools/call",
+        Some("test_touch_resources"),
+        "",
+        &body,
+    ));
+    assert_eq!(
+        r["content"][0]["text"],
+        format!("touched: {watched}"),
+        "{r}"
+    );
+    let seen = read_until(&mut stream, "resources/updated");
+    let updated: serde_json::Value = serde_json::from_str(seen.last().unwrap()).unwrap();
+    assert_eq!(updated["params"]["uri"], watched);
+    assert_eq!(
+        updated["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        7
+    );
+    drop(stream);
+    // On a stateless route there is no session to listen to: refused, and said why.
+    let body = listen_body("8", r#"{"toolsListChanged":true}"#);
+    let r = modern_post_to(
+        &p,
+        "/stateless/mcp",
+        "subscriptions/listen",
+        None,
+        "",
+        &body,
+    );
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+    assert_eq!(v["error"]["code"], -32601, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("stateless"),
+        "{v}"
+    );
 });

@@ -210,6 +210,56 @@ impl HttpTarget {
         }
     }
 
+    /// The server's own event stream for the session (a GET): each message on it goes to `out`.
+    /// Returns when the stream ends, when `out` is closed, or at once if the server has none
+    /// (405) or cannot be reached (the error). The caller bounds it by dropping the future.
+    pub(crate) async fn listen(&self, out: &UnboundedSender<Vec<u8>>) -> Result<(), String> {
+        let to = client::resolve(&self.upstream.target.addr, &self.settings)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (_, mut conn) =
+            client::connect_any(&to, self.upstream.tls(), self.settings.connect_timeout)
+                .await
+                .map_err(|e| e.to_string())?;
+        let head = self.head("GET", &[]);
+        conn.write_all(head).await.0.map_err(|e| e.to_string())?;
+        let mut buf = Vec::new();
+        let got = client::read_head(&mut conn, &mut buf, false, |_, _| ()).await;
+        let body = match got {
+            Ok((h, ())) if h.status == 200 => {
+                buf.drain(..h.head_len);
+                h.body
+            }
+            Ok((h, ())) => return Err(format!("GET answered HTTP {}", h.status)),
+            Err(_) => return Err("no answer to GET".into()),
+        };
+        let mut dec = ChunkedDecoder::new(u64::MAX);
+        let mut parser = SseParser::new(MAX_MESSAGE);
+        loop {
+            let data = if matches!(body, RespBody::Chunked) {
+                let mut data = Vec::new();
+                let (used, _) = client::dechunk(&mut dec, &buf, |d| data.extend_from_slice(d))
+                    .map_err(|e| e.to_string())?;
+                buf.drain(..used);
+                data
+            } else {
+                std::mem::take(&mut buf)
+            };
+            parser
+                .feed(&data)
+                .map_err(|_| "an SSE event over the size limit")?;
+            while let Some(ev) = parser.next_event() {
+                if !ev.data.is_empty() && out.unbounded_send(ev.data.into_bytes()).is_err() {
+                    return Ok(());
+                }
+            }
+            match conn.read_more(&mut buf).await {
+                Ok(0) | Err(_) => return Ok(()),
+                Ok(_) => {}
+            }
+        }
+    }
+
     /// Learns the upstream's session id from an answer head; whether the answer is SSE.
     fn learn(&self, hdrs: &[httparse::Header<'_>]) -> bool {
         if let Some(sid) = h1::find_header(hdrs, "mcp-session-id") {
