@@ -9,6 +9,7 @@
 #   forward           Portcullis `host` route -> backend (no auth)
 #   relay             Portcullis `mcp` backend (streamable-HTTP target) -> backend
 #   relay-auth        the same with mcpAuthentication, one RS256 token (verified-token cache hits)
+#   forward-modern    the `host` route, 2026-07-28 requests (the same request as relay-auth-modern)
 #   relay-modern      the relay route, 2026-07-28 requests (`-s modern`: no session, mirrored headers)
 #   relay-auth-modern the auth route, 2026-07-28 requests with the token
 #   relay-auth-compat 2026-07-28 requests with the token to a backend that speaks only the 2025
@@ -33,7 +34,9 @@
 #   benches/forward.sh                                   # ROUNDS=5 DURATION=5: about 4 minutes
 #   BASE=/path/to/old/release benches/forward.sh         # before/after, same run
 #   ROUNDS=1 DURATION=2 benches/forward.sh               # smoke
-# Knobs: CONNS (32), WARMUP (1), ONLY (a list of case names), NO_BUILD=1, BIN_DIR (this build's
+# Knobs: CONNS (32), WARMUP (1), ONLY (a list of case names), RATE (open loop at this many
+# requests/s for every case: per-request CPU depends on the rate, so cases that run at different
+# closed-loop rates are best compared at one offered load), NO_BUILD=1, BIN_DIR (this build's
 # binaries), TRACING=1 (config.tracing set, requests unsampled), BASE_MODERN=1 (with BASE: the
 # 2026-07-28 case on the BASE build too).
 set -euo pipefail
@@ -159,6 +162,7 @@ YAML
     add relay-authz "$pid" "http://127.0.0.1:$port/authz/mcp" -s call --token-file "$tmp/tok.txt"
     add relay-auth-list "$pid" "http://127.0.0.1:$port/auth/mcp" -s list --token-file "$tmp/tok.txt"
     add relay-authz-list "$pid" "http://127.0.0.1:$port/authz/mcp" -s list --token-file "$tmp/tok.txt"
+    add forward-modern "$pid" "http://127.0.0.1:$port/forward/mcp" -s modern
     add relay-modern "$pid" "http://127.0.0.1:$port/relay/mcp" -s modern
     add relay-auth-modern "$pid" "http://127.0.0.1:$port/auth/mcp" -s modern --token-file "$tmp/tok.txt"
     add relay-auth-compat "$pid" "http://127.0.0.1:$port/compat/mcp" -s modern --token-file "$tmp/tok.txt"
@@ -199,7 +203,7 @@ for r in $(seq "$ROUNDS"); do
     echo "== round $r/$ROUNDS: $n" >&2
     # shellcheck disable=SC2086
     "$LOAD" run --url "${URL[$n]}" -c "$CONNS" -d "${DURATION}s" -w "${WARMUP}s" --cpus "$GEN_CPUS" \
-      --json --quiet --watch "server=${SERVER[$n]}" ${ARGS[$n]} >"$raw/$n.$r.json"
+      --json --quiet --watch "server=${SERVER[$n]}" ${RATE:+-r "$RATE"} ${ARGS[$n]} >"$raw/$n.$r.json"
   done
 done
 
@@ -237,6 +241,7 @@ for c in ["forward", "relay", "relay-auth", "relay-auth-modern", "auth-hit", "40
 ratio("relay-modern", "relay")
 ratio("relay-auth-modern", "relay-auth")
 ratio("relay-auth-modern", "forward")
+ratio("relay-auth-modern", "forward-modern")
 ratio("relay-auth-compat", "relay-auth")
 ratio("relay-auth", "forward")
 # Authorization against authentication alone: a call, and a 500-tool list filtered.
