@@ -120,16 +120,57 @@ struct Text<'a>(Option<Cow<'a, str>>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Any<'a> {
-            Str(#[serde(borrow)] Cow<'a, str>),
-            Other(serde::de::IgnoredAny),
+        // One pass, no buffering (an untagged enum would copy the value into serde's
+        // `Content` first): a string is kept, anything else is skipped.
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Some(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Text<'de>, E> {
+                Ok(Text(Some(Cow::Owned(v))))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Text<'de>, E> {
+                Ok(Text(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Text<'de>, E> {
+                Ok(Text(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Text<'de>, E> {
+                Ok(Text(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Text<'de>, E> {
+                Ok(Text(None))
+            }
+            fn visit_unit<E>(self) -> Result<Text<'de>, E> {
+                Ok(Text(None))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Text<'de>, A::Error> {
+                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Text(None))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Text<'de>, A::Error> {
+                while a
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(Text(None))
+            }
         }
-        Ok(Text(match Any::deserialize(d)? {
-            Any::Str(s) => Some(s),
-            Any::Other(_) => None,
-        }))
+        d.deserialize_any(V)
     }
 }
 
@@ -202,7 +243,7 @@ pub fn check(h: Mirrored<'_>, body: &[u8]) -> Result<Checked, Refused> {
                 )))
             }
             (Some(v), Some(header)) => match decode_value(header) {
-                Some(decoded) if decoded == v.as_bytes() => {}
+                Some(decoded) if *decoded == *v.as_bytes() => {}
                 Some(_) => {
                     return Err(mismatch(format!("Mcp-Name does not match {field}")));
                 }
@@ -233,14 +274,14 @@ pub(crate) fn encode_value(v: &str) -> Vec<u8> {
 
 /// A mirrored header value: as is, or the UTF-8 inside `=?base64?…?=`. `None`: the sentinel
 /// holds no valid base64.
-pub(crate) fn decode_value(v: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn decode_value(v: &[u8]) -> Option<Cow<'_, [u8]>> {
     let v = v.trim_ascii();
     match v
         .strip_prefix(b"=?base64?")
         .and_then(|r| r.strip_suffix(b"?="))
     {
-        Some(inner) => b64::decode_std(std::str::from_utf8(inner).ok()?),
-        None => Some(v.to_vec()),
+        Some(inner) => b64::decode_std(std::str::from_utf8(inner).ok()?).map(Cow::Owned),
+        None => Some(Cow::Borrowed(v)),
     }
 }
 
