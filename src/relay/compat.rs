@@ -17,16 +17,19 @@
 //! them. Portcullis checks what the revision has the server check: a `tools/call`'s
 //! `Mcp-Param-*` headers against the arguments the tool declares (`x-mcp-header`, learned from
 //! the session's `tools/list` answers; on a stateless route, from the route's, per worker, for
-//! [`ERA_TTL`]). `subscriptions/listen` needs a server that speaks the revision and is refused.
-//! On a stateless route each request gets fresh targets, as 2025 requests there do.
+//! [`ERA_TTL`]). `subscriptions/listen` is served from the principal's session: the change
+//! notifications its servers send, as far as they announce them ([`listen`]); a stateless route
+//! has no session to listen to and refuses it. On a stateless route each request gets fresh
+//! targets, as 2025 requests there do.
 //!
 //! For a route with one streamable-HTTP server, each worker learns which revision the server
 //! speaks from its answer to `server/discover` (the client's, or one sent for the purpose),
 //! for [`ERA_TTL`]; a server that speaks 2026-07-28 gets its requests natively
 //! (`relay::modern`). A route whose servers are all streamable HTTP asks each of them
-//! (`relay::fanout`): if all speak the revision, the route is served natively, fanned out. For a route with one stdio server, the question goes to a process
-//! started for it (a stdio connection's first message fixes its revision); a server that
-//! speaks 2026-07-28 keeps that process, per principal, and gets each request as it came.
+//! (`relay::fanout`): if all speak the revision, the route is served natively, fanned out. For
+//! a route with one stdio server, the question goes to a process started for it (a stdio
+//! connection's first message fixes its revision); a server that speaks 2026-07-28 keeps that
+//! process, per principal, and gets each request as it came.
 //!
 //! Not here: the message translations (`mcp::compat`, sans-IO), the HTTP rules
 //! (`server::mcp`).
@@ -99,13 +102,26 @@ impl Compat {
         (Instant::now() < *until).then(|| d.clone())
     }
 
-    /// Learns stateless route `key`'s tools' mirrored parameters from a `tools/list` answer.
+    /// Learns stateless route `key`'s tools' mirrored parameters from a `tools/list` answer,
+    /// adding to what is known (a list filtered for one caller holds only some of the tools).
     fn learn_declared(&self, key: u64, answer: &[u8]) {
-        if let Some(p) = compat::header_params(answer) {
-            self.declared
-                .borrow_mut()
-                .insert(key, (Rc::new(p), Instant::now() + ERA_TTL));
-        }
+        let Some(mut p) = compat::header_params(answer) else {
+            return;
+        };
+        let mut declared = self.declared.borrow_mut();
+        let now = Instant::now();
+        // What is known is added to until it expires (then it is learned afresh): a tool the
+        // server changed is known as it is now within ERA_TTL.
+        let until = match declared.get(&key) {
+            Some((known, until)) if now < *until => {
+                for (tool, decls) in known.iter() {
+                    p.entry(tool.clone()).or_insert_with(|| decls.clone());
+                }
+                *until
+            }
+            _ => now + ERA_TTL,
+        };
+        declared.insert(key, (Rc::new(p), until));
     }
 }
 
@@ -480,18 +496,11 @@ async fn check_stateless_params(
                 true,
             );
             let (_, answer) = futures_util::future::join(ask, final_message(rx)).await;
-            match answer.as_deref().and_then(compat::header_params) {
-                Some(learned) => {
-                    let d = Rc::new(learned);
-                    ctx.compat
-                        .declared
-                        .borrow_mut()
-                        .insert(route.key, (d.clone(), Instant::now() + ERA_TTL));
-                    d
-                }
-                // No list (the server failed it): nothing to check against, nothing kept.
-                None => Rc::default(),
+            // No list (the server failed it): nothing to check against, nothing kept.
+            if let Some(answer) = answer {
+                ctx.compat.learn_declared(route.key, &answer);
             }
+            ctx.compat.declared(route.key).unwrap_or_default()
         }
     };
     compare_params(Some(&declared), call, body)
