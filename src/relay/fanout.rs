@@ -44,6 +44,19 @@ pub(crate) fn fans_out(route: &McpRoute) -> bool {
             .all(|t| matches!(t.kind, McpTargetKind::Http { .. }))
 }
 
+/// The metric labels of a call on a fanned-out route: the server a prefixed name names and the
+/// name it has there; `(None, name)` for anything else.
+pub(crate) fn labels<'a>(
+    route: &'a McpRoute,
+    name: Option<&'a str>,
+) -> (Option<&'a str>, Option<&'a str>) {
+    let names: Vec<&str> = route.targets.iter().map(|t| t.name.as_str()).collect();
+    match name.and_then(|n| merge::split(n, &names)) {
+        Some((server, inner)) => (Some(server), Some(inner)),
+        None => (None, name),
+    }
+}
+
 /// Serves `call` across the route's servers; the answer goes to `reply`.
 pub(crate) async fn serve(
     shard: &Shard,

@@ -99,12 +99,18 @@ pub(crate) async fn handle<S: ConnIo>(
             }
             let (method, name) = counted;
             let r = &counted_route;
+            // A fanned-out call is counted for the server its prefixed name names.
+            let (server, resource) = if relay_fanout::fans_out(r) {
+                relay_fanout::labels(r, name.as_deref())
+            } else {
+                (r.targets.first().map(|t| t.name.as_str()), name.as_deref())
+            };
             shard.metrics.borrow_mut().mcp_request(
                 &r.name,
                 &r.metric_scope,
                 method,
-                r.targets.first().map(|t| t.name.as_str()),
-                name.as_deref(),
+                server,
+                resource,
                 Some(started.elapsed()),
             );
             written

@@ -496,6 +496,14 @@ both_drivers!(several_modern_servers_on_one_route_are_fanned_out, |d| {
         );
     }
     assert!(!p.log_contains("compatibility session"), "{}", p.log());
+    // Counted for the server each call went to, with the name it has there.
+    let m = p.metrics();
+    for server in ["a", "b"] {
+        let series = format!(
+            "agentgateway_mcp_requests_total{{method=\"tools/call\",resource_type=\"tool\",server=\"{server}\",resource=\"echo\","
+        );
+        assert!(m.lines().any(|l| l.starts_with(&series)), "{series}\n{m}");
+    }
     // The same with authentication: 401 without a token, the route served with one.
     let r = modern_post_to(&p, "/auth/mcp", "tools/list", None, "", LIST);
     assert_eq!(r.status, 401, "{}", r.text());
