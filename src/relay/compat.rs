@@ -133,6 +133,12 @@ pub(crate) struct Upstream {
     /// The tools' `x-mcp-header` declarations, from the last `tools/list` answer seen (`None`:
     /// none yet).
     header_params: RefCell<Option<Declared>>,
+    /// The resources subscribed to upstream for this session's listen streams, and how many
+    /// streams want each (subscribed on the first, unsubscribed after the last).
+    subscribed: RefCell<HashMap<String, usize>>,
+    /// The GET streams of its streamable-HTTP servers while it has listen streams: whether their
+    /// answers have begun.
+    events: RefCell<Option<Shared<LocalBoxFuture<'static, ()>>>>,
 }
 
 impl Upstream {
@@ -317,37 +323,25 @@ async fn listen(
         }
     };
     let s = up.session.clone();
-    let from_session = s.listen();
-    let (from_http, http_events) = unbounded();
-    let http: Vec<_> = s
-        .targets
-        .iter()
-        .filter_map(|t| match t {
-            Target::Http(h) => Some(h.clone()),
-            _ => None,
-        })
-        .collect();
-    let route_name: &str = &route.name;
-    let gets = http.iter().map(|h| {
-        let out = from_http.clone();
-        async move {
-            if let Err(e) = h.listen(&out).await {
-                tracing::info!(route = %route_name, target_name = %h.target, error = %e, "no event stream from the MCP server for subscriptions/listen");
-            }
-        }
-    });
-    // The GET streams run beside the stream below, and stop with it.
-    let pump = async move {
-        futures_util::future::join_all(gets).await;
-        std::future::pending::<()>().await
-    };
+    let mut events = s.listen();
+    // A streamable-HTTP server sends its notifications on a GET stream: one per session, shared
+    // by its listen streams; the acknowledgement waits until it is open (or refused), so nothing
+    // sent after it is missed.
+    let ready = http_events(&up, &route.name);
+    let _ = monoio::time::timeout(route.call_timeout, ready).await;
     let mut honored = asked.honored_by(&up.discover);
     let mut subscribed = Unsubscribe {
         ctx: ctx.clone(),
-        session: s.clone(),
+        up: up.clone(),
         uris: Vec::new(),
     };
     for uri in std::mem::take(&mut honored.uris) {
+        // Another listen stream of this session has it already.
+        if let Some(n) = up.subscribed.borrow_mut().get_mut(&uri) {
+            *n += 1;
+            subscribed.uris.push(uri);
+            continue;
+        }
         let params = serde_json::json!({ "uri": uri }).to_string();
         let body = jsonrpc::request(
             "\"portcullis-subscribe\"",
@@ -363,6 +357,7 @@ async fn listen(
             .and_then(result_of)
             .is_some()
         {
+            *up.subscribed.borrow_mut().entry(uri.clone()).or_insert(0) += 1;
             subscribed.uris.push(uri);
         }
     }
@@ -374,7 +369,6 @@ async fn listen(
     };
     let _ = reply.unbounded_send(ReplyPart::SseStart { session: None });
     let _ = reply.unbounded_send(event(&honored.acknowledgement(id)));
-    let mut events = futures_util::stream::select(from_session, http_events);
     let stream = async {
         loop {
             let tick = std::pin::pin!(monoio::time::sleep(LISTEN_TICK));
@@ -400,8 +394,77 @@ async fn listen(
         let _ = reply.unbounded_send(event(&compat::listen_ended(id)));
         let _ = reply.unbounded_send(ReplyPart::End);
     };
-    let bounded = monoio::time::timeout(relay_modern::LISTEN_LIMIT, stream);
-    futures_util::future::select(std::pin::pin!(pump), std::pin::pin!(bounded)).await;
+    let _ = monoio::time::timeout(relay_modern::LISTEN_LIMIT, stream).await;
+}
+
+/// Starts the GET streams of the session's streamable-HTTP servers, unless they run already;
+/// what they carry goes to the session's listen streams. They end when the session has no listen
+/// stream left (checked every [`LISTEN_TICK`]) or ends. The returned future completes when
+/// every stream's answer has begun (or failed).
+fn http_events(up: &Rc<Upstream>, route: &str) -> Shared<LocalBoxFuture<'static, ()>> {
+    if let Some(ready) = up.events.borrow().as_ref() {
+        return ready.clone();
+    }
+    let (ready_tx, ready_rx) = futures_channel::oneshot::channel::<()>();
+    let ready = ready_rx.map(|_| ()).boxed_local().shared();
+    *up.events.borrow_mut() = Some(ready.clone());
+    let (up, route) = (up.clone(), route.to_owned());
+    monoio::spawn(async move {
+        let s = up.session.clone();
+        let (out, mut rx) = unbounded();
+        let mut heads = Vec::new();
+        let gets: Vec<_> = s
+            .targets
+            .iter()
+            .filter_map(|t| match t {
+                Target::Http(h) => Some(h.clone()),
+                _ => None,
+            })
+            .map(|h| {
+                let (head_tx, head_rx) = futures_channel::oneshot::channel::<()>();
+                heads.push(head_rx);
+                let (out, route) = (out.clone(), route.clone());
+                async move {
+                    if let Err(e) = h.listen(&out, head_tx).await {
+                        tracing::info!(route = %route, target_name = %h.target, error = %e, "no event stream from the MCP server for subscriptions/listen");
+                    }
+                }
+            })
+            .collect();
+        drop(out);
+        let opened = async move {
+            futures_util::future::join_all(heads).await;
+            let _ = ready_tx.send(());
+            std::future::pending::<()>().await
+        };
+        let pump = async {
+            futures_util::future::join(futures_util::future::join_all(gets), opened).await;
+        };
+        let forward = async {
+            let mut open = true;
+            loop {
+                let tick = monoio::time::sleep(LISTEN_TICK);
+                if open {
+                    match futures_util::future::select(rx.next(), std::pin::pin!(tick)).await {
+                        futures_util::future::Either::Left((Some(msg), _)) => {
+                            s.notify_listeners(&msg)
+                        }
+                        // Every GET stream ended (or none was opened): only the checks remain.
+                        futures_util::future::Either::Left((None, _)) => open = false,
+                        futures_util::future::Either::Right(_) => {}
+                    }
+                } else {
+                    tick.await;
+                }
+                if s.is_closed() || !s.has_listeners() {
+                    return;
+                }
+            }
+        };
+        futures_util::future::select(std::pin::pin!(pump), std::pin::pin!(forward)).await;
+        *up.events.borrow_mut() = None;
+    });
+    ready
 }
 
 /// How often a listen stream through a compatibility session checks its session (and keeps it
@@ -409,23 +472,34 @@ async fn listen(
 const LISTEN_TICK: Duration = Duration::from_secs(5);
 
 /// The resource subscriptions of a listen stream, ended upstream when the stream ends (however
-/// it ends: the future is dropped when the client goes away).
+/// it ends: the future is dropped when the client goes away) and no other stream of the session
+/// still wants them.
 struct Unsubscribe {
     ctx: Rc<Relay>,
-    session: Rc<Session>,
+    up: Rc<Upstream>,
     uris: Vec<String>,
 }
 
 impl Drop for Unsubscribe {
     fn drop(&mut self) {
-        if self.uris.is_empty() || self.session.is_closed() {
+        let mut last = Vec::new();
+        {
+            let mut held = self.up.subscribed.borrow_mut();
+            for uri in self.uris.drain(..) {
+                if let Some(n) = held.get_mut(&uri) {
+                    *n -= 1;
+                    if *n == 0 {
+                        held.remove(&uri);
+                        last.push(uri);
+                    }
+                }
+            }
+        }
+        let s = &self.up.session;
+        if last.is_empty() || s.is_closed() {
             return;
         }
-        let (ctx, s, uris) = (
-            self.ctx.clone(),
-            self.session.clone(),
-            std::mem::take(&mut self.uris),
-        );
+        let (ctx, s, uris) = (self.ctx.clone(), s.clone(), last);
         monoio::spawn(async move {
             for uri in uris {
                 let params = serde_json::json!({ "uri": uri }).to_string();
@@ -616,6 +690,8 @@ async fn open(
         session: s,
         discover,
         header_params: RefCell::new(None),
+        subscribed: RefCell::new(HashMap::new()),
+        events: RefCell::new(None),
     }))
 }
 

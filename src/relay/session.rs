@@ -253,6 +253,13 @@ impl Session {
         rx
     }
 
+    /// Whether a listen stream is open on this session.
+    pub(crate) fn has_listeners(&self) -> bool {
+        let mut listeners = self.listeners.borrow_mut();
+        listeners.retain(|l| !l.is_closed());
+        !listeners.is_empty()
+    }
+
     /// Hands a server's message to this session's listen streams (only).
     pub(crate) fn notify_listeners(&self, msg: &[u8]) {
         self.listeners

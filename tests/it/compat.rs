@@ -472,8 +472,19 @@ both_drivers!(listen_streams_reach_2025_servers, |d| {
         !seen.iter().any(|l| l.contains("prompts/list_changed")),
         "{seen:?}"
     );
-    // The client closes its stream: the subscription ends upstream.
+    // A second stream of the same principal on the same resource: when the first closes, the
+    // subscription stays (the second still gets updates); after the last, it ends upstream.
+    let body = listen_body(r#""l2""#, r#"{"resourceSubscriptions":["test://a"]}"#);
+    let mut second = open_listen(&p, "/mcp", &ann, &body);
+    read_until(&mut second, "subscriptions/acknowledged");
     drop(stream);
+    let body = call("touch", "{}");
+    let r = result(&modern_post(&p, "tools/call", Some("touch"), &ann, &body));
+    assert_eq!(r["content"][0]["text"], "touched", "{r}");
+    let seen = read_until(&mut second, "resources/updated");
+    assert!(seen.last().unwrap().contains(r#""l2""#), "{seen:?}");
+    assert!(!p.log_contains("mcp_stderr: unsubscribe"), "{}", p.log());
+    drop(second);
     assert!(
         p.wait_log("mcp_stderr: unsubscribe test://a", 10),
         "{}",

@@ -213,7 +213,12 @@ impl HttpTarget {
     /// The server's own event stream for the session (a GET): each message on it goes to `out`.
     /// Returns when the stream ends, when `out` is closed, or at once if the server has none
     /// (405) or cannot be reached (the error). The caller bounds it by dropping the future.
-    pub(crate) async fn listen(&self, out: &UnboundedSender<Vec<u8>>) -> Result<(), String> {
+    /// `begun` is sent once the stream's answer has begun (dropped if it does not).
+    pub(crate) async fn listen(
+        &self,
+        out: &UnboundedSender<Vec<u8>>,
+        begun: futures_channel::oneshot::Sender<()>,
+    ) -> Result<(), String> {
         let to = client::resolve(&self.upstream.target.addr, &self.settings)
             .await
             .map_err(|e| e.to_string())?;
@@ -228,6 +233,7 @@ impl HttpTarget {
         let body = match got {
             Ok((h, ())) if h.status == 200 => {
                 buf.drain(..h.head_len);
+                let _ = begun.send(());
                 h.body
             }
             Ok((h, ())) => return Err(format!("GET answered HTTP {}", h.status)),
