@@ -53,6 +53,36 @@ pub(crate) fn fuzz_jsonrpc(data: &[u8]) {
         }
     }
     let _ = compat::legacy_initialize(data);
+    let _ = compat::merge_discover(&[("a", data), ("b", data)]);
+    let _ = compat::is_change_notification(data);
+    // Listen streams: what a client asks, what a server sends; every output is JSON.
+    if let Some(asked) = compat::Listen::asked(data) {
+        let honored = asked.honored_by(data);
+        let ack = honored.acknowledgement("\"l\"");
+        assert!(serde_json::from_slice::<serde::de::IgnoredAny>(&ack).is_ok());
+    }
+    let all = compat::Listen {
+        tools: true,
+        prompts: true,
+        resources: true,
+        uris: vec!["test://a".into()],
+    };
+    if let Some(ev) = all.event(data, "7") {
+        let v: serde_json::Value = serde_json::from_slice(&ev).expect("an event is JSON");
+        assert!(v["method"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("notifications/")));
+        assert_eq!(
+            v["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+            7
+        );
+    }
+    // A name encoded for a mirrored header decodes back to itself.
+    if let Ok(text) = std::str::from_utf8(data) {
+        let v = modern::encode_value(text);
+        assert!(v.iter().all(|b| (0x20..0x7f).contains(b)));
+        assert_eq!(modern::decode_value(&v).as_deref(), Some(text.as_bytes()));
+    }
 }
 
 fn check_message(msg: &[u8]) {
