@@ -342,12 +342,7 @@ async fn listen(
             subscribed.uris.push(uri);
             continue;
         }
-        let params = serde_json::json!({ "uri": uri }).to_string();
-        let body = jsonrpc::request(
-            "\"portcullis-subscribe\"",
-            "resources/subscribe",
-            Some(params.as_bytes()),
-        );
+        let body = resource_request("resources/subscribe", &uri);
         let (tx, rx) = unbounded();
         relay_call::post(&ctx.shard, &s, body, &tx, None, None, trace).await;
         drop(tx);
@@ -467,6 +462,12 @@ fn http_events(up: &Rc<Upstream>, route: &str) -> Shared<LocalBoxFuture<'static,
     ready
 }
 
+/// A `resources/subscribe` or `resources/unsubscribe` request for `uri`, as Portcullis sends it.
+fn resource_request(method: &str, uri: &str) -> Vec<u8> {
+    let params = serde_json::json!({ "uri": uri }).to_string();
+    jsonrpc::request("\"portcullis-listen\"", method, Some(params.as_bytes()))
+}
+
 /// How often a listen stream through a compatibility session checks its session (and keeps it
 /// from idling out).
 const LISTEN_TICK: Duration = Duration::from_secs(5);
@@ -502,12 +503,7 @@ impl Drop for Unsubscribe {
         let (ctx, s, uris) = (self.ctx.clone(), s.clone(), last);
         monoio::spawn(async move {
             for uri in uris {
-                let params = serde_json::json!({ "uri": uri }).to_string();
-                let body = jsonrpc::request(
-                    "\"portcullis-unsubscribe\"",
-                    "resources/unsubscribe",
-                    Some(params.as_bytes()),
-                );
+                let body = resource_request("resources/unsubscribe", &uri);
                 let (tx, _rx) = unbounded();
                 relay_call::post(&ctx.shard, &s, body, &tx, None, None, None).await;
             }

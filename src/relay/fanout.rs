@@ -85,7 +85,14 @@ pub(crate) async fn serve(
                 let _ = reply.unbounded_send(p);
             }
         }
-        "tools/call" | "prompts/get" => by_name(shard, route, call, name.as_deref(), &reply).await,
+        "tools/call" | "prompts/get" => {
+            let kind = if method == "tools/call" {
+                "tool"
+            } else {
+                "prompt"
+            };
+            by_name(shard, route, call, kind, name.as_deref(), &reply).await
+        }
         m if authorize::list_of(m).is_some() => list(shard, route, &call, m, &reply).await,
         m => {
             let msg = format!("{m} is not supported when a route has several MCP servers");
@@ -204,18 +211,24 @@ async fn list(
     });
 }
 
-/// `tools/call` or `prompts/get`: to the server its prefixed name names, renamed there.
+/// `tools/call` or `prompts/get` (`kind`: "tool" or "prompt"): to the server its prefixed name
+/// names, renamed there.
 async fn by_name(
     shard: &Shard,
     route: &McpRoute,
     call: ModernCall,
+    kind: &str,
     name: Option<&str>,
     reply: &UnboundedSender<ReplyPart>,
 ) {
     let id = call.id.as_deref().unwrap_or("null");
     let names: Vec<&str> = route.targets.iter().map(|t| t.name.as_str()).collect();
     let Some((target, inner)) = name.and_then(|n| merge::split(n, &names)) else {
-        let msg = format!("unknown tool or prompt: {}", name.unwrap_or(""));
+        let msg = format!(
+            "unknown {kind}: {} (names on this route are <server>_<name>; its servers: {})",
+            name.unwrap_or(""),
+            names.join(", ")
+        );
         let body = jsonrpc::error_object(Some(id), jsonrpc::INVALID_PARAMS, &msg, None);
         let _ = reply.unbounded_send(ReplyPart::Json {
             body,

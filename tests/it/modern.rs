@@ -528,6 +528,22 @@ both_drivers!(several_modern_servers_on_one_route_are_fanned_out, |d| {
         &[],
     );
     assert_eq!(v["protocolVersion"], "2025-11-25", "{v}");
+    // A name that names no server is refused here, saying how names are formed.
+    let r = modern_post_to(
+        &p,
+        "/both/mcp",
+        "tools/call",
+        Some("nope"),
+        "",
+        &call_body("nope"),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+    assert_eq!(v["error"]["code"], -32602, "{v}");
+    let msg = v["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        msg.contains("unknown tool: nope") && msg.contains("a, b"),
+        "{v}"
+    );
     // A header that disagrees with the body reaches no server.
     let before = (read("a").lines().count(), read("b").lines().count());
     let bad = modern_post_to(
