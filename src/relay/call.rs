@@ -236,23 +236,10 @@ pub(crate) async fn stateless(
     trace: Option<Vec<u8>>,
     handshake: bool,
 ) {
-    let limits = ctx.shard.snapshot().settings.mcp_limits;
-    let slots = match session::Slots::take(&None, &route, &limits) {
-        Ok(slots) => slots,
-        Err(over) => {
-            ctx.shard.metrics.borrow_mut().refuse(match over {
-                session::OverCap::Subject(_) => crate::metrics::Refused::SessionsPerSubject,
-                session::OverCap::Processes(_) => crate::metrics::Refused::StdioProcesses,
-            });
-            let _ = reply.unbounded_send(over_cap(over, &limits).reply(None));
-            return;
-        }
-    };
-    let s = match Session::open(String::new(), &route, None, authorization, slots) {
+    let s = match open_fresh(ctx, &route, authorization) {
         Ok(s) => s,
-        Err(e) => {
-            tracing::error!(route = %route.name, error = %e, "cannot start the MCP server");
-            let _ = reply.unbounded_send(Reject::ServerNotStarted.reply(None));
+        Err(r) => {
+            let _ = reply.unbounded_send(r.reply(None));
             return;
         }
     };
@@ -295,6 +282,27 @@ pub(crate) async fn stateless(
     )
     .await;
     close_later(s);
+}
+
+/// Fresh targets for one message on a stateless route (no subject, never registered), within
+/// the caps; a refusal is counted.
+pub(crate) fn open_fresh(
+    ctx: &Relay,
+    route: &Arc<McpRoute>,
+    authorization: Option<String>,
+) -> Result<Rc<Session>, Reject> {
+    let limits = ctx.shard.snapshot().settings.mcp_limits;
+    let slots = session::Slots::take(&None, route, &limits).map_err(|over| {
+        ctx.shard.metrics.borrow_mut().refuse(match over {
+            session::OverCap::Subject(_) => crate::metrics::Refused::SessionsPerSubject,
+            session::OverCap::Processes(_) => crate::metrics::Refused::StdioProcesses,
+        });
+        over_cap(over, &limits)
+    })?;
+    Session::open(String::new(), route, None, authorization, slots).map_err(|e| {
+        tracing::error!(route = %route.name, error = %e, "cannot start the MCP server");
+        Reject::ServerNotStarted
+    })
 }
 
 /// One POSTed message (or batch) through a session's targets.
@@ -560,6 +568,21 @@ async fn single_target(
     relay(s, call, id, rx, reply, new_session, filter).await
 }
 
+/// Request `body` (the client's id `id`) to target `ti` of session `s` alone, as it is (no
+/// renaming, no merge); its answer, with the client's id, goes to `reply`.
+pub(crate) async fn to_target(
+    s: &Rc<Session>,
+    ti: usize,
+    id: &str,
+    body: &[u8],
+    reply: &UnboundedSender<ReplyPart>,
+    trace: Option<&[u8]>,
+) {
+    let (call, body) = InFlight::start(s, ti, id, body);
+    let rx = s.targets[ti].request(&call.upstream, body, trace);
+    relay(s, call, id, rx, reply, None, None).await
+}
+
 /// `tools/call` or `prompts/get` on a route with several targets (or prefixes): sent to the
 /// target the prefixed name names, with the name it has there.
 async fn call_by_name(
@@ -600,7 +623,5 @@ async fn call_by_name(
             return;
         }
     };
-    let (call, body) = InFlight::start(s, ti, id, &body);
-    let rx = s.targets[ti].request(&call.upstream, body, trace);
-    relay(s, call, id, rx, reply, None, None).await
+    to_target(s, ti, id, &body, reply, trace).await
 }

@@ -1,7 +1,7 @@
 //! The compatibility mode: MCP 2026-07-28 clients served by servers that speak only the 2025
-//! revisions (stdio and SSE servers, streamable-HTTP servers that refuse `server/discover`,
-//! and routes with several servers unless all of them are streamable-HTTP servers that speak
-//! the revision), so a modern client never has to fall back.
+//! revisions (2025 stdio and SSE servers, streamable-HTTP servers that refuse
+//! `server/discover`, and routes with several servers unless all of them are streamable-HTTP or
+//! stdio servers that speak the revision), so a modern client never has to fall back.
 //!
 //! Portcullis holds the 2025 sessions itself: one per route and principal (issuer + subject,
 //! the binding 2025 sessions have) on the worker that received the request, opened with
@@ -27,9 +27,10 @@
 //! for [`ERA_TTL`]; a server that speaks 2026-07-28 gets its requests natively
 //! (`relay::modern`). A route whose servers are all streamable HTTP asks each of them
 //! (`relay::fanout`): if all speak the revision, the route is served natively, fanned out. For
-//! a route with one stdio server, the question goes to a process started for it (a stdio
-//! connection's first message fixes its revision); a server that speaks 2026-07-28 keeps that
-//! process, per principal, and gets each request as it came.
+//! a route with a stdio server (alone, or among streamable-HTTP and stdio servers), the
+//! question goes to processes started for it (a stdio connection's first message fixes its
+//! revision); if every server speaks 2026-07-28, the processes are kept, per principal, and get
+//! each request as it came (fanned out when there are several servers).
 //!
 //! Not here: the message translations (`mcp::compat`, sans-IO), the HTTP rules
 //! (`server::mcp`).
@@ -70,8 +71,8 @@ pub(crate) struct Compat {
     pool: RefCell<HashMap<(u64, Subject), Starting, foldhash::fast::RandomState>>,
     /// Per route key: whether its server speaks 2026-07-28, and until when that is trusted.
     eras: RefCell<HashMap<u64, (bool, Instant), foldhash::fast::RandomState>>,
-    /// The stdio server process of each (route, principal) that speaks 2026-07-28 itself: its
-    /// requests go to it as they came (no `initialize`, `_meta` untouched).
+    /// The stdio server processes of each (route, principal) whose servers speak 2026-07-28
+    /// themselves: requests go to them as they came (no `initialize`, `_meta` untouched).
     native: RefCell<HashMap<(u64, Subject), Rc<Session>, foldhash::fast::RandomState>>,
     /// Per stateless route key: its tools' `x-mcp-header` declarations (from the last
     /// `tools/list` answer seen), and until when they are trusted.
@@ -850,9 +851,8 @@ pub(crate) async fn serve_unknown(
     reply: UnboundedSender<ReplyPart>,
 ) -> bool {
     if stdio_candidate(&route) {
-        // Natively or not, the request goes through a session, which counts it.
-        serve_stdio(ctx, route, call, fallback, reply).await;
-        return false;
+        // A request that goes through a session is counted by it.
+        return serve_stdio(ctx, route, call, fallback, reply).await;
     }
     let discover = fallback.method == "server/discover";
     let (probe, rest) = if discover {
@@ -863,7 +863,7 @@ pub(crate) async fn serve_unknown(
     let fan = fanout::fans_out(&route);
     let (verdict, parts) = if fan {
         // Several servers: each is asked; the route speaks the revision if all of them do.
-        fanout::discover(&ctx.shard, &route, &probe).await
+        fanout::discover(&ctx.shard, &route, &probe, None).await
     } else {
         let (tx, rx) = unbounded();
         relay_modern::forward(ctx.shard.clone(), route.clone(), probe, tx).await;
@@ -879,7 +879,7 @@ pub(crate) async fn serve_unknown(
             false
         }
         (_, Some(call)) if fan => {
-            fanout::serve(&ctx.shard, &route, call, reply).await;
+            fanout::serve(&ctx.shard, &route, call, None, reply).await;
             true
         }
         (_, Some(call)) => {
@@ -895,34 +895,40 @@ pub(crate) async fn serve_unknown(
     }
 }
 
-/// Whether `route` has one stdio server, which may speak 2026-07-28 (the compatibility mode
-/// on: it serves the route if the server does not).
+/// Whether `route` has a stdio server, and its servers may all speak 2026-07-28: one stdio
+/// server, or several servers (stdio and streamable HTTP) to fan out. The compatibility mode
+/// must be on: it serves the route if one of them does not speak the revision.
 pub(crate) fn stdio_candidate(route: &McpRoute) -> bool {
-    route.compat
-        && !route.prefix
-        && matches!(&route.targets[..], [t] if matches!(t.kind, McpTargetKind::Stdio { .. }))
+    let one = !route.prefix
+        && matches!(&route.targets[..], [t] if matches!(t.kind, McpTargetKind::Stdio { .. }));
+    route.compat && (one || (fanout::fans_out(route) && fanout::runs_processes(route)))
 }
 
 /// How long a stdio server started to answer `server/discover` has to answer it.
 const STDIO_PROBE_WAIT: Duration = Duration::from_secs(10);
 
-/// A 2026-07-28 request for a route whose one server is a stdio process. Over stdio, the first
-/// message decides which revision a connection speaks, so the question is asked of a process
-/// started for it: `server/discover` (the client's own, or one sent for the purpose) as its
-/// first message. A server that answers with 2026-07-28 among its versions keeps that process
-/// (per principal and worker, like a session: counted against the caps, ended by the TTL) and
-/// gets each request as it came; one that refuses is stopped, and the route is served through
-/// the compatibility mode. What was learned holds for [`ERA_TTL`] on this worker.
+/// A 2026-07-28 request for a route with a stdio server. Over stdio, the first message decides
+/// which revision a connection speaks, so the question is asked of processes started for it:
+/// `server/discover` (the client's own, or one sent for the purpose) as their first message
+/// (on a route with several servers, asked of each, streamable-HTTP servers included,
+/// `relay::fanout`). If every server answers with 2026-07-28 among its versions, the processes
+/// are kept (per principal and worker, like a session: counted against the caps, ended by the
+/// TTL) and get each request as it came (fanned out on a route with several servers); if one
+/// refuses, they are stopped, and the route is served through the compatibility mode. What was
+/// learned holds for [`ERA_TTL`] on this worker. Returns whether the request was fanned out
+/// natively (a session counts the calls it carries itself).
 async fn serve_stdio(
     ctx: Rc<Relay>,
     route: Arc<McpRoute>,
     call: ModernCall,
     fallback: CompatCall,
     reply: UnboundedSender<ReplyPart>,
-) {
+) -> bool {
     let refuse = |r: Reject| {
         let _ = reply.unbounded_send(r.reply(call.id.as_deref()));
+        false
     };
+    let fan = fanout::fans_out(&route);
     let trace = fallback.trace.clone();
     let key = (route.key, fallback.subject.clone());
     let mut era = ctx.compat.era(route.key);
@@ -933,17 +939,35 @@ async fn serve_stdio(
             Err(r) => return refuse(r),
         };
         let discover = fallback.method == "server/discover";
-        let body = if discover {
-            call.body.clone()
+        let parts = if fan {
+            let probe = (!discover).then(|| probe_call(fallback.authorization.as_deref()));
+            let asked = fanout::discover(
+                &ctx.shard,
+                &route,
+                probe.as_ref().unwrap_or(&call),
+                Some(&s),
+            );
+            match monoio::time::timeout(STDIO_PROBE_WAIT, asked).await {
+                Ok((verdict, parts)) => {
+                    era = verdict;
+                    parts
+                }
+                Err(_) => Vec::new(),
+            }
         } else {
-            probe_call(None).body
+            let body = if discover {
+                call.body.clone()
+            } else {
+                probe_call(None).body
+            };
+            let (tx, rx) = unbounded();
+            let asked = relay_call::post(&ctx.shard, &s, body, &tx, None, None, trace.as_deref());
+            let answered = monoio::time::timeout(STDIO_PROBE_WAIT, asked).await.is_ok();
+            drop(tx);
+            let parts: Vec<ReplyPart> = rx.collect().await;
+            era = if answered { verdict(&parts) } else { None };
+            parts
         };
-        let (tx, rx) = unbounded();
-        let asked = relay_call::post(&ctx.shard, &s, body, &tx, None, None, trace.as_deref());
-        let answered = monoio::time::timeout(STDIO_PROBE_WAIT, asked).await.is_ok();
-        drop(tx);
-        let parts: Vec<ReplyPart> = rx.collect().await;
-        era = if answered { verdict(&parts) } else { None };
         if let Some(modern) = era {
             ctx.compat.learn(route.key, modern);
         }
@@ -954,7 +978,7 @@ async fn serve_stdio(
                     let _ = reply.unbounded_send(p);
                 }
                 ctx.compat.native.borrow_mut().insert(key, s);
-                return;
+                return fan;
             }
             kept = Some(s);
         } else {
@@ -964,20 +988,26 @@ async fn serve_stdio(
                 for p in parts {
                     let _ = reply.unbounded_send(p);
                 }
-                return;
+                return fan;
             }
         }
     }
     if era != Some(true) {
-        return serve(ctx, route, fallback, reply).await;
+        serve(ctx, route, fallback, reply).await;
+        return false;
     }
-    let guard = fallback.authz.as_ref().map(|authz| Guard {
-        shard: &ctx.shard,
-        authz,
-    });
     if !route.stateful {
-        // A process for this one request, which takes it as its first message.
+        // Processes for this one request, which take it as their first message.
         let (authorization, authz) = (fallback.authorization.clone(), fallback.authz.clone());
+        if fan {
+            let s = match relay_call::open_fresh(&ctx, &route, authorization) {
+                Ok(s) => s,
+                Err(r) => return refuse(r),
+            };
+            fanout::serve(&ctx.shard, &route, call, Some(&s), reply).await;
+            monoio::spawn(async move { s.close().await });
+            return true;
+        }
         relay_call::stateless(
             &ctx,
             route,
@@ -989,7 +1019,7 @@ async fn serve_stdio(
             false,
         )
         .await;
-        return;
+        return false;
     }
     let held = kept.or_else(|| {
         ctx.compat
@@ -1002,7 +1032,8 @@ async fn serve_stdio(
     let s = match held {
         Some(s) => s,
         None => {
-            // A new process for this principal: it takes the request as its first message.
+            // New processes for this principal: each takes its first request as its first
+            // message.
             let s = match open_held(&ctx, &route, key.1.clone(), fallback.authorization.clone()) {
                 Ok(s) => s,
                 Err(r) => return refuse(r),
@@ -1017,20 +1048,29 @@ async fn serve_stdio(
         native.retain(|_, held| !held.is_closed());
         native.insert(key, s.clone());
     }
-    relay_call::post(
-        &ctx.shard,
-        &s,
-        call.body,
-        &reply,
-        None,
-        guard.as_ref(),
-        trace.as_deref(),
-    )
-    .await;
+    if fan {
+        fanout::serve(&ctx.shard, &route, call, Some(&s), reply).await;
+    } else {
+        let guard = fallback.authz.as_ref().map(|authz| Guard {
+            shard: &ctx.shard,
+            authz,
+        });
+        relay_call::post(
+            &ctx.shard,
+            &s,
+            call.body,
+            &reply,
+            None,
+            guard.as_ref(),
+            trace.as_deref(),
+        )
+        .await;
+    }
     if s.is_closed() {
         ctx.sessions.remove(&s.id);
         monoio::spawn(async move { s.close().await });
     }
+    fan
 }
 
 /// The `server/discover` Portcullis sends to learn a server's revision.

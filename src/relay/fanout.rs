@@ -1,6 +1,9 @@
-//! MCP 2026-07-28 requests on a route with several streamable-HTTP servers (or with prefixed
-//! names) that all speak the revision: served natively on the worker that received them, each
-//! server reached with one self-contained POST per request (`relay::modern`), no session.
+//! MCP 2026-07-28 requests on a route with several servers (or with prefixed names) that all
+//! speak the revision: served natively on the worker that received them, no session. A
+//! streamable-HTTP server is reached with one self-contained POST per request
+//! (`relay::modern`); a stdio server through the process the principal holds for it (the
+//! compatibility mode's era question started it, `relay::compat`), each request given an id
+//! of its own there and the client's back in the answer (`relay::call::to_target`).
 //!
 //! - `server/discover` goes to every server; their answers merge into the route's
 //!   (`mcp::compat::merge_discover`: the versions all of them list, capabilities merged as
@@ -28,20 +31,37 @@ use crate::mcp::compat::{self, Discovered};
 use crate::mcp::jsonrpc::{self, Kind};
 use crate::mcp::sse::SseParser;
 use crate::mcp::{merge, modern};
+use std::rc::Rc;
+
 use crate::relay::authorize;
+use crate::relay::call as relay_call;
 use crate::relay::modern::{self as relay_modern, ModernCall};
+use crate::relay::reject::Reject;
+use crate::relay::session::Session;
 use crate::relay::{ReplyPart, MAX_MESSAGE};
 use crate::shard::Shard;
 use crate::snapshot::{McpRoute, McpTargetKind};
 
-/// Whether `route`'s 2026-07-28 requests are fanned out: every server is streamable HTTP, and
-/// there are several (or names are prefixed).
+/// Whether `route`'s 2026-07-28 requests are fanned out: every server is streamable HTTP or
+/// stdio (a legacy SSE server speaks only 2024-11-05), and there are several (or names are
+/// prefixed).
 pub(crate) fn fans_out(route: &McpRoute) -> bool {
     (route.targets.len() > 1 || route.prefix)
-        && route
-            .targets
-            .iter()
-            .all(|t| matches!(t.kind, McpTargetKind::Http { .. }))
+        && route.targets.iter().all(|t| {
+            matches!(
+                t.kind,
+                McpTargetKind::Http { .. } | McpTargetKind::Stdio { .. }
+            )
+        })
+}
+
+/// Whether one of `route`'s servers is a stdio process: reaching it takes the principal's
+/// processes ([`serve`]'s `procs`), which only the compatibility mode's era question starts.
+pub(crate) fn runs_processes(route: &McpRoute) -> bool {
+    route
+        .targets
+        .iter()
+        .any(|t| matches!(t.kind, McpTargetKind::Stdio { .. }))
 }
 
 /// The metric labels of a call on a fanned-out route: the server a prefixed name names and the
@@ -57,17 +77,19 @@ pub(crate) fn labels<'a>(
     }
 }
 
-/// Serves `call` across the route's servers; the answer goes to `reply`.
+/// Serves `call` across the route's servers; the answer goes to `reply`. `procs`: the session
+/// whose processes are the route's stdio servers (`None` on a route without any).
 pub(crate) async fn serve(
     shard: &Shard,
     route: &McpRoute,
     call: ModernCall,
+    procs: Option<&Rc<Session>>,
     reply: UnboundedSender<ReplyPart>,
 ) {
     let env = match jsonrpc::peek(&call.body) {
         Ok(e) => e,
         Err(e) => {
-            let _ = reply.unbounded_send(crate::relay::reject::Reject::NotJsonRpc(e).reply(None));
+            let _ = reply.unbounded_send(Reject::NotJsonRpc(e).reply(None));
             return;
         }
     };
@@ -80,7 +102,7 @@ pub(crate) async fn serve(
     let name = env.name.map(|n| n.into_owned());
     match method {
         "server/discover" => {
-            let (_, parts) = discover(shard, route, &call).await;
+            let (_, parts) = discover(shard, route, &call, procs).await;
             for p in parts {
                 let _ = reply.unbounded_send(p);
             }
@@ -91,9 +113,9 @@ pub(crate) async fn serve(
             } else {
                 "prompt"
             };
-            by_name(shard, route, call, kind, name.as_deref(), &reply).await
+            by_name(shard, route, call, kind, name.as_deref(), procs, &reply).await
         }
-        m if authorize::list_of(m).is_some() => list(shard, route, &call, m, &reply).await,
+        m if authorize::list_of(m).is_some() => list(shard, route, &call, m, procs, &reply).await,
         m => {
             let msg = format!("{m} is not supported when a route has several MCP servers");
             let body = jsonrpc::error_object(Some(id), jsonrpc::METHOD_NOT_FOUND, &msg, None);
@@ -112,8 +134,9 @@ pub(crate) async fn discover(
     shard: &Shard,
     route: &McpRoute,
     call: &ModernCall,
+    procs: Option<&Rc<Session>>,
 ) -> (Option<bool>, Vec<ReplyPart>) {
-    let answers = ask_all(shard, route, call).await;
+    let answers = ask_all(shard, route, call, procs).await;
     let mut results = Vec::with_capacity(answers.len());
     let mut unreachable = None;
     for (i, parts) in answers.into_iter().enumerate() {
@@ -174,10 +197,11 @@ async fn list(
     route: &McpRoute,
     call: &ModernCall,
     method: &str,
+    procs: Option<&Rc<Session>>,
     reply: &UnboundedSender<ReplyPart>,
 ) {
     let id = call.id.as_deref().unwrap_or("null");
-    let answers = ask_all(shard, route, call).await;
+    let answers = ask_all(shard, route, call, procs).await;
     let mut results = Vec::with_capacity(answers.len());
     for (i, parts) in answers.iter().enumerate() {
         let name = route.targets[i].name.as_str();
@@ -219,6 +243,7 @@ async fn by_name(
     call: ModernCall,
     kind: &str,
     name: Option<&str>,
+    procs: Option<&Rc<Session>>,
     reply: &UnboundedSender<ReplyPart>,
 ) {
     let id = call.id.as_deref().unwrap_or("null");
@@ -257,12 +282,41 @@ async fn by_name(
         headers,
         ..call
     };
-    relay_modern::forward_to(shard, route, ti, &call, reply).await
+    forward_one(shard, route, ti, &call, procs, reply).await
+}
+
+/// `call` to the route's server number `ti`: a POST to a streamable-HTTP server, or a message
+/// to the principal's process of a stdio server.
+async fn forward_one(
+    shard: &Shard,
+    route: &McpRoute,
+    ti: usize,
+    call: &ModernCall,
+    procs: Option<&Rc<Session>>,
+    reply: &UnboundedSender<ReplyPart>,
+) {
+    match (&route.targets[ti].kind, procs) {
+        (McpTargetKind::Stdio { .. }, Some(s)) => {
+            let id = call.id.as_deref().unwrap_or("null");
+            relay_call::to_target(s, ti, id, &call.body, reply, None).await
+        }
+        (McpTargetKind::Stdio { .. }, None) => {
+            // Not reached: such a route's requests come through the compatibility mode, which
+            // starts the processes. Refused rather than sent nowhere.
+            let _ = reply.unbounded_send(Reject::ServerNotStarted.reply(call.id.as_deref()));
+        }
+        _ => relay_modern::forward_to(shard, route, ti, call, reply).await,
+    }
 }
 
 /// `call` sent to every server at once (its body and headers as they are); each server's
 /// answer parts, in the route's order.
-async fn ask_all(shard: &Shard, route: &McpRoute, call: &ModernCall) -> Vec<Vec<ReplyPart>> {
+async fn ask_all(
+    shard: &Shard,
+    route: &McpRoute,
+    call: &ModernCall,
+    procs: Option<&Rc<Session>>,
+) -> Vec<Vec<ReplyPart>> {
     let asks = (0..route.targets.len()).map(|i| async move {
         let one = ModernCall {
             body: call.body.clone(),
@@ -274,7 +328,7 @@ async fn ask_all(shard: &Shard, route: &McpRoute, call: &ModernCall) -> Vec<Vec<
             listen: false,
         };
         let (tx, rx) = unbounded();
-        relay_modern::forward_to(shard, route, i, &one, &tx).await;
+        forward_one(shard, route, i, &one, procs, &tx).await;
         drop(tx);
         rx.collect::<Vec<_>>().await
     });

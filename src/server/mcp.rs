@@ -236,7 +236,7 @@ async fn modern_job(
     // every 2026-07-28 call moves into place, stays small.
     match fallback {
         None if relay_fanout::fans_out(&route) => {
-            Box::pin(relay_fanout::serve(&ctx.shard, &route, call, reply)).await;
+            Box::pin(relay_fanout::serve(&ctx.shard, &route, call, None, reply)).await;
             true
         }
         None => {
@@ -291,9 +291,10 @@ fn start(
     if head.method() == b"POST" && modern::is_modern(head.version()) {
         // One streamable-HTTP server, or several (fanned out): relayed as they are when the
         // servers speak the revision.
-        let native = relay_modern::serves_modern(route) || relay_fanout::fans_out(route);
-        // One stdio server: a process started for the question tells whether it speaks the
-        // revision (`relay::compat`).
+        let native = relay_modern::serves_modern(route)
+            || (relay_fanout::fans_out(route) && !relay_fanout::runs_processes(route));
+        // A stdio server (alone, or among others to fan out): processes started for the
+        // question tell whether it speaks the revision (`relay::compat`).
         let stdio = relay_compat::stdio_candidate(route);
         // Only a route whose servers may speak the revision asks what this worker learned.
         let era = if (native && route.compat) || stdio {

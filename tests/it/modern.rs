@@ -585,6 +585,122 @@ both_drivers!(several_modern_servers_on_one_route_are_fanned_out, |d| {
     assert_eq!(v["fallback"]["fell_back"], true, "{v}");
 });
 
+both_drivers!(stdio_servers_among_several_are_fanned_out_natively, |d| {
+    let (node, python) = client_runtimes().clone();
+    let dir = temp_dir();
+    let log = |name: &str| dir.join(format!("{name}.methods"));
+    let read = |name: &str| std::fs::read_to_string(log(name)).unwrap_or_default();
+    let http = ModernServer::start_logged(Some(&log("web")));
+    let script = fixtures().join("clients/modern_server.py");
+    // Stdio servers that speak only 2026-07-28: an `initialize` is refused, so a route that
+    // went through the compatibility mode (2025 sessions) could not reach them.
+    let stdio = |name: &str| {
+        format!(
+            "          - name: {name}\n            stdio: {{cmd: '{python}', args: ['{}', stdio], env: {{MODERN_ONLY: '1', MODERN_SERVER_LOG: '{}'}}}}\n",
+            script.display(),
+            log(name).display()
+        )
+    };
+    let web = format!(
+        "          - name: web\n            mcp: {{host: 127.0.0.1, port: {}, path: /mcp}}\n",
+        http.port
+    );
+    let key = TestKey::es256("k1");
+    let auth = format!(
+        "      policies:\n        mcpAuthentication:\n          issuer: {ISS}\n          audiences: [{AUD}]\n          jwks: '{}'\n          resourceMetadata:\n            resource: http://localhost:{{PORT}}/auth/mcp\n",
+        jwks(&[&key])
+    );
+    let route = |name: &str, policies: &str, extra: &str, targets: String| {
+        format!(
+            "    - name: {name}\n      matches: [{{path: {{exact: /{name}/mcp}}}}]\n{policies}      backends:\n      - mcp:\n{extra}          targets:\n{targets}"
+        )
+    };
+    let cfg = format!(
+        "{CONFIG_HEAD}binds:\n- port: {{PORT}}\n  listeners:\n  - routes:\n{}{}{}",
+        route("pair", "", "", stdio("a") + &web),
+        route(
+            "fresh",
+            "",
+            "          statefulMode: stateless\n",
+            stdio("c") + &stdio("d")
+        ),
+        route("auth", &auth, "", stdio("e") + &web),
+    );
+    let p = Proxy::start(&cfg, d);
+    let url = |r: &str| format!("http://127.0.0.1:{}/{r}/mcp", p.port);
+    for (r, tools) in [("pair", ["a", "web"]), ("fresh", ["c", "d"])] {
+        for server in tools {
+            let tool = format!("{server}_echo");
+            let v = run_client_with(
+                &python,
+                "py_client.py",
+                &url(r),
+                "none-auto",
+                &["--tool", &tool],
+                &[],
+            );
+            assert_eq!(v["protocolVersion"], "2026-07-28", "{r}: {v}");
+            assert_eq!(v["fallback"]["initialize"], serde_json::json!([]), "{v}");
+            assert_eq!(v["server"]["name"], "portcullis", "{v}");
+            let listed = v["tools"].to_string();
+            assert!(
+                tools.iter().all(|t| listed.contains(&format!("{t}_add"))),
+                "{r}: {v}"
+            );
+            assert_eq!(v["call"]["text"], "echo: hello from py_client", "{v}");
+            let v = run_client_with(
+                &node,
+                "ts2_client.mjs",
+                &url(r),
+                "none-auto",
+                &["--tool", &tool],
+                &[],
+            );
+            assert_eq!(v["protocolVersion"], "2026-07-28", "{r}: {v}");
+            assert_eq!(v["initialize"], 0, "{v}");
+        }
+    }
+    // Each server saw the requests themselves (the discover question, lists, its own call),
+    // never an `initialize`.
+    for server in ["a", "c", "d", "web"] {
+        let seen = read(server);
+        assert!(
+            seen.contains("server/discover")
+                && seen.contains("tools/list")
+                && seen.contains("tools/call"),
+            "{server}: {seen}"
+        );
+        assert!(!seen.contains("initialize"), "{server}: {seen}");
+    }
+    assert!(p.log_contains("speaks_2026=Some(true)"), "{}", p.log());
+    assert!(!p.log_contains("compatibility session"), "{}", p.log());
+    // Counted for the server each call went to, with the name it has there.
+    let m = p.metrics();
+    for server in ["a", "web", "c", "d"] {
+        let series = format!(
+            "agentgateway_mcp_requests_total{{method=\"tools/call\",resource_type=\"tool\",server=\"{server}\",resource=\"echo\","
+        );
+        assert!(m.lines().any(|l| l.starts_with(&series)), "{series}\n{m}");
+    }
+    // With authentication: 401 without a token; with one, served natively.
+    let r = modern_post_to(&p, "/auth/mcp", "tools/list", None, "", LIST);
+    assert_eq!(r.status, 401, "{}", r.text());
+    let token = key.sign(&claims(ISS, AUD, "ann"));
+    let v = run_client_with(
+        &node,
+        "ts2_client.mjs",
+        &url("auth"),
+        "token-auto",
+        &["--tool", "e_echo"],
+        &[("TOKEN", &token)],
+    );
+    assert_eq!(v["protocolVersion"], "2026-07-28", "{v}");
+    assert_eq!(v["initialize"], 0, "{v}");
+    assert!(read("e").contains("tools/call"), "{}", read("e"));
+    drop(p);
+    let _ = std::fs::remove_dir_all(&dir);
+});
+
 const LIST: &str = r#"{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"it","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}}"#;
 
 /// [`modern_post`] to `path`.
