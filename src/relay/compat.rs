@@ -915,8 +915,11 @@ const STDIO_PROBE_WAIT: Duration = Duration::from_secs(10);
 /// are kept (per principal and worker, like a session: counted against the caps, ended by the
 /// TTL) and get each request as it came (fanned out on a route with several servers); if one
 /// refuses, they are stopped, and the route is served through the compatibility mode. What was
-/// learned holds for [`ERA_TTL`] on this worker. Returns whether the request was fanned out
-/// natively (a session counts the calls it carries itself).
+/// learned holds for [`ERA_TTL`] on this worker; a principal whose processes answered keeps
+/// them after that (they are not asked again). A server that cannot be reached teaches
+/// nothing: on a route with several servers the request is then served natively (the others
+/// may still answer), on a route with one, through the compatibility mode. Returns whether the
+/// request was fanned out natively (a session counts the calls it carries itself).
 async fn serve_stdio(
     ctx: Rc<Relay>,
     route: Arc<McpRoute>,
@@ -931,8 +934,28 @@ async fn serve_stdio(
     let fan = fanout::fans_out(&route);
     let trace = fallback.trace.clone();
     let key = (route.key, fallback.subject.clone());
+    let held = || {
+        ctx.compat
+            .native
+            .borrow()
+            .get(&key)
+            .filter(|s| !s.is_closed())
+            .cloned()
+    };
     let mut era = ctx.compat.era(route.key);
     let mut kept = None;
+    if era.is_none() && route.stateful {
+        // The principal's processes answered as 2026-07-28 servers: they still are one (a
+        // connection's revision is fixed), and no new ones are started to ask again.
+        kept = held();
+        if kept.is_some() {
+            era = Some(true);
+        }
+    }
+    // On a route with several servers, one that could not be reached teaches nothing: the
+    // request is served natively, as on a route of streamable-HTTP servers, and nothing is
+    // learned.
+    let mut native = era == Some(true);
     if era.is_none() {
         let s = match open_held(&ctx, &route, key.1.clone(), fallback.authorization.clone()) {
             Ok(s) => s,
@@ -952,7 +975,7 @@ async fn serve_stdio(
                     era = verdict;
                     parts
                 }
-                Err(_) => Vec::new(),
+                Err(_) => vec![Reject::ServerTimedOut.reply(call.id.as_deref())],
             }
         } else {
             let body = if discover {
@@ -972,7 +995,8 @@ async fn serve_stdio(
             ctx.compat.learn(route.key, modern);
         }
         tracing::info!(route = %route.name, speaks_2026 = ?era, "asked a stdio MCP server started for the purpose which revision it speaks");
-        if era == Some(true) && route.stateful && !s.is_closed() {
+        native = era == Some(true) || (fan && era.is_none());
+        if native && route.stateful && !s.is_closed() {
             if discover {
                 for p in parts {
                     let _ = reply.unbounded_send(p);
@@ -984,7 +1008,7 @@ async fn serve_stdio(
         } else {
             ctx.sessions.remove(&s.id);
             monoio::spawn(async move { s.close().await });
-            if era == Some(true) && discover {
+            if native && discover {
                 for p in parts {
                     let _ = reply.unbounded_send(p);
                 }
@@ -992,7 +1016,7 @@ async fn serve_stdio(
             }
         }
     }
-    if era != Some(true) {
+    if !native {
         serve(ctx, route, fallback, reply).await;
         return false;
     }
@@ -1021,15 +1045,7 @@ async fn serve_stdio(
         .await;
         return false;
     }
-    let held = kept.or_else(|| {
-        ctx.compat
-            .native
-            .borrow()
-            .get(&key)
-            .filter(|s| !s.is_closed())
-            .cloned()
-    });
-    let s = match held {
+    let s = match kept.or_else(held) {
         Some(s) => s,
         None => {
             // New processes for this principal: each takes its first request as its first

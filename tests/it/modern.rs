@@ -625,6 +625,15 @@ both_drivers!(stdio_servers_among_several_are_fanned_out_natively, |d| {
             stdio("c") + &stdio("d")
         ),
         route("auth", &auth, "", stdio("e") + &web),
+    ) + &route(
+        "down",
+        "",
+        "",
+        stdio("f")
+            + &format!(
+                "          - name: gone\n            mcp: {{host: 127.0.0.1, port: {}, path: /mcp}}\n",
+                free_port()
+            ),
     );
     let p = Proxy::start(&cfg, d);
     let url = |r: &str| format!("http://127.0.0.1:{}/{r}/mcp", p.port);
@@ -697,6 +706,13 @@ both_drivers!(stdio_servers_among_several_are_fanned_out_natively, |d| {
     assert_eq!(v["protocolVersion"], "2026-07-28", "{v}");
     assert_eq!(v["initialize"], 0, "{v}");
     assert!(read("e").contains("tools/call"), "{}", read("e"));
+    // A server that cannot be reached teaches nothing: the route is still served natively, the
+    // stdio server's tool answers (a 2025 session could not reach that server at all).
+    let body = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"f_echo","arguments":{"message":"hi"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let r = modern_post_to(&p, "/down/mcp", "tools/call", Some("f_echo"), "", body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("echo: hi"), "{}", r.text());
+    assert!(!read("f").contains("initialize"), "{}", read("f"));
     drop(p);
     let _ = std::fs::remove_dir_all(&dir);
 });
