@@ -8,14 +8,15 @@
 //! - `serde_json_value`: serde_json `Value` plus lookups (the naive baseline).
 //!
 //! `replace_id` is the multiplexing rewrite (peek + splice). `modern_check` is the 2026-07-28
-//! mirrored-header check a modern request pays instead of a session lookup and an id rewrite.
+//! mirrored-header check a modern request pays instead of a session lookup and an id rewrite:
+//! `tools_call` with the scanner it uses, `tools_call_serde` with the serde reference.
 //! Run: `cargo bench --bench jsonrpc`.
 
 use std::borrow::Cow;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use portcullis::fuzzing::jsonrpc::{peek, replace_id};
-use portcullis::fuzzing::modern::{check, Mirrored};
+use portcullis::fuzzing::modern::{check, reference, Mirrored};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use simd_json::prelude::*;
@@ -140,6 +141,10 @@ fn bench_modern_check(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("tools_call", |b| {
         b.iter(|| black_box(check(black_box(h), black_box(body)).unwrap()));
+    });
+    // The same check on a serde parse (what it was before the scanner).
+    g.bench_function("tools_call_serde", |b| {
+        b.iter(|| black_box(reference::check(black_box(h), black_box(body)).unwrap()));
     });
     g.finish();
 }

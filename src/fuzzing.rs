@@ -55,9 +55,9 @@ pub mod jsonrpc {
     pub use crate::mcp::jsonrpc::{peek, replace_id};
 }
 
-/// The 2026-07-28 header check `benches/jsonrpc.rs` measures.
+/// The 2026-07-28 header check `benches/jsonrpc.rs` measures, and its serde reference.
 pub mod modern {
-    pub use crate::mcp::modern::{check, Mirrored};
+    pub use crate::mcp::modern::{check, reference, Mirrored};
 }
 
 /// Authorization rules (`fuzz/fuzz_targets/authz_rule.rs`): the input's first line is a rule,

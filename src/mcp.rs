@@ -29,12 +29,26 @@ pub(crate) fn fuzz_jsonrpc(data: &[u8]) {
     } else {
         check_message(data);
     }
-    let mirrored = modern::Mirrored {
-        version: b"2026-07-28",
-        method: Some(b"tools/call"),
-        name: Some(b"=?base64?ZWNobw==?="),
-    };
-    let _ = modern::check(mirrored, data);
+    // The header check reads the body as serde would, or refuses it as malformed (it is
+    // stricter: UTF-8 as a whole, objects where fields are read, no repeated field it reads).
+    for (method, name) in [
+        (&b"tools/call"[..], Some(&b"=?base64?ZWNobw==?="[..])),
+        (b"tools/list", None),
+        (b"resources/read", Some(b"file:///a")),
+    ] {
+        let mirrored = modern::Mirrored {
+            version: b"2026-07-28",
+            method: Some(method),
+            name,
+        };
+        let (scanned, reference) = (
+            modern::check(mirrored, data),
+            modern::reference::check(mirrored, data),
+        );
+        if scanned != Err(modern::Refused::NotARequest) {
+            assert_eq!(scanned, reference);
+        }
+    }
     let _ = merge::rename_param_name(data, "t_x");
     let _ = merge::merge_list("tools", &[("a", data), ("b", data)], true);
     let _ = merge::merge_initialize(&[("a", data)], "2025-06-18", "p");

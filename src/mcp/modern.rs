@@ -11,15 +11,18 @@
 //! `Mcp-Param-*` headers are forwarded untouched: which argument each mirrors is declared in the
 //! tool's `inputSchema` (`x-mcp-header`), which the server behind Portcullis checks.
 //!
+//! The body is read by [`scan`] (one validating pass, nothing built); [`reference`] is the same
+//! check on a serde parse, which the scanner is tested and fuzzed against.
+//!
 //! Sans-IO. Not here: forwarding (`relay::modern`), the HTTP rules shared with the 2025
 //! revisions (`mcp::protocol`).
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
-
 use crate::mcp::jsonrpc;
 use crate::policy::mcp_auth::b64;
+
+mod scan;
 
 /// The revision this module speaks.
 pub(crate) const VERSION: &str = "2026-07-28";
@@ -85,116 +88,22 @@ impl Refused {
     }
 }
 
-// Only the fields the checks read are kept; strings are borrowed from the body unless they hold
-// escapes, and everything else (arguments, client info) is skipped without allocating.
-#[derive(Deserialize)]
-struct Message<'a> {
-    #[serde(borrow, default)]
-    id: Option<&'a serde_json::value::RawValue>,
-    #[serde(borrow, default)]
-    method: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    params: Option<Params<'a>>,
-}
-
-#[derive(Deserialize, Default)]
-struct Params<'a> {
-    #[serde(borrow, default)]
-    name: Option<Text<'a>>,
-    #[serde(borrow, default)]
-    uri: Option<Text<'a>>,
-    #[serde(rename = "_meta", borrow, default)]
-    meta: Option<Meta<'a>>,
-}
-
-#[derive(Deserialize, Default)]
-struct Meta<'a> {
-    #[serde(rename = "io.modelcontextprotocol/protocolVersion", borrow, default)]
-    version: Option<Text<'a>>,
-    #[serde(rename = "io.modelcontextprotocol/clientCapabilities", default)]
-    capabilities: Option<serde::de::IgnoredAny>,
-}
-
-/// A JSON value where a string is expected: the string, or `None` for anything else.
-struct Text<'a>(Option<Cow<'a, str>>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // One pass, no buffering (an untagged enum would copy the value into serde's
-        // `Content` first): a string is kept, anything else is skipped.
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Text<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
-                Ok(Text(Some(Cow::Borrowed(v))))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
-                Ok(Text(Some(Cow::Owned(v.to_owned()))))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Text<'de>, E> {
-                Ok(Text(Some(Cow::Owned(v))))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Text<'de>, E> {
-                Ok(Text(None))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Text<'de>, E> {
-                Ok(Text(None))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Text<'de>, E> {
-                Ok(Text(None))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Text<'de>, E> {
-                Ok(Text(None))
-            }
-            fn visit_unit<E>(self) -> Result<Text<'de>, E> {
-                Ok(Text(None))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut a: A,
-            ) -> Result<Text<'de>, A::Error> {
-                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(Text(None))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut a: A,
-            ) -> Result<Text<'de>, A::Error> {
-                while a
-                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
-                    .is_some()
-                {}
-                Ok(Text(None))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-impl Text<'_> {
-    fn as_str(&self) -> Option<&str> {
-        self.0.as_deref()
-    }
-}
-
 /// Checks a 2026-07-28 request body against its mirrored headers.
 pub fn check(h: Mirrored<'_>, body: &[u8]) -> Result<Checked, Refused> {
-    let msg: Message<'_> = match serde_json::from_slice(body) {
-        Ok(m) => m,
-        Err(_) => return Err(Refused::NotARequest),
-    };
-    let Some(method) = msg.method else {
+    let fields = scan::fields(body).map_err(|_| Refused::NotARequest)?;
+    judge(h, fields)
+}
+
+/// The checks, on what was read of the body.
+fn judge(h: Mirrored<'_>, f: scan::Fields<'_>) -> Result<Checked, Refused> {
+    let Some(method) = f.method else {
         return Err(Refused::NotARequest);
     };
-    let id = msg.id.map(|r| r.get().to_owned());
+    let id = f.id.map(str::to_owned);
     let mismatch = |why: String| Refused::HeaderMismatch {
         why,
         id: id.clone(),
     };
-    let params = msg.params.unwrap_or_default();
     // Every request names the revision and the client's capabilities in its `_meta`; a
     // request without them is malformed (-32602), one whose version differs from the header
     // is a mismatch (-32020).
@@ -202,15 +111,15 @@ pub fn check(h: Mirrored<'_>, body: &[u8]) -> Result<Checked, Refused> {
         why,
         id: id.clone(),
     };
-    let Some(meta) = params.meta.as_ref() else {
+    if !f.meta {
         return Err(invalid("a 2026-07-28 request carries _meta"));
-    };
-    let Some(body_version) = meta.version.as_ref().and_then(Text::as_str) else {
+    }
+    let Some(body_version) = f.version.as_deref() else {
         return Err(invalid(
             "_meta[\"io.modelcontextprotocol/protocolVersion\"] is missing",
         ));
     };
-    if id.is_some() && meta.capabilities.is_none() {
+    if id.is_some() && !f.capabilities {
         return Err(invalid(
             "_meta[\"io.modelcontextprotocol/clientCapabilities\"] is missing",
         ));
@@ -230,12 +139,11 @@ pub fn check(h: Mirrored<'_>, body: &[u8]) -> Result<Checked, Refused> {
         Some(_) => {}
     }
     let named = match &*method {
-        "tools/call" | "prompts/get" => Some(("params.name", params.name.as_ref())),
-        "resources/read" => Some(("params.uri", params.uri.as_ref())),
+        "tools/call" | "prompts/get" => Some(("params.name", f.name.as_deref())),
+        "resources/read" => Some(("params.uri", f.uri.as_deref())),
         _ => None,
     };
     if let Some((field, value)) = named {
-        let value = value.and_then(Text::as_str);
         match (value, h.name) {
             (Some(_), None) => {
                 return Err(mismatch(format!(
@@ -256,6 +164,123 @@ pub fn check(h: Mirrored<'_>, body: &[u8]) -> Result<Checked, Refused> {
         }
     }
     Ok(Checked { id })
+}
+
+/// The check on a generic parse (serde), kept as the reference the scanner ([`scan`]) is
+/// tested and fuzzed against, and measured beside it (`benches/jsonrpc.rs`).
+#[doc(hidden)]
+pub mod reference {
+    use std::borrow::Cow;
+
+    use serde::Deserialize;
+
+    use super::{judge, scan, Checked, Mirrored, Refused};
+
+    // Only the fields the checks read are kept; strings are borrowed from the body unless they hold
+    // escapes, and everything else (arguments, client info) is skipped without allocating.
+    #[derive(Deserialize)]
+    struct Message<'a> {
+        #[serde(borrow, default)]
+        id: Option<&'a serde_json::value::RawValue>,
+        #[serde(borrow, default)]
+        method: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        params: Option<Params<'a>>,
+    }
+
+    #[derive(Deserialize, Default)]
+    struct Params<'a> {
+        #[serde(borrow, default)]
+        name: Option<Text<'a>>,
+        #[serde(borrow, default)]
+        uri: Option<Text<'a>>,
+        #[serde(rename = "_meta", borrow, default)]
+        meta: Option<Meta<'a>>,
+    }
+
+    #[derive(Deserialize, Default)]
+    struct Meta<'a> {
+        #[serde(rename = "io.modelcontextprotocol/protocolVersion", borrow, default)]
+        version: Option<Text<'a>>,
+        #[serde(rename = "io.modelcontextprotocol/clientCapabilities", default)]
+        capabilities: Option<serde::de::IgnoredAny>,
+    }
+
+    /// A JSON value where a string is expected: the string, or `None` for anything else.
+    struct Text<'a>(Option<Cow<'a, str>>);
+
+    impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            // One pass, no buffering (an untagged enum would copy the value into serde's
+            // `Content` first): a string is kept, anything else is skipped.
+            struct V;
+            impl<'de> serde::de::Visitor<'de> for V {
+                type Value = Text<'de>;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("any JSON value")
+                }
+                fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
+                    Ok(Text(Some(Cow::Borrowed(v))))
+                }
+                fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
+                    Ok(Text(Some(Cow::Owned(v.to_owned()))))
+                }
+                fn visit_string<E>(self, v: String) -> Result<Text<'de>, E> {
+                    Ok(Text(Some(Cow::Owned(v))))
+                }
+                fn visit_bool<E>(self, _: bool) -> Result<Text<'de>, E> {
+                    Ok(Text(None))
+                }
+                fn visit_i64<E>(self, _: i64) -> Result<Text<'de>, E> {
+                    Ok(Text(None))
+                }
+                fn visit_u64<E>(self, _: u64) -> Result<Text<'de>, E> {
+                    Ok(Text(None))
+                }
+                fn visit_f64<E>(self, _: f64) -> Result<Text<'de>, E> {
+                    Ok(Text(None))
+                }
+                fn visit_unit<E>(self) -> Result<Text<'de>, E> {
+                    Ok(Text(None))
+                }
+                fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                    self,
+                    mut a: A,
+                ) -> Result<Text<'de>, A::Error> {
+                    while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                    Ok(Text(None))
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut a: A,
+                ) -> Result<Text<'de>, A::Error> {
+                    while a
+                        .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                        .is_some()
+                    {}
+                    Ok(Text(None))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    /// [`super::check`] with the body read by serde.
+    pub fn check(h: Mirrored<'_>, body: &[u8]) -> Result<Checked, Refused> {
+        let msg: Message<'_> = serde_json::from_slice(body).map_err(|_| Refused::NotARequest)?;
+        let params = msg.params.unwrap_or_default();
+        let meta = params.meta;
+        let fields = scan::Fields {
+            id: msg.id.map(|r| r.get()),
+            method: msg.method,
+            name: params.name.and_then(|t| t.0),
+            uri: params.uri.and_then(|t| t.0),
+            meta: meta.is_some(),
+            capabilities: meta.as_ref().is_some_and(|m| m.capabilities.is_some()),
+            version: meta.and_then(|m| m.version).and_then(|t| t.0),
+        };
+        judge(h, fields)
+    }
 }
 
 /// A name as a mirrored header value: as it is when it is visible ASCII (spaces inside allowed),
@@ -409,6 +434,39 @@ mod tests {
         assert_eq!(check(h(None, None), b"{"), Err(Refused::NotARequest));
         let body = String::from_utf8(Refused::NotARequest.body()).unwrap();
         assert!(body.contains("-32600"), "{body}");
+    }
+
+    #[test]
+    fn the_scanner_reads_bodies_as_serde_does() {
+        let bodies = [
+            body("tools/call", r#""name":"echo","arguments":{"a":[1,2,{"b":null}]},"#),
+            body("tools/call", r#""name":"ec\u0068o","#),
+            body("tools/call", r#""name":7,"#),
+            body("resources/read", r#""uri":"file:///a","#),
+            body("tools/list", ""),
+            body("tools/list", r#""cursor":"x","#),
+            br#"{"jsonrpc":"2.0","id":null,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#.to_vec(),
+            br#"{"jsonrpc":"2.0","id":"s","method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":1,"io.modelcontextprotocol/clientCapabilities":null}}}"#.to_vec(),
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":null}"#.to_vec(),
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":null}}"#.to_vec(),
+            br#"{"jsonrpc":"2.0","id":1,"result":{}}"#.to_vec(),
+            br#"{"method":"m","method":"n"}"#.to_vec(),
+            b" { } ".to_vec(),
+        ];
+        for b in &bodies {
+            for (m, n) in [
+                ("tools/call", Some("echo")),
+                ("tools/list", None),
+                ("resources/read", Some("file:///a")),
+            ] {
+                assert_eq!(
+                    check(h(Some(m), n), b),
+                    reference::check(h(Some(m), n), b),
+                    "{}",
+                    String::from_utf8_lossy(b)
+                );
+            }
+        }
     }
 
     #[test]

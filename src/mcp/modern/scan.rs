@@ -1,0 +1,576 @@
+//! The fields of a 2026-07-28 request that the mirrored-header check reads (`id`, `method`,
+//! `params.name`, `params.uri`, and in `params._meta` the protocol version and whether client
+//! capabilities are there), found in one pass over the body that validates all of it as JSON
+//! (RFC 8259) and builds nothing: strings are borrowed unless they hold escapes, everything
+//! else is stepped over.
+//!
+//! Stricter than a generic parse where that matters to a check that guards routing: the body
+//! must be UTF-8 as a whole, the message, its `params` and `_meta` must be objects (a
+//! positional array is refused, never read by position), and a field the check reads may
+//! appear once per object (a server that kept the last of two `method`s would run something
+//! else than what was checked). Nesting inside values the check does not read is unbounded and
+//! costs no recursion.
+//!
+//! Sans-IO. The reference it is tested against (`super::reference`, serde) and the fuzz target
+//! `jsonrpc` compare the two on every input.
+
+use std::borrow::Cow;
+
+/// What the check reads of a request. A string field holds `None` when the value is absent,
+/// `null`, or not a string.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Fields<'a> {
+    /// The id's JSON text; `None` when absent or `null`.
+    pub id: Option<&'a str>,
+    pub method: Option<Cow<'a, str>>,
+    pub name: Option<Cow<'a, str>>,
+    pub uri: Option<Cow<'a, str>>,
+    /// `params._meta` is an object.
+    pub meta: bool,
+    pub version: Option<Cow<'a, str>>,
+    /// `_meta["io.modelcontextprotocol/clientCapabilities"]` is there and not `null`.
+    pub capabilities: bool,
+}
+
+/// The body is not one JSON object as the check reads it.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Malformed;
+
+type Res<T> = Result<T, Malformed>;
+
+/// Reads `body`'s fields, validating all of it.
+pub(super) fn fields(body: &[u8]) -> Res<Fields<'_>> {
+    let text = std::str::from_utf8(body).map_err(|_| Malformed)?;
+    let mut c = Cursor { s: text, i: 0 };
+    let mut f = Fields::default();
+    let (mut id, mut method, mut params) = (false, false, false);
+    c.ws();
+    c.object(|c, key| {
+        match &*key {
+            "id" => {
+                once(&mut id)?;
+                let start = c.i;
+                let null = c.null_ahead();
+                c.skip()?;
+                f.id = (!null).then(|| &c.s[start..c.i]);
+            }
+            "method" => {
+                once(&mut method)?;
+                // Not a string (and not null): no method can be read, the message is refused.
+                f.method = c.text_or_null()?;
+            }
+            "params" => {
+                once(&mut params)?;
+                if !c.null_ahead() {
+                    c.params(&mut f)?;
+                } else {
+                    c.skip()?;
+                }
+            }
+            _ => c.skip()?,
+        }
+        Ok(())
+    })?;
+    c.ws();
+    if c.i != c.s.len() {
+        return Err(Malformed);
+    }
+    Ok(f)
+}
+
+/// A field the check reads, seen once in its object.
+fn once(seen: &mut bool) -> Res<()> {
+    if std::mem::replace(seen, true) {
+        return Err(Malformed);
+    }
+    Ok(())
+}
+
+struct Cursor<'a> {
+    s: &'a str,
+    i: usize,
+}
+
+/// Containers open while stepping over a value: a bit per level (set: object), the first 128
+/// levels inline, deeper ones spilled.
+struct Stack {
+    depth: usize,
+    inline: u128,
+    spill: Vec<bool>,
+}
+
+impl Stack {
+    fn push(&mut self, object: bool) {
+        if self.depth < 128 {
+            let bit = 1u128 << self.depth;
+            if object {
+                self.inline |= bit;
+            } else {
+                self.inline &= !bit;
+            }
+        } else {
+            self.spill.push(object);
+        }
+        self.depth += 1;
+    }
+
+    /// The innermost open container: `Some(true)` for an object.
+    fn top(&self) -> Option<bool> {
+        match self.depth {
+            0 => None,
+            d if d <= 128 => Some(self.inline & (1u128 << (d - 1)) != 0),
+            _ => self.spill.last().copied(),
+        }
+    }
+
+    fn pop(&mut self) {
+        if self.depth > 128 {
+            self.spill.pop();
+        }
+        self.depth -= 1;
+    }
+}
+
+impl<'a> Cursor<'a> {
+    fn bytes(&self) -> &'a [u8] {
+        self.s.as_bytes()
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes().get(self.i).copied()
+    }
+
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    fn eat(&mut self, b: u8) -> Res<()> {
+        if self.peek() != Some(b) {
+            return Err(Malformed);
+        }
+        self.i += 1;
+        Ok(())
+    }
+
+    fn null_ahead(&self) -> bool {
+        self.bytes()[self.i..].starts_with(b"null")
+    }
+
+    /// The members of an object (the cursor at its `{`): `member` is called with each key
+    /// (unescaped) and the cursor at its value, which it must consume.
+    fn object(&mut self, mut member: impl FnMut(&mut Self, Cow<'a, str>) -> Res<()>) -> Res<()> {
+        self.eat(b'{')?;
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            let key = self.text()?;
+            self.ws();
+            self.eat(b':')?;
+            self.ws();
+            member(self, key)?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return Err(Malformed),
+            }
+        }
+    }
+
+    /// `params` (not null): an object whose `name`, `uri` and `_meta` are read.
+    fn params(&mut self, f: &mut Fields<'a>) -> Res<()> {
+        let (mut name, mut uri, mut meta) = (false, false, false);
+        self.object(|c, key| {
+            match &*key {
+                "name" => {
+                    once(&mut name)?;
+                    f.name = c.text_if_string()?;
+                }
+                "uri" => {
+                    once(&mut uri)?;
+                    f.uri = c.text_if_string()?;
+                }
+                "_meta" => {
+                    once(&mut meta)?;
+                    if c.null_ahead() {
+                        c.skip()?;
+                    } else {
+                        f.meta = true;
+                        c.meta(f)?;
+                    }
+                }
+                _ => c.skip()?,
+            }
+            Ok(())
+        })
+    }
+
+    /// `_meta` (not null): an object whose protocol version and client capabilities are read.
+    fn meta(&mut self, f: &mut Fields<'a>) -> Res<()> {
+        let (mut version, mut capabilities) = (false, false);
+        self.object(|c, key| {
+            match &*key {
+                "io.modelcontextprotocol/protocolVersion" => {
+                    once(&mut version)?;
+                    f.version = c.text_if_string()?;
+                }
+                "io.modelcontextprotocol/clientCapabilities" => {
+                    once(&mut capabilities)?;
+                    f.capabilities = !c.null_ahead();
+                    c.skip()?;
+                }
+                _ => c.skip()?,
+            }
+            Ok(())
+        })
+    }
+
+    /// A string value, or `None` for `null`; anything else is malformed.
+    fn text_or_null(&mut self) -> Res<Option<Cow<'a, str>>> {
+        match self.peek() {
+            Some(b'"') => self.text().map(Some),
+            _ if self.null_ahead() => {
+                self.i += 4;
+                Ok(None)
+            }
+            _ => Err(Malformed),
+        }
+    }
+
+    /// A string value, or `None` for any other value (stepped over; an object's own keys are
+    /// read as strings, a lone surrogate in one malformed, as serde reads them).
+    fn text_if_string(&mut self) -> Res<Option<Cow<'a, str>>> {
+        match self.peek() {
+            Some(b'"') => return self.text().map(Some),
+            Some(b'{') => self.object(|c, _| c.skip())?,
+            _ => self.skip()?,
+        }
+        Ok(None)
+    }
+
+    /// A string (the cursor at its opening quote), unescaped.
+    fn text(&mut self) -> Res<Cow<'a, str>> {
+        let (raw, escaped) = self.string()?;
+        if !escaped {
+            return Ok(Cow::Borrowed(raw));
+        }
+        unescape(raw).map(Cow::Owned)
+    }
+
+    /// Steps over a string (the cursor at its opening quote): its raw contents, and whether
+    /// they hold escapes. Escapes are checked for form; control characters are refused.
+    fn string(&mut self) -> Res<(&'a str, bool)> {
+        self.eat(b'"')?;
+        let b = self.bytes();
+        let start = self.i;
+        let mut escaped = false;
+        loop {
+            match b.get(self.i) {
+                Some(b'"') => {
+                    let raw = &self.s[start..self.i];
+                    self.i += 1;
+                    return Ok((raw, escaped));
+                }
+                Some(b'\\') => {
+                    escaped = true;
+                    match b.get(self.i + 1) {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.i += 2,
+                        Some(b'u') => {
+                            let hex = b.get(self.i + 2..self.i + 6).ok_or(Malformed)?;
+                            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                                return Err(Malformed);
+                            }
+                            self.i += 6;
+                        }
+                        _ => return Err(Malformed),
+                    }
+                }
+                Some(&c) if c < 0x20 => return Err(Malformed),
+                Some(_) => self.i += 1,
+                None => return Err(Malformed),
+            }
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Res<()> {
+        if !self.bytes()[self.i..].starts_with(word) {
+            return Err(Malformed);
+        }
+        self.i += word.len();
+        Ok(())
+    }
+
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
+    fn number(&mut self) -> Res<()> {
+        let b = self.bytes();
+        let digits = |i: &mut usize| {
+            let start = *i;
+            while b.get(*i).is_some_and(u8::is_ascii_digit) {
+                *i += 1;
+            }
+            *i > start
+        };
+        let mut i = self.i;
+        if b.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        match b.get(i) {
+            Some(b'0') => i += 1,
+            Some(b'1'..=b'9') => {
+                digits(&mut i);
+            }
+            _ => return Err(Malformed),
+        }
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            if !digits(&mut i) {
+                return Err(Malformed);
+            }
+        }
+        if let Some(b'e' | b'E') = b.get(i) {
+            i += 1;
+            if let Some(b'+' | b'-') = b.get(i) {
+                i += 1;
+            }
+            if !digits(&mut i) {
+                return Err(Malformed);
+            }
+        }
+        self.i = i;
+        Ok(())
+    }
+
+    /// Steps over one value (the cursor at its first byte), however deep, without recursion.
+    fn skip(&mut self) -> Res<()> {
+        let mut open = Stack {
+            depth: 0,
+            inline: 0,
+            spill: Vec::new(),
+        };
+        loop {
+            // A value.
+            self.ws();
+            match self.peek().ok_or(Malformed)? {
+                b'{' => {
+                    self.i += 1;
+                    self.ws();
+                    if self.peek() == Some(b'}') {
+                        self.i += 1;
+                    } else {
+                        open.push(true);
+                        self.key()?;
+                        continue;
+                    }
+                }
+                b'[' => {
+                    self.i += 1;
+                    self.ws();
+                    if self.peek() == Some(b']') {
+                        self.i += 1;
+                    } else {
+                        open.push(false);
+                        continue;
+                    }
+                }
+                b'"' => {
+                    self.string()?;
+                }
+                b't' => self.literal(b"true")?,
+                b'f' => self.literal(b"false")?,
+                b'n' => self.literal(b"null")?,
+                b'-' | b'0'..=b'9' => self.number()?,
+                _ => return Err(Malformed),
+            }
+            // After a value: the containers it closes, up to the next value.
+            loop {
+                let Some(object) = open.top() else {
+                    return Ok(());
+                };
+                self.ws();
+                match (self.peek(), object) {
+                    (Some(b','), _) => {
+                        self.i += 1;
+                        if object {
+                            self.ws();
+                            self.key()?;
+                        }
+                        break;
+                    }
+                    (Some(b'}'), true) | (Some(b']'), false) => {
+                        self.i += 1;
+                        open.pop();
+                    }
+                    _ => return Err(Malformed),
+                }
+            }
+        }
+    }
+
+    /// A member's key and its colon, stepped over.
+    fn key(&mut self) -> Res<()> {
+        self.string()?;
+        self.ws();
+        self.eat(b':')
+    }
+}
+
+/// The text of a string's raw contents (escapes checked for form by [`Cursor::string`]);
+/// a lone surrogate is malformed.
+fn unescape(raw: &str) -> Res<String> {
+    let b = raw.as_bytes();
+    let mut out = String::with_capacity(raw.len());
+    let mut i = 0;
+    let hex = |i: usize| -> Res<u32> {
+        let h = raw.get(i..i + 4).ok_or(Malformed)?;
+        u32::from_str_radix(h, 16).map_err(|_| Malformed)
+    };
+    while i < b.len() {
+        let Some(at) = memchr::memchr(b'\\', &b[i..]) else {
+            out.push_str(&raw[i..]);
+            break;
+        };
+        out.push_str(&raw[i..i + at]);
+        i += at + 1;
+        let c = match b.get(i).ok_or(Malformed)? {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let hi = hex(i + 1)?;
+                i += 4;
+                match hi {
+                    0xD800..=0xDBFF => {
+                        if b.get(i + 1..i + 3) != Some(b"\\u") {
+                            return Err(Malformed);
+                        }
+                        let lo = hex(i + 3)?;
+                        if !(0xDC00..=0xDFFF).contains(&lo) {
+                            return Err(Malformed);
+                        }
+                        i += 6;
+                        char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))
+                            .ok_or(Malformed)?
+                    }
+                    0xDC00..=0xDFFF => return Err(Malformed),
+                    n => char::from_u32(n).ok_or(Malformed)?,
+                }
+            }
+            _ => return Err(Malformed),
+        };
+        out.push(c);
+        i += 1;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_fields_the_check_needs() {
+        let body = br#" {"jsonrpc":"2.0","id": "a\"b" ,"method":"tools/call","params":{"name":"get_\u0077eather","arguments":{"deep":[[{"x":[1,-2.5e+3,true,null]}]]},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}} "#;
+        let f = fields(body).unwrap();
+        assert_eq!(f.id, Some(r#""a\"b""#));
+        assert_eq!(f.method.as_deref(), Some("tools/call"));
+        assert_eq!(f.name.as_deref(), Some("get_weather"));
+        assert!(matches!(f.name, Some(Cow::Owned(_))));
+        assert_eq!(f.uri, None);
+        assert!(f.meta && f.capabilities);
+        assert_eq!(f.version.as_deref(), Some("2026-07-28"));
+    }
+
+    #[test]
+    fn nulls_and_other_values_read_as_absent() {
+        let f = fields(br#"{"id":null,"method":"m","params":{"name":5,"uri":null,"_meta":{"io.modelcontextprotocol/clientCapabilities":null}}}"#).unwrap();
+        assert_eq!((f.id, f.name, f.uri), (None, None, None));
+        assert!(f.meta && !f.capabilities);
+        let f = fields(br#"{"method":null,"params":null}"#).unwrap();
+        assert_eq!(f, Fields::default());
+        let f = fields(br#"{"method":"m","params":{"_meta":null}}"#).unwrap();
+        assert!(!f.meta);
+    }
+
+    #[test]
+    fn refuses_what_a_check_must_not_guess_at() {
+        for bad in [
+            &br#"{"method":"a","method":"b"}"#[..],
+            br#"{"method":"a","params":{"name":"x","n\u0061me":"y"}}"#,
+            br#"{"method":"a","params":{"_meta":{},"_meta":{}}}"#,
+            br#"{"method":1}"#,
+            br#"[{"method":"a"}]"#,
+            br#"{"method":"a","params":["x"]}"#,
+            br#"{"method":"a","params":{"_meta":["2026-07-28"]}}"#,
+            br#"{"method":"a"} x"#,
+            br#"{"method":"a",}"#,
+            br#"{"method":"\ud800"}"#,
+            br#"{"method":"\udc00x"}"#,
+            br#"{"method":"a","params":{"name":{"\ud800":1}}}"#,
+            br#"{"method":"a","x":01}"#,
+            br#"{"method":"a","x":1.}"#,
+            br#"{"method":"a","x":-}"#,
+            br#"{"method":"a","x":[1,]}"#,
+            br#"{"method":"a","x":{"k" 1}}"#,
+            br#"{"method":"a","x":"\x"}"#,
+            br#"{"method":"a","x":"\u12"}"#,
+            br#"{"method":"a","x":tru}"#,
+            b"{\"method\":\"a\",\"x\":\"\x01\"}",
+            b"{\"method\":\"a\",\"x\":\"\xff\"}",
+            b"",
+            b"{",
+        ] {
+            assert_eq!(
+                fields(bad),
+                Err(Malformed),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn nesting_is_unbounded_and_takes_no_recursion() {
+        let n = 100_000;
+        let body = format!(
+            r#"{{"method":"m","params":{{"arguments":{}1{}}}}}"#,
+            "[".repeat(n),
+            "]".repeat(n)
+        );
+        assert_eq!(
+            fields(body.as_bytes()).unwrap().method.as_deref(),
+            Some("m")
+        );
+        let mixed = format!(
+            r#"{{"method":"m","x":{}{}}}"#,
+            r#"{"a":["#.repeat(300),
+            "]}".repeat(300)
+        );
+        assert!(fields(mixed.as_bytes()).is_ok());
+        let unbalanced = format!(
+            r#"{{"method":"m","x":{}{}}}"#,
+            "[".repeat(200),
+            "]".repeat(199)
+        );
+        assert_eq!(fields(unbalanced.as_bytes()), Err(Malformed));
+    }
+
+    #[test]
+    fn surrogate_pairs_unescape() {
+        let f = fields(br#"{"method":"\ud83d\ude00 \u00e9"}"#).unwrap();
+        assert_eq!(f.method.as_deref(), Some("\u{1F600} é"));
+    }
+}
