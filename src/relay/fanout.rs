@@ -23,6 +23,8 @@
 //! Not here: the header checks (`mcp::modern`), which routes take this path (`server::mcp`),
 //! what a server's revision is (`relay::compat`).
 
+use std::rc::Rc;
+
 use futures_channel::mpsc::{unbounded, UnboundedSender};
 use futures_util::StreamExt;
 
@@ -31,8 +33,6 @@ use crate::mcp::compat::{self, Discovered};
 use crate::mcp::jsonrpc::{self, Kind};
 use crate::mcp::sse::SseParser;
 use crate::mcp::{merge, modern};
-use std::rc::Rc;
-
 use crate::relay::authorize;
 use crate::relay::call as relay_call;
 use crate::relay::modern::{self as relay_modern, ModernCall};
