@@ -496,28 +496,9 @@ both_drivers!(several_modern_servers_on_one_route_are_fanned_out, |d| {
         );
     }
     assert!(!p.log_contains("compatibility session"), "{}", p.log());
-    // Counted for the server each call went to, with the name it has there.
-    let m = p.metrics();
-    for server in ["a", "b"] {
-        let series = format!(
-            "agentgateway_mcp_requests_total{{method=\"tools/call\",resource_type=\"tool\",server=\"{server}\",resource=\"echo\","
-        );
-        assert!(m.lines().any(|l| l.starts_with(&series)), "{series}\n{m}");
-    }
+    echo_counted_for(&p, &["a", "b"]);
     // The same with authentication: 401 without a token, the route served with one.
-    let r = modern_post_to(&p, "/auth/mcp", "tools/list", None, "", LIST);
-    assert_eq!(r.status, 401, "{}", r.text());
-    let token = key.sign(&claims(ISS, AUD, "ann"));
-    let v = run_client_with(
-        &node,
-        "ts2_client.mjs",
-        &url("auth"),
-        "token-auto",
-        &["--tool", "b_echo"],
-        &[("TOKEN", &token)],
-    );
-    assert_eq!(v["protocolVersion"], "2026-07-28", "{v}");
-    assert_eq!(v["initialize"], 0, "{v}");
+    auth_route_serves(&p, &key, "b_echo");
     // A 2025 client on the fanned-out route: a 2025 session (the servers speak both).
     let v = run_client_with(
         &python,
@@ -683,28 +664,9 @@ both_drivers!(stdio_servers_among_several_are_fanned_out_natively, |d| {
     }
     assert!(p.log_contains("speaks_2026=Some(true)"), "{}", p.log());
     assert!(!p.log_contains("compatibility session"), "{}", p.log());
-    // Counted for the server each call went to, with the name it has there.
-    let m = p.metrics();
-    for server in ["a", "web", "c", "d"] {
-        let series = format!(
-            "agentgateway_mcp_requests_total{{method=\"tools/call\",resource_type=\"tool\",server=\"{server}\",resource=\"echo\","
-        );
-        assert!(m.lines().any(|l| l.starts_with(&series)), "{series}\n{m}");
-    }
+    echo_counted_for(&p, &["a", "web", "c", "d"]);
     // With authentication: 401 without a token; with one, served natively.
-    let r = modern_post_to(&p, "/auth/mcp", "tools/list", None, "", LIST);
-    assert_eq!(r.status, 401, "{}", r.text());
-    let token = key.sign(&claims(ISS, AUD, "ann"));
-    let v = run_client_with(
-        &node,
-        "ts2_client.mjs",
-        &url("auth"),
-        "token-auto",
-        &["--tool", "e_echo"],
-        &[("TOKEN", &token)],
-    );
-    assert_eq!(v["protocolVersion"], "2026-07-28", "{v}");
-    assert_eq!(v["initialize"], 0, "{v}");
+    auth_route_serves(&p, &key, "e_echo");
     assert!(read("e").contains("tools/call"), "{}", read("e"));
     // A server that cannot be reached teaches nothing: the route is still served natively, the
     // stdio server's tool answers (a 2025 session could not reach that server at all).
@@ -716,6 +678,35 @@ both_drivers!(stdio_servers_among_several_are_fanned_out_natively, |d| {
     drop(p);
     let _ = std::fs::remove_dir_all(&dir);
 });
+
+/// Each of `servers` has a `tools/call` of its `echo` counted for it, with the name it has there.
+fn echo_counted_for(p: &Proxy, servers: &[&str]) {
+    let m = p.metrics();
+    for server in servers {
+        let series = format!(
+            "agentgateway_mcp_requests_total{{method=\"tools/call\",resource_type=\"tool\",server=\"{server}\",resource=\"echo\","
+        );
+        assert!(m.lines().any(|l| l.starts_with(&series)), "{series}\n{m}");
+    }
+}
+
+/// The `/auth/mcp` route (mcpAuthentication with `key`): a 2026-07-28 request without a token
+/// is 401; the TS SDK 2.x client (auto) with one negotiates 2026-07-28 and calls `tool`.
+fn auth_route_serves(p: &Proxy, key: &TestKey, tool: &str) {
+    let r = modern_post_to(p, "/auth/mcp", "tools/list", None, "", LIST);
+    assert_eq!(r.status, 401, "{}", r.text());
+    let token = key.sign(&claims(ISS, AUD, "ann"));
+    let v = run_client_with(
+        &client_runtimes().0,
+        "ts2_client.mjs",
+        &format!("http://127.0.0.1:{}/auth/mcp", p.port),
+        "token-auto",
+        &["--tool", tool],
+        &[("TOKEN", &token)],
+    );
+    assert_eq!(v["protocolVersion"], "2026-07-28", "{v}");
+    assert_eq!(v["initialize"], 0, "{v}");
+}
 
 const LIST: &str = r#"{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"it","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}}"#;
 
