@@ -78,6 +78,17 @@ pub(super) fn fields(body: &[u8]) -> Res<Fields<'_>> {
     Ok(f)
 }
 
+/// In a little-endian word of string bytes, a high bit set in each byte that is a quote, a
+/// backslash or a control character — exact for the lowest such byte (the borrows of the
+/// subtractions only run upward, so flags above it may be spurious; no flag means none).
+fn needs_look(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v;
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w;
+    (zero(w ^ (ONES * u64::from(b'"'))) | zero(w ^ (ONES * u64::from(b'\\'))) | below_space) & HIGH
+}
+
 /// A field the check reads, seen once in its object.
 fn once(seen: &mut bool) -> Res<()> {
     if std::mem::replace(seen, true) {
@@ -274,6 +285,16 @@ impl<'a> Cursor<'a> {
         let start = self.i;
         let mut escaped = false;
         loop {
+            // Plain bytes eight at a time, up to the next one that needs a look (UTF-8 was
+            // checked for the whole body).
+            while let Some(word) = b.get(self.i..self.i + 8) {
+                let hit = needs_look(u64::from_le_bytes(word.try_into().unwrap_or_default()));
+                if hit != 0 {
+                    self.i += (hit.trailing_zeros() / 8) as usize;
+                    break;
+                }
+                self.i += 8;
+            }
             match b.get(self.i) {
                 Some(b'"') => {
                     let raw = &self.s[start..self.i];
@@ -566,6 +587,47 @@ mod tests {
             "]".repeat(199)
         );
         assert_eq!(fields(unbalanced.as_bytes()), Err(Malformed));
+    }
+
+    #[test]
+    fn a_word_flags_its_first_quote_backslash_or_control_byte() {
+        let look = |b: u8| b == b'"' || b == b'\\' || b < 0x20;
+        // Every byte value at every place, in words of plain ASCII and of UTF-8 continuation
+        // bytes (high bits set, as the borrows see them).
+        for fill in [b'a', 0x80, 0xa2, 0xdc, 0xff, 0x20, 0x21, 0x5d] {
+            for at in 0..8 {
+                for b in 0..=255u8 {
+                    let mut w = [fill; 8];
+                    w[at] = b;
+                    let hit = needs_look(u64::from_le_bytes(w));
+                    let first = w.iter().position(|&x| look(x));
+                    let got = (hit != 0).then(|| (hit.trailing_zeros() / 8) as usize);
+                    assert_eq!(got, first, "{w:02x?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn strings_read_the_same_at_every_length_and_offset() {
+        for len in 0..40 {
+            for at in 0..len {
+                for special in [&b"\\n"[..], b"\\u00e9", b"\\\"", "é".as_bytes()] {
+                    let mut s = vec![b'x'; len];
+                    s.splice(at..at + 1, special.iter().copied());
+                    let body = [&br#"{"method":""#[..], &s, br#"","id":1}"#].concat();
+                    let f = fields(&body).unwrap_or_else(|_| panic!("{len} {at}"));
+                    let want: String =
+                        serde_json::from_slice(&[&b"\""[..], &s, b"\""].concat()).unwrap();
+                    assert_eq!(f.method.as_deref(), Some(&*want));
+                    assert_eq!(f.id, Some("1"));
+                }
+                let mut s = vec![b'x'; len];
+                s[at] = 0x1f;
+                let body = [&br#"{"method":""#[..], &s, br#""}"#].concat();
+                assert_eq!(fields(&body), Err(Malformed), "{len} {at}");
+            }
+        }
     }
 
     #[test]
