@@ -26,7 +26,6 @@ use crate::http::response::itoa_buf;
 use crate::mcp::jsonrpc::{self, Kind};
 use crate::mcp::sse::{self, SseParser};
 use crate::mcp::{compat, modern};
-use crate::net::addr::HostTarget;
 use crate::net::client::{self, Conn, Failed, HeadError, Tls};
 use crate::relay::authorize::{self, Authz};
 use crate::relay::reject::Reject;
@@ -90,21 +89,17 @@ pub(crate) async fn forward_to(
     call: &ModernCall,
     reply: &UnboundedSender<ReplyPart>,
 ) {
-    let refuse = |r: Reject| {
-        let _ = reply.unbounded_send(r.reply(call.id.as_deref()));
+    let run = async {
+        match exchange(shard, route, target, call).await {
+            None => Err(Broke::BeforeAnswer),
+            Some(Answer::Whole(part)) => {
+                let _ = reply.unbounded_send(part);
+                Ok(())
+            }
+            // Boxed: the SSE relay's state would otherwise make every call's future larger.
+            Some(Answer::Stream(s)) => Box::pin(stream(shard, route, s, call, reply)).await,
+        }
     };
-    let Some(McpTargetKind::Http {
-        target,
-        path,
-        https,
-        tls,
-    }) = route.targets.get(target).map(|t| &t.kind)
-    else {
-        return refuse(Reject::ServerUnreachable);
-    };
-    // Borrowed from the snapshot: a call allocates nothing for its upstream.
-    let tls = Tls::to(&target.authority, *https, tls.as_deref());
-    let run = exchange(shard, route, target, tls, path, call, reply);
     // A listen stream ends with its client (or its server), not with the call timeout.
     let limit = if call.listen {
         LISTEN_LIMIT
@@ -113,38 +108,83 @@ pub(crate) async fn forward_to(
     };
     match monoio::time::timeout(limit, run).await {
         Ok(Ok(())) => {}
-        Ok(Err(Broke::BeforeAnswer)) => refuse(Reject::ServerUnreachable),
+        Ok(Err(Broke::BeforeAnswer)) => {
+            let _ = reply.unbounded_send(Reject::ServerUnreachable.reply(call.id.as_deref()));
+        }
         // The client has part of an SSE answer: end it; it sees no response and may retry.
         Ok(Err(Broke::Streaming)) => {
             let _ = reply.unbounded_send(ReplyPart::End);
         }
-        Err(_) => refuse(Reject::ServerTimedOut),
+        Err(_) => {
+            let _ = reply.unbounded_send(Reject::ServerTimedOut.reply(call.id.as_deref()));
+        }
+    }
+}
+
+/// Relays the SSE answer `s` to `call` until `deadline`, to `reply` (which it owns: the
+/// answer's end is its end).
+pub(crate) async fn relay_stream(
+    shard: &Shard,
+    route: &McpRoute,
+    s: Streaming,
+    call: &ModernCall,
+    reply: UnboundedSender<ReplyPart>,
+    deadline: monoio::time::Instant,
+) {
+    let run = Box::pin(stream(shard, route, s, call, &reply));
+    if !matches!(monoio::time::timeout_at(deadline, run).await, Ok(Ok(()))) {
+        // The client has part of an SSE answer: end it; it sees no response and may retry.
+        let _ = reply.unbounded_send(ReplyPart::End);
     }
 }
 
 /// The longest a `subscriptions/listen` stream is relayed (the client then listens again).
 pub(crate) const LISTEN_LIMIT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
-/// Where the exchange broke: before any answer (the client gets a refusal) or inside an SSE
-/// answer already started.
+/// Where a relay broke: before any answer (the client gets a refusal) or inside an SSE answer
+/// already started.
 enum Broke {
     BeforeAnswer,
     Streaming,
 }
 
-async fn exchange(
+/// What a server answered, as far as its head.
+pub(crate) enum Answer {
+    /// The whole answer: `Relayed` (list answers screened) or `Accepted`.
+    Whole(ReplyPart),
+    /// An SSE answer, relayed event by event by [`relay_stream`].
+    Stream(Streaming),
+}
+
+/// An SSE answer whose head is read: the connection it arrives on, and what is buffered of it.
+pub(crate) struct Streaming {
+    conn: Conn,
+    buf: Vec<u8>,
+    body: RespBody,
+}
+
+/// Sends `call` to the route's server number `target` and reads its answer (a JSON one whole,
+/// an SSE one as far as its head). `None`: the server could not be reached or broke off before
+/// answering.
+pub(crate) async fn exchange(
     shard: &Shard,
     route: &McpRoute,
-    target: &HostTarget,
-    tls: Option<Tls<'_>>,
-    path: &str,
+    target: usize,
     call: &ModernCall,
-    reply: &UnboundedSender<ReplyPart>,
-) -> Result<(), Broke> {
+) -> Option<Answer> {
+    let Some(McpTargetKind::Http {
+        target,
+        path,
+        https,
+        tls,
+    }) = route.targets.get(target).map(|t| &t.kind)
+    else {
+        return None;
+    };
+    // Borrowed from the snapshot: a call allocates nothing for its upstream.
+    let tls = Tls::to(&target.authority, *https, tls.as_deref());
     let settings = route.upstream;
-    let to = client::resolve(&target.addr, &settings)
-        .await
-        .map_err(|_| Broke::BeforeAnswer)?;
+    let to = client::resolve(&target.addr, &settings).await.ok()?;
     let (addr, mut c) = client::checkout(
         &to,
         tls,
@@ -152,7 +192,7 @@ async fn exchange(
         settings.connect_timeout,
     )
     .await
-    .map_err(|_| Broke::BeforeAnswer)?;
+    .ok()?;
     let mut request = render(&target.authority, path, call);
     // Sent again on a fresh connection only when the reused one failed in a way that shows the
     // server never acted on it (a POST is not idempotent).
@@ -164,10 +204,10 @@ async fn exchange(
             if resend(Failed::Write) {
                 c = client::fresh(addr, tls, settings.connect_timeout)
                     .await
-                    .map_err(|_| Broke::BeforeAnswer)?;
+                    .ok()?;
                 continue;
             }
-            return Err(Broke::BeforeAnswer);
+            return None;
         }
         let is_sse = |_: &client::Head, hdrs: &[httparse::Header<'_>]| {
             h1::find_header(hdrs, "content-type")
@@ -175,10 +215,7 @@ async fn exchange(
         };
         let head = client::read_head(&mut c.conn, &mut c.buf, false, is_sse);
         let head = if call.listen {
-            match monoio::time::timeout(route.call_timeout, head).await {
-                Ok(h) => h,
-                Err(_) => return Err(Broke::BeforeAnswer),
-            }
+            monoio::time::timeout(route.call_timeout, head).await.ok()?
         } else {
             head.await
         };
@@ -187,37 +224,37 @@ async fn exchange(
             Err(HeadError::Closed) if c.buf.is_empty() && resend(Failed::BeforeAnswer) => {
                 c = client::fresh(addr, tls, settings.connect_timeout)
                     .await
-                    .map_err(|_| Broke::BeforeAnswer)?;
+                    .ok()?;
             }
-            Err(_) => return Err(Broke::BeforeAnswer),
+            Err(_) => return None,
         }
     };
     c.buf.drain(..head.head_len);
     if sse && (200..300).contains(&head.status) {
-        // Boxed: the SSE relay's state would otherwise make every call's future larger.
-        return Box::pin(stream(shard, route, c.conn, c.buf, head.body, call, reply)).await;
+        return Some(Answer::Stream(Streaming {
+            conn: c.conn,
+            buf: c.buf,
+            body: head.body,
+        }));
     }
     let (body, reusable) = client::read_body(&mut c.conn, &mut c.buf, head.body, MAX_MESSAGE)
         .await
-        .map_err(|_| Broke::BeforeAnswer)?;
+        .ok()?;
     if reusable && head.keep_alive {
         client::release(addr, tls, c.conn, c.buf, settings.pool_max_idle);
     }
-    let part = if head.status == 202 && body.is_empty() {
-        ReplyPart::Accepted
+    if head.status == 202 && body.is_empty() {
+        return Some(Answer::Whole(ReplyPart::Accepted));
+    }
+    let body = if (200..300).contains(&head.status) {
+        call.screened(shard, route, body)
     } else {
-        let body = if (200..300).contains(&head.status) {
-            call.screened(shard, route, body)
-        } else {
-            body
-        };
-        ReplyPart::Relayed {
-            status: head.status,
-            body,
-        }
+        body
     };
-    let _ = reply.unbounded_send(part);
-    Ok(())
+    Some(Answer::Whole(ReplyPart::Relayed {
+        status: head.status,
+        body,
+    }))
 }
 
 /// The POST: the request line, the headers the server needs, the client's mirrored headers as
@@ -245,12 +282,15 @@ fn render(authority: &str, path: &str, call: &ModernCall) -> Vec<u8> {
 async fn stream(
     shard: &Shard,
     route: &McpRoute,
-    mut conn: Conn,
-    mut buf: Vec<u8>,
-    body: RespBody,
+    s: Streaming,
     call: &ModernCall,
     reply: &UnboundedSender<ReplyPart>,
 ) -> Result<(), Broke> {
+    let Streaming {
+        mut conn,
+        mut buf,
+        body,
+    } = s;
     if reply
         .unbounded_send(ReplyPart::SseStart { session: None })
         .is_err()

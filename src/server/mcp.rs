@@ -57,70 +57,165 @@ pub(crate) async fn handle<S: ConnIo>(
     decided: &Cell<Option<&'static str>>,
     cors: &[u8],
 ) -> (u16, bool) {
-    let (rx, job) = match start(ctx, route, &head, body, subject, asker, decided) {
-        Ok(started) => started,
-        Err(part) => {
-            let (tx, rx) = unbounded();
-            let _ = tx.unbounded_send(part);
-            (rx, None)
-        }
-    };
-    let reply = write_reply(io, ctx, bufs, rx, cors, route.stateful);
-    match job {
-        None => reply.await,
-        // A 2026-07-28 request ends with its client: when the answer is written or the client
-        // goes away first, the forward is dropped, and with it the upstream connection — the
-        // revision's cancellation.
-        Some(Job::Modern {
-            route,
-            call,
-            reply: tx,
-            counted,
-            fallback,
-            compat_only,
-        }) => {
-            let started = std::time::Instant::now();
-            let shard = ctx.shard.clone();
-            let counted_route = route.clone();
-            let fallback_none = fallback.is_none();
-            let run = modern_job(ctx.clone(), route, call, fallback, compat_only, tx);
-            let forward = std::pin::pin!(run);
-            let reply = std::pin::pin!(reply);
-            let (written, native) = match futures_util::future::select(forward, reply).await {
-                futures_util::future::Either::Left((native, reply)) => (reply.await, native),
-                futures_util::future::Either::Right((written, _forward)) => {
-                    (written, fallback_none)
-                }
-            };
-            // A call served through the compatibility mode was counted by its session (with
-            // the target a multi-target route sent it to).
-            if !native {
-                return written;
-            }
-            let (method, name) = counted;
-            let r = &counted_route;
-            // A fanned-out call is counted for the server its prefixed name names.
-            let (server, resource) = if relay_fanout::fans_out(r) {
-                relay_fanout::labels(r, name.as_deref())
-            } else {
-                (r.targets.first().map(|t| t.name.as_str()), name.as_deref())
-            };
-            shard.metrics.borrow_mut().mcp_request(
-                &r.name,
-                &r.metric_scope,
-                method,
-                server,
-                resource,
-                Some(started.elapsed()),
-            );
-            written
-        }
-        Some(job) => {
+    let stateful = route.stateful;
+    match start(ctx, route, &head, body, subject, asker, decided) {
+        Err(part) => write_answer(io, bufs, part, &ctx.shard.date(), cors, stateful).await,
+        Ok(Started::Reply(rx, None)) => write_reply(io, ctx, bufs, rx, cors, stateful).await,
+        Ok(Started::Reply(rx, Some(job))) => {
+            let reply = write_reply(io, ctx, bufs, rx, cors, stateful);
             futures_util::future::join(job.run(ctx.clone()), reply)
                 .await
                 .1
         }
+        Ok(Started::Modern(job)) => modern(io, ctx, bufs, job, cors, stateful).await,
     }
+}
+
+/// How a request started.
+enum Started {
+    /// Its answer comes on the receiver: from the job, run here next to the writing of the
+    /// answer, or from the worker the call was handed to.
+    Reply(UnboundedReceiver<ReplyPart>, Option<Job>),
+    /// A 2026-07-28 request, relayed on this worker (no session).
+    Modern(ModernJob),
+}
+
+/// A 2026-07-28 request, checked.
+struct ModernJob {
+    route: Arc<McpRoute>,
+    call: relay_modern::ModernCall,
+    /// Its `Mcp-Method` and `Mcp-Name`, for the metrics.
+    counted: (&'static str, Option<String>),
+    /// The request for the compatibility mode, when the route's servers may not speak the
+    /// revision (`relay::compat`).
+    fallback: Option<Box<relay_compat::CompatCall>>,
+    /// The servers do not speak the revision: `fallback` is served, `call` is not sent.
+    compat_only: bool,
+}
+
+/// Serves a 2026-07-28 request. It ends with its client: when the answer is written or the
+/// client goes away first, the relay is dropped, and with it the upstream connection — the
+/// revision's cancellation.
+async fn modern<S: ConnIo>(
+    io: &mut S,
+    ctx: &Rc<Relay>,
+    bufs: &mut Bufs,
+    job: ModernJob,
+    cors: &[u8],
+    stateful: bool,
+) -> (u16, bool) {
+    let started = std::time::Instant::now();
+    let ModernJob {
+        route,
+        call,
+        counted,
+        fallback,
+        compat_only,
+    } = job;
+    let (written, native) = if fallback.is_none() && !call.listen && !relay_fanout::fans_out(&route)
+    {
+        let written = inline(io, ctx, bufs, &route, &call, started, cors, stateful).await;
+        (written, true)
+    } else {
+        // Boxed: fanned-out, compatibility and listen calls keep their state out of the
+        // common call's.
+        let fallback_none = fallback.is_none();
+        let (tx, rx) = unbounded();
+        let run = modern_job(ctx.clone(), route.clone(), call, fallback, compat_only, tx);
+        let reply = write_reply(io, ctx, bufs, rx, cors, stateful);
+        Box::pin(async move {
+            let (forward, reply) = (std::pin::pin!(run), std::pin::pin!(reply));
+            match futures_util::future::select(forward, reply).await {
+                futures_util::future::Either::Left((native, reply)) => (reply.await, native),
+                futures_util::future::Either::Right((written, _forward)) => {
+                    (written, fallback_none)
+                }
+            }
+        })
+        .await
+    };
+    // A call served through the compatibility mode was counted by its session (with the target
+    // a multi-target route sent it to).
+    if !native {
+        return written;
+    }
+    let (method, name) = counted;
+    let r = &route;
+    // A fanned-out call is counted for the server its prefixed name names.
+    let (server, resource) = if relay_fanout::fans_out(r) {
+        relay_fanout::labels(r, name.as_deref())
+    } else {
+        (r.targets.first().map(|t| t.name.as_str()), name.as_deref())
+    };
+    ctx.shard.metrics.borrow_mut().mcp_request(
+        &r.name,
+        &r.metric_scope,
+        method,
+        server,
+        resource,
+        Some(started.elapsed()),
+    );
+    written
+}
+
+/// A 2026-07-28 call to the route's one streamable-HTTP server, answered here as it comes: no
+/// reply channel, and one timer, which first marks when the client's connection starts to be
+/// watched (a close cancels the call) and then the route's call timeout. An SSE answer is
+/// relayed event by event as the other paths relay theirs.
+#[allow(clippy::too_many_arguments)]
+async fn inline<S: ConnIo>(
+    io: &mut S,
+    ctx: &Rc<Relay>,
+    bufs: &mut Bufs,
+    route: &McpRoute,
+    call: &relay_modern::ModernCall,
+    started: std::time::Instant,
+    cors: &[u8],
+    stateful: bool,
+) -> (u16, bool) {
+    use futures_util::future::{select, Either};
+    let start = monoio::time::Instant::from_std(started);
+    let deadline = start + route.call_timeout;
+    let mut timer = std::pin::pin!(monoio::time::sleep_until(deadline.min(start + WATCH_AFTER)));
+    let mut exchange = std::pin::pin!(relay_modern::exchange(&ctx.shard, route, 0, call));
+    let first = match select(exchange.as_mut(), timer.as_mut()).await {
+        Either::Left((answer, _)) => Some(answer),
+        Either::Right(_) => None,
+    };
+    let answer = match first {
+        Some(answer) => Some(answer),
+        None if timer.deadline() >= deadline => None,
+        None => {
+            timer.as_mut().reset(deadline);
+            match watching(io, bufs, select(exchange, timer)).await {
+                None => return (CLIENT_CLOSED, false),
+                Some(Either::Left((answer, _))) => Some(answer),
+                Some(Either::Right(_)) => None,
+            }
+        }
+    };
+    let id = call.id.as_deref();
+    let part = match answer {
+        Some(Some(relay_modern::Answer::Whole(part))) => part,
+        Some(Some(relay_modern::Answer::Stream(s))) => {
+            // Boxed: the stream's writer stays out of the common call's state.
+            return Box::pin(async {
+                let (tx, rx) = unbounded();
+                let shard = &ctx.shard;
+                let relay = relay_modern::relay_stream(shard, route, s, call, tx, deadline);
+                let reply = write_reply(io, ctx, bufs, rx, cors, stateful);
+                let (relay, reply) = (std::pin::pin!(relay), std::pin::pin!(reply));
+                match select(relay, reply).await {
+                    Either::Left(((), reply)) => reply.await,
+                    Either::Right((written, _relay)) => written,
+                }
+            })
+            .await;
+        }
+        Some(None) => Reject::ServerUnreachable.reply(id),
+        None => Reject::ServerTimedOut.reply(id),
+    };
+    write_answer(io, bufs, part, &ctx.shard.date(), cors, stateful).await
 }
 
 /// Work started by a request on this worker.
@@ -136,19 +231,6 @@ enum Job {
         authz: Option<Authz>,
         reply: UnboundedSender<ReplyPart>,
         trace: Option<Vec<u8>>,
-    },
-    /// A 2026-07-28 request, relayed on this worker (no session).
-    Modern {
-        route: Arc<McpRoute>,
-        call: relay_modern::ModernCall,
-        reply: UnboundedSender<ReplyPart>,
-        /// Its `Mcp-Method` and `Mcp-Name`, for the metrics.
-        counted: (&'static str, Option<String>),
-        /// The request for the compatibility mode, when the route's servers may not speak the
-        /// revision (`relay::compat`).
-        fallback: Option<Box<relay_compat::CompatCall>>,
-        /// The servers do not speak the revision: `fallback` is served, `call` is not sent.
-        compat_only: bool,
     },
     /// A POST on a stateless route.
     Stateless {
@@ -196,16 +278,6 @@ impl Job {
             } => {
                 relay_call::stateless(&ctx, route, body, authorization, authz, reply, trace, true)
                     .await
-            }
-            Job::Modern {
-                route,
-                call,
-                reply,
-                fallback,
-                compat_only,
-                ..
-            } => {
-                modern_job(ctx, route, call, fallback, compat_only, reply).await;
             }
         }
     }
@@ -270,7 +342,7 @@ fn start(
     subject: Result<Subject, NoIdentity>,
     asker: Option<Asker>,
     decided: &Cell<Option<&'static str>>,
-) -> Result<(UnboundedReceiver<ReplyPart>, Option<Job>), ReplyPart> {
+) -> Result<Started, ReplyPart> {
     // DNS rebinding: a page on a foreign name that resolves to 127.0.0.1 reaches a loopback
     // listener with its own name as Host (and Origin), so on loopback the Host must be a
     // loopback name, or one the route's CORS policy allows.
@@ -360,7 +432,7 @@ fn start(
                     reply: tx,
                     trace: head.traceparent().map(<[u8]>::to_vec),
                 };
-                return Ok((rx, Some(job)));
+                return Ok(Started::Reply(rx, Some(job)));
             }
             if !jsonrpc::is_batch(&body) && is_initialize(&body) {
                 let job = Job::Initialize {
@@ -372,10 +444,10 @@ fn start(
                     reply: tx,
                     trace: head.traceparent().map(<[u8]>::to_vec),
                 };
-                return Ok((rx, Some(job)));
+                return Ok(Started::Reply(rx, Some(job)));
             }
             let job = hand_off(ctx, route, head, CallOp::Post(body), subject, authz, tx)?;
-            Ok((rx, job))
+            Ok(Started::Reply(rx, job))
         }
         b"GET" => {
             if !route.stateful {
@@ -393,14 +465,14 @@ fn start(
                 None,
                 tx,
             )?;
-            Ok((rx, job))
+            Ok(Started::Reply(rx, job))
         }
         b"DELETE" => {
             if !route.stateful {
                 return Err(Reject::MethodNotAllowed.reply(None));
             }
             let job = hand_off(ctx, route, head, CallOp::Delete, subject, None, tx)?;
-            Ok((rx, job))
+            Ok(Started::Reply(rx, job))
         }
         _ => Err(Reject::MethodNotAllowed.reply(None)),
     }
@@ -418,7 +490,7 @@ fn start_modern(
     asker: Option<Asker>,
     decided: &Cell<Option<&'static str>>,
     mode: Era,
-) -> Result<(UnboundedReceiver<ReplyPart>, Option<Job>), ReplyPart> {
+) -> Result<Started, ReplyPart> {
     // A refusal answers the request by its id, when it has one.
     let id_of = || {
         jsonrpc::peek(&body)
@@ -508,7 +580,6 @@ fn start_modern(
             }))
         }
     };
-    let (tx, rx) = unbounded();
     let (body, fallback) = match (mode, fallback) {
         (Era::Compat, Some(mut f)) => {
             f.body = body;
@@ -535,10 +606,9 @@ fn start_modern(
             .map(str::to_owned)
     };
     let name = text(head.mcp_name()).filter(|n| !n.starts_with("=?"));
-    let job = Job::Modern {
+    Ok(Started::Modern(ModernJob {
         route: route.clone(),
         call,
-        reply: tx,
         // The method as its (static) metric label: no copy of the header.
         counted: (
             std::str::from_utf8(head.mcp_method().unwrap_or_default())
@@ -547,8 +617,7 @@ fn start_modern(
         ),
         fallback,
         compat_only: mode == Era::Compat,
-    };
-    Ok((rx, Some(job)))
+    }))
 }
 
 /// The call for the request's session: returned to run here if this worker owns the session,
@@ -663,33 +732,48 @@ async fn next_part<S: ConnIo>(
     rx: &mut UnboundedReceiver<ReplyPart>,
     idle: Option<Duration>,
 ) -> Next {
-    use futures_util::future::{select, Either};
     let got = |p: Option<ReplyPart>| p.map_or(Next::Ended, Next::Part);
     let deadline = idle.map(|d| monoio::time::Instant::now() + d);
     let quick = idle.map_or(WATCH_AFTER, |d| d.min(WATCH_AFTER));
     if let Ok(part) = monoio::time::timeout(quick, rx.next()).await {
         return got(part);
     }
+    let wait = async {
+        match deadline {
+            Some(d) => monoio::time::timeout_at(d, rx.next()).await.ok(),
+            None => Some(rx.next().await),
+        }
+    };
+    match watching(io, bufs, wait).await {
+        None => Next::Gone,
+        Some(part) => part.map_or(Next::Idle, got),
+    }
+}
+
+/// Waits for `wait`, watching the client's connection meanwhile: `None` when it closes first.
+/// Bytes the client pipelines meanwhile are kept for its next request (watching stops once
+/// [`WATCH_PIPELINED`] bytes wait).
+async fn watching<S: ConnIo, T>(
+    io: &mut S,
+    bufs: &mut Bufs,
+    wait: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    use futures_util::future::{select, Either};
+    let mut wait = std::pin::pin!(wait);
     loop {
-        let wait = async {
-            match deadline {
-                Some(d) => monoio::time::timeout_at(d, rx.next()).await.ok(),
-                None => Some(rx.next().await),
-            }
-        };
         if bufs.pending().len() >= WATCH_PIPELINED {
-            return wait.await.map_or(Next::Idle, got);
+            return Some(wait.await);
         }
         let canceller = monoio::io::Canceller::new();
         let read = std::pin::pin!(bufs.read_more(io, Some(canceller.handle())));
-        match select(std::pin::pin!(wait), read).await {
-            Either::Left((part, read)) => {
+        match select(wait.as_mut(), read).await {
+            Either::Left((done, read)) => {
                 let _ = canceller.cancel();
                 // The read ends now: cancelled, or with bytes that stay in `bufs`.
                 let _ = read.await;
-                return part.map_or(Next::Idle, got);
+                return Some(done);
             }
-            Either::Right((Ok(0) | Err(_), _)) => return Next::Gone,
+            Either::Right((Ok(0) | Err(_), _)) => return None,
             Either::Right((Ok(_), _)) => continue,
         }
     }
@@ -715,34 +799,12 @@ async fn write_reply<S: ConnIo>(
         // the call ended without a word.
         return (CLIENT_CLOSED, false);
     };
+    let first = match whole_answer(&mut bufs.out, first, &date, cors, stateful) {
+        Ok(status) => return (status, bufs.flush(io).await.is_ok()),
+        Err(part) => part,
+    };
     let out = &mut bufs.out;
     match first {
-        ReplyPart::Json { body, session } => {
-            whole(out, 200, &date, cors, session.as_deref(), None, &body);
-            (200, bufs.flush(io).await.is_ok())
-        }
-        ReplyPart::Error { status, body } => {
-            let extra = reject::refusal_header(status, stateful);
-            whole(out, status, &date, cors, None, extra, &body);
-            (status, bufs.flush(io).await.is_ok())
-        }
-        ReplyPart::Forbidden { challenge, body } => {
-            let extra = Some(("www-authenticate", challenge.as_bytes()));
-            whole(out, 403, &date, cors, None, extra, &body);
-            (403, bufs.flush(io).await.is_ok())
-        }
-        ReplyPart::Relayed { status, body } => {
-            whole(out, status, &date, cors, None, None, &body);
-            (status, bufs.flush(io).await.is_ok())
-        }
-        ReplyPart::Accepted => {
-            whole(out, 202, &date, cors, None, None, b"");
-            (202, bufs.flush(io).await.is_ok())
-        }
-        ReplyPart::SessionDeleted => {
-            whole(out, 200, &date, cors, None, None, b"");
-            (200, bufs.flush(io).await.is_ok())
-        }
         ReplyPart::SseStart { session } => {
             head(out, 200, &date, cors, session.as_deref());
             h1::write_header(out, "content-type", b"text/event-stream");
@@ -778,6 +840,50 @@ async fn write_reply<S: ConnIo>(
         }
         // A stream's part before its start: a relay bug, never a client's doing; the connection
         // closes without an answer.
-        ReplyPart::Event(_) | ReplyPart::End => (LocalError::UpstreamProtocol.status(), false),
+        _ => (LocalError::UpstreamProtocol.status(), false),
+    }
+}
+
+/// Writes a whole answer: its status; a stream's part is given back.
+fn whole_answer(
+    out: &mut Vec<u8>,
+    part: ReplyPart,
+    date: &[u8],
+    cors: &[u8],
+    stateful: bool,
+) -> Result<u16, ReplyPart> {
+    let (status, session, extra, body) = match &part {
+        ReplyPart::Json { body, session } => (200, session.as_deref(), None, &body[..]),
+        ReplyPart::Error { status, body } => {
+            let extra = reject::refusal_header(*status, stateful);
+            (*status, None, extra, &body[..])
+        }
+        ReplyPart::Forbidden { challenge, body } => {
+            let extra = Some(("www-authenticate", challenge.as_bytes()));
+            (403, None, extra, &body[..])
+        }
+        ReplyPart::Relayed { status, body } => (*status, None, None, &body[..]),
+        ReplyPart::Accepted => (202, None, None, &b""[..]),
+        ReplyPart::SessionDeleted => (200, None, None, &b""[..]),
+        ReplyPart::SseStart { .. } | ReplyPart::Event(_) | ReplyPart::End => return Err(part),
+    };
+    whole(out, status, date, cors, session, extra, body);
+    Ok(status)
+}
+
+/// Writes a whole answer and sends it (with whatever waits in `bufs`).
+async fn write_answer<S: ConnIo>(
+    io: &mut S,
+    bufs: &mut Bufs,
+    part: ReplyPart,
+    date: &[u8],
+    cors: &[u8],
+    stateful: bool,
+) -> (u16, bool) {
+    match whole_answer(&mut bufs.out, part, date, cors, stateful) {
+        Ok(status) => (status, bufs.flush(io).await.is_ok()),
+        // A stream's part without its stream: a relay bug, never a client's doing; the
+        // connection closes without an answer.
+        Err(_) => (LocalError::UpstreamProtocol.status(), false),
     }
 }

@@ -365,6 +365,96 @@ fn s_wait_closed<R: BufRead>(r: &mut R) {
     }
 }
 
+both_drivers!(slow_json_calls_are_watched_timed_out_and_cancelled, |d| {
+    // "slow": answered after 600 ms (past the point where the client starts to be watched).
+    // "stall": never answered; the server records when the proxy closes the connection.
+    let closed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let closed2 = closed.clone();
+    let up = Upstream::start(move |s| {
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut w = s;
+        while let Ok(Some(req)) = read_request(&mut r) {
+            let text = String::from_utf8_lossy(&req.body).into_owned();
+            if text.contains("stall") {
+                let _ = w.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+                s_wait_closed(&mut r);
+                closed2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                return;
+            }
+            if text.contains("slow") {
+                std::thread::sleep(std::time::Duration::from_millis(600));
+            }
+            let tool = if text.contains("slow") {
+                "slow"
+            } else {
+                "fast"
+            };
+            let answer = format!(
+                r#"{{"jsonrpc":"2.0","id":5,"result":{{"content":[{{"type":"text","text":"{tool}"}}]}}}}"#
+            );
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                answer.len()
+            );
+            if w.write_all(head.as_bytes()).is_err() || w.write_all(answer.as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    let request = |tool: &str| {
+        let body = call_body(tool);
+        format!(
+            "POST /mcp HTTP/1.1\r\nHost: localhost\r\nAccept: application/json, text/event-stream\r\nContent-Type: application/json\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\nMcp-Name: {tool}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let p = Proxy::start(&native_route(up.port), d);
+    // A request pipelined behind a slow one is kept while the client is watched, and answered
+    // after it, in order.
+    let mut c = connect(p.addr());
+    c.write_all((request("slow") + &request("fast")).as_bytes())
+        .unwrap();
+    let mut reader = BufReader::new(c.try_clone().unwrap());
+    for tool in ["slow", "fast"] {
+        let r = read_response(&mut reader, false).unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(
+            r.text().contains(&format!(r#""text":"{tool}""#)),
+            "{}",
+            r.text()
+        );
+    }
+    // A client that goes away while its call is watched cancels it upstream.
+    let mut c = connect(p.addr());
+    c.write_all(request("stall").as_bytes()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    drop(reader);
+    drop(c);
+    wait_until(5, "the stalled call's upstream connection to close", || {
+        closed.load(std::sync::atomic::Ordering::SeqCst) == 1
+    });
+    // A call the server never answers ends at the route's call timeout with a JSON-RPC error.
+    let cfg = route(
+        up.port,
+        "      policies:\n        timeout: {requestTimeout: 1s}\n",
+    ) + "          modernCompat: false\n";
+    let p = Proxy::start(&cfg, d);
+    let t0 = std::time::Instant::now();
+    let r = modern_post(&p, "tools/call", Some("stall"), "", &call_body("stall"));
+    let took = t0.elapsed();
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert!(r.text().contains(r#""id":5"#), "{}", r.text());
+    assert!(
+        took >= std::time::Duration::from_millis(900) && took < std::time::Duration::from_secs(5),
+        "{took:?}"
+    );
+    wait_until(
+        5,
+        "the timed-out call's upstream connection to close",
+        || closed.load(std::sync::atomic::Ordering::SeqCst) == 2,
+    );
+});
+
 both_drivers!(a_listen_stream_outlives_the_call_timeout, |d| {
     // The server acknowledges at once, sends a notification 2 s later (past the route's 1 s
     // call timeout), then ends the subscription with its result.
