@@ -175,7 +175,7 @@ async fn inline<S: ConnIo>(
 ) -> (u16, bool) {
     use futures_util::future::{select, Either};
     let start = monoio::time::Instant::from_std(started);
-    let deadline = start + route.call_timeout;
+    let deadline = call_deadline(start, route.call_timeout);
     let mut timer = std::pin::pin!(monoio::time::sleep_until(deadline.min(start + WATCH_AFTER)));
     let mut exchange = std::pin::pin!(relay_modern::exchange(&ctx.shard, route, 0, call));
     let first = match select(exchange.as_mut(), timer.as_mut()).await {
@@ -216,6 +216,13 @@ async fn inline<S: ConnIo>(
         None => Reject::ServerTimedOut.reply(id),
     };
     write_answer(io, bufs, part, &ctx.shard.date(), cors, stateful).await
+}
+
+/// When a call started at `start` times out: a timeout too long to add to the clock (the
+/// configuration takes any duration) is no timeout, as `monoio::time::timeout` reads it.
+fn call_deadline(start: monoio::time::Instant, timeout: Duration) -> monoio::time::Instant {
+    const FAR: Duration = Duration::from_secs(30 * 365 * 86_400);
+    start.checked_add(timeout).unwrap_or_else(|| start + FAR)
 }
 
 /// Work started by a request on this worker.
@@ -885,5 +892,22 @@ async fn write_answer<S: ConnIo>(
         // A stream's part without its stream: a relay bug, never a client's doing; the
         // connection closes without an answer.
         Err(_) => (LocalError::UpstreamProtocol.status(), false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_timeout_past_the_clock_is_no_timeout() {
+        let start = monoio::time::Instant::now();
+        assert_eq!(
+            call_deadline(start, Duration::from_secs(7)),
+            start + Duration::from_secs(7)
+        );
+        for huge in [Duration::MAX, Duration::from_secs(u64::MAX / 2)] {
+            assert!(call_deadline(start, huge) >= start + Duration::from_secs(365 * 86_400));
+        }
     }
 }
