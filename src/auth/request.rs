@@ -20,7 +20,8 @@ use crate::auth::policy::{AuthMode, AuthPolicy};
 use crate::http::response::Prebuilt;
 use crate::metrics::CacheStats;
 use crate::policy::mcp_auth::{
-    bearer, check_token, AuthReject, Bearer, KeySet, Principal, Scratch, TokenCache,
+    bearer, bearer_candidate, check_token, AuthReject, Bearer, KeySet, Principal, Scratch,
+    TokenCache,
 };
 
 /// Entries per provider cache, per worker.
@@ -381,6 +382,10 @@ pub(crate) fn authenticate<'p>(
     now: i64,
     may_wait: bool,
 ) -> AuthDecision<'p> {
+    if let Some(principal) = cached(policy, authorization, st, now) {
+        st.verify.cheap_request();
+        return AuthDecision::Pass(Some(principal));
+    }
     let token = match bearer(authorization) {
         Bearer::Token(t) => t,
         Bearer::Absent => {
@@ -467,6 +472,27 @@ pub(crate) fn authenticate<'p>(
     AuthDecision::Reject(&policy.invalid, RejectKind::Invalid(last))
 }
 
+/// The common request: a token the worker verified before, answered by the first provider
+/// with keys, as the loop in [`authenticate`] would answer it, for one lookup (no clock read,
+/// no failure budget, no character check: a cached token passed all of them).
+fn cached(
+    policy: &AuthPolicy,
+    authorization: Option<&[u8]>,
+    st: &mut AuthState,
+    now: i64,
+) -> Option<Rc<Principal>> {
+    let token = bearer_candidate(authorization?)?;
+    let (p, keys) = policy
+        .providers
+        .iter()
+        .find_map(|p| Some((p, st.keys.get(&p.keys)?)))?;
+    let cache = st.caches.get_mut(&p.id)?;
+    if cache.keyset_id != keys.id() {
+        return None;
+    }
+    cache.get(token, now)
+}
+
 #[cfg(test)]
 mod verify_budget_tests {
     use super::*;
@@ -513,5 +539,96 @@ mod verify_budget_tests {
             b.spend(Duration::from_secs(1));
             assert_eq!(b.admit(Instant::now()), Admit::Now, "{share}");
         }
+    }
+}
+
+#[cfg(test)]
+mod cached_tests {
+    use super::*;
+    use crate::auth::policy::AuthProvider;
+    use crate::policy::mcp_auth::tests::{corpus_validation, load_corpus, load_keys, NOW};
+
+    fn policy(mode: AuthMode) -> AuthPolicy {
+        let pre = |s| Prebuilt::new(s, None, &[], Vec::new());
+        AuthPolicy {
+            mode,
+            providers: vec![AuthProvider {
+                id: 7,
+                keys: "k".into(),
+                validation: corpus_validation(),
+            }],
+            mcp: None,
+            passthrough: false,
+            missing: pre(401),
+            invalid: pre(401),
+            unavailable: pre(503),
+        }
+    }
+
+    fn token(name: &str) -> String {
+        let corpus = load_corpus();
+        corpus.into_iter().find(|(n, _, _)| n == name).unwrap().2
+    }
+
+    fn decide(p: &AuthPolicy, st: &mut AuthState, value: &[u8]) -> Result<u64, String> {
+        let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+        match authenticate(p, Some(value), ip, st, NOW, false) {
+            AuthDecision::Pass(Some(pr)) => Ok(pr.id),
+            AuthDecision::Pass(None) => Err("pass without principal".into()),
+            AuthDecision::Reject(_, k) => Err(format!("{k:?}")),
+            _ => Err("wait".into()),
+        }
+    }
+
+    /// A token verified once is answered from the cache, as the full path answers it; what
+    /// the cache never held (a malformed credential, another token) takes the full path; a new
+    /// key set is never answered from entries verified under the old one.
+    #[test]
+    fn cached_tokens_answer_as_the_full_path_does() {
+        let keys = Arc::new(load_keys());
+        let mut st = AuthState::new(None);
+        let strict = policy(AuthMode::Strict);
+        // No keys yet: nothing is cached, nothing passes.
+        let ok = token("rs256_ok");
+        let bearer = format!("Bearer {ok}");
+        assert_eq!(
+            decide(&strict, &mut st, bearer.as_bytes()),
+            Err("Unavailable".into())
+        );
+        st.set_keys("k".into(), keys);
+        let first = decide(&strict, &mut st, bearer.as_bytes()).unwrap();
+        let cache = st.caches.get(&7).unwrap();
+        assert_eq!((cache.fresh_accepts, cache.hits), (1, 0));
+        // Again, with other spacing and scheme case: the cached principal.
+        for v in [bearer.clone(), format!("bearer   {ok} \t")] {
+            assert_eq!(decide(&strict, &mut st, v.as_bytes()), Ok(first), "{v}");
+        }
+        let cache = st.caches.get(&7).unwrap();
+        assert_eq!((cache.fresh_accepts, cache.hits), (1, 2));
+        // The cached token with a character no b64token has: refused, never matched.
+        for bad in [
+            format!("Bearer {ok}%"),
+            format!("Bearer %{ok}"),
+            "Bearer ====".into(),
+        ] {
+            assert_eq!(
+                decide(&strict, &mut st, bad.as_bytes()),
+                Err("Invalid(Malformed)".into()),
+                "{bad}"
+            );
+        }
+        // Another scheme is no credential at all.
+        assert_eq!(
+            decide(&strict, &mut st, format!("Basic {ok}").as_bytes()),
+            Err("Missing".into())
+        );
+        // A key set published again (a refetch): verified afresh, a new principal.
+        st.set_keys("k".into(), Arc::new(load_keys()));
+        let again = decide(&strict, &mut st, bearer.as_bytes()).unwrap();
+        assert_ne!(again, first);
+        assert_eq!(st.caches.get(&7).unwrap().fresh_accepts, 1);
+        // An expired token is refused even when a token of the same length and tail is cached.
+        let expired = token("expired");
+        assert!(decide(&strict, &mut st, format!("Bearer {expired}").as_bytes()).is_err());
     }
 }

@@ -2,11 +2,13 @@
 //! §0, §2.3) — a hit costs ≈ 0.2 µs against 21–53 µs for a verify.
 //!
 //! Owns: [`Principal`] (what a verified token grants) and [`TokenCache`].
-//! Keyed by the *whole* token: hashed with foldhash under a random per-map seed (SipHash cost
-//! ~3k instructions per request on a 1 KB token; all the request path's maps together now cost
-//! ~0.5k), then compared in full on a hit — a hash collision can never authenticate a different
-//! token. Only verified tokens are inserted, so colliding chains cannot be built by someone
-//! without the signing key, whatever they learn of the seed. Entries expire at
+//! Keyed by the *whole* token, hashed by its length and last [`HASHED_TAIL`] bytes with
+//! foldhash under a random per-map seed, then compared in full on a hit — a hash collision can
+//! never authenticate a different token. Those bytes are the signature's (86 or more base64url
+//! characters for every supported algorithm), and only verified tokens are inserted, so
+//! colliding chains cannot be built by someone without the signing key, whatever they learn
+//! of the seed. Hashing the whole ~1 KB token cost ~0.7k instructions per request (SipHash
+//! ~3k); the tail costs a few dozen. Entries expire at
 //! `min(exp, inserted + MAX_TTL)` (no leeway on hits: stricter than a fresh check). Tokens
 //! over [`MAX_CACHED_TOKEN_LEN`] are not cached, so memory is bounded by
 //! `capacity × MAX_CACHED_TOKEN_LEN`.
@@ -44,6 +46,37 @@ pub(super) const REJECT_CAPACITY: usize = 4096;
 /// How long a refusal is remembered, seconds.
 pub(super) const REJECT_TTL_SECS: i64 = 60;
 
+/// How many bytes at the end of a token its cache hash reads.
+const HASHED_TAIL: usize = 32;
+
+/// foldhash over a token's length and its last [`HASHED_TAIL`] bytes (see the module doc).
+#[derive(Default)]
+struct TailState(foldhash::fast::RandomState);
+
+impl std::hash::BuildHasher for TailState {
+    type Hasher = TailHasher<'static>;
+    fn build_hasher(&self) -> Self::Hasher {
+        TailHasher(self.0.build_hasher())
+    }
+}
+
+/// Keys are only ever `[u8]`, which hashes as its length (`write_usize`), then its bytes (one
+/// `write`).
+struct TailHasher<'a>(foldhash::fast::FoldHasher<'a>);
+
+impl std::hash::Hasher for TailHasher<'_> {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0
+            .write(&bytes[bytes.len().saturating_sub(HASHED_TAIL)..]);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0.write_usize(n);
+    }
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
+}
+
 /// The identity and grants of a verified token, shared with the request by `Rc`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -74,7 +107,7 @@ struct Entry {
 
 /// A bounded map from token bytes to [`Principal`]. One per worker thread.
 pub struct TokenCache {
-    map: HashMap<Box<[u8]>, Entry, foldhash::fast::RandomState>,
+    map: HashMap<Box<[u8]>, Entry, TailState>,
     capacity: usize,
     rejected: Rejected,
     /// Tokens verified afresh and refused (not answered from either cache): what a

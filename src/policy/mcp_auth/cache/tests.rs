@@ -91,3 +91,23 @@ fn scopes() {
     let pr = p(1);
     assert!(pr.has_scope("a") && pr.has_scope("b") && !pr.has_scope("") && !pr.has_scope("a b"));
 }
+
+#[test]
+fn tokens_alike_in_length_and_tail_are_told_apart() {
+    // The hash reads the length and the last HASHED_TAIL bytes; the compare reads all of it.
+    let tail = "s".repeat(HASHED_TAIL);
+    let (a, b) = (format!("aaaa.{tail}"), format!("bbbb.{tail}"));
+    let mut c = TokenCache::new(10);
+    c.insert(a.as_bytes(), p(1000), 0);
+    assert!(c.get(b.as_bytes(), 1).is_none());
+    assert!(!c.holds(b.as_bytes(), 1));
+    let mut other = (*p(1000)).clone();
+    other.id = 2;
+    c.insert(b.as_bytes(), Rc::new(other), 0);
+    assert_eq!(c.len(), 2);
+    assert_eq!(c.get(a.as_bytes(), 1).unwrap().id, 1);
+    assert_eq!(c.get(b.as_bytes(), 1).unwrap().id, 2);
+    // Shorter than the tail: hashed whole.
+    c.insert(b"short", p(1000), 0);
+    assert!(c.get(b"short", 1).is_some() && c.get(b"shorT", 1).is_none());
+}
