@@ -188,8 +188,17 @@ async fn run<S: ConnIo>(
             }
             Decision::WaitForKeys(_) | Decision::WaitToVerify(_) => unreachable!("handled above"),
             Decision::Mcp(plan) => {
-                let subject = crate::relay::binding(principal.as_deref());
-                serve_mcp(io, ctx, bufs, &snap, plan, body, subject, &done).await
+                serve_mcp(
+                    io,
+                    ctx,
+                    bufs,
+                    &snap,
+                    plan,
+                    body,
+                    principal.as_deref(),
+                    &done,
+                )
+                .await
             }
             Decision::Proxy(plan) => {
                 if bufs.flush(io).await.is_err() {
@@ -430,7 +439,7 @@ async fn serve_mcp<S: ConnIo>(
     snap: &Snapshot,
     plan: McpPlan<'_>,
     body: BodyKind,
-    subject: Result<crate::relay::Subject, crate::relay::NoIdentity>,
+    principal: Option<&Principal>,
     done: &Done<'_>,
 ) -> bool {
     let limit = snap
@@ -463,7 +472,7 @@ async fn serve_mcp<S: ConnIo>(
         plan.mcp,
         plan.head,
         body,
-        subject,
+        principal,
         plan.authz,
         done.log.as_ref().map_or(&Cell::new(None), |l| &l.authz),
         &plan.added_headers,

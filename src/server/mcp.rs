@@ -20,13 +20,14 @@ use crate::http::h1;
 use crate::http::response::{itoa_buf, LocalError, CLIENT_CLOSED};
 use crate::mcp::{jsonrpc, modern, protocol, sse};
 use crate::net::io::{Bufs, ConnIo};
+use crate::policy::mcp_auth::Principal;
 use crate::relay::authorize::{self, Asker, Authz};
 use crate::relay::call as relay_call;
 use crate::relay::compat as relay_compat;
 use crate::relay::fanout as relay_fanout;
 use crate::relay::modern as relay_modern;
 use crate::relay::reject::{self, Reject};
-use crate::relay::{session, CallOp, McpCall, NoIdentity, Relay, ReplyPart, Subject};
+use crate::relay::{self, session, CallOp, McpCall, NoIdentity, Relay, ReplyPart, Subject};
 use crate::snapshot::McpRoute;
 
 mod head;
@@ -52,13 +53,13 @@ pub(crate) async fn handle<S: ConnIo>(
     route: &Arc<McpRoute>,
     head: McpHead,
     body: Vec<u8>,
-    subject: Result<Subject, NoIdentity>,
+    principal: Option<&Principal>,
     asker: Option<Asker>,
     decided: &Cell<Option<&'static str>>,
     cors: &[u8],
 ) -> (u16, bool) {
     let stateful = route.stateful;
-    match start(ctx, route, &head, body, subject, asker, decided) {
+    match start(ctx, route, &head, body, principal, asker, decided) {
         Err(part) => write_answer(io, bufs, part, &ctx.shard.date(), cors, stateful).await,
         Ok(Started::Reply(rx, None)) => write_reply(io, ctx, bufs, rx, cors, stateful).await,
         Ok(Started::Reply(rx, Some(job))) => {
@@ -346,7 +347,7 @@ fn start(
     route: &Arc<McpRoute>,
     head: &McpHead,
     body: Vec<u8>,
-    subject: Result<Subject, NoIdentity>,
+    principal: Option<&Principal>,
     asker: Option<Asker>,
     decided: &Cell<Option<&'static str>>,
 ) -> Result<Started, ReplyPart> {
@@ -389,11 +390,11 @@ fn start(
             (false, false, _) => None,
         };
         if let Some(mode) = mode {
-            return start_modern(ctx, route, head, body, subject, asker, decided, mode);
+            return start_modern(ctx, route, head, body, principal, asker, decided, mode);
         }
     }
     // Sessions are bound to who the token names; stateless routes keep no session.
-    let subject = match subject {
+    let subject = match relay::binding(principal) {
         Ok(s) => s,
         Err(NoIdentity) if !route.stateful => None,
         Err(NoIdentity) => return Err(Reject::NoIdentity.reply(None)),
@@ -493,7 +494,7 @@ fn start_modern(
     route: &Arc<McpRoute>,
     head: &McpHead,
     body: Vec<u8>,
-    subject: Result<Subject, NoIdentity>,
+    principal: Option<&Principal>,
     asker: Option<Asker>,
     decided: &Cell<Option<&'static str>>,
     mode: Era,
@@ -559,7 +560,8 @@ fn start_modern(
     let fallback = match mode {
         Era::Native => None,
         Era::Unknown | Era::Compat => {
-            let subject = match subject {
+            // Bound only here: a native call holds no session.
+            let subject = match relay::binding(principal) {
                 Ok(s) => s,
                 Err(NoIdentity) if !route.stateful => None,
                 Err(NoIdentity) => return Err(Reject::NoIdentity.reply(checked.id.as_deref())),
