@@ -224,7 +224,31 @@ fn wildcard_origin(pattern: &[u8], origin: &[u8]) -> bool {
 
 /// `localhost`, `127.0.0.1` (any 127/8 address) or `[::1]`, with or without a port.
 pub(crate) fn is_loopback_host(host: &[u8]) -> bool {
-    let Some(a) = Authority::parse_host(trim(host)) else {
+    let host = trim(host);
+    // What local clients send, without the general parse (it runs on every request a loopback
+    // listener takes): a loopback name, then nothing or a port the parse below would accept.
+    for name in [&b"127.0.0.1"[..], b"localhost", b"[::1]"] {
+        let rest = match host.get(..name.len()) {
+            Some(h) if h.eq_ignore_ascii_case(name) => &host[name.len()..],
+            _ => continue,
+        };
+        let port = |p: &[u8]| {
+            (1..=5).contains(&p.len())
+                && p.iter().all(u8::is_ascii_digit)
+                && p.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0')) <= 0xffff
+        };
+        match rest {
+            [] => return true,
+            [b':', p @ ..] if port(p) => return true,
+            _ => break,
+        }
+    }
+    loopback_by_parse(host)
+}
+
+/// [`is_loopback_host`] the long way (`host` trimmed).
+fn loopback_by_parse(host: &[u8]) -> bool {
+    let Some(a) = Authority::parse_host(host) else {
         return false;
     };
     let h = a.host;

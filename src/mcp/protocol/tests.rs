@@ -229,6 +229,44 @@ fn hosts() {
     ] {
         assert!(!is_loopback_host(h.as_bytes()), "{h}");
     }
+    // The shortcut for common loopback names answers as the general parse does.
+    for name in [
+        "127.0.0.1",
+        "localhost",
+        "LocalHost",
+        "[::1]",
+        "127.0.0.10",
+        "localhos",
+    ] {
+        for tail in [
+            "",
+            ":",
+            ":0",
+            ":1",
+            ":80",
+            ":65535",
+            ":65536",
+            ":99999",
+            ":123456",
+            ":+80",
+            ":8a",
+            ":-1",
+            "0",
+            ".evil.com",
+            "@evil",
+            "/",
+            " ",
+            "\t",
+            "]",
+            ":80:80",
+            "\r",
+            ":080",
+        ] {
+            let h = format!("{name}{tail}");
+            let b = h.as_bytes();
+            assert_eq!(is_loopback_host(b), loopback_by_parse(trim(b)), "{h:?}");
+        }
+    }
     let list = vec!["mcp.example.com".to_string(), "*.corp.example".to_string()];
     assert!(host_allowed(b"MCP.example.com:8443", &list));
     assert!(host_allowed(b"a.corp.example", &list));
