@@ -124,14 +124,14 @@ fn judge(h: Mirrored<'_>, f: scan::Fields<'_>) -> Result<Checked, Refused> {
             "_meta[\"io.modelcontextprotocol/clientCapabilities\"] is missing",
         ));
     }
-    if body_version.as_bytes() != h.version.trim_ascii() {
+    if body_version != h.version.trim_ascii() {
         return Err(mismatch(format!(
             "MCP-Protocol-Version does not match _meta[\"{META_VERSION}\"]"
         )));
     }
     match h.method {
         None => return Err(mismatch("the Mcp-Method header is missing".into())),
-        Some(m) if m.trim_ascii() != method.as_bytes() => {
+        Some(m) if m.trim_ascii() != &*method => {
             return Err(mismatch(
                 "Mcp-Method does not match the body's method".into(),
             ))
@@ -139,8 +139,8 @@ fn judge(h: Mirrored<'_>, f: scan::Fields<'_>) -> Result<Checked, Refused> {
         Some(_) => {}
     }
     let named = match &*method {
-        "tools/call" | "prompts/get" => Some(("params.name", f.name.as_deref())),
-        "resources/read" => Some(("params.uri", f.uri.as_deref())),
+        b"tools/call" | b"prompts/get" => Some(("params.name", f.name.as_deref())),
+        b"resources/read" => Some(("params.uri", f.uri.as_deref())),
         _ => None,
     };
     if let Some((field, value)) = named {
@@ -151,7 +151,7 @@ fn judge(h: Mirrored<'_>, f: scan::Fields<'_>) -> Result<Checked, Refused> {
                 )))
             }
             (Some(v), Some(header)) => match decode_value(header) {
-                Some(decoded) if *decoded == *v.as_bytes() => {}
+                Some(decoded) if *decoded == *v => {}
                 Some(_) => {
                     return Err(mismatch(format!("Mcp-Name does not match {field}")));
                 }
@@ -265,6 +265,13 @@ pub mod reference {
         }
     }
 
+    fn bytes(t: Cow<'_, str>) -> Cow<'_, [u8]> {
+        match t {
+            Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+            Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+        }
+    }
+
     /// [`super::check`] with the body read by serde.
     pub fn check(h: Mirrored<'_>, body: &[u8]) -> Result<Checked, Refused> {
         let msg: Message<'_> = serde_json::from_slice(body).map_err(|_| Refused::NotARequest)?;
@@ -272,12 +279,12 @@ pub mod reference {
         let meta = params.meta;
         let fields = scan::Fields {
             id: msg.id.map(|r| r.get()),
-            method: msg.method,
-            name: params.name.and_then(|t| t.0),
-            uri: params.uri.and_then(|t| t.0),
+            method: msg.method.map(bytes),
+            name: params.name.and_then(|t| t.0).map(bytes),
+            uri: params.uri.and_then(|t| t.0).map(bytes),
             meta: meta.is_some(),
             capabilities: meta.as_ref().is_some_and(|m| m.capabilities.is_some()),
-            version: meta.and_then(|m| m.version).and_then(|t| t.0),
+            version: meta.and_then(|m| m.version).and_then(|t| t.0).map(bytes),
         };
         judge(h, fields)
     }

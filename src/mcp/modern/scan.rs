@@ -22,12 +22,13 @@ use std::borrow::Cow;
 pub(super) struct Fields<'a> {
     /// The id's JSON text; `None` when absent or `null`.
     pub id: Option<&'a str>,
-    pub method: Option<Cow<'a, str>>,
-    pub name: Option<Cow<'a, str>>,
-    pub uri: Option<Cow<'a, str>>,
+    // Strings, unescaped, as UTF-8 bytes (checked, and compared as bytes).
+    pub method: Option<Cow<'a, [u8]>>,
+    pub name: Option<Cow<'a, [u8]>>,
+    pub uri: Option<Cow<'a, [u8]>>,
     /// `params._meta` is an object.
     pub meta: bool,
-    pub version: Option<Cow<'a, str>>,
+    pub version: Option<Cow<'a, [u8]>>,
     /// `_meta["io.modelcontextprotocol/clientCapabilities"]` is there and not `null`.
     pub capabilities: bool,
 }
@@ -40,26 +41,29 @@ type Res<T> = Result<T, Malformed>;
 
 /// Reads `body`'s fields, validating all of it.
 pub(super) fn fields(body: &[u8]) -> Res<Fields<'_>> {
-    let text = std::str::from_utf8(body).map_err(|_| Malformed)?;
-    let mut c = Cursor { s: text, i: 0 };
+    // UTF-8 is checked as it is read: in strings (`Cursor::string`); a byte over 0x7f anywhere
+    // else is no JSON.
+    let mut c = Cursor { s: body, i: 0 };
     let mut f = Fields::default();
     let (mut id, mut method, mut params) = (false, false, false);
     c.ws();
     c.object(|c, key| {
         match &*key {
-            "id" => {
+            b"id" => {
                 once(&mut id)?;
                 let start = c.i;
                 let null = c.null_ahead();
                 c.skip()?;
-                f.id = (!null).then(|| &c.s[start..c.i]);
+                if !null {
+                    f.id = Some(str(&c.s[start..c.i])?);
+                }
             }
-            "method" => {
+            b"method" => {
                 once(&mut method)?;
                 // Not a string (and not null): no method can be read, the message is refused.
                 f.method = c.text_or_null()?;
             }
-            "params" => {
+            b"params" => {
                 once(&mut params)?;
                 if !c.null_ahead() {
                     c.params(&mut f)?;
@@ -79,14 +83,22 @@ pub(super) fn fields(body: &[u8]) -> Res<Fields<'_>> {
 }
 
 /// In a little-endian word of string bytes, a high bit set in each byte that is a quote, a
-/// backslash or a control character — exact for the lowest such byte (the borrows of the
-/// subtractions only run upward, so flags above it may be spurious; no flag means none).
+/// backslash, a control character or not ASCII — exact for the lowest such byte (the borrows
+/// of the subtractions only run upward, so flags above it may be spurious; no flag means
+/// none).
 fn needs_look(w: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let zero = |v: u64| v.wrapping_sub(ONES) & !v;
     let below_space = w.wrapping_sub(ONES * 0x20) & !w;
-    (zero(w ^ (ONES * u64::from(b'"'))) | zero(w ^ (ONES * u64::from(b'\\'))) | below_space) & HIGH
+    (zero(w ^ (ONES * u64::from(b'"'))) | zero(w ^ (ONES * u64::from(b'\\'))) | below_space | w)
+        & HIGH
+}
+
+/// Bytes read as UTF-8 (a string's raw contents, an id's JSON text): checked already, so this
+/// only makes them a `str`.
+fn str(b: &[u8]) -> Res<&str> {
+    std::str::from_utf8(b).map_err(|_| Malformed)
 }
 
 /// A field the check reads, seen once in its object.
@@ -98,7 +110,7 @@ fn once(seen: &mut bool) -> Res<()> {
 }
 
 struct Cursor<'a> {
-    s: &'a str,
+    s: &'a [u8],
     i: usize,
 }
 
@@ -144,7 +156,7 @@ impl Stack {
 
 impl<'a> Cursor<'a> {
     fn bytes(&self) -> &'a [u8] {
-        self.s.as_bytes()
+        self.s
     }
 
     fn peek(&self) -> Option<u8> {
@@ -171,7 +183,7 @@ impl<'a> Cursor<'a> {
 
     /// The members of an object (the cursor at its `{`): `member` is called with each key
     /// (unescaped) and the cursor at its value, which it must consume.
-    fn object(&mut self, mut member: impl FnMut(&mut Self, Cow<'a, str>) -> Res<()>) -> Res<()> {
+    fn object(&mut self, mut member: impl FnMut(&mut Self, Cow<'a, [u8]>) -> Res<()>) -> Res<()> {
         self.eat(b'{')?;
         self.ws();
         if self.peek() == Some(b'}') {
@@ -202,15 +214,15 @@ impl<'a> Cursor<'a> {
         let (mut name, mut uri, mut meta) = (false, false, false);
         self.object(|c, key| {
             match &*key {
-                "name" => {
+                b"name" => {
                     once(&mut name)?;
                     f.name = c.text_if_string()?;
                 }
-                "uri" => {
+                b"uri" => {
                     once(&mut uri)?;
                     f.uri = c.text_if_string()?;
                 }
-                "_meta" => {
+                b"_meta" => {
                     once(&mut meta)?;
                     if c.null_ahead() {
                         c.skip()?;
@@ -230,11 +242,11 @@ impl<'a> Cursor<'a> {
         let (mut version, mut capabilities) = (false, false);
         self.object(|c, key| {
             match &*key {
-                "io.modelcontextprotocol/protocolVersion" => {
+                b"io.modelcontextprotocol/protocolVersion" => {
                     once(&mut version)?;
                     f.version = c.text_if_string()?;
                 }
-                "io.modelcontextprotocol/clientCapabilities" => {
+                b"io.modelcontextprotocol/clientCapabilities" => {
                     once(&mut capabilities)?;
                     f.capabilities = !c.null_ahead();
                     c.skip()?;
@@ -246,7 +258,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A string value, or `None` for `null`; anything else is malformed.
-    fn text_or_null(&mut self) -> Res<Option<Cow<'a, str>>> {
+    fn text_or_null(&mut self) -> Res<Option<Cow<'a, [u8]>>> {
         match self.peek() {
             Some(b'"') => self.text().map(Some),
             _ if self.null_ahead() => {
@@ -259,7 +271,7 @@ impl<'a> Cursor<'a> {
 
     /// A string value, or `None` for any other value (stepped over; an object's own keys are
     /// read as strings, a lone surrogate in one malformed, as serde reads them).
-    fn text_if_string(&mut self) -> Res<Option<Cow<'a, str>>> {
+    fn text_if_string(&mut self) -> Res<Option<Cow<'a, [u8]>>> {
         match self.peek() {
             Some(b'"') => return self.text().map(Some),
             Some(b'{') => self.object(|c, _| c.skip())?,
@@ -269,24 +281,24 @@ impl<'a> Cursor<'a> {
     }
 
     /// A string (the cursor at its opening quote), unescaped.
-    fn text(&mut self) -> Res<Cow<'a, str>> {
+    fn text(&mut self) -> Res<Cow<'a, [u8]>> {
         let (raw, escaped) = self.string()?;
         if !escaped {
             return Ok(Cow::Borrowed(raw));
         }
-        unescape(raw).map(Cow::Owned)
+        unescape(str(raw)?).map(|s| Cow::Owned(s.into_bytes()))
     }
 
     /// Steps over a string (the cursor at its opening quote): its raw contents, and whether
-    /// they hold escapes. Escapes are checked for form; control characters are refused.
-    fn string(&mut self) -> Res<(&'a str, bool)> {
+    /// they hold escapes. Escapes are checked for form, other bytes for UTF-8; control
+    /// characters are refused.
+    fn string(&mut self) -> Res<(&'a [u8], bool)> {
         self.eat(b'"')?;
         let b = self.bytes();
         let start = self.i;
         let mut escaped = false;
         loop {
-            // Plain bytes eight at a time, up to the next one that needs a look (UTF-8 was
-            // checked for the whole body).
+            // Plain ASCII eight bytes at a time, up to the next byte that needs a look.
             while let Some(word) = b.get(self.i..self.i + 8) {
                 let hit = needs_look(u64::from_le_bytes(word.try_into().unwrap_or_default()));
                 if hit != 0 {
@@ -297,7 +309,7 @@ impl<'a> Cursor<'a> {
             }
             match b.get(self.i) {
                 Some(b'"') => {
-                    let raw = &self.s[start..self.i];
+                    let raw = &b[start..self.i];
                     self.i += 1;
                     return Ok((raw, escaped));
                 }
@@ -316,6 +328,17 @@ impl<'a> Cursor<'a> {
                     }
                 }
                 Some(&c) if c < 0x20 => return Err(Malformed),
+                // One character of two to four bytes, as its first byte says.
+                Some(&c) if c >= 0x80 => {
+                    let width = match c {
+                        0xc2..=0xdf => 2,
+                        0xe0..=0xef => 3,
+                        0xf0..=0xf4 => 4,
+                        _ => return Err(Malformed),
+                    };
+                    str(b.get(self.i..self.i + width).ok_or(Malformed)?)?;
+                    self.i += width;
+                }
                 Some(_) => self.i += 1,
                 None => return Err(Malformed),
             }
@@ -507,12 +530,12 @@ mod tests {
         let body = br#" {"jsonrpc":"2.0","id": "a\"b" ,"method":"tools/call","params":{"name":"get_\u0077eather","arguments":{"deep":[[{"x":[1,-2.5e+3,true,null]}]]},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}} "#;
         let f = fields(body).unwrap();
         assert_eq!(f.id, Some(r#""a\"b""#));
-        assert_eq!(f.method.as_deref(), Some("tools/call"));
-        assert_eq!(f.name.as_deref(), Some("get_weather"));
+        assert_eq!(f.method.as_deref(), Some(&b"tools/call"[..]));
+        assert_eq!(f.name.as_deref(), Some(&b"get_weather"[..]));
         assert!(matches!(f.name, Some(Cow::Owned(_))));
         assert_eq!(f.uri, None);
         assert!(f.meta && f.capabilities);
-        assert_eq!(f.version.as_deref(), Some("2026-07-28"));
+        assert_eq!(f.version.as_deref(), Some(&b"2026-07-28"[..]));
     }
 
     #[test]
@@ -573,7 +596,7 @@ mod tests {
         );
         assert_eq!(
             fields(body.as_bytes()).unwrap().method.as_deref(),
-            Some("m")
+            Some(&b"m"[..])
         );
         let mixed = format!(
             r#"{{"method":"m","x":{}{}}}"#,
@@ -591,7 +614,7 @@ mod tests {
 
     #[test]
     fn a_word_flags_its_first_quote_backslash_or_control_byte() {
-        let look = |b: u8| b == b'"' || b == b'\\' || b < 0x20;
+        let look = |b: u8| b == b'"' || b == b'\\' || !(0x20..0x80).contains(&b);
         // Every byte value at every place, in words of plain ASCII and of UTF-8 continuation
         // bytes (high bits set, as the borrows see them).
         for fill in [b'a', 0x80, 0xa2, 0xdc, 0xff, 0x20, 0x21, 0x5d] {
@@ -612,20 +635,46 @@ mod tests {
     fn strings_read_the_same_at_every_length_and_offset() {
         for len in 0..40 {
             for at in 0..len {
-                for special in [&b"\\n"[..], b"\\u00e9", b"\\\"", "é".as_bytes()] {
+                for special in [
+                    &b"\\n"[..],
+                    b"\\u00e9",
+                    b"\\\"",
+                    "é".as_bytes(),
+                    "€".as_bytes(),
+                    "😀".as_bytes(),
+                    "\u{7f}".as_bytes(),
+                    "\u{10ffff}".as_bytes(),
+                ] {
                     let mut s = vec![b'x'; len];
                     s.splice(at..at + 1, special.iter().copied());
                     let body = [&br#"{"method":""#[..], &s, br#"","id":1}"#].concat();
                     let f = fields(&body).unwrap_or_else(|_| panic!("{len} {at}"));
                     let want: String =
                         serde_json::from_slice(&[&b"\""[..], &s, b"\""].concat()).unwrap();
-                    assert_eq!(f.method.as_deref(), Some(&*want));
+                    assert_eq!(f.method.as_deref(), Some(want.as_bytes()));
                     assert_eq!(f.id, Some("1"));
                 }
-                let mut s = vec![b'x'; len];
-                s[at] = 0x1f;
-                let body = [&br#"{"method":""#[..], &s, br#""}"#].concat();
-                assert_eq!(fields(&body), Err(Malformed), "{len} {at}");
+                // A control byte, and bytes that are no UTF-8: a stray continuation byte, a
+                // truncated sequence, overlong forms, a surrogate, past U+10FFFF, 0xff.
+                for bad in [
+                    &[0x1f][..],
+                    &[0x80],
+                    &[0xe2, 0x82],
+                    &[0xc0, 0xaf],
+                    &[0xe0, 0x80, 0xaf],
+                    &[0xed, 0xa0, 0x80],
+                    &[0xf4, 0x90, 0x80, 0x80],
+                    &[0xf5, 0x80, 0x80, 0x80],
+                    &[0xff],
+                ] {
+                    let mut s = vec![b'x'; len];
+                    s.splice(at..at + 1, bad.iter().copied());
+                    let body = [&br#"{"method":""#[..], &s, br#""}"#].concat();
+                    assert_eq!(fields(&body), Err(Malformed), "{len} {at} {bad:02x?}");
+                    // Outside a string too.
+                    let body = [&br#"{"method":"m","x":"#[..], bad, b"1}"].concat();
+                    assert_eq!(fields(&body), Err(Malformed), "{bad:02x?}");
+                }
             }
         }
     }
@@ -633,6 +682,6 @@ mod tests {
     #[test]
     fn surrogate_pairs_unescape() {
         let f = fields(br#"{"method":"\ud83d\ude00 \u00e9"}"#).unwrap();
-        assert_eq!(f.method.as_deref(), Some("\u{1F600} é"));
+        assert_eq!(f.method.as_deref(), Some("\u{1F600} é".as_bytes()));
     }
 }
