@@ -627,7 +627,7 @@ mod cached_tests {
         let again = decide(&strict, &mut st, bearer.as_bytes()).unwrap();
         assert_ne!(again, first);
         assert_eq!(st.caches.get(&7).unwrap().fresh_accepts, 1);
-        // An expired token is refused even when a token of the same length and tail is cached.
+        // An expired token is refused: the path above never caches it.
         let expired = token("expired");
         assert!(decide(&strict, &mut st, format!("Bearer {expired}").as_bytes()).is_err());
     }
